@@ -1,0 +1,182 @@
+/**
+ * Reading X.509 certificates (RFC 5280 4.1): the fields mutual uses for inventory, revocation,
+ * verification and inspection, read with the bounded DER reader. Signature checks and chain
+ * building stay with OpenSSL (node:crypto's X509Certificate, TLS).
+ */
+import crypto from 'node:crypto';
+import { Tag, children, contentBytes, elementBytes, expect, oidToString, readElement, readTime, type DerElement } from './der.ts';
+import { MutualError, isMutualError } from './errors.ts';
+import { OID } from './oids.ts';
+import { bytesToIp, type IpRange, type SubjectAltNames } from './names.ts';
+import { MAX_OBJECT_BYTES } from './pem.ts';
+
+/** Most extensions, names or RDNs read from one certificate. */
+export const MAX_CERT_ELEMENTS = 256;
+
+/** The fields of a certificate mutual reads. */
+export interface CertificateInfo {
+  der: Buffer;
+  /** Serial as lowercase hex, without leading zero bytes. */
+  serial: string;
+  serialBytes: Buffer;
+  /** DER of the issuer and subject Names. */
+  issuerName: Buffer;
+  subjectName: Buffer;
+  /** Subject as text (`CN=..., O=...`). */
+  subject: string;
+  issuer: string;
+  commonName?: string;
+  notBefore: Date;
+  notAfter: Date;
+  spki: Buffer;
+  subjectKeyId?: Buffer;
+  authorityKeyId?: Buffer;
+  isCa: boolean;
+  pathLen?: number;
+  eku: string[];
+  names: SubjectAltNames;
+  /** Signature algorithm OID (outer). */
+  signatureOid: string;
+  /** SHA-256 of the DER, lowercase hex. */
+  fingerprint: string;
+  /** NameConstraints permitted subtrees, for CA certificates that have them. */
+  permitted?: { dns: string[]; ip: IpRange[]; uri: string[] };
+}
+
+const ATTR_NAMES: Record<string, string> = { [OID.commonName]: 'CN', [OID.organizationName]: 'O', [OID.organizationalUnitName]: 'OU' };
+
+/** Renders a DER Name as `CN=..., O=...` (most significant RDN last, like OpenSSL's oneline order reversed). */
+export function nameToString(buf: Uint8Array, name: DerElement): { text: string; commonName?: string } {
+  const parts: string[] = [];
+  let commonName: string | undefined;
+  for (const rdn of children(buf, name, MAX_CERT_ELEMENTS)) {
+    for (const atv of children(buf, rdn, MAX_CERT_ELEMENTS)) {
+      const [type, value] = children(buf, atv, 2);
+      if (!type || type.tag !== Tag.OID || !value) throw new MutualError('DER_MALFORMED', { detail: 'bad name attribute' });
+      const id = oidToString(contentBytes(buf, type));
+      const v = Buffer.from(contentBytes(buf, value)).toString(value.tag === 0x1e ? 'utf16le' : 'utf8');
+      if (id === OID.commonName) commonName = v;
+      parts.push(`${ATTR_NAMES[id] ?? id}=${v}`);
+    }
+  }
+  return { text: parts.reverse().join(', '), commonName };
+}
+
+/** Parses a DER certificate. Throws CERT_MALFORMED or INPUT_TOO_LARGE. */
+export function parseCertificate(der: Uint8Array): CertificateInfo {
+  if (der.length > MAX_OBJECT_BYTES) throw new MutualError('INPUT_TOO_LARGE', { detail: `certificate of ${der.length} bytes` });
+  const buf = Buffer.from(der.buffer, der.byteOffset, der.byteLength);
+  try {
+    return parseUnchecked(buf);
+  } catch (e) {
+    if (isMutualError(e, 'DER_MALFORMED') || isMutualError(e, 'DER_TOO_COMPLEX')) throw new MutualError('CERT_MALFORMED', { detail: e.fields.detail }, { cause: e });
+    throw e;
+  }
+}
+
+function parseUnchecked(buf: Buffer): CertificateInfo {
+  const bad = (detail: string): never => {
+    throw new MutualError('CERT_MALFORMED', { detail });
+  };
+  const outer = expect(buf, 0, Tag.SEQUENCE, buf.length, 'Certificate');
+  if (outer.end !== buf.length) bad('trailing bytes after the certificate');
+  const [tbs, sigAlg, sig, extra] = children(buf, outer, 4);
+  if (!tbs || !sigAlg || !sig || extra || tbs.tag !== Tag.SEQUENCE || sig.tag !== Tag.BIT_STRING) bad('Certificate must be tbs, algorithm, signature');
+  const f = children(buf, tbs, 11);
+  let i = 0;
+  if (f[0]?.tag === 0xa0) i++;
+  const [serialEl, , issuerEl, validityEl, subjectEl, spkiEl] = f.slice(i);
+  if (!serialEl || serialEl.tag !== Tag.INTEGER || !issuerEl || !validityEl || !subjectEl || !spkiEl) bad('TBSCertificate is missing fields');
+  const [nb, na] = children(buf, validityEl, 2);
+  if (!nb || !na) bad('bad validity');
+  let serialBytes = Buffer.from(contentBytes(buf, serialEl));
+  while (serialBytes.length > 1 && serialBytes[0] === 0) serialBytes = serialBytes.subarray(1);
+  const issuer = nameToString(buf, issuerEl);
+  const subject = nameToString(buf, subjectEl);
+  const info: CertificateInfo = {
+    der: buf,
+    serial: serialBytes.toString('hex'),
+    serialBytes,
+    issuerName: Buffer.from(elementBytes(buf, issuerEl)),
+    subjectName: Buffer.from(elementBytes(buf, subjectEl)),
+    subject: subject.text,
+    issuer: issuer.text,
+    commonName: subject.commonName,
+    notBefore: readTime(buf, nb),
+    notAfter: readTime(buf, na),
+    spki: Buffer.from(elementBytes(buf, spkiEl)),
+    isCa: false,
+    eku: [],
+    names: { dns: [], ip: [], uri: [] },
+    signatureOid: oidToString(contentBytes(buf, readElement(buf, sigAlg.contentStart, sigAlg.end))),
+    fingerprint: crypto.createHash('sha256').update(buf).digest('hex'),
+  };
+  const extsWrapper = f.slice(i + 6).find((e) => e.tag === 0xa3);
+  if (extsWrapper) {
+    const [exts] = children(buf, extsWrapper, 1);
+    if (!exts) bad('empty extensions');
+    for (const e of children(buf, exts, MAX_CERT_ELEMENTS)) readExtension(buf, e, info);
+  }
+  return info;
+}
+
+function readExtension(buf: Buffer, e: DerElement, info: CertificateInfo): void {
+  const parts = children(buf, e, 3);
+  const id = oidToString(contentBytes(buf, parts[0]));
+  const value = parts[parts.length - 1];
+  if (value.tag !== Tag.OCTET_STRING) throw new MutualError('CERT_MALFORMED', { detail: `extension ${id} without a value` });
+  const inner = readElement(buf, value.contentStart, value.end);
+  switch (id) {
+    case OID.subjectKeyIdentifier:
+      info.subjectKeyId = Buffer.from(contentBytes(buf, inner));
+      break;
+    case OID.authorityKeyIdentifier:
+      for (const c of children(buf, inner, 3)) if (c.tag === 0x80) info.authorityKeyId = Buffer.from(contentBytes(buf, c));
+      break;
+    case OID.basicConstraints: {
+      const c = children(buf, inner, 2);
+      info.isCa = c[0]?.tag === Tag.BOOLEAN && buf[c[0].contentStart] !== 0;
+      const pl = c.find((x) => x.tag === Tag.INTEGER);
+      if (pl) info.pathLen = Buffer.from(contentBytes(buf, pl)).readUIntBE(0, Math.min(6, pl.end - pl.contentStart));
+      break;
+    }
+    case OID.extKeyUsage:
+      for (const k of children(buf, inner, MAX_CERT_ELEMENTS)) info.eku.push(oidToString(contentBytes(buf, k)));
+      break;
+    case OID.subjectAltName:
+      for (const gn of children(buf, inner, MAX_CERT_ELEMENTS)) {
+        const v = contentBytes(buf, gn);
+        if (gn.tag === 0x82) info.names.dns.push(Buffer.from(v).toString('latin1'));
+        else if (gn.tag === 0x86) info.names.uri.push(Buffer.from(v).toString('latin1'));
+        else if (gn.tag === 0x87 && (v.length === 4 || v.length === 16)) info.names.ip.push(bytesToIp(v));
+      }
+      break;
+    case OID.nameConstraints: {
+      const permitted = { dns: [] as string[], ip: [] as IpRange[], uri: [] as string[] };
+      for (const part of children(buf, inner, 2)) {
+        if (part.tag !== 0xa0) continue;
+        for (const subtree of children(buf, part, MAX_CERT_ELEMENTS)) {
+          const gn = readElement(buf, subtree.contentStart, subtree.end);
+          const v = contentBytes(buf, gn);
+          if (gn.tag === 0x82) permitted.dns.push(Buffer.from(v).toString('latin1'));
+          else if (gn.tag === 0x86) permitted.uri.push(Buffer.from(v).toString('latin1'));
+          else if (gn.tag === 0x87 && (v.length === 8 || v.length === 32)) {
+            const half = v.length / 2;
+            const mask = v.subarray(half);
+            let prefix = 0;
+            for (const byte of mask) prefix += [...byte.toString(2)].filter((b) => b === '1').length;
+            const network = Buffer.from(v.subarray(0, half));
+            permitted.ip.push({ network, prefix, text: `${bytesToIp(network)}/${prefix}` });
+          }
+        }
+      }
+      info.permitted = permitted;
+      break;
+    }
+  }
+}
+
+/** The SPIFFE identity of a certificate (its one spiffe:// URI SAN), if any. */
+export function certificateIdentity(info: CertificateInfo): string | undefined {
+  return info.names.uri.find((u) => u.startsWith('spiffe://'));
+}

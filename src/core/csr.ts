@@ -1,0 +1,179 @@
+/**
+ * PKCS#10 certificate signing requests (RFC 2986): a strict, bounded parser for the few fields
+ * mutual reads, proof-of-possession by verifying the CSR's signature over its own
+ * CertificationRequestInfo bytes, and a builder (for tests, benchmarks and the offline flow).
+ */
+import crypto from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import {
+  Tag, bitString, children, contentBytes, elementBytes, expect, explicit, integer, oid, oidToString, readElement, seq, set, octetString,
+  type DerElement,
+} from './der.ts';
+import { MutualError, isMutualError } from './errors.ts';
+import { OID } from './oids.ts';
+import { ACCEPTED_SIGNATURE_OIDS, signatureAlgorithmFor } from './algorithms.ts';
+import { bytesToIp, encodeGeneralNames, encodeName, type SubjectAltNames } from './names.ts';
+
+/** Largest CSR accepted, in DER bytes (an RSA-4096 CSR with 100 names is ~4 KB). */
+export const MAX_CSR_BYTES = 16 * 1024;
+/** Most attributes, extensions, RDNs or names read from one CSR. */
+export const MAX_CSR_ELEMENTS = 128;
+
+/** Extensions a CSR may ask for; the profile decides their values, except subjectAltName. */
+const TOLERATED_EXTENSIONS = new Set<string>([OID.subjectAltName, OID.keyUsage, OID.extKeyUsage, OID.basicConstraints, OID.subjectKeyIdentifier]);
+
+/** What mutual reads from a CSR. */
+export interface ParsedCsr {
+  /** The DER SubjectPublicKeyInfo, copied as is into the certificate. */
+  spki: Buffer;
+  /** The subject's CN, if any (informational: names come from the SANs and the policy). */
+  commonName?: string;
+  /** Requested subjectAltNames. */
+  names: SubjectAltNames;
+  /** EKU OIDs the CSR asks for (checked against the profile). */
+  requestedEku: string[];
+  /** True when the CSR asks for a CA certificate. */
+  requestsCa: boolean;
+  /** Signed bytes and signature, for proof of possession. */
+  signedBytes: Buffer;
+  signatureOid: string;
+  signature: Buffer;
+}
+
+const malformed = (detail: string): never => {
+  throw new MutualError('CSR_MALFORMED', { detail });
+};
+
+/** Parses a DER CSR. Throws CSR_MALFORMED, INPUT_TOO_LARGE, DER_TOO_COMPLEX or CSR_FORBIDDEN_EXTENSION. */
+export function parseCsr(der: Uint8Array): ParsedCsr {
+  if (der.length > MAX_CSR_BYTES) throw new MutualError('INPUT_TOO_LARGE', { detail: `CSR of ${der.length} bytes; the limit is ${MAX_CSR_BYTES}` });
+  try {
+    return parseCsrUnchecked(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
+  } catch (e) {
+    if (isMutualError(e) && (e.code === 'DER_MALFORMED')) throw new MutualError('CSR_MALFORMED', { detail: e.fields.detail }, { cause: e });
+    throw e;
+  }
+}
+
+function parseCsrUnchecked(der: Buffer): ParsedCsr {
+  const outer = expect(der, 0, Tag.SEQUENCE, der.length, 'CertificationRequest');
+  if (outer.end !== der.length) malformed('trailing bytes after the CSR');
+  const [info, sigAlg, sig, extra] = children(der, outer, 4);
+  if (!info || !sigAlg || !sig || extra) malformed('CertificationRequest must have exactly three parts');
+  if (info.tag !== Tag.SEQUENCE || sigAlg.tag !== Tag.SEQUENCE || sig.tag !== Tag.BIT_STRING) malformed('bad CertificationRequest structure');
+  const sigOidEl = readElement(der, sigAlg.contentStart, sigAlg.end);
+  if (sigOidEl.tag !== Tag.OID) malformed('signature algorithm without an OID');
+  const sigBits = contentBytes(der, sig);
+  if (sigBits.length < 2 || sigBits[0] !== 0) malformed('bad signature BIT STRING');
+
+  const [version, subject, spki, attrs, more] = children(der, info, 5);
+  if (!version || version.tag !== Tag.INTEGER || version.end - version.contentStart !== 1 || der[version.contentStart] !== 0) malformed('version must be 0 (v1)');
+  if (!subject || subject.tag !== Tag.SEQUENCE) malformed('missing subject');
+  if (!spki || spki.tag !== Tag.SEQUENCE) malformed('missing SubjectPublicKeyInfo');
+  if (!attrs || attrs.tag !== 0xa0 || more) malformed('missing or extra attributes');
+
+  const out: ParsedCsr = {
+    spki: Buffer.from(elementBytes(der, spki)),
+    names: { dns: [], ip: [], uri: [] },
+    requestedEku: [],
+    requestsCa: false,
+    signedBytes: Buffer.from(elementBytes(der, info)),
+    signatureOid: oidToString(contentBytes(der, sigOidEl)),
+    signature: Buffer.from(sigBits.subarray(1)),
+  };
+  out.commonName = readCommonName(der, subject);
+  for (const attr of children(der, attrs, MAX_CSR_ELEMENTS)) {
+    const [type, values] = children(der, attr, 2);
+    if (!type || type.tag !== Tag.OID || !values || values.tag !== Tag.SET) malformed('bad attribute');
+    if (oidToString(contentBytes(der, type)) !== OID.extensionRequest) continue;
+    const [exts] = children(der, values, 1);
+    if (!exts || exts.tag !== Tag.SEQUENCE) malformed('bad extensionRequest');
+    for (const ext of children(der, exts, MAX_CSR_ELEMENTS)) readRequestedExtension(der, ext, out);
+  }
+  return out;
+}
+
+function readCommonName(der: Buffer, subject: DerElement): string | undefined {
+  let cn: string | undefined;
+  for (const rdn of children(der, subject, MAX_CSR_ELEMENTS)) {
+    for (const atv of children(der, rdn, MAX_CSR_ELEMENTS)) {
+      const [type, value] = children(der, atv, 2);
+      if (!type || type.tag !== Tag.OID || !value) malformed('bad subject attribute');
+      if (oidToString(contentBytes(der, type)) === OID.commonName) cn = Buffer.from(contentBytes(der, value)).toString('utf8');
+    }
+  }
+  return cn;
+}
+
+function readRequestedExtension(der: Buffer, ext: DerElement, out: ParsedCsr): void {
+  const parts = children(der, ext, 3);
+  const id = parts[0];
+  const value = parts[parts.length - 1];
+  if (!id || id.tag !== Tag.OID || !value || value.tag !== Tag.OCTET_STRING) malformed('bad requested extension');
+  const extOid = oidToString(contentBytes(der, id));
+  if (!TOLERATED_EXTENSIONS.has(extOid)) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: `extension ${extOid} cannot be requested` });
+  const inner = readElement(der, value.contentStart, value.end);
+  if (extOid === OID.subjectAltName) {
+    for (const gn of children(der, inner, MAX_CSR_ELEMENTS)) {
+      const v = contentBytes(der, gn);
+      if (gn.tag === 0x82) out.names.dns.push(Buffer.from(v).toString('latin1'));
+      else if (gn.tag === 0x86) out.names.uri.push(Buffer.from(v).toString('latin1'));
+      else if (gn.tag === 0x87 && (v.length === 4 || v.length === 16)) out.names.ip.push(bytesToIp(v));
+      else throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: `subjectAltName of type [${gn.tag & 0x1f}] is not issued; use DNS, IP or a spiffe:// URI` });
+    }
+  } else if (extOid === OID.extKeyUsage) {
+    for (const k of children(der, inner, MAX_CSR_ELEMENTS)) if (k.tag === Tag.OID) out.requestedEku.push(oidToString(contentBytes(der, k)));
+  } else if (extOid === OID.basicConstraints) {
+    const [ca] = children(der, inner, 2);
+    if (ca && ca.tag === Tag.BOOLEAN && der[ca.contentStart] !== 0) out.requestsCa = true;
+  }
+}
+
+/**
+ * Proof of possession: verifies the CSR signature with the key it carries. Returns the public key.
+ * Throws CSR_UNSUPPORTED_ALGORITHM or CSR_BAD_SIGNATURE.
+ */
+export function verifyCsr(csr: ParsedCsr): KeyObject {
+  if (!ACCEPTED_SIGNATURE_OIDS.has(csr.signatureOid)) {
+    throw new MutualError('CSR_UNSUPPORTED_ALGORITHM', { detail: `signature algorithm ${csr.signatureOid} (SHA-1 and RSA-PSS are not accepted)` });
+  }
+  let key: KeyObject;
+  try {
+    key = crypto.createPublicKey({ key: csr.spki, format: 'der', type: 'spki' });
+  } catch (e) {
+    throw new MutualError('CSR_UNSUPPORTED_ALGORITHM', { detail: 'the public key could not be read' }, { cause: e });
+  }
+  let ok = false;
+  try {
+    ok = crypto.verify(ACCEPTED_SIGNATURE_OIDS.get(csr.signatureOid) ?? null, csr.signedBytes, key, csr.signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw new MutualError('CSR_BAD_SIGNATURE');
+  return key;
+}
+
+/** Options for {@link buildCsr}. */
+export interface BuildCsrOptions {
+  privateKey: KeyObject;
+  commonName: string;
+  organization?: string;
+  names?: SubjectAltNames;
+  /** Ask for a CA certificate (basicConstraints cA=TRUE), for the offline intermediate flow. */
+  ca?: boolean;
+}
+
+/** Builds and signs a DER CSR. */
+export function buildCsr(o: BuildCsrOptions): Buffer {
+  const publicKey = crypto.createPublicKey(o.privateKey);
+  const exts: Buffer[] = [];
+  if (o.names && o.names.dns.length + o.names.ip.length + o.names.uri.length > 0) {
+    exts.push(seq(oid(OID.subjectAltName), octetString(encodeGeneralNames(o.names))));
+  }
+  if (o.ca) exts.push(seq(oid(OID.basicConstraints), octetString(seq(Buffer.from([Tag.BOOLEAN, 1, 0xff])))));
+  const attrs = exts.length ? [seq(oid(OID.extensionRequest), set(seq(...exts)))] : [];
+  const info = seq(integer(0), encodeName({ commonName: o.commonName, organization: o.organization }), publicKey.export({ type: 'spki', format: 'der' }), explicit(0, ...attrs));
+  const alg = signatureAlgorithmFor(publicKey);
+  const sig = crypto.sign(alg.hash, info, o.privateKey);
+  return seq(info, alg.der, bitString(sig));
+}

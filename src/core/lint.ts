@@ -1,0 +1,71 @@
+/**
+ * Pre-issuance lint: the last gate before a signature. Every rule here is a property the issued
+ * certificate must have; a failing rule issues nothing. Rules are checked on the values the
+ * template encodes, so the check costs microseconds, and tests re-check the issued DER with OpenSSL.
+ */
+import type { KeyObject } from 'node:crypto';
+import { MutualError } from './errors.ts';
+import { describeKey } from './algorithms.ts';
+import { SERIAL_BYTES, ROLE_EKU, type CertificateFields, type Role } from './certificate-template.ts';
+import { dnsUnder, ipInRange, ipToBytes } from './names.ts';
+import type { NamePolicy } from './policy.ts';
+import { OID } from './oids.ts';
+
+/** Lint rule identifiers (stable: they appear in errors and docs/errors.md). */
+export type LintRule =
+  | 'key-weak' | 'signature-sha1' | 'serial-format' | 'time-fractional' | 'validity-order' | 'validity-outside-issuer'
+  | 'san-missing' | 'eku-role' | 'issuer-role' | 'name-constraints';
+
+/** What the linter sees about the issuer. */
+export interface LintIssuer {
+  role: Role;
+  notBefore: Date;
+  notAfter: Date;
+  signatureOid: string;
+  /** The issuer's NameConstraints, if it has any. */
+  constraints?: NamePolicy;
+}
+
+const fail = (rule: LintRule, detail: string): never => {
+  throw new MutualError('LINT_FAILED', { rule, detail: `${rule}: ${detail}` });
+};
+
+const ISSUER_OF: Record<Role, Role[]> = {
+  root: ['root'],
+  'server-ca': ['root'],
+  'client-ca': ['root'],
+  server: ['server-ca'],
+  client: ['client-ca'],
+  ocsp: ['server-ca', 'client-ca', 'root'],
+};
+
+/**
+ * Checks a certificate before signing. `subjectKey` is the parsed SPKI (already made for the CSR
+ * check, so lint does not parse it again). Throws LINT_FAILED with `fields.rule`.
+ */
+export function lintCertificate(role: Role, f: CertificateFields, subjectKey: KeyObject, issuer: LintIssuer): void {
+  try {
+    describeKey(subjectKey);
+  } catch (e) {
+    fail('key-weak', (e as Error).message);
+  }
+  if (issuer.signatureOid === OID.sha1WithRSAEncryption || issuer.signatureOid === OID.ecdsaWithSHA1) fail('signature-sha1', 'SHA-1 signatures are not made');
+  if (f.serial.length !== SERIAL_BYTES || (f.serial[0] & 0x80) !== 0 || f.serial[0] === 0) fail('serial-format', `serial must be ${SERIAL_BYTES} bytes, positive, no leading zero`);
+  if (f.notBefore.getTime() % 1000 !== 0 || f.notAfter.getTime() % 1000 !== 0) fail('time-fractional', 'times must be whole seconds');
+  if (f.notAfter <= f.notBefore) fail('validity-order', 'notAfter must follow notBefore');
+  if (role !== 'root' && (f.notBefore < issuer.notBefore || f.notAfter > issuer.notAfter)) {
+    fail('validity-outside-issuer', `validity ${f.notBefore.toISOString()}..${f.notAfter.toISOString()} is outside the issuer's ${issuer.notBefore.toISOString()}..${issuer.notAfter.toISOString()}`);
+  }
+  if (!ISSUER_OF[role].includes(issuer.role)) fail('issuer-role', `a ${role} certificate cannot come from the ${issuer.role}`);
+  const n = f.names ?? { dns: [], ip: [], uri: [] };
+  if (role === 'server' && n.dns.length + n.ip.length === 0) fail('san-missing', 'server certificates need DNS or IP names');
+  if (role === 'client' && n.uri.length !== 1) fail('san-missing', 'client certificates need exactly one identity URI');
+  if ((role === 'server' && n.uri.length) || (role === 'client' && n.dns.length + n.ip.length)) fail('eku-role', `a ${role} certificate carries the other role's names`);
+  if (ROLE_EKU[role].length !== 1 && role !== 'root') fail('eku-role', `role ${role} must have exactly one EKU`);
+  const c = issuer.constraints;
+  if (c) {
+    for (const d of n.dns) if (!c.permittedDns.some((s) => dnsUnder(d, s))) fail('name-constraints', `${d} is outside the issuer's permitted DNS names`);
+    for (const ip of n.ip) if (!c.permittedIp.some((r) => ipInRange(ipToBytes(ip), r))) fail('name-constraints', `${ip} is outside the issuer's permitted IP ranges`);
+    for (const u of n.uri) if (new URL(u).host !== c.trustDomain) fail('name-constraints', `${u} is outside the trust domain ${c.trustDomain}`);
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * The signing interface. Core code never touches a raw private key: it is handed a Signer, so an
+ * encrypted file key, PKCS#11 or a KMS plug in the same way (DESIGN.md).
+ */
+import crypto from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { signatureAlgorithmFor, type SignatureAlgorithm } from './algorithms.ts';
+
+/** Something that signs with one CA key. */
+export interface Signer {
+  /** The public half of the signing key. */
+  readonly publicKey: KeyObject;
+  /** The algorithm of the signatures `sign` makes. */
+  readonly algorithm: SignatureAlgorithm;
+  /** Signs `data` (a TBS structure); returns the signature as it goes in the BIT STRING. */
+  sign(data: Uint8Array): Uint8Array | Promise<Uint8Array>;
+}
+
+/**
+ * A Signer over an in-memory private KeyObject (the decrypted file key). The KeyObject is made once
+ * and reused: creating one per signature costs more than the signature.
+ */
+export function keyObjectSigner(privateKey: KeyObject): Signer {
+  if (privateKey.type !== 'private') throw new TypeError('keyObjectSigner needs a private KeyObject');
+  const publicKey = crypto.createPublicKey(privateKey);
+  const algorithm = signatureAlgorithmFor(publicKey);
+  const hash = algorithm.hash;
+  return {
+    publicKey,
+    algorithm,
+    sign: (data) => crypto.sign(hash, data, privateKey),
+  };
+}
