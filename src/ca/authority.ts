@@ -1,0 +1,323 @@
+/**
+ * The online authority: loads the two intermediates from a state folder and runs the issuance
+ * pipeline of DESIGN.md (request -> policy -> build -> lint -> sign -> persist -> return), and
+ * revocation (inventory + audit in one transaction -> that issuer's CRL regenerated).
+ */
+import { readFileSync } from 'node:fs';
+import crypto from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
+import { generateKeyPair, spkiDer, type KeyType } from '../core/algorithms.ts';
+import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
+import { createCertificateTemplate, newSerial, subjectFor, type CertificateTemplate, type DistributionUrls, type Role } from '../core/certificate-template.ts';
+import { buildCrl, encodeRevokedEntry, type RevocationReason } from '../core/crl.ts';
+import { parseCsr, verifyCsr } from '../core/csr.ts';
+import { floorSeconds } from '../core/der.ts';
+import { MutualError } from '../core/errors.ts';
+import { lintCertificate, type LintIssuer } from '../core/lint.ts';
+import { OID } from '../core/oids.ts';
+import { readPemOrDer, toPem } from '../core/pem.ts';
+import { checkNames, defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
+import type { SubjectAltNames } from '../core/names.ts';
+import type { Signer } from '../core/signer.ts';
+import { readEncryptedKey } from '../keys/encrypted-key-file.ts';
+import { keyObjectSigner } from '../core/signer.ts';
+import { openSqliteStore } from '../store/sqlite-store.ts';
+import { writeFileAtomic } from '../io/atomic-file.ts';
+import { readConfig, type CaConfig } from './config.ts';
+import { homeLayout, type HomeLayout } from './home.ts';
+import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
+
+/** Most certificates committed in one transaction by group commit. */
+export const MAX_COMMIT_BATCH = 256;
+/** Backdating of notBefore, for clock skew between hosts. */
+export const BACKDATE_MS = 60_000;
+/** Lifetime of the CRLs the intermediates sign (regenerated on every revocation and long before this). */
+export const CRL_LIFETIME_MS = 7 * 86_400_000;
+
+const issuedChannel = diagnostics.channel('mutual:ca:issued');
+const revokedChannel = diagnostics.channel('mutual:ca:revoked');
+
+/** The leaf roles the online CA issues. */
+export type LeafRole = 'server' | 'client';
+
+/** One loaded intermediate. */
+export interface IntermediateCa {
+  role: 'server-ca' | 'client-ca';
+  info: CertificateInfo;
+  pem: string;
+  /** Subject key identifier, hex: the issuer half of the inventory key. */
+  keyId: string;
+  template: CertificateTemplate;
+  lint: LintIssuer;
+  signer: Signer;
+}
+
+/** An issuance request. */
+export interface IssueRequest {
+  role: LeafRole;
+  /** A CSR (PEM or DER). Without one, a key is made for the caller and returned. */
+  csr?: Uint8Array | string;
+  /** Key type when no CSR is given (default from config: p256). */
+  keyType?: KeyType;
+  /** Names to issue for; with a CSR, defaults to the CSR's. */
+  names?: SubjectAltNames;
+  /** Lifetime in days (default: the profile's), or in seconds for short-lived test certificates. */
+  days?: number;
+  lifetimeSeconds?: number;
+  /** Who asks (audit actor). */
+  actor?: string;
+  /** Serial of the certificate this renews. */
+  renewedFrom?: string;
+  now?: Date;
+}
+
+/** What issuance returns. */
+export interface IssueResult {
+  serial: string;
+  certificate: Buffer;
+  certificatePem: string;
+  /** The issuing CA certificate (PEM). */
+  chainPem: string;
+  /** Certificate + issuing CA (PEM). */
+  fullchainPem: string;
+  /** The key made for the caller, when no CSR was given. */
+  privateKey?: KeyObject;
+  notAfter: Date;
+  identity?: string;
+}
+
+/** Options for {@link CertificateAuthority.open}. */
+export interface OpenAuthorityOptions {
+  home: string;
+  /** Passphrase of the intermediates' keys. */
+  passphrase: string;
+  /** Defaults to the SQLite store in the state folder. */
+  store?: CaStore;
+  /** Clock (tests freeze it). */
+  now?: () => Date;
+}
+
+/** The online certificate authority. */
+export class CertificateAuthority {
+  readonly config: CaConfig;
+  readonly layout: HomeLayout;
+  readonly store: CaStore;
+  readonly root: CertificateInfo;
+  readonly rootPem: string;
+  readonly server: IntermediateCa;
+  readonly client: IntermediateCa;
+  readonly policy: NamePolicy;
+  readonly now: () => Date;
+  #queue: { rec: CertificateRecord; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  #flushing = false;
+  #scheduled = false;
+
+  private constructor(o: { config: CaConfig; layout: HomeLayout; store: CaStore; root: string; server: IntermediateCa; client: IntermediateCa; now: () => Date }) {
+    this.config = o.config;
+    this.layout = o.layout;
+    this.store = o.store;
+    this.rootPem = o.root;
+    this.root = parseCertificate(readPemOrDer(o.root, ['CERTIFICATE']));
+    this.server = o.server;
+    this.client = o.client;
+    this.now = o.now;
+    this.policy = defaultNamePolicy(o.config.trustDomain, { dns: o.config.policy.permitDns, ip: o.config.policy.permitIp });
+  }
+
+  /** Opens the CA in a state folder. Throws CA_NOT_INITIALIZED, KEY_* errors. */
+  static async open(o: OpenAuthorityOptions): Promise<CertificateAuthority> {
+    const layout = homeLayout(o.home);
+    let config: CaConfig;
+    try {
+      config = readConfig(layout.config);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MutualError('CA_NOT_INITIALIZED', { detail: `no ${layout.config}` });
+      throw e;
+    }
+    const urls = distributionUrls(config.url);
+    const load = (role: 'server-ca' | 'client-ca', certPath: string, keyPath: string, leaf: LeafRole): IntermediateCa => {
+      const pem = readFileSync(certPath, 'utf8');
+      const info = parseCertificate(readPemOrDer(pem, ['CERTIFICATE']));
+      const key = readEncryptedKey(keyPath, o.passphrase);
+      const signer = keyObjectSigner(key);
+      if (!spkiDer(signer.publicKey).equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `${keyPath} does not belong to ${certPath}` });
+      const keyId = info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest();
+      const template = createCertificateTemplate({ name: info.subjectName, keyId, signer }, {
+        role: leaf,
+        urls: urls && { crl: `${urls.base}/crl/${leaf}.crl`, ocsp: `${urls.base}/ocsp`, caIssuers: `${urls.base}/ca/${leaf}.crt` },
+      });
+      const constraints = info.permitted && { trustDomain: info.permitted.uri[0] ?? config.trustDomain, permittedDns: info.permitted.dns, permittedIp: info.permitted.ip };
+      return {
+        role, info, pem, keyId: keyId.toString('hex'), template, signer,
+        lint: { role, notBefore: info.notBefore, notAfter: info.notAfter, signatureOid: signer.algorithm.oid, constraints },
+      };
+    };
+    const server = load('server-ca', layout.serverCaCert, layout.serverCaKey, 'server');
+    const client = load('client-ca', layout.clientCaCert, layout.clientCaKey, 'client');
+    const store = o.store ?? openSqliteStore({ path: layout.database });
+    return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, now: o.now ?? (() => new Date()) });
+  }
+
+  /** The intermediate that issues a leaf role. */
+  issuerFor(role: LeafRole): IntermediateCa {
+    return role === 'server' ? this.server : this.client;
+  }
+
+  /** The intermediate with this key id, if it is one of ours. */
+  issuerByKeyId(keyId: string): IntermediateCa | undefined {
+    return [this.server, this.client].find((ca) => ca.keyId === keyId);
+  }
+
+  /**
+   * Issues a certificate. Nothing is returned before the certificate and its audit entry are
+   * committed; requests that arrive together share one transaction (group commit).
+   */
+  async issue(req: IssueRequest): Promise<IssueResult> {
+    const now = req.now ?? this.now();
+    const ca = this.issuerFor(req.role);
+    const profile = this.config.profiles[req.role];
+    let spki: Buffer;
+    let subjectKey: KeyObject;
+    let privateKey: KeyObject | undefined;
+    let names = req.names;
+    if (req.csr !== undefined) {
+      const csr = parseCsr(readPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
+      if (csr.requestsCa) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: 'the CSR asks for a CA certificate' });
+      const wanted = req.role === 'server' ? OID.serverAuth : OID.clientAuth;
+      const other = csr.requestedEku.find((e) => e !== wanted);
+      if (other) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: `the CSR asks for extended key usage ${other}; a ${req.role} certificate has ${wanted} only` });
+      subjectKey = verifyCsr(csr);
+      spki = csr.spki;
+      names ??= csr.names;
+    } else {
+      const kp = generateKeyPair(req.keyType ?? this.config.keyTypes.leaf);
+      privateKey = kp.privateKey;
+      subjectKey = kp.publicKey;
+      spki = spkiDer(kp.publicKey);
+    }
+    const checked = checkNames(this.policy, names ?? { dns: [], ip: [], uri: [] }, req.role);
+    const lifetimeMs = req.lifetimeSeconds !== undefined ? req.lifetimeSeconds * 1000 : (req.days ?? profile.defaultDays) * 86_400_000;
+    if (!(lifetimeMs > 0) || lifetimeMs > profile.maxDays * 86_400_000) {
+      throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `the ${req.role} profile allows 1 second to ${profile.maxDays} days` });
+    }
+    const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
+    const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeMs, ca.info.notAfter.getTime())));
+    if (now < ca.info.notBefore || now >= ca.info.notAfter) throw new MutualError('CA_ISSUER_EXPIRED', { detail: `${ca.role} is valid ${ca.info.notBefore.toISOString()} to ${ca.info.notAfter.toISOString()}` });
+    const identity = checked.uri[0];
+    const commonName = req.role === 'client' ? identity.slice(identity.lastIndexOf('/') + 1) : (checked.dns[0] ?? checked.ip[0]);
+    const fields = { serial: newSerial(), notBefore, notAfter, subject: subjectFor(commonName), spki, names: checked };
+    lintCertificate(req.role, fields, subjectKey, ca.lint);
+    const der = await ca.template.sign(fields);
+    // newSerial sets the second-highest bit, so the hex has no leading zeros to strip.
+    const serial = fields.serial.toString('hex');
+    await this.#persist({
+      issuerKeyId: ca.keyId, serial, role: req.role, subject: `CN=${commonName}`, identity, names: checked,
+      notBefore, notAfter, fingerprint: crypto.createHash('sha256').update(der).digest('hex'), der, renewedFrom: req.renewedFrom, issuedAt: floorSeconds(now), issuedBy: req.actor ?? 'cli',
+    });
+    if (issuedChannel.hasSubscribers) issuedChannel.publish({ serial, role: req.role, identity, names: checked, notAfter });
+    const certificatePem = toPem(der, 'CERTIFICATE');
+    return { serial, certificate: der, certificatePem, chainPem: ca.pem, fullchainPem: certificatePem + ca.pem, privateKey, notAfter, identity };
+  }
+
+  #persist(rec: CertificateRecord): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#queue.push({ rec, resolve, reject });
+      if (!this.#scheduled && !this.#flushing) {
+        this.#scheduled = true;
+        setImmediate(() => void this.#flush());
+      }
+    });
+  }
+
+  async #flush(): Promise<void> {
+    this.#scheduled = false;
+    this.#flushing = true;
+    try {
+      while (this.#queue.length > 0) {
+        const batch = this.#queue.splice(0, MAX_COMMIT_BATCH);
+        try {
+          await this.store.recordIssued(batch.map((b) => b.rec));
+          for (const b of batch) b.resolve();
+        } catch (e) {
+          for (const b of batch) b.reject(e);
+        }
+      }
+    } finally {
+      this.#flushing = false;
+    }
+  }
+
+  /** Finds a certificate by serial or by its PEM/DER. */
+  async find(ref: { serial?: string; certificate?: Uint8Array | string }): Promise<StoredCertificate> {
+    let serial = ref.serial;
+    let issuerKeyId: string | undefined;
+    if (ref.certificate !== undefined) {
+      const info = parseCertificate(readPemOrDer(ref.certificate, ['CERTIFICATE']));
+      const ca = info.authorityKeyId && this.issuerByKeyId(info.authorityKeyId.toString('hex'));
+      if (!ca || !ca.info.subjectName.equals(info.issuerName)) throw new MutualError('CERT_WRONG_ISSUER', { detail: `issued by "${info.issuer}"` });
+      serial = info.serial;
+      issuerKeyId = ca.keyId;
+    }
+    if (!serial || !/^(0x)?[0-9a-fA-F:]{1,64}$/.test(serial)) throw new MutualError('CERT_NOT_FOUND', { detail: 'give a hex serial or a certificate file' });
+    const found = await this.store.getCertificate(serial.replace(/^0x/, '').replace(/:/g, ''), issuerKeyId);
+    if (!found) throw new MutualError('CERT_NOT_FOUND', { serial, detail: serial });
+    return found;
+  }
+
+  /** Revokes a certificate and regenerates its issuer's CRL. */
+  async revoke(ref: { serial?: string; certificate?: Uint8Array | string; reason?: RevocationReason; actor?: string; now?: Date }): Promise<StoredCertificate> {
+    const cert = await this.find(ref);
+    const ca = this.issuerByKeyId(cert.issuerKeyId);
+    if (!ca) throw new MutualError('CERT_WRONG_ISSUER', { detail: 'the certificate was issued by an intermediate this CA no longer uses' });
+    const revokedAt = floorSeconds(ref.now ?? this.now());
+    const reason = ref.reason ?? 'unspecified';
+    const stored = await this.store.recordRevocation({
+      issuerKeyId: cert.issuerKeyId, serial: cert.serial, revokedAt, reason,
+      crlEntry: encodeRevokedEntry(Buffer.from(cert.serial.length % 2 ? '0' + cert.serial : cert.serial, 'hex'), revokedAt, reason),
+    }, ref.actor ?? 'cli');
+    await this.writeCrl(ca.role === 'server-ca' ? 'server' : 'client', revokedAt);
+    if (revokedChannel.hasSubscribers) revokedChannel.publish({ serial: cert.serial, issuerKeyId: cert.issuerKeyId, reason, revokedAt });
+    return stored;
+  }
+
+  /** Builds a fresh CRL for an intermediate (DER). */
+  async buildCrl(which: LeafRole, now: Date = this.now()): Promise<Buffer> {
+    const ca = this.issuerFor(which);
+    const thisUpdate = floorSeconds(now);
+    return buildCrl({
+      issuerName: ca.info.subjectName,
+      authorityKeyId: Buffer.from(ca.keyId, 'hex'),
+      crlNumber: await this.store.nextCrlNumber(ca.keyId),
+      thisUpdate,
+      nextUpdate: new Date(Math.min(thisUpdate.getTime() + CRL_LIFETIME_MS, ca.info.notAfter.getTime())),
+      entries: await this.store.crlEntries(ca.keyId, now),
+      signer: ca.signer,
+    });
+  }
+
+  /** Builds the CRL and writes it to `<home>/ca/<which>.crl` (DER). */
+  async writeCrl(which: LeafRole, now: Date = this.now()): Promise<Buffer> {
+    const der = await this.buildCrl(which, now);
+    writeFileAtomic(`${this.layout.caDir}/${which}.crl`, der);
+    return der;
+  }
+
+  /** Lists the inventory. */
+  list(filter: ListFilter): Promise<StoredCertificate[]> {
+    return this.store.listCertificates(filter);
+  }
+
+  /** Closes the store (after pending commits). */
+  async close(): Promise<void> {
+    while (this.#queue.length || this.#flushing) await new Promise((r) => setImmediate(r));
+    await this.store.close();
+  }
+}
+
+/** The URLs written into certificates, from the configured public base URL. */
+export function distributionUrls(url: string | undefined): { base: string } | undefined {
+  return url ? { base: url.replace(/\/+$/, '') } : undefined;
+}
+
+export type { DistributionUrls, Role };

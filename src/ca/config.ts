@@ -1,0 +1,72 @@
+/**
+ * The CA's configuration: `config.yaml` in the state folder. It holds no secrets (passphrases come
+ * from the environment, a file or a prompt), and is validated with clear, coded errors.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { z } from 'zod';
+import { MutualError } from '../core/errors.ts';
+import { KEY_TYPES } from '../core/algorithms.ts';
+import { checkTrustDomain } from '../core/identity.ts';
+
+/** Largest config file read. */
+export const MAX_CONFIG_BYTES = 256 * 1024;
+
+const profile = z.object({
+  /** Default lifetime in days. */
+  defaultDays: z.number().int().min(1).max(3650).default(90),
+  /** Longest lifetime a request may ask for, in days. */
+  maxDays: z.number().int().min(1).max(3650).default(397),
+}).strict().refine((p) => p.defaultDays <= p.maxDays, { message: 'defaultDays must not exceed maxDays' });
+
+/** The schema of config.yaml. */
+export const ConfigSchema = z.object({
+  trustDomain: z.string().min(1).max(255),
+  name: z.string().min(1).max(64),
+  policy: z.object({
+    permitDns: z.array(z.string().max(253)).max(100).default([]),
+    permitIp: z.array(z.string().max(64)).max(100).default([]),
+  }).strict().default({ permitDns: [], permitIp: [] }),
+  /** Public base URL written into certificates' CRL Distribution Points and AIA (`mutual serve --url`). */
+  url: z.string().url().optional(),
+  profiles: z.object({
+    server: profile.default({ defaultDays: 90, maxDays: 397 }),
+    client: profile.default({ defaultDays: 90, maxDays: 397 }),
+  }).strict().default({ server: { defaultDays: 90, maxDays: 397 }, client: { defaultDays: 90, maxDays: 397 } }),
+  keyTypes: z.object({
+    root: z.enum(KEY_TYPES).default('p384'),
+    intermediate: z.enum(KEY_TYPES).default('p256'),
+    leaf: z.enum(KEY_TYPES).default('p256'),
+  }).strict().default({ root: 'p384', intermediate: 'p256', leaf: 'p256' }),
+}).strict();
+
+export type CaConfig = z.infer<typeof ConfigSchema>;
+
+/** Validates a config object; throws CONFIG_INVALID naming the field. */
+export function validateConfig(raw: unknown): CaConfig {
+  const r = ConfigSchema.safeParse(raw);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    throw new MutualError('CONFIG_INVALID', { detail: `${issue.path.join('.') || '(root)'}: ${issue.message}` });
+  }
+  checkTrustDomain(r.data.trustDomain);
+  return r.data;
+}
+
+/** Reads and validates config.yaml. */
+export function readConfig(path: string): CaConfig {
+  const text = readFileSync(path, 'utf8');
+  if (text.length > MAX_CONFIG_BYTES) throw new MutualError('CONFIG_INVALID', { detail: `${path} is larger than ${MAX_CONFIG_BYTES} bytes` });
+  let raw: unknown;
+  try {
+    raw = parseYaml(text, { maxAliasCount: 50 });
+  } catch (e) {
+    throw new MutualError('CONFIG_INVALID', { detail: `${path}: ${(e as Error).message.split('\n')[0]}` });
+  }
+  return validateConfig(raw);
+}
+
+/** Renders a config as YAML with a header comment. */
+export function renderConfig(c: CaConfig): string {
+  return `# mutual CA configuration. No secrets here: passphrases come from MUTUAL_CA_PASSPHRASE,\n# --passphrase-file or a prompt.\n${stringifyYaml(c)}`;
+}

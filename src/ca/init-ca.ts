@@ -1,0 +1,168 @@
+/**
+ * `mutual init`: the three-tier hierarchy of DESIGN.md. The root key is written, encrypted, to the
+ * offline folder only; the intermediates' keys, encrypted, to the state folder; then the root
+ * signs an (empty) CRL for the intermediates and the client CA issues the first admin certificate.
+ */
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { generateKeyPair, keyIdentifier, spkiDer, type KeyType } from '../core/algorithms.ts';
+import { createCertificateTemplate, newSerial, subjectFor, type Role } from '../core/certificate-template.ts';
+import { buildCrl, encodeRevokedEntry, parseRevocationReason } from '../core/crl.ts';
+import { floorSeconds } from '../core/der.ts';
+import { MutualError } from '../core/errors.ts';
+import { toPem } from '../core/pem.ts';
+import { defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
+import { keyObjectSigner, type Signer } from '../core/signer.ts';
+import { writeEncryptedKey } from '../keys/encrypted-key-file.ts';
+import { writeFileAtomic } from '../io/atomic-file.ts';
+import { CertificateAuthority, distributionUrls, type IssueResult } from './authority.ts';
+import { renderConfig, validateConfig, type CaConfig } from './config.ts';
+import { defaultOfflineDir, homeLayout, offlineLayout, type OfflineLayout } from './home.ts';
+
+/** Root lifetime. */
+export const ROOT_DAYS = 3650;
+/** Intermediate lifetime. */
+export const INTERMEDIATE_DAYS = 730;
+/** Lifetime of the root-signed CRL for the intermediates (renewed with `mutual offline crl`). */
+export const ROOT_CRL_DAYS = 365;
+
+/** Options for {@link initCa}. */
+export interface InitCaOptions {
+  home: string;
+  /** Default: `<home>-offline` beside the state folder. */
+  offlineDir?: string;
+  trustDomain: string;
+  name: string;
+  /** Passphrase for the intermediates' keys. */
+  passphrase: string;
+  /** Passphrase for the root key (default: the same). */
+  rootPassphrase?: string;
+  permitDns?: string[];
+  permitIp?: string[];
+  url?: string;
+  keyTypes?: { root?: KeyType; intermediate?: KeyType; leaf?: KeyType };
+  /** Name of the first admin (identity spiffe://<td>/admin/<name>). Default `admin`. */
+  adminName?: string;
+  now?: Date;
+}
+
+/** What init made. */
+export interface InitCaResult {
+  config: CaConfig;
+  offline: OfflineLayout;
+  rootPem: string;
+  serverCaPem: string;
+  clientCaPem: string;
+  admin: IssueResult;
+}
+
+/** The root's CRL state in the offline folder. */
+export interface RootState {
+  crlNumber: number;
+  revoked: { serial: string; revokedAt: string; reason: string; notAfter: string }[];
+}
+
+const days = (d: number) => d * 86_400_000;
+
+/** Signs a CA certificate (used by init and the offline re-signing step). */
+export async function signCaCertificate(o: {
+  role: Role; issuerName: Buffer; issuerKeyId: Buffer; signer: Signer; subject: Buffer; spki: Buffer;
+  notBefore: Date; notAfter: Date; nameConstraints?: NamePolicy; crlUrl?: string;
+}): Promise<Buffer> {
+  const template = createCertificateTemplate({ name: o.issuerName, keyId: o.issuerKeyId, signer: o.signer }, {
+    role: o.role, nameConstraints: o.nameConstraints, urls: o.crlUrl ? { crl: o.crlUrl } : undefined,
+  });
+  return template.sign({ serial: newSerial(), notBefore: o.notBefore, notAfter: o.notAfter, subject: o.subject, spki: o.spki });
+}
+
+/** Builds the root CRL from the offline state. */
+export async function buildRootCrl(o: { rootSubject: Buffer; rootKeyId: Buffer; signer: Signer; state: RootState; now: Date }): Promise<Buffer> {
+  const live = o.state.revoked.filter((r) => new Date(r.notAfter) > o.now);
+  return buildCrl({
+    issuerName: o.rootSubject,
+    authorityKeyId: o.rootKeyId,
+    crlNumber: BigInt(o.state.crlNumber),
+    thisUpdate: floorSeconds(o.now),
+    nextUpdate: floorSeconds(new Date(o.now.getTime() + days(ROOT_CRL_DAYS))),
+    entries: live.map((r) => encodeRevokedEntry(Buffer.from(r.serial, 'hex'), new Date(r.revokedAt), parseRevocationReason(r.reason))),
+    signer: o.signer,
+  });
+}
+
+/** Creates a new CA. Throws CA_ALREADY_INITIALIZED when the state or offline folder already holds one. */
+export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
+  const layout = homeLayout(o.home);
+  const offline = offlineLayout(o.offlineDir ?? defaultOfflineDir(o.home));
+  for (const f of [layout.config, layout.serverCaKey, offline.rootKey]) {
+    if (fs.existsSync(f)) throw new MutualError('CA_ALREADY_INITIALIZED', { detail: `${f} exists` });
+  }
+  const config = validateConfig({
+    trustDomain: o.trustDomain, name: o.name, url: o.url,
+    policy: { permitDns: o.permitDns ?? [], permitIp: o.permitIp ?? [] },
+    keyTypes: o.keyTypes ?? {},
+  });
+  const policy = defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp });
+  const now = floorSeconds(o.now ?? new Date());
+  const urls = distributionUrls(config.url);
+
+  for (const d of [layout.home, layout.keysDir, offline.dir]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+  fs.chmodSync(layout.home, 0o700);
+
+  // Root: self-signed, pathLen 1, no EKU.
+  const rootKey = generateKeyPair(config.keyTypes.root);
+  const rootSigner = keyObjectSigner(rootKey.privateKey);
+  const rootSpki = spkiDer(rootKey.publicKey);
+  const rootKeyId = keyIdentifier(rootSpki);
+  const rootSubject = subjectFor(`${config.name} Root CA`, config.name);
+  const rootDer = await signCaCertificate({
+    role: 'root', issuerName: rootSubject, issuerKeyId: rootKeyId, signer: rootSigner, subject: rootSubject, spki: rootSpki,
+    notBefore: now, notAfter: new Date(now.getTime() + days(ROOT_DAYS)),
+  });
+
+  const intermediate = async (role: 'server-ca' | 'client-ca', label: string): Promise<{ pem: string; key: KeyObject }> => {
+    const kp = generateKeyPair(config.keyTypes.intermediate);
+    const der = await signCaCertificate({
+      role, issuerName: rootSubject, issuerKeyId: rootKeyId, signer: rootSigner,
+      subject: subjectFor(`${config.name} ${label}`, config.name), spki: spkiDer(kp.publicKey),
+      notBefore: now, notAfter: new Date(now.getTime() + days(INTERMEDIATE_DAYS)), nameConstraints: policy,
+      crlUrl: urls && `${urls.base}/crl/root.crl`,
+    });
+    return { pem: toPem(der, 'CERTIFICATE'), key: kp.privateKey };
+  };
+  const server = await intermediate('server-ca', 'Server CA');
+  const client = await intermediate('client-ca', 'Client CA');
+
+  const state: RootState = { crlNumber: 1, revoked: [] };
+  const rootCrl = await buildRootCrl({ rootSubject, rootKeyId, signer: rootSigner, state, now });
+  const rootPem = toPem(rootDer, 'CERTIFICATE');
+
+  // Keys first (they refuse to overwrite), then the public files, then config last: a CA is
+  // "initialized" only once config.yaml exists.
+  writeEncryptedKey(offline.rootKey, rootKey.privateKey, o.rootPassphrase ?? o.passphrase);
+  writeEncryptedKey(layout.serverCaKey, server.key, o.passphrase);
+  writeEncryptedKey(layout.clientCaKey, client.key, o.passphrase);
+  writeFileAtomic(offline.rootCert, rootPem);
+  writeFileAtomic(offline.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  writeFileAtomic(offline.rootCrl, rootCrl);
+  writeFileAtomic(layout.rootCert, rootPem);
+  writeFileAtomic(layout.rootCrl, rootCrl);
+  writeFileAtomic(layout.serverCaCert, server.pem);
+  writeFileAtomic(layout.clientCaCert, client.pem);
+  writeFileAtomic(layout.config, renderConfig(config), { mode: 0o600 });
+
+  const ca = await CertificateAuthority.open({ home: o.home, passphrase: o.passphrase, now: () => now });
+  try {
+    await ca.writeCrl('server', now);
+    await ca.writeCrl('client', now);
+    const admin = await ca.issue({
+      role: 'client', names: { dns: [], ip: [], uri: [`spiffe://${config.trustDomain}/admin/${o.adminName ?? 'admin'}`] }, actor: 'init', now,
+    });
+    await ca.store.audit({ actor: 'init', action: 'init', target: config.trustDomain, at: now, details: {
+      root: crypto.createHash('sha256').update(rootDer).digest('hex'), offlineDir: offline.dir,
+    } });
+    return { config, offline, rootPem, serverCaPem: server.pem, clientCaPem: client.pem, admin };
+  } finally {
+    await ca.close();
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The offline root's two jobs, run on the machine (or from the media) that holds the root key:
+ * re-signing an intermediate from its CSR (air-gapped: CSR out, certificate in), and renewing the
+ * root-signed CRL for the intermediates. The online CA never loads the root key.
+ */
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import { keyIdentifier } from '../core/algorithms.ts';
+import { parseCertificate } from '../core/certificate.ts';
+import { parseCsr, verifyCsr } from '../core/csr.ts';
+import { parseRevocationReason, type RevocationReason } from '../core/crl.ts';
+import { floorSeconds } from '../core/der.ts';
+import { MutualError } from '../core/errors.ts';
+import { readPemOrDer, toPem } from '../core/pem.ts';
+import { encodeName } from '../core/names.ts';
+import type { NamePolicy } from '../core/policy.ts';
+import { keyObjectSigner } from '../core/signer.ts';
+import { readEncryptedKey } from '../keys/encrypted-key-file.ts';
+import { writeFileAtomic } from '../io/atomic-file.ts';
+import { offlineLayout } from './home.ts';
+import { INTERMEDIATE_DAYS, buildRootCrl, signCaCertificate, type RootState } from './init-ca.ts';
+
+function loadRoot(offlineDir: string, passphrase: string) {
+  const l = offlineLayout(offlineDir);
+  if (!fs.existsSync(l.rootKey)) throw new MutualError('KEY_FILE_MISSING', { detail: `${l.rootKey} (is --offline-dir right?)` });
+  const signer = keyObjectSigner(readEncryptedKey(l.rootKey, passphrase));
+  const info = parseCertificate(readPemOrDer(fs.readFileSync(l.rootCert), ['CERTIFICATE']));
+  const keyId = info.subjectKeyId ?? keyIdentifier(info.spki);
+  const state = JSON.parse(fs.readFileSync(l.state, 'utf8')) as RootState;
+  return { l, signer, info, keyId, state };
+}
+
+/** Options for {@link signIntermediate}. */
+export interface SignIntermediateOptions {
+  offlineDir: string;
+  rootPassphrase: string;
+  /** The intermediate's CSR (PEM or DER). */
+  csr: Uint8Array | string;
+  role: 'server-ca' | 'client-ca';
+  /** Name constraints for the intermediate (from the CA's config). */
+  policy: NamePolicy;
+  /** Subject CN; default: the CSR's. */
+  commonName?: string;
+  organization?: string;
+  days?: number;
+  /** Public base URL, for the CRL Distribution Point of the root CRL. */
+  url?: string;
+  now?: Date;
+}
+
+/** Signs an intermediate certificate from a CSR with the offline root key; returns PEM. */
+export async function signIntermediate(o: SignIntermediateOptions): Promise<string> {
+  const root = loadRoot(o.offlineDir, o.rootPassphrase);
+  const csr = parseCsr(readPemOrDer(o.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
+  verifyCsr(csr);
+  const cn = o.commonName ?? csr.commonName;
+  if (!cn) throw new MutualError('CSR_MALFORMED', { detail: 'the CSR has no CN; pass --cn' });
+  const now = floorSeconds(o.now ?? new Date());
+  const notAfter = new Date(Math.min(now.getTime() + (o.days ?? INTERMEDIATE_DAYS) * 86_400_000, root.info.notAfter.getTime()));
+  const der = await signCaCertificate({
+    role: o.role, issuerName: root.info.subjectName, issuerKeyId: root.keyId, signer: root.signer,
+    subject: encodeName({ commonName: cn, organization: o.organization }), spki: csr.spki, notBefore: now, notAfter,
+    nameConstraints: o.policy, crlUrl: o.url && `${o.url.replace(/\/+$/, '')}/crl/root.crl`,
+  });
+  return toPem(der, 'CERTIFICATE');
+}
+
+/** Options for {@link renewRootCrl}. */
+export interface RenewRootCrlOptions {
+  offlineDir: string;
+  rootPassphrase: string;
+  /** An intermediate certificate to add to the CRL. */
+  revoke?: { certificate: Uint8Array | string; reason?: string };
+  now?: Date;
+}
+
+/** Renews (and optionally extends) the root CRL; writes it to the offline folder; returns its DER. */
+export async function renewRootCrl(o: RenewRootCrlOptions): Promise<Buffer> {
+  const root = loadRoot(o.offlineDir, o.rootPassphrase);
+  const now = floorSeconds(o.now ?? new Date());
+  const state: RootState = { crlNumber: root.state.crlNumber + 1, revoked: [...root.state.revoked] };
+  if (o.revoke) {
+    const info = parseCertificate(readPemOrDer(o.revoke.certificate, ['CERTIFICATE']));
+    if (!info.issuerName.equals(root.info.subjectName) || (info.authorityKeyId && !info.authorityKeyId.equals(root.keyId))) {
+      throw new MutualError('CERT_WRONG_ISSUER', { detail: `${info.subject} was not issued by this root` });
+    }
+    if (state.revoked.some((r) => r.serial === info.serial)) throw new MutualError('CERT_ALREADY_REVOKED', { detail: info.serial });
+    const reason: RevocationReason = parseRevocationReason(o.revoke.reason ?? 'cessationOfOperation');
+    state.revoked.push({ serial: info.serial, revokedAt: now.toISOString(), reason, notAfter: info.notAfter.toISOString() });
+  }
+  const der = await buildRootCrl({ rootSubject: root.info.subjectName, rootKeyId: root.keyId, signer: root.signer, state, now });
+  writeFileAtomic(root.l.rootCrl, der);
+  writeFileAtomic(root.l.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+  return der;
+}
+
+/** A stable short fingerprint for messages. */
+export const shortFingerprint = (der: Uint8Array): string => crypto.createHash('sha256').update(der).digest('hex').slice(0, 16);

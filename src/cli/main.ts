@@ -1,0 +1,353 @@
+/**
+ * `mutual`: command wiring only. Each action resolves its inputs, calls src/ca, and prints.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { CertificateAuthority, type LeafRole } from '../ca/authority.ts';
+import { initCa } from '../ca/init-ca.ts';
+import { defaultOfflineDir, homeLayout, resolveHome } from '../ca/home.ts';
+import { readConfig } from '../ca/config.ts';
+import { renewRootCrl, signIntermediate } from '../ca/offline.ts';
+import { installIntermediate, intermediateCsr } from '../ca/intermediate.ts';
+import { verifyAuditLog } from '../ca/audit.ts';
+import { parseCertificate } from '../core/certificate.ts';
+import { parseRevocationReason, REVOCATION_REASONS } from '../core/crl.ts';
+import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
+import { MutualError } from '../core/errors.ts';
+import { serviceIdentity } from '../core/identity.ts';
+import { readPemOrDer, toPem } from '../core/pem.ts';
+import { defaultNamePolicy } from '../core/policy.ts';
+import { resolvePassphrase } from '../keys/passphrase.ts';
+import { EXIT, parseDuration, reportError, writeIssued } from './output.ts';
+import { describeCertificate } from './describe.ts';
+import { runDemo } from './demo.ts';
+
+/** Global options every command sees. */
+interface GlobalOptions {
+  home?: string;
+  passphraseFile?: string;
+  json?: boolean;
+}
+
+const MAX_INPUT_FILE = 1024 * 1024;
+
+function readInput(file: string): Buffer {
+  const st = fs.statSync(file);
+  if (!st.isFile()) throw new MutualError('PEM_MALFORMED', { detail: `${file} is not a file` });
+  if (st.size > MAX_INPUT_FILE) throw new MutualError('INPUT_TOO_LARGE', { detail: `${file} is ${st.size} bytes` });
+  return fs.readFileSync(file);
+}
+
+async function caPassphrase(g: GlobalOptions, confirm = false): Promise<string> {
+  return resolvePassphrase({ passphraseFile: g.passphraseFile, purpose: 'the CA keys', confirm });
+}
+
+async function rootPassphrase(file: string | undefined, g: GlobalOptions): Promise<string> {
+  const env = { ...process.env, MUTUAL_CA_PASSPHRASE: process.env.MUTUAL_ROOT_PASSPHRASE || process.env.MUTUAL_CA_PASSPHRASE };
+  return resolvePassphrase({ passphraseFile: file ?? g.passphraseFile, env, purpose: 'the offline root key' });
+}
+
+async function p12Password(o: { p12?: boolean; p12PasswordFile?: string }): Promise<string | undefined> {
+  if (!o.p12) return undefined;
+  if (o.p12PasswordFile) return fs.readFileSync(o.p12PasswordFile, 'utf8').replace(/\r?\n$/, '');
+  if (process.env.MUTUAL_P12_PASSWORD) return process.env.MUTUAL_P12_PASSWORD;
+  const env = { MUTUAL_CA_PASSPHRASE: undefined };
+  return resolvePassphrase({ env, purpose: 'the PKCS#12 bundle (MUTUAL_P12_PASSWORD)', confirm: true });
+}
+
+async function withCa<T>(g: GlobalOptions, fn: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
+  const home = resolveHome(g.home);
+  if (!fs.existsSync(homeLayout(home).config)) throw new MutualError('CA_NOT_INITIALIZED', { detail: `no CA in ${home}` });
+  const ca = await CertificateAuthority.open({ home, passphrase: await caPassphrase(g) });
+  try {
+    return await fn(ca);
+  } finally {
+    await ca.close();
+  }
+}
+
+const print = (g: GlobalOptions, human: string, json: unknown) => {
+  process.stdout.write(g.json ? JSON.stringify(json, null, 2) + '\n' : human);
+};
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** Builds the program. `run` in tests uses it with a captured output. */
+export function buildProgram(): Command {
+  const program = new Command('mutual')
+    .description('An internal certificate authority and mutual-TLS toolkit')
+    .option('--home <dir>', 'state folder (default: $MUTUAL_HOME, else ~/.mutual)')
+    .option('--passphrase-file <file>', 'file holding the CA passphrase (else $MUTUAL_CA_PASSPHRASE, else a prompt)')
+    .option('--json', 'machine-readable output')
+    .showHelpAfterError()
+    .exitOverride();
+  const g = () => program.opts<GlobalOptions>();
+
+  program.command('init')
+    .description('create the root, server and client intermediates, the root CRL and an admin certificate')
+    .requiredOption('--trust-domain <domain>', 'SPIFFE trust domain, e.g. acme.internal')
+    .option('--name <name>', 'organization name in the CA certificates', 'mutual')
+    .option('--offline-dir <dir>', 'where the encrypted root key goes (default: <home>-offline)')
+    .option('--root-passphrase-file <file>', 'passphrase for the root key (else $MUTUAL_ROOT_PASSPHRASE, else the CA passphrase)')
+    .option('--permit-dns <suffix>', 'also permit this DNS suffix (repeatable)', collect, [])
+    .option('--permit-ip <cidr>', 'also permit this IP range (repeatable)', collect, [])
+    .option('--url <url>', 'public base URL of the CA server, written into certificates (CRL, OCSP, AIA)')
+    .addOption(new Option('--root-key <type>', 'root key type').choices(KEY_TYPES).default('p384'))
+    .addOption(new Option('--key <type>', 'intermediate key type').choices(KEY_TYPES).default('p256'))
+    .option('--admin <name>', 'name of the first admin', 'admin')
+    .option('--p12', 'also write the admin certificate as admin/bundle.p12 (password: $MUTUAL_P12_PASSWORD or a prompt)')
+    .option('--p12-password-file <file>', 'PKCS#12 password file')
+    .action(async (o) => {
+      const home = resolveHome(g().home);
+      const passphrase = await caPassphrase(g(), true);
+      const rootPass = o.rootPassphraseFile || process.env.MUTUAL_ROOT_PASSPHRASE ? await rootPassphrase(o.rootPassphraseFile, g()) : passphrase;
+      const r = await initCa({
+        home, offlineDir: o.offlineDir && path.resolve(o.offlineDir), trustDomain: o.trustDomain, name: o.name, passphrase, rootPassphrase: rootPass,
+        permitDns: o.permitDns, permitIp: o.permitIp, url: o.url, keyTypes: { root: o.rootKey as KeyType, intermediate: o.key as KeyType }, adminName: o.admin,
+      });
+      const adminDir = homeLayout(home).adminDir;
+      writeIssued(adminDir, r.admin, { p12Password: await p12Password(o) });
+      print(g(), [
+        `Created CA "${r.config.name}" for trust domain ${r.config.trustDomain} in ${home}`,
+        `  root CA       ${homeLayout(home).rootCert}`,
+        `  server CA     ${homeLayout(home).serverCaCert}`,
+        `  client CA     ${homeLayout(home).clientCaCert}`,
+        `  admin         ${adminDir}/cert.pem (${r.admin.identity})`,
+        '',
+        `The ROOT KEY is in ${r.offline.dir} (encrypted). Move that folder off this host`,
+        '(e.g. to an encrypted USB drive kept offline). The online CA never needs it; only',
+        '`mutual offline sign-intermediate` and `mutual offline crl` do.',
+        '',
+      ].join('\n'), { home, offlineDir: r.offline.dir, trustDomain: r.config.trustDomain, admin: { identity: r.admin.identity, serial: r.admin.serial } });
+    });
+
+  const issue = program.command('issue').description('issue a certificate with a new key');
+  issue.command('server')
+    .description('a server certificate (serverAuth, DNS/IP names) from the server CA')
+    .argument('<dns...>', 'DNS names')
+    .option('--ip <ip>', 'IP address (repeatable)', collect, [])
+    .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem')
+    .option('--days <n>', 'lifetime in days (default: the profile\'s)', Number)
+    .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES))
+    .option('--p12', 'also write bundle.p12')
+    .option('--p12-password-file <file>', 'PKCS#12 password file (else $MUTUAL_P12_PASSWORD, else a prompt)')
+    .option('--force', 'replace an existing key.pem in --out')
+    .action(async (dns: string[], o) => issueAndWrite('server', { dns, ip: o.ip, uri: [] }, o));
+  issue.command('client')
+    .description('a client certificate (clientAuth, SPIFFE identity) from the client CA')
+    .argument('<service>', 'service name (or a full spiffe:// identity)')
+    .option('--env <env>', 'environment segment of the identity', 'prod')
+    .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem')
+    .option('--days <n>', 'lifetime in days', Number)
+    .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES))
+    .option('--p12', 'also write bundle.p12')
+    .option('--p12-password-file <file>', 'PKCS#12 password file')
+    .option('--force', 'replace an existing key.pem in --out')
+    .action(async (service: string, o) => {
+      const config = readConfig(homeLayout(resolveHome(g().home)).config);
+      const id = service.startsWith('spiffe://') ? service : serviceIdentity(config.trustDomain, o.env, service).uri;
+      await issueAndWrite('client', { dns: [], ip: [], uri: [id] }, o);
+    });
+
+  async function issueAndWrite(role: LeafRole, names: { dns: string[]; ip: string[]; uri: string[] }, o: { out: string; days?: number; key?: KeyType; p12?: boolean; p12PasswordFile?: string; force?: boolean }) {
+    const keyPath = path.join(o.out, 'key.pem');
+    if (!o.force && fs.existsSync(keyPath)) throw new MutualError('OUTPUT_EXISTS', { detail: keyPath });
+    const password = await p12Password(o);
+    await withCa(g(), async (ca) => {
+      const r = await ca.issue({ role, names, days: o.days, keyType: o.key, actor: 'cli' });
+      const files = writeIssued(o.out, r, { p12Password: password, force: o.force });
+      print(g(), `Issued ${role} certificate ${r.serial} for ${[...names.dns, ...names.ip, ...names.uri].join(', ')}, valid until ${r.notAfter.toISOString()}\n${files.map((f) => '  ' + f).join('\n')}\n`,
+        { serial: r.serial, notAfter: r.notAfter, identity: r.identity, files });
+    });
+  }
+
+  program.command('sign')
+    .description('sign a CSR (the key stays with the requester)')
+    .argument('<csr>', 'CSR file (PEM or DER)')
+    .addOption(new Option('--profile <profile>', 'certificate profile').choices(['server', 'client']).makeOptionMandatory())
+    .option('--days <n>', 'lifetime in days', Number)
+    .option('--out <file>', 'write the certificate (PEM) here instead of stdout')
+    .option('--fullchain', 'include the issuing CA after the certificate')
+    .action(async (file: string, o) => {
+      const csr = readInput(file);
+      await withCa(g(), async (ca) => {
+        const r = await ca.issue({ role: o.profile, csr, days: o.days, actor: 'cli' });
+        const pem = o.fullchain ? r.fullchainPem : r.certificatePem;
+        if (o.out) {
+          fs.writeFileSync(o.out, pem);
+          print(g(), `Issued ${o.profile} certificate ${r.serial} -> ${o.out}\n`, { serial: r.serial, notAfter: r.notAfter, file: o.out });
+        } else if (g().json) print(g(), '', { serial: r.serial, notAfter: r.notAfter, certificate: pem });
+        else process.stdout.write(pem);
+      });
+    });
+
+  program.command('revoke')
+    .description('revoke a certificate and regenerate its CA\'s CRL')
+    .argument('<serial-or-file>', 'hex serial, or a certificate file')
+    .addOption(new Option('--reason <reason>', 'RFC 5280 reason').choices(Object.keys(REVOCATION_REASONS)).default('unspecified'))
+    .action(async (ref: string, o) => {
+      const byFile = fs.existsSync(ref);
+      await withCa(g(), async (ca) => {
+        const r = await ca.revoke({ ...(byFile ? { certificate: readInput(ref) } : { serial: ref }), reason: parseRevocationReason(o.reason), actor: 'cli' });
+        print(g(), `Revoked ${r.serial} (${r.subject}), reason ${r.reason}. The ${r.role} CA's CRL was regenerated.\n`, { serial: r.serial, reason: r.reason, revokedAt: r.revokedAt });
+      });
+    });
+
+  program.command('crl')
+    .description('print or write a CA\'s current CRL')
+    .addOption(new Option('--issuer <ca>', 'which CA').choices(['root', 'server', 'client']).makeOptionMandatory())
+    .option('--out <file>', 'write here (DER if it ends in .crl or .der, else PEM)')
+    .option('--der', 'DER to stdout')
+    .action(async (o) => {
+      let der: Buffer;
+      if (o.issuer === 'root') der = fs.readFileSync(homeLayout(resolveHome(g().home)).rootCrl);
+      else der = await withCa(g(), (ca) => ca.writeCrl(o.issuer));
+      const pem = toPem(der, 'X509 CRL');
+      if (o.out) {
+        fs.writeFileSync(o.out, /\.(crl|der)$/.test(o.out) ? der : pem);
+        print(g(), `Wrote the ${o.issuer} CRL to ${o.out}\n`, { file: o.out });
+      } else process.stdout.write(o.der ? der : pem);
+    });
+
+  program.command('list')
+    .description('list the inventory')
+    .option('--expiring <duration>', 'only certificates expiring within this time (e.g. 30d)')
+    .addOption(new Option('--role <role>').choices(['server', 'client']))
+    .addOption(new Option('--status <status>').choices(['valid', 'revoked']))
+    .option('--all', 'include expired certificates')
+    .option('--limit <n>', 'at most this many', Number, 1000)
+    .action(async (o) => {
+      await withCa(g(), async (ca) => {
+        const now = ca.now();
+        const rows = await ca.list({
+          role: o.role, status: o.status, limit: o.limit, notExpiredAt: o.all ? undefined : now,
+          expiringBefore: o.expiring ? new Date(now.getTime() + parseDuration(o.expiring)) : undefined,
+        });
+        const view = rows.map((r) => ({ serial: r.serial, role: r.role, subject: r.subject, identity: r.identity, names: r.names, notAfter: r.notAfter, status: r.status, reason: r.reason }));
+        const text = rows.map((r) => `${r.serial}  ${r.role.padEnd(6)}  ${r.status.padEnd(7)}  ${r.notAfter.toISOString()}  ${r.identity ?? [...r.names.dns, ...r.names.ip].join(',')}`).join('\n');
+        print(g(), (text ? `SERIAL                            ROLE    STATUS   NOT AFTER                 NAMES\n${text}\n` : 'No certificates match.\n'), view);
+      });
+    });
+
+  program.command('inspect')
+    .description('explain a certificate: names, validity, issuer, and its status in the inventory')
+    .argument('<file>', 'certificate (PEM or DER)')
+    .action(async (file: string) => {
+      const info = parseCertificate(readPemOrDer(readInput(file), ['CERTIFICATE']));
+      const home = resolveHome(g().home);
+      let status: string | undefined;
+      if (fs.existsSync(homeLayout(home).database)) {
+        const { openSqliteStore } = await import('../store/sqlite-store.ts');
+        const store = openSqliteStore({ path: homeLayout(home).database });
+        const found = await store.getCertificate(info.serial, info.authorityKeyId?.toString('hex'));
+        status = found ? (found.status === 'revoked' ? `revoked ${found.revokedAt?.toISOString()} (${found.reason})` : 'valid (in inventory)') : 'not in this CA\'s inventory';
+        await store.close();
+      }
+      const d = describeCertificate(info, new Date(), status);
+      print(g(), d.text, d.json);
+    });
+
+  program.command('bundle')
+    .description('print CA certificates (PEM)')
+    .argument('<which>', 'root, server, client or all')
+    .action(async (which: string) => {
+      const l = homeLayout(resolveHome(g().home));
+      const files: Record<string, string[]> = { root: [l.rootCert], server: [l.serverCaCert], client: [l.clientCaCert], all: [l.rootCert, l.serverCaCert, l.clientCaCert] };
+      if (!files[which]) throw new MutualError('CONFIG_INVALID', { detail: `bundle ${which}: use root, server, client or all` });
+      process.stdout.write(files[which].map((f) => fs.readFileSync(f, 'utf8')).join(''));
+    });
+
+  program.command('audit').description('the audit log').command('verify')
+    .description('check the audit log\'s hash chain')
+    .action(async () => {
+      const l = homeLayout(resolveHome(g().home));
+      const { openSqliteStore } = await import('../store/sqlite-store.ts');
+      const store = openSqliteStore({ path: l.database });
+      try {
+        const r = await verifyAuditLog(store);
+        print(g(), `Audit log intact: ${r.entries} entries, head ${r.head.slice(0, 16)}\n`, r);
+      } finally {
+        await store.close();
+      }
+    });
+
+  const offline = program.command('offline').description('operations with the offline root key');
+  offline.command('sign-intermediate')
+    .description('sign an intermediate CA certificate from its CSR with the root key')
+    .argument('<csr>', 'the intermediate\'s CSR (from `mutual intermediate csr`)')
+    .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
+    .option('--offline-dir <dir>', 'the offline folder (default: <home>-offline)')
+    .option('--root-passphrase-file <file>', 'root key passphrase file')
+    .option('--days <n>', 'lifetime in days', Number, 730)
+    .requiredOption('--out <file>', 'where to write the certificate (PEM)')
+    .action(async (file: string, o) => {
+      const home = resolveHome(g().home);
+      const config = readConfig(homeLayout(home).config);
+      const pem = await signIntermediate({
+        offlineDir: path.resolve(o.offlineDir ?? defaultOfflineDir(home)), rootPassphrase: await rootPassphrase(o.rootPassphraseFile, g()),
+        csr: readInput(file), role: o.role === 'server' ? 'server-ca' : 'client-ca', days: o.days, url: config.url, organization: config.name,
+        policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }),
+      });
+      fs.writeFileSync(o.out, pem);
+      print(g(), `Signed the ${o.role} CA -> ${o.out}. Install it with \`mutual intermediate install ${o.out} --role ${o.role}\`.\n`, { file: o.out });
+    });
+  offline.command('crl')
+    .description('renew the root CRL for the intermediates (optionally revoking one)')
+    .option('--offline-dir <dir>', 'the offline folder (default: <home>-offline)')
+    .option('--root-passphrase-file <file>', 'root key passphrase file')
+    .option('--revoke <cert>', 'an intermediate certificate to revoke')
+    .addOption(new Option('--reason <reason>').choices(Object.keys(REVOCATION_REASONS)).default('cessationOfOperation'))
+    .action(async (o) => {
+      const home = resolveHome(g().home);
+      const der = await renewRootCrl({
+        offlineDir: path.resolve(o.offlineDir ?? defaultOfflineDir(home)), rootPassphrase: await rootPassphrase(o.rootPassphraseFile, g()),
+        revoke: o.revoke ? { certificate: readInput(o.revoke), reason: o.reason } : undefined,
+      });
+      const l = homeLayout(home);
+      if (fs.existsSync(l.caDir)) fs.writeFileSync(l.rootCrl, der);
+      print(g(), `Renewed the root CRL${fs.existsSync(l.caDir) ? ` (copied to ${l.rootCrl})` : ''}.\n`, { bytes: der.length });
+    });
+
+  const inter = program.command('intermediate').description('re-signing the intermediates (air-gapped flow)');
+  inter.command('csr')
+    .description('write the CSR the offline root signs')
+    .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
+    .option('--new-key', 'make a new key (installed with the certificate)')
+    .requiredOption('--out <file>', 'CSR file')
+    .action(async (o) => {
+      const pem = intermediateCsr({ home: resolveHome(g().home), role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey });
+      fs.writeFileSync(o.out, pem);
+      print(g(), `Wrote ${o.out}. Sign it offline: \`mutual offline sign-intermediate ${o.out} --role ${o.role} --out ${o.role}-ca.pem\`.\n`, { file: o.out });
+    });
+  inter.command('install')
+    .description('install an intermediate certificate signed by the offline root')
+    .argument('<cert>', 'certificate file')
+    .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
+    .action(async (file: string, o) => {
+      await installIntermediate({ home: resolveHome(g().home), role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase: await caPassphrase(g()) });
+      print(g(), `Installed the ${o.role} CA certificate.\n`, { ok: true });
+    });
+
+  program.command('demo')
+    .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')
+    .action(async () => runDemo({ home: resolveHome(g().home ?? '.mutual') }));
+
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function run(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return EXIT.OK;
+  } catch (e) {
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    return reportError(e, Boolean(program.opts().json));
+  }
+}
+
+if (import.meta.main) {
+  process.exitCode = await run(process.argv.slice(2));
+}

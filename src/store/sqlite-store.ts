@@ -1,0 +1,254 @@
+/**
+ * The embedded store: SQLite through node:sqlite, WAL with synchronous=FULL (a returned
+ * certificate is on disk). Implements the authority's CaStore.
+ *
+ * CRL entries are kept pre-encoded: each revocation stores its DER entry; once an issuer has
+ * {@link CRL_PACK_THRESHOLD} loose entries they are packed into one chunk blob (with a parallel
+ * array of expiry times), so building a CRL reads a few blobs, not one row per revoked certificate.
+ */
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import { chmodSync, existsSync } from 'node:fs';
+import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
+import { dropExpired, reasonName, REVOCATION_REASONS } from '../core/crl.ts';
+import { MutualError } from '../core/errors.ts';
+import type { Role } from '../core/certificate-template.ts';
+import type {
+  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RevocationInput, StoredCertificate,
+} from '../ca/store.ts';
+import { SQLITE_MIGRATIONS } from './migrations.ts';
+
+/** Loose CRL entries per issuer before they are packed into a chunk. */
+export const CRL_PACK_THRESHOLD = 4096;
+
+const sec = (d: Date) => Math.floor(d.getTime() / 1000);
+const date = (s: number | bigint | null) => (s === null ? undefined : new Date(Number(s) * 1000));
+
+type Row = Record<string, unknown>;
+
+function toStored(r: Row): StoredCertificate {
+  return {
+    issuerKeyId: r.issuer_kid as string,
+    serial: r.serial as string,
+    role: r.role as Role,
+    subject: r.subject as string,
+    identity: (r.identity as string | null) ?? undefined,
+    names: JSON.parse(r.names as string),
+    notBefore: date(r.not_before as number)!,
+    notAfter: date(r.not_after as number)!,
+    fingerprint: r.fingerprint as string,
+    der: Buffer.from(r.der as Uint8Array),
+    renewedFrom: (r.renewed_from as string | null) ?? undefined,
+    issuedAt: date(r.issued_at as number)!,
+    issuedBy: r.issued_by as string,
+    status: r.status as 'valid' | 'revoked',
+    revokedAt: date(r.revoked_at as number | null),
+    reason: r.reason === null ? undefined : reasonName(Number(r.reason)),
+  };
+}
+
+/** Options for {@link openSqliteStore}. */
+export interface SqliteStoreOptions {
+  /** Database file; created with mode 0600 if missing. */
+  path: string;
+}
+
+/** Opens (and migrates) the SQLite store. */
+export function openSqliteStore(o: SqliteStoreOptions): SqliteStore {
+  return new SqliteStore(o.path);
+}
+
+/** The SQLite CaStore. Use one per process: the audit chain head is kept in memory. */
+export class SqliteStore implements CaStore {
+  readonly db: DatabaseSync;
+  #insertCert: StatementSync;
+  #insertAudit: StatementSync;
+  #lastHash: string;
+  #seq: number;
+
+  constructor(path: string) {
+    const fresh = !existsSync(path);
+    this.db = new DatabaseSync(path);
+    if (fresh && path !== ':memory:') chmodSync(path, 0o600);
+    this.db.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;');
+    migrate(this.db);
+    this.#insertCert = this.db.prepare(
+      `INSERT INTO certificates (issuer_kid, serial, role, subject, identity, names, not_before, not_after, fingerprint, der, renewed_from, issued_at, issued_by)
+       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+    );
+    this.#insertAudit = this.db.prepare('INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)');
+    const last = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as Row | undefined;
+    this.#seq = last ? Number(last.seq) : 0;
+    this.#lastHash = last ? (last.hash as string) : AUDIT_GENESIS;
+  }
+
+  #tx<T>(fn: () => T): T {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const out = fn();
+      this.db.exec('COMMIT');
+      return out;
+    } catch (e) {
+      this.db.exec('ROLLBACK');
+      // The in-memory chain head may have moved inside the failed transaction.
+      const last = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as Row | undefined;
+      this.#seq = last ? Number(last.seq) : 0;
+      this.#lastHash = last ? (last.hash as string) : AUDIT_GENESIS;
+      throw e;
+    }
+  }
+
+  #appendAudit(e: AuditInput): void {
+    const at = new Date(Math.floor((e.at ?? new Date()).getTime() / 1000) * 1000);
+    const seq = this.#seq + 1;
+    const hash = auditHash({ seq, at, actor: e.actor, action: e.action, target: e.target, details: e.details, prevHash: this.#lastHash });
+    this.#insertAudit.run(seq, sec(at), e.actor, e.action, e.target, JSON.stringify(e.details), this.#lastHash, hash);
+    this.#seq = seq;
+    this.#lastHash = hash;
+  }
+
+  async recordIssued(records: CertificateRecord[]): Promise<void> {
+    this.recordIssuedSync(records);
+  }
+
+  /** Synchronous form of recordIssued, for the issuance hot path. */
+  recordIssuedSync(records: CertificateRecord[]): void {
+    try {
+      this.#tx(() => {
+        for (const r of records) {
+          this.#insertCert.run(r.issuerKeyId, r.serial, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
+            r.fingerprint, r.der, r.renewedFrom ?? null, sec(r.issuedAt), r.issuedBy);
+          this.#appendAudit({ actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
+            details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, ...(r.renewedFrom ? { renewedFrom: r.renewedFrom } : {}) } });
+        }
+      });
+    } catch (e) {
+      throw new MutualError('STORE_FAILED', { detail: (e as Error).message }, { cause: e });
+    }
+  }
+
+  async recordRevocation(r: RevocationInput, actor: string): Promise<StoredCertificate> {
+    return this.#tx(() => {
+      const row = this.db.prepare('SELECT * FROM certificates WHERE issuer_kid = ? AND serial = ?').get(r.issuerKeyId, r.serial) as Row | undefined;
+      if (!row) throw new MutualError('CERT_NOT_FOUND', { serial: r.serial, detail: r.serial });
+      if (row.status === 'revoked') throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
+      this.db.prepare('UPDATE certificates SET status = ?, revoked_at = ?, reason = ? WHERE issuer_kid = ? AND serial = ?')
+        .run('revoked', sec(r.revokedAt), REVOCATION_REASONS[r.reason], r.issuerKeyId, r.serial);
+      this.db.prepare('INSERT INTO crl_entries (issuer_kid, serial, not_after, entry) VALUES (?,?,?,?)').run(r.issuerKeyId, r.serial, row.not_after as number, r.crlEntry);
+      this.#appendAudit({ actor, action: 'revoke', target: r.serial, at: r.revokedAt, details: { issuer: r.issuerKeyId, reason: r.reason } });
+      this.#packIfNeeded(r.issuerKeyId);
+      return toStored({ ...row, status: 'revoked', revoked_at: sec(r.revokedAt), reason: REVOCATION_REASONS[r.reason] });
+    });
+  }
+
+  /** Packs loose CRL entries into one chunk once there are enough of them (inside the caller's transaction). */
+  #packIfNeeded(issuerKeyId: string): void {
+    const { n } = this.db.prepare('SELECT count(*) AS n FROM crl_entries WHERE issuer_kid = ?').get(issuerKeyId) as { n: number };
+    if (n < CRL_PACK_THRESHOLD) return;
+    this.packCrlEntries(issuerKeyId);
+  }
+
+  /** Moves all loose CRL entries of an issuer into one chunk. */
+  packCrlEntries(issuerKeyId: string): void {
+    const rows = this.db.prepare('SELECT not_after, entry FROM crl_entries WHERE issuer_kid = ? ORDER BY not_after').all(issuerKeyId) as Row[];
+    if (rows.length === 0) return;
+    const notAfter = new Uint32Array(rows.length);
+    const parts: Uint8Array[] = [];
+    rows.forEach((r, i) => {
+      notAfter[i] = Number(r.not_after);
+      parts.push(r.entry as Uint8Array);
+    });
+    this.db.prepare('INSERT INTO crl_chunks (issuer_kid, min_not_after, max_not_after, count, entries, not_afters) VALUES (?,?,?,?,?,?)')
+      .run(issuerKeyId, notAfter[0], notAfter[rows.length - 1], rows.length, Buffer.concat(parts), Buffer.from(notAfter.buffer));
+    this.db.prepare('DELETE FROM crl_entries WHERE issuer_kid = ?').run(issuerKeyId);
+  }
+
+  async getCertificate(serial: string, issuerKeyId?: string): Promise<StoredCertificate | undefined> {
+    const s = serial.toLowerCase().replace(/^(00)+(?=.)/, '');
+    const row = (issuerKeyId
+      ? this.db.prepare('SELECT * FROM certificates WHERE issuer_kid = ? AND serial = ?').get(issuerKeyId, s)
+      : this.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(s)) as Row | undefined;
+    return row ? toStored(row) : undefined;
+  }
+
+  async listCertificates(f: ListFilter): Promise<StoredCertificate[]> {
+    const where: string[] = [];
+    const args: (string | number)[] = [];
+    if (f.role) (where.push('role = ?'), args.push(f.role));
+    if (f.status) (where.push('status = ?'), args.push(f.status));
+    if (f.expiringBefore) (where.push('not_after < ?'), args.push(sec(f.expiringBefore)));
+    if (f.notExpiredAt) (where.push('not_after >= ?'), args.push(sec(f.notExpiredAt)));
+    if (f.identity) (where.push('identity = ?'), args.push(f.identity));
+    const sql = `SELECT * FROM certificates ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY not_after LIMIT ?`;
+    return (this.db.prepare(sql).all(...args, f.limit ?? 1000) as Row[]).map(toStored);
+  }
+
+  async crlEntries(issuerKeyId: string, now: Date): Promise<Buffer[]> {
+    return this.crlEntriesSync(issuerKeyId, now);
+  }
+
+  /** Synchronous form of crlEntries. */
+  crlEntriesSync(issuerKeyId: string, now: Date): Buffer[] {
+    const cut = sec(now);
+    const out: Buffer[] = [];
+    const chunks = this.db.prepare('SELECT min_not_after, entries, not_afters FROM crl_chunks WHERE issuer_kid = ? AND max_not_after > ?');
+    for (const c of chunks.iterate(issuerKeyId, cut) as Iterable<Row>) {
+      const entries = Buffer.from(c.entries as Uint8Array);
+      if (Number(c.min_not_after) > cut) out.push(entries);
+      else {
+        const na = c.not_afters as Uint8Array;
+        out.push(dropExpired(entries, new Uint32Array(na.buffer.slice(na.byteOffset, na.byteOffset + na.byteLength)), now));
+      }
+    }
+    const loose = this.db.prepare('SELECT entry FROM crl_entries WHERE issuer_kid = ? AND not_after > ?').all(issuerKeyId, cut) as Row[];
+    if (loose.length) out.push(Buffer.concat(loose.map((r) => r.entry as Uint8Array)));
+    return out;
+  }
+
+  async nextCrlNumber(issuerKeyId: string): Promise<bigint> {
+    return this.#tx(() => {
+      this.db.prepare('INSERT INTO crl_numbers (issuer_kid, number) VALUES (?, 1) ON CONFLICT(issuer_kid) DO UPDATE SET number = number + 1').run(issuerKeyId);
+      const { number } = this.db.prepare('SELECT number FROM crl_numbers WHERE issuer_kid = ?').get(issuerKeyId) as { number: number };
+      return BigInt(number);
+    });
+  }
+
+  async audit(entry: AuditInput): Promise<void> {
+    this.#tx(() => this.#appendAudit(entry));
+  }
+
+  async *auditEntries(): AsyncIterable<AuditEntry> {
+    for (const r of this.db.prepare('SELECT * FROM audit ORDER BY seq').iterate() as Iterable<Row>) {
+      yield {
+        seq: Number(r.seq),
+        at: date(r.at as number)!,
+        actor: r.actor as string,
+        action: r.action as string,
+        target: r.target as string,
+        details: JSON.parse(r.details as string),
+        prevHash: r.prev_hash as string,
+        hash: r.hash as string,
+      };
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.db.isOpen) this.db.close();
+  }
+}
+
+function migrate(db: DatabaseSync): void {
+  db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)');
+  const done = new Set((db.prepare('SELECT version FROM schema_migrations').all() as Row[]).map((r) => Number(r.version)));
+  for (const m of SQLITE_MIGRATIONS) {
+    if (done.has(m.version)) continue;
+    db.exec('BEGIN IMMEDIATE');
+    try {
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, sec(new Date()));
+      db.exec('COMMIT');
+    } catch (e) {
+      db.exec('ROLLBACK');
+      throw e;
+    }
+  }
+}
