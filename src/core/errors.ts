@@ -41,11 +41,13 @@ export const ERRORS = {
   KEY_PASSPHRASE_WRONG: { status: 500, message: 'The CA key could not be decrypted with that passphrase', hint: 'Check MUTUAL_CA_PASSPHRASE or the passphrase file.' },
   KEY_FILE_INSECURE: { status: 500, message: 'A key file or folder is readable by other users', hint: 'Run `chmod 600` on the key and `chmod 700` on its folder.' },
   KEY_FILE_MISSING: { status: 500, message: 'A key file is missing', hint: 'Check --home / MUTUAL_HOME, or run `mutual init`.' },
+  KEY_FILE_EXISTS: { status: 409, message: 'A key file already exists; mutual never overwrites a key', hint: 'Move the old key away yourself if you really mean to replace it, or use another folder.' },
   KEY_MISMATCH: { status: 400, message: 'The private key does not match the certificate', hint: 'Pair each certificate with the key it was issued for.' },
   // CA state
   CA_NOT_INITIALIZED: { status: 500, message: 'No CA was found in the state folder', hint: 'Run `mutual init --trust-domain <domain>` first, or point --home / MUTUAL_HOME at the right folder.' },
   CA_ALREADY_INITIALIZED: { status: 409, message: 'A CA already exists in the state folder', hint: 'Use another --home, or remove the folder if you really mean to start over.' },
   CA_ISSUER_EXPIRED: { status: 500, message: 'The issuing CA certificate has expired or is not yet valid', hint: 'Re-sign the intermediate with `mutual offline sign-intermediate`.' },
+  OUTPUT_EXISTS: { status: 409, message: 'An output file already exists', hint: 'Use --force to replace it, or choose another --out folder.' },
   CONFIG_INVALID: { status: 500, message: 'The configuration is invalid', hint: 'Fix the field named in the detail.' },
   // Inventory
   CERT_NOT_FOUND: { status: 404, message: 'No such certificate in the inventory', hint: 'Check the serial (`mutual list`), or give the certificate file.' },

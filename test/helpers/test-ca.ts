@@ -1,0 +1,51 @@
+/**
+ * An ephemeral CA in a temp folder, made by the project's own `initCa`, for tests.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { initCa, type InitCaOptions, type InitCaResult } from '../../src/ca/init-ca.ts';
+import { CertificateAuthority } from '../../src/ca/authority.ts';
+import { homeLayout, type HomeLayout } from '../../src/ca/home.ts';
+
+/** The passphrase of every test CA (not a secret: these CAs live for one test). */
+export const TEST_PASSPHRASE = 'test-passphrase-0123456789';
+
+/** A CA made for one test. */
+export interface TestCa {
+  dir: string;
+  home: string;
+  offlineDir: string;
+  layout: HomeLayout;
+  init: InitCaResult;
+  ca: CertificateAuthority;
+  /** Writes `data` to a file in the temp folder and returns its path. */
+  file(name: string, data: string | Uint8Array): string;
+  close(): Promise<void>;
+}
+
+/** Makes a temp folder removed by the returned function. */
+export function tempDir(prefix = 'mutual-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** Creates a CA (trust domain acme.internal unless overridden) and opens it. */
+export async function makeTestCa(o: Partial<InitCaOptions> = {}): Promise<TestCa> {
+  const dir = tempDir();
+  const home = path.join(dir, 'home');
+  const offlineDir = path.join(dir, 'offline');
+  const init = await initCa({ home, offlineDir, trustDomain: 'acme.internal', name: 'Acme Test', passphrase: TEST_PASSPHRASE, ...o });
+  const ca = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE, now: o.now ? () => o.now! : undefined });
+  return {
+    dir, home, offlineDir, layout: homeLayout(home), init, ca,
+    file(name, data) {
+      const p = path.join(dir, name);
+      fs.writeFileSync(p, data);
+      return p;
+    },
+    async close() {
+      await ca.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
