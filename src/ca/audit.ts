@@ -12,7 +12,7 @@ export async function verifyAuditLog(store: Pick<CaStore, 'auditEntries'>): Prom
   for await (const e of store.auditEntries()) {
     if (e.seq !== expected) throw new MutualError('AUDIT_TAMPERED', { detail: `entry ${expected} is missing (found ${e.seq})`, seq: expected });
     if (e.prevHash !== prev) throw new MutualError('AUDIT_TAMPERED', { detail: `entry ${e.seq} does not chain to entry ${e.seq - 1}`, seq: e.seq });
-    if (auditHash(e) !== e.hash) throw new MutualError('AUDIT_TAMPERED', { detail: `entry ${e.seq} (${e.action} ${e.target}) was changed`, seq: e.seq });
+    if (auditHash({ ...e, details: e.detailsJson }) !== e.hash) throw new MutualError('AUDIT_TAMPERED', { detail: `entry ${e.seq} (${e.action} ${e.target}) was changed`, seq: e.seq });
     prev = e.hash;
     expected++;
   }

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
-import { generateKeyPair, spkiDer, type KeyType } from '../core/algorithms.ts';
+import { describeSpki, generateKeyPair, spkiDer, type KeyType } from '../core/algorithms.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { createCertificateTemplate, newSerial, subjectFor, type CertificateTemplate, type DistributionUrls, type Role } from '../core/certificate-template.ts';
 import { buildCrl, encodeRevokedEntry, type RevocationReason } from '../core/crl.ts';
@@ -60,6 +60,11 @@ export interface IssueRequest {
   csr?: Uint8Array | string;
   /** Key type when no CSR is given (default from config: p256). */
   keyType?: KeyType;
+  /**
+   * The subject's SubjectPublicKeyInfo when the caller already proved possession another way (a
+   * renewal over mTLS re-certifies the key the TLS handshake proved). Not for untrusted input.
+   */
+  spki?: Buffer;
   /** Names to issue for; with a CSR, defaults to the CSR's. */
   names?: SubjectAltNames;
   /** Lifetime in days (default: the profile's), or in seconds for short-lived test certificates. */
@@ -178,7 +183,6 @@ export class CertificateAuthority {
     const ca = this.issuerFor(req.role);
     const profile = this.config.profiles[req.role];
     let spki: Buffer;
-    let subjectKey: KeyObject;
     let privateKey: KeyObject | undefined;
     let names = req.names;
     if (req.csr !== undefined) {
@@ -187,13 +191,17 @@ export class CertificateAuthority {
       const wanted = req.role === 'server' ? OID.serverAuth : OID.clientAuth;
       const other = csr.requestedEku.find((e) => e !== wanted);
       if (other) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: `the CSR asks for extended key usage ${other}; a ${req.role} certificate has ${wanted} only` });
-      subjectKey = verifyCsr(csr);
+      // The key's type is checked before its signature: a weak key is refused without the work.
+      describeSpki(csr.spki);
+      verifyCsr(csr);
       spki = csr.spki;
       names ??= csr.names;
+    } else if (req.spki) {
+      describeSpki(req.spki);
+      spki = req.spki;
     } else {
       const kp = generateKeyPair(req.keyType ?? this.config.keyTypes.leaf);
       privateKey = kp.privateKey;
-      subjectKey = kp.publicKey;
       spki = spkiDer(kp.publicKey);
     }
     const checked = checkNames(this.policy, names ?? { dns: [], ip: [], uri: [] }, req.role);
@@ -207,7 +215,7 @@ export class CertificateAuthority {
     const identity = checked.uri[0];
     const commonName = req.role === 'client' ? identity.slice(identity.lastIndexOf('/') + 1) : (checked.dns[0] ?? checked.ip[0]);
     const fields = { serial: newSerial(), notBefore, notAfter, subject: subjectFor(commonName), spki, names: checked };
-    lintCertificate(req.role, fields, subjectKey, ca.lint);
+    lintCertificate(req.role, fields, ca.lint);
     const der = await ca.template.sign(fields);
     // newSerial sets the second-highest bit, so the hex has no leading zeros to strip.
     const serial = fields.serial.toString('hex');
@@ -248,6 +256,28 @@ export class CertificateAuthority {
     }
   }
 
+  /**
+   * Issues a delegated OCSP responder certificate (EKU OCSPSigning, ocsp-nocheck, RFC 6960
+   * 4.2.2.2) for one intermediate, with a new key; recorded in the inventory like every other.
+   */
+  async issueOcspResponder(which: LeafRole, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; privateKey: KeyObject; notAfter: Date }> {
+    const ca = this.issuerFor(which);
+    const kp = generateKeyPair('p256');
+    const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
+    const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeSeconds * 1000, ca.info.notAfter.getTime())));
+    const template = (this.#ocspTemplates[which] ??= createCertificateTemplate(ca.template.issuer, { role: 'ocsp' }));
+    const fields = { serial: newSerial(), notBefore, notAfter, subject: subjectFor(`${this.config.name} ${which} OCSP responder`), spki: spkiDer(kp.publicKey) };
+    lintCertificate('ocsp', fields, ca.lint);
+    const der = await template.sign(fields);
+    await this.#persist({
+      issuerKeyId: ca.keyId, serial: fields.serial.toString('hex'), role: 'ocsp', subject: `CN=${this.config.name} ${which} OCSP responder`, names: { dns: [], ip: [], uri: [] },
+      notBefore, notAfter, fingerprint: crypto.createHash('sha256').update(der).digest('hex'), der, issuedAt: floorSeconds(now), issuedBy: 'ocsp-responder',
+    });
+    return { certificate: der, privateKey: kp.privateKey, notAfter };
+  }
+
+  #ocspTemplates: Partial<Record<LeafRole, CertificateTemplate>> = {};
+
   /** Finds a certificate by serial or by its PEM/DER. */
   async find(ref: { serial?: string; certificate?: Uint8Array | string }): Promise<StoredCertificate> {
     let serial = ref.serial;
@@ -266,7 +296,7 @@ export class CertificateAuthority {
   }
 
   /** Revokes a certificate and regenerates its issuer's CRL. */
-  async revoke(ref: { serial?: string; certificate?: Uint8Array | string; reason?: RevocationReason; actor?: string; now?: Date }): Promise<StoredCertificate> {
+  async revoke(ref: { serial?: string; certificate?: Uint8Array | string; reason?: RevocationReason; actor?: string; now?: Date; /** Default true; the server coalesces instead. */ writeCrl?: boolean }): Promise<StoredCertificate> {
     const cert = await this.find(ref);
     const ca = this.issuerByKeyId(cert.issuerKeyId);
     if (!ca) throw new MutualError('CERT_WRONG_ISSUER', { detail: 'the certificate was issued by an intermediate this CA no longer uses' });
@@ -276,7 +306,7 @@ export class CertificateAuthority {
       issuerKeyId: cert.issuerKeyId, serial: cert.serial, revokedAt, reason,
       crlEntry: encodeRevokedEntry(Buffer.from(cert.serial.length % 2 ? '0' + cert.serial : cert.serial, 'hex'), revokedAt, reason),
     }, ref.actor ?? 'cli');
-    await this.writeCrl(ca.role === 'server-ca' ? 'server' : 'client', revokedAt);
+    if (ref.writeCrl !== false) await this.writeCrl(ca.role === 'server-ca' ? 'server' : 'client', revokedAt);
     if (revokedChannel.hasSubscribers) revokedChannel.publish({ serial: cert.serial, issuerKeyId: cert.issuerKeyId, reason, revokedAt });
     return stored;
   }

@@ -16,6 +16,7 @@ import { defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
 import { keyObjectSigner, type Signer } from '../core/signer.ts';
 import { writeEncryptedKey } from '../keys/encrypted-key-file.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
+import { writeIssued } from './write-issued.ts';
 import { CertificateAuthority, distributionUrls, type IssueResult } from './authority.ts';
 import { renderConfig, validateConfig, type CaConfig } from './config.ts';
 import { defaultOfflineDir, homeLayout, offlineLayout, type OfflineLayout } from './home.ts';
@@ -158,6 +159,7 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     const admin = await ca.issue({
       role: 'client', names: { dns: [], ip: [], uri: [`spiffe://${config.trustDomain}/admin/${o.adminName ?? 'admin'}`] }, actor: 'init', now,
     });
+    writeIssued(layout.adminDir, admin);
     await ca.store.audit({ actor: 'init', action: 'init', target: config.trustDomain, at: now, details: {
       root: crypto.createHash('sha256').update(rootDer).digest('hex'), offlineDir: offline.dir,
     } });

@@ -44,6 +44,8 @@ export interface AuditEntry {
   /** What the entry is about (a serial, a CA name). */
   target: string;
   details: Record<string, unknown>;
+  /** `details` exactly as stored: the hash covers this text. */
+  detailsJson: string;
   prevHash: string;
   hash: string;
 }
@@ -59,6 +61,14 @@ export interface RevocationInput {
   reason: RevocationReason;
   /** The pre-encoded CRL entry (see core/crl.ts encodeRevokedEntry). */
   crlEntry: Buffer;
+}
+
+/** A revocation as replicas learn of it. */
+export interface RevocationEvent {
+  issuerKeyId: string;
+  serial: string;
+  revokedAt: Date;
+  reason: RevocationReason;
 }
 
 /** Inventory filters. */
@@ -87,6 +97,21 @@ export interface CaStore {
   nextCrlNumber(issuerKeyId: string): Promise<bigint>;
   /** Appends an audit entry (for actions other than issue/revoke). */
   audit(entry: AuditInput): Promise<void>;
+  /**
+   * Marks a one-time token used. Returns false when it was used before (a replay). Entries can be
+   * forgotten after `expiresAt`, when the token is refused for its age anyway.
+   */
+  consumeToken(jti: string, expiresAt: Date, actor: string): Promise<boolean>;
+  /**
+   * Revocations recorded after `cursor` (an audit sequence number), oldest first, and the new
+   * cursor. Replicas poll this to update their OCSP and CRL answers within seconds.
+   */
+  revocationsSince(cursor: number, limit?: number): Promise<{ cursor: number; items: RevocationEvent[] }>;
+  /**
+   * Runs `fn` only if no other replica holds the named job lock (PostgreSQL advisory lock; the
+   * embedded store has one process, so it always runs). Returns false when skipped.
+   */
+  withJobLock(name: string, fn: () => Promise<void>): Promise<boolean>;
   /** Reads the audit log in order. */
   auditEntries(): AsyncIterable<AuditEntry>;
   close(): Promise<void>;

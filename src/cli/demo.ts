@@ -5,7 +5,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import https from 'node:https';
-import crypto from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { CertificateAuthority } from '../ca/authority.ts';
@@ -14,7 +13,7 @@ import { defaultOfflineDir, homeLayout } from '../ca/home.ts';
 import { toPem } from '../core/pem.ts';
 import { parseCertificate, certificateIdentity } from '../core/certificate.ts';
 import { OID } from '../core/oids.ts';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { demoPassphrase } from './server-commands.ts';
 
 const TRUST_DOMAIN = 'demo.internal';
 
@@ -22,13 +21,6 @@ function say(step: string, text: string) {
   process.stdout.write(`${step.padEnd(3)} ${text}\n`);
 }
 
-/** Where the demo keeps its generated passphrase (demo only: real CAs take it from the environment). */
-function demoPassphrase(home: string): string {
-  if (process.env.MUTUAL_CA_PASSPHRASE) return process.env.MUTUAL_CA_PASSPHRASE;
-  const file = path.join(path.dirname(home), `${path.basename(home)}-demo-passphrase`);
-  if (!fs.existsSync(file)) writeFileAtomic(file, crypto.randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
-  return fs.readFileSync(file, 'utf8').trim();
-}
 
 function call(port: number, ca: string, client?: { cert: string; key: string }): Promise<string> {
   return new Promise((resolve) => {
@@ -53,7 +45,7 @@ function explainTlsError(e: NodeJS.ErrnoException): string {
 export async function runDemo(o: { home: string }): Promise<void> {
   const home = path.resolve(o.home);
   const layout = homeLayout(home);
-  const passphrase = demoPassphrase(home);
+  const passphrase = process.env.MUTUAL_CA_PASSPHRASE || demoPassphrase(home);
   process.stdout.write(`mutual demo: state folder ${path.relative(process.cwd(), home) || home}\n\n`);
   if (!fs.existsSync(layout.config)) {
     await initCa({ home, trustDomain: TRUST_DOMAIN, name: 'mutual demo', passphrase });

@@ -22,6 +22,7 @@ import { resolvePassphrase } from '../keys/passphrase.ts';
 import { EXIT, parseDuration, reportError, writeIssued } from './output.ts';
 import { describeCertificate } from './describe.ts';
 import { runDemo } from './demo.ts';
+import { registerServerCommands } from './server-commands.ts';
 
 /** Global options every command sees. */
 interface GlobalOptions {
@@ -102,12 +103,13 @@ export function buildProgram(): Command {
       const home = resolveHome(g().home);
       const passphrase = await caPassphrase(g(), true);
       const rootPass = o.rootPassphraseFile || process.env.MUTUAL_ROOT_PASSPHRASE ? await rootPassphrase(o.rootPassphraseFile, g()) : passphrase;
+      const p12 = await p12Password(o);
       const r = await initCa({
         home, offlineDir: o.offlineDir && path.resolve(o.offlineDir), trustDomain: o.trustDomain, name: o.name, passphrase, rootPassphrase: rootPass,
         permitDns: o.permitDns, permitIp: o.permitIp, url: o.url, keyTypes: { root: o.rootKey as KeyType, intermediate: o.key as KeyType }, adminName: o.admin,
       });
       const adminDir = homeLayout(home).adminDir;
-      writeIssued(adminDir, r.admin, { p12Password: await p12Password(o) });
+      if (p12 !== undefined) writeIssued(adminDir, r.admin, { p12Password: p12, force: true });
       print(g(), [
         `Created CA "${r.config.name}" for trust domain ${r.config.trustDomain} in ${home}`,
         `  root CA       ${homeLayout(home).rootCert}`,
@@ -328,6 +330,8 @@ export function buildProgram(): Command {
       await installIntermediate({ home: resolveHome(g().home), role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase: await caPassphrase(g()) });
       print(g(), `Installed the ${o.role} CA certificate.\n`, { ok: true });
     });
+
+  registerServerCommands(program, g);
 
   program.command('demo')
     .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')

@@ -14,20 +14,13 @@ export interface AuditHashInput {
   actor: string;
   action: string;
   target: string;
-  details: Record<string, unknown>;
+  /** The details as stored (JSON text): hashing the stored text needs no canonical form. */
+  details: string;
   prevHash: string;
 }
 
 /** SHA-256 over the canonical form of an entry and the previous hash, hex. */
 export function auditHash(e: AuditHashInput): string {
-  const canonical = JSON.stringify([e.seq, e.at.toISOString(), e.actor, e.action, e.target, canonicalize(e.details), e.prevHash]);
-  return crypto.createHash('sha256').update(canonical).digest('hex');
-}
-
-function canonicalize(v: unknown): unknown {
-  if (Array.isArray(v)) return v.map(canonicalize);
-  if (v && typeof v === 'object') {
-    return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonicalize((v as Record<string, unknown>)[k])]));
-  }
-  return v;
+  const text = JSON.stringify([e.seq, e.at.toISOString(), e.actor, e.action, e.target, e.details, e.prevHash]);
+  return crypto.createHash('sha256').update(text).digest('hex');
 }

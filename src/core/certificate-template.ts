@@ -70,6 +70,21 @@ export interface CertificateTemplate {
   sign(fields: CertificateFields): Promise<Buffer>;
 }
 
+// One CSPRNG call per 256 serials instead of one each (~4 us a call here).
+const POOL_BYTES = 4096;
+let pool = Buffer.alloc(0);
+let poolAt = POOL_BYTES;
+function pooledRandom(n: number): Buffer {
+  if (poolAt + n > pool.length) {
+    pool = crypto.randomBytes(POOL_BYTES);
+    poolAt = 0;
+  }
+  const out = Buffer.from(pool.subarray(poolAt, poolAt + n));
+  pool.fill(0, poolAt, poolAt + n);
+  poolAt += n;
+  return out;
+}
+
 /** Length of mutual's serial numbers (RFC 5280 4.1.2.2 allows up to 20 octets). */
 export const SERIAL_BYTES = 16;
 
@@ -77,7 +92,7 @@ export const SERIAL_BYTES = 16;
  * A new serial: 16 random bytes, top bit cleared (positive) and next bit set (so DER keeps all 16
  * bytes); 126 bits of randomness, well above CA/B's 64.
  */
-export function newSerial(random: (n: number) => Buffer = crypto.randomBytes): Buffer {
+export function newSerial(random: (n: number) => Buffer = pooledRandom): Buffer {
   const b = random(SERIAL_BYTES);
   b[0] = (b[0] & 0x3f) | 0x40;
   return b;

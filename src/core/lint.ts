@@ -3,9 +3,8 @@
  * certificate must have; a failing rule issues nothing. Rules are checked on the values the
  * template encodes, so the check costs microseconds, and tests re-check the issued DER with OpenSSL.
  */
-import type { KeyObject } from 'node:crypto';
 import { MutualError } from './errors.ts';
-import { describeKey } from './algorithms.ts';
+import { describeSpki } from './algorithms.ts';
 import { SERIAL_BYTES, ROLE_EKU, type CertificateFields, type Role } from './certificate-template.ts';
 import { dnsUnder, ipInRange, ipToBytes } from './names.ts';
 import type { NamePolicy } from './policy.ts';
@@ -40,12 +39,11 @@ const ISSUER_OF: Record<Role, Role[]> = {
 };
 
 /**
- * Checks a certificate before signing. `subjectKey` is the parsed SPKI (already made for the CSR
- * check, so lint does not parse it again). Throws LINT_FAILED with `fields.rule`.
+ * Checks a certificate before signing. Throws LINT_FAILED with `fields.rule`.
  */
-export function lintCertificate(role: Role, f: CertificateFields, subjectKey: KeyObject, issuer: LintIssuer): void {
+export function lintCertificate(role: Role, f: CertificateFields, issuer: LintIssuer): void {
   try {
-    describeKey(subjectKey);
+    describeSpki(f.spki);
   } catch (e) {
     fail('key-weak', (e as Error).message);
   }

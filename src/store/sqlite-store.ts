@@ -8,13 +8,15 @@
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { chmodSync, existsSync } from 'node:fs';
+import crypto from 'node:crypto';
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
 import { dropExpired, reasonName, REVOCATION_REASONS } from '../core/crl.ts';
 import { MutualError } from '../core/errors.ts';
 import type { Role } from '../core/certificate-template.ts';
 import type {
-  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RevocationInput, StoredCertificate,
+  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RevocationEvent, RevocationInput, StoredCertificate,
 } from '../ca/store.ts';
+import type { RevocationReason } from '../core/crl.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 
 /** Loose CRL entries per issuer before they are packed into a chunk. */
@@ -25,18 +27,21 @@ const date = (s: number | bigint | null) => (s === null ? undefined : new Date(N
 
 type Row = Record<string, unknown>;
 
+const serialBlob = (hex: string): Buffer => Buffer.from(hex.length % 2 ? '0' + hex : hex, 'hex');
+
 function toStored(r: Row): StoredCertificate {
+  const der = Buffer.from(r.der as Uint8Array);
   return {
     issuerKeyId: r.issuer_kid as string,
-    serial: r.serial as string,
+    serial: Buffer.from(r.serial as Uint8Array).toString('hex'),
     role: r.role as Role,
     subject: r.subject as string,
     identity: (r.identity as string | null) ?? undefined,
     names: JSON.parse(r.names as string),
     notBefore: date(r.not_before as number)!,
     notAfter: date(r.not_after as number)!,
-    fingerprint: r.fingerprint as string,
-    der: Buffer.from(r.der as Uint8Array),
+    fingerprint: crypto.createHash('sha256').update(der).digest('hex'),
+    der,
     renewedFrom: (r.renewed_from as string | null) ?? undefined,
     issuedAt: date(r.issued_at as number)!,
     issuedBy: r.issued_by as string,
@@ -50,49 +55,61 @@ function toStored(r: Row): StoredCertificate {
 export interface SqliteStoreOptions {
   /** Database file; created with mode 0600 if missing. */
   path: string;
+  /** Loose CRL entries per issuer before they are packed into a chunk. Default {@link CRL_PACK_THRESHOLD}. */
+  crlPackThreshold?: number;
 }
 
 /** Opens (and migrates) the SQLite store. */
 export function openSqliteStore(o: SqliteStoreOptions): SqliteStore {
-  return new SqliteStore(o.path);
+  return new SqliteStore(o.path, o.crlPackThreshold);
 }
 
-/** The SQLite CaStore. Use one per process: the audit chain head is kept in memory. */
+/** The SQLite CaStore. Several processes may share the file (WAL); each write transaction re-reads the audit head. */
 export class SqliteStore implements CaStore {
   readonly db: DatabaseSync;
   #insertCert: StatementSync;
   #insertAudit: StatementSync;
-  #lastHash: string;
-  #seq: number;
+  #lastHash = AUDIT_GENESIS;
+  #seq = 0;
+  readonly #packThreshold: number;
 
-  constructor(path: string) {
+  constructor(path: string, crlPackThreshold = CRL_PACK_THRESHOLD) {
+    if (!Number.isInteger(crlPackThreshold) || crlPackThreshold < 1) throw new TypeError('crlPackThreshold must be a positive integer');
+    this.#packThreshold = crlPackThreshold;
     const fresh = !existsSync(path);
     this.db = new DatabaseSync(path);
     if (fresh && path !== ':memory:') chmodSync(path, 0o600);
     this.db.exec('PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA busy_timeout=5000;');
     migrate(this.db);
     this.#insertCert = this.db.prepare(
-      `INSERT INTO certificates (issuer_kid, serial, role, subject, identity, names, not_before, not_after, fingerprint, der, renewed_from, issued_at, issued_by)
-       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)`,
+      `INSERT INTO certificates (serial, issuer_kid, role, subject, identity, names, not_before, not_after, der, renewed_from, issued_at, issued_by)
+       VALUES (?,?,?,?,?,?,?,?,?,?,?,?)`,
     );
     this.#insertAudit = this.db.prepare('INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash) VALUES (?,?,?,?,?,?,?,?)');
-    const last = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as Row | undefined;
+    this.#head = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
+    this.#readHead();
+  }
+
+  #head: StatementSync;
+
+  #readHead(): void {
+    const last = this.#head.get() as Row | undefined;
     this.#seq = last ? Number(last.seq) : 0;
     this.#lastHash = last ? (last.hash as string) : AUDIT_GENESIS;
   }
 
   #tx<T>(fn: () => T): T {
     this.db.exec('BEGIN IMMEDIATE');
+    // Another process (the CLI beside a running server) may have appended to the audit log: the
+    // chain head is read inside the write lock, once per transaction.
+    this.#readHead();
     try {
       const out = fn();
       this.db.exec('COMMIT');
       return out;
     } catch (e) {
       this.db.exec('ROLLBACK');
-      // The in-memory chain head may have moved inside the failed transaction.
-      const last = this.db.prepare('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1').get() as Row | undefined;
-      this.#seq = last ? Number(last.seq) : 0;
-      this.#lastHash = last ? (last.hash as string) : AUDIT_GENESIS;
+      this.#readHead();
       throw e;
     }
   }
@@ -100,8 +117,9 @@ export class SqliteStore implements CaStore {
   #appendAudit(e: AuditInput): void {
     const at = new Date(Math.floor((e.at ?? new Date()).getTime() / 1000) * 1000);
     const seq = this.#seq + 1;
-    const hash = auditHash({ seq, at, actor: e.actor, action: e.action, target: e.target, details: e.details, prevHash: this.#lastHash });
-    this.#insertAudit.run(seq, sec(at), e.actor, e.action, e.target, JSON.stringify(e.details), this.#lastHash, hash);
+    const details = JSON.stringify(e.details);
+    const hash = auditHash({ seq, at, actor: e.actor, action: e.action, target: e.target, details, prevHash: this.#lastHash });
+    this.#insertAudit.run(seq, sec(at), e.actor, e.action, e.target, details, this.#lastHash, hash);
     this.#seq = seq;
     this.#lastHash = hash;
   }
@@ -115,8 +133,8 @@ export class SqliteStore implements CaStore {
     try {
       this.#tx(() => {
         for (const r of records) {
-          this.#insertCert.run(r.issuerKeyId, r.serial, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
-            r.fingerprint, r.der, r.renewedFrom ?? null, sec(r.issuedAt), r.issuedBy);
+          this.#insertCert.run(serialBlob(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
+            r.der, r.renewedFrom ?? null, sec(r.issuedAt), r.issuedBy);
           this.#appendAudit({ actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
             details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, ...(r.renewedFrom ? { renewedFrom: r.renewedFrom } : {}) } });
         }
@@ -128,11 +146,11 @@ export class SqliteStore implements CaStore {
 
   async recordRevocation(r: RevocationInput, actor: string): Promise<StoredCertificate> {
     return this.#tx(() => {
-      const row = this.db.prepare('SELECT * FROM certificates WHERE issuer_kid = ? AND serial = ?').get(r.issuerKeyId, r.serial) as Row | undefined;
+      const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ? AND issuer_kid = ?').get(serialBlob(r.serial), r.issuerKeyId) as Row | undefined;
       if (!row) throw new MutualError('CERT_NOT_FOUND', { serial: r.serial, detail: r.serial });
       if (row.status === 'revoked') throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
-      this.db.prepare('UPDATE certificates SET status = ?, revoked_at = ?, reason = ? WHERE issuer_kid = ? AND serial = ?')
-        .run('revoked', sec(r.revokedAt), REVOCATION_REASONS[r.reason], r.issuerKeyId, r.serial);
+      this.db.prepare('UPDATE certificates SET status = ?, revoked_at = ?, reason = ? WHERE serial = ?')
+        .run('revoked', sec(r.revokedAt), REVOCATION_REASONS[r.reason], serialBlob(r.serial));
       this.db.prepare('INSERT INTO crl_entries (issuer_kid, serial, not_after, entry) VALUES (?,?,?,?)').run(r.issuerKeyId, r.serial, row.not_after as number, r.crlEntry);
       this.#appendAudit({ actor, action: 'revoke', target: r.serial, at: r.revokedAt, details: { issuer: r.issuerKeyId, reason: r.reason } });
       this.#packIfNeeded(r.issuerKeyId);
@@ -143,7 +161,7 @@ export class SqliteStore implements CaStore {
   /** Packs loose CRL entries into one chunk once there are enough of them (inside the caller's transaction). */
   #packIfNeeded(issuerKeyId: string): void {
     const { n } = this.db.prepare('SELECT count(*) AS n FROM crl_entries WHERE issuer_kid = ?').get(issuerKeyId) as { n: number };
-    if (n < CRL_PACK_THRESHOLD) return;
+    if (n < this.#packThreshold) return;
     this.packCrlEntries(issuerKeyId);
   }
 
@@ -163,9 +181,9 @@ export class SqliteStore implements CaStore {
   }
 
   async getCertificate(serial: string, issuerKeyId?: string): Promise<StoredCertificate | undefined> {
-    const s = serial.toLowerCase().replace(/^(00)+(?=.)/, '');
+    const s = serialBlob(serial.toLowerCase().replace(/^(00)+(?=.)/, ''));
     const row = (issuerKeyId
-      ? this.db.prepare('SELECT * FROM certificates WHERE issuer_kid = ? AND serial = ?').get(issuerKeyId, s)
+      ? this.db.prepare('SELECT * FROM certificates WHERE serial = ? AND issuer_kid = ?').get(s, issuerKeyId)
       : this.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(s)) as Row | undefined;
     return row ? toStored(row) : undefined;
   }
@@ -216,6 +234,32 @@ export class SqliteStore implements CaStore {
     this.#tx(() => this.#appendAudit(entry));
   }
 
+  async consumeToken(jti: string, expiresAt: Date, actor: string): Promise<boolean> {
+    return this.#tx(() => {
+      this.db.prepare('DELETE FROM used_tokens WHERE expires_at < ?').run(sec(new Date()) - 86_400);
+      const r = this.db.prepare('INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING').run(jti, sec(expiresAt));
+      if (r.changes === 0) return false;
+      this.#appendAudit({ actor, action: 'token-used', target: jti, details: {} });
+      return true;
+    });
+  }
+
+  async revocationsSince(cursor: number, limit = 10_000): Promise<{ cursor: number; items: RevocationEvent[] }> {
+    const rows = this.db.prepare("SELECT seq, at, target, details FROM audit WHERE action = 'revoke' AND seq > ? ORDER BY seq LIMIT ?").all(cursor, limit) as Row[];
+    const items = rows.map((r) => {
+      const d = JSON.parse(r.details as string) as { issuer: string; reason: RevocationReason };
+      return { issuerKeyId: d.issuer, serial: r.target as string, revokedAt: date(r.at as number)!, reason: d.reason };
+    });
+    const last = rows.length ? Number(rows[rows.length - 1].seq) : cursor;
+    // With nothing new, the cursor still moves to the log's head so the next poll starts there.
+    return { cursor: rows.length ? last : Math.max(cursor, this.#seq), items };
+  }
+
+  async withJobLock(_name: string, fn: () => Promise<void>): Promise<boolean> {
+    await fn();
+    return true;
+  }
+
   async *auditEntries(): AsyncIterable<AuditEntry> {
     for (const r of this.db.prepare('SELECT * FROM audit ORDER BY seq').iterate() as Iterable<Row>) {
       yield {
@@ -225,6 +269,7 @@ export class SqliteStore implements CaStore {
         action: r.action as string,
         target: r.target as string,
         details: JSON.parse(r.details as string),
+        detailsJson: r.details as string,
         prevHash: r.prev_hash as string,
         hash: r.hash as string,
       };

@@ -1,0 +1,102 @@
+/**
+ * One-time enrollment tokens: a JWS (ES256, via jose) made by an admin (`mutual token`), bound to
+ * the names it allows, short-lived, and single use (the CA records each token id when it is
+ * spent). The token also carries the root's SHA-256 fingerprint, so a new host can pin the CA's
+ * root before it trusts anything the server says.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
+import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { generateKeyPair } from '../core/algorithms.ts';
+import { MutualError } from '../core/errors.ts';
+import type { SubjectAltNames } from '../core/names.ts';
+import { readEncryptedKey, writeEncryptedKey } from '../keys/encrypted-key-file.ts';
+import type { LeafRole } from './authority.ts';
+
+/** Longest token accepted. */
+export const MAX_TOKEN_LENGTH = 8 * 1024;
+/** Longest token lifetime an admin may ask for. */
+export const MAX_TOKEN_TTL_SECONDS = 7 * 86_400;
+/** Clock skew tolerated between the token maker and the CA. */
+export const TOKEN_CLOCK_TOLERANCE_SECONDS = 30;
+
+const ISSUER = 'mutual';
+const AUDIENCE = 'mutual:enroll';
+
+/** What a verified token allows. */
+export interface TokenClaims {
+  jti: string;
+  role: LeafRole;
+  names: SubjectAltNames;
+  /** SHA-256 of the root certificate (DER), hex. */
+  rootFingerprint: string;
+  expiresAt: Date;
+  /** Who made it. */
+  subject: string;
+}
+
+/** Loads the token signing key from the state folder, making it on first use. */
+export function loadTokenKey(keysDir: string, passphrase: string): KeyObject {
+  const file = path.join(keysDir, 'token.key.pem');
+  if (!fs.existsSync(file)) writeEncryptedKey(file, generateKeyPair('p256').privateKey, passphrase);
+  return readEncryptedKey(file, passphrase);
+}
+
+/** Makes a token for the given names. */
+export async function mintToken(o: {
+  key: KeyObject; names: SubjectAltNames; ttlSeconds: number; rootFingerprint: string; madeBy: string; now?: Date;
+}): Promise<{ token: string; jti: string; expiresAt: Date }> {
+  if (!(o.ttlSeconds > 0 && o.ttlSeconds <= MAX_TOKEN_TTL_SECONDS)) throw new MutualError('CONFIG_INVALID', { detail: `token ttl must be 1 s to ${MAX_TOKEN_TTL_SECONDS / 86_400} days` });
+  if (o.names.dns.length + o.names.ip.length + o.names.uri.length === 0) throw new MutualError('POLICY_NO_NAMES', { detail: 'a token needs the names it allows' });
+  const now = Math.floor((o.now ?? new Date()).getTime() / 1000);
+  const jti = crypto.randomBytes(16).toString('base64url');
+  const token = await new SignJWT({ sans: o.names, sha: o.rootFingerprint })
+    .setProtectedHeader({ alg: 'ES256', typ: 'JWT' })
+    .setIssuer(ISSUER)
+    .setAudience(AUDIENCE)
+    .setSubject(o.madeBy)
+    .setJti(jti)
+    .setIssuedAt(now)
+    .setNotBefore(now - TOKEN_CLOCK_TOLERANCE_SECONDS)
+    .setExpirationTime(now + o.ttlSeconds)
+    .sign(o.key);
+  return { token, jti, expiresAt: new Date((now + o.ttlSeconds) * 1000) };
+}
+
+const stringList = (v: unknown): v is string[] => Array.isArray(v) && v.length <= 100 && v.every((x) => typeof x === 'string' && x.length <= 2048);
+
+/** Verifies a token's signature and claims (not its single use: the store does that). */
+export async function verifyToken(token: string, publicKey: KeyObject, now: Date = new Date()): Promise<TokenClaims> {
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw new MutualError('TOKEN_INVALID', { detail: 'missing or oversized token' });
+  let payload;
+  try {
+    ({ payload } = await jwtVerify(token, publicKey, {
+      issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], currentDate: now, clockTolerance: TOKEN_CLOCK_TOLERANCE_SECONDS,
+      requiredClaims: ['jti', 'exp', 'iat', 'sub'],
+    }));
+  } catch (e) {
+    if (e instanceof joseErrors.JWTExpired) throw new MutualError('TOKEN_EXPIRED', { detail: 'the token is past its expiry' });
+    throw new MutualError('TOKEN_INVALID', { detail: e instanceof joseErrors.JOSEError ? e.code : 'unreadable token' });
+  }
+  const sans = payload.sans as Record<string, unknown> | undefined;
+  if (!sans || !stringList(sans.dns) || !stringList(sans.ip) || !stringList(sans.uri) || typeof payload.sha !== 'string') {
+    throw new MutualError('TOKEN_INVALID', { detail: 'the token does not name what it allows' });
+  }
+  const names = { dns: sans.dns, ip: sans.ip, uri: sans.uri };
+  return {
+    jti: payload.jti!, names, role: names.uri.length ? 'client' : 'server', rootFingerprint: payload.sha,
+    expiresAt: new Date(payload.exp! * 1000), subject: payload.sub!,
+  };
+}
+
+/** Checks that a request asks for exactly names the token allows (a subset, non-empty). */
+export function checkTokenNames(claims: TokenClaims, requested: SubjectAltNames): void {
+  const allowed = new Set([...claims.names.dns.map((d) => d.toLowerCase()), ...claims.names.ip, ...claims.names.uri]);
+  const asked = [...requested.dns.map((d) => d.toLowerCase()), ...requested.ip, ...requested.uri];
+  const extra = asked.filter((n) => !allowed.has(n));
+  if (asked.length === 0 || extra.length) {
+    throw new MutualError('TOKEN_NAME_MISMATCH', { detail: extra.length ? `not in the token: ${extra.slice(0, 5).join(', ')}` : 'the request names nothing' });
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * CLI wiring for the online CA: `serve`, `start`, `token`, and `ca enroll|renew|revoke|list`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { pino } from 'pino';
+import { CertificateAuthority } from '../ca/authority.ts';
+import { homeLayout, resolveHome } from '../ca/home.ts';
+import { initCa } from '../ca/init-ca.ts';
+import { loadTokenKey, mintToken } from '../ca/tokens.ts';
+import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
+import { parseCertificate } from '../core/certificate.ts';
+import { MutualError } from '../core/errors.ts';
+import { readPemOrDer } from '../core/pem.ts';
+import { checkNames } from '../core/policy.ts';
+import { REVOCATION_REASONS } from '../core/crl.ts';
+import { resolvePassphrase } from '../keys/passphrase.ts';
+import { writeFileAtomic } from '../io/atomic-file.ts';
+import { splitNames, startCaServer } from '../server/ca-server.ts';
+import { adminCall, enroll, renew } from '../sdk/ca-client.ts';
+import { parseDuration } from './output.ts';
+
+interface Globals {
+  home?: string;
+  passphraseFile?: string;
+  json?: boolean;
+}
+
+const out = (g: Globals, human: string, json: unknown) => process.stdout.write(g.json ? JSON.stringify(json, null, 2) + '\n' : human);
+
+/** Writes an issued certificate's files; the key first, each file atomically. */
+function writeFiles(dir: string, r: { certificate: string; chain: string; fullchain: string }, key: string | undefined, root: string | undefined): string[] {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const files: string[] = [];
+  const put = (name: string, data: string, mode = 0o644) => {
+    writeFileAtomic(path.join(dir, name), data, { mode });
+    files.push(path.join(dir, name));
+  };
+  if (key) put('key.pem', key, 0o600);
+  put('cert.pem', r.certificate);
+  put('chain.pem', r.chain);
+  put('fullchain.pem', r.fullchain);
+  if (root) put('root.pem', root);
+  return files;
+}
+
+/** Adds the server-side and client-side commands to the program. */
+export function registerServerCommands(program: Command, g: () => Globals): void {
+  const passphrase = () => resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
+
+  async function serve(o: { listen: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string }, home: string, pass: string, banner: boolean, passFlag = '') {
+    const [host, portText] = o.listen.includes(']') ? [o.listen.slice(1, o.listen.indexOf(']')), o.listen.split(']:')[1]] : [o.listen.slice(0, o.listen.lastIndexOf(':')), o.listen.slice(o.listen.lastIndexOf(':') + 1)];
+    const ca = await CertificateAuthority.open({ home, passphrase: pass });
+    const logger = pino({ level: o.logLevel });
+    const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
+    const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), url: o.url ?? ca.config.url, logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl });
+    if (banner) {
+      const rel = path.relative(process.cwd(), home) || home;
+      process.stderr.write([
+        `mutual CA server on ${srv.url}`,
+        `  trust bundle (root): ${homeLayout(home).rootCert}`,
+        `  admin credentials:   ${homeLayout(home).adminDir}/cert.pem, key.pem`,
+        '',
+        'Try:',
+        `  curl --cacert ${rel}/ca/root.pem ${srv.url}/health`,
+        `  curl --cacert ${rel}/ca/root.pem --cert ${rel}/admin/cert.pem --key ${rel}/admin/key.pem ${srv.url}/v1/certificates`,
+        `  T=$(npx mutual --home ${rel}${passFlag} token spiffe://${ca.config.trustDomain}/dev/payments --ttl 10m)`,
+        `  npx mutual ca enroll --ca-url ${srv.url} --token "$T" --out ./payments`,
+        `  npx mutual ca renew --ca-url ${srv.url} ./payments/cert.pem ./payments/key.pem --force`,
+        `  openssl ocsp -url ${srv.url}/ocsp -issuer ${rel}/ca/client-ca.pem -cert ./payments/cert.pem -CAfile ${rel}/ca/root.pem`,
+        `  npx mutual --home ${rel}${passFlag} demo   # a live mTLS call, a revocation, and the call refused`,
+        '',
+      ].join('\n'));
+    }
+    let closing = false;
+    const stop = async (sig: string) => {
+      if (closing) return;
+      closing = true;
+      logger.info({ signal: sig }, 'shutting down: finishing in-flight requests');
+      await srv.close();
+      await ca.close();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
+  }
+
+  const serveOptions = (c: Command) => c
+    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8443')
+    .option('--url <url>', 'public base URL written into certificates (default: the listen address)')
+    .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))
+    .option('--grace-seconds <n>', 'allow renewal of certificates expired less than this long ago (default 0: off)', Number, 0)
+    .option('--rate-limit <n>', 'API requests per second per client address, or "off"', '200');
+
+  serveOptions(program.command('serve').description('run the online CA server (API, enrollment, renewal, OCSP, CRLs)'))
+    .action(async (o) => serve(o, resolveHome(g().home), await passphrase(), true));
+
+  serveOptions(program.command('start').description('first run: create a CA in the state folder; then serve it (what `npm start` runs)'))
+    .action(async (o) => {
+      const home = resolveHome(g().home);
+      const fromEnv = process.env.MUTUAL_CA_PASSPHRASE;
+      const pass = fromEnv || demoPassphrase(home);
+      if (!fs.existsSync(homeLayout(home).config)) {
+        await initCa({ home, trustDomain: 'demo.internal', name: 'mutual demo', passphrase: pass });
+        process.stderr.write(`Created a CA for trust domain demo.internal in ${home} (root key in ${home}-offline).\n`);
+        if (!fromEnv) process.stderr.write(`Its passphrase is in ${demoPassphraseFile(home)} (a convenience of npm start; set MUTUAL_CA_PASSPHRASE for a real CA).\n`);
+      }
+      await serve(o, home, pass, true, fromEnv ? '' : ` --passphrase-file ${path.relative(process.cwd(), demoPassphraseFile(home))}`);
+    });
+
+  program.command('token')
+    .description('make a one-time enrollment token for names (DNS, IP) or one identity (spiffe://...)')
+    .argument('<names...>', 'what the token allows')
+    .option('--ttl <duration>', 'lifetime (e.g. 10m, 1h)', '10m')
+    .action(async (names: string[], o) => {
+      const home = resolveHome(g().home);
+      const pass = await passphrase();
+      const ca = await CertificateAuthority.open({ home, passphrase: pass });
+      try {
+        const sans = splitNames(names);
+        checkNames(ca.policy, sans, sans.uri.length ? 'client' : 'server');
+        const rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(ca.rootPem, ['CERTIFICATE'])).digest('hex');
+        const t = await mintToken({ key: loadTokenKey(ca.layout.keysDir, pass), names: sans, ttlSeconds: parseDuration(o.ttl) / 1000, rootFingerprint, madeBy: 'cli' });
+        await ca.store.audit({ actor: 'cli', action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString() } });
+        out(g(), t.token + '\n', { token: t.token, expiresAt: t.expiresAt });
+      } finally {
+        await ca.close();
+      }
+    });
+
+  const client = program.command('ca').description('talk to a running CA server');
+  client.command('enroll')
+    .description('get a certificate with a one-time token (makes the key here)')
+    .requiredOption('--ca-url <url>', 'the CA server')
+    .requiredOption('--token <token>', 'the token from `mutual token`')
+    .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem, root.pem')
+    .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES).default('p256'))
+    .option('--root <file>', 'trust this root instead of the one pinned by the token')
+    .action(async (o) => {
+      const r = await enroll({ caUrl: o.caUrl, token: o.token, keyType: o.key as KeyType, root: o.root && fs.readFileSync(o.root, 'utf8') });
+      const files = writeFiles(o.out, r, r.key.export({ type: 'pkcs8', format: 'pem' }) as string, r.root);
+      out(g(), `Enrolled: certificate ${r.serial}${r.identity ? ` for ${r.identity}` : ''}, valid until ${r.notAfter}\n${files.map((f) => '  ' + f).join('\n')}\n`, { serial: r.serial, notAfter: r.notAfter, files });
+    });
+
+  client.command('renew')
+    .description('renew a certificate over mTLS with itself (exit 0 when nothing needs doing)')
+    .argument('<cert>', 'current certificate')
+    .argument('<key>', 'its key')
+    .requiredOption('--ca-url <url>', 'the CA server')
+    .option('--root <file>', 'trusted root (default: root.pem beside the certificate)')
+    .option('--new-key', 'make a new key as well')
+    .option('--force', 'renew even before 2/3 of the lifetime')
+    .action(async (certFile: string, keyFile: string, o) => {
+      const certPem = fs.readFileSync(certFile, 'utf8');
+      const info = parseCertificate(readPemOrDer(certPem, ['CERTIFICATE']));
+      const life = info.notAfter.getTime() - info.notBefore.getTime();
+      const due = new Date(info.notBefore.getTime() + (life * 2) / 3);
+      if (!o.force && Date.now() < due.getTime()) {
+        out(g(), `Nothing to do: ${info.serial} is due for renewal at ${due.toISOString()}.\n`, { renewed: false, due });
+        return;
+      }
+      const rootFile = o.root ?? path.join(path.dirname(certFile), 'root.pem');
+      if (!fs.existsSync(rootFile)) throw new MutualError('CA_UNTRUSTED', { detail: `no trusted root: pass --root (looked for ${rootFile})` });
+      const r = await renew({ caUrl: o.caUrl, certificate: certPem, key: fs.readFileSync(keyFile, 'utf8'), root: fs.readFileSync(rootFile, 'utf8'), newKey: o.newKey });
+      // New key first (if any), then the certificate: each replaced atomically.
+      if (r.key) writeFileAtomic(keyFile, r.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
+      writeFileAtomic(certFile, r.certificate);
+      const dir = path.dirname(certFile);
+      if (fs.existsSync(path.join(dir, 'fullchain.pem'))) writeFileAtomic(path.join(dir, 'fullchain.pem'), r.fullchain);
+      if (fs.existsSync(path.join(dir, 'chain.pem'))) writeFileAtomic(path.join(dir, 'chain.pem'), r.chain);
+      out(g(), `Renewed: ${info.serial} -> ${r.serial}, valid until ${r.notAfter}\n`, { renewed: true, serial: r.serial, previous: info.serial, notAfter: r.notAfter });
+    });
+
+  const adminOpts = (c: Command) => c
+    .requiredOption('--ca-url <url>', 'the CA server')
+    .option('--cert <file>', 'admin certificate (default: <home>/admin/cert.pem)')
+    .option('--key <file>', 'admin key (default: <home>/admin/key.pem)')
+    .option('--root <file>', 'trusted root (default: <home>/ca/root.pem)');
+  const adminCreds = (o: { cert?: string; key?: string; root?: string }) => {
+    const l = homeLayout(resolveHome(g().home));
+    return {
+      cert: fs.readFileSync(o.cert ?? path.join(l.adminDir, 'cert.pem'), 'utf8'),
+      key: fs.readFileSync(o.key ?? path.join(l.adminDir, 'key.pem'), 'utf8'),
+      root: fs.readFileSync(o.root ?? l.rootCert, 'utf8'),
+    };
+  };
+  adminOpts(client.command('revoke').description('revoke a certificate through the CA server').argument('<serial>'))
+    .addOption(new Option('--reason <reason>').choices(Object.keys(REVOCATION_REASONS)).default('unspecified'))
+    .action(async (serial: string, o) => {
+      const r = (await adminCall({ caUrl: o.caUrl, path: '/v1/revoke', body: { serial, reason: o.reason }, ...adminCreds(o) })) as { serial: string; reason: string };
+      out(g(), `Revoked ${r.serial} (${r.reason}).\n`, r);
+    });
+  adminOpts(client.command('list').description('list the CA server\'s inventory'))
+    .option('--expiring <days>', 'only certificates expiring within this many days')
+    .action(async (o) => {
+      const q = o.expiring ? `?expiringDays=${encodeURIComponent(o.expiring)}` : '';
+      const r = (await adminCall({ caUrl: o.caUrl, path: `/v1/certificates${q}`, ...adminCreds(o) })) as { items: { serial: string; role: string; status: string; notAfter: string; identity?: string; names: { dns: string[] } }[] };
+      out(g(), r.items.map((i) => `${i.serial}  ${i.role.padEnd(6)}  ${i.status.padEnd(7)}  ${i.notAfter}  ${i.identity ?? i.names.dns.join(',')}`).join('\n') + '\n', r);
+    });
+}
+
+/** The demo passphrase kept beside the state folder (npm start only; real CAs use MUTUAL_CA_PASSPHRASE). */
+export function demoPassphrase(home: string): string {
+  const file = demoPassphraseFile(home);
+  if (!fs.existsSync(file)) writeFileAtomic(file, crypto.randomBytes(24).toString('base64url') + '\n', { mode: 0o600 });
+  return fs.readFileSync(file, 'utf8').trim();
+}
+
+/** Where npm start keeps the demo passphrase: beside the state folder, never inside it. */
+export function demoPassphraseFile(home: string): string {
+  return path.join(path.dirname(home), `${path.basename(home)}-demo-passphrase`);
+}

@@ -1,0 +1,450 @@
+/**
+ * `mutual serve`: the online CA over HTTPS. Admin routes need an admin client certificate;
+ * enrollment needs a one-time token; renewal needs only mTLS with the current certificate.
+ * CRLs and OCSP answers are served from memory and follow revocations made by any replica.
+ */
+import fs from 'node:fs';
+import https from 'node:https';
+import crypto from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { CertificateAuthority, type IssueResult, type LeafRole } from '../ca/authority.ts';
+import { checkTokenNames, loadTokenKey, mintToken, verifyToken } from '../ca/tokens.ts';
+import type { StoredCertificate } from '../ca/store.ts';
+import { parseCertificate, certificateIdentity, type CertificateInfo } from '../core/certificate.ts';
+import { parseCsr } from '../core/csr.ts';
+import { parseRevocationReason } from '../core/crl.ts';
+import { MutualError } from '../core/errors.ts';
+import { matchIdentity } from '../core/identity.ts';
+import { readPemOrDer, toPem } from '../core/pem.ts';
+import { OID } from '../core/oids.ts';
+import { checkNames } from '../core/policy.ts';
+import { newRequestId, RateLimiter, readJson, sendJson, sendProblem } from './http-util.ts';
+import { createMetrics, type CaMetrics } from './metrics.ts';
+import { OcspService } from './ocsp-service.ts';
+
+/** How often a replica polls the store for revocations made elsewhere. */
+export const REVOCATION_POLL_MS = 1000;
+/** A CRL is rebuilt when half its lifetime has passed, long before nextUpdate. */
+export const CRL_REFRESH_FRACTION = 0.5;
+
+/** Options for {@link startCaServer}. */
+export interface CaServerOptions {
+  ca: CertificateAuthority;
+  /** Passphrase for the token signing key. */
+  passphrase: string;
+  /** Default 127.0.0.1:8443. Port 0 picks a free one. */
+  host?: string;
+  port?: number;
+  /** Public base URL (default https://<host>:<port>). */
+  url?: string;
+  /** Renewal of certificates expired less than this long ago (default 0: off). */
+  renewalGraceSeconds?: number;
+  /** Per-client-address limit on /v1 requests; false turns it off. Default 200/s, burst 400. */
+  rateLimit?: { perSecond: number; burst: number } | false;
+  /** Admin identities (patterns); default spiffe://<td>/admin/*. */
+  admins?: string[];
+  logger?: Logger;
+  /** Lifetime of the server's own certificate; default 7 days, renewed at 2/3. */
+  serverCertSeconds?: number;
+  /** Extra names for the server's own certificate. */
+  serverNames?: string[];
+  now?: () => Date;
+}
+
+/** A running CA server. */
+export interface CaServer {
+  url: string;
+  port: number;
+  server: https.Server;
+  metrics: CaMetrics;
+  /** Stops accepting, finishes in-flight requests, closes timers (not the CA). */
+  close(): Promise<void>;
+}
+
+interface RequestContext {
+  req: IncomingMessage;
+  res: ServerResponse;
+  id: string;
+  peer?: CertificateInfo;
+  /** True when OpenSSL verified the peer chain up to the client CA. */
+  peerChainOk: boolean;
+}
+
+const ipRe = /^(\d+\.\d+\.\d+\.\d+|[0-9a-f:]+)$/i;
+
+/** Starts the CA server. */
+export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
+  const ca = o.ca;
+  const now = o.now ?? (() => new Date());
+  const log = o.logger ?? pino({ level: 'info' });
+  const metrics = createMetrics();
+  const host = o.host ?? '127.0.0.1';
+  const tokenKey = loadTokenKey(ca.layout.keysDir, o.passphrase);
+  const tokenPublic = crypto.createPublicKey(tokenKey);
+  const rootDer = readPemOrDer(ca.rootPem, ['CERTIFICATE']);
+  const rootFingerprint = crypto.createHash('sha256').update(rootDer).digest('hex');
+  const admins = o.admins ?? [`spiffe://${ca.config.trustDomain}/admin/*`];
+  const limiter = o.rateLimit === false ? undefined : new RateLimiter(o.rateLimit?.perSecond ?? 200, o.rateLimit?.burst ?? 400);
+  const graceMs = (o.renewalGraceSeconds ?? 0) * 1000;
+
+  // Revoked serials (hex) of unexpired certificates, kept current from the store's revocation log.
+  const revoked = new Set<string>();
+  // The cursor starts at the log's head: everything before it is in the set loaded below.
+  let cursor = 0;
+  for (let r = await ca.store.revocationsSince(0); ; r = await ca.store.revocationsSince(cursor)) {
+    if (r.cursor === cursor) break;
+    cursor = r.cursor;
+    if (r.items.length === 0) break;
+  }
+  for (const r of await ca.list({ status: 'revoked', notExpiredAt: now(), limit: 10_000_000 })) revoked.add(r.serial);
+
+  const ocsp = await OcspService.create({ ca, now, metrics });
+
+  // CRLs: built in memory, rebuilt on revocation (coalesced) and at half their lifetime.
+  const crls = new Map<'server' | 'client', { der: Buffer; pem: string; thisUpdate: Date; nextUpdate: Date }>();
+  async function rebuildCrl(which: 'server' | 'client'): Promise<void> {
+    const der = await ca.writeCrl(which, now());
+    const t = now();
+    crls.set(which, { der, pem: toPem(der, 'X509 CRL'), thisUpdate: t, nextUpdate: new Date(t.getTime() + 7 * 86_400_000) });
+    metrics.crlAge.set({ ca: which }, 0);
+  }
+  await rebuildCrl('server');
+  await rebuildCrl('client');
+  let crlDirty = new Set<'server' | 'client'>();
+  // The root CRL is renewed offline and copied into the state folder; it is read when asked for.
+  const readRootCrl = (): Buffer => readPemOrDer(fs.readFileSync(ca.layout.rootCrl), ['X509 CRL']);
+
+  async function pollRevocations(): Promise<void> {
+    const r = await ca.store.revocationsSince(cursor);
+    cursor = r.cursor;
+    for (const ev of r.items) {
+      if (revoked.has(ev.serial)) continue;
+      revoked.add(ev.serial);
+      ocsp.markRevoked(ev);
+      const issuer = ca.issuerByKeyId(ev.issuerKeyId);
+      if (issuer) crlDirty.add(issuer.role === 'server-ca' ? 'server' : 'client');
+    }
+    const dirty = crlDirty;
+    crlDirty = new Set();
+    for (const which of dirty) await rebuildCrl(which);
+    for (const which of ['server', 'client'] as const) {
+      const c = crls.get(which)!;
+      const age = now().getTime() - c.thisUpdate.getTime();
+      metrics.crlAge.set({ ca: which }, age / 1000);
+      if (age > CRL_REFRESH_FRACTION * (c.nextUpdate.getTime() - c.thisUpdate.getTime())) await ca.store.withJobLock(`crl-${which}`, () => rebuildCrl(which));
+    }
+  }
+  let polling = false;
+  let again = false;
+  function poll(): void {
+    if (polling) {
+      again = true;
+      return;
+    }
+    polling = true;
+    pollRevocations().catch((e) => log.error({ err: e }, 'revocation poll failed')).finally(() => {
+      polling = false;
+      if (again) {
+        again = false;
+        setImmediate(poll);
+      }
+    });
+  }
+  const pollTimer = setInterval(poll, REVOCATION_POLL_MS);
+  pollTimer.unref();
+
+  // The server's own certificate, from its own server CA, renewed at 2/3 of its lifetime.
+  const listenNames = new Set(['localhost', '127.0.0.1', ...(o.serverNames ?? [])]);
+  if (host !== '0.0.0.0' && host !== '::') listenNames.add(host);
+  if (o.url) listenNames.add(new URL(o.url).hostname);
+  const serverNames = { dns: [...listenNames].filter((n) => !ipRe.test(n)), ip: [...listenNames].filter((n) => ipRe.test(n)), uri: [] };
+  const lifetime = o.serverCertSeconds ?? 7 * 86_400;
+  async function serverContext(): Promise<{ key: string; cert: string; issued: IssueResult }> {
+    const issued = await ca.issue({ role: 'server', names: serverNames, lifetimeSeconds: lifetime, actor: 'serve' });
+    return { key: issued.privateKey!.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.fullchainPem, issued };
+  }
+  const first = await serverContext();
+  const tlsBase = {
+    ca: [ca.rootPem, ca.client.pem, ca.server.pem],
+    requestCert: true,
+    // Every route decides what it needs; the handshake itself never fails for a missing or
+    // untrusted client certificate, so a caller gets a coded answer instead of a TLS alert.
+    rejectUnauthorized: false,
+    minVersion: 'TLSv1.2' as const,
+  };
+  const server = https.createServer({ ...tlsBase, key: first.key, cert: first.cert, keepAliveTimeout: 65_000, requestTimeout: 30_000, headersTimeout: 10_000 });
+  server.maxHeadersCount = 100;
+  let renewTimer: NodeJS.Timeout | undefined;
+  const scheduleRenewal = () => {
+    renewTimer = setTimeout(async () => {
+      try {
+        const next = await serverContext();
+        server.setSecureContext({ ...tlsBase, key: next.key, cert: next.cert });
+        log.info({ serial: next.issued.serial }, 'renewed the server certificate');
+      } catch (e) {
+        log.error({ err: e }, 'could not renew the server certificate; retrying in a minute');
+      }
+      scheduleRenewal();
+    }, Math.max(60_000, (lifetime * 1000 * 2) / 3));
+    renewTimer.unref();
+  };
+  scheduleRenewal();
+
+  // ---- authentication
+  function peerOf(req: IncomingMessage): { peer?: CertificateInfo; chainOk: boolean } {
+    const socket = req.socket as TLSSocket;
+    const raw = socket.getPeerCertificate?.().raw;
+    if (!raw) return { chainOk: false };
+    return { peer: parseCertificate(raw), chainOk: socket.authorized };
+  }
+  function requireAdmin(c: RequestContext): string {
+    if (!c.peer) throw new MutualError('AUTH_REQUIRED', { detail: 'no client certificate' });
+    const id = certificateIdentity(c.peer);
+    if (!c.peerChainOk || !c.peer.authorityKeyId?.equals(Buffer.from(ca.client.keyId, 'hex')) || !c.peer.eku.includes(OID.clientAuth)) {
+      throw new MutualError('AUTH_FORBIDDEN', { detail: 'the client certificate is not a valid client certificate of this CA' });
+    }
+    if (revoked.has(c.peer.serial)) throw new MutualError('CERT_REVOKED', { serial: c.peer.serial, detail: c.peer.serial });
+    if (!id || !admins.some((p) => matchIdentity(p, id))) throw new MutualError('AUTH_FORBIDDEN', { detail: `${id ?? c.peer.subject} is not an admin` });
+    return id;
+  }
+
+  async function issued(c: RequestContext, r: IssueResult, status = 201): Promise<void> {
+    metrics.issued.inc({ role: r.identity ? 'client' : 'server' });
+    sendJson(c.res, status, { serial: r.serial, notAfter: r.notAfter.toISOString(), certificate: r.certificatePem, chain: r.chainPem, fullchain: r.fullchainPem, identity: r.identity });
+  }
+
+  const role = (v: unknown): LeafRole => {
+    if (v !== 'server' && v !== 'client') throw new MutualError('POLICY_UNKNOWN_PROFILE', { detail: String(v).slice(0, 20) });
+    return v;
+  };
+  const str = (v: unknown, what: string, max = 64 * 1024): string => {
+    if (typeof v !== 'string' || v.length === 0 || v.length > max) throw new MutualError('REQUEST_MALFORMED', { detail: `${what} must be a non-empty string` });
+    return v;
+  };
+  const optDays = (v: unknown): number | undefined => {
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) throw new MutualError('REQUEST_MALFORMED', { detail: 'days must be a positive integer' });
+    return v;
+  };
+
+  // ---- routes
+  async function route(c: RequestContext): Promise<void> {
+    const url = new URL(c.req.url ?? '/', 'https://x');
+    const p = url.pathname;
+    const m = c.req.method ?? 'GET';
+    if (p === '/ocsp' || p.startsWith('/ocsp/')) return ocsp.handle(c.req, c.res, p);
+    if (m === 'GET' || m === 'HEAD') {
+      if (p === '/health') return sendJson(c.res, 200, { ok: true });
+      if (p === '/ready') return sendJson(c.res, 200, { ready: true });
+      if (p === '/metrics') {
+        c.res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        c.res.end(await metrics.registry.metrics());
+        return;
+      }
+      if (p === '/roots.pem') return sendText(c.res, ca.rootPem, 'application/x-pem-file');
+      const caMatch = /^\/ca\/(server|client)\.(pem|crt)$/.exec(p);
+      if (caMatch) {
+        const inter = caMatch[1] === 'server' ? ca.server : ca.client;
+        return caMatch[2] === 'pem' ? sendText(c.res, inter.pem, 'application/x-pem-file') : sendBytes(c.res, inter.info.der, 'application/pkix-cert');
+      }
+      const crlMatch = /^\/crl\/(root|server|client)\.(crl|pem)$/.exec(p);
+      if (crlMatch) {
+        const der = crlMatch[1] === 'root' ? readRootCrl() : crls.get(crlMatch[1] as 'server' | 'client')!.der;
+        return crlMatch[2] === 'crl' ? sendBytes(c.res, der, 'application/pkix-crl', 'max-age=60') : sendText(c.res, toPem(der, 'X509 CRL'), 'application/x-pem-file');
+      }
+    }
+    if (p.startsWith('/v1/')) {
+      if (limiter && !limiter.take(c.req.socket.remoteAddress ?? '?')) throw new MutualError('RATE_LIMITED');
+      return api(c, m, p, url);
+    }
+    throw new MutualError('NOT_FOUND', { detail: p.slice(0, 100) });
+  }
+
+  async function api(c: RequestContext, m: string, p: string, url: URL): Promise<void> {
+    if (p === '/v1/sign' && m === 'POST') {
+      const actor = requireAdmin(c);
+      const b = await readJson(c.req);
+      return issued(c, await ca.issue({ role: role(b.profile), csr: str(b.csr, 'csr'), days: optDays(b.days), actor }));
+    }
+    if (p === '/v1/enroll' && m === 'POST') {
+      const auth = String(c.req.headers.authorization ?? '');
+      if (!auth.startsWith('Bearer ')) throw new MutualError('AUTH_REQUIRED', { detail: 'send Authorization: Bearer <token>' });
+      const claims = await verifyToken(auth.slice(7).trim(), tokenPublic, now());
+      const b = await readJson(c.req);
+      const csrText = str(b.csr, 'csr');
+      // The CSR is checked before the token is spent, so a bad CSR does not burn the token.
+      const csr = parseCsr(readPemOrDer(csrText, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
+      const names = csr.names.dns.length + csr.names.ip.length + csr.names.uri.length ? csr.names : claims.names;
+      checkTokenNames(claims, names);
+      if (!(await ca.store.consumeToken(claims.jti, claims.expiresAt, `token:${claims.subject}`))) throw new MutualError('TOKEN_REPLAYED');
+      return issued(c, await ca.issue({ role: claims.role, csr: csrText, names, days: optDays(b.days), actor: `token:${claims.jti}` }));
+    }
+    if (p === '/v1/renew' && m === 'POST') return renew(c);
+    if (p === '/v1/revoke' && m === 'POST') {
+      const b = await readJson(c.req);
+      const serial = str(b.serial, 'serial', 64).toLowerCase();
+      let actor: string;
+      try {
+        actor = requireAdmin(c);
+      } catch (e) {
+        // The holder of a certificate may revoke it, proving possession over mTLS.
+        const holder = c.peer && c.peer.serial === serial && (await ca.store.getCertificate(serial))?.der.equals(c.peer.der);
+        if (!holder) throw e;
+        actor = `holder:${serial}`;
+      }
+      const reason = b.reason === undefined ? 'unspecified' : parseRevocationReason(str(b.reason, 'reason', 40));
+      // The CRL is rebuilt by the revocation poller right after (coalescing a burst of revocations).
+      const r = await ca.revoke({ serial, reason, actor, writeCrl: false });
+      revoked.add(r.serial);
+      ocsp.markRevoked({ issuerKeyId: r.issuerKeyId, serial: r.serial, revokedAt: r.revokedAt!, reason: r.reason ?? 'unspecified' });
+      crlDirty.add(ca.issuerByKeyId(r.issuerKeyId)?.role === 'server-ca' ? 'server' : 'client');
+      setImmediate(poll);
+      metrics.revoked.inc();
+      return sendJson(c.res, 200, view(r));
+    }
+    if (p === '/v1/certificates' && m === 'GET') {
+      requireAdmin(c);
+      const q = url.searchParams;
+      const limit = Math.min(Number(q.get('limit') ?? 100), 10_000);
+      const expiring = q.get('expiringDays');
+      const rows = await ca.list({
+        role: q.get('role') === 'server' || q.get('role') === 'client' ? (q.get('role') as LeafRole) : undefined,
+        status: q.get('status') === 'valid' || q.get('status') === 'revoked' ? (q.get('status') as 'valid' | 'revoked') : undefined,
+        identity: q.get('identity') ?? undefined,
+        expiringBefore: expiring ? new Date(now().getTime() + Number(expiring) * 86_400_000) : undefined,
+        notExpiredAt: q.get('all') ? undefined : now(),
+        limit: Number.isFinite(limit) && limit > 0 ? limit : 100,
+      });
+      return sendJson(c.res, 200, { items: rows.map(view) });
+    }
+    const one = /^\/v1\/certificates\/([0-9a-fA-F]{1,64})$/.exec(p);
+    if (one && m === 'GET') {
+      requireAdmin(c);
+      const r = await ca.store.getCertificate(one[1]);
+      if (!r) throw new MutualError('CERT_NOT_FOUND', { detail: one[1] });
+      return sendJson(c.res, 200, { ...view(r), certificate: toPem(r.der, 'CERTIFICATE') });
+    }
+    if (p === '/v1/tokens' && m === 'POST') {
+      const actor = requireAdmin(c);
+      const b = await readJson(c.req);
+      const names = b.names;
+      if (!Array.isArray(names) || names.length === 0 || names.length > 100 || !names.every((n) => typeof n === 'string' && n.length < 2048)) {
+        throw new MutualError('REQUEST_MALFORMED', { detail: 'names must be a list of DNS names, IPs, or one spiffe:// identity' });
+      }
+      const sans = splitNames(names as string[]);
+      checkNames(ca.policy, sans, sans.uri.length ? 'client' : 'server');
+      const ttl = b.ttlSeconds === undefined ? 600 : Number(b.ttlSeconds);
+      const t = await mintToken({ key: tokenKey, names: sans, ttlSeconds: ttl, rootFingerprint, madeBy: actor, now: now() });
+      await ca.store.audit({ actor, action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString() } });
+      return sendJson(c.res, 201, { token: t.token, expiresAt: t.expiresAt.toISOString() });
+    }
+    if (['/v1/sign', '/v1/enroll', '/v1/renew', '/v1/revoke', '/v1/tokens', '/v1/certificates'].includes(p)) throw new MutualError('METHOD_NOT_ALLOWED');
+    throw new MutualError('NOT_FOUND', { detail: p.slice(0, 100) });
+  }
+
+  async function renew(c: RequestContext): Promise<void> {
+    if (!c.peer) throw new MutualError('AUTH_REQUIRED', { detail: 'renewal needs mTLS with the current certificate' });
+    const cur = c.peer;
+    const stored: StoredCertificate | undefined = await ca.store.getCertificate(cur.serial);
+    // Possession of the key was proven by the TLS handshake; the certificate must be one this CA
+    // issued (byte for byte), unrevoked, and unexpired (or inside the opt-in grace period).
+    if (!stored || !stored.der.equals(cur.der)) throw new MutualError('RENEW_NOT_ALLOWED', { detail: 'the certificate was not issued by this CA' });
+    if (stored.status === 'revoked' || revoked.has(stored.serial)) throw new MutualError('CERT_REVOKED', { serial: stored.serial, detail: `revoked ${stored.revokedAt?.toISOString() ?? ''}` });
+    const t = now();
+    if (t.getTime() > stored.notAfter.getTime() + graceMs) {
+      throw new MutualError('CERT_EXPIRED', { serial: stored.serial, detail: `expired ${stored.notAfter.toISOString()}${graceMs ? `, beyond the ${graceMs / 1000} s grace period` : ''}; enroll again with a token` });
+    }
+    const b = c.req.headers['content-length'] === '0' ? {} : await readJson(c.req).catch((e) => {
+      if ((e as MutualError).code === 'REQUEST_MALFORMED' && !c.req.headers['content-type']) return {};
+      throw e;
+    });
+    const csr = b.csr === undefined ? undefined : str(b.csr, 'csr');
+    const r = await ca.issue({
+      role: stored.role as LeafRole, names: stored.names, csr, actor: `renew:${stored.serial}`, renewedFrom: stored.serial,
+      // Without a CSR the same key is certified again.
+      ...(csr ? {} : { spki: cur.spki }),
+    });
+    metrics.renewals.inc();
+    return issued(c, r);
+  }
+
+  // ---- the request loop
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    const id = newRequestId();
+    const started = process.hrtime.bigint();
+    let ctx: RequestContext;
+    try {
+      const { peer, chainOk } = peerOf(req);
+      ctx = { req, res, id, peer, peerChainOk: chainOk };
+    } catch (e) {
+      sendProblem(res, e, id);
+      return;
+    }
+    res.setHeader('x-request-id', id);
+    route(ctx).catch((e) => {
+      const { status, code } = sendProblem(res, e, id);
+      metrics.errors.inc({ code });
+      if (status >= 500) log.error({ err: e, requestId: id, path: req.url }, 'request failed');
+      else log.info({ requestId: id, code, path: req.url }, 'request refused');
+    }).finally(() => {
+      metrics.latency.observe({ route: routeLabel(req.url) }, Number(process.hrtime.bigint() - started) / 1e9);
+    });
+  });
+  server.on('tlsClientError', (e) => log.debug({ err: e.message }, 'TLS handshake failed'));
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(o.port ?? 8443, host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = o.url ?? `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  log.info({ url, rootFingerprint }, 'mutual CA server listening');
+  return {
+    url, port, server, metrics,
+    async close() {
+      clearInterval(pollTimer);
+      if (renewTimer) clearTimeout(renewTimer);
+      ocsp.close();
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeIdleConnections();
+      });
+    },
+  };
+}
+
+function routeLabel(u: string | undefined): string {
+  const p = (u ?? '/').split('?')[0];
+  if (p.startsWith('/ocsp')) return '/ocsp';
+  if (p.startsWith('/v1/certificates/')) return '/v1/certificates/:serial';
+  return ['/v1/sign', '/v1/enroll', '/v1/renew', '/v1/revoke', '/v1/tokens', '/v1/certificates', '/health', '/ready', '/metrics', '/roots.pem'].includes(p) ? p : p.startsWith('/crl/') ? '/crl' : p.startsWith('/ca/') ? '/ca' : 'other';
+}
+
+function sendText(res: ServerResponse, text: string, type: string): void {
+  res.writeHead(200, { 'content-type': type, 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendBytes(res: ServerResponse, der: Buffer, type: string, cache?: string): void {
+  res.writeHead(200, { 'content-type': type, 'content-length': der.length, ...(cache ? { 'cache-control': cache } : {}) });
+  res.end(der);
+}
+
+function view(r: StoredCertificate) {
+  return {
+    serial: r.serial, role: r.role, subject: r.subject, identity: r.identity, names: r.names, notBefore: r.notBefore.toISOString(), notAfter: r.notAfter.toISOString(),
+    status: r.status, revokedAt: r.revokedAt?.toISOString(), reason: r.reason, renewedFrom: r.renewedFrom, issuedBy: r.issuedBy,
+  };
+}
+
+/** Splits a list of names into DNS, IP and URI. */
+export function splitNames(names: string[]): { dns: string[]; ip: string[]; uri: string[] } {
+  return {
+    dns: names.filter((n) => !n.includes('://') && !ipRe.test(n)),
+    ip: names.filter((n) => ipRe.test(n) && !n.includes('://')),
+    uri: names.filter((n) => n.includes('://')),
+  };
+}

@@ -1,0 +1,112 @@
+/**
+ * Small HTTP helpers for the CA server: bounded bodies, JSON, RFC 9457 problem responses with a
+ * request id, and a token-bucket rate limiter.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import crypto from 'node:crypto';
+import { MutualError, isMutualError, type ErrorCode } from '../core/errors.ts';
+
+/** Largest request body the API reads (a CSR with 100 names is ~5 KB). */
+export const MAX_BODY_BYTES = 64 * 1024;
+
+/** Reads a request body up to `limit` bytes; throws REQUEST_TOO_LARGE past it. */
+export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limit) {
+      reject(new MutualError('REQUEST_TOO_LARGE', { detail: `${declared} bytes; the limit is ${limit}` }));
+      req.resume();
+      return;
+    }
+    const parts: Buffer[] = [];
+    let n = 0;
+    req.on('data', (c: Buffer) => {
+      n += c.length;
+      if (n > limit) {
+        reject(new MutualError('REQUEST_TOO_LARGE', { detail: `more than ${limit} bytes` }));
+        req.destroy();
+        return;
+      }
+      parts.push(c);
+    });
+    req.on('end', () => resolve(parts.length === 1 ? parts[0] : Buffer.concat(parts)));
+    req.on('error', reject);
+  });
+}
+
+/** Reads and parses a JSON object body. */
+export async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const type = String(req.headers['content-type'] ?? '');
+  if (type && !type.startsWith('application/json')) throw new MutualError('REQUEST_MALFORMED', { detail: `content-type ${type.slice(0, 60)}; send application/json` });
+  const body = await readBody(req);
+  let v: unknown;
+  try {
+    v = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new MutualError('REQUEST_MALFORMED', { detail: 'the body is not valid JSON' });
+  }
+  if (!v || typeof v !== 'object' || Array.isArray(v)) throw new MutualError('REQUEST_MALFORMED', { detail: 'the body must be a JSON object' });
+  return v as Record<string, unknown>;
+}
+
+/** Sends JSON. */
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+/** A new request id. */
+export const newRequestId = (): string => crypto.randomBytes(8).toString('hex');
+
+/**
+ * Sends an RFC 9457 problem. MutualErrors carry their code, message and hint; anything else is a
+ * 500 with a generic body (the cause goes to the log, never to the caller).
+ */
+export function sendProblem(res: ServerResponse, e: unknown, requestId: string): { status: number; code: ErrorCode | 'INTERNAL' } {
+  const known = isMutualError(e);
+  const status = known ? (e.status === 495 ? 403 : e.status) : 500;
+  const code = known ? e.code : 'INTERNAL';
+  const body = known && status < 500
+    ? { type: `urn:mutual:error:${e.code}`, title: e.message, status, code: e.code, detail: e.fields.detail, hint: e.hint, requestId }
+    : { type: 'urn:mutual:error:INTERNAL', title: known ? e.message : 'Internal error', status, code, hint: known ? e.hint : 'Retry later; the server log has the details under this request id.', requestId };
+  const text = JSON.stringify(body);
+  if (res.headersSent) {
+    res.destroy();
+    return { status, code };
+  }
+  const headers: Record<string, string | number> = { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(text), 'x-request-id': requestId };
+  if (code === 'RATE_LIMITED') headers['retry-after'] = 1;
+  res.writeHead(status, headers);
+  res.end(text);
+  return { status, code };
+}
+
+/** A token bucket per key (client address). */
+export class RateLimiter {
+  readonly #rate: number;
+  readonly #burst: number;
+  readonly #buckets = new Map<string, { tokens: number; at: number }>();
+
+  /** `perSecond` requests per second sustained, `burst` at once. */
+  constructor(perSecond: number, burst: number) {
+    if (!(perSecond > 0 && burst >= 1)) throw new TypeError('rate limit needs perSecond > 0 and burst >= 1');
+    this.#rate = perSecond;
+    this.#burst = burst;
+  }
+
+  /** Takes one token for `key`; false when the bucket is empty. */
+  take(key: string, now = Date.now()): boolean {
+    let b = this.#buckets.get(key);
+    if (!b) {
+      if (this.#buckets.size > 100_000) this.#buckets.clear(); // bounded memory under address churn
+      b = { tokens: this.#burst, at: now };
+      this.#buckets.set(key, b);
+    }
+    b.tokens = Math.min(this.#burst, b.tokens + ((now - b.at) / 1000) * this.#rate);
+    b.at = now;
+    if (b.tokens < 1) return false;
+    b.tokens -= 1;
+    return true;
+  }
+}

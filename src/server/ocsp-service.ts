@@ -1,0 +1,200 @@
+/**
+ * The OCSP responder (RFC 6960) of `mutual serve`: GET and POST, one delegated responder
+ * certificate per intermediate (EKU OCSPSigning, ocsp-nocheck, short-lived, rotated at half its
+ * life). Answers are signed once and served as cached bytes until half their validity has passed;
+ * a revocation drops that serial's cached answers; nonce requests (RFC 8954) are signed on demand.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { CertificateAuthority, LeafRole } from '../ca/authority.ts';
+import type { RevocationEvent } from '../ca/store.ts';
+import { isMutualError } from '../core/errors.ts';
+import {
+  MAX_OCSP_REQUEST_BYTES, OCSP_INTERNAL_ERROR, OCSP_MALFORMED, OCSP_UNAUTHORIZED, createOcspResponder, matchesIssuer, parseOcspRequest,
+  type CertId, type OcspResponder,
+} from '../core/ocsp.ts';
+import { keyObjectSigner } from '../core/signer.ts';
+import { readBody } from './http-util.ts';
+import type { CaMetrics } from './metrics.ts';
+
+/** Lifetime of a delegated responder certificate. */
+export const RESPONDER_CERT_SECONDS = 2 * 86_400;
+/** Validity (thisUpdate..nextUpdate) of a signed answer; it is re-signed after half of it. */
+export const ANSWER_VALIDITY_SECONDS = 3600;
+/** Validity of an `unknown` answer (short: a replica may learn of the certificate a moment later). */
+export const UNKNOWN_VALIDITY_SECONDS = 60;
+/** Most cached answers kept (each ~900 bytes). */
+export const MAX_CACHED_ANSWERS = 1_000_000;
+
+interface Cached {
+  der: Buffer;
+  /** When to stop serving it (half its validity). */
+  refreshAt: number;
+  nextUpdate: number;
+  serial: string;
+}
+
+interface Issuer {
+  which: LeafRole;
+  keyId: string;
+  responder: OcspResponder;
+  rotateAt: number;
+}
+
+const OCSP_TYPE = 'application/ocsp-response';
+
+/** See the module comment. */
+export class OcspService {
+  readonly #ca: CertificateAuthority;
+  readonly #now: () => Date;
+  readonly #metrics: CaMetrics;
+  #issuers: Issuer[] = [];
+  readonly #cache = new Map<string, Cached>();
+  readonly #bySerial = new Map<string, string[]>();
+  #rotating: Promise<void> | undefined;
+
+  private constructor(ca: CertificateAuthority, now: () => Date, metrics: CaMetrics) {
+    this.#ca = ca;
+    this.#now = now;
+    this.#metrics = metrics;
+  }
+
+  /** Makes the responder certificates and returns a ready service. */
+  static async create(o: { ca: CertificateAuthority; now: () => Date; metrics: CaMetrics }): Promise<OcspService> {
+    const s = new OcspService(o.ca, o.now, o.metrics);
+    s.#issuers = await Promise.all((['server', 'client'] as const).map((w) => s.#makeIssuer(w)));
+    return s;
+  }
+
+  async #makeIssuer(which: LeafRole): Promise<Issuer> {
+    const ca = this.#ca;
+    const inter = ca.issuerFor(which);
+    const now = this.#now();
+    const r = await ca.issueOcspResponder(which, RESPONDER_CERT_SECONDS, now);
+    const responder = createOcspResponder({ issuerCertDer: inter.info.der, responderCertDer: r.certificate, signer: keyObjectSigner(r.privateKey) });
+    return { which, keyId: inter.keyId, responder, rotateAt: now.getTime() + (r.notAfter.getTime() - now.getTime()) / 2 };
+  }
+
+  /** Rotates responder certificates at half their life (answers signed by the old one stay valid). */
+  #maybeRotate(): void {
+    const t = this.#now().getTime();
+    if (this.#rotating || !this.#issuers.some((i) => t >= i.rotateAt)) return;
+    this.#rotating = Promise.all(this.#issuers.map((i) => (t >= i.rotateAt ? this.#makeIssuer(i.which) : i)))
+      .then((next) => {
+        this.#issuers = next;
+      })
+      .catch(() => undefined)
+      .finally(() => (this.#rotating = undefined));
+  }
+
+  /** Forgets cached answers for a revoked serial; the next request is answered `revoked`. */
+  markRevoked(ev: RevocationEvent): void {
+    for (const k of this.#bySerial.get(ev.serial) ?? []) this.#cache.delete(k);
+    this.#bySerial.delete(ev.serial);
+  }
+
+  /** Handles `POST /ocsp` and `GET /ocsp/<base64>`. */
+  async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    let der: Buffer;
+    try {
+      if (req.method === 'POST' && path === '/ocsp') der = await readBody(req, MAX_OCSP_REQUEST_BYTES);
+      else if ((req.method === 'GET' || req.method === 'HEAD') && path.startsWith('/ocsp/')) {
+        // RFC 6960 A.1: the base64 of the DER request, URL-encoded ('+', '/', '=' may be escaped).
+        der = Buffer.from(decodeURIComponent(path.slice(6)), 'base64');
+      } else {
+        res.writeHead(405, { allow: 'GET, POST' }).end();
+        return;
+      }
+    } catch {
+      this.#send(res, OCSP_MALFORMED, 'malformed');
+      return;
+    }
+    let request;
+    try {
+      request = parseOcspRequest(der);
+    } catch (e) {
+      this.#send(res, isMutualError(e) ? OCSP_MALFORMED : OCSP_INTERNAL_ERROR, 'malformed');
+      return;
+    }
+    this.#maybeRotate();
+    try {
+      if (request.requests.length === 1 && !request.nonce) {
+        const id = request.requests[0];
+        const key = id.raw.toString('latin1');
+        const hit = this.#cache.get(key);
+        const now = this.#now().getTime();
+        if (hit && now < hit.refreshAt) {
+          this.#send(res, hit.der, 'cached', hit.nextUpdate - now);
+          return;
+        }
+        const issuer = this.#issuerOf(id);
+        if (!issuer) {
+          this.#send(res, OCSP_UNAUTHORIZED, 'unauthorized');
+          return;
+        }
+        const { single, validity, status } = await this.#single(issuer, id);
+        const t = new Date(Math.floor(now / 1000) * 1000);
+        const answer = await issuer.responder.sign([single], t);
+        this.#remember(key, id.serial, answer, t.getTime(), validity);
+        this.#send(res, answer, status, validity * 1000);
+        return;
+      }
+      // Several CertIDs, or a nonce: signed for this request only.
+      const issuers = request.requests.map((id) => this.#issuerOf(id));
+      const issuer = issuers[0];
+      if (!issuer || issuers.some((i) => i !== issuer)) {
+        this.#send(res, OCSP_UNAUTHORIZED, 'unauthorized');
+        return;
+      }
+      const singles = await Promise.all(request.requests.map((id) => this.#single(issuer, id)));
+      const t = new Date(Math.floor(this.#now().getTime() / 1000) * 1000);
+      const answer = await issuer.responder.sign(singles.map((s) => s.single), t, request.nonce);
+      this.#send(res, answer, 'signed', 0);
+    } catch {
+      this.#send(res, OCSP_INTERNAL_ERROR, 'error');
+    }
+  }
+
+  #issuerOf(id: CertId): Issuer | undefined {
+    return this.#issuers.find((i) => matchesIssuer(id, i.responder.issuerHashes));
+  }
+
+  async #single(issuer: Issuer, id: CertId): Promise<{ single: Buffer; validity: number; status: string }> {
+    const now = this.#now();
+    const thisUpdate = new Date(Math.floor(now.getTime() / 1000) * 1000);
+    const cert = await this.#ca.store.getCertificate(id.serial, issuer.keyId);
+    if (!cert) {
+      return { single: issuer.responder.encodeSingle({ certId: id.raw, status: 'unknown' }, thisUpdate, new Date(thisUpdate.getTime() + UNKNOWN_VALIDITY_SECONDS * 1000)), validity: UNKNOWN_VALIDITY_SECONDS, status: 'unknown' };
+    }
+    const next = new Date(thisUpdate.getTime() + ANSWER_VALIDITY_SECONDS * 1000);
+    if (cert.status === 'revoked') {
+      return { single: issuer.responder.encodeSingle({ certId: id.raw, status: 'revoked', revokedAt: cert.revokedAt!, reason: cert.reason }, thisUpdate, next), validity: ANSWER_VALIDITY_SECONDS, status: 'revoked' };
+    }
+    return { single: issuer.responder.encodeSingle({ certId: id.raw, status: 'good' }, thisUpdate, next), validity: ANSWER_VALIDITY_SECONDS, status: 'good' };
+  }
+
+  #remember(key: string, serial: string, der: Buffer, thisUpdate: number, validity: number): void {
+    if (this.#cache.size >= MAX_CACHED_ANSWERS) {
+      this.#cache.clear();
+      this.#bySerial.clear();
+    }
+    this.#cache.set(key, { der, serial, refreshAt: thisUpdate + (validity * 1000) / 2, nextUpdate: thisUpdate + validity * 1000 });
+    const keys = this.#bySerial.get(serial);
+    if (keys) {
+      if (!keys.includes(key)) keys.push(key);
+    } else this.#bySerial.set(serial, [key]);
+  }
+
+  #send(res: ServerResponse, der: Buffer, status: string, maxAgeMs?: number): void {
+    this.#metrics.ocspResponses.inc({ status });
+    const headers: Record<string, string | number> = { 'content-type': OCSP_TYPE, 'content-length': der.length };
+    // RFC 5019 6.2: caches may keep the answer until nextUpdate, never longer.
+    if (maxAgeMs !== undefined) headers['cache-control'] = maxAgeMs > 0 ? `max-age=${Math.floor(maxAgeMs / 1000)}, public, no-transform, must-revalidate` : 'no-store';
+    res.writeHead(200, headers);
+    res.end(der);
+  }
+
+  /** Stops background work. */
+  close(): void {
+    this.#cache.clear();
+  }
+}
