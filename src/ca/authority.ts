@@ -18,11 +18,11 @@ import { lintCertificate, type LintIssuer } from '../core/lint.ts';
 import { OID } from '../core/oids.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import { checkNames, defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
-import type { SubjectAltNames } from '../core/names.ts';
+import { encodeName, type SubjectAltNames } from '../core/names.ts';
 import type { Signer } from '../core/signer.ts';
 import { readEncryptedKey } from '../keys/encrypted-key-file.ts';
 import { keyObjectSigner } from '../core/signer.ts';
-import { openSqliteStore } from '../store/sqlite-store.ts';
+import { openStore } from '../store/open-store.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { readConfig, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
@@ -97,8 +97,12 @@ export interface OpenAuthorityOptions {
   home: string;
   /** Passphrase of the intermediates' keys. */
   passphrase: string;
-  /** Defaults to the SQLite store in the state folder. */
+  /** Defaults to the SQLite store in the state folder, or PostgreSQL when `databaseUrl` names one. */
   store?: CaStore;
+  /** `postgres://...` to share the inventory between replicas (also MUTUAL_DATABASE_URL in the CLI). */
+  databaseUrl?: string;
+  /** PostgreSQL schema (default public). */
+  databaseSchema?: string;
   /** Clock (tests freeze it). */
   now?: () => Date;
 }
@@ -160,7 +164,7 @@ export class CertificateAuthority {
     };
     const server = load('server-ca', layout.serverCaCert, layout.serverCaKey, 'server');
     const client = load('client-ca', layout.clientCaCert, layout.clientCaKey, 'client');
-    const store = o.store ?? openSqliteStore({ path: layout.database });
+    const store = o.store ?? (await openStore({ databaseUrl: o.databaseUrl, sqlitePath: layout.database, schema: o.databaseSchema }));
     return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, now: o.now ?? (() => new Date()) });
   }
 
@@ -206,21 +210,22 @@ export class CertificateAuthority {
     }
     const checked = checkNames(this.policy, names ?? { dns: [], ip: [], uri: [] }, req.role);
     const lifetimeMs = req.lifetimeSeconds !== undefined ? req.lifetimeSeconds * 1000 : (req.days ?? profile.defaultDays) * 86_400_000;
-    if (!(lifetimeMs > 0) || lifetimeMs > profile.maxDays * 86_400_000) {
+    if (!(lifetimeMs >= 1000) || lifetimeMs > profile.maxDays * 86_400_000) {
       throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `the ${req.role} profile allows 1 second to ${profile.maxDays} days` });
     }
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
     const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeMs, ca.info.notAfter.getTime())));
     if (now < ca.info.notBefore || now >= ca.info.notAfter) throw new MutualError('CA_ISSUER_EXPIRED', { detail: `${ca.role} is valid ${ca.info.notBefore.toISOString()} to ${ca.info.notAfter.toISOString()}` });
     const identity = checked.uri[0];
-    const commonName = req.role === 'client' ? identity.slice(identity.lastIndexOf('/') + 1) : (checked.dns[0] ?? checked.ip[0]);
-    const fields = { serial: newSerial(), notBefore, notAfter, subject: subjectFor(commonName), spki, names: checked };
+    const commonName = leafCommonName(req.role, checked);
+    const subject = commonName ? subjectFor(commonName) : encodeName({ organization: this.config.name });
+    const fields = { serial: newSerial(), notBefore, notAfter, subject, spki, names: checked };
     lintCertificate(req.role, fields, ca.lint);
     const der = await ca.template.sign(fields);
     // newSerial sets the second-highest bit, so the hex has no leading zeros to strip.
     const serial = fields.serial.toString('hex');
     await this.#persist({
-      issuerKeyId: ca.keyId, serial, role: req.role, subject: `CN=${commonName}`, identity, names: checked,
+      issuerKeyId: ca.keyId, serial, role: req.role, subject: commonName ? `CN=${commonName}` : `O=${this.config.name}`, identity, names: checked,
       notBefore, notAfter, fingerprint: crypto.createHash('sha256').update(der).digest('hex'), der, renewedFrom: req.renewedFrom, issuedAt: floorSeconds(now), issuedBy: req.actor ?? 'cli',
     });
     if (issuedChannel.hasSubscribers) issuedChannel.publish({ serial, role: req.role, identity, names: checked, notAfter });
@@ -343,6 +348,19 @@ export class CertificateAuthority {
     while (this.#queue.length || this.#flushing) await new Promise((r) => setImmediate(r));
     await this.store.close();
   }
+}
+
+/**
+ * The CN of a leaf, for tools that only read CNs: the service name of a client, the first DNS
+ * name of a server. Left out when it would look like a host name that is not among the DNS SANs
+ * (an IP, or a service with a dot): verifiers check such a CN against the intermediate's DNS
+ * name constraints when there is no DNS SAN, and it would fail there.
+ */
+export function leafCommonName(role: LeafRole, names: SubjectAltNames): string | undefined {
+  if (role === 'server') return names.dns[0];
+  const uri = names.uri[0];
+  const service = uri.slice(uri.lastIndexOf('/') + 1);
+  return service.includes('.') ? undefined : service;
 }
 
 /** The URLs written into certificates, from the configured public base URL. */

@@ -50,7 +50,7 @@ export function parseCsr(der: Uint8Array): ParsedCsr {
   try {
     return parseCsrUnchecked(Buffer.from(der.buffer, der.byteOffset, der.byteLength));
   } catch (e) {
-    if (isMutualError(e) && (e.code === 'DER_MALFORMED')) throw new MutualError('CSR_MALFORMED', { detail: e.fields.detail }, { cause: e });
+    if (isMutualError(e) && (e.code === 'DER_MALFORMED' || e.code === 'DER_TOO_COMPLEX')) throw new MutualError('CSR_MALFORMED', { detail: e.fields.detail }, { cause: e });
     throw e;
   }
 }

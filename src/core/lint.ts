@@ -9,11 +9,13 @@ import { SERIAL_BYTES, ROLE_EKU, type CertificateFields, type Role } from './cer
 import { dnsUnder, ipInRange, ipToBytes } from './names.ts';
 import type { NamePolicy } from './policy.ts';
 import { OID } from './oids.ts';
+import { nameToString } from './certificate.ts';
+import { expect, Tag } from './der.ts';
 
 /** Lint rule identifiers (stable: they appear in errors and docs/errors.md). */
 export type LintRule =
   | 'key-weak' | 'signature-sha1' | 'serial-format' | 'time-fractional' | 'validity-order' | 'validity-outside-issuer'
-  | 'san-missing' | 'eku-role' | 'issuer-role' | 'name-constraints';
+  | 'san-missing' | 'eku-role' | 'issuer-role' | 'name-constraints' | 'cn-not-in-san';
 
 /** What the linter sees about the issuer. */
 export interface LintIssuer {
@@ -60,6 +62,11 @@ export function lintCertificate(role: Role, f: CertificateFields, issuer: LintIs
   if (role === 'client' && n.uri.length !== 1) fail('san-missing', 'client certificates need exactly one identity URI');
   if ((role === 'server' && n.uri.length) || (role === 'client' && n.dns.length + n.ip.length)) fail('eku-role', `a ${role} certificate carries the other role's names`);
   if (ROLE_EKU[role].length !== 1 && role !== 'root') fail('eku-role', `role ${role} must have exactly one EKU`);
+  if (n.dns.length === 0 && (role === 'server' || role === 'client')) {
+    // Without DNS SANs, verifiers check a host-like CN against DNS name constraints (OpenSSL does).
+    const cn = nameToString(f.subject, expect(f.subject, 0, Tag.SEQUENCE, f.subject.length, 'Name')).commonName;
+    if (cn && cn.includes('.')) fail('cn-not-in-san', `CN ${cn} looks like a host name but is not a DNS SAN`);
+  }
   const c = issuer.constraints;
   if (c) {
     for (const d of n.dns) if (!c.permittedDns.some((s) => dnsUnder(d, s))) fail('name-constraints', `${d} is outside the issuer's permitted DNS names`);

@@ -9,11 +9,12 @@ import { OID } from './oids.ts';
 /** Longest CN accepted (RFC 5280 upper bound ub-common-name). */
 export const MAX_COMMON_NAME = 64;
 
-/** Encodes a Name with an optional O and a CN, each its own RDN. */
-export function encodeName(parts: { commonName: string; organization?: string }): Buffer {
+/** Encodes a Name with an optional O and an optional CN, each its own RDN. */
+export function encodeName(parts: { commonName?: string; organization?: string }): Buffer {
   const rdns: Buffer[] = [];
   if (parts.organization) rdns.push(set(seq(oid(OID.organizationName), utf8String(parts.organization))));
-  rdns.push(set(seq(oid(OID.commonName), utf8String(parts.commonName))));
+  if (parts.commonName) rdns.push(set(seq(oid(OID.commonName), utf8String(parts.commonName))));
+  if (rdns.length === 0) throw new TypeError('a Name needs a CN or an O');
   return seq(...rdns);
 }
 
