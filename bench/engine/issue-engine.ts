@@ -1,0 +1,40 @@
+/**
+ * mutual's side of the issuance benchmark, run as its own process (pinned to one core by the
+ * caller): a fresh CA, then every CSR through the whole engine (CSR parse + proof of possession,
+ * policy, lint, build, sign, durable SQLite persist with audit entry), `concurrency` requests in
+ * flight so group commit can share transactions. Prints one JSON line.
+ *
+ *   node bench/engine/issue-engine.ts <csr-dir> <count> <concurrency>
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { initCa } from '../../src/ca/init-ca.ts';
+import { CertificateAuthority } from '../../src/ca/authority.ts';
+
+const [dir, countText, concText] = process.argv.slice(2);
+const count = Number(countText);
+const concurrency = Number(concText ?? 64);
+const csrs = Array.from({ length: count }, (_, i) => fs.readFileSync(path.join(dir, `host-${i}.csr`)));
+const home = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-bench-issue-'));
+const passphrase = 'bench-passphrase-not-secret';
+await initCa({ home: path.join(home, 'home'), trustDomain: 'bench.internal', name: 'Bench', passphrase });
+const ca = await CertificateAuthority.open({ home: path.join(home, 'home'), passphrase });
+
+const t0 = process.hrtime.bigint();
+const c0 = process.cpuUsage();
+let next = 0;
+async function worker(): Promise<void> {
+  while (next < count) {
+    const csr = csrs[next++];
+    await ca.issue({ role: 'server', csr, actor: 'bench' });
+  }
+}
+await Promise.all(Array.from({ length: concurrency }, worker));
+const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+const cpu = process.cpuUsage(c0);
+const stored = (await ca.list({ limit: count + 10 })).length;
+await ca.close();
+fs.rmSync(home, { recursive: true, force: true });
+if (stored < count) throw new Error(`only ${stored} of ${count} certificates are in the inventory`);
+process.stdout.write(JSON.stringify({ count, seconds, certsPerSec: count / seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRssMB: process.resourceUsage().maxRSS / 1024 }) + '\n');

@@ -1,0 +1,43 @@
+/**
+ * Issuance: mutual's engine vs `openssl ca` on the same CSRs, in one run.
+ *
+ *   npm run bench:issuance -- [count=20000] [rounds=3]
+ *
+ * mutual runs pinned to one core (`taskset -c 0`): CSR parse + proof of possession, policy, lint,
+ * build, sign, durable persist (SQLite WAL, synchronous=FULL, audit entry, group commit).
+ * openssl ca runs as it is fastest: one process for all CSRs (`-infiles`), index.txt written once
+ * at the end without fsync. Medians of `rounds`, interleaved.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { prepareOpensslCa, measureOpensslIssuance, writeCsrs } from './peers/openssl-ca.ts';
+import { formatTable, median } from './lib/measure.ts';
+
+const count = Number(process.argv[2] ?? 20000);
+const rounds = Number(process.argv[3] ?? 3);
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-bench-issuance-'));
+const csrDir = path.join(work, 'csrs');
+fs.mkdirSync(csrDir);
+const csrs = await writeCsrs(csrDir, count);
+const peer = await prepareOpensslCa(path.join(work, 'openssl-ca'));
+
+const ours: { certsPerSec: number; cpuSeconds: number; peakRssMB: number }[] = [];
+const theirs: { certsPerSec: number; cpuSeconds: number; peakRssMB: number }[] = [];
+for (let r = 0; r < rounds; r++) {
+  const out = execFileSync('taskset', ['-c', '0', process.execPath, 'bench/engine/issue-engine.ts', csrDir, String(count), '64'], { encoding: 'utf8' });
+  ours.push(JSON.parse(out.trim().split('\n').pop()!));
+  theirs.push(await measureOpensslIssuance(peer, csrs));
+}
+const row = (name: string, xs: typeof ours) => ({
+  issuer: name,
+  'certs/s (median)': Math.round(median(xs.map((x) => x.certsPerSec))),
+  'CPU µs/cert': Math.round((median(xs.map((x) => x.cpuSeconds)) / count) * 1e6),
+  'peak RSS MB': Math.round(median(xs.map((x) => x.peakRssMB))),
+  'all rounds': xs.map((x) => Math.round(x.certsPerSec)).join(', '),
+});
+const table = formatTable([row('mutual (1 core, durable)', ours), row('openssl ca -infiles (no fsync)', theirs)]);
+const ratio = median(ours.map((x) => x.certsPerSec)) / median(theirs.map((x) => x.certsPerSec));
+process.stdout.write(`\nIssuance of ${count} P-256 server certificates from CSRs, ${rounds} rounds\n\n${table}\nratio mutual/openssl: ${ratio.toFixed(1)}x\n`);
+fs.rmSync(work, { recursive: true, force: true });
