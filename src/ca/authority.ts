@@ -3,7 +3,8 @@
  * pipeline of DESIGN.md (request -> policy -> build -> lint -> sign -> persist -> return), and
  * revocation (inventory + audit in one transaction -> that issuer's CRL regenerated).
  */
-import { readFileSync } from 'node:fs';
+import fs, { readFileSync } from 'node:fs';
+import path from 'node:path';
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
@@ -122,7 +123,10 @@ export class CertificateAuthority {
   #flushing = false;
   #scheduled = false;
 
-  private constructor(o: { config: CaConfig; layout: HomeLayout; store: CaStore; root: string; server: IntermediateCa; client: IntermediateCa; now: () => Date }) {
+  /** Intermediates retired by a key rotation (revocation and CRLs only). */
+  readonly retired: IntermediateCa[];
+
+  private constructor(o: { config: CaConfig; layout: HomeLayout; store: CaStore; root: string; server: IntermediateCa; client: IntermediateCa; retired: IntermediateCa[]; now: () => Date }) {
     this.config = o.config;
     this.layout = o.layout;
     this.store = o.store;
@@ -130,6 +134,7 @@ export class CertificateAuthority {
     this.root = parseCertificate(readPemOrDer(o.root, ['CERTIFICATE']));
     this.server = o.server;
     this.client = o.client;
+    this.retired = o.retired;
     this.now = o.now;
     this.policy = defaultNamePolicy(o.config.trustDomain, { dns: o.config.policy.permitDns, ip: o.config.policy.permitIp });
   }
@@ -164,8 +169,16 @@ export class CertificateAuthority {
     };
     const server = load('server-ca', layout.serverCaCert, layout.serverCaKey, 'server');
     const client = load('client-ca', layout.clientCaCert, layout.clientCaKey, 'client');
+    // Intermediates replaced by a key rotation: they no longer issue, but still revoke what they
+    // issued and sign CRLs for it.
+    const retired: IntermediateCa[] = [];
+    for (const f of fs.readdirSync(layout.caDir)) {
+      const m = /^(server|client)-ca\.prev-(\d+)\.pem$/.exec(f);
+      const key = m && path.join(layout.keysDir, `${m[1]}-ca.prev-${m[2]}.key.pem`);
+      if (m && key && fs.existsSync(key)) retired.push(load(`${m[1]}-ca` as 'server-ca' | 'client-ca', path.join(layout.caDir, f), key, m[1] as LeafRole));
+    }
     const store = o.store ?? (await openStore({ databaseUrl: o.databaseUrl, sqlitePath: layout.database, schema: o.databaseSchema }));
-    return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, now: o.now ?? (() => new Date()) });
+    return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, retired, now: o.now ?? (() => new Date()) });
   }
 
   /** The intermediate that issues a leaf role. */
@@ -175,7 +188,7 @@ export class CertificateAuthority {
 
   /** The intermediate with this key id, if it is one of ours. */
   issuerByKeyId(keyId: string): IntermediateCa | undefined {
-    return [this.server, this.client].find((ca) => ca.keyId === keyId);
+    return [this.server, this.client, ...this.retired].find((ca) => ca.keyId === keyId);
   }
 
   /**
@@ -297,6 +310,11 @@ export class CertificateAuthority {
     if (!serial || !/^(0x)?[0-9a-fA-F:]{1,64}$/.test(serial)) throw new MutualError('CERT_NOT_FOUND', { detail: 'give a hex serial or a certificate file' });
     const found = await this.store.getCertificate(serial.replace(/^0x/, '').replace(/:/g, ''), issuerKeyId);
     if (!found) throw new MutualError('CERT_NOT_FOUND', { serial, detail: serial });
+    // A file that names one of our serials but is not byte for byte the certificate we issued
+    // (a forged or altered copy) does not get to act on it.
+    if (ref.certificate !== undefined && !found.der.equals(readPemOrDer(ref.certificate, ['CERTIFICATE']))) {
+      throw new MutualError('CERT_WRONG_ISSUER', { detail: `the file is not the certificate ${found.serial} this CA issued` });
+    }
     return found;
   }
 
@@ -311,14 +329,18 @@ export class CertificateAuthority {
       issuerKeyId: cert.issuerKeyId, serial: cert.serial, revokedAt, reason,
       crlEntry: encodeRevokedEntry(Buffer.from(cert.serial.length % 2 ? '0' + cert.serial : cert.serial, 'hex'), revokedAt, reason),
     }, ref.actor ?? 'cli');
-    if (ref.writeCrl !== false) await this.writeCrl(ca.role === 'server-ca' ? 'server' : 'client', revokedAt);
+    if (this.retired.includes(ca)) await this.#writeCrlOf(ca, revokedAt);
+    else if (ref.writeCrl !== false) await this.writeCrl(ca.role === 'server-ca' ? 'server' : 'client', revokedAt);
     if (revokedChannel.hasSubscribers) revokedChannel.publish({ serial: cert.serial, issuerKeyId: cert.issuerKeyId, reason, revokedAt });
     return stored;
   }
 
   /** Builds a fresh CRL for an intermediate (DER). */
   async buildCrl(which: LeafRole, now: Date = this.now()): Promise<Buffer> {
-    const ca = this.issuerFor(which);
+    return this.#buildCrlOf(this.issuerFor(which), now);
+  }
+
+  async #buildCrlOf(ca: IntermediateCa, now: Date): Promise<Buffer> {
     const thisUpdate = floorSeconds(now);
     return buildCrl({
       issuerName: ca.info.subjectName,
@@ -329,6 +351,12 @@ export class CertificateAuthority {
       entries: await this.store.crlEntries(ca.keyId, now),
       signer: ca.signer,
     });
+  }
+
+  /** A retired intermediate's CRL goes to `<home>/ca/<role>.prev-<key id>.crl`. */
+  async #writeCrlOf(ca: IntermediateCa, now: Date): Promise<void> {
+    const which = ca.role === 'server-ca' ? 'server' : 'client';
+    writeFileAtomic(`${this.layout.caDir}/${which}.prev-${ca.keyId.slice(0, 16)}.crl`, await this.#buildCrlOf(ca, now));
   }
 
   /** Builds the CRL and writes it to `<home>/ca/<which>.crl` (DER). */

@@ -52,8 +52,11 @@ export async function installIntermediate(o: { home: string; role: 'server-ca' |
   if (spkiDer(crypto.createPublicKey(current)).equals(info.spki)) {
     writeFileAtomic(p.cert, toPem(der, 'CERTIFICATE'));
   } else if (fs.existsSync(p.nextKey) && spkiDer(crypto.createPublicKey(readEncryptedKey(p.nextKey, o.passphrase))).equals(info.spki)) {
-    // The old key is kept (as .prev) so the old intermediate can still sign CRLs for what it issued.
-    fs.renameSync(p.key, p.key.replace(/\.key\.pem$/, `.prev-${Date.now()}.key.pem`));
+    // The old key and certificate are kept (as .prev-<time>) so the retired intermediate can still
+    // revoke what it issued and sign CRLs for it (CertificateAuthority.open loads them).
+    const stamp = Date.now();
+    fs.copyFileSync(p.cert, p.cert.replace(/\.pem$/, `.prev-${stamp}.pem`));
+    fs.renameSync(p.key, p.key.replace(/\.key\.pem$/, `.prev-${stamp}.key.pem`));
     fs.renameSync(p.nextKey, p.key);
     writeFileAtomic(p.cert, toPem(der, 'CERTIFICATE'));
   } else {

@@ -3,10 +3,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command, CommanderError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { CertificateAuthority, type LeafRole } from '../ca/authority.ts';
 import { initCa } from '../ca/init-ca.ts';
-import { defaultOfflineDir, homeLayout, resolveHome } from '../ca/home.ts';
+import { defaultOfflineDir, homeLayout, resolveHome, type HomeLayout } from '../ca/home.ts';
 import { readConfig } from '../ca/config.ts';
 import { renewRootCrl, signIntermediate } from '../ca/offline.ts';
 import { installIntermediate, intermediateCsr } from '../ca/intermediate.ts';
@@ -57,9 +57,29 @@ async function p12Password(o: { p12?: boolean; p12PasswordFile?: string }): Prom
   return resolvePassphrase({ env, purpose: 'the PKCS#12 bundle (MUTUAL_P12_PASSWORD)', confirm: true });
 }
 
-async function withCa<T>(g: GlobalOptions, fn: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
+/** The state folder's layout; throws CA_NOT_INITIALIZED when it holds no CA. */
+function requireHome(g: GlobalOptions): HomeLayout {
   const home = resolveHome(g.home);
-  if (!fs.existsSync(homeLayout(home).config)) throw new MutualError('CA_NOT_INITIALIZED', { detail: `no CA in ${home}` });
+  const l = homeLayout(home);
+  if (!fs.existsSync(l.config)) throw new MutualError('CA_NOT_INITIALIZED', { detail: `no CA in ${home}` });
+  return l;
+}
+
+/** Parses a positive whole number option (a usage error otherwise). */
+function positiveInt(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive whole number');
+  return n;
+}
+
+/** Parses a duration option like 30d (a usage error otherwise). */
+function durationOption(v: string): string {
+  if (!/^\d{1,6}[smhd]$/.test(v.trim())) throw new InvalidArgumentError('expected a duration such as 30d, 12h or 90m');
+  return v;
+}
+
+async function withCa<T>(g: GlobalOptions, fn: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
+  const home = requireHome(g).home;
   const ca = await CertificateAuthority.open({ home, passphrase: await caPassphrase(g) });
   try {
     return await fn(ca);
@@ -130,7 +150,7 @@ export function buildProgram(): Command {
     .argument('<dns...>', 'DNS names')
     .option('--ip <ip>', 'IP address (repeatable)', collect, [])
     .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem')
-    .option('--days <n>', 'lifetime in days (default: the profile\'s)', Number)
+    .option('--days <n>', 'lifetime in days (default: the profile\'s)', positiveInt)
     .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES))
     .option('--p12', 'also write bundle.p12')
     .option('--p12-password-file <file>', 'PKCS#12 password file (else $MUTUAL_P12_PASSWORD, else a prompt)')
@@ -141,13 +161,13 @@ export function buildProgram(): Command {
     .argument('<service>', 'service name (or a full spiffe:// identity)')
     .option('--env <env>', 'environment segment of the identity', 'prod')
     .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem')
-    .option('--days <n>', 'lifetime in days', Number)
+    .option('--days <n>', 'lifetime in days', positiveInt)
     .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES))
     .option('--p12', 'also write bundle.p12')
     .option('--p12-password-file <file>', 'PKCS#12 password file')
     .option('--force', 'replace an existing key.pem in --out')
     .action(async (service: string, o) => {
-      const config = readConfig(homeLayout(resolveHome(g().home)).config);
+      const config = readConfig(requireHome(g()).config);
       const id = service.startsWith('spiffe://') ? service : serviceIdentity(config.trustDomain, o.env, service).uri;
       await issueAndWrite('client', { dns: [], ip: [], uri: [id] }, o);
     });
@@ -168,7 +188,7 @@ export function buildProgram(): Command {
     .description('sign a CSR (the key stays with the requester)')
     .argument('<csr>', 'CSR file (PEM or DER)')
     .addOption(new Option('--profile <profile>', 'certificate profile').choices(['server', 'client']).makeOptionMandatory())
-    .option('--days <n>', 'lifetime in days', Number)
+    .option('--days <n>', 'lifetime in days', positiveInt)
     .option('--out <file>', 'write the certificate (PEM) here instead of stdout')
     .option('--fullchain', 'include the issuing CA after the certificate')
     .action(async (file: string, o) => {
@@ -203,7 +223,7 @@ export function buildProgram(): Command {
     .option('--der', 'DER to stdout')
     .action(async (o) => {
       let der: Buffer;
-      if (o.issuer === 'root') der = fs.readFileSync(homeLayout(resolveHome(g().home)).rootCrl);
+      if (o.issuer === 'root') der = fs.readFileSync(requireHome(g()).rootCrl);
       else der = await withCa(g(), (ca) => ca.writeCrl(o.issuer));
       const pem = toPem(der, 'X509 CRL');
       if (o.out) {
@@ -214,11 +234,11 @@ export function buildProgram(): Command {
 
   program.command('list')
     .description('list the inventory')
-    .option('--expiring <duration>', 'only certificates expiring within this time (e.g. 30d)')
+    .option('--expiring <duration>', 'only certificates expiring within this time (e.g. 30d)', durationOption)
     .addOption(new Option('--role <role>').choices(['server', 'client']))
     .addOption(new Option('--status <status>').choices(['valid', 'revoked']))
     .option('--all', 'include expired certificates')
-    .option('--limit <n>', 'at most this many', Number, 1000)
+    .option('--limit <n>', 'at most this many', positiveInt, 1000)
     .action(async (o) => {
       await withCa(g(), async (ca) => {
         const now = ca.now();
@@ -243,7 +263,7 @@ export function buildProgram(): Command {
         const { openSqliteStore } = await import('../store/sqlite-store.ts');
         const store = openSqliteStore({ path: homeLayout(home).database });
         const found = await store.getCertificate(info.serial, info.authorityKeyId?.toString('hex'));
-        status = found ? (found.status === 'revoked' ? `revoked ${found.revokedAt?.toISOString()} (${found.reason})` : 'valid (in inventory)') : 'not in this CA\'s inventory';
+        status = found && found.fingerprint === info.fingerprint ? (found.status === 'revoked' ? `revoked ${found.revokedAt?.toISOString()} (${found.reason})` : 'valid (in inventory)') : 'not in this CA\'s inventory';
         await store.close();
       }
       const d = describeCertificate(info, new Date(), status);
@@ -252,18 +272,17 @@ export function buildProgram(): Command {
 
   program.command('bundle')
     .description('print CA certificates (PEM)')
-    .argument('<which>', 'root, server, client or all')
+    .addArgument(new Argument('<which>', 'which CA certificates').choices(['root', 'server', 'client', 'all']))
     .action(async (which: string) => {
-      const l = homeLayout(resolveHome(g().home));
+      const l = requireHome(g());
       const files: Record<string, string[]> = { root: [l.rootCert], server: [l.serverCaCert], client: [l.clientCaCert], all: [l.rootCert, l.serverCaCert, l.clientCaCert] };
-      if (!files[which]) throw new MutualError('CONFIG_INVALID', { detail: `bundle ${which}: use root, server, client or all` });
       process.stdout.write(files[which].map((f) => fs.readFileSync(f, 'utf8')).join(''));
     });
 
   program.command('audit').description('the audit log').command('verify')
     .description('check the audit log\'s hash chain')
     .action(async () => {
-      const l = homeLayout(resolveHome(g().home));
+      const l = requireHome(g());
       const { openSqliteStore } = await import('../store/sqlite-store.ts');
       const store = openSqliteStore({ path: l.database });
       try {
@@ -281,10 +300,10 @@ export function buildProgram(): Command {
     .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
     .option('--offline-dir <dir>', 'the offline folder (default: <home>-offline)')
     .option('--root-passphrase-file <file>', 'root key passphrase file')
-    .option('--days <n>', 'lifetime in days', Number, 730)
+    .option('--days <n>', 'lifetime in days', positiveInt, 730)
     .requiredOption('--out <file>', 'where to write the certificate (PEM)')
     .action(async (file: string, o) => {
-      const home = resolveHome(g().home);
+      const home = requireHome(g()).home;
       const config = readConfig(homeLayout(home).config);
       const pem = await signIntermediate({
         offlineDir: path.resolve(o.offlineDir ?? defaultOfflineDir(home)), rootPassphrase: await rootPassphrase(o.rootPassphraseFile, g()),
@@ -318,7 +337,7 @@ export function buildProgram(): Command {
     .option('--new-key', 'make a new key (installed with the certificate)')
     .requiredOption('--out <file>', 'CSR file')
     .action(async (o) => {
-      const pem = intermediateCsr({ home: resolveHome(g().home), role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey });
+      const pem = intermediateCsr({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey });
       fs.writeFileSync(o.out, pem);
       print(g(), `Wrote ${o.out}. Sign it offline: \`mutual offline sign-intermediate ${o.out} --role ${o.role} --out ${o.role}-ca.pem\`.\n`, { file: o.out });
     });
@@ -327,7 +346,7 @@ export function buildProgram(): Command {
     .argument('<cert>', 'certificate file')
     .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
     .action(async (file: string, o) => {
-      await installIntermediate({ home: resolveHome(g().home), role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase: await caPassphrase(g()) });
+      await installIntermediate({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase: await caPassphrase(g()) });
       print(g(), `Installed the ${o.role} CA certificate.\n`, { ok: true });
     });
 

@@ -26,7 +26,8 @@ export function reportError(e: unknown, json: boolean): number {
   }
   const err = e as NodeJS.ErrnoException;
   if (err && (err.code === 'ENOENT' || err.code === 'EACCES' || err.code === 'EISDIR')) {
-    process.stderr.write(`error[${err.code}]: ${err.message}\n  hint: check the path and its permissions.\n`);
+    if (json) process.stdout.write(JSON.stringify({ error: { code: err.code, message: err.message, hint: 'check the path and its permissions' } }) + '\n');
+    else process.stderr.write(`error[${err.code}]: ${err.message}\n  hint: check the path and its permissions.\n`);
     return EXIT.REJECTED;
   }
   process.stderr.write(`error: ${err?.stack ?? String(e)}\n`);

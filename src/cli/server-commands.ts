@@ -51,16 +51,18 @@ function writeFiles(dir: string, r: { certificate: string; chain: string; fullch
 export function registerServerCommands(program: Command, g: () => Globals): void {
   const passphrase = () => resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
 
-  async function serve(o: { listen: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string }, home: string, pass: string, banner: boolean, passFlag = '') {
-    const [host, portText] = o.listen.includes(']') ? [o.listen.slice(1, o.listen.indexOf(']')), o.listen.split(']:')[1]] : [o.listen.slice(0, o.listen.lastIndexOf(':')), o.listen.slice(o.listen.lastIndexOf(':') + 1)];
+  async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string }, home: string, pass: string, banner: boolean, passFlag = '') {
+    const [host, portText] = splitHostPort(o.listen);
+    const pub = o.publicListen ? splitHostPort(o.publicListen) : undefined;
     const ca = await CertificateAuthority.open({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema });
     const logger = pino({ level: o.logLevel });
     const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
-    const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), url: o.url ?? ca.config.url, logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl });
+    const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), url: o.url ?? ca.config.url, logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
+      publicHost: pub?.[0], publicPort: pub ? Number(pub[1]) : undefined });
     if (banner) {
       const rel = path.relative(process.cwd(), home) || home;
       process.stderr.write([
-        `mutual CA server on ${srv.url}`,
+        `mutual CA server on ${srv.url}${srv.publicUrl ? ` (OCSP and CRLs also on ${srv.publicUrl})` : ''}`,
         `  trust bundle (root): ${homeLayout(home).rootCert}`,
         `  admin credentials:   ${homeLayout(home).adminDir}/cert.pem, key.pem`,
         '',
@@ -90,6 +92,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
 
   const serveOptions = (c: Command) => c
     .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8443')
+    .option('--public-listen <host:port>', 'also serve OCSP, CRLs and CA certificates over plain HTTP here (point --url at it)')
     .option('--url <url>', 'public base URL written into certificates (default: the listen address)')
     .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .option('--grace-seconds <n>', 'allow renewal of certificates expired less than this long ago (default 0: off)', Number, 0)
@@ -202,6 +205,13 @@ export function registerServerCommands(program: Command, g: () => Globals): void
       const r = (await adminCall({ caUrl: o.caUrl, path: `/v1/certificates${q}`, ...adminCreds(o) })) as { items: { serial: string; role: string; status: string; notAfter: string; identity?: string; names: { dns: string[] } }[] };
       out(g(), r.items.map((i) => `${i.serial}  ${i.role.padEnd(6)}  ${i.status.padEnd(7)}  ${i.notAfter}  ${i.identity ?? i.names.dns.join(',')}`).join('\n') + '\n', r);
     });
+}
+
+function splitHostPort(v: string): [string, string] {
+  if (v.startsWith('[')) return [v.slice(1, v.indexOf(']')), v.slice(v.indexOf(']') + 2)];
+  const i = v.lastIndexOf(':');
+  if (i < 0) throw new MutualError('CONFIG_INVALID', { detail: `${v}: use host:port` });
+  return [v.slice(0, i), v.slice(i + 1)];
 }
 
 /** The demo passphrase kept beside the state folder (npm start only; real CAs use MUTUAL_CA_PASSPHRASE). */

@@ -4,6 +4,7 @@
  * CRLs and OCSP answers are served from memory and follow revocations made by any replica.
  */
 import fs from 'node:fs';
+import http from 'node:http';
 import https from 'node:https';
 import crypto from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -51,6 +52,13 @@ export interface CaServerOptions {
   serverCertSeconds?: number;
   /** Extra names for the server's own certificate. */
   serverNames?: string[];
+  /**
+   * A plain-HTTP listener for the public, signed data only (OCSP, CRLs, CA certificates): relying
+   * parties fetch these without TLS (RFC 5280 4.2.1.13, RFC 6960 A.1), and an OCSP URL behind TLS
+   * would need its own revocation check. Off unless a port is given (0 picks one).
+   */
+  publicPort?: number;
+  publicHost?: string;
   now?: () => Date;
 }
 
@@ -58,6 +66,8 @@ export interface CaServerOptions {
 export interface CaServer {
   url: string;
   port: number;
+  /** Base URL of the plain-HTTP public listener, when enabled. */
+  publicUrl?: string;
   server: https.Server;
   metrics: CaMetrics;
   /** Stops accepting, finishes in-flight requests, closes timers (not the CA). */
@@ -372,7 +382,23 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   }
 
   // ---- the request loop
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  function onRequest(req: IncomingMessage, res: ServerResponse, isPublic: boolean): void {
+    const rawUrl = req.url ?? '/';
+    // OCSP is the hot path: no request id, no URL object, no latency histogram.
+    if (rawUrl.startsWith('/ocsp')) {
+      ocsp.handle(req, res, rawUrl.split('?')[0]).catch((e) => {
+        log.error({ err: e }, 'OCSP request failed');
+        if (!res.headersSent) res.writeHead(500).end();
+      });
+      return;
+    }
+    if (isPublic && (rawUrl.startsWith('/v1/') || rawUrl.startsWith('/metrics'))) {
+      sendProblem(res, new MutualError('NOT_FOUND', { detail: 'the API is served over HTTPS only' }), newRequestId());
+      return;
+    }
+    handleRequest(req, res);
+  }
+  function handleRequest(req: IncomingMessage, res: ServerResponse): void {
     const id = newRequestId();
     const started = process.hrtime.bigint();
     let ctx: RequestContext;
@@ -392,7 +418,8 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     }).finally(() => {
       metrics.latency.observe({ route: routeLabel(req.url) }, Number(process.hrtime.bigint() - started) / 1e9);
     });
-  });
+  }
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, false));
   server.on('tlsClientError', (e) => log.debug({ err: e.message }, 'TLS handshake failed'));
 
   await new Promise<void>((resolve, reject) => {
@@ -401,17 +428,30 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   });
   const port = (server.address() as AddressInfo).port;
   const url = o.url ?? `https://${host.includes(':') ? `[${host}]` : host}:${port}`;
+  let publicServer: http.Server | undefined;
+  let publicUrl: string | undefined;
+  if (o.publicPort !== undefined) {
+    const ps = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => onRequest(req, res, true));
+    const publicHost = o.publicHost ?? host;
+    await new Promise<void>((resolve, reject) => {
+      ps.once('error', reject);
+      ps.listen(o.publicPort, publicHost, () => resolve());
+    });
+    publicServer = ps;
+    publicUrl = `http://${publicHost.includes(':') ? `[${publicHost}]` : publicHost}:${(ps.address() as AddressInfo).port}`;
+    log.info({ url: publicUrl }, 'public OCSP/CRL listener');
+  }
   log.info({ url, rootFingerprint }, 'mutual CA server listening');
   return {
-    url, port, server, metrics,
+    url, port, publicUrl, server, metrics,
     async close() {
       clearInterval(pollTimer);
       if (renewTimer) clearTimeout(renewTimer);
       ocsp.close();
-      await new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeIdleConnections();
-      });
+      await Promise.all([server, publicServer].filter((x) => x !== undefined).map((srv) => new Promise<void>((resolve) => {
+        srv.close(() => resolve());
+        srv.closeIdleConnections();
+      })));
     },
   };
 }

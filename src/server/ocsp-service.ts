@@ -94,6 +94,18 @@ export class OcspService {
 
   /** Handles `POST /ocsp` and `GET /ocsp/<base64>`. */
   async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    // GET fast path: an answer already signed for this exact URL is sent without decoding or
+    // parsing anything (RFC 5019 clients repeat the same GET).
+    if (req.method === 'GET') {
+      const hit = this.#cache.get(path);
+      if (hit) {
+        const now = this.#now().getTime();
+        if (now < hit.refreshAt) {
+          this.#send(res, hit.der, 'cached', hit.nextUpdate - now);
+          return;
+        }
+      }
+    }
     let der: Buffer;
     try {
       if (req.method === 'POST' && path === '/ocsp') der = await readBody(req, MAX_OCSP_REQUEST_BYTES);
@@ -135,6 +147,7 @@ export class OcspService {
         const t = new Date(Math.floor(now / 1000) * 1000);
         const answer = await issuer.responder.sign([single], t);
         this.#remember(key, id.serial, answer, t.getTime(), validity);
+        if (req.method === 'GET' && path.length <= 1024) this.#remember(path, id.serial, answer, t.getTime(), validity);
         this.#send(res, answer, status, validity * 1000);
         return;
       }
