@@ -75,6 +75,11 @@ export interface IssueRequest {
   actor?: string;
   /** Serial of the certificate this renews. */
   renewedFrom?: string;
+  /**
+   * Runs after every check (CSR, policy, lint) and before signing: the place to spend a one-time
+   * token, so a request that fails a check does not burn it. Throwing stops the issuance.
+   */
+  beforeSign?: () => Promise<void>;
   now?: Date;
 }
 
@@ -104,6 +109,8 @@ export interface OpenAuthorityOptions {
   databaseUrl?: string;
   /** PostgreSQL schema (default public). */
   databaseSchema?: string;
+  /** SQLite: commit on a writer thread (servers; see SqliteStoreOptions.writerThread). */
+  writerThread?: boolean;
   /** Clock (tests freeze it). */
   now?: () => Date;
 }
@@ -177,7 +184,7 @@ export class CertificateAuthority {
       const key = m && path.join(layout.keysDir, `${m[1]}-ca.prev-${m[2]}.key.pem`);
       if (m && key && fs.existsSync(key)) retired.push(load(`${m[1]}-ca` as 'server-ca' | 'client-ca', path.join(layout.caDir, f), key, m[1] as LeafRole));
     }
-    const store = o.store ?? (await openStore({ databaseUrl: o.databaseUrl, sqlitePath: layout.database, schema: o.databaseSchema }));
+    const store = o.store ?? (await openStore({ databaseUrl: o.databaseUrl, sqlitePath: layout.database, schema: o.databaseSchema, writerThread: o.writerThread }));
     return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, retired, now: o.now ?? (() => new Date()) });
   }
 
@@ -234,6 +241,7 @@ export class CertificateAuthority {
     const subject = commonName ? subjectFor(commonName) : encodeName({ organization: this.config.name });
     const fields = { serial: newSerial(), notBefore, notAfter, subject, spki, names: checked };
     lintCertificate(req.role, fields, ca.lint);
+    await req.beforeSign?.();
     const der = await ca.template.sign(fields);
     // newSerial sets the second-highest bit, so the hex has no leading zeros to strip.
     const serial = fields.serial.toString('hex');

@@ -4,7 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import crypto from 'node:crypto';
-import { MutualError, isMutualError, type ErrorCode } from '../core/errors.ts';
+import { ERRORS, MutualError, isMutualError, type ErrorCode } from '../core/errors.ts';
 
 /** Largest request body the API reads (a CSR with 100 names is ~5 KB). */
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -24,7 +24,9 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<
       n += c.length;
       if (n > limit) {
         reject(new MutualError('REQUEST_TOO_LARGE', { detail: `more than ${limit} bytes` }));
-        req.destroy();
+        // Drain instead of destroying, so the 413 can still be written (the connection closes after).
+        req.removeAllListeners('data');
+        req.resume();
         return;
       }
       parts.push(c);
@@ -69,7 +71,7 @@ export function sendProblem(res: ServerResponse, e: unknown, requestId: string):
   const code = known ? e.code : 'INTERNAL';
   const body = known && status < 500
     ? { type: `urn:mutual:error:${e.code}`, title: e.message, status, code: e.code, detail: e.fields.detail, hint: e.hint, requestId }
-    : { type: 'urn:mutual:error:INTERNAL', title: known ? e.message : 'Internal error', status, code, hint: known ? e.hint : 'Retry later; the server log has the details under this request id.', requestId };
+    : { type: 'urn:mutual:error:INTERNAL', title: known ? ERRORS[e.code].message : 'Internal error', status, code, hint: known ? e.hint : 'Retry later; the server log has the details under this request id.', requestId };
   const text = JSON.stringify(body);
   if (res.headersSent) {
     res.destroy();
@@ -77,6 +79,7 @@ export function sendProblem(res: ServerResponse, e: unknown, requestId: string):
   }
   const headers: Record<string, string | number> = { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(text), 'x-request-id': requestId };
   if (code === 'RATE_LIMITED') headers['retry-after'] = 1;
+  if (code === 'REQUEST_TOO_LARGE') headers.connection = 'close';
   res.writeHead(status, headers);
   res.end(text);
   return { status, code };

@@ -161,7 +161,7 @@ export class OcspService {
       const singles = await Promise.all(request.requests.map((id) => this.#single(issuer, id)));
       const t = new Date(Math.floor(this.#now().getTime() / 1000) * 1000);
       const answer = await issuer.responder.sign(singles.map((s) => s.single), t, request.nonce);
-      this.#send(res, answer, 'signed', 0);
+      this.#send(res, answer, singles.length === 1 ? singles[0].status : 'several', 0);
     } catch {
       this.#send(res, OCSP_INTERNAL_ERROR, 'error');
     }

@@ -6,10 +6,10 @@ import type { CaStore } from '../ca/store.ts';
 import { openSqliteStore } from './sqlite-store.ts';
 
 /** Opens the store named by `databaseUrl` (PostgreSQL), or the SQLite file at `sqlitePath`. */
-export async function openStore(o: { databaseUrl?: string; sqlitePath: string; schema?: string }): Promise<CaStore> {
+export async function openStore(o: { databaseUrl?: string; sqlitePath: string; schema?: string; writerThread?: boolean }): Promise<CaStore> {
   if (o.databaseUrl && /^postgres(ql)?:\/\//.test(o.databaseUrl)) {
     const { openPostgresStore } = await import('./postgres-store.ts');
     return openPostgresStore({ connectionString: o.databaseUrl, schema: o.schema });
   }
-  return openSqliteStore({ path: o.sqlitePath });
+  return openSqliteStore({ path: o.sqlitePath, writerThread: o.writerThread });
 }
