@@ -19,7 +19,7 @@ const csrs = Array.from({ length: count }, (_, i) => fs.readFileSync(path.join(d
 const home = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-bench-issue-'));
 const passphrase = 'bench-passphrase-not-secret';
 await initCa({ home: path.join(home, 'home'), trustDomain: 'bench.internal', name: 'Bench', passphrase });
-const ca = await CertificateAuthority.open({ home: path.join(home, 'home'), passphrase });
+const ca = await CertificateAuthority.open({ home: path.join(home, 'home'), passphrase, writerThread: process.env.WRITER === '1' });
 
 const t0 = process.hrtime.bigint();
 const c0 = process.cpuUsage();

@@ -114,19 +114,29 @@ export function oid(dotted: string): Buffer {
 
 /** Decodes the contents of an OBJECT IDENTIFIER to its dotted form. */
 export function oidToString(content: Uint8Array): string {
-  const arcs: bigint[] = [];
-  let v = 0n;
+  // Arcs are read as plain numbers while they fit in 2^48 (every OID mutual meets); BigInt
+  // only past that. This runs several times per CSR, so it is kept cheap.
+  let out = '';
+  let v = 0;
+  let big: bigint | undefined;
+  let first = true;
   for (let i = 0; i < content.length; i++) {
-    v = (v << 7n) | BigInt(content[i] & 0x7f);
-    if ((content[i] & 0x80) === 0) {
-      arcs.push(v);
-      v = 0n;
+    const b = content[i];
+    if (big !== undefined) big = (big << 7n) | BigInt(b & 0x7f);
+    else if (v >= 2 ** 41) big = (BigInt(v) << 7n) | BigInt(b & 0x7f);
+    else v = v * 128 + (b & 0x7f);
+    if ((b & 0x80) === 0) {
+      const arc = big ?? v;
+      if (first) {
+        const n = typeof arc === 'bigint' ? arc : BigInt(arc);
+        out = n < 40n ? `0.${n}` : n < 80n ? `1.${n - 40n}` : `2.${n - 80n}`;
+        first = false;
+      } else out += '.' + String(arc);
+      v = 0;
+      big = undefined;
     }
   }
-  if (arcs.length === 0) return '';
-  const first = arcs[0];
-  const head = first < 40n ? [0n, first] : first < 80n ? [1n, first - 40n] : [2n, first - 80n];
-  return [...head, ...arcs.slice(1)].join('.');
+  return out;
 }
 
 /** Encodes an unsigned big-endian magnitude as a DER INTEGER (adds a 0x00 if the top bit is set). */
