@@ -127,8 +127,10 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   // The root CRL is renewed offline and copied into the state folder; it is read when asked for.
   const readRootCrl = (): Buffer => readPemOrDer(fs.readFileSync(ca.layout.rootCrl), ['X509 CRL']);
 
+  let lastPollOk = now().getTime();
   async function pollRevocations(): Promise<void> {
     const r = await ca.store.revocationsSince(cursor);
+    lastPollOk = now().getTime();
     cursor = r.cursor;
     for (const ev of r.items) {
       if (revoked.has(ev.serial)) continue;
@@ -255,7 +257,11 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     if (p === '/ocsp' || p.startsWith('/ocsp/')) return ocsp.handle(c.req, c.res, p);
     if (m === 'GET' || m === 'HEAD') {
       if (p === '/health') return sendJson(c.res, 200, { ok: true });
-      if (p === '/ready') return sendJson(c.res, 200, { ready: true });
+      if (p === '/ready') {
+        // Ready while the store answers: the revocation poll reaches it every second.
+        const stale = now().getTime() - lastPollOk > 5 * REVOCATION_POLL_MS;
+        return sendJson(c.res, stale ? 503 : 200, { ready: !stale, lastStoreContact: new Date(lastPollOk).toISOString() });
+      }
       if (p === '/metrics') {
         c.res.writeHead(200, { 'content-type': metrics.registry.contentType });
         c.res.end(await metrics.registry.metrics());

@@ -148,7 +148,8 @@ export class OcspService {
         const answer = await issuer.responder.sign([single], t);
         this.#remember(key, id.serial, answer, t.getTime(), validity);
         if (req.method === 'GET' && path.length <= 1024) this.#remember(path, id.serial, answer, t.getTime(), validity);
-        this.#send(res, answer, status, validity * 1000);
+        // max-age never runs past nextUpdate (RFC 5019 6.2); thisUpdate was rounded down.
+        this.#send(res, answer, status, t.getTime() + validity * 1000 - now);
         return;
       }
       // Several CertIDs, or a nonce: signed for this request only.

@@ -93,7 +93,7 @@ test('ok/health-ready-metrics', async (t: TestContext) => {
   assert.deepEqual(JSON.parse(health.body), { ok: true });
   const ready = await curlTo(['--cacert', s.files.root, `${s.url}/ready`], tmp('ready'));
   assert.equal(ready.status, 200);
-  assert.deepEqual(JSON.parse(ready.body), { ready: true });
+  assert.equal(JSON.parse(ready.body).ready, true);
   const metrics = await curlTo(['--cacert', s.files.root, `${s.url}/metrics`], tmp('metrics'));
   assert.equal(metrics.status, 200);
   assert.match(metrics.headers['content-type'], /^text\/plain/);
