@@ -14,17 +14,16 @@
  * Lock keys are (class, hashtext(schema ...)), so stores in different schemas of one database
  * (a test run per schema) do not block each other.
  */
-import crypto from 'node:crypto';
 import { Pool, type PoolClient } from 'pg';
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
-import { dropExpired, reasonName, REVOCATION_REASONS } from '../core/crl.ts';
+import { dropExpired, REVOCATION_REASONS } from '../core/crl.ts';
 import { MutualError } from '../core/errors.ts';
-import type { Role } from '../core/certificate-template.ts';
 import type { RevocationReason } from '../core/crl.ts';
 import type {
   AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RevocationEvent, RevocationInput, StoredCertificate,
 } from '../ca/store.ts';
 import { POSTGRES_MIGRATIONS } from './migrations.ts';
+import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows.ts';
 import { CRL_PACK_THRESHOLD } from './sqlite-store.ts';
 
 /**
@@ -42,47 +41,36 @@ const DEFAULT_POOL_SIZE = 10;
 /** Unquoted PostgreSQL identifier (no quoting needed anywhere, 63 bytes at most). */
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
-const sec = (d: Date) => Math.floor(d.getTime() / 1000);
-const date = (s: number | string | null) => (s === null ? undefined : new Date(Number(s) * 1000));
 
-type Row = Record<string, unknown>;
 
-const serialBytes = (hex: string): Buffer => Buffer.from(hex.length % 2 ? '0' + hex : hex, 'hex');
 
-/** Maps a certificates row exactly like the SQLite store does. */
-function toStored(r: Row): StoredCertificate {
-  const der = r.der as Buffer;
-  return {
-    issuerKeyId: r.issuer_kid as string,
-    serial: (r.serial as Buffer).toString('hex'),
-    role: r.role as Role,
-    subject: r.subject as string,
-    identity: (r.identity as string | null) ?? undefined,
-    names: JSON.parse(r.names as string),
-    notBefore: date(r.not_before as string)!,
-    notAfter: date(r.not_after as string)!,
-    fingerprint: crypto.createHash('sha256').update(der).digest('hex'),
-    der,
-    renewedFrom: (r.renewed_from as string | null) ?? undefined,
-    issuedAt: date(r.issued_at as string)!,
-    issuedBy: r.issued_by as string,
-    status: r.status as 'valid' | 'revoked',
-    revokedAt: date(r.revoked_at as string | null),
-    reason: r.reason === null ? undefined : reasonName(Number(r.reason)),
-  };
+
+
+/**
+ * A pooled connection held by the store. pg-pool listens for 'error' only on idle connections; one
+ * that dies while checked out (server restart, network) would emit an unhandled 'error' and end
+ * the process. The listener records the loss instead (the pending or next query fails too), and
+ * `release` then destroys the connection rather than pooling it.
+ */
+interface Held {
+  c: PoolClient;
+  /** Marks the connection unusable (it is destroyed on release). */
+  fail(e: Error): void;
+  release(): void;
 }
 
-function toAuditEntry(r: Row): AuditEntry {
+async function hold(pool: Pool): Promise<Held> {
+  const c = await pool.connect();
+  let lost: Error | undefined;
+  const onError = (e: Error) => void (lost ??= e);
+  c.on('error', onError);
   return {
-    seq: Number(r.seq),
-    at: date(r.at as string)!,
-    actor: r.actor as string,
-    action: r.action as string,
-    target: r.target as string,
-    details: JSON.parse(r.details as string),
-    detailsJson: r.details as string,
-    prevHash: r.prev_hash as string,
-    hash: r.hash as string,
+    c,
+    fail: onError,
+    release() {
+      c.off('error', onError);
+      c.release(lost);
+    },
   };
 }
 
@@ -92,9 +80,17 @@ function storeFailed(e: unknown): MutualError {
   return new MutualError('STORE_FAILED', { detail: (e as Error).message }, { cause: e });
 }
 
+// The certificates' DER goes as one binary bytea with offsets rather than as a bytea[]: array
+// parameters travel as text, which doubles the bytes (hex) for the server to decode; this took a
+// 256-certificate batch from 8.5 to 6.5 ms here.
 const INSERT_CERTS = `
   INSERT INTO certificates (serial, issuer_kid, role, subject, identity, names, not_before, not_after, der, renewed_from, issued_at, issued_by)
-  SELECT * FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bytea[], $10::text[], $11::bigint[], $12::text[])`;
+  SELECT u.serial, u.issuer_kid, u.role, u.subject, u.identity, u.names, u.not_before, u.not_after,
+         substring($9::bytea FROM u.der_offset + 1 FOR u.der_length), u.renewed_from, u.issued_at, u.issued_by
+  FROM unnest($1::bytea[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::bigint[],
+              $10::int[], $11::int[], $12::text[], $13::bigint[], $14::text[]) WITH ORDINALITY
+    AS u(serial, issuer_kid, role, subject, identity, names, not_before, not_after, der_offset, der_length, renewed_from, issued_at, issued_by, ord)
+  ORDER BY u.ord`; // identity ids in batch order: listings break expiry ties by insertion, as in SQLite
 
 const INSERT_AUDIT = `
   INSERT INTO audit (seq, at, actor, action, target, details, prev_hash, hash)
@@ -163,19 +159,18 @@ export class PostgresStore implements CaStore {
 
   /** Runs `fn` in one transaction on one pooled connection; rolls back and rethrows on failure. */
   async #tx<T>(fn: (c: PoolClient) => Promise<T>): Promise<T> {
-    const c = await this.pool.connect();
-    let broken: Error | undefined;
+    const h = await hold(this.pool);
     try {
-      await c.query('BEGIN');
-      const out = await fn(c);
-      await c.query('COMMIT');
+      await h.c.query('BEGIN');
+      const out = await fn(h.c);
+      await h.c.query('COMMIT');
       return out;
     } catch (e) {
       // A connection that cannot even roll back is destroyed rather than returned to the pool.
-      await c.query('ROLLBACK').catch((e2: Error) => (broken = e2));
+      await h.c.query('ROLLBACK').catch(h.fail);
       throw e;
     } finally {
-      c.release(broken);
+      h.release();
     }
   }
 
@@ -213,27 +208,21 @@ export class PostgresStore implements CaStore {
 
   async recordIssued(records: CertificateRecord[]): Promise<void> {
     if (records.length === 0) return;
-    const n = records.length;
-    const v = Array.from({ length: 12 }, () => new Array<unknown>(n));
+    // One array per column: $1-$8 and $10-$14 of INSERT_CERTS; $9 is all the DER, concatenated.
+    const cols = Array.from({ length: 13 }, () => new Array<unknown>(records.length));
+    let offset = 0;
     records.forEach((r, i) => {
-      v[0][i] = serialBytes(r.serial);
-      v[1][i] = r.issuerKeyId;
-      v[2][i] = r.role;
-      v[3][i] = r.subject;
-      v[4][i] = r.identity ?? null;
-      v[5][i] = JSON.stringify(r.names);
-      v[6][i] = sec(r.notBefore);
-      v[7][i] = sec(r.notAfter);
-      v[8][i] = r.der;
-      v[9][i] = r.renewedFrom ?? null;
-      v[10][i] = sec(r.issuedAt);
-      v[11][i] = r.issuedBy;
+      const row = [serialBytes(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
+        offset, r.der.length, r.renewedFrom ?? null, sec(r.issuedAt), r.issuedBy];
+      row.forEach((x, k) => (cols[k][i] = x));
+      offset += r.der.length;
     });
+    const values = [...cols.slice(0, 8), Buffer.concat(records.map((r) => r.der)), ...cols.slice(8)];
     try {
       await this.#tx(async (c) => {
         // The certificates go in before the audit lock is taken: a duplicate serial fails here
         // without holding up other replicas, and the lock is held only for the append and commit.
-        await c.query({ name: 'mutual-insert-certs', text: INSERT_CERTS, values: v });
+        await c.query({ name: 'mutual-insert-certs', text: INSERT_CERTS, values });
         await this.#appendAudit(c, records.map((r) => ({
           actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
           details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, ...(r.renewedFrom ? { renewedFrom: r.renewedFrom } : {}) },
@@ -405,31 +394,27 @@ export class PostgresStore implements CaStore {
    * once when another replica holds it. If that connection dies, the server releases the lock.
    */
   async withJobLock(name: string, fn: () => Promise<void>): Promise<boolean> {
-    const c = await this.pool.connect();
+    const h = await hold(this.pool);
     const key = [LOCK_CLASS.job, `${this.schema}/${name}`];
-    let locked: boolean;
     try {
-      locked = (await c.query('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', key)).rows[0].ok === true;
-    } catch (e) {
-      c.release(e as Error);
-      throw e;
-    }
-    if (!locked) {
-      c.release();
-      return false;
-    }
-    try {
-      await fn();
-    } finally {
-      // A connection that cannot unlock is destroyed, which releases the lock too.
+      let locked: boolean;
       try {
-        await c.query('SELECT pg_advisory_unlock($1, hashtext($2))', key);
-        c.release();
+        locked = (await h.c.query('SELECT pg_try_advisory_lock($1, hashtext($2)) AS ok', key)).rows[0].ok === true;
       } catch (e) {
-        c.release(e as Error);
+        h.fail(e as Error);
+        throw e;
       }
+      if (!locked) return false;
+      try {
+        await fn();
+      } finally {
+        // A connection that cannot unlock is destroyed, which releases the lock too.
+        await h.c.query('SELECT pg_advisory_unlock($1, hashtext($2))', key).catch(h.fail);
+      }
+      return true;
+    } finally {
+      h.release();
     }
-    return true;
   }
 
   async *auditEntries(): AsyncIterable<AuditEntry> {
@@ -451,8 +436,8 @@ export class PostgresStore implements CaStore {
 
 /** Creates the schema and applies pending migrations, one transaction each, under a session advisory lock. */
 async function migrate(pool: Pool, schema: string): Promise<void> {
-  const c = await pool.connect();
-  let broken: Error | undefined;
+  const h = await hold(pool);
+  const { c } = h;
   try {
     await c.query('SELECT pg_advisory_lock($1, hashtext($2))', [LOCK_CLASS.migrate, schema]);
     try {
@@ -472,17 +457,18 @@ async function migrate(pool: Pool, schema: string): Promise<void> {
           await c.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [m.version, sec(new Date())]);
           await c.query('COMMIT');
         } catch (e) {
-          await c.query('ROLLBACK').catch(() => {});
+          await c.query('ROLLBACK').catch(h.fail);
           throw e;
         }
       }
     } finally {
-      await c.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS.migrate, schema]).catch((e: Error) => (broken = e));
+      // If unlocking fails the connection is destroyed, and the server drops the lock with it.
+      await c.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS.migrate, schema]).catch(h.fail);
     }
   } catch (e) {
-    broken ??= e as Error;
+    h.fail(e as Error);
     throw e;
   } finally {
-    c.release(broken);
+    h.release();
   }
 }

@@ -8,49 +8,23 @@
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { chmodSync, existsSync } from 'node:fs';
-import crypto from 'node:crypto';
 import { Worker } from 'node:worker_threads';
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
-import { dropExpired, reasonName, REVOCATION_REASONS } from '../core/crl.ts';
+import { dropExpired, REVOCATION_REASONS } from '../core/crl.ts';
 import { MutualError } from '../core/errors.ts';
-import type { Role } from '../core/certificate-template.ts';
 import type {
   AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RevocationEvent, RevocationInput, StoredCertificate,
 } from '../ca/store.ts';
 import type { RevocationReason } from '../core/crl.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
+import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows.ts';
 
 /** Loose CRL entries per issuer before they are packed into a chunk. */
 export const CRL_PACK_THRESHOLD = 4096;
 
-const sec = (d: Date) => Math.floor(d.getTime() / 1000);
-const date = (s: number | bigint | null) => (s === null ? undefined : new Date(Number(s) * 1000));
 
-type Row = Record<string, unknown>;
 
-const serialBlob = (hex: string): Buffer => Buffer.from(hex.length % 2 ? '0' + hex : hex, 'hex');
 
-function toStored(r: Row): StoredCertificate {
-  const der = Buffer.from(r.der as Uint8Array);
-  return {
-    issuerKeyId: r.issuer_kid as string,
-    serial: Buffer.from(r.serial as Uint8Array).toString('hex'),
-    role: r.role as Role,
-    subject: r.subject as string,
-    identity: (r.identity as string | null) ?? undefined,
-    names: JSON.parse(r.names as string),
-    notBefore: date(r.not_before as number)!,
-    notAfter: date(r.not_after as number)!,
-    fingerprint: crypto.createHash('sha256').update(der).digest('hex'),
-    der,
-    renewedFrom: (r.renewed_from as string | null) ?? undefined,
-    issuedAt: date(r.issued_at as number)!,
-    issuedBy: r.issued_by as string,
-    status: r.status as 'valid' | 'revoked',
-    revokedAt: date(r.revoked_at as number | null),
-    reason: r.reason === null ? undefined : reasonName(Number(r.reason)),
-  };
-}
 
 /** Options for {@link openSqliteStore}. */
 export interface SqliteStoreOptions {
@@ -124,7 +98,7 @@ export class SqliteStore implements CaStore {
     } catch (e) {
       this.db.exec('ROLLBACK');
       this.#readHead();
-      throw e;
+      throw e instanceof MutualError ? e : new MutualError('STORE_FAILED', { detail: (e as Error).message }, { cause: e });
     }
   }
 
@@ -171,7 +145,7 @@ export class SqliteStore implements CaStore {
     try {
       this.#tx(() => {
         for (const r of records) {
-          this.#insertCert.run(serialBlob(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
+          this.#insertCert.run(serialBytes(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
             r.der, r.renewedFrom ?? null, sec(r.issuedAt), r.issuedBy);
           this.#appendAudit({ actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
             details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, ...(r.renewedFrom ? { renewedFrom: r.renewedFrom } : {}) } });
@@ -184,11 +158,11 @@ export class SqliteStore implements CaStore {
 
   async recordRevocation(r: RevocationInput, actor: string): Promise<StoredCertificate> {
     return this.#tx(() => {
-      const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ? AND issuer_kid = ?').get(serialBlob(r.serial), r.issuerKeyId) as Row | undefined;
+      const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ? AND issuer_kid = ?').get(serialBytes(r.serial), r.issuerKeyId) as Row | undefined;
       if (!row) throw new MutualError('CERT_NOT_FOUND', { serial: r.serial, detail: r.serial });
       if (row.status === 'revoked') throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
       this.db.prepare('UPDATE certificates SET status = ?, revoked_at = ?, reason = ? WHERE serial = ?')
-        .run('revoked', sec(r.revokedAt), REVOCATION_REASONS[r.reason], serialBlob(r.serial));
+        .run('revoked', sec(r.revokedAt), REVOCATION_REASONS[r.reason], serialBytes(r.serial));
       this.db.prepare('INSERT INTO crl_entries (issuer_kid, serial, not_after, entry) VALUES (?,?,?,?)').run(r.issuerKeyId, r.serial, row.not_after as number, r.crlEntry);
       this.#appendAudit({ actor, action: 'revoke', target: r.serial, at: r.revokedAt, details: { issuer: r.issuerKeyId, reason: r.reason } });
       this.#packIfNeeded(r.issuerKeyId);
@@ -219,7 +193,7 @@ export class SqliteStore implements CaStore {
   }
 
   async getCertificate(serial: string, issuerKeyId?: string): Promise<StoredCertificate | undefined> {
-    const s = serialBlob(serial.toLowerCase().replace(/^(00)+(?=.)/, ''));
+    const s = serialBytes(serial.toLowerCase().replace(/^(00)+(?=.)/, ''));
     const row = (issuerKeyId
       ? this.db.prepare('SELECT * FROM certificates WHERE serial = ? AND issuer_kid = ?').get(s, issuerKeyId)
       : this.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(s)) as Row | undefined;
@@ -234,7 +208,7 @@ export class SqliteStore implements CaStore {
     if (f.expiringBefore) (where.push('not_after < ?'), args.push(sec(f.expiringBefore)));
     if (f.notExpiredAt) (where.push('not_after >= ?'), args.push(sec(f.notExpiredAt)));
     if (f.identity) (where.push('identity = ?'), args.push(f.identity));
-    const sql = `SELECT * FROM certificates ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY not_after LIMIT ?`;
+    const sql = `SELECT * FROM certificates ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY not_after, id LIMIT ?`;
     return (this.db.prepare(sql).all(...args, f.limit ?? 1000) as Row[]).map(toStored);
   }
 
@@ -299,19 +273,7 @@ export class SqliteStore implements CaStore {
   }
 
   async *auditEntries(): AsyncIterable<AuditEntry> {
-    for (const r of this.db.prepare('SELECT * FROM audit ORDER BY seq').iterate() as Iterable<Row>) {
-      yield {
-        seq: Number(r.seq),
-        at: date(r.at as number)!,
-        actor: r.actor as string,
-        action: r.action as string,
-        target: r.target as string,
-        details: JSON.parse(r.details as string),
-        detailsJson: r.details as string,
-        prevHash: r.prev_hash as string,
-        hash: r.hash as string,
-      };
-    }
+    for (const r of this.db.prepare('SELECT * FROM audit ORDER BY seq').iterate() as Iterable<Row>) yield toAuditEntry(r);
   }
 
   async close(): Promise<void> {
@@ -345,7 +307,7 @@ export class SqliteStore implements CaStore {
        WHERE not_after >= ? AND status = 'valid' GROUP BY coalesce(identity, role || ':' || subject) HAVING newest < ?`,
     );
     st.setReturnArrays(true);
-    for (const row of st.iterate(sec(o.from), sec(o.to)) as Iterable<[Uint8Array, string, string | null, string, number, string]>) cb(row);
+    for (const row of st.iterate(sec(o.from), Math.ceil(o.to.getTime() / 1000)) as Iterable<[Uint8Array, string, string | null, string, number, string]>) cb(row);
     const { total } = this.db.prepare('SELECT count(*) AS total FROM certificates').get() as { total: number };
     const { unexpired } = this.db.prepare('SELECT count(*) AS unexpired FROM certificates WHERE not_after > ?').get(sec(o.now)) as { unexpired: number };
     return { total: Number(total), unexpired: Number(unexpired) };
