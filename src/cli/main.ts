@@ -23,6 +23,7 @@ import { EXIT, parseDuration, reportError, writeIssued } from './output.ts';
 import { describeCertificate } from './describe.ts';
 import { runDemo } from './demo.ts';
 import { registerServerCommands } from './server-commands.ts';
+import { commandExitCode, registerMonitorCommands } from './monitor-command.ts';
 
 /** Global options every command sees. */
 interface GlobalOptions {
@@ -351,6 +352,7 @@ export function buildProgram(): Command {
     });
 
   registerServerCommands(program, g);
+  registerMonitorCommands(program);
 
   program.command('demo')
     .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')
@@ -364,7 +366,7 @@ export async function run(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return EXIT.OK;
+    return commandExitCode(program) ?? EXIT.OK;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
     return reportError(e, Boolean(program.opts().json));

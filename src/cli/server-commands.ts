@@ -54,7 +54,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string }, home: string, pass: string, banner: boolean, passFlag = '') {
     const [host, portText] = splitHostPort(o.listen);
     const pub = o.publicListen ? splitHostPort(o.publicListen) : undefined;
-    const ca = await CertificateAuthority.open({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema });
+    const ca = await CertificateAuthority.open({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: true });
     const logger = pino({ level: o.logLevel });
     const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
     const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), url: o.url ?? ca.config.url, logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,

@@ -292,25 +292,38 @@ export class SqliteStore implements CaStore {
    * unexpired at `now`.
    *
    * Only rows with notAfter >= `from` are grouped: a newer certificate always has a later notAfter,
-   * so older history cannot change the answer. The grouping runs inside SQLite and only the
-   * reported rows cross into JavaScript (node:sqlite costs ~1.4 us per row returned; SQLite's own
-   * scan of 1,000,000 rows ~0.1 s). `NOT INDEXED`: the sequential table scan measured 0.8-1.6 s
-   * on 1,000,000 rows (770 MB) against 3.8-4.1 s through the notAfter index, whose table lookups
-   * are random reads. The counts are index-only.
+   * so older history cannot change the answer. The grouping runs inside SQLite and only reported
+   * rows cross into JavaScript (node:sqlite costs ~1.4 us per row returned; SQLite's own scan of
+   * 1,000,000 rows ~0.3 s). Two plans, chosen by an index-only count of the window:
+   * - a wide window (>= 1/20 of the table, e.g. 90-day certificates renewed at 2/3, whose
+   *   predecessors are all in it): one sequential scan grouping every row >= `from`
+   *   (1,000,000 rows x 5 generations: 0.6 s here; through the notAfter index 3.8 s, random reads);
+   * - a narrow window: the subjects in the window first (through the index), then one scan that
+   *   groups only the rows of those subjects (1,000,000 distinct subjects: 0.8 s against 1.8 s for
+   *   sorting all of them).
    */
   scanExpiry(
     o: { from: Date; to: Date; now: Date },
     cb: (row: [serial: Uint8Array, role: string, identity: string | null, subject: string, notAfter: number, issuerKeyId: string]) => void,
   ): { total: number; unexpired: number } {
-    const st = this.db.prepare(
-      `SELECT serial, role, identity, subject, max(not_after) AS newest, issuer_kid FROM certificates NOT INDEXED
-       WHERE not_after >= ? AND status = 'valid' GROUP BY coalesce(identity, role || ':' || subject) HAVING newest < ?`,
-    );
-    st.setReturnArrays(true);
-    for (const row of st.iterate(sec(o.from), Math.ceil(o.to.getTime() / 1000)) as Iterable<[Uint8Array, string, string | null, string, number, string]>) cb(row);
-    const { total } = this.db.prepare('SELECT count(*) AS total FROM certificates').get() as { total: number };
-    const { unexpired } = this.db.prepare('SELECT count(*) AS unexpired FROM certificates WHERE not_after > ?').get(sec(o.now)) as { unexpired: number };
-    return { total: Number(total), unexpired: Number(unexpired) };
+    const from = sec(o.from);
+    const to = Math.ceil(o.to.getTime() / 1000);
+    const counts = this.db.prepare(
+      'SELECT (SELECT count(*) FROM certificates) AS total, (SELECT count(*) FROM certificates WHERE not_after >= ? AND not_after < ?) AS window, (SELECT count(*) FROM certificates WHERE not_after > ?) AS unexpired',
+    ).get(from, to, sec(o.now)) as { total: number; window: number; unexpired: number };
+    const key = "coalesce(identity, role || ':' || subject)";
+    const sql = Number(counts.window) * 20 >= Number(counts.total)
+      ? `SELECT serial, role, identity, subject, max(not_after) AS newest, issuer_kid FROM certificates NOT INDEXED
+         WHERE not_after >= ?1 AND status = 'valid' GROUP BY ${key} HAVING newest < ?2`
+      : `WITH w AS MATERIALIZED (SELECT DISTINCT ${key} AS k FROM certificates INDEXED BY certificates_not_after WHERE not_after >= ?1 AND not_after < ?2 AND status = 'valid')
+         SELECT serial, role, identity, subject, max(not_after) AS newest, issuer_kid FROM certificates NOT INDEXED
+         WHERE not_after >= ?1 AND status = 'valid' AND ${key} IN w GROUP BY ${key} HAVING newest < ?2`;
+    if (Number(counts.window) > 0) {
+      const st = this.db.prepare(sql);
+      st.setReturnArrays(true);
+      for (const row of st.iterate(from, to) as Iterable<[Uint8Array, string, string | null, string, number, string]>) cb(row);
+    }
+    return { total: Number(counts.total), unexpired: Number(counts.unexpired) };
   }
 }
 

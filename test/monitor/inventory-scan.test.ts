@@ -1,0 +1,66 @@
+/**
+ * The inventory expiry scan on the SQLite store: both of scanExpiry's plans (wide and narrow
+ * window) and the listing fallback used for other stores give the same answer.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { openSqliteStore, type SqliteStore } from '../../src/store/sqlite-store.ts';
+import type { CaStore, CertificateRecord } from '../../src/ca/store.ts';
+import { scanInventory } from '../../src/monitor/scan-inventory.ts';
+import { tempDir } from '../helpers/test-ca.ts';
+
+const DAY = 86_400_000;
+const now = new Date('2027-03-01T00:00:00Z');
+const at = (days: number) => new Date(now.getTime() + days * DAY);
+
+function record(identity: string | undefined, subject: string, notAfterDays: number, role: 'server' | 'client' = identity ? 'client' : 'server'): CertificateRecord {
+  return {
+    issuerKeyId: role === 'server' ? 'aa' : 'bb', serial: crypto.randomBytes(16).toString('hex').replace(/^0+/, '1'), role, subject, identity,
+    names: { dns: identity ? [] : [subject.replace('CN=', '')], ip: [], uri: identity ? [identity] : [] },
+    notBefore: at(notAfterDays - 90), notAfter: at(notAfterDays), fingerprint: 'f', der: Buffer.from([0x30, 0]), issuedAt: at(notAfterDays - 90), issuedBy: 'test',
+  };
+}
+
+/** A store with `filler` healthy subjects (to widen or narrow the window) and the interesting ones. */
+function makeStore(filler: number): { store: SqliteStore; dir: string } {
+  const dir = tempDir();
+  const store = openSqliteStore({ path: path.join(dir, 'inv.db') });
+  const recs: CertificateRecord[] = [
+    record('spiffe://t/prod/renewed', 'CN=renewed', 5), record('spiffe://t/prod/renewed', 'CN=renewed', 85),
+    record('spiffe://t/prod/expiring', 'CN=expiring', 10),
+    record('spiffe://t/prod/expired', 'CN=expired', -2),
+    record('spiffe://t/prod/old', 'CN=old', -40),
+    record(undefined, 'CN=web.t', 3), record(undefined, 'CN=web.t', 2), // the newer of two still expires: reported once, the later one
+    record(undefined, 'CN=api.t', 1), record(undefined, 'CN=api.t', 60),
+  ];
+  for (let i = 0; i < filler; i++) recs.push(record(`spiffe://t/prod/filler${i}`, `CN=filler${i}`, 45 + (i % 40)));
+  store.recordIssuedSync(recs);
+  return { store, dir };
+}
+
+const scan = async (store: CaStore) => {
+  const r = await scanInventory({ store, now, thresholdsDays: [30, 14, 7, 1], criticalDays: 7, expiredLookbackDays: 30 });
+  return r.findings.map((f) => `${f.subject}:${f.level}`).sort();
+};
+
+const expected = ['spiffe://t/prod/expired:expired', 'spiffe://t/prod/expiring:14d', 'web.t:7d'];
+
+for (const [name, filler] of [['ok/wide window: one grouping scan', 0], ['ok/narrow window: the window\'s subjects first', 400]] as const) {
+  test(name, async () => {
+    const { store, dir } = makeStore(filler);
+    try {
+      assert.deepEqual(await scan(store), expected);
+      // The same through listCertificates, as a store without scanExpiry is read.
+      const listing: CaStore = { ...Object.fromEntries(['listCertificates', 'getCertificate'].map((m) => [m, (store as unknown as Record<string, (...a: unknown[]) => unknown>)[m].bind(store)])) } as unknown as CaStore;
+      assert.deepEqual(await scan(listing), expected);
+      const counts = store.scanExpiry({ from: at(-30), to: at(30), now }, () => {});
+      assert.equal(counts.total, 9 + filler);
+    } finally {
+      await store.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
