@@ -24,6 +24,7 @@ import { describeCertificate } from './describe.ts';
 import { runDemo } from './demo.ts';
 import { registerServerCommands } from './server-commands.ts';
 import { commandExitCode, registerMonitorCommands } from './monitor-command.ts';
+import { agentExitCode, registerAgentCommand } from './agent-command.ts';
 
 /** Global options every command sees. */
 interface GlobalOptions {
@@ -353,6 +354,7 @@ export function buildProgram(): Command {
 
   registerServerCommands(program, g);
   registerMonitorCommands(program);
+  registerAgentCommand(program);
 
   program.command('demo')
     .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')
@@ -366,7 +368,7 @@ export async function run(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return commandExitCode(program) ?? EXIT.OK;
+    return commandExitCode(program) ?? agentExitCode(program) ?? EXIT.OK;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
     return reportError(e, Boolean(program.opts().json));

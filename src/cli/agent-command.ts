@@ -1,0 +1,181 @@
+/**
+ * CLI wiring for `mutual agent run|once|status|rotate|validate` (docs/agent.md). The commands
+ * end with the agent's own exit codes (src/agent/exit-codes.ts) and report their failures here
+ * rather than through the program's generic handler; main.ts reads the code with
+ * {@link agentExitCode} after parsing.
+ */
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { pino } from 'pino';
+import { isMutualError } from '../core/errors.ts';
+import { Agent, type CycleReport } from '../agent/agent.ts';
+import { agentStatus, formatStatus } from '../agent/agent-status.ts';
+import { discoverTemplates } from '../agent/deploy-templates.ts';
+import { AGENT_EXIT, exitCodeOf } from '../agent/exit-codes.ts';
+import { loadManifest, type AgentManifest } from '../agent/manifest.ts';
+import { runDaemon } from '../agent/run-daemon.ts';
+
+/** Where agent.yaml is looked for without -c: $MUTUAL_AGENT_CONFIG, else this. */
+export const DEFAULT_AGENT_CONFIG = '/etc/mutual/agent.yaml';
+
+interface AgentCliOptions {
+  config?: string;
+  logLevel?: string;
+  json?: boolean;
+}
+
+/** Options of {@link registerAgentCommand}. */
+export interface RegisterAgentOptions {
+  /** Receives a command's exit code; default: kept for {@link agentExitCode}. */
+  exit?: (code: number) => void;
+}
+
+const exitCodes = new WeakMap<Command, number>();
+
+/** The exit code the agent command that ran on `program` ended with, if one ran. */
+export function agentExitCode(program: Command): number | undefined {
+  return exitCodes.get(program);
+}
+
+/** Adds `agent` and its subcommands to the program (the root `mutual` command). */
+export function registerAgentCommand(program: Command, o: RegisterAgentOptions = {}): void {
+  const exit = o.exit ?? ((code: number) => void exitCodes.set(program, code));
+  const agent = program.command('agent').description('keep this host\'s certificates, keys, trust bundles and CRLs fresh and reload its services (docs/agent.md)');
+
+  const common = (c: Command, level: string) => c
+    .option('-c, --config <file>', `agent.yaml (default: $MUTUAL_AGENT_CONFIG, else ${DEFAULT_AGENT_CONFIG})`)
+    .addOption(new Option('--log-level <level>', 'JSON log lines on stderr at this level and above').choices(['debug', 'info', 'warn', 'error', 'silent']).default(level))
+    .option('--json', 'machine-readable output on stdout');
+
+  const opts = (cmd: Command): AgentCliOptions => cmd.optsWithGlobals<AgentCliOptions>();
+  const manifestOf = (c: AgentCliOptions): AgentManifest => loadManifest(c.config ?? process.env.MUTUAL_AGENT_CONFIG ?? DEFAULT_AGENT_CONFIG);
+  const loggerOf = (c: AgentCliOptions) => pino({ level: c.logLevel ?? 'info', base: { component: 'mutual-agent' } }, pino.destination({ dest: 2, sync: true }));
+
+  /** Prints a failure that stopped a command before any cycle, and exits with its code. */
+  const fail = (c: AgentCliOptions, e: unknown): void => {
+    if (isMutualError(e)) {
+      if (c.json) process.stdout.write(JSON.stringify({ error: e.toJSON() }) + '\n');
+      else process.stderr.write(`error[${e.code}]: ${e.message}\n  hint: ${e.hint}\n`);
+    } else process.stderr.write(`error: ${(e as Error)?.stack ?? String(e)}\n`);
+    exit(exitCodeOf(e));
+  };
+
+  const printReport = (c: AgentCliOptions, r: CycleReport): void => {
+    if (c.json) {
+      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+      return;
+    }
+    const lines: string[] = [];
+    for (const x of r.certificates) {
+      if (!x.ok) lines.push(`${x.name}: error[${x.code}]: ${x.message}`);
+      else if (x.action === 'none') lines.push(`${x.name}: nothing to do (${x.serial ?? '-'}, renews at ${x.renewAt ?? '-'})`);
+      else lines.push(`${x.name}: ${x.action} ${x.previousSerial && x.previousSerial !== x.serial ? `${x.previousSerial} -> ` : ''}${x.serial}, valid until ${x.notAfter}`);
+    }
+    if (!r.trust.ok) lines.push(`trust: error[${r.trust.code}]: ${r.trust.message}`);
+    for (const f of r.trust.changed) lines.push(`trust: updated ${f}`);
+    for (const t of r.templates) {
+      if (!t.ok) lines.push(`${t.file}: error[${t.code}]: ${t.message}`);
+      else if (t.action === 'written') lines.push(`${t.file}: wrote ${t.target}`);
+    }
+    for (const w of r.warnings) lines.push(`warning[${w.code}]: ${w.message}`);
+    lines.push(r.exitCode === 0 ? 'ok' : `exit ${r.exitCode} (see docs/agent.md, "Exit codes")`);
+    process.stdout.write(lines.join('\n') + '\n');
+  };
+
+  common(agent.command('once'), 'warn')
+    .description('do what is due now (renew, enroll, refresh CRLs, redeploy) and exit: 0 when all is in place, 10-15 per failure kind')
+    .action(async (_o, cmd: Command) => {
+      const c = opts(cmd);
+      try {
+        const r = await new Agent({ manifest: manifestOf(c), logger: loggerOf(c) }).cycle({ ignoreBackoff: true });
+        printReport(c, r);
+        exit(r.exitCode);
+      } catch (e) {
+        fail(c, e);
+      }
+    });
+
+  common(agent.command('rotate'), 'warn')
+    .description('renew a certificate now (a new key unless newKey: false) and deploy it')
+    .argument('<name>', 'the certificate\'s name in agent.yaml')
+    .action(async (name: string, _o, cmd: Command) => {
+      const c = opts(cmd);
+      try {
+        const r = await new Agent({ manifest: manifestOf(c), logger: loggerOf(c) }).cycle({ ignoreBackoff: true, force: [name] });
+        printReport(c, r);
+        exit(r.exitCode);
+      } catch (e) {
+        fail(c, e);
+      }
+    });
+
+  common(agent.command('status'), 'warn')
+    .description('what the agent manages: expiry and renewal time of each certificate, last results, trust files')
+    .action(async (_o, cmd: Command) => {
+      const c = opts(cmd);
+      try {
+        const s = agentStatus(manifestOf(c));
+        process.stdout.write(c.json ? JSON.stringify(s, null, 2) + '\n' : formatStatus(s));
+      } catch (e) {
+        fail(c, e);
+      }
+    });
+
+  common(agent.command('validate'), 'warn')
+    .description('check agent.yaml and the watched folder\'s deployment files; changes nothing')
+    .action(async (_o, cmd: Command) => {
+      const c = opts(cmd);
+      try {
+        const m = manifestOf(c);
+        const t = m.templatesDir ? discoverTemplates(m.templatesDir) : { templates: [], errors: [] };
+        if (t.errors.length) throw t.errors[0];
+        const summary = { manifest: m.file, certificates: m.certificates.map((x) => x.name), bundles: m.trust.bundles.map((b) => b.path), crls: m.trust.crls.map((x) => x.path), templates: t.templates.map((x) => ({ file: x.file, target: x.target })) };
+        process.stdout.write(c.json ? JSON.stringify(summary, null, 2) + '\n' : `${m.file} is valid: ${summary.certificates.length} certificate(s), ${summary.bundles.length + summary.crls.length} trust file(s), ${summary.templates.length} deployment file(s)\n`);
+      } catch (e) {
+        fail(c, e);
+      }
+    });
+
+  common(agent.command('run'), 'info')
+    .description('the daemon: renew, refresh and redeploy when due; SIGHUP re-reads agent.yaml; SIGTERM stops after the current step')
+    .action(async (_o, cmd: Command) => {
+      const c = opts(cmd);
+      let manifest: AgentManifest;
+      try {
+        manifest = manifestOf(c);
+      } catch (e) {
+        fail(c, e);
+        return;
+      }
+      const log = loggerOf(c);
+      const a = new Agent({ manifest, logger: log });
+      const stop = new AbortController();
+      const daemon = runDaemon({
+        agent: a, signal: stop.signal, logger: log,
+        onCycle: (r) => {
+          if (c.json) process.stdout.write(JSON.stringify(r) + '\n');
+        },
+      });
+      const onStop = (sig: string) => {
+        log.info({ signal: sig }, 'stopping after the current step');
+        stop.abort();
+      };
+      const onHup = () => {
+        try {
+          a.setManifest(manifestOf(c));
+          log.info({ manifest: a.manifest.file }, 're-read agent.yaml');
+        } catch (e) {
+          log.error({ code: isMutualError(e) ? e.code : undefined, err: (e as Error).message }, 'agent.yaml is invalid; keeping the previous one');
+        }
+        daemon.wake();
+      };
+      process.on('SIGTERM', onStop);
+      process.on('SIGINT', onStop);
+      process.on('SIGHUP', onHup);
+      await daemon.done;
+      process.off('SIGTERM', onStop);
+      process.off('SIGINT', onStop);
+      process.off('SIGHUP', onHup);
+      exit(AGENT_EXIT.OK);
+    });
+}

@@ -1,0 +1,184 @@
+/**
+ * Test harness for the agent: a real CA server in this process (port 0 style: a free port the
+ * CA's URL names), leaf lifetimes shortened to seconds, tokens, revocation through the admin API,
+ * manifests written to a temp folder, and key/certificate pair checks on disk.
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { spawn } from 'node:child_process';
+import { pino } from 'pino';
+import { stringify as toYaml } from 'yaml';
+import { makeTestCa, tempDir, TEST_PASSPHRASE, type TestCa } from '../helpers/test-ca.ts';
+import { startCaServer, splitNames, type CaServer } from '../../src/server/ca-server.ts';
+import { loadTokenKey, mintToken } from '../../src/ca/tokens.ts';
+import { adminCall } from '../../src/sdk/ca-client.ts';
+import { readPemOrDer } from '../../src/core/pem.ts';
+import { parseCertificate } from '../../src/core/certificate.ts';
+import type { IssueRequest } from '../../src/ca/authority.ts';
+import { loadManifest, type AgentManifest } from '../../src/agent/manifest.ts';
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** A running CA for agent tests. */
+export interface AgentTestCa {
+  tc: TestCa;
+  srv: CaServer;
+  url: string;
+  root: string;
+  rootFingerprint: string;
+  /** Certificates issued through the server (enroll + renew), counted by the issue wrapper. */
+  issued(): number;
+  token(names: string[], ttlSeconds?: number): Promise<string>;
+  revoke(serial: string): Promise<void>;
+  /** Stops the server (the CA stays open) and starts it again on the same port. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a CA server. `leafSeconds` shortens certificates issued through /v1/enroll and /v1/renew
+ * (the server has no lifetime option of its own, so the test wraps the CA's issue()).
+ */
+export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: number } = {}): Promise<AgentTestCa> {
+  const port = await freePort();
+  const url = `https://127.0.0.1:${port}`;
+  const tc = await makeTestCa({ url });
+  let count = 0;
+  const issue = tc.ca.issue.bind(tc.ca);
+  tc.ca.issue = (req: IssueRequest) => {
+    const viaServer = /^(token|renew):/.test(req.actor ?? '');
+    if (viaServer) count++;
+    return issue(viaServer && o.leafSeconds ? { ...req, days: undefined, lifetimeSeconds: o.leafSeconds } : req);
+  };
+  const start = () => startCaServer({ ca: tc.ca, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port, url, logger: pino({ level: 'silent' }), rateLimit: false, renewalGraceSeconds: o.graceSeconds });
+  let srv: CaServer | undefined = await start();
+  const root = tc.init.rootPem;
+  const rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(root, ['CERTIFICATE'])).digest('hex');
+  const admin = { cert: fs.readFileSync(path.join(tc.layout.adminDir, 'cert.pem'), 'utf8'), key: fs.readFileSync(path.join(tc.layout.adminDir, 'key.pem'), 'utf8'), root };
+  const tokenKey = loadTokenKey(tc.layout.keysDir, TEST_PASSPHRASE);
+  const self: AgentTestCa = {
+    tc, url, root, rootFingerprint,
+    get srv() {
+      return srv!;
+    },
+    issued: () => count,
+    async token(names, ttlSeconds = 600) {
+      return (await mintToken({ key: tokenKey, names: splitNames(names), ttlSeconds, rootFingerprint, madeBy: 'test' })).token;
+    },
+    async revoke(serial) {
+      await adminCall({ caUrl: url, path: '/v1/revoke', body: { serial, reason: 'keyCompromise' }, ...admin });
+    },
+    async restart() {
+      await srv?.close();
+      srv = await start();
+    },
+    async stop() {
+      await srv?.close();
+      srv = undefined;
+    },
+    async close() {
+      await srv?.close();
+      srv = undefined;
+      await tc.close();
+    },
+  };
+  return self;
+}
+
+/** A temp folder for one test's host files, removed by the returned cleanup. */
+export function hostDir(): string {
+  return tempDir('mutual-agent-');
+}
+
+/** Writes agent.yaml (an object, or raw text) into `dir` and returns its path. */
+export function writeManifest(dir: string, m: unknown, name = 'agent.yaml'): string {
+  const p = path.join(dir, name);
+  fs.writeFileSync(p, typeof m === 'string' ? m : toYaml(m));
+  return p;
+}
+
+/** Writes agent.yaml and loads it. */
+export function manifestFor(dir: string, m: unknown): AgentManifest {
+  return loadManifest(writeManifest(dir, m));
+}
+
+/** A basic manifest object for one server certificate with files under `dir/certs`. */
+export function serverManifest(dir: string, ca: AgentTestCa, extra: Record<string, unknown> = {}, cert: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    ca: { url: ca.url, rootFingerprint: ca.rootFingerprint },
+    stateDir: path.join(dir, 'state'),
+    renewal: { fraction: 0.5, jitter: 0, retryInitial: '200ms', retryMax: '2s' },
+    certificates: [{
+      name: 'web', profile: 'server', names: ['localhost', '127.0.0.1'], tokenFile: path.join(dir, 'web.token'),
+      files: { cert: path.join(dir, 'certs/web.crt'), key: path.join(dir, 'certs/web.key'), fullchain: path.join(dir, 'certs/web.fullchain.pem') },
+      ...cert,
+    }],
+    ...extra,
+  };
+}
+
+/** True when the key file's public key is the certificate file's (the pair matches). */
+export function pairMatches(keyFile: string, certFile: string): boolean {
+  const key = crypto.createPublicKey(fs.readFileSync(keyFile, 'utf8')).export({ type: 'spki', format: 'der' });
+  const cert = parseCertificate(readPemOrDer(fs.readFileSync(certFile, 'utf8'), ['CERTIFICATE']));
+  return key.equals(cert.spki);
+}
+
+/** The serial of the certificate in a file (the first block). */
+export function serialOf(certFile: string): string {
+  return parseCertificate(readPemOrDer(fs.readFileSync(certFile, 'utf8'), ['CERTIFICATE'])).serial;
+}
+
+/** SHA-256 of every file under `dir` (following links), for "nothing changed" checks. */
+export function snapshot(files: string[]): Record<string, string> {
+  return Object.fromEntries(files.map((f) => [f, fs.existsSync(f) ? crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex') : 'absent']));
+}
+
+/** Runs a command asynchronously (the CA runs in this process: a sync spawn would block it). */
+export function runAsync(cmd: string, args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ status: number; signal: string | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 30_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status: status ?? -1, signal, stdout, stderr });
+    });
+  });
+}
+
+/** Runs `mutual agent ...` through the CLI entry of these tests; resolves with exit status and output. */
+export function agentCli(args: string[], o: { env?: NodeJS.ProcessEnv } = {}) {
+  return runAsync(process.execPath, [path.join(import.meta.dirname, 'cli-entry.ts'), 'agent', ...args], o);
+}
+
+/** Waits until `fn` is true, polling; throws after `ms`. */
+export async function until(fn: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
