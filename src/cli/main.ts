@@ -25,6 +25,7 @@ import { runDemo } from './demo.ts';
 import { registerServerCommands } from './server-commands.ts';
 import { commandExitCode, registerMonitorCommands } from './monitor-command.ts';
 import { agentExitCode, registerAgentCommand } from './agent-command.ts';
+import { registerGatewayCommand } from './gateway-command.ts';
 
 /** Global options every command sees. */
 interface GlobalOptions {
@@ -355,6 +356,7 @@ export function buildProgram(): Command {
   registerServerCommands(program, g);
   registerMonitorCommands(program);
   registerAgentCommand(program);
+  registerGatewayCommand(program);
 
   program.command('demo')
     .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')

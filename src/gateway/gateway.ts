@@ -1,0 +1,770 @@
+/**
+ * `mutual gateway`: an mTLS-terminating reverse proxy. Per connection it verifies the caller with
+ * the SDK's {@link PeerVerifier}; per request it routes (host + path prefix), authorizes (route +
+ * method -> identity patterns, default deny), strips every identity header the caller sent, sets
+ * XFCC (and, if configured, RFC 9440 Client-Cert), and forwards over undici pools (http, https,
+ * or https with the gateway's own client certificate). Config, policy, certificates, trust
+ * bundles and CRLs reload on file change or SIGHUP without dropping a request: new state is
+ * built aside and swapped in one assignment; TLS contexts change through `setSecureContext`;
+ * old upstream pools drain before they close.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import path from 'node:path';
+import crypto, { constants as cryptoConstants } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse, Http2Session, ServerHttp2Stream } from 'node:http2';
+import type { AddressInfo, Socket } from 'node:net';
+import type { Readable } from 'node:stream';
+import type { TLSSocket } from 'node:tls';
+import { pino, type Logger } from 'pino';
+import { Agent, type Dispatcher } from 'undici';
+import { MutualError, isMutualError } from '../core/errors.ts';
+import { PeerVerifier, type PeerIdentity } from '../sdk/verifier.ts';
+import { loadIdentity, enrollIdentity, type IdentitySource } from '../sdk/identity-source.ts';
+import { createDispatcher } from '../sdk/client.ts';
+import { sendError } from '../sdk/server.ts';
+import { xfccFor, formatClientCert, formatClientCertChain, XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER } from '../sdk/xfcc.ts';
+import type { FetchBytes } from '../sdk/fetch-bytes.ts';
+import { certificateIdentity } from '../core/certificate.ts';
+import { loadGatewayConfig, type GatewayConfig } from './config.ts';
+import { Router, authorize, type Route } from './router.ts';
+import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts';
+
+/** How often watched files are polled besides fs.watch (which misses events on some file systems). */
+export const WATCH_POLL_MS = 2000;
+/** Changes are applied this long after the last file event, so files written together land together. */
+export const RELOAD_SETTLE_MS = 100;
+/** Upstream answers up to this size are sent in one write with their headers; larger ones stream. */
+export const SMALL_RESPONSE_BYTES = 64 * 1024;
+/** Paths that a backend could resolve differently from the router (RFC 3986 5.2.4 dot segments, and encoded forms). */
+const AMBIGUOUS_PATH = /\/\.\.?(\/|$)|\/\/|\\|%2e|%2f|%5c|%00/i;
+/** Longest request path forwarded (bytes). */
+export const MAX_PATH_BYTES = 8 * 1024;
+
+const rejectedChannel = diagnostics.channel('mutual:gateway:rejected');
+const deniedChannel = diagnostics.channel('mutual:gateway:denied');
+const reloadedChannel = diagnostics.channel('mutual:gateway:reloaded');
+const upstreamFailedChannel = diagnostics.channel('mutual:gateway:upstream-failed');
+
+// Hop-by-hop headers (RFC 9110 7.6.1) and HTTP/2 connection-specific ones (RFC 9113 8.2.2): never forwarded.
+const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'http2-settings']);
+const RESPONSE_HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade']);
+/** Identity headers a caller may never set (RFC 9440 and Envoy's XFCC). */
+const ALWAYS_STRIPPED = [XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER];
+
+/** Options of {@link startGateway}. */
+export interface GatewayOptions {
+  /** gateway.yaml; reloaded on change and by {@link Gateway.reload}. */
+  configFile?: string;
+  /** A config given directly (tests); reload re-reads `configFile` when there is one. */
+  config?: GatewayConfig;
+  /** Operational log; default pino on stderr at the config's logLevel. */
+  logger?: Logger;
+  /** Access log; default from the config's `accessLog`. */
+  accessLogger?: Logger | false;
+  /** Watch files (config, certificates, trust, CRLs) and reload on change. Default true. */
+  watch?: boolean;
+  /** Fetcher for CRLs/OCSP (tests); default HTTPS trusting trust.ca. */
+  fetch?: FetchBytes;
+  now?: () => Date;
+}
+
+/** A running gateway. */
+export interface Gateway {
+  readonly url: string;
+  readonly port: number;
+  /** The admin listener's URL (metrics), when configured. */
+  readonly adminUrl?: string;
+  readonly metrics: GatewayMetrics;
+  readonly server: http2.Http2SecureServer;
+  /** The verifier in use (replaced when revocation settings change). */
+  readonly verifier: PeerVerifier;
+  /** Re-reads the config and every file it names, and applies them; keeps the old state on error. */
+  reload(): Promise<{ ok: boolean; error?: MutualError }>;
+  /** Stops accepting, lets requests in flight finish (up to limits.shutdownTimeoutMs), then closes. */
+  close(): Promise<void>;
+}
+
+/** Everything a request reads, swapped whole on reload. */
+interface State {
+  config: GatewayConfig;
+  router: Router;
+  stripExact: Set<string>;
+  stripPrefixes: string[];
+  by?: string;
+  dispatchers: Map<string, Dispatcher>;
+  /** Decisions by route, method and identity (the policy is fixed for the life of a State). */
+  decisions: WeakMap<Route, Map<string, ReturnType<typeof authorize>>>;
+  /** XFCC values by verified peer (identities are cached per certificate by the verifier). */
+  xfcc: WeakMap<PeerIdentity, string>;
+}
+
+/** Most cached authorization decisions per state; past it the cache starts over. */
+export const MAX_CACHED_DECISIONS = 10_000;
+
+function decide(s: State, route: Route, method: string, identity: string | undefined): ReturnType<typeof authorize> {
+  let byRoute = s.decisions.get(route);
+  if (!byRoute) s.decisions.set(route, (byRoute = new Map()));
+  const key = `${method} ${identity ?? ''}`;
+  let d = byRoute.get(key);
+  if (!d) {
+    if (byRoute.size >= MAX_CACHED_DECISIONS) byRoute.clear();
+    d = authorize(route, method, identity);
+    byRoute.set(key, d);
+  }
+  return d;
+}
+
+type Req = IncomingMessage | Http2ServerRequest;
+type Res = ServerResponse | Http2ServerResponse;
+
+const fileText = (f: string) => fs.readFileSync(f, 'utf8');
+
+/** Starts a gateway. Throws CONFIG_INVALID, file errors, KEY_MISMATCH for its first state. */
+export async function startGateway(o: GatewayOptions): Promise<Gateway> {
+  if (!o.config && !o.configFile) throw new TypeError('startGateway needs configFile or config');
+  let config = o.config ?? loadGatewayConfig(o.configFile!);
+  const log = o.logger ?? pino({ level: config.logLevel }, pino.destination(2));
+  const access: Logger | undefined = o.accessLogger === false ? undefined
+    : o.accessLogger ?? (config.accessLog === false ? undefined : pino({ base: undefined }, config.accessLog === true ? pino.destination(1) : pino.destination({ dest: config.accessLog, mkdir: true })));
+  const now = o.now ?? (() => new Date());
+
+  // ---- TLS material
+  let trustCa = fileText(config.trust.ca);
+  let clientCasText = fileText(config.trust.clientCas);
+  const makeVerifier = (c: GatewayConfig) => new PeerVerifier({
+    clientCas: clientCasText,
+    revocation: { mode: c.revocation.mode, crlUrls: c.revocation.crlUrls, ocsp: c.revocation.ocsp, refreshMs: c.revocation.refreshSeconds * 1000 },
+    fetchCa: trustCa,
+    closeRevokedConnections: c.revocation.closeRevokedConnections,
+    now,
+    ...(o.fetch ? { fetch: o.fetch } : {}),
+  });
+  let verifier = makeVerifier(config);
+  const loadCrlFiles = (c: GatewayConfig) => {
+    for (const f of c.revocation.crlFiles) {
+      try {
+        verifier.loadCrl(fs.readFileSync(f), f);
+      } catch (e) {
+        log.error({ err: errText(e), file: f }, 'could not load the CRL file; the previous CRL stays in use');
+      }
+    }
+  };
+  loadCrlFiles(config);
+  await verifier.start();
+
+  const serverIdentity = async (c: GatewayConfig): Promise<IdentitySource> => {
+    if ('cert' in c.tls) return loadIdentity({ certFile: c.tls.cert, keyFile: c.tls.key, pollMs: WATCH_POLL_MS, watch: o.watch !== false });
+    const token = c.tls.enroll.tokenFile ? fileText(c.tls.enroll.tokenFile).trim() : process.env.MUTUAL_GATEWAY_TOKEN;
+    if (!token) throw new MutualError('CONFIG_INVALID', { detail: 'tls.enroll needs tokenFile or MUTUAL_GATEWAY_TOKEN' });
+    return enrollIdentity({ caUrl: c.tls.enroll.caUrl, token, ...(c.tls.enroll.dir ? { dir: c.tls.enroll.dir } : {}) });
+  };
+  let tlsIdentity = await serverIdentity(config);
+  const upstreamIdentityOf = (c: GatewayConfig): IdentitySource | undefined =>
+    c.upstreamTls.cert && c.upstreamTls.key ? loadIdentity({ certFile: c.upstreamTls.cert, keyFile: c.upstreamTls.key, pollMs: WATCH_POLL_MS, watch: o.watch !== false }) : undefined;
+  let upstreamIdentity = upstreamIdentityOf(config);
+  let upstreamCa = config.upstreamTls.ca ? fileText(config.upstreamTls.ca) : trustCa;
+
+  const metrics = createGatewayMetrics(() => verifier);
+
+  // ---- state
+  const buildState = (c: GatewayConfig): State => {
+    const strip = [...ALWAYS_STRIPPED, ...c.forward.strip.map((s) => s.toLowerCase())];
+    const upstreamId = upstreamIdentity?.current.info;
+    return {
+      config: c,
+      router: new Router(c.routes),
+      stripExact: new Set(strip.filter((s) => !s.endsWith('*'))),
+      stripPrefixes: strip.filter((s) => s.endsWith('*')).map((s) => s.slice(0, -1)),
+      by: c.identity ?? (upstreamId && certificateIdentity(upstreamId)),
+      dispatchers: new Map(),
+      decisions: new WeakMap(),
+      xfcc: new WeakMap(),
+    };
+  };
+  let state = buildState(config);
+
+  const agentOptions = (c: GatewayConfig) => ({
+    connections: c.limits.upstreamConnections,
+    headersTimeout: c.limits.upstreamTimeoutMs,
+    bodyTimeout: c.limits.upstreamTimeoutMs,
+    keepAliveTimeout: 30_000,
+  });
+  const dispatcherFor = (s: State, r: Route): Dispatcher => {
+    const key = `${r.upstream.protocol}|${r.mtls}|${r.serverName ?? ''}`;
+    let d = s.dispatchers.get(key);
+    if (d) return d;
+    if (r.mtls) {
+      if (!upstreamIdentity) throw new MutualError('CONFIG_INVALID', { detail: `route ${r.name}: mTLS upstream without upstreamTls` });
+      d = createDispatcher({ identity: upstreamIdentity, ca: upstreamCa, agentOptions: agentOptions(s.config), ...(r.serverName ? { servername: r.serverName } : {}) });
+    } else {
+      d = new Agent({ ...agentOptions(s.config), connect: { ca: upstreamCa, ...(r.serverName ? { servername: r.serverName } : {}) } });
+    }
+    s.dispatchers.set(key, d);
+    return d;
+  };
+  const retire = (s: State) => {
+    for (const d of s.dispatchers.values()) void d.close().catch(() => {});
+  };
+
+  // ---- the server
+  const limits = () => state.config.limits;
+  const tlsOptions = () => ({
+    cert: tlsIdentity.current.cert, key: tlsIdentity.current.key, ca: trustCa, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const,
+    ...(state.config.sessionResumption ? {} : { secureOptions: cryptoConstants.SSL_OP_NO_TICKET }),
+  });
+  const server = http2.createSecureServer({
+    ...tlsOptions(),
+    allowHTTP1: true,
+    ALPNProtocols: ['h2', 'http/1.1'],
+    maxHeaderSize: config.limits.maxHeaderBytes,
+    settings: { maxConcurrentStreams: config.limits.h2MaxConcurrentStreams, maxHeaderListSize: config.limits.maxHeaderBytes },
+    maxSessionMemory: 10,
+  } as http2.SecureServerOptions);
+  const applyLimits = (c: GatewayConfig) => {
+    const l = c.limits;
+    server.maxConnections = l.maxConnections;
+    // Read by the HTTP/1.1 fallback (node:http's connection handling on this server).
+    // connectionsCheckingInterval (how often those timeouts are checked, 30 s by default) is read
+    // once, at listen; a reload changes the timeouts, not the interval.
+    Object.assign(server, {
+      headersTimeout: l.headersTimeoutMs, requestTimeout: l.requestTimeoutMs, keepAliveTimeout: l.idleTimeoutMs, maxHeaderSize: l.maxHeaderBytes,
+      ...(server.listening ? {} : { connectionsCheckingInterval: Math.max(100, Math.min(1000, Math.floor(l.headersTimeoutMs / 4))) }),
+    });
+    server.setTimeout(l.idleTimeoutMs);
+    server.updateSettings({ maxConcurrentStreams: l.h2MaxConcurrentStreams, maxHeaderListSize: l.maxHeaderBytes });
+  };
+  applyLimits(config);
+  const onServerRotated = () => server.setSecureContext(tlsOptions());
+  tlsIdentity.on('rotated', onServerRotated);
+  const onServerIdentityError = (e: Error) => log.warn({ err: e.message }, 'server certificate reload failed; the current one stays in use');
+  tlsIdentity.on('error', onServerIdentityError);
+
+  // Connections, for graceful shutdown: HTTP/1.1 sockets with their active request count, HTTP/2 sessions.
+  const h1Sockets = new Map<Socket, number>();
+  const sessions = new Set<Http2Session>();
+  let closing = false;
+
+  server.on('secureConnection', (socket: TLSSocket) => {
+    const r = verifier.verifySocket(socket);
+    if (r instanceof Promise) r.then(() => metrics.handshakes.inc({ result: 'ok' }), (e) => metrics.handshakes.inc({ result: isMutualError(e) ? e.code : 'error' }));
+    else metrics.handshakes.inc({ result: r instanceof MutualError ? r.code : 'ok' });
+    if (socket.alpnProtocol !== 'h2') {
+      h1Sockets.set(socket, 0);
+      socket.once('close', () => h1Sockets.delete(socket));
+    }
+  });
+  server.on('tlsClientError', (e: Error) => {
+    metrics.handshakes.inc({ result: 'tls_error' });
+    log.debug({ err: e.message }, 'TLS handshake failed');
+  });
+  server.on('session', (session: Http2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    if (closing) session.close();
+    // Rapid-reset bound (CVE-2023-44487): count streams reset before they completed.
+    let windowStart = Date.now();
+    let resets = 0;
+    session.on('stream', (stream: ServerHttp2Stream) => {
+      stream.once('close', () => {
+        if (stream.rstCode === http2.constants.NGHTTP2_NO_ERROR) return;
+        const t = Date.now();
+        const l = limits();
+        if (t - windowStart > l.h2ResetWindowMs) {
+          windowStart = t;
+          resets = 0;
+        }
+        if (++resets > l.h2MaxResetsPerWindow && !session.destroyed) {
+          metrics.h2Abuse.inc({ reason: 'rapid_reset' });
+          log.warn({ remoteAddress: session.socket?.remoteAddress, resets }, 'closing an HTTP/2 session that resets streams too fast');
+          session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+          session.destroy();
+        }
+      });
+    });
+  });
+
+  // ---- requests
+  server.on('request', (req: Req, res: Res) => {
+    void handle(req, res);
+  });
+
+  async function handle(req: Req, res: Res): Promise<void> {
+    const started = process.hrtime.bigint();
+    const s = state;
+    const isH2 = req.httpVersionMajor === 2;
+    const socket = (isH2 ? (req as Http2ServerRequest).stream.session?.socket : req.socket) as TLSSocket;
+    let h1Socket: Socket | undefined;
+    if (!isH2) {
+      h1Socket = req.socket;
+      h1Sockets.set(h1Socket, (h1Sockets.get(h1Socket) ?? 0) + 1);
+      res.once('close', () => {
+        const n = (h1Sockets.get(h1Socket!) ?? 1) - 1;
+        if (h1Sockets.has(h1Socket!)) h1Sockets.set(h1Socket!, n);
+        if (closing && n === 0) h1Socket!.end();
+      });
+      if (closing) (res as ServerResponse).setHeader('connection', 'close');
+    }
+    const method = req.method ?? 'GET';
+    const host = ((isH2 ? req.headers[':authority'] : undefined) ?? req.headers.host) as string | undefined;
+    const url = req.url ?? '/';
+    const entry: Record<string, unknown> = { method, host, path: url.length > 256 ? url.slice(0, 256) + '...' : url, proto: isH2 ? 'h2' : 'http/1.1' };
+    let requestId: string | undefined;
+    const reqId = () => (requestId ??= crypto.randomUUID());
+    const finish = (status: number, route?: string) => {
+      metrics.request(route ?? 'none', status);
+      if (access) {
+        entry.status = status;
+        entry.ms = Number(process.hrtime.bigint() - started) / 1e6;
+        if (requestId) entry.requestId = requestId;
+        access.info(entry);
+      }
+    };
+    const refuse = (e: unknown, route?: string) => {
+      const { status, code } = sendError(res, e, reqId());
+      entry.code = code;
+      if (isMutualError(e) && e.fields.detail) entry.detail = e.fields.detail;
+      finish(status, route);
+    };
+
+    // 1. Who is calling.
+    let peer: PeerIdentity;
+    try {
+      const p = verifier.peerOf(socket);
+      peer = p instanceof Promise ? await p : p;
+    } catch (e) {
+      const code = isMutualError(e) ? e.code : 'CERT_UNTRUSTED';
+      metrics.rejections.inc({ code });
+      if (rejectedChannel.hasSubscribers) rejectedChannel.publish({ code, serial: isMutualError(e) ? e.fields.serial : undefined, remoteAddress: socket?.remoteAddress });
+      refuse(e);
+      return;
+    }
+    entry.identity = peer.spiffeId ?? peer.subject;
+    entry.serial = peer.serial;
+
+    // 2. Where to.
+    if (url.length > MAX_PATH_BYTES || !url.startsWith('/')) {
+      refuse(new MutualError('REQUEST_MALFORMED', { detail: 'the request target must be an absolute path of at most 8 KiB' }));
+      return;
+    }
+    const q = url.indexOf('?');
+    if (AMBIGUOUS_PATH.test(q < 0 ? url : url.slice(0, q))) {
+      // Routes and policy match the path as sent; a backend that normalizes `/api/../admin` or
+      // `%2e%2e` would serve another route's resource, so such paths are refused outright.
+      refuse(new MutualError('REQUEST_MALFORMED', { detail: 'dot segments, empty segments, backslashes and encoded dots or slashes are not accepted in paths' }));
+      return;
+    }
+    const route = s.router.match(host, url);
+    if (!route) {
+      refuse(new MutualError('ROUTE_NOT_FOUND', { detail: `${host ?? '(no host)'}${url.split('?')[0].slice(0, 200)}` }));
+      return;
+    }
+    entry.route = route.name;
+
+    // 3. May they.
+    const decision = decide(s, route, method, peer.spiffeId);
+    entry.decision = decision.allowed ? 'allow' : 'deny';
+    if (decision.allowed) entry.rule = `${decision.rule}:${decision.pattern}`;
+    if (!decision.allowed) {
+      metrics.authzDenials.inc({ route: route.name });
+      const who = peer.spiffeId ?? peer.subject;
+      if (deniedChannel.hasSubscribers) deniedChannel.publish({ identity: who, route: route.name, method, serial: peer.serial });
+      refuse(new MutualError('ACCESS_DENIED', { identity: who, route: route.name, detail: `${who} may not ${method} on route "${route.name}"` }), route.name);
+      return;
+    }
+
+    // 4. Forward.
+    const contentLength = req.headers['content-length'];
+    if (contentLength !== undefined && Number(contentLength) > s.config.limits.maxBodyBytes) {
+      refuse(new MutualError('BODY_TOO_LARGE', { detail: `${contentLength} bytes; the limit is ${s.config.limits.maxBodyBytes}` }), route.name);
+      return;
+    }
+    const headers = forwardHeaders(req, s, peer, socket, host);
+    const hasBody = !(method === 'GET' || method === 'HEAD') || contentLength !== undefined || req.headers['transfer-encoding'] !== undefined;
+    const upstreamStart = process.hrtime.bigint();
+    forward(dispatcherFor(s, route), {
+      origin: route.upstream.origin,
+      path: s.router.upstreamPath(route, url),
+      method: method as Dispatcher.HttpMethod,
+      headers,
+      // undici reads async iterables too; its types name only streams and buffers.
+      body: hasBody ? (limitBody(req, s.config.limits.maxBodyBytes) as unknown as Readable) : null,
+    }, res, isH2, {
+      onHeaders: () => metrics.upstream(route.name, Number(process.hrtime.bigint() - upstreamStart) / 1e9),
+      onDone: (status) => finish(status, route.name),
+      onClientClosed: () => {
+        entry.code = 'CLIENT_CLOSED';
+        finish(499, route.name);
+      },
+      onFailed: (e, headersSent, status) => {
+        if (!headersSent) {
+          const err = upstreamError(e);
+          if (upstreamFailedChannel.hasSubscribers) upstreamFailedChannel.publish({ route: route.name, code: err.code, error: errText(e) });
+          log.warn({ route: route.name, err: errText(e), requestId: reqId() }, 'upstream request failed');
+          refuse(err, route.name);
+          return;
+        }
+        log.warn({ route: route.name, err: errText(e) }, 'upstream response body failed');
+        entry.code = 'UPSTREAM_BODY_FAILED';
+        finish(status, route.name);
+        if (isH2) (res as Http2ServerResponse).stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        else res.destroy();
+      },
+      closing: () => closing,
+    });
+  }
+
+  function forwardHeaders(req: Req, s: State, peer: PeerIdentity, socket: TLSSocket, host: string | undefined): string[] {
+    const raw = req.rawHeaders;
+    const out: string[] = [];
+    const connectionTokens = req.headers.connection ? String(req.headers.connection).toLowerCase().split(',').map((t) => t.trim()) : undefined;
+    for (let i = 0; i < raw.length; i += 2) {
+      const name = raw[i].toLowerCase();
+      if (name.charCodeAt(0) === 58 /* ':' */ || HOP_BY_HOP.has(name) || s.stripExact.has(name)) continue;
+      if (s.stripPrefixes.length && s.stripPrefixes.some((p) => name.startsWith(p))) continue;
+      if (connectionTokens?.includes(name)) continue;
+      if (name === 'x-forwarded-for' || name === 'x-forwarded-proto') continue;
+      out.push(raw[i], raw[i + 1]);
+    }
+    if (host) out.push('host', host);
+    const xff = req.headers['x-forwarded-for'];
+    const remote = socket?.remoteAddress ?? '';
+    out.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote, 'x-forwarded-proto', 'https');
+    if (s.config.forward.xfcc) {
+      let v = s.xfcc.get(peer);
+      if (v === undefined) s.xfcc.set(peer, (v = xfccFor(peer, s.by)));
+      out.push(XFCC_HEADER, v);
+    }
+    if (s.config.forward.clientCert) {
+      out.push(CLIENT_CERT_HEADER, formatClientCert(peer.der));
+      const chain = peerChain(socket);
+      if (chain.length) out.push(CLIENT_CERT_CHAIN_HEADER, formatClientCertChain(chain));
+    }
+    return out;
+  }
+
+  // ---- reload
+  const watched = new Map<string, string>();
+  const watchers: fs.FSWatcher[] = [];
+  let reloadTimer: NodeJS.Timeout | undefined;
+  const filesOf = (c: GatewayConfig): string[] => [
+    ...(o.configFile ? [path.resolve(o.configFile)] : []),
+    c.trust.ca, c.trust.clientCas, ...c.revocation.crlFiles, ...(c.upstreamTls.ca ? [c.upstreamTls.ca] : []),
+  ];
+  const stamp = (f: string) => {
+    try {
+      const st = fs.statSync(f);
+      return `${st.ino}:${st.size}:${st.mtimeMs}`;
+    } catch {
+      return 'missing';
+    }
+  };
+  const rewatch = (c: GatewayConfig) => {
+    for (const w of watchers.splice(0)) w.close();
+    watched.clear();
+    if (o.watch === false) return;
+    const files = filesOf(c);
+    for (const f of files) watched.set(f, stamp(f));
+    for (const dir of new Set(files.map((f) => path.dirname(f)))) {
+      try {
+        const w = fs.watch(dir, { persistent: false }, (_e, name) => {
+          if (!name || files.some((f) => path.dirname(f) === dir && path.basename(f) === name.toString())) scheduleReload();
+        });
+        w.on('error', () => w.close());
+        watchers.push(w);
+      } catch {
+        // The poll below still sees changes.
+      }
+    }
+  };
+  const scheduleReload = () => {
+    if (reloadTimer) clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(() => {
+      reloadTimer = undefined;
+      if ([...watched].some(([f, st]) => stamp(f) !== st)) void reload();
+    }, RELOAD_SETTLE_MS);
+    reloadTimer.unref();
+  };
+  const poll = o.watch === false ? undefined : setInterval(scheduleReload, WATCH_POLL_MS);
+  poll?.unref();
+  rewatch(config);
+
+  let reloading: Promise<{ ok: boolean; error?: MutualError }> | undefined;
+  function reload(): Promise<{ ok: boolean; error?: MutualError }> {
+    // One reload at a time; a request for another while one runs gets a fresh one after it.
+    const run = async () => {
+      try {
+        const next = o.configFile ? loadGatewayConfig(o.configFile) : config;
+        const prev = config;
+        const nextTrustCa = fileText(next.trust.ca);
+        const nextClientCas = fileText(next.trust.clientCas);
+        const nextUpstreamCa = next.upstreamTls.ca ? fileText(next.upstreamTls.ca) : nextTrustCa;
+        // Build everything that can fail before changing anything.
+        const revocationChanged = JSON.stringify({ ...prev.revocation, crlFiles: [] }) !== JSON.stringify({ ...next.revocation, crlFiles: [] });
+        const serverTlsChanged = JSON.stringify(prev.tls) !== JSON.stringify(next.tls);
+        const upstreamTlsChanged = prev.upstreamTls.cert !== next.upstreamTls.cert || prev.upstreamTls.key !== next.upstreamTls.key;
+        const newTlsIdentity = serverTlsChanged ? await serverIdentity(next) : undefined;
+        const newUpstreamIdentity = upstreamTlsChanged ? upstreamIdentityOf(next) : undefined;
+        if (nextClientCas !== clientCasText) {
+          verifier.setClientCas(nextClientCas);
+          clientCasText = nextClientCas;
+        }
+        const trustChanged = nextTrustCa !== trustCa;
+        if (revocationChanged) {
+          const old = verifier;
+          trustCa = nextTrustCa;
+          verifier = makeVerifier(next);
+          await verifier.start();
+          old.close();
+        }
+        config = next;
+        loadCrlFiles(next);
+        if (newTlsIdentity) {
+          tlsIdentity.off('rotated', onServerRotated);
+          tlsIdentity.close();
+          tlsIdentity = newTlsIdentity;
+          tlsIdentity.on('rotated', onServerRotated);
+          tlsIdentity.on('error', onServerIdentityError);
+        }
+        trustCa = nextTrustCa;
+        if (newTlsIdentity || trustChanged) server.setSecureContext(tlsOptions());
+        const oldUpstream = upstreamTlsChanged ? upstreamIdentity : undefined;
+        if (upstreamTlsChanged) upstreamIdentity = newUpstreamIdentity;
+        const upstreamCaChanged = nextUpstreamCa !== upstreamCa;
+        upstreamCa = nextUpstreamCa;
+        const old = state;
+        state = buildState(next);
+        // Pools are rebuilt lazily; the old ones finish their requests, then close.
+        retire(old);
+        oldUpstream?.close();
+        applyLimits(next);
+        rewatch(next);
+        metrics.reloads.inc({ result: 'ok' });
+        if (reloadedChannel.hasSubscribers) reloadedChannel.publish({ ok: true, routes: next.routes.length, upstreamCaChanged, trustChanged });
+        log.info({ routes: next.routes.length }, 'configuration reloaded');
+        return { ok: true };
+      } catch (e) {
+        const err = isMutualError(e) ? e : new MutualError('CONFIG_INVALID', { detail: errText(e) });
+        metrics.reloads.inc({ result: 'error' });
+        if (reloadedChannel.hasSubscribers) reloadedChannel.publish({ ok: false, code: err.code, detail: err.fields.detail });
+        log.error({ code: err.code, detail: err.fields.detail }, 'reload failed; the previous configuration stays in force');
+        // Forget the stamps so the next change of any file tries again.
+        for (const f of watched.keys()) watched.set(f, stamp(f));
+        return { ok: false, error: err };
+      }
+    };
+    const p: Promise<{ ok: boolean; error?: MutualError }> = (reloading ?? Promise.resolve()).then(run);
+    reloading = p;
+    void p.finally(() => {
+      if (reloading === p) reloading = undefined;
+    });
+    return p;
+  }
+
+  // ---- admin listener
+  let admin: http.Server | undefined;
+  let adminUrl: string | undefined;
+  if (config.admin) {
+    admin = http.createServer(async (req, res) => {
+      const p = (req.url ?? '/').split('?')[0];
+      if (p === '/metrics') {
+        res.writeHead(200, { 'content-type': metrics.registry.contentType });
+        res.end(await metrics.registry.metrics());
+      } else if (p === '/health') {
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      } else if (p === '/ready') {
+        const fresh = verifier.mode !== 'fail-closed' || verifier.status().some((x) => x.fresh);
+        res.writeHead(fresh && !closing ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: fresh && !closing, revocation: verifier.status() }));
+      } else res.writeHead(404).end();
+    });
+    await new Promise<void>((resolve, reject) => {
+      admin!.once('error', reject);
+      admin!.listen(config.admin!.port, config.admin!.host, () => resolve());
+    });
+    adminUrl = `http://${config.admin.host}:${(admin.address() as AddressInfo).port}`;
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  const url = `https://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
+  log.info({ url, routes: config.routes.length, revocation: config.revocation.mode }, 'mutual gateway listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    url, port, ...(adminUrl ? { adminUrl } : {}), metrics, server,
+    get verifier() {
+      return verifier;
+    },
+    reload,
+    close() {
+      closed ??= (async () => {
+        closing = true;
+        if (poll) clearInterval(poll);
+        if (reloadTimer) clearTimeout(reloadTimer);
+        for (const w of watchers.splice(0)) w.close();
+        const stopped = new Promise<void>((r) => server.close(() => r()));
+        for (const s of sessions) s.close();
+        for (const [sock, active] of h1Sockets) if (active === 0) sock.destroy();
+        const timeout = new Promise<void>((r) => setTimeout(r, state.config.limits.shutdownTimeoutMs).unref());
+        await Promise.race([stopped, timeout]);
+        for (const s of sessions) s.destroy();
+        for (const sock of h1Sockets.keys()) sock.destroy();
+        await stopped;
+        retire(state);
+        verifier.close();
+        tlsIdentity.close();
+        upstreamIdentity?.close();
+        if (admin) await new Promise<void>((r) => admin!.close(() => r()));
+        log.info('mutual gateway stopped');
+      })();
+      return closed;
+    },
+  };
+}
+
+/** Wraps a request body so that more than `max` bytes fail the upstream request with BODY_TOO_LARGE. */
+async function* limitBody(req: Req, max: number): AsyncGenerator<Buffer> {
+  let n = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    n += chunk.length;
+    if (n > max) throw new MutualError('BODY_TOO_LARGE', { detail: `more than ${max} bytes` });
+    yield chunk;
+  }
+}
+
+/** The intermediates the peer sent (for RFC 9440 Client-Cert-Chain). */
+function peerChain(socket: TLSSocket): Buffer[] {
+  const out: Buffer[] = [];
+  try {
+    let c = socket.getPeerCertificate(true);
+    const seen = new Set<string>();
+    while (c?.issuerCertificate && c.issuerCertificate.fingerprint256 !== c.fingerprint256 && out.length < 8) {
+      c = c.issuerCertificate;
+      // The self-signed root is the verifier's own anchor, not something the client sent.
+      if (seen.has(c.fingerprint256) || c.issuerCertificate?.fingerprint256 === c.fingerprint256) break;
+      seen.add(c.fingerprint256);
+      out.push(c.raw);
+    }
+  } catch {
+    // No chain: the header is left out.
+  }
+  return out;
+}
+
+function upstreamError(e: unknown): MutualError {
+  if (isMutualError(e)) return e;
+  const code = (e as { code?: string }).code ?? '';
+  const cause = (e as { cause?: { code?: string } }).cause?.code;
+  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT' || cause === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new MutualError('UPSTREAM_TIMEOUT', { detail: code });
+  }
+  return new MutualError('UPSTREAM_UNAVAILABLE', { detail: code || errText(e) });
+}
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** What {@link forward} reports back. */
+interface ForwardEvents {
+  onHeaders(): void;
+  onDone(status: number): void;
+  onClientClosed(): void;
+  onFailed(e: unknown, headersSent: boolean, status: number): void;
+  closing(): boolean;
+}
+
+/**
+ * One upstream exchange through undici's low-level `dispatch` (no response stream object and no
+ * promise per request: measured ~35% less CPU per proxied request than `request()` here). Small
+ * answers (the common case) are collected and sent with the headers in one write, so one TLS
+ * record and one syscall; larger ones stream with backpressure.
+ */
+function forward(d: Dispatcher, opts: Dispatcher.DispatchOptions, res: Res, isH2: boolean, ev: ForwardEvents): void {
+  let status = 0;
+  let out: string[] = [];
+  const chunks: Buffer[] = [];
+  let buffered = 0;
+  let streaming = false;
+  let failed = false;
+  let abort: ((e: Error) => void) | undefined;
+  let resume: (() => void) | undefined;
+  const onClose = () => {
+    if (!res.writableFinished && !failed) {
+      failed = true;
+      abort?.(new Error('the client went away'));
+      ev.onClientClosed();
+    }
+  };
+  res.once('close', onClose);
+  const writeHead = (extra?: number): boolean => {
+    if (extra !== undefined && !isH2) out.push('content-length', String(extra));
+    if (ev.closing() && !isH2) out.push('connection', 'close');
+    try {
+      (res as ServerResponse).writeHead(status, out);
+      return true;
+    } catch (e) {
+      failed = true;
+      abort?.(new Error('bad response headers'));
+      ev.onFailed(new MutualError('UPSTREAM_UNAVAILABLE', { detail: `bad response headers: ${errText(e)}` }), false, status);
+      return false;
+    }
+  };
+  let hasLength = false;
+  d.dispatch(opts, {
+    onConnect(a: (e?: Error) => void) {
+      abort = a;
+    },
+    onHeaders(statusCode: number, raw: Buffer[], r: () => void) {
+      status = statusCode;
+      resume = r;
+      ev.onHeaders();
+      out = [];
+      for (let i = 0; i < raw.length; i += 2) {
+        const name = raw[i].toString('latin1');
+        const lower = name.toLowerCase();
+        if (RESPONSE_HOP_BY_HOP.has(lower)) continue;
+        if (lower === 'content-length') hasLength = true;
+        out.push(name, raw[i + 1].toString('latin1'));
+      }
+      return true;
+    },
+    onData(chunk: Buffer) {
+      if (failed) return false;
+      if (!streaming) {
+        chunks.push(chunk);
+        buffered += chunk.length;
+        if (buffered <= SMALL_RESPONSE_BYTES) return true;
+        streaming = true;
+        if (!writeHead()) return false;
+        res.on('drain', () => resume?.());
+        let ok = true;
+        for (const c of chunks.splice(0)) ok = (res as ServerResponse).write(c);
+        return ok;
+      }
+      return (res as ServerResponse).write(chunk);
+    },
+    onComplete() {
+      if (failed) return;
+      res.off('close', onClose);
+      if (!streaming) {
+        const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+        if (!writeHead(hasLength ? undefined : data.length)) return;
+        (res as ServerResponse).end(data);
+      } else (res as ServerResponse).end();
+      ev.onDone(status);
+    },
+    onError(e: Error) {
+      if (failed) return;
+      failed = true;
+      res.off('close', onClose);
+      ev.onFailed(e, streaming, status);
+    },
+  } as unknown as Dispatcher.DispatchHandler);
+}

@@ -1,0 +1,57 @@
+/**
+ * A bounded HTTP(S) fetch for revocation data (CRLs, OCSP): one request, a size limit, a timeout,
+ * the caller's trust anchors. Injectable in the verifier so tests and the gateway can swap it.
+ */
+import http from 'node:http';
+import https from 'node:https';
+
+/** Time allowed for one CRL or OCSP fetch. */
+export const FETCH_TIMEOUT_MS = 10_000;
+
+/** A request for {@link FetchBytes}. */
+export interface FetchBytesRequest {
+  method?: 'GET' | 'POST';
+  body?: Buffer;
+  contentType?: string;
+  /** Largest answer accepted (bytes). */
+  maxBytes: number;
+}
+
+/** Fetches bytes from a URL; resolves with the status and body, rejects on network errors. */
+export type FetchBytes = (url: string, req: FetchBytesRequest) => Promise<{ status: number; body: Buffer }>;
+
+/**
+ * The default fetcher: `node:http`/`node:https`, trusting `ca` (PEM) for HTTPS, no connection
+ * reuse (revocation fetches are rare), {@link FETCH_TIMEOUT_MS}.
+ */
+export function createFetchBytes(o: { ca?: string | string[]; timeoutMs?: number } = {}): FetchBytes {
+  const timeout = o.timeoutMs ?? FETCH_TIMEOUT_MS;
+  return (url, r) => new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const lib = u.protocol === 'https:' ? https : u.protocol === 'http:' ? http : undefined;
+    if (!lib) {
+      reject(new Error(`unsupported URL scheme ${u.protocol}`));
+      return;
+    }
+    const req = lib.request(u, {
+      method: r.method ?? 'GET',
+      headers: r.body ? { 'content-type': r.contentType ?? 'application/octet-stream', 'content-length': String(r.body.length) } : {},
+      timeout,
+      agent: false,
+      ...(u.protocol === 'https:' ? { ca: o.ca, minVersion: 'TLSv1.2' as const } : {}),
+    }, (res) => {
+      const parts: Buffer[] = [];
+      let n = 0;
+      res.on('data', (c: Buffer) => {
+        n += c.length;
+        if (n > r.maxBytes) req.destroy(new Error(`answer larger than ${r.maxBytes} bytes`));
+        else parts.push(c);
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeout} ms`)));
+    req.on('error', reject);
+    req.end(r.body);
+  });
+}

@@ -1,0 +1,21 @@
+/**
+ * `mutual/sdk`: mTLS inside a Node service, with the same verification as the gateway.
+ * Exports by name only; see docs/sdk.md.
+ */
+export { PeerVerifier, readCertificates, CRL_REFRESH_MS, MAX_CACHED_CERTIFICATES } from './verifier.ts';
+export type { VerifierOptions, RevocationOptions, RevocationMode, PeerIdentity, PeerChain, IssuerRevocationStatus } from './verifier.ts';
+export { IdentitySource, loadIdentity, enrollIdentity, identityMaterial, RENEW_FRACTION, IDENTITY_POLL_MS } from './identity-source.ts';
+export type { IdentityMaterial, LoadIdentityOptions, EnrollIdentityOptions } from './identity-source.ts';
+export { createServer, peerIdentity, setPeerIdentity, sendError, checkAllowed } from './server.ts';
+export type { CreateServerOptions, MtlsServer, MtlsHandler, MtlsRequest, MtlsResponse } from './server.ts';
+export { createDispatcher, createFetch, MtlsDispatcher, MtlsHttpsAgent, serverIdentityChecker } from './client.ts';
+export type { MtlsClientOptions, DispatcherOptions, MtlsFetch } from './client.ts';
+export { identityFromXfcc, parseXfcc, formatXfcc, xfccFor, formatClientCert, formatClientCertChain, XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER } from './xfcc.ts';
+export type { XfccElement, ForwardedIdentity, XfccTrustOptions } from './xfcc.ts';
+export { allow, fastifyAllow, callerIdentity } from './middleware.ts';
+export type { AllowOptions, FastifyLikeRequest, FastifyLikeReply } from './middleware.ts';
+export { createFetchBytes } from './fetch-bytes.ts';
+export type { FetchBytes, FetchBytesRequest } from './fetch-bytes.ts';
+export { enroll, renew } from './ca-client.ts';
+export { MutualError, isMutualError } from '../core/errors.ts';
+export type { ErrorCode } from '../core/errors.ts';

@@ -1,0 +1,94 @@
+/**
+ * A real peer behind the gateway: nginx from Debian as the backend, requiring the gateway's client
+ * certificate (`ssl_verify_client on`), started on a free port with a temp config and stopped.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { startHarness } from './harness.ts';
+import { names, id, request } from '../sdk/fixtures.ts';
+import { requireTool } from '../helpers/tools.ts';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitForPort(port: number, ms: number): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() - t0 > ms) throw new Error(`nothing listens on ${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+test('ok/nginx as the backend requires and accepts the gateway\'s client certificate', async (t) => {
+  if (!requireTool(t, 'nginx', 'nginx')) return;
+  const port = await freePort();
+  const h = await startHarness((c) => {
+    (c.routes as unknown[]).unshift({ name: 'nginx', pathPrefix: '/nginx', upstream: `https://127.0.0.1:${port}`, allow: [{ identities: [id('prod/*')] }] });
+  });
+  const dir = path.join(h.dir, 'nginx');
+  fs.mkdirSync(path.join(dir, 'tmp'), { recursive: true });
+  const cred = await h.pki.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'nginx');
+  const clientTrust = h.pki.tc.file('nginx-client-trust.pem', h.pki.root + h.pki.clientCa);
+  const conf = path.join(dir, 'nginx.conf');
+  const tmp = path.join(dir, 'tmp');
+  fs.writeFileSync(conf, `
+worker_processes 1;
+error_log ${dir}/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${tmp}/body; proxy_temp_path ${tmp}/proxy; fastcgi_temp_path ${tmp}/fastcgi; uwsgi_temp_path ${tmp}/uwsgi; scgi_temp_path ${tmp}/scgi;
+  server {
+    listen 127.0.0.1:${port} ssl;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_certificate ${cred.fullchainFile};
+    ssl_certificate_key ${cred.keyFile};
+    ssl_client_certificate ${clientTrust};
+    ssl_verify_client on;
+    ssl_verify_depth 2;
+    location / {
+      default_type text/plain;
+      return 200 "nginx verify=$ssl_client_verify dn=$ssl_client_s_dn xfcc=$http_x_forwarded_client_cert\\n";
+    }
+  }
+}
+`);
+  const nginx = spawn('nginx', ['-p', dir, '-c', conf, '-g', `daemon off; pid ${dir}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  nginx.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((r) => nginx.once('exit', () => r()));
+  try {
+    await waitForPort(port, 5000).catch((e) => {
+      throw new Error(`${(e as Error).message}: ${stderr}`);
+    });
+    const direct = await request(`https://127.0.0.1:${port}/`, { ca: h.pki.root });
+    assert.equal(direct.status, 400, 'nginx itself refuses a caller without a client certificate');
+    const r = await request(`${h.gateway.url}/nginx/hello`, { ca: h.pki.root, cert: h.creds.payments.fullchain, key: h.creds.payments.key });
+    assert.equal(r.status, 200, r.body);
+    assert.match(r.body, /^nginx verify=SUCCESS dn=CN=gateway xfcc=By=spiffe:\/\/acme\.internal\/infra\/gateway;Hash=[0-9a-f]{64};Subject="CN=payments";URI=spiffe:\/\/acme\.internal\/prod\/payments/);
+  } finally {
+    nginx.kill('SIGTERM');
+    await exited;
+    await h.close();
+  }
+});
