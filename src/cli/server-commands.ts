@@ -51,10 +51,10 @@ function writeFiles(dir: string, r: { certificate: string; chain: string; fullch
 export function registerServerCommands(program: Command, g: () => Globals): void {
   const passphrase = () => resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
 
-  async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string }, home: string, pass: string, banner: boolean, passFlag = '') {
+  async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string; sqliteWriterThread?: boolean }, home: string, pass: string, banner: boolean, passFlag = '') {
     const [host, portText] = splitHostPort(o.listen);
     const pub = o.publicListen ? splitHostPort(o.publicListen) : undefined;
-    const ca = await CertificateAuthority.open({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: true });
+    const ca = await CertificateAuthority.open({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true });
     const logger = pino({ level: o.logLevel });
     const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
     const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), url: o.url ?? ca.config.url, logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
@@ -98,7 +98,8 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--grace-seconds <n>', 'allow renewal of certificates expired less than this long ago (default 0: off)', Number, 0)
     .option('--rate-limit <n>', 'API requests per second per client address, or "off"', '200')
     .option('--database <url>', 'postgres://... shared by replicas (default: $MUTUAL_DATABASE_URL, else SQLite in the state folder)', process.env.MUTUAL_DATABASE_URL)
-    .option('--database-schema <name>', 'PostgreSQL schema', 'public');
+    .option('--database-schema <name>', 'PostgreSQL schema', 'public')
+    .option('--sqlite-writer-thread', 'commit SQLite batches on a writer thread (helps with many concurrent clients; measured slower at 8)');
 
   serveOptions(program.command('serve').description('run the online CA server (API, enrollment, renewal, OCSP, CRLs)'))
     .action(async (o) => serve(o, resolveHome(g().home), await passphrase(), true));

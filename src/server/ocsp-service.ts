@@ -42,6 +42,9 @@ interface Issuer {
 
 const OCSP_TYPE = 'application/ocsp-response';
 
+/** RFC 5019 6.2: caches may keep an answer until its nextUpdate, never longer. */
+const cacheControl = (maxAgeMs: number): string => (maxAgeMs > 0 ? `max-age=${Math.floor(maxAgeMs / 1000)}, public, no-transform, must-revalidate` : 'no-store');
+
 /** See the module comment. */
 export class OcspService {
   readonly #ca: CertificateAuthority;
@@ -56,6 +59,7 @@ export class OcspService {
     this.#ca = ca;
     this.#now = now;
     this.#metrics = metrics;
+    this.#cachedCounter = metrics.ocspResponses.labels('cached');
   }
 
   /** Makes the responder certificates and returns a ready service. */
@@ -92,20 +96,27 @@ export class OcspService {
     this.#bySerial.delete(ev.serial);
   }
 
+  /**
+   * The GET fast path, synchronous: an answer already signed for this exact URL is sent without
+   * decoding or parsing anything (RFC 5019 clients repeat the same GET). Returns false on a miss.
+   */
+  trySendCached(req: IncomingMessage, res: ServerResponse, path: string): boolean {
+    if (req.method !== 'GET') return false;
+    const hit = this.#cache.get(path);
+    if (!hit) return false;
+    const now = this.#now().getTime();
+    if (now >= hit.refreshAt) return false;
+    this.#cachedCounter.inc();
+    res.writeHead(200, ['content-type', OCSP_TYPE, 'content-length', String(hit.der.length), 'cache-control', cacheControl(hit.nextUpdate - now)]);
+    res.end(hit.der);
+    return true;
+  }
+
+  readonly #cachedCounter: { inc(): void };
+
   /** Handles `POST /ocsp` and `GET /ocsp/<base64>`. */
   async handle(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
-    // GET fast path: an answer already signed for this exact URL is sent without decoding or
-    // parsing anything (RFC 5019 clients repeat the same GET).
-    if (req.method === 'GET') {
-      const hit = this.#cache.get(path);
-      if (hit) {
-        const now = this.#now().getTime();
-        if (now < hit.refreshAt) {
-          this.#send(res, hit.der, 'cached', hit.nextUpdate - now);
-          return;
-        }
-      }
-    }
+    if (this.trySendCached(req, res, path)) return;
     let der: Buffer;
     try {
       if (req.method === 'POST' && path === '/ocsp') der = await readBody(req, MAX_OCSP_REQUEST_BYTES);
@@ -201,8 +212,7 @@ export class OcspService {
   #send(res: ServerResponse, der: Buffer, status: string, maxAgeMs?: number): void {
     this.#metrics.ocspResponses.inc({ status });
     const headers: Record<string, string | number> = { 'content-type': OCSP_TYPE, 'content-length': der.length };
-    // RFC 5019 6.2: caches may keep the answer until nextUpdate, never longer.
-    if (maxAgeMs !== undefined) headers['cache-control'] = maxAgeMs > 0 ? `max-age=${Math.floor(maxAgeMs / 1000)}, public, no-transform, must-revalidate` : 'no-store';
+    if (maxAgeMs !== undefined) headers['cache-control'] = cacheControl(maxAgeMs);
     res.writeHead(200, headers);
     res.end(der);
   }
