@@ -30,7 +30,7 @@ for (const count of counts) {
   const theirs = await measureOpensslCrl(peer, count, 'random');
   rows.push({ entries: count, tool: 'mutual', seconds: ours.seconds.toFixed(2), 'peak RSS MB': Math.round(ours.peakRssMB), 'DER MB': (ours.derBytes / 1e6).toFixed(1) });
   rows.push({ entries: count, tool: 'openssl ca -gencrl', seconds: theirs.seconds.toFixed(2), 'peak RSS MB': Math.round(theirs.peakRssMB), 'DER MB': (theirs.derBytes / 1e6).toFixed(1) });
-  rows.push({ entries: count, tool: 'ratio (openssl / mutual)', seconds: `${(theirs.seconds / ours.seconds).toFixed(1)}x faster`, 'peak RSS MB': `${(theirs.peakRssMB / ours.peakRssMB).toFixed(1)}x less`, 'DER MB': '' });
+  rows.push({ entries: count, tool: 'mutual vs openssl', seconds: `${(theirs.seconds / ours.seconds).toFixed(1)}x faster`, 'peak RSS MB': `openssl uses ${(theirs.peakRssMB / ours.peakRssMB).toFixed(1)}x`, 'DER MB': '' });
   fs.rmSync(dir, { recursive: true, force: true });
 }
 process.stdout.write(`\nCRL generation, random serials, reason keyCompromise on every entry\n\n${formatTable(rows)}\n`);

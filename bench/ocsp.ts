@@ -57,14 +57,14 @@ const reqB64 = encodeURIComponent(fs.readFileSync(path.join(work, 'req.der')).to
 async function runMutual(close: boolean): Promise<WrkResult & { serverCpuMsPer1k: number }> {
   const port = await freePort();
   const pub = await freePort();
-  const child = await startServer(process.execPath, ['bin/mutual.mjs', '--home', home, 'serve', '--listen', `127.0.0.1:${port}`, '--public-listen', `127.0.0.1:${pub}`, '--log-level', 'warn'], pub, { env: { ...process.env, MUTUAL_CA_PASSPHRASE: passphrase } });
+  const child = await startServer('taskset', ['-c', '0', process.execPath, 'bin/mutual.mjs', '--home', home, 'serve', '--listen', `127.0.0.1:${port}`, '--public-listen', `127.0.0.1:${pub}`, '--log-level', 'warn'], pub, { env: { ...process.env, MUTUAL_CA_PASSPHRASE: passphrase } });
   const url = `http://127.0.0.1:${pub}/ocsp/${reqB64}`;
   const first = spawnSync('curl', ['-s', '-o', path.join(work, 'resp.der'), '-w', '%{http_code}', url], { encoding: 'utf8' });
   if (first.stdout !== '200') throw new Error(`mutual OCSP answered ${first.stdout}`);
   const check = spawnSync('openssl', ['ocsp', '-respin', path.join(work, 'resp.der'), '-issuer', `${home}/ca/client-ca.pem`, '-cert', path.join(work, 'leaf.pem'), '-CAfile', `${home}/ca/root.pem`], { encoding: 'utf8' });
   if (!/leaf\.pem: good/.test(check.stdout) || !/Response verify OK/.test(check.stderr + check.stdout)) throw new Error(`mutual's answer did not verify: ${check.stdout}${check.stderr}`);
   const c0 = cpuSeconds(child.pid!);
-  const out = execFileSync('wrk', wrkArgs(url, close ? 8 : 32, close), { encoding: 'utf8' });
+  const out = execFileSync('taskset', ['-c', '1', 'wrk', ...wrkArgs(url, close ? 8 : 32, close)], { encoding: 'utf8' });
   const cpu = cpuSeconds(child.pid!) - c0;
   await stop(child);
   const r = parseWrk(out);
@@ -82,12 +82,12 @@ function runOpenssl(): WrkResult & { serverCpuMsPer1k: number } {
   const port = 18000 + Math.floor(Math.random() * 1000);
   const script = `set -e
 ip link set lo up
-openssl ocsp -index ${peer.database} -port ${port} -rsigner ${peer.certificate} -rkey ${peer.privateKey} -CA ${peer.certificate} -ignore_err >/dev/null 2>&1 &
+taskset -c 0 openssl ocsp -index ${peer.database} -port ${port} -rsigner ${peer.certificate} -rkey ${peer.privateKey} -CA ${peer.certificate} -ignore_err >/dev/null 2>&1 &
 PID=$!
 for i in $(seq 1 50); do curl -s -o ${work}/presp.der "http://127.0.0.1:${port}/${preqB64}" && break; sleep 0.1; done
 openssl ocsp -respin ${work}/presp.der -issuer ${peer.certificate} -cert ${work}/p.pem -CAfile ${peer.certificate} 2>&1 | grep -q 'p.pem: good'
 T0=$(awk '{print $14+$15}' /proc/$PID/stat)
-wrk ${wrkArgs(`http://127.0.0.1:${port}/${preqB64}`, 8, true).map((a) => `'${a}'`).join(' ')}
+taskset -c 1 wrk ${wrkArgs(`http://127.0.0.1:${port}/${preqB64}`, 8, true).map((a) => `'${a}'`).join(' ')}
 T1=$(awk '{print $14+$15}' /proc/$PID/stat)
 echo "CPUTICKS $((T1-T0))"
 kill -9 $PID`;
