@@ -202,15 +202,32 @@ test('fail/wrong passphrase, and no secret in the error', async (t) => {
     });
   }
   await t.test('fail/wrong passphrase that passes the padding check', () => {
-    // Fixture: about 1 wrong passphrase in 250 decrypts to garbage with valid CBC padding, which
-    // OpenSSL reports as "unsupported" rather than "bad decrypt"; 'wrong passphrase 23' is one
-    // for this key. It must still be KEY_PASSPHRASE_WRONG.
-    const fixture = path.join(freshDir(), 'fixture.pem');
-    fs.writeFileSync(fixture, FIXTURE_PEM, { mode: 0o600 });
-    assert.equal(readEncryptedKey(fixture, 'fixture passphrase 1').type, 'private');
-    throwsCode(() => readEncryptedKey(fixture, 'wrong passphrase 23'), 'KEY_PASSPHRASE_WRONG');
+    // About 1 wrong passphrase in 250 decrypts to garbage with valid CBC padding, which OpenSSL
+    // reports as something other than "bad decrypt". Such a passphrase is found here, for a key
+    // made now (no key is kept in the repository), and must still give KEY_PASSPHRASE_WRONG.
+    const { pem, wrong } = paddingPassingPassphrase();
+    const file2 = path.join(freshDir(), 'padding.pem');
+    fs.writeFileSync(file2, pem, { mode: 0o600 });
+    assert.equal(readEncryptedKey(file2, 'padding passphrase 1').type, 'private');
+    throwsCode(() => readEncryptedKey(file2, wrong), 'KEY_PASSPHRASE_WRONG');
   });
 });
+
+/** A fresh encrypted key and a wrong passphrase whose decryption passes the CBC padding check. */
+function paddingPassingPassphrase(): { pem: string; wrong: string } {
+  const key = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+  const pem = key.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'padding passphrase 1' }) as string;
+  // (249/250)^5000 < 1e-8: the search practically always ends within a few hundred tries.
+  for (let i = 0; i < 5000; i++) {
+    const wrong = `wrong passphrase ${i}`;
+    try {
+      crypto.createPrivateKey({ key: pem, format: 'pem', passphrase: wrong });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ERR_OSSL_BAD_DECRYPT') return { pem, wrong };
+    }
+  }
+  throw new Error('no padding-passing wrong passphrase found in 5000 tries');
+}
 
 test('fail/not an encrypted PKCS#8 key', async (t) => {
   const cases: Array<{ name: string; content: () => string; code: ErrorCode }> = [
@@ -232,7 +249,7 @@ test('fail/not an encrypted PKCS#8 key', async (t) => {
     {
       name: 'fail/truncated',
       content: () => {
-        const der = Buffer.from(FIXTURE_PEM.replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
+        const der = Buffer.from(fs.readFileSync(keyFile(), 'latin1').replace(/-----[A-Z ]+-----|\s/g, ''), 'base64');
         return `-----BEGIN ENCRYPTED PRIVATE KEY-----\n${der.subarray(0, 100).toString('base64')}\n-----END ENCRYPTED PRIVATE KEY-----\n`;
       },
       code: 'DER_MALFORMED',
@@ -325,13 +342,3 @@ test('interop/we read a key file OpenSSL encrypted', async (t) => {
   }
 });
 
-/** A throwaway P-256 key encrypted with 'fixture passphrase 1' (see the wrong-passphrase test). */
-const FIXTURE_PEM = `-----BEGIN ENCRYPTED PRIVATE KEY-----
-MIH0MF8GCSqGSIb3DQEFDTBSMDEGCSqGSIb3DQEFDDAkBBADiC8z9x7rLEIOdhsi
-BTlDAgIIADAMBggqhkiG9w0CCQUAMB0GCWCGSAFlAwQBKgQQZKKZSewxH7BdYIG2
-du8yGgSBkNeAtUqLEJpVCDbXlvmzKvNgZKG9rsX9L+XfhoiemaGMtqTkYw/fuzwS
-xZw+kvjYpvMax2ECQ129Wq17hRlMv/bjjqJ6v6xPmHVJSvgCrRoJaenYoXWb9ckl
-EumUgr+Us9kBr+3ctG/uQduO3AkhIBk/1Qr6ETZbkE7iPWDb0oudHHIB0/d9WBCj
-9oFmaj8hMQ==
------END ENCRYPTED PRIVATE KEY-----
-`;
