@@ -111,6 +111,8 @@ export interface OpenAuthorityOptions {
   databaseSchema?: string;
   /** SQLite: commit on a writer thread (servers; see SqliteStoreOptions.writerThread). */
   writerThread?: boolean;
+  /** Public base URL for CRL Distribution Points and AIA; overrides the config's `url` (`mutual serve --url`). */
+  url?: string;
   /** Clock (tests freeze it). */
   now?: () => Date;
 }
@@ -156,7 +158,7 @@ export class CertificateAuthority {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MutualError('CA_NOT_INITIALIZED', { detail: `no ${layout.config}` });
       throw e;
     }
-    const urls = distributionUrls(config.url);
+    const urls = distributionUrls(o.url ?? config.url);
     const load = (role: 'server-ca' | 'client-ca', certPath: string, keyPath: string, leaf: LeafRole): IntermediateCa => {
       const pem = readFileSync(certPath, 'utf8');
       const info = parseCertificate(readPemOrDer(pem, ['CERTIFICATE']));

@@ -9,6 +9,7 @@ import { Option } from 'commander';
 import { pino } from 'pino';
 import { CertificateAuthority } from '../ca/authority.ts';
 import { homeLayout, resolveHome } from '../ca/home.ts';
+import { readConfig } from '../ca/config.ts';
 import { initCa } from '../ca/init-ca.ts';
 import { loadTokenKey, mintToken } from '../ca/tokens.ts';
 import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
@@ -54,10 +55,14 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string; sqliteWriterThread?: boolean }, home: string, pass: string, banner: boolean, passFlag = '') {
     const [host, portText] = splitHostPort(o.listen);
     const pub = o.publicListen ? splitHostPort(o.publicListen) : undefined;
-    const ca = await CertificateAuthority.open({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true });
+    // The public base URL written into certificates (CRL DP, AIA): --url, else the config's, else
+    // the plain-HTTP listener if there is one, else the HTTPS listen address.
+    const config = readConfig(homeLayout(home).config);
+    const base = o.url ?? config.url ?? (pub ? `http://${pub[0]}:${pub[1]}` : `https://${host}:${portText}`);
+    const ca = await CertificateAuthority.open({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true, url: base });
     const logger = pino({ level: o.logLevel });
     const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
-    const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), url: o.url ?? ca.config.url, logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
+    const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), serverNames: o.url ? [new URL(o.url).hostname] : [], logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
       publicHost: pub?.[0], publicPort: pub ? Number(pub[1]) : undefined });
     if (banner) {
       const rel = path.relative(process.cwd(), home) || home;
