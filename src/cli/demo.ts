@@ -42,7 +42,7 @@ function explainTlsError(e: NodeJS.ErrnoException): string {
 }
 
 /** Runs the demo against the CA in `home`, creating it on first run. */
-export async function runDemo(o: { home: string }): Promise<void> {
+export async function runDemo(o: { home: string; /** Print the "try next" lines (default true). */ trailer?: boolean }): Promise<void> {
   const home = path.resolve(o.home);
   const layout = homeLayout(home);
   const passphrase = process.env.MUTUAL_CA_PASSPHRASE || demoPassphrase(home);
@@ -107,6 +107,7 @@ export async function runDemo(o: { home: string }): Promise<void> {
   say('8.', `Call again with the revoked cert:    ${await call(port, rootsForServer, creds)}`);
   srv.close();
   await ca.close();
+  if (o.trailer === false) return;
   process.stdout.write([
     '',
     'Try next:',

@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { CertificateAuthority } from '../ca/authority.ts';
 import { homeLayout, resolveHome } from '../ca/home.ts';
 import { readConfig } from '../ca/config.ts';
-import { initCa } from '../ca/init-ca.ts';
+import { runDemo } from './demo.ts';
 import { loadTokenKey, mintToken } from '../ca/tokens.ts';
 import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
 import { parseCertificate } from '../core/certificate.ts';
@@ -115,9 +115,10 @@ export function registerServerCommands(program: Command, g: () => Globals): void
       const fromEnv = process.env.MUTUAL_CA_PASSPHRASE;
       const pass = fromEnv || demoPassphrase(home);
       if (!fs.existsSync(homeLayout(home).config)) {
-        await initCa({ home, trustDomain: 'demo.internal', name: 'mutual demo', passphrase: pass });
-        process.stderr.write(`Created a CA for trust domain demo.internal in ${home} (root key in ${home}-offline).\n`);
-        if (!fromEnv) process.stderr.write(`Its passphrase is in ${demoPassphraseFile(home)} (a convenience of npm start; set MUTUAL_CA_PASSPHRASE for a real CA).\n`);
+        // First run: the teaching demo (a CA, a live mTLS call, a revocation, the call refused),
+        // then the CA server on the same state folder.
+        await runDemo({ home, trailer: false });
+        if (!fromEnv) process.stderr.write(`\nThe demo CA's passphrase is in ${demoPassphraseFile(home)} (a convenience of npm start; set MUTUAL_CA_PASSPHRASE for a real CA).\n\n`);
       }
       await serve(o, home, pass, true, fromEnv ? '' : ` --passphrase-file ${path.relative(process.cwd(), demoPassphraseFile(home))}`);
     });
