@@ -2,7 +2,6 @@
  * Distinguished names and general names (RFC 5280 4.1.2.4, 4.2.1.6) as mutual writes them, and
  * the IP helpers shared by policy and name constraints.
  */
-import net from 'node:net';
 import { oid, seq, set, utf8String, implicit, tlv } from './der.ts';
 import { OID } from './oids.ts';
 
@@ -26,39 +25,79 @@ export interface SubjectAltNames {
   uri: string[];
 }
 
+const V4_OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
+const V4_RE = new RegExp(`^${V4_OCTET}(\\.${V4_OCTET}){3}$`);
+const HEX_GROUP_RE = /^[0-9a-fA-F]{1,4}$/;
+
+/** The 4 bytes of a dotted IPv4 address, or undefined. */
+function parseIPv4(ip: string): Buffer | undefined {
+  return V4_RE.test(ip) ? Buffer.from(ip.split('.').map(Number)) : undefined;
+}
+
+/** The 16 bytes of an IPv6 address (RFC 4291 2.2 text forms, no zone), or undefined. */
+function parseIPv6(ip: string): Buffer | undefined {
+  if (ip.length > 45 || ip.includes('%')) return undefined;
+  let text = ip;
+  let tailV4: Buffer | undefined;
+  const lastColon = text.lastIndexOf(':');
+  if (text.includes('.')) {
+    tailV4 = parseIPv4(text.slice(lastColon + 1));
+    if (!tailV4) return undefined;
+    text = text.slice(0, lastColon + 1) + '0:0';
+  }
+  const halves = text.split('::');
+  if (halves.length > 2) return undefined;
+  const groups = (h: string): string[] | undefined => {
+    if (h === '') return [];
+    const g = h.split(':');
+    return g.every((x) => HEX_GROUP_RE.test(x)) ? g : undefined;
+  };
+  const head = groups(halves[0]);
+  const tail = halves.length === 2 ? groups(halves[1]) : [];
+  if (!head || !tail) return undefined;
+  const missing = 8 - head.length - tail.length;
+  if (halves.length === 2 ? missing < 1 : missing !== 0) return undefined;
+  const all = [...head, ...new Array(missing).fill('0'), ...tail];
+  const b = Buffer.alloc(16);
+  all.forEach((h, i) => b.writeUInt16BE(parseInt(h, 16), i * 2));
+  if (tailV4) tailV4.copy(b, 12);
+  return b;
+}
+
+/** True for a textual IPv4 or IPv6 address. */
+export function isIpAddress(ip: string): boolean {
+  return parseIPv4(ip) !== undefined || parseIPv6(ip) !== undefined;
+}
+
 /** Encodes an IP address (v4 or v6) to its 4 or 16 bytes. */
 export function ipToBytes(ip: string): Buffer {
-  if (net.isIPv4(ip)) return Buffer.from(ip.split('.').map(Number));
-  if (net.isIPv6(ip)) {
-    const sl = new net.SocketAddress({ address: ip, family: 'ipv6' });
-    const parts = expandIPv6(sl.address);
-    const b = Buffer.alloc(16);
-    parts.forEach((h, i) => b.writeUInt16BE(h, i * 2));
-    return b;
-  }
-  throw new TypeError(`not an IP address: ${ip}`);
+  const b = parseIPv4(ip) ?? parseIPv6(ip);
+  if (!b) throw new TypeError(`not an IP address: ${ip}`);
+  return b;
 }
 
-function expandIPv6(a: string): number[] {
-  let s = a;
-  const v4 = s.match(/(\d+\.\d+\.\d+\.\d+)$/);
-  if (v4) {
-    const b = v4[1].split('.').map(Number);
-    s = s.slice(0, -v4[1].length) + ((b[0] << 8) | b[1]).toString(16) + ':' + ((b[2] << 8) | b[3]).toString(16);
-  }
-  const [head, tail] = s.includes('::') ? s.split('::') : [s, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const fill = tail === undefined ? [] : new Array(8 - h.length - t.length).fill('0');
-  return [...h, ...fill, ...t].map((x) => parseInt(x, 16));
-}
-
-/** Formats 4 or 16 bytes as an IP address. */
+/** Formats 4 or 16 bytes as an IP address (IPv6 in RFC 5952 canonical form). */
 export function bytesToIp(b: Uint8Array): string {
   if (b.length === 4) return Array.from(b).join('.');
-  const parts: string[] = [];
-  for (let i = 0; i < 16; i += 2) parts.push(((b[i] << 8) | b[i + 1]).toString(16));
-  return new net.SocketAddress({ address: parts.join(':'), family: 'ipv6' }).address;
+  // RFC 5952 5: IPv4-mapped addresses keep the dotted tail.
+  if (b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return `::ffff:${Array.from(b.subarray(12)).join('.')}`;
+  const g: number[] = [];
+  for (let i = 0; i < 16; i += 2) g.push((b[i] << 8) | b[i + 1]);
+  // RFC 5952 4.2: the longest run (first if tied) of two or more zero groups becomes '::'.
+  let best = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) {
+      best = i;
+      bestLen = j - i;
+    }
+    i = j === i ? i + 1 : j;
+  }
+  const hex = g.map((x) => x.toString(16));
+  if (best < 0) return hex.join(':');
+  return `${hex.slice(0, best).join(':')}::${hex.slice(best + bestLen).join(':')}`;
 }
 
 /** An IP range: network bytes and prefix length. */

@@ -3,9 +3,8 @@
  * intermediates' NameConstraints, so a name that passes policy also passes a verifier that checks
  * constraints (OpenSSL does), and lint re-checks both.
  */
-import net from 'node:net';
 import { MutualError } from './errors.ts';
-import { dnsUnder, ipInRange, ipToBytes, parseIpRange, type IpRange, type SubjectAltNames } from './names.ts';
+import { dnsUnder, ipInRange, ipToBytes, isIpAddress, parseIpRange, type IpRange, type SubjectAltNames } from './names.ts';
 import { parseSpiffeId } from './identity.ts';
 
 /** Most subjectAltName entries in one certificate. */
@@ -56,7 +55,7 @@ export function checkNames(policy: NamePolicy, names: SubjectAltNames, role: 'se
   }
   const ip = [...new Set(names.ip)];
   for (const a of ip) {
-    if (!net.isIP(a)) throw new MutualError('POLICY_NAME_NOT_ALLOWED', { detail: `${JSON.stringify(a.slice(0, 60))} is not an IP address` });
+    if (!isIpAddress(a)) throw new MutualError('POLICY_NAME_NOT_ALLOWED', { detail: `${JSON.stringify(a.slice(0, 60))} is not an IP address` });
     const bytes = ipToBytes(a);
     if (!policy.permittedIp.some((r) => ipInRange(bytes, r))) {
       throw new MutualError('POLICY_NAME_NOT_ALLOWED', { detail: `${a} is not in ${policy.permittedIp.map((r) => r.text).join(', ')}` });

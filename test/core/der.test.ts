@@ -48,3 +48,13 @@ test('fail/too-many-children', () => {
   const buf = seq(...Array.from({ length: 20 }, () => integer(1)));
   assert.throws(() => children(buf, expect(buf, 0, Tag.SEQUENCE, buf.length, 'x'), 10), (e) => isMutualError(e, 'DER_TOO_COMPLEX'));
 });
+
+test('ok/IP addresses are parsed and printed without node:net (RFC 4291, RFC 5952)', async () => {
+  const { ipToBytes, bytesToIp, isIpAddress } = await import('../../src/core/names.ts');
+  const cases: [string, string][] = [
+    ['127.0.0.1', '127.0.0.1'], ['::1', '::1'], ['::', '::'], ['2001:DB8:0:0:1:0:0:1', '2001:db8::1:0:0:1'],
+    ['2001:db8:0:0:0:0:2:1', '2001:db8::2:1'], ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8'], ['::ffff:192.168.0.1', '::ffff:192.168.0.1'],
+  ];
+  for (const [input, canonical] of cases) assert.equal(bytesToIp(ipToBytes(input)), canonical, input);
+  for (const bad of ['256.1.1.1', '1.2.3', '01.2.3.4', '1:2:3:4:5:6:7:8:9', '1::2::3', 'fe80::1%eth0', 'g::1', '', '::1.2.3']) assert.equal(isIpAddress(bad), false, bad);
+});
