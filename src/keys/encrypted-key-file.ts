@@ -1,5 +1,5 @@
 /**
- * CA keys at rest: standard encrypted PKCS#8 PEM files ("BEGIN ENCRYPTED PRIVATE KEY", PBES2 with
+ * CA keys at rest: standard encrypted PKCS#8 PEM files (EncryptedPrivateKeyInfo, PBES2 with
  * AES-256-CBC), readable by OpenSSL and any other PKCS#8 tool. Key files are 0600 in 0700 folders
  * owned by the user running mutual (DESIGN.md, Trust model / Secrets); a key file that does not
  * meet that, or is not encrypted, is refused rather than used.

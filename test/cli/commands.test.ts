@@ -52,7 +52,11 @@ test('ok/init builds the hierarchy, keeps the root key out of the state folder',
   // The only private keys under home: the two intermediates (encrypted) and the admin's leaf key.
   const withKeys = walk(home).filter((f) => fs.readFileSync(f).includes('PRIVATE KEY')).map((f) => path.relative(home, f)).sort();
   assert.deepEqual(withKeys, ['admin/key.pem', 'keys/client-ca.key.pem', 'keys/server-ca.key.pem']);
-  for (const f of keyFiles.filter((f) => !f.endsWith('admin/key.pem'))) assert.match(fs.readFileSync(f, 'utf8'), /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
+  // The CA keys are encrypted: unreadable without the passphrase, readable with it.
+  for (const f of keyFiles.filter((f) => !f.endsWith('admin/key.pem'))) {
+    assert.throws(() => crypto.createPrivateKey(fs.readFileSync(f)), f);
+    assert.equal(crypto.createPrivateKey({ key: fs.readFileSync(f), passphrase: TEST_PASSPHRASE }).type, 'private');
+  }
 
   // The root key in the offline folder belongs to the root certificate.
   const rootKey = crypto.createPrivateKey({ key: fs.readFileSync(path.join(offline, 'root.key.pem')), passphrase: TEST_PASSPHRASE });
