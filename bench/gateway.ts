@@ -14,7 +14,6 @@
  * Server CPU per request comes from /proc/PID/stat (utime + stime of all the server's processes).
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -26,6 +25,7 @@ import { readPemOrDer, toPem } from '../src/core/pem.ts';
 import { formatTable, median } from './lib/measure.ts';
 import { PeerVerifier } from '../src/sdk/verifier.ts';
 import type { LoadOptions, LoadResult } from './gateway-client.ts';
+import { freePort, waitForPort } from './lib/procs.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const arg = (name: string, def: number) => {
@@ -38,32 +38,7 @@ const jsonOut = process.argv.includes('--json') ? process.argv[process.argv.inde
 const CRL_ENTRIES = 100_000;
 const CLK_TCK = 100;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function waitForPort(port: number, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() - t0 > ms) throw new Error(`nothing listens on ${port}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** utime + stime (seconds) of a process and its direct children (nginx master + workers). */
 function cpuSeconds(pid: number): number {

@@ -30,22 +30,32 @@ export async function startServer(cmd: string, args: string[], port: number, o: 
   const child = spawn(cmd, args, { env: o.env ?? process.env, cwd: o.cwd, stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err = (err + d.toString()).slice(-4000)));
-  const until = Date.now() + (o.timeoutMs ?? 20_000);
+  try {
+    await Promise.race([
+      waitForPort(port, o.timeoutMs ?? 20_000),
+      new Promise((_, reject) => child.once('exit', () => reject(new Error(`${cmd} exited: ${err}`)))),
+    ]);
+  } catch (e) {
+    child.kill('SIGKILL');
+    throw new Error(`${cmd} did not listen on ${port}: ${(e as Error).message} ${err}`);
+  }
+  return child;
+}
+
+/** Waits until something accepts connections on 127.0.0.1:`port`, at most `ms`. */
+export async function waitForPort(port: number, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
   for (;;) {
-    if (child.exitCode !== null) throw new Error(`${cmd} exited: ${err}`);
-    const ok = await new Promise<boolean>((r) => {
+    const ok = await new Promise<boolean>((resolve) => {
       const s = net.connect(port, '127.0.0.1', () => {
         s.destroy();
-        r(true);
+        resolve(true);
       });
-      s.on('error', () => r(false));
+      s.on('error', () => resolve(false));
     });
-    if (ok) return child;
-    if (Date.now() > until) {
-      child.kill('SIGKILL');
-      throw new Error(`${cmd} did not listen on ${port}: ${err}`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
+    if (ok) return;
+    if (Date.now() - t0 > ms) throw new Error(`nothing listens on ${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
   }
 }
 

@@ -21,7 +21,7 @@ import { MutualError } from '../core/errors.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import { syncDir, writeFileAtomic } from '../io/atomic-file.ts';
 import type { CertificateFiles, Ownership } from './manifest.ts';
-import { makeDirs } from './owned-file.ts';
+import { makeDirs, writeNewFile } from './owned-file.ts';
 
 /** File names inside a generation. */
 export const GENERATION_FILES = { key: 'key.pem', cert: 'cert.pem', chain: 'chain.pem', fullchain: 'fullchain.pem', pkcs12: 'bundle.p12' } as const;
@@ -71,19 +71,6 @@ export function targetsOf(files: CertificateFiles): { path: string; file: string
   if (files.fullchain) out.push({ path: files.fullchain, file: fileFor('fullchain') });
   if (files.pkcs12) out.push({ path: files.pkcs12.path, file: fileFor('pkcs12') });
   return out;
-}
-
-/** Writes a file that does not exist yet: create, chown, chmod, write, fsync. */
-function writeNew(file: string, data: string | Uint8Array, o: Ownership): void {
-  const fd = fs.openSync(file, 'wx', 0o600);
-  try {
-    if (o.uid !== undefined || o.gid !== undefined) fs.fchownSync(fd, o.uid ?? -1, o.gid ?? -1);
-    fs.fchmodSync(fd, o.mode);
-    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /** Replaces `p` with a symlink to `target` in one rename; the folder is fsynced. */
@@ -167,11 +154,11 @@ export class GenerationStore {
       fs.chmodSync(tmp, LIVE_DIR_MODE);
       const keyOwner = { ...certOwner, mode: keyMode };
       // The key first: a certificate without its key is useless, a key without a certificate harmless.
-      writeNew(path.join(tmp, GENERATION_FILES.key), m.keyPem, keyOwner);
-      writeNew(path.join(tmp, GENERATION_FILES.cert), m.certificatePem, certOwner);
-      writeNew(path.join(tmp, GENERATION_FILES.chain), m.chainPem, certOwner);
-      writeNew(path.join(tmp, GENERATION_FILES.fullchain), m.fullchainPem, certOwner);
-      if (m.pkcs12) writeNew(path.join(tmp, GENERATION_FILES.pkcs12), m.pkcs12, keyOwner);
+      writeNewFile(path.join(tmp, GENERATION_FILES.key), m.keyPem, keyOwner);
+      writeNewFile(path.join(tmp, GENERATION_FILES.cert), m.certificatePem, certOwner);
+      writeNewFile(path.join(tmp, GENERATION_FILES.chain), m.chainPem, certOwner);
+      writeNewFile(path.join(tmp, GENERATION_FILES.fullchain), m.fullchainPem, certOwner);
+      if (m.pkcs12) writeNewFile(path.join(tmp, GENERATION_FILES.pkcs12), m.pkcs12, keyOwner);
       syncDir(tmp);
       this.#step('staged');
       fs.renameSync(tmp, path.join(this.dir, name));
@@ -201,7 +188,7 @@ export class GenerationStore {
         const st = fs.statSync(t.path);
         if (!st.isFile()) throw new Error('not a regular file');
         if (st.size > MAX_ADOPTED_FILE_BYTES) throw new Error(`larger than ${MAX_ADOPTED_FILE_BYTES} bytes`);
-        writeNew(path.join(tmp, t.file), fs.readFileSync(t.path), { uid: st.uid, gid: st.gid, mode: st.mode & 0o777 });
+        writeNewFile(path.join(tmp, t.file), fs.readFileSync(t.path), { uid: st.uid, gid: st.gid, mode: st.mode & 0o777 });
       }
       syncDir(tmp);
       fs.renameSync(tmp, path.join(this.dir, name));

@@ -59,21 +59,29 @@ export function isSame(prev: PreviousFile, data: Uint8Array, o: Ownership): bool
   return prev.ownership.mode === o.mode && (o.uid === undefined || o.uid === prev.ownership.uid) && (o.gid === undefined || o.gid === prev.ownership.gid);
 }
 
+/**
+ * Writes a file that must not exist yet: created 0600, then chowned and chmodded before any byte
+ * is written (a key is never readable by others, even for a moment), then fsynced.
+ */
+export function writeNewFile(file: string, data: string | Uint8Array, o: Ownership): void {
+  const fd = fs.openSync(file, 'wx', 0o600);
+  try {
+    if (o.uid !== undefined || o.gid !== undefined) fs.fchownSync(fd, o.uid ?? -1, o.gid ?? -1);
+    fs.fchmodSync(fd, o.mode);
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /** Writes `data` to `file` atomically with the given ownership. Throws AGENT_WRITE_FAILED. */
 export function writeOwnedFile(file: string, data: Uint8Array | string, o: Ownership): void {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.mutual-${crypto.randomBytes(6).toString('hex')}`);
   try {
     makeDirs(dir, 0o755);
-    const fd = fs.openSync(tmp, 'wx', 0o600);
-    try {
-      if (o.uid !== undefined || o.gid !== undefined) fs.fchownSync(fd, o.uid ?? -1, o.gid ?? -1);
-      fs.fchmodSync(fd, o.mode);
-      fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
-    }
+    writeNewFile(tmp, data, o);
     // A link at the target is replaced by the file, not followed: the agent owns the path.
     fs.renameSync(tmp, file);
     syncDir(dir);

@@ -4,7 +4,6 @@
  * manifests written to a temp folder, and key/certificate pair checks on disk.
  */
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { spawn } from 'node:child_process';
@@ -18,18 +17,9 @@ import { readPemOrDer } from '../../src/core/pem.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
 import type { IssueRequest } from '../../src/ca/authority.ts';
 import { loadManifest, type AgentManifest } from '../../src/agent/manifest.ts';
+export { freePort } from '../helpers/tools.ts';
+import { freePort } from '../helpers/tools.ts';
 
-/** A free TCP port on 127.0.0.1. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** A running CA for agent tests. */
 export interface AgentTestCa {

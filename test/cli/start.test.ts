@@ -10,7 +10,7 @@ import path from 'node:path';
 import https from 'node:https';
 import { spawn } from 'node:child_process';
 import { tempDir } from '../helpers/test-ca.ts';
-import { freePort } from '../../bench/lib/procs.ts';
+import { freePort } from '../helpers/tools.ts';
 
 const REPO = path.resolve(import.meta.dirname, '../..');
 const cwd = tempDir('mutual-cli-start-');

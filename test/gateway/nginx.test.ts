@@ -5,39 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { startHarness } from './harness.ts';
 import { names, id, request } from '../sdk/fixtures.ts';
-import { requireTool } from '../helpers/tools.ts';
+import { freePort, requireTool, waitForPort } from '../helpers/tools.ts';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
-async function waitForPort(port: number, ms: number): Promise<void> {
-  const t0 = Date.now();
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() - t0 > ms) throw new Error(`nothing listens on ${port} after ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 test('ok/nginx as the backend requires and accepts the gateway\'s client certificate', async (t) => {
   if (!requireTool(t, 'nginx', 'nginx')) return;

@@ -5,7 +5,6 @@
  */
 import fs from 'node:fs';
 import https from 'node:https';
-import net from 'node:net';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { pino } from 'pino';
@@ -16,18 +15,9 @@ import { call } from '../../src/sdk/ca-client.ts';
 import { makeTestCa, TEST_PASSPHRASE, type TestCa } from './test-ca.ts';
 import { spawn } from 'node:child_process';
 import type { RunResult } from './tools.ts';
+export { freePort } from './tools.ts';
+import { freePort } from './tools.ts';
 
-/** A free TCP port on 127.0.0.1 (listen on 0, read it, close). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** The trust and admin files of a test CA, as paths for curl and OpenSSL. */
 export interface CaFiles {

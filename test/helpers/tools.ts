@@ -3,6 +3,7 @@
  * otherwise the test skips with a message naming the package to install.
  */
 import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import net from 'node:net';
 import type { TestContext } from 'node:test';
 
 const found = new Map<string, boolean>();
@@ -41,3 +42,32 @@ export function run(cmd: string, args: string[], o: SpawnSyncOptions = {}): RunR
 
 /** Runs openssl. */
 export const openssl = (args: string[], o: SpawnSyncOptions = {}): RunResult => run('openssl', args, o);
+
+/** A free TCP port on 127.0.0.1 (listen on 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/** Waits until something accepts connections on 127.0.0.1:`port`, at most `ms`. */
+export async function waitForPort(port: number, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() - t0 > ms) throw new Error(`nothing listens on ${port} after ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
