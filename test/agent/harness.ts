@@ -6,7 +6,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
-import { spawn } from 'node:child_process';
 import { pino } from 'pino';
 import { stringify as toYaml } from 'yaml';
 import { makeTestCa, tempDir, TEST_PASSPHRASE, type TestCa } from '../helpers/test-ca.ts';
@@ -17,8 +16,8 @@ import { readPemOrDer } from '../../src/core/pem.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
 import type { IssueRequest } from '../../src/ca/authority.ts';
 import { loadManifest, type AgentManifest } from '../../src/agent/manifest.ts';
-export { freePort } from '../helpers/tools.ts';
-import { freePort } from '../helpers/tools.ts';
+export { freePort, runAsync } from '../helpers/tools.ts';
+import { freePort, runAsync } from '../helpers/tools.ts';
 
 
 /** A running CA for agent tests. */
@@ -137,25 +136,6 @@ export function snapshot(files: string[]): Record<string, string> {
   return Object.fromEntries(files.map((f) => [f, fs.existsSync(f) ? crypto.createHash('sha256').update(fs.readFileSync(f)).digest('hex') : 'absent']));
 }
 
-/** Runs a command asynchronously (the CA runs in this process: a sync spawn would block it). */
-export function runAsync(cmd: string, args: string[], o: { env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<{ status: number; signal: string | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'], env: o.env ?? process.env });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (status, signal) => {
-      clearTimeout(timer);
-      resolve({ status: status ?? -1, signal, stdout, stderr });
-    });
-  });
-}
 
 /** Runs `mutual agent ...` through the CLI entry of these tests; resolves with exit status and output. */
 export function agentCli(args: string[], o: { env?: NodeJS.ProcessEnv } = {}) {

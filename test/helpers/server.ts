@@ -13,10 +13,9 @@ import type { InitCaOptions } from '../../src/ca/init-ca.ts';
 import { startCaServer, type CaServer, type CaServerOptions } from '../../src/server/ca-server.ts';
 import { call } from '../../src/sdk/ca-client.ts';
 import { makeTestCa, TEST_PASSPHRASE, type TestCa } from './test-ca.ts';
-import { spawn } from 'node:child_process';
 import type { RunResult } from './tools.ts';
-export { freePort } from './tools.ts';
-import { freePort } from './tools.ts';
+export { freePort, runAsync } from './tools.ts';
+import { freePort, runAsync } from './tools.ts';
 
 
 /** The trust and admin files of a test CA, as paths for curl and OpenSSL. */
@@ -156,30 +155,6 @@ export function send(url: string, o: { method?: string; body?: string | Buffer |
   });
 }
 
-/**
- * Runs a command without blocking the event loop (the server under test runs in this process, so
- * `spawnSync` would deadlock against it). Resolves with exit status and output; never rejects on a
- * non-zero exit.
- */
-export function runAsync(cmd: string, args: string[], o: { input?: string | Buffer; timeoutMs?: number } = {}): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 30_000);
-    child.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ status: code ?? -1, stdout, stderr });
-    });
-    child.stdin.end(o.input);
-  });
-}
 
 /** Runs openssl asynchronously; every caller checks `requireTool(t, 'openssl')` first. */
 export const opensslAsync = (args: string[], o: { input?: string | Buffer } = {}): Promise<RunResult> => runAsync('openssl', args, o);

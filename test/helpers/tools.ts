@@ -2,7 +2,7 @@
  * Test helpers for real peers. Under MUTUAL_INTEROP=require a missing peer fails the test;
  * otherwise the test skips with a message naming the package to install.
  */
-import { spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
 import net from 'node:net';
 import type { TestContext } from 'node:test';
 
@@ -29,6 +29,8 @@ export function requireTool(t: TestContext, cmd: string, pkg = cmd): boolean {
 /** Result of a tool run. */
 export interface RunResult {
   status: number;
+  /** The signal that ended it, when one did (runAsync only). */
+  signal?: NodeJS.Signals | null;
   stdout: string;
   stderr: string;
 }
@@ -70,4 +72,29 @@ export async function waitForPort(port: number, ms = 10_000): Promise<void> {
     if (Date.now() - t0 > ms) throw new Error(`nothing listens on ${port} after ${ms} ms`);
     await new Promise((r) => setTimeout(r, 50));
   }
+}
+
+/**
+ * Runs a command without blocking the event loop (when the server under test runs in this
+ * process, `spawnSync` would deadlock against it). Resolves with exit status, signal and output;
+ * never rejects on a non-zero exit. Killed after `timeoutMs` (default 30 s).
+ */
+export function runAsync(cmd: string, args: string[], o: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'], env: o.env ?? process.env });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 30_000);
+    child.on('error', (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status: status ?? -1, signal, stdout, stderr });
+    });
+    child.stdin.end(o.input);
+  });
 }
