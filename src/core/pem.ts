@@ -17,18 +17,64 @@ export interface PemBlock {
   der: Buffer;
 }
 
-const PEM_RE = /-----BEGIN ([A-Z0-9 ]+)-----\r?\n([A-Za-z0-9+/=\r\n\t ]*?)-----END \1-----/g;
+const LABEL_RE = /^[A-Z0-9 ]+$/;
+
+/** Character classes for PEM bodies: 1 base64 symbol, 2 '=', 3 whitespace (\t \n \r space), 0 anything else. */
+const PEM_CHAR = new Uint8Array(128);
+for (const c of 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/') PEM_CHAR[c.charCodeAt(0)] = 1;
+PEM_CHAR[61] = 2;
+for (const c of [9, 10, 13, 32]) PEM_CHAR[c] = 3;
+
+/**
+ * Checks a PEM body between `start` and `end`: 'skip' when it holds a character no PEM body has
+ * (the text is then not a PEM block here), 'bad' when its base64 is malformed (padding inside,
+ * length not a multiple of 4), 'ok' otherwise.
+ */
+function checkBody(text: string, start: number, end: number): 'ok' | 'bad' | 'skip' {
+  let symbols = 0;
+  let padding = 0;
+  let malformed = false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    const k = c < 128 ? PEM_CHAR[c] : 0;
+    if (k === 1) {
+      if (padding > 0) malformed = true;
+      symbols++;
+    } else if (k === 2) {
+      padding++;
+      symbols++;
+    } else if (k === 0) return 'skip';
+  }
+  return malformed || padding > 2 || symbols % 4 !== 0 ? 'bad' : 'ok';
+}
 
 /** Every PEM block in `text`, in order, at most `maxBlocks`. */
 export function parsePemBlocks(text: string, maxBlocks = 16): PemBlock[] {
   const out: PemBlock[] = [];
-  for (const m of text.matchAll(PEM_RE)) {
+  let from = 0;
+  for (;;) {
+    const begin = text.indexOf('-----BEGIN ', from);
+    if (begin < 0) return out;
+    from = begin + 1;
+    const labelEnd = text.indexOf('-----', begin + 11);
+    if (labelEnd < 0) return out;
+    const label = text.slice(begin + 11, labelEnd);
+    if (!LABEL_RE.test(label)) continue;
+    let bodyStart = labelEnd + 5;
+    if (text.charCodeAt(bodyStart) === 13) bodyStart++;
+    if (text.charCodeAt(bodyStart) !== 10) continue;
+    bodyStart++;
+    const endLine = `-----END ${label}-----`;
+    const end = text.indexOf(endLine, bodyStart);
+    if (end < 0) continue;
+    const body = checkBody(text, bodyStart, end);
+    if (body === 'skip') continue;
     if (out.length >= maxBlocks) throw new MutualError('DER_TOO_COMPLEX', { detail: `more than ${maxBlocks} PEM blocks` });
-    const body = m[2].replace(/\s+/g, '');
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(body) || body.length % 4 !== 0) throw new MutualError('PEM_MALFORMED', { detail: `bad base64 in ${m[1]} block` });
-    out.push({ label: m[1], der: Buffer.from(body, 'base64') });
+    if (body === 'bad') throw new MutualError('PEM_MALFORMED', { detail: `bad base64 in ${label} block` });
+    // The body holds only base64 symbols and whitespace, which Node's decoder skips.
+    out.push({ label, der: Buffer.from(text.slice(bodyStart, end), 'base64') });
+    from = end + endLine.length;
   }
-  return out;
 }
 
 /**
@@ -36,13 +82,20 @@ export function parsePemBlocks(text: string, maxBlocks = 16): PemBlock[] {
  * is. Inputs over {@link MAX_OBJECT_BYTES} (x2 for base64) are refused before any parsing.
  */
 export function readPemOrDer(input: Uint8Array | string, labels: readonly string[], maxBytes = MAX_OBJECT_BYTES): Buffer {
-  const bytes = typeof input === 'string' ? Buffer.from(input, 'utf8') : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
-  if (bytes.length > maxBytes * 2) throw new MutualError('INPUT_TOO_LARGE', { detail: `${bytes.length} bytes; the limit is ${maxBytes}` });
-  if (bytes.length > 0 && bytes[0] === 0x30) {
-    if (bytes.length > maxBytes) throw new MutualError('INPUT_TOO_LARGE', { detail: `${bytes.length} bytes; the limit is ${maxBytes}` });
-    return bytes;
+  let text: string;
+  if (typeof input === 'string') {
+    if (input.length > maxBytes * 2) throw new MutualError('INPUT_TOO_LARGE', { detail: `${input.length} characters; the limit is ${maxBytes * 2}` });
+    text = input;
+  } else {
+    const bytes = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    if (bytes.length > maxBytes * 2) throw new MutualError('INPUT_TOO_LARGE', { detail: `${bytes.length} bytes; the limit is ${maxBytes}` });
+    if (bytes.length > 0 && bytes[0] === 0x30) {
+      if (bytes.length > maxBytes) throw new MutualError('INPUT_TOO_LARGE', { detail: `${bytes.length} bytes; the limit is ${maxBytes}` });
+      return bytes;
+    }
+    // PEM is ASCII; latin1 maps every byte to one character, so nothing non-ASCII can pass as base64.
+    text = bytes.toString('latin1');
   }
-  const text = bytes.toString('utf8');
   if (!text.includes('-----BEGIN ')) throw new MutualError('PEM_MALFORMED', { detail: 'no -----BEGIN----- line and not DER' });
   const blocks = parsePemBlocks(text);
   if (blocks.length === 0) throw new MutualError('PEM_MALFORMED', { detail: 'a -----BEGIN----- line without a matching -----END----- line' });
