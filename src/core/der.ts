@@ -93,8 +93,20 @@ export const ia5String = (s: string): Buffer => tlv(Tag.IA5_STRING, Buffer.from(
 export const derNull = (): Buffer => Buffer.from([Tag.NULL, 0]);
 export const boolean = (v: boolean): Buffer => Buffer.from([Tag.BOOLEAN, 1, v ? 0xff : 0]);
 
-/** Encodes an OBJECT IDENTIFIER from its dotted form. */
+/** Encoded OIDs by dotted form: mutual writes a few dozen, over and over (bounded all the same). */
+const oidCache = new Map<string, Buffer>();
+const OID_CACHE_MAX = 1024;
+
+/** Encodes an OBJECT IDENTIFIER from its dotted form. The Buffer may be shared: do not modify it. */
 export function oid(dotted: string): Buffer {
+  let out = oidCache.get(dotted);
+  if (out) return out;
+  out = encodeOid(dotted);
+  if (oidCache.size < OID_CACHE_MAX) oidCache.set(dotted, out);
+  return out;
+}
+
+function encodeOid(dotted: string): Buffer {
   const arcs = dotted.split('.').map((a) => BigInt(a));
   if (arcs.length < 2) throw new TypeError(`OID needs at least two arcs: ${dotted}`);
   const bytes: number[] = [];
