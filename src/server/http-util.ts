@@ -59,8 +59,14 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   res.end(bytes);
 }
 
-/** A new request id. */
-export const newRequestId = (): string => crypto.randomBytes(8).toString('hex');
+const requestIdPrefix = crypto.randomBytes(6).toString('hex');
+let requestCounter = 0;
+
+/**
+ * A new request id: a random prefix per process (replicas differ) and a counter. Unique, not
+ * secret; a randomBytes call per request cost ~11 us of the issuance path.
+ */
+export const newRequestId = (): string => `${requestIdPrefix}-${(requestCounter++).toString(36)}`;
 
 /**
  * Sends an RFC 9457 problem. MutualErrors carry their code, message and hint; anything else is a

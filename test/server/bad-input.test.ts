@@ -62,7 +62,7 @@ function problem(r: SendAnswer, status: number, code: string, what: string): voi
   assert.equal(r.status, status, what);
   assert.match(String(r.headers['content-type']), /^application\/problem\+json/, what);
   assert.equal(r.json.status, status, what);
-  assert.match(r.json.requestId, /^[0-9a-f]{16}$/, what);
+  assert.match(r.json.requestId, /^[0-9a-f]{12}-[0-9a-z]+$/, what);
   assert.equal(r.headers['x-request-id'], r.json.requestId, what);
 }
 
