@@ -12,7 +12,7 @@ import { describeSpki, generateKeyPair, spkiDer, type KeyType } from '../core/al
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { createCertificateTemplate, newSerial, subjectFor, type CertificateTemplate, type DistributionUrls, type Role } from '../core/certificate-template.ts';
 import { buildCrl, encodeRevokedEntry, type RevocationReason } from '../core/crl.ts';
-import { parseCsr, verifyCsr } from '../core/csr.ts';
+import { parseCsr, verifyCsr, verifyCsrOffloaded } from '../core/csr.ts';
 import { floorSeconds } from '../core/der.ts';
 import { MutualError } from '../core/errors.ts';
 import { lintCertificate, type LintIssuer } from '../core/lint.ts';
@@ -113,6 +113,12 @@ export interface OpenAuthorityOptions {
   writerThread?: boolean;
   /** Public base URL for CRL Distribution Points and AIA; overrides the config's `url` (`mutual serve --url`). */
   url?: string;
+  /**
+   * Verify CSR signatures and sign certificates on libuv's thread pool, keeping the event loop for
+   * requests (`mutual serve` on a machine with more than one core). Off: everything on the calling
+   * thread, which is faster on one core.
+   */
+  offloadCrypto?: boolean;
   /** Clock (tests freeze it). */
   now?: () => Date;
 }
@@ -128,6 +134,7 @@ export class CertificateAuthority {
   readonly client: IntermediateCa;
   readonly policy: NamePolicy;
   readonly now: () => Date;
+  readonly #offloadCrypto: boolean;
   #queue: { rec: CertificateRecord; resolve: () => void; reject: (e: unknown) => void }[] = [];
   #flushing = false;
   #scheduled = false;
@@ -135,7 +142,8 @@ export class CertificateAuthority {
   /** Intermediates retired by a key rotation (revocation and CRLs only). */
   readonly retired: IntermediateCa[];
 
-  private constructor(o: { config: CaConfig; layout: HomeLayout; store: CaStore; root: string; server: IntermediateCa; client: IntermediateCa; retired: IntermediateCa[]; now: () => Date }) {
+  private constructor(o: { config: CaConfig; layout: HomeLayout; store: CaStore; root: string; server: IntermediateCa; client: IntermediateCa; retired: IntermediateCa[]; now: () => Date; offloadCrypto: boolean }) {
+    this.#offloadCrypto = o.offloadCrypto;
     this.config = o.config;
     this.layout = o.layout;
     this.store = o.store;
@@ -163,7 +171,7 @@ export class CertificateAuthority {
       const pem = readFileSync(certPath, 'utf8');
       const info = parseCertificate(readPemOrDer(pem, ['CERTIFICATE']));
       const key = readEncryptedKey(keyPath, o.passphrase);
-      const signer = keyObjectSigner(key);
+      const signer = keyObjectSigner(key, { offload: o.offloadCrypto === true });
       if (!spkiDer(signer.publicKey).equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `${keyPath} does not belong to ${certPath}` });
       const keyId = info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest();
       const template = createCertificateTemplate({ name: info.subjectName, keyId, signer }, {
@@ -187,7 +195,7 @@ export class CertificateAuthority {
       if (m && key && fs.existsSync(key)) retired.push(load(`${m[1]}-ca` as 'server-ca' | 'client-ca', path.join(layout.caDir, f), key, m[1] as LeafRole));
     }
     const store = o.store ?? (await openStore({ databaseUrl: o.databaseUrl, sqlitePath: layout.database, schema: o.databaseSchema, writerThread: o.writerThread }));
-    return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, retired, now: o.now ?? (() => new Date()) });
+    return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, retired, now: o.now ?? (() => new Date()), offloadCrypto: o.offloadCrypto === true });
   }
 
   /** The intermediate that issues a leaf role. */
@@ -219,7 +227,8 @@ export class CertificateAuthority {
       if (other) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: `the CSR asks for extended key usage ${other}; a ${req.role} certificate has ${wanted} only` });
       // The key's type is checked before its signature: a weak key is refused without the work.
       describeSpki(csr.spki);
-      verifyCsr(csr);
+      if (this.#offloadCrypto) await verifyCsrOffloaded(csr);
+      else verifyCsr(csr);
       spki = csr.spki;
       names ??= csr.names;
     } else if (req.spki) {

@@ -243,10 +243,15 @@ const FAIL_CASES: FailCase[] = [
 
 let adminPem = '';
 
-describe('ca/issuance: rejections issue nothing', () => {
+// Both ways of running the crypto: on the calling thread (the CLI, one core) and on libuv's thread
+// pool (`mutual serve` on several cores). The same requests are refused and issued either way.
+for (const offloadCrypto of [false, true]) {
+const how = offloadCrypto ? ' (crypto on the thread pool)' : '';
+
+describe(`ca/issuance: rejections issue nothing${how}`, () => {
   let ca: TestCa;
   before(async () => {
-    ca = await makeTestCa({ now: NOW });
+    ca = await makeTestCa({ now: NOW, offloadCrypto });
     adminPem = ca.init.admin.certificatePem;
   });
   after(() => ca?.close());
@@ -299,10 +304,10 @@ const OK_CASES: OkCase[] = [
   { name: 'ok/validity/max-days', req: () => server({ dns: ['api.acme.internal'] }, { days: 397 }), want: names({ dns: ['api.acme.internal'] }) },
 ];
 
-describe('ca/issuance: accepted requests', () => {
+describe(`ca/issuance: accepted requests${how}`, () => {
   let ca: TestCa;
   before(async () => {
-    ca = await makeTestCa({ now: NOW });
+    ca = await makeTestCa({ now: NOW, offloadCrypto });
   });
   after(() => ca?.close());
 
@@ -335,6 +340,7 @@ describe('ca/issuance: accepted requests', () => {
     });
   }
 });
+}
 
 // ------------------------------------------------------------------------------------------------
 // The CSR parser against @peculiar/asn1-csr

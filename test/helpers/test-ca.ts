@@ -30,12 +30,13 @@ export function tempDir(prefix = 'mutual-test-'): string {
 }
 
 /** Creates a CA (trust domain acme.internal unless overridden) and opens it. */
-export async function makeTestCa(o: Partial<InitCaOptions> = {}): Promise<TestCa> {
+export async function makeTestCa(options: Partial<InitCaOptions> & { offloadCrypto?: boolean } = {}): Promise<TestCa> {
+  const { offloadCrypto, ...o } = options;
   const dir = tempDir();
   const home = path.join(dir, 'home');
   const offlineDir = path.join(dir, 'offline');
   const init = await initCa({ home, offlineDir, trustDomain: 'acme.internal', name: 'Acme Test', passphrase: TEST_PASSPHRASE, ...o });
-  const ca = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE, now: o.now ? () => o.now! : undefined });
+  const ca = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE, now: o.now ? () => o.now! : undefined, offloadCrypto });
   return {
     dir, home, offlineDir, layout: homeLayout(home), init, ca,
     file(name, data) {
