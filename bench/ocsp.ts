@@ -3,7 +3,7 @@
  * `openssl ocsp -index` (signs every answer, one new connection per request), same machine,
  * same wrk (1 thread). Two comparisons, as BASELINES.md asks: in openssl's conditions (a new
  * connection per request, `Connection: close`) and in mutual's normal one (keep-alive, 32
- * connections). openssl runs in a private network namespace (its -port listens on every
+ * connections, and 16 for the latency at the target rate). openssl runs in a private network namespace (its -port listens on every
  * interface), with a fresh responder per run, stopped by PID (it spins once a client closes
  * without a request); wrk's resolve probe is replaced for the same reason.
  *
@@ -54,7 +54,7 @@ await initCa({ home, trustDomain: 'bench.internal', name: 'Bench', passphrase })
 execFileSync('openssl', ['ocsp', '-issuer', `${home}/ca/client-ca.pem`, '-cert', path.join(work, 'leaf.pem'), '-no_nonce', '-reqout', path.join(work, 'req.der')]);
 const reqB64 = encodeURIComponent(fs.readFileSync(path.join(work, 'req.der')).toString('base64'));
 
-async function runMutual(close: boolean): Promise<WrkResult & { serverCpuMsPer1k: number }> {
+async function runMutual(close: boolean, conns = close ? 8 : 32): Promise<WrkResult & { serverCpuMsPer1k: number }> {
   const port = await freePort();
   const pub = await freePort();
   const child = await startServer('taskset', ['-c', '0', process.execPath, 'bin/mutual.mjs', '--home', home, 'serve', '--listen', `127.0.0.1:${port}`, '--public-listen', `127.0.0.1:${pub}`, '--log-level', 'warn'], pub, { env: { ...process.env, MUTUAL_CA_PASSPHRASE: passphrase } });
@@ -64,7 +64,7 @@ async function runMutual(close: boolean): Promise<WrkResult & { serverCpuMsPer1k
   const check = spawnSync('openssl', ['ocsp', '-respin', path.join(work, 'resp.der'), '-issuer', `${home}/ca/client-ca.pem`, '-cert', path.join(work, 'leaf.pem'), '-CAfile', `${home}/ca/root.pem`], { encoding: 'utf8' });
   if (!/leaf\.pem: good/.test(check.stdout) || !/Response verify OK/.test(check.stderr + check.stdout)) throw new Error(`mutual's answer did not verify: ${check.stdout}${check.stderr}`);
   const c0 = cpuSeconds(child.pid!);
-  const out = execFileSync('taskset', ['-c', '1', 'wrk', ...wrkArgs(url, close ? 8 : 32, close)], { encoding: 'utf8' });
+  const out = execFileSync('taskset', ['-c', '1', 'wrk', ...wrkArgs(url, conns, close)], { encoding: 'utf8' });
   const cpu = cpuSeconds(child.pid!) - c0;
   await stop(child);
   const r = parseWrk(out);
@@ -97,9 +97,11 @@ kill -9 $PID`;
   return { ...r, serverCpuMsPer1k: (ticks * 10 * 1000) / (r.rps * seconds) };
 }
 
-const res = { keep: [] as ReturnType<typeof runOpenssl>[], close: [] as ReturnType<typeof runOpenssl>[], peer: [] as ReturnType<typeof runOpenssl>[] };
+const res = { keep: [] as ReturnType<typeof runOpenssl>[], keep16: [] as ReturnType<typeof runOpenssl>[], close: [] as ReturnType<typeof runOpenssl>[], peer: [] as ReturnType<typeof runOpenssl>[] };
 for (let i = 0; i < rounds; i++) {
   res.keep.push(await runMutual(false));
+  // Latency at the target rate: the fewest connections that still carry >= 20,000/s queue less.
+  res.keep16.push(await runMutual(false, 16));
   res.peer.push(runOpenssl());
   res.close.push(await runMutual(true));
 }
@@ -115,6 +117,7 @@ const row = (name: string, xs: ReturnType<typeof runOpenssl>[]) => ({
 const m = (xs: ReturnType<typeof runOpenssl>[]) => median(xs.map((x) => x.rps));
 process.stdout.write(`\nOCSP GET, good answer, wrk -t1, ${seconds} s x ${rounds} rounds\n\n${formatTable([
   row('mutual, keep-alive (32 conns), cached', res.keep),
+  row('mutual, keep-alive (16 conns), cached', res.keep16),
   row('mutual, new connection per request (8 conns)', res.close),
   row('openssl ocsp, new connection per request (8 conns)', res.peer),
 ])}\nratio in mutual's conditions (keep-alive vs openssl): ${(m(res.keep) / m(res.peer)).toFixed(1)}x\nratio in openssl's conditions (both a new connection per request): ${(m(res.close) / m(res.peer)).toFixed(1)}x\n`);
