@@ -297,12 +297,14 @@ export class CertificateAuthority {
    * Issues a delegated OCSP responder certificate (EKU OCSPSigning, ocsp-nocheck, RFC 6960
    * 4.2.2.2) for one intermediate, with a new key; recorded in the inventory like every other.
    */
-  async issueOcspResponder(which: LeafRole, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; privateKey: KeyObject; notAfter: Date }> {
-    const ca = this.issuerFor(which);
+  async issueOcspResponder(issuer: LeafRole | IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; privateKey: KeyObject; notAfter: Date }> {
+    const ca = typeof issuer === 'string' ? this.issuerFor(issuer) : issuer;
+    const which = ca.role === 'server-ca' ? 'server' : 'client';
     const kp = generateKeyPair('p256');
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
     const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeSeconds * 1000, ca.info.notAfter.getTime())));
-    const template = (this.#ocspTemplates[which] ??= createCertificateTemplate(ca.template.issuer, { role: 'ocsp' }));
+    let template = this.#ocspTemplates.get(ca.keyId);
+    if (!template) this.#ocspTemplates.set(ca.keyId, (template = createCertificateTemplate(ca.template.issuer, { role: 'ocsp' })));
     const fields = { serial: newSerial(), notBefore, notAfter, subject: subjectFor(`${this.config.name} ${which} OCSP responder`), spki: spkiDer(kp.publicKey) };
     lintCertificate('ocsp', fields, ca.lint);
     const der = await template.sign(fields);
@@ -313,7 +315,8 @@ export class CertificateAuthority {
     return { certificate: der, privateKey: kp.privateKey, notAfter };
   }
 
-  #ocspTemplates: Partial<Record<LeafRole, CertificateTemplate>> = {};
+  /** Responder certificate templates by issuer key id. */
+  readonly #ocspTemplates = new Map<string, CertificateTemplate>();
 
   /** Finds a certificate by serial or by its PEM/DER. */
   async find(ref: { serial?: string; certificate?: Uint8Array | string }): Promise<StoredCertificate> {
@@ -348,7 +351,7 @@ export class CertificateAuthority {
       issuerKeyId: cert.issuerKeyId, serial: cert.serial, revokedAt, reason,
       crlEntry: encodeRevokedEntry(Buffer.from(cert.serial.length % 2 ? '0' + cert.serial : cert.serial, 'hex'), revokedAt, reason),
     }, ref.actor ?? 'cli');
-    if (this.retired.includes(ca)) await this.#writeCrlOf(ca, revokedAt);
+    if (this.retired.includes(ca)) await this.writeCrlOf(ca, revokedAt);
     else if (ref.writeCrl !== false) await this.writeCrl(ca.role === 'server-ca' ? 'server' : 'client', revokedAt);
     if (revokedChannel.hasSubscribers) revokedChannel.publish({ serial: cert.serial, issuerKeyId: cert.issuerKeyId, reason, revokedAt });
     return stored;
@@ -372,17 +375,26 @@ export class CertificateAuthority {
     });
   }
 
-  /** A retired intermediate's CRL goes to `<home>/ca/<role>.prev-<key id>.crl`. */
-  async #writeCrlOf(ca: IntermediateCa, now: Date): Promise<void> {
+  /**
+   * The name of an intermediate's CRL: `server` or `client` for the current ones, and
+   * `<role>.prev-<first 16 hex of the key id>` for one retired by a key rotation. The CRL is
+   * written to `<home>/ca/<name>.crl` and served at `/crl/<name>.crl`.
+   */
+  crlName(ca: IntermediateCa): string {
     const which = ca.role === 'server-ca' ? 'server' : 'client';
-    writeFileAtomic(`${this.layout.caDir}/${which}.prev-${ca.keyId.slice(0, 16)}.crl`, await this.#buildCrlOf(ca, now));
+    return this.retired.includes(ca) ? `${which}.prev-${ca.keyId.slice(0, 16)}` : which;
+  }
+
+  /** Builds the CRL of any of our intermediates, current or retired, and writes it to `<home>/ca/<crlName>.crl`. */
+  async writeCrlOf(ca: IntermediateCa, now: Date = this.now()): Promise<Buffer> {
+    const der = await this.#buildCrlOf(ca, now);
+    writeFileAtomic(`${this.layout.caDir}/${this.crlName(ca)}.crl`, der);
+    return der;
   }
 
   /** Builds the CRL and writes it to `<home>/ca/<which>.crl` (DER). */
-  async writeCrl(which: LeafRole, now: Date = this.now()): Promise<Buffer> {
-    const der = await this.buildCrl(which, now);
-    writeFileAtomic(`${this.layout.caDir}/${which}.crl`, der);
-    return der;
+  writeCrl(which: LeafRole, now: Date = this.now()): Promise<Buffer> {
+    return this.writeCrlOf(this.issuerFor(which), now);
   }
 
   /** Lists the inventory. */

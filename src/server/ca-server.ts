@@ -113,17 +113,21 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
 
   const ocsp = await OcspService.create({ ca, now, metrics });
 
-  // CRLs: built in memory, rebuilt on revocation (coalesced) and at half their lifetime.
-  const crls = new Map<'server' | 'client', { der: Buffer; pem: string; thisUpdate: Date; nextUpdate: Date }>();
-  async function rebuildCrl(which: 'server' | 'client'): Promise<void> {
-    const der = await ca.writeCrl(which, now());
+  // CRLs: built in memory, rebuilt on revocation (coalesced) and at half their lifetime, one per
+  // intermediate: `server`, `client`, and `<role>.prev-<key id>` for those retired by a key
+  // rotation (they still revoke what they issued) until they expire.
+  const crls = new Map<string, { der: Buffer; pem: string; thisUpdate: Date; nextUpdate: Date }>();
+  const crlIssuers = new Map([ca.server, ca.client, ...ca.retired.filter((r) => now() < r.info.notAfter)].map((inter) => [ca.crlName(inter), inter]));
+  async function rebuildCrl(name: string): Promise<void> {
+    const inter = crlIssuers.get(name);
+    if (!inter) return;
+    const der = await ca.writeCrlOf(inter, now());
     const t = now();
-    crls.set(which, { der, pem: toPem(der, 'X509 CRL'), thisUpdate: t, nextUpdate: new Date(t.getTime() + 7 * 86_400_000) });
-    metrics.crlAge.set({ ca: which }, 0);
+    crls.set(name, { der, pem: toPem(der, 'X509 CRL'), thisUpdate: t, nextUpdate: new Date(t.getTime() + 7 * 86_400_000) });
+    metrics.crlAge.set({ ca: name }, 0);
   }
-  await rebuildCrl('server');
-  await rebuildCrl('client');
-  let crlDirty = new Set<'server' | 'client'>();
+  for (const name of crlIssuers.keys()) await rebuildCrl(name);
+  let crlDirty = new Set<string>();
   // The root CRL is renewed offline and copied into the state folder; it is read when asked for.
   const readRootCrl = (): Buffer => readPemOrDer(fs.readFileSync(ca.layout.rootCrl), ['X509 CRL']);
 
@@ -137,16 +141,15 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       revoked.add(ev.serial);
       ocsp.markRevoked(ev);
       const issuer = ca.issuerByKeyId(ev.issuerKeyId);
-      if (issuer) crlDirty.add(issuer.role === 'server-ca' ? 'server' : 'client');
+      if (issuer) crlDirty.add(ca.crlName(issuer));
     }
     const dirty = crlDirty;
     crlDirty = new Set();
-    for (const which of dirty) await rebuildCrl(which);
-    for (const which of ['server', 'client'] as const) {
-      const c = crls.get(which)!;
+    for (const name of dirty) await rebuildCrl(name);
+    for (const [name, c] of crls) {
       const age = now().getTime() - c.thisUpdate.getTime();
-      metrics.crlAge.set({ ca: which }, age / 1000);
-      if (age > CRL_REFRESH_FRACTION * (c.nextUpdate.getTime() - c.thisUpdate.getTime())) await ca.store.withJobLock(`crl-${which}`, () => rebuildCrl(which));
+      metrics.crlAge.set({ ca: name }, age / 1000);
+      if (age > CRL_REFRESH_FRACTION * (c.nextUpdate.getTime() - c.thisUpdate.getTime())) await ca.store.withJobLock(`crl-${name}`, () => rebuildCrl(name));
     }
   }
   let polling = false;
@@ -268,14 +271,16 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
         return;
       }
       if (p === '/roots.pem') return sendText(c.res, ca.rootPem, 'application/x-pem-file');
-      const caMatch = /^\/ca\/(server|client)\.(pem|crt)$/.exec(p);
-      if (caMatch) {
-        const inter = caMatch[1] === 'server' ? ca.server : ca.client;
+      // The intermediates by the names of their CRLs (a retired one's is needed to check its CRL).
+      const caMatch = /^\/ca\/((?:server|client)(?:\.prev-[0-9a-f]{16})?)\.(pem|crt)$/.exec(p);
+      const inter = caMatch && crlIssuers.get(caMatch[1]);
+      if (caMatch && inter) {
         return caMatch[2] === 'pem' ? sendText(c.res, inter.pem, 'application/x-pem-file') : sendBytes(c.res, inter.info.der, 'application/pkix-cert');
       }
-      const crlMatch = /^\/crl\/(root|server|client)\.(crl|pem)$/.exec(p);
-      if (crlMatch) {
-        const der = crlMatch[1] === 'root' ? readRootCrl() : crls.get(crlMatch[1] as 'server' | 'client')!.der;
+      const crlMatch = /^\/crl\/(root|server|client|(?:server|client)\.prev-[0-9a-f]{16})\.(crl|pem)$/.exec(p);
+      const crl = crlMatch && (crlMatch[1] === 'root' ? undefined : crls.get(crlMatch[1]));
+      if (crlMatch && (crlMatch[1] === 'root' || crl)) {
+        const der = crl ? crl.der : readRootCrl();
         return crlMatch[2] === 'crl' ? sendBytes(c.res, der, 'application/pkix-crl', 'max-age=60') : sendText(c.res, toPem(der, 'X509 CRL'), 'application/x-pem-file');
       }
     }
@@ -325,7 +330,8 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       const r = await ca.revoke({ serial, reason, actor, writeCrl: false });
       revoked.add(r.serial);
       ocsp.markRevoked({ issuerKeyId: r.issuerKeyId, serial: r.serial, revokedAt: r.revokedAt!, reason: r.reason ?? 'unspecified' });
-      crlDirty.add(ca.issuerByKeyId(r.issuerKeyId)?.role === 'server-ca' ? 'server' : 'client');
+      const issuer = ca.issuerByKeyId(r.issuerKeyId);
+      if (issuer) crlDirty.add(ca.crlName(issuer));
       setImmediate(poll);
       metrics.revoked.inc();
       return sendJson(c.res, 200, view(r));

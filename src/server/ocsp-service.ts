@@ -5,7 +5,7 @@
  * a revocation drops that serial's cached answers; nonce requests (RFC 8954) are signed on demand.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CertificateAuthority, LeafRole } from '../ca/authority.ts';
+import type { CertificateAuthority, IntermediateCa } from '../ca/authority.ts';
 import type { RevocationEvent } from '../ca/store.ts';
 import { isMutualError } from '../core/errors.ts';
 import {
@@ -34,7 +34,7 @@ interface Cached {
 }
 
 interface Issuer {
-  which: LeafRole;
+  inter: IntermediateCa;
   keyId: string;
   responder: OcspResponder;
   rotateAt: number;
@@ -62,27 +62,33 @@ export class OcspService {
     this.#cachedCounter = metrics.ocspResponses.labels('cached');
   }
 
-  /** Makes the responder certificates and returns a ready service. */
+  /**
+   * Makes the responder certificates and returns a ready service. It answers for the current
+   * intermediates and for those retired by a key rotation while they are valid: what they issued
+   * is still in use, and its AIA points here.
+   */
   static async create(o: { ca: CertificateAuthority; now: () => Date; metrics: CaMetrics }): Promise<OcspService> {
     const s = new OcspService(o.ca, o.now, o.metrics);
-    s.#issuers = await Promise.all((['server', 'client'] as const).map((w) => s.#makeIssuer(w)));
+    const now = o.now();
+    const served = [o.ca.server, o.ca.client, ...o.ca.retired.filter((r) => now >= r.info.notBefore && now < r.info.notAfter)];
+    s.#issuers = await Promise.all(served.map((inter) => s.#makeIssuer(inter)));
     return s;
   }
 
-  async #makeIssuer(which: LeafRole): Promise<Issuer> {
-    const ca = this.#ca;
-    const inter = ca.issuerFor(which);
+  async #makeIssuer(inter: IntermediateCa): Promise<Issuer> {
     const now = this.#now();
-    const r = await ca.issueOcspResponder(which, RESPONDER_CERT_SECONDS, now);
+    const r = await this.#ca.issueOcspResponder(inter, RESPONDER_CERT_SECONDS, now);
     const responder = createOcspResponder({ issuerCertDer: inter.info.der, responderCertDer: r.certificate, signer: keyObjectSigner(r.privateKey) });
-    return { which, keyId: inter.keyId, responder, rotateAt: now.getTime() + (r.notAfter.getTime() - now.getTime()) / 2 };
+    return { inter, keyId: inter.keyId, responder, rotateAt: now.getTime() + (r.notAfter.getTime() - now.getTime()) / 2 };
   }
 
   /** Rotates responder certificates at half their life (answers signed by the old one stay valid). */
   #maybeRotate(): void {
     const t = this.#now().getTime();
     if (this.#rotating || !this.#issuers.some((i) => t >= i.rotateAt)) return;
-    this.#rotating = Promise.all(this.#issuers.map((i) => (t >= i.rotateAt ? this.#makeIssuer(i.which) : i)))
+    // A retired intermediate that has expired is dropped: nothing it issued is valid any more.
+    const live = this.#issuers.filter((i) => t < i.inter.info.notAfter.getTime());
+    this.#rotating = Promise.all(live.map((i) => (t >= i.rotateAt ? this.#makeIssuer(i.inter) : i)))
       .then((next) => {
         this.#issuers = next;
       })

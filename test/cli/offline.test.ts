@@ -8,7 +8,10 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { hasTool, openssl } from '../helpers/tools.ts';
+import { pino } from 'pino';
+import { hasTool, openssl, runAsync } from '../helpers/tools.ts';
+import { CertificateAuthority } from '../../src/ca/authority.ts';
+import { startCaServer } from '../../src/server/ca-server.ts';
 import { tempDir, TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 import { errorCode, explain, json, leaks, mode, mutual, sha256, WRONG_PASSPHRASE, type CliResult } from './cli-helper.ts';
 
@@ -96,6 +99,47 @@ test('ok/a certificate issued before the key rotation can still be revoked', ski
   const r = await cli(['--json', 'revoke', before1, '--reason', 'superseded']);
   expectOk(r);
   assert.equal(json(r).serial, before1);
+});
+
+test('ok/the CA server answers OCSP for the retired intermediate and serves its CRL', skipNoOpenssl, async () => {
+  const authority = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE });
+  const srv = await startCaServer({ ca: authority, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), rateLimit: false });
+  try {
+    assert.equal(authority.retired.length, 1);
+    const name = authority.crlName(authority.retired[0]);
+    assert.match(name, /^server\.prev-[0-9a-f]{16}$/);
+    const get = async (urlPath: string, file: string) => {
+      const r = await runAsync('curl', ['-sS', '--fail', '--cacert', ca('root.pem'), '-o', p(file), `${srv.url}${urlPath}`]);
+      assert.equal(r.status, 0, r.stderr);
+      return p(file);
+    };
+    // The retired intermediate and its CRL, from the server; OpenSSL checks the CRL's signature.
+    const inter = await get(`/ca/${name}.pem`, 'retired.pem');
+    assert.ok(x509(inter).publicKey.export({ type: 'spki', format: 'der' }).equals(spki(p('new.pem'))), 'the retired intermediate');
+    const crl = await get(`/crl/${name}.pem`, 'retired.crl.pem');
+    fs.writeFileSync(p('root-and-retired.pem'), fs.readFileSync(ca('root.pem'), 'utf8') + fs.readFileSync(inter, 'utf8'));
+    const sig = openssl(['crl', '-in', crl, '-CAfile', p('root-and-retired.pem'), '-noout', '-text']);
+    assert.match(sig.stdout + sig.stderr, /verify OK/);
+    assert.ok(sig.stdout.toUpperCase().includes(before1.toUpperCase()), 'the certificate revoked after the rotation is on it');
+    const revokedLeaf = verify(p('before', 'cert.pem'), inter, 'sslserver', ['-crl_check', '-CRLfile', crl]);
+    assert.notEqual(revokedLeaf.status, 0);
+    assert.match(revokedLeaf.stdout + revokedLeaf.stderr, /certificate revoked/);
+    const goodLeaf = verify(p('after', 'cert.pem'), inter, 'sslserver', ['-crl_check', '-CRLfile', crl]);
+    assert.equal(goodLeaf.status, 0, goodLeaf.stdout + goodLeaf.stderr);
+    // OCSP: what the retired key issued is answered, not refused as unauthorized.
+    const ocsp = (leaf: string) => runAsync('openssl', ['ocsp', '-url', `${srv.url}/ocsp`, '-issuer', inter, '-cert', leaf, '-CAfile', ca('root.pem')]);
+    const revoked = await ocsp(p('before', 'cert.pem'));
+    assert.match(revoked.stdout, /: revoked/, revoked.stdout + revoked.stderr);
+    assert.match(revoked.stdout + revoked.stderr, /Response verify OK/);
+    const good = await ocsp(p('after', 'cert.pem'));
+    assert.match(good.stdout, /: good/, good.stdout + good.stderr);
+    // The current intermediate is still served under the plain name.
+    const current = await get('/ca/server.pem', 'current.pem');
+    assert.ok(x509(current).publicKey.export({ type: 'spki', format: 'der' }).equals(spki(p('new2.pem'))));
+  } finally {
+    await srv.close();
+    await authority.close();
+  }
 });
 
 test('ok/offline crl --revoke puts the old intermediate on the root CRL', skipNoOpenssl, async () => {
