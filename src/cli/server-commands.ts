@@ -3,7 +3,6 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import os from 'node:os';
 import crypto from 'node:crypto';
 import type { Command } from 'commander';
 import { Option } from 'commander';
@@ -53,7 +52,7 @@ function writeFiles(dir: string, r: { certificate: string; chain: string; fullch
 export function registerServerCommands(program: Command, g: () => Globals): void {
   const passphrase = () => resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
 
-  async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string; sqliteWriterThread?: boolean; cryptoThreads: boolean }, home: string, pass: string, banner: boolean, passFlag = '') {
+  async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string; sqliteWriterThread?: boolean; cryptoThreads?: boolean }, home: string, pass: string, banner: boolean, passFlag = '') {
     const [host, portText] = splitHostPort(o.listen);
     const pub = o.publicListen ? splitHostPort(o.publicListen) : undefined;
     // The public base URL written into certificates (CRL DP, AIA): --url, else the config's, else
@@ -61,7 +60,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     const config = readConfig(homeLayout(home).config);
     const base = o.url ?? config.url ?? (pub ? `http://${pub[0]}:${pub[1]}` : `https://${host}:${portText}`);
     const ca = await CertificateAuthority.open({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true, url: base,
-      offloadCrypto: o.cryptoThreads && os.availableParallelism() > 1 });
+      offloadCrypto: o.cryptoThreads === true });
     const logger = pino({ level: o.logLevel });
     const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
     const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), serverNames: o.url ? [new URL(o.url).hostname] : [], logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
@@ -107,7 +106,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--database <url>', 'postgres://... shared by replicas (default: $MUTUAL_DATABASE_URL, else SQLite in the state folder)', process.env.MUTUAL_DATABASE_URL)
     .option('--database-schema <name>', 'PostgreSQL schema', 'public')
     .option('--sqlite-writer-thread', 'commit SQLite batches on a writer thread (helps with many concurrent clients; measured slower at 8)')
-    .option('--no-crypto-threads', 'verify CSRs and sign on the event loop even on several cores (default: on libuv\'s thread pool when there is more than one core)');
+    .option('--crypto-threads', 'verify CSRs and sign on libuv\'s thread pool (for many cores; slower on 2, where the hand-offs cost more than they free)');
 
   serveOptions(program.command('serve').description('run the online CA server (API, enrollment, renewal, OCSP, CRLs)'))
     .action(async (o) => serve(o, resolveHome(g().home), await passphrase(), true));
