@@ -11,6 +11,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { initCa } from '../../src/ca/init-ca.ts';
 import { CertificateAuthority } from '../../src/ca/authority.ts';
+import { homeLayout } from '../../src/ca/home.ts';
+import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 
 const [dir, countText, concText] = process.argv.slice(2);
 const count = Number(countText);
@@ -19,7 +21,10 @@ const csrs = Array.from({ length: count }, (_, i) => fs.readFileSync(path.join(d
 const home = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-bench-issue-'));
 const passphrase = 'bench-passphrase-not-secret';
 await initCa({ home: path.join(home, 'home'), trustDomain: 'bench.internal', name: 'Bench', passphrase });
-const ca = await CertificateAuthority.open({ home: path.join(home, 'home'), passphrase, writerThread: process.env.WRITER === '1' });
+// FSYNC=commit: SQLite's synchronous=FULL inside COMMIT instead of the store's default (an fdatasync
+// of the WAL on libuv's pool after the commit), for comparison; WRITER=1: the writer thread.
+const store = openSqliteStore({ path: homeLayout(path.join(home, 'home')).database, writerThread: process.env.WRITER === '1', fsync: process.env.FSYNC === 'commit' ? 'commit' : 'thread-pool' });
+const ca = await CertificateAuthority.open({ home: path.join(home, 'home'), passphrase, store });
 
 const t0 = process.hrtime.bigint();
 const c0 = process.cpuUsage();

@@ -1,6 +1,14 @@
 /**
- * The embedded store: SQLite through node:sqlite, WAL with synchronous=FULL (a returned
- * certificate is on disk). Implements the authority's CaStore.
+ * The embedded store: SQLite through node:sqlite in WAL mode; nothing a write call returns is
+ * acknowledged before the WAL holding it is on disk. Implements the authority's CaStore.
+ *
+ * Where the fsync runs: by default SQLite commits with synchronous=NORMAL (no fsync inside
+ * COMMIT) and the store then fdatasyncs the WAL file on libuv's thread pool before the write call
+ * resolves; commits that land while one sync runs share the next. That is the guarantee of
+ * synchronous=FULL (which fsyncs the WAL after each commit) for every acknowledged transaction,
+ * without the event loop blocked in fsync: in `mutual serve` the blocking sync took 20% of the
+ * event loop at 8 concurrent clients. (NORMAL alone would lose the last commits on power loss;
+ * checkpoints are synced by SQLite either way.) `fsync: 'commit'` keeps SQLite's FULL.
  *
  * CRL entries are kept pre-encoded: each revocation stores its DER entry; once an issuer has
  * {@link CRL_PACK_THRESHOLD} loose entries they are packed into one chunk blob (with a parallel
@@ -8,6 +16,8 @@
  */
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import { chmodSync, existsSync } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
 import { dropExpired, REVOCATION_REASONS } from '../core/crl.ts';
@@ -37,11 +47,17 @@ export interface SqliteStoreOptions {
    * fsync of one batch then overlaps the signing of the next instead of blocking the event loop.
    */
   writerThread?: boolean;
+  /**
+   * Where transactions are made durable (see the module comment): 'thread-pool' (default), an
+   * fdatasync of the WAL on libuv's pool after the commit; 'commit', SQLite's synchronous=FULL,
+   * inside COMMIT on the calling thread.
+   */
+  fsync?: 'thread-pool' | 'commit';
 }
 
 /** Opens (and migrates) the SQLite store. */
 export function openSqliteStore(o: SqliteStoreOptions): SqliteStore {
-  return new SqliteStore(o.path, o.crlPackThreshold, o.writerThread);
+  return new SqliteStore(o.path, o.crlPackThreshold, o.writerThread, o.fsync);
 }
 
 /** The SQLite CaStore. Several processes may share the file (WAL); each write transaction re-reads the audit head. */
@@ -59,15 +75,25 @@ export class SqliteStore implements CaStore {
   #pending = new Map<number, { resolve: () => void; reject: (e: unknown) => void }>();
   #nextId = 1;
 
-  constructor(path: string, crlPackThreshold = CRL_PACK_THRESHOLD, writerThread = false) {
+  /** Commits are made durable by {@link #durable}, not inside COMMIT. */
+  readonly #deferSync: boolean;
+  #wal: FileHandle | undefined;
+  /** Something was committed since the last sync started. */
+  #dirty = false;
+  #syncing: Promise<void> | undefined;
+  #syncAgain: Promise<void> | undefined;
+
+  constructor(path: string, crlPackThreshold = CRL_PACK_THRESHOLD, writerThread = false, fsync: 'thread-pool' | 'commit' = 'thread-pool') {
     this.#path = path;
     this.#useWriter = writerThread && path !== ':memory:';
+    // With a writer thread, that thread commits with FULL; this connection's writes stay deferred.
+    this.#deferSync = fsync === 'thread-pool' && path !== ':memory:';
     if (!Number.isInteger(crlPackThreshold) || crlPackThreshold < 1) throw new TypeError('crlPackThreshold must be a positive integer');
     this.#packThreshold = crlPackThreshold;
     const fresh = !existsSync(path);
     this.db = new DatabaseSync(path);
     if (fresh && path !== ':memory:') chmodSync(path, 0o600);
-    this.db.exec('PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;');
+    this.db.exec(`PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=${this.#deferSync ? 'NORMAL' : 'FULL'}; PRAGMA foreign_keys=ON;`);
     migrate(this.db);
     this.#insertCert = this.db.prepare(
       `INSERT INTO certificates (serial, issuer_kid, role, subject, identity, names, not_before, not_after, der, renewed_from, issued_at, issued_by)
@@ -94,11 +120,64 @@ export class SqliteStore implements CaStore {
     try {
       const out = fn();
       this.db.exec('COMMIT');
+      this.#dirty = true;
       return out;
     } catch (e) {
       this.db.exec('ROLLBACK');
       this.#readHead();
       throw e instanceof MutualError ? e : new MutualError('STORE_FAILED', { detail: (e as Error).message }, { cause: e });
+    }
+  }
+
+  /**
+   * Resolves once everything this connection has committed so far is on disk: an fdatasync of the
+   * WAL that started after the last commit has finished. One sync runs at a time; callers that
+   * arrive while it runs share the next one.
+   */
+  #durable(): Promise<void> {
+    if (!this.#deferSync) return Promise.resolve();
+    // Nothing committed since the running (or last) sync started: that sync covers it all.
+    if (!this.#dirty) return this.#syncing ?? Promise.resolve();
+    if (!this.#syncing) {
+      this.#dirty = false;
+      const run = this.#syncWal().finally(() => {
+        if (this.#syncing === run) this.#syncing = undefined;
+      });
+      this.#syncing = run;
+      return run;
+    }
+    // The running sync may have started before this caller's commit: wait for the next one.
+    this.#syncAgain ??= this.#syncing.then(
+      () => {
+        this.#syncAgain = undefined;
+        return this.#durable();
+      },
+      () => {
+        this.#syncAgain = undefined;
+        return this.#durable();
+      },
+    );
+    return this.#syncAgain;
+  }
+
+  async #syncWal(): Promise<void> {
+    try {
+      if (!this.#wal) {
+        // SQLite keeps the -wal file while a connection (this one) is open; its name must be
+        // durable too, so the folder is synced once.
+        this.#wal = await open(`${this.#path}-wal`, 'r');
+        const dir = await open(dirname(this.#path), 'r');
+        try {
+          await dir.sync();
+        } finally {
+          await dir.close();
+        }
+      }
+      await this.#wal.datasync();
+    } catch (e) {
+      await this.#wal?.close().catch(() => undefined);
+      this.#wal = undefined;
+      throw new MutualError('STORE_FAILED', { detail: `could not sync ${this.#path}-wal: ${(e as Error).message}` }, { cause: e });
     }
   }
 
@@ -115,6 +194,7 @@ export class SqliteStore implements CaStore {
   async recordIssued(records: CertificateRecord[]): Promise<void> {
     if (!this.#useWriter) {
       this.recordIssuedSync(records);
+      await this.#durable();
       return;
     }
     if (!this.#writer) {
@@ -140,7 +220,10 @@ export class SqliteStore implements CaStore {
     });
   }
 
-  /** Synchronous form of recordIssued, for the issuance hot path. */
+  /**
+   * Commits issued certificates on the calling thread. With `fsync: 'thread-pool'` they are not
+   * yet durable when it returns: use {@link recordIssued}, which waits for that.
+   */
   recordIssuedSync(records: CertificateRecord[]): void {
     try {
       this.#tx(() => {
@@ -157,7 +240,7 @@ export class SqliteStore implements CaStore {
   }
 
   async recordRevocation(r: RevocationInput, actor: string): Promise<StoredCertificate> {
-    return this.#tx(() => {
+    const stored = this.#tx(() => {
       const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ? AND issuer_kid = ?').get(serialBytes(r.serial), r.issuerKeyId) as Row | undefined;
       if (!row) throw new MutualError('CERT_NOT_FOUND', { serial: r.serial, detail: r.serial });
       if (row.status === 'revoked') throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
@@ -168,6 +251,8 @@ export class SqliteStore implements CaStore {
       this.#packIfNeeded(r.issuerKeyId);
       return toStored({ ...row, status: 'revoked', revoked_at: sec(r.revokedAt), reason: REVOCATION_REASONS[r.reason] });
     });
+    await this.#durable();
+    return stored;
   }
 
   /** Packs loose CRL entries into one chunk once there are enough of them (inside the caller's transaction). */
@@ -235,25 +320,31 @@ export class SqliteStore implements CaStore {
   }
 
   async nextCrlNumber(issuerKeyId: string): Promise<bigint> {
-    return this.#tx(() => {
+    const n = this.#tx(() => {
       this.db.prepare('INSERT INTO crl_numbers (issuer_kid, number) VALUES (?, 1) ON CONFLICT(issuer_kid) DO UPDATE SET number = number + 1').run(issuerKeyId);
       const { number } = this.db.prepare('SELECT number FROM crl_numbers WHERE issuer_kid = ?').get(issuerKeyId) as { number: number };
       return BigInt(number);
     });
+    await this.#durable();
+    return n;
   }
 
   async audit(entry: AuditInput): Promise<void> {
     this.#tx(() => this.#appendAudit(entry));
+    await this.#durable();
   }
 
   async consumeToken(jti: string, expiresAt: Date, actor: string): Promise<boolean> {
-    return this.#tx(() => {
+    const fresh = this.#tx(() => {
       this.db.prepare('DELETE FROM used_tokens WHERE expires_at < ?').run(sec(new Date()) - 86_400);
       const r = this.db.prepare('INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING').run(jti, sec(expiresAt));
       if (r.changes === 0) return false;
       this.#appendAudit({ actor, action: 'token-used', target: jti, details: {} });
       return true;
     });
+    // A token is spent once its use is on disk: a crash cannot let it be replayed.
+    if (fresh) await this.#durable();
+    return fresh;
   }
 
   async revocationsSince(cursor: number, limit = 10_000): Promise<{ cursor: number; items: RevocationEvent[] }> {
@@ -277,6 +368,9 @@ export class SqliteStore implements CaStore {
   }
 
   async close(): Promise<void> {
+    await this.#durable().catch(() => undefined);
+    await this.#wal?.close().catch(() => undefined);
+    this.#wal = undefined;
     if (this.#writer) {
       await this.#writer.terminate();
       this.#writer = undefined;

@@ -7,7 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { SqliteStore } from './sqlite-store.ts';
 import type { CertificateRecord } from '../ca/store.ts';
 
-const store = new SqliteStore(workerData.path as string);
+// This thread may block in fsync: SQLite's own synchronous=FULL inside COMMIT.
+const store = new SqliteStore(workerData.path as string, undefined, false, 'commit');
 parentPort!.on('message', (m: { id: number; records: CertificateRecord[] }) => {
   try {
     store.recordIssuedSync(m.records.map((r) => ({ ...r, der: Buffer.from(r.der) })));
