@@ -29,8 +29,13 @@ import { readConfig, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
 import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
 
-/** Most certificates committed in one transaction by group commit. */
-export const MAX_COMMIT_BATCH = 256;
+/**
+ * Most certificates committed in one transaction by group commit. Small enough that a burst is
+ * split: while one batch's fsync runs, the callers of the batch before it are already issuing
+ * their next certificates (with one batch holding every request in flight, each fsync stalled the
+ * event loop).
+ */
+export const MAX_COMMIT_BATCH = 32;
 /** Backdating of notBefore, for clock skew between hosts. */
 export const BACKDATE_MS = 60_000;
 /** Lifetime of the CRLs the intermediates sign (regenerated on every revocation and long before this). */
@@ -136,7 +141,8 @@ export class CertificateAuthority {
   readonly now: () => Date;
   readonly #offloadCrypto: boolean;
   #queue: { rec: CertificateRecord; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  #flushing = false;
+  /** Batches handed to the store and not yet durable. */
+  #committing = 0;
   #scheduled = false;
 
   /** Intermediates retired by a key rotation (revocation and CRLs only). */
@@ -258,7 +264,7 @@ export class CertificateAuthority {
     const serial = fields.serial.toString('hex');
     await this.#persist({
       issuerKeyId: ca.keyId, serial, role: req.role, subject: commonName ? `CN=${commonName}` : `O=${this.config.name}`, identity, names: checked,
-      notBefore, notAfter, fingerprint: crypto.createHash('sha256').update(der).digest('hex'), der, renewedFrom: req.renewedFrom, issuedAt: floorSeconds(now), issuedBy: req.actor ?? 'cli',
+      notBefore, notAfter, fingerprint: crypto.hash('sha256', der, 'hex'), der, renewedFrom: req.renewedFrom, issuedAt: floorSeconds(now), issuedBy: req.actor ?? 'cli',
     });
     if (issuedChannel.hasSubscribers) issuedChannel.publish({ serial, role: req.role, identity, names: checked, notAfter });
     const certificatePem = toPem(der, 'CERTIFICATE');
@@ -268,28 +274,32 @@ export class CertificateAuthority {
   #persist(rec: CertificateRecord): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#queue.push({ rec, resolve, reject });
-      if (!this.#scheduled && !this.#flushing) {
+      if (!this.#scheduled) {
         this.#scheduled = true;
-        setImmediate(() => void this.#flush());
+        setImmediate(() => this.#flush());
       }
     });
   }
 
-  async #flush(): Promise<void> {
+  /**
+   * Group commit, pipelined: each batch is handed to the store without waiting for the one
+   * before it to be durable. SQLite commits inside the call and then waits for the WAL's fsync on
+   * the thread pool, so the next batch commits (and the event loop signs) while the disk flushes;
+   * each batch's callers are answered when their own batch is durable.
+   */
+  #flush(): void {
     this.#scheduled = false;
-    this.#flushing = true;
-    try {
-      while (this.#queue.length > 0) {
-        const batch = this.#queue.splice(0, MAX_COMMIT_BATCH);
-        try {
-          await this.store.recordIssued(batch.map((b) => b.rec));
+    while (this.#queue.length > 0) {
+      const batch = this.#queue.splice(0, MAX_COMMIT_BATCH);
+      this.#committing++;
+      this.store.recordIssued(batch.map((b) => b.rec)).then(
+        () => {
           for (const b of batch) b.resolve();
-        } catch (e) {
+        },
+        (e: unknown) => {
           for (const b of batch) b.reject(e);
-        }
-      }
-    } finally {
-      this.#flushing = false;
+        },
+      ).finally(() => this.#committing--);
     }
   }
 
@@ -310,7 +320,7 @@ export class CertificateAuthority {
     const der = await template.sign(fields);
     await this.#persist({
       issuerKeyId: ca.keyId, serial: fields.serial.toString('hex'), role: 'ocsp', subject: `CN=${this.config.name} ${which} OCSP responder`, names: { dns: [], ip: [], uri: [] },
-      notBefore, notAfter, fingerprint: crypto.createHash('sha256').update(der).digest('hex'), der, issuedAt: floorSeconds(now), issuedBy: 'ocsp-responder',
+      notBefore, notAfter, fingerprint: crypto.hash('sha256', der, 'hex'), der, issuedAt: floorSeconds(now), issuedBy: 'ocsp-responder',
     });
     return { certificate: der, privateKey: kp.privateKey, notAfter };
   }
@@ -404,7 +414,7 @@ export class CertificateAuthority {
 
   /** Closes the store (after pending commits). */
   async close(): Promise<void> {
-    while (this.#queue.length || this.#flushing) await new Promise((r) => setImmediate(r));
+    while (this.#queue.length || this.#committing) await new Promise((r) => setImmediate(r));
     await this.store.close();
   }
 }

@@ -22,5 +22,5 @@ export interface AuditHashInput {
 /** SHA-256 over the canonical form of an entry and the previous hash, hex. */
 export function auditHash(e: AuditHashInput): string {
   const text = JSON.stringify([e.seq, e.at.toISOString(), e.actor, e.action, e.target, e.details, e.prevHash]);
-  return crypto.createHash('sha256').update(text).digest('hex');
+  return crypto.hash('sha256', text, 'hex');
 }

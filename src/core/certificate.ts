@@ -109,7 +109,7 @@ function parseUnchecked(buf: Buffer): CertificateInfo {
     eku: [],
     names: { dns: [], ip: [], uri: [] },
     signatureOid: oidToString(contentBytes(buf, readElement(buf, sigAlg.contentStart, sigAlg.end))),
-    fingerprint: crypto.createHash('sha256').update(buf).digest('hex'),
+    fingerprint: crypto.hash('sha256', buf, 'hex'),
   };
   const extsWrapper = f.slice(i + 6).find((e) => e.tag === 0xa3);
   if (extsWrapper) {

@@ -167,4 +167,4 @@ export function identityFromXfcc(req: AnyRequest, o: XfccTrustOptions): Forwarde
 }
 
 /** SHA-256 hex of a DER certificate (the XFCC Hash). */
-export const certificateHash = (der: Buffer): string => crypto.createHash('sha256').update(der).digest('hex');
+export const certificateHash = (der: Buffer): string => crypto.hash('sha256', der, 'hex');

@@ -29,7 +29,7 @@ export function toStored(r: Row): StoredCertificate {
     names: JSON.parse(r.names as string),
     notBefore: date(r.not_before as number)!,
     notAfter: date(r.not_after as number)!,
-    fingerprint: crypto.createHash('sha256').update(der).digest('hex'),
+    fingerprint: crypto.hash('sha256', der, 'hex'),
     der,
     renewedFrom: (r.renewed_from as string | null) ?? undefined,
     issuedAt: date(r.issued_at as number)!,
