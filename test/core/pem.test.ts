@@ -28,11 +28,11 @@ function outcome(f: () => PemBlock[]): string {
 }
 
 const cert = toPem(crypto.randomBytes(300), 'CERTIFICATE');
-const key = toPem(crypto.randomBytes(121), 'PRIVATE KEY');
+const crl = toPem(crypto.randomBytes(121), 'X509 CRL');
 
 const cases: [string, string][] = [
   ['one block', cert],
-  ['two blocks with text around', `subject=CN=x\n${cert}issuer=CN=y\n${key}trailing`],
+  ['two blocks with text around', `subject=CN=x\n${cert}issuer=CN=y\n${crl}trailing`],
   ['CRLF lines', cert.replace(/\n/g, '\r\n')],
   ['tabs and spaces in the body', cert.replace(/\n(?=[A-Za-z0-9])/g, '\n \t')],
   ['one long line', `-----BEGIN CERTIFICATE-----\n${crypto.randomBytes(200).toString('base64')}\n-----END CERTIFICATE-----\n`],
@@ -40,7 +40,7 @@ const cases: [string, string][] = [
   ['mismatched END label', cert.replace('END CERTIFICATE', 'END X509 CRL')],
   ['lower-case label', cert.replace(/CERTIFICATE/g, 'certificate')],
   ['no newline after BEGIN', cert.replace('-----\n', '-----')],
-  ['header lines (legacy encrypted PEM) are not a body', '-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END RSA PRIVATE KEY-----\n'],
+  ['header lines (RFC 1421 style) are not a body', '-----BEGIN CERTIFICATE-----\nProc-Type: 4,ENCRYPTED\n\nAAAA\n-----END CERTIFICATE-----\n'],
   ['padding inside the body', '-----BEGIN X-----\nAA==AAAA\n-----END X-----\n'],
   ['three padding characters', '-----BEGIN X-----\nA===\n-----END X-----\n'],
   ['length not a multiple of 4', '-----BEGIN X-----\nAAAAA\n-----END X-----\n'],
@@ -60,7 +60,7 @@ for (const [name, text] of cases) {
 
 test('pem/random damage: the scanner agrees with the reference on 3,000 mutated texts', () => {
   const alphabet = '-=\r\n\t AZaz09+/BEGINEND\u00ff';
-  const base = `${cert}middle\n${key}`;
+  const base = `${cert}middle\n${crl}`;
   for (let i = 0; i < 3000; i++) {
     const chars = [...base];
     for (let k = 0, n = 1 + (i % 4); k < n; k++) {
