@@ -121,6 +121,12 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   async function rebuildCrl(name: string): Promise<void> {
     const inter = crlIssuers.get(name);
     if (!inter) return;
+    if (now() >= inter.info.notAfter && inter !== ca.server && inter !== ca.client) {
+      // A retired intermediate that has expired: nothing it issued is valid any more.
+      crlIssuers.delete(name);
+      crls.delete(name);
+      return;
+    }
     const der = await ca.writeCrlOf(inter, now());
     const t = now();
     crls.set(name, { der, pem: toPem(der, 'X509 CRL'), thisUpdate: t, nextUpdate: new Date(t.getTime() + 7 * 86_400_000) });
