@@ -11,6 +11,7 @@ import { open } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, test } from 'node:test';
+import { isMutualError } from '../../src/core/errors.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { record, revocation } from './fixtures.ts';
 
@@ -97,6 +98,33 @@ test("durability/fsync: 'commit' is SQLite's synchronous=FULL, with no sync of i
     const { syncs } = await watchSyncs(() => store.recordIssued([record()]));
     assert.equal(syncs.length, 0);
   } finally {
+    await store.close();
+  }
+});
+
+test('durability/a failed fdatasync is a coded STORE_FAILED, and the next write syncs again', async () => {
+  const store = openSqliteStore({ path: path.join(dir, 'failing.db') });
+  const probe = await open(path.join(dir, 'probe2'), 'w');
+  const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> };
+  await probe.close();
+  const original = proto.datasync;
+  try {
+    await store.recordIssued([record()]);
+    proto.datasync = async () => {
+      throw Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' });
+    };
+    await assert.rejects(store.recordIssued([record()]), (e: unknown) => {
+      assert.ok(isMutualError(e) && e.code === 'STORE_FAILED', String(e));
+      assert.match((e as Error).message + JSON.stringify((e as { fields?: unknown }).fields), /fdatasync|-wal/);
+      return true;
+    });
+    proto.datasync = original;
+    // The next write reopens the WAL and syncs: both the certificate the failed call committed and
+    // the new one are in the inventory (the failed call's certificate was never handed out).
+    await store.recordIssued([record()]);
+    assert.equal((await store.listCertificates({ limit: 10 })).length, 3);
+  } finally {
+    proto.datasync = original;
     await store.close();
   }
 });
