@@ -4,10 +4,9 @@
  * Every send is bounded by a timeout; a failed channel is reported and retried on the next run.
  */
 import fs from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
 import nodemailer from 'nodemailer';
 import { MutualError } from '../core/errors.ts';
+import { createFetchBytes } from '../sdk/fetch-bytes.ts';
 import { applyPlan, planChannel, type AlertState, type ChannelPlan, type SentEntry } from './alert-state.ts';
 import type { Finding, Severity } from './finding.ts';
 import { parseMonitorDuration, type EmailConfig, type MonitorConfig, type WebhookConfig } from './monitor-config.ts';
@@ -127,40 +126,13 @@ export function emailChannel(cfg: EmailConfig, env: NodeJS.ProcessEnv = process.
   };
 }
 
-/** POSTs JSON; resolves on a 2xx answer. */
-export function postJson(url: string, body: unknown, o: { timeoutMs: number; headers?: Record<string, string>; ca?: Buffer }): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const data = Buffer.from(JSON.stringify(body));
-    const request = u.protocol === 'https:' ? https.request : http.request;
-    let done = false;
-    const fail = (e: Error) => {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      req.destroy();
-      reject(e);
-    };
-    const req = request(u, { method: 'POST', agent: false, ca: o.ca, headers: { 'content-type': 'application/json', 'content-length': data.length, 'user-agent': 'mutual-monitor', ...o.headers } }, (res) => {
-      let n = 0;
-      res.on('data', (d: Buffer) => {
-        n += d.length;
-        if (n > MAX_WEBHOOK_RESPONSE_BYTES) res.destroy();
-      });
-      res.on('end', () => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        const s = res.statusCode ?? 0;
-        if (s >= 200 && s < 300) resolve();
-        else reject(new Error(`HTTP ${s} from ${u.host}`));
-      });
-      res.on('error', fail);
-    });
-    req.on('error', fail);
-    const timer = setTimeout(() => fail(new Error(`no answer from ${u.host} within ${o.timeoutMs} ms`)), o.timeoutMs);
-    req.end(data);
+/** POSTs JSON; resolves on a 2xx answer (the SDK's bounded fetcher: one deadline, a size limit). */
+export async function postJson(url: string, body: unknown, o: { timeoutMs: number; headers?: Record<string, string>; ca?: Buffer }): Promise<void> {
+  const fetchBytes = createFetchBytes({ ca: o.ca, timeoutMs: o.timeoutMs, userAgent: 'mutual-monitor' });
+  const r = await fetchBytes(url, {
+    method: 'POST', body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', headers: o.headers, maxBytes: MAX_WEBHOOK_RESPONSE_BYTES,
   });
+  if (r.status < 200 || r.status >= 300) throw new Error(`HTTP ${r.status} from ${new URL(url).host}`);
 }
 
 /** A webhook channel. */

@@ -1,6 +1,6 @@
 /**
- * A bounded HTTP(S) fetch for revocation data (CRLs, OCSP): one request, a size limit, a timeout,
- * the caller's trust anchors. Injectable in the verifier so tests and the gateway can swap it.
+ * A bounded HTTP(S) fetch for revocation data (CRLs, OCSP) and the monitor's webhooks: one
+ * request, a size limit, a timeout, the caller's trust anchors. Injectable in the verifier so tests and the gateway can swap it.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -13,6 +13,8 @@ export interface FetchBytesRequest {
   method?: 'GET' | 'POST';
   body?: Buffer;
   contentType?: string;
+  /** More request headers (a webhook's authorization, say). */
+  headers?: Record<string, string>;
   /** Largest answer accepted (bytes). */
   maxBytes: number;
 }
@@ -48,6 +50,7 @@ export function createFetchBytes(o: { ca?: string | string[] | Buffer; timeoutMs
       headers: {
         ...(r.body ? { 'content-type': r.contentType ?? 'application/octet-stream', 'content-length': String(r.body.length) } : {}),
         ...(o.userAgent ? { 'user-agent': o.userAgent } : {}),
+        ...r.headers,
       },
       agent: false,
       ...(u.protocol === 'https:' ? { ca: o.ca, minVersion: 'TLSv1.2' as const } : {}),
