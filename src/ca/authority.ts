@@ -307,8 +307,7 @@ export class CertificateAuthority {
    * Issues a delegated OCSP responder certificate (EKU OCSPSigning, ocsp-nocheck, RFC 6960
    * 4.2.2.2) for one intermediate, with a new key; recorded in the inventory like every other.
    */
-  async issueOcspResponder(issuer: LeafRole | IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; privateKey: KeyObject; notAfter: Date }> {
-    const ca = typeof issuer === 'string' ? this.issuerFor(issuer) : issuer;
+  async issueOcspResponder(ca: IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; privateKey: KeyObject; notAfter: Date }> {
     const which = ca.role === 'server-ca' ? 'server' : 'client';
     const kp = generateKeyPair('p256');
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
