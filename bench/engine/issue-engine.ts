@@ -22,8 +22,12 @@ const home = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-bench-issue-'));
 const passphrase = 'bench-passphrase-not-secret';
 await initCa({ home: path.join(home, 'home'), trustDomain: 'bench.internal', name: 'Bench', passphrase });
 // FSYNC=commit: SQLite's synchronous=FULL inside COMMIT instead of the store's default (an fdatasync
-// of the WAL on libuv's pool after the commit), for comparison; WRITER=1: the writer thread.
-const store = openSqliteStore({ path: homeLayout(path.join(home, 'home')).database, writerThread: process.env.WRITER === '1', fsync: process.env.FSYNC === 'commit' ? 'commit' : 'thread-pool' });
+// of the WAL on libuv's pool after the commit), for comparison; WRITER=1: the writer thread;
+// CHECKPOINTS=inline: SQLite's checkpoints inside COMMIT instead of on the checkpointer thread.
+const store = openSqliteStore({
+  path: homeLayout(path.join(home, 'home')).database, writerThread: process.env.WRITER === '1', fsync: process.env.FSYNC === 'commit' ? 'commit' : 'thread-pool',
+  checkpoints: process.env.CHECKPOINTS === 'inline' ? 'inline' : 'thread',
+});
 const ca = await CertificateAuthority.open({ home: path.join(home, 'home'), passphrase, store });
 
 const t0 = process.hrtime.bigint();
@@ -39,6 +43,7 @@ await Promise.all(Array.from({ length: concurrency }, worker));
 const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
 const cpu = process.cpuUsage(c0);
 const stored = (await ca.list({ limit: count + 10 })).length;
+if (process.env.CHECKPOINTS_STATS) process.stderr.write(JSON.stringify(store.checkpointStats()) + '\n');
 await ca.close();
 fs.rmSync(home, { recursive: true, force: true });
 if (stored < count) throw new Error(`only ${stored} of ${count} certificates are in the inventory`);

@@ -10,6 +10,11 @@
  * event loop at 8 concurrent clients. (NORMAL alone would lose the last commits on power loss;
  * checkpoints are synced by SQLite either way.) `fsync: 'commit'` keeps SQLite's FULL.
  *
+ * Checkpoints (copying the WAL back into the database file) then run on a checkpointer thread with
+ * its own connection (sqlite-checkpoint-worker.ts), started once about 4 MB have been written:
+ * inside COMMIT they blocked the event loop in two fsyncs every ~500 certificates (5% of the
+ * issuance engine's time). If that thread fails, SQLite's own checkpoints in COMMIT take over.
+ *
  * CRL entries are kept pre-encoded: each revocation stores its DER entry; once an issuer has
  * {@link CRL_PACK_THRESHOLD} loose entries they are packed into one chunk blob (with a parallel
  * array of expiry times), so building a CRL reads a few blobs, not one row per revoked certificate.
@@ -32,6 +37,26 @@ import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows
 /** Loose CRL entries per issuer before they are packed into a chunk. */
 export const CRL_PACK_THRESHOLD = 4096;
 
+/**
+ * WAL bytes written, as estimated by {@link estimateWalBytes}, before the checkpointer is asked to
+ * run: about SQLite's default of 1,000 pages.
+ */
+export const CHECKPOINT_AFTER_BYTES = 4 * 1024 * 1024;
+
+/**
+ * WAL frames the checkpointer may leave behind before this connection checkpoints itself (it can
+ * then finish, since it is the writer, and the WAL restarts): 64 MB of 4 KB pages.
+ */
+const MAX_WAL_FRAMES = 16_384;
+
+/**
+ * What a transaction adds to the WAL, roughly: each certificate rewrites its table and audit pages
+ * and a random page of the serial index (measured ~10 KB per certificate in batches of 32).
+ */
+function estimateWalBytes(records: number): number {
+  return 8192 + records * 8192;
+}
+
 
 
 
@@ -53,11 +78,34 @@ export interface SqliteStoreOptions {
    * inside COMMIT on the calling thread.
    */
   fsync?: 'thread-pool' | 'commit';
+  /**
+   * With `fsync: 'thread-pool'`: 'thread' (default) runs checkpoints on the checkpointer thread,
+   * 'inline' leaves them to SQLite inside COMMIT.
+   */
+  checkpoints?: 'thread' | 'inline';
+  /** Estimated WAL bytes between checkpoints; default {@link CHECKPOINT_AFTER_BYTES}. */
+  checkpointAfterBytes?: number;
+  /** The checkpointer's module; tests substitute one that fails. Default sqlite-checkpoint-worker.ts. */
+  checkpointWorker?: URL;
+}
+
+/** Where checkpoints run now, and how many the checkpointer thread has done. */
+export interface CheckpointStats {
+  mode: 'thread' | 'inline';
+  /** Completed checkpointer requests. */
+  done: number;
+  /** WAL frames and frames copied, as the last request left them. */
+  frames: number;
+  checkpointed: number;
+  /** Commits are waiting for the checkpointer's last pass now. */
+  holding: boolean;
+  /** Why the checkpointer thread stopped, if it did (checkpoints are then inline). */
+  error?: string;
 }
 
 /** Opens (and migrates) the SQLite store. */
 export function openSqliteStore(o: SqliteStoreOptions): SqliteStore {
-  return new SqliteStore(o.path, o.crlPackThreshold, o.writerThread, o.fsync);
+  return new SqliteStore(o.path, o.crlPackThreshold, o.writerThread, o.fsync, o.checkpoints, o.checkpointAfterBytes, o.checkpointWorker);
 }
 
 /** The SQLite CaStore. Several processes may share the file (WAL); each write transaction re-reads the audit head. */
@@ -83,7 +131,23 @@ export class SqliteStore implements CaStore {
   #syncing: Promise<void> | undefined;
   #syncAgain: Promise<void> | undefined;
 
-  constructor(path: string, crlPackThreshold = CRL_PACK_THRESHOLD, writerThread = false, fsync: 'thread-pool' | 'commit' = 'thread-pool') {
+  readonly #checkpoint: Omit<CheckpointStats, 'holding'>;
+  readonly #checkpointAfter: number;
+  /** Estimated WAL bytes since the checkpointer was last asked to run. */
+  #walBytes = 0;
+  #checkpointer: Worker | undefined;
+  #checkpointRunning = false;
+  #checkpointAsked = 0;
+  readonly #checkpointWorker: URL;
+  /** Commits wait on this while the checkpointer's last pass runs (see sqlite-checkpoint-worker.ts). */
+  #hold: { until: Promise<void>; release: () => void } | undefined;
+
+  constructor(
+    path: string, crlPackThreshold = CRL_PACK_THRESHOLD, writerThread = false, fsync: 'thread-pool' | 'commit' = 'thread-pool',
+    checkpoints: 'thread' | 'inline' = 'thread', checkpointAfterBytes = CHECKPOINT_AFTER_BYTES,
+    checkpointWorker = new URL('./sqlite-checkpoint-worker.ts', import.meta.url),
+  ) {
+    this.#checkpointWorker = checkpointWorker;
     this.#path = path;
     this.#useWriter = writerThread && path !== ':memory:';
     // With a writer thread, that thread commits with FULL; this connection's writes stay deferred.
@@ -94,6 +158,10 @@ export class SqliteStore implements CaStore {
     this.db = new DatabaseSync(path);
     if (fresh && path !== ':memory:') chmodSync(path, 0o600);
     this.db.exec(`PRAGMA busy_timeout=5000; PRAGMA journal_mode=WAL; PRAGMA synchronous=${this.#deferSync ? 'NORMAL' : 'FULL'}; PRAGMA foreign_keys=ON;`);
+    if (!(checkpointAfterBytes > 0)) throw new TypeError('checkpointAfterBytes must be positive');
+    this.#checkpointAfter = checkpointAfterBytes;
+    this.#checkpoint = { mode: this.#deferSync && checkpoints === 'thread' ? 'thread' : 'inline', done: 0, frames: 0, checkpointed: 0 };
+    if (this.#checkpoint.mode === 'thread') this.db.exec('PRAGMA wal_autocheckpoint=0');
     migrate(this.db);
     this.#insertCert = this.db.prepare(
       `INSERT INTO certificates (serial, issuer_kid, role, subject, identity, names, not_before, not_after, der, renewed_from, issued_at, issued_by)
@@ -112,7 +180,7 @@ export class SqliteStore implements CaStore {
     this.#lastHash = last ? (last.hash as string) : AUDIT_GENESIS;
   }
 
-  #tx<T>(fn: () => T): T {
+  #tx<T>(fn: () => T, records = 0): T {
     this.db.exec('BEGIN IMMEDIATE');
     // Another process (the CLI beside a running server) may have appended to the audit log: the
     // chain head is read inside the write lock, once per transaction.
@@ -121,6 +189,7 @@ export class SqliteStore implements CaStore {
       const out = fn();
       this.db.exec('COMMIT');
       this.#dirty = true;
+      this.#noteWrite(estimateWalBytes(records));
       return out;
     } catch (e) {
       this.db.exec('ROLLBACK');
@@ -181,6 +250,88 @@ export class SqliteStore implements CaStore {
     }
   }
 
+  /** Checkpoint state, for metrics and tests. */
+  checkpointStats(): Readonly<CheckpointStats> {
+    return { ...this.#checkpoint, holding: this.#hold !== undefined };
+  }
+
+  /** Counts a commit's WAL bytes and asks the checkpointer to run once enough have been written. */
+  #noteWrite(bytes: number): void {
+    if (this.#checkpoint.mode !== 'thread') return;
+    this.#walBytes += bytes;
+    if (this.#walBytes < this.#checkpointAfter) return;
+    if (this.#checkpointRunning) {
+      // One request has been running for 5 s and 16 checkpoints' worth of writes: the thread is stuck.
+      if (this.#walBytes > 16 * this.#checkpointAfter && performance.now() - this.#checkpointAsked > 5000) {
+        this.#checkpointsInline('the checkpointer thread stopped answering');
+      }
+      return;
+    }
+    this.#walBytes = 0;
+    this.#checkpointRunning = true;
+    this.#checkpointAsked = performance.now();
+    (this.#checkpointer ??= this.#startCheckpointer()).postMessage('checkpoint');
+  }
+
+  #startCheckpointer(): Worker {
+    const w = new Worker(this.#checkpointWorker, { workerData: { path: this.#path } });
+    // Idle, it must not keep a CLI process alive; close() ends it.
+    w.unref();
+    w.on('message', (m: 'hold' | { frames: number; checkpointed: number } | { error: string }) => {
+      if (m === 'hold') {
+        if (this.#checkpointer !== w) return;
+        // No transaction is open between two turns of the event loop: from here on none begins
+        // until the last pass is done, so the next one finds every frame copied and restarts the
+        // WAL. A second at most, whatever the thread does.
+        let release!: () => void;
+        const until = new Promise<void>((r) => (release = r));
+        const timer = setTimeout(() => this.#release(), 1000);
+        this.#hold = { until, release: () => (clearTimeout(timer), release()) };
+        w.postMessage('held');
+        return;
+      }
+      this.#release();
+      this.#checkpointRunning = false;
+      if ('error' in m) return this.#checkpointsInline(`checkpoint failed: ${m.error}`);
+      this.#checkpoint.done++;
+      this.#checkpoint.frames = m.frames;
+      this.#checkpoint.checkpointed = m.checkpointed;
+      // It could not catch up with the writer: checkpoint here, between commits, so it completes
+      // and the WAL restarts from its beginning.
+      if (m.frames > MAX_WAL_FRAMES && this.db.isOpen) this.db.exec('PRAGMA wal_checkpoint(PASSIVE)');
+    });
+    w.on('error', (e) => this.#checkpointsInline(`checkpointer thread failed: ${e.message}`));
+    w.on('exit', () => {
+      if (this.#checkpointer === w && this.db.isOpen) this.#checkpointsInline('checkpointer thread exited');
+    });
+    return w;
+  }
+
+  /** Lets held commits go on. */
+  #release(): void {
+    const hold = this.#hold;
+    this.#hold = undefined;
+    hold?.release();
+  }
+
+  /** Waits while the checkpointer holds commits (rarely, a few milliseconds). */
+  async #unheld(): Promise<void> {
+    while (this.#hold) await this.#hold.until;
+  }
+
+  /** Hands checkpoints back to SQLite (inside COMMIT, every 1,000 pages). */
+  #checkpointsInline(why: string): void {
+    this.#release();
+    if (this.#checkpoint.mode === 'inline') return;
+    this.#checkpoint.mode = 'inline';
+    this.#checkpoint.error = why;
+    this.#checkpointRunning = false;
+    const w = this.#checkpointer;
+    this.#checkpointer = undefined;
+    void w?.terminate();
+    if (this.db.isOpen) this.db.exec('PRAGMA wal_autocheckpoint=1000');
+  }
+
   #appendAudit(e: AuditInput): void {
     const at = new Date(Math.floor((e.at ?? new Date()).getTime() / 1000) * 1000);
     const seq = this.#seq + 1;
@@ -193,6 +344,7 @@ export class SqliteStore implements CaStore {
 
   async recordIssued(records: CertificateRecord[]): Promise<void> {
     if (!this.#useWriter) {
+      if (this.#hold) await this.#unheld();
       this.recordIssuedSync(records);
       await this.#durable();
       return;
@@ -233,13 +385,14 @@ export class SqliteStore implements CaStore {
           this.#appendAudit({ actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
             details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, ...(r.renewedFrom ? { renewedFrom: r.renewedFrom } : {}) } });
         }
-      });
+      }, records.length);
     } catch (e) {
       throw new MutualError('STORE_FAILED', { detail: (e as Error).message }, { cause: e });
     }
   }
 
   async recordRevocation(r: RevocationInput, actor: string): Promise<StoredCertificate> {
+    if (this.#hold) await this.#unheld();
     const stored = this.#tx(() => {
       const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ? AND issuer_kid = ?').get(serialBytes(r.serial), r.issuerKeyId) as Row | undefined;
       if (!row) throw new MutualError('CERT_NOT_FOUND', { serial: r.serial, detail: r.serial });
@@ -320,6 +473,7 @@ export class SqliteStore implements CaStore {
   }
 
   async nextCrlNumber(issuerKeyId: string): Promise<bigint> {
+    if (this.#hold) await this.#unheld();
     const n = this.#tx(() => {
       this.db.prepare('INSERT INTO crl_numbers (issuer_kid, number) VALUES (?, 1) ON CONFLICT(issuer_kid) DO UPDATE SET number = number + 1').run(issuerKeyId);
       const { number } = this.db.prepare('SELECT number FROM crl_numbers WHERE issuer_kid = ?').get(issuerKeyId) as { number: number };
@@ -330,11 +484,13 @@ export class SqliteStore implements CaStore {
   }
 
   async audit(entry: AuditInput): Promise<void> {
+    if (this.#hold) await this.#unheld();
     this.#tx(() => this.#appendAudit(entry));
     await this.#durable();
   }
 
   async consumeToken(jti: string, expiresAt: Date, actor: string): Promise<boolean> {
+    if (this.#hold) await this.#unheld();
     const fresh = this.#tx(() => {
       this.db.prepare('DELETE FROM used_tokens WHERE expires_at < ?').run(sec(new Date()) - 86_400);
       const r = this.db.prepare('INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING').run(jti, sec(expiresAt));
@@ -371,6 +527,18 @@ export class SqliteStore implements CaStore {
     await this.#durable().catch(() => undefined);
     await this.#wal?.close().catch(() => undefined);
     this.#wal = undefined;
+    const checkpointer = this.#checkpointer;
+    if (checkpointer) {
+      this.#checkpointer = undefined;
+      this.#release();
+      // Its connection is closed before this one, so this one is the last and SQLite checkpoints
+      // and removes the WAL as it closes.
+      const exited = new Promise((r) => checkpointer.once('exit', r));
+      checkpointer.ref();
+      checkpointer.postMessage('close');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 5000).unref())]);
+      await checkpointer.terminate();
+    }
     if (this.#writer) {
       await this.#writer.terminate();
       this.#writer = undefined;
