@@ -6,7 +6,7 @@
  * mutual runs pinned to one core (`taskset -c 0`): CSR parse + proof of possession, policy, lint,
  * build, sign, durable persist (SQLite WAL, synchronous=FULL, audit entry, group commit).
  * openssl ca runs as it is fastest: one process for all CSRs (`-infiles`), index.txt written once
- * at the end without fsync. Medians of `rounds`, interleaved.
+ * at the end without fsync. Medians of `rounds`, interleaved; `sync` before each side's round.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,8 +26,13 @@ const peer = await prepareOpensslCa(path.join(work, 'openssl-ca'));
 const ours: { certsPerSec: number; cpuSeconds: number; peakRssMB: number }[] = [];
 const theirs: { certsPerSec: number; cpuSeconds: number; peakRssMB: number }[] = [];
 for (let r = 0; r < rounds; r++) {
+  // Each side starts with nothing dirty in the page cache: openssl ca leaves 20,000 unsynced
+  // certificate files behind, and on ext4 the next fsync waits for their writeback (a round after
+  // it measured 3,600/s instead of 4,800/s). Neither side is timed while flushing the other's writes.
+  execFileSync('sync');
   const out = execFileSync('taskset', ['-c', '0', process.execPath, 'bench/engine/issue-engine.ts', csrDir, String(count), '64'], { encoding: 'utf8' });
   ours.push(JSON.parse(out.trim().split('\n').pop()!));
+  execFileSync('sync');
   theirs.push(await measureOpensslIssuance(peer, csrs));
 }
 const row = (name: string, xs: typeof ours) => ({
