@@ -36,6 +36,11 @@ import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from '
  * event loop).
  */
 export const MAX_COMMIT_BATCH = 32;
+
+/** `server.<first 16 hex digits of the key id>`: see {@link CertificateAuthority.keyedName}. */
+function keyedName(which: LeafRole, keyIdHex: string): string {
+  return `${which}.${keyIdHex.slice(0, 16)}`;
+}
 /** Backdating of notBefore, for clock skew between hosts. */
 export const BACKDATE_MS = 60_000;
 /** Lifetime of the CRLs the intermediates sign (regenerated on every revocation and long before this). */
@@ -180,9 +185,12 @@ export class CertificateAuthority {
       const signer = keyObjectSigner(key, { offload: o.offloadCrypto === true });
       if (!spkiDer(signer.publicKey).equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `${keyPath} does not belong to ${certPath}` });
       const keyId = info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest();
+      // The CRL and CA certificate URLs name the issuing key (keyedName): after a key rotation the
+      // certificates the old key issued still lead to its CRL, not to the new key's.
+      const keyed = keyedName(leaf, keyId.toString('hex'));
       const template = createCertificateTemplate({ name: info.subjectName, keyId, signer }, {
         role: leaf,
-        urls: urls && { crl: `${urls.base}/crl/${leaf}.crl`, ocsp: `${urls.base}/ocsp`, caIssuers: `${urls.base}/ca/${leaf}.crt` },
+        urls: urls && { crl: `${urls.base}/crl/${keyed}.crl`, ocsp: `${urls.base}/ocsp`, caIssuers: `${urls.base}/ca/${keyed}.crt` },
       });
       const constraints = info.permitted && { trustDomain: info.permitted.uri[0] ?? config.trustDomain, permittedDns: info.permitted.dns, permittedIp: info.permitted.ip };
       return {
@@ -392,6 +400,15 @@ export class CertificateAuthority {
   crlName(ca: IntermediateCa): string {
     const which = ca.role === 'server-ca' ? 'server' : 'client';
     return this.retired.includes(ca) ? `${which}.prev-${ca.keyId.slice(0, 16)}` : which;
+  }
+
+  /**
+   * The name that stays with an intermediate's key, current or retired: `server.<first 16 hex of
+   * the key id>`. Certificates name `/crl/<it>.crl` and `/ca/<it>.crt` in their CRL Distribution
+   * Points and AIA, and the server answers under it as well as under {@link crlName}.
+   */
+  keyedName(ca: IntermediateCa): string {
+    return keyedName(ca.role === 'server-ca' ? 'server' : 'client', ca.keyId);
   }
 
   /** Builds the CRL of any of our intermediates, current or retired, and writes it to `<home>/ca/<crlName>.crl`. */

@@ -118,6 +118,9 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   // rotation (they still revoke what they issued) until they expire.
   const crls = new Map<string, { der: Buffer; pem: string; thisUpdate: Date; nextUpdate: Date }>();
   const crlIssuers = new Map([ca.server, ca.client, ...ca.retired.filter((r) => now() < r.info.notAfter)].map((inter) => [ca.crlName(inter), inter]));
+  // Each is also answered under its key's name, the one certificates carry (`server.<key id>`).
+  const byKeyedName = new Map([...crlIssuers].map(([name, inter]) => [ca.keyedName(inter), name]));
+  const crlNameOf = (n: string): string => byKeyedName.get(n) ?? n;
   async function rebuildCrl(name: string): Promise<void> {
     const inter = crlIssuers.get(name);
     if (!inter) return;
@@ -277,14 +280,15 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
         return;
       }
       if (p === '/roots.pem') return sendText(c.res, ca.rootPem, 'application/x-pem-file');
-      // The intermediates by the names of their CRLs (a retired one's is needed to check its CRL).
-      const caMatch = /^\/ca\/((?:server|client)(?:\.prev-[0-9a-f]{16})?)\.(pem|crt)$/.exec(p);
-      const inter = caMatch && crlIssuers.get(caMatch[1]);
+      // The intermediates by the names of their CRLs (a retired one's is needed to check its CRL)
+      // and of their keys.
+      const caMatch = /^\/ca\/((?:server|client)(?:\.prev-[0-9a-f]{16}|\.[0-9a-f]{16})?)\.(pem|crt)$/.exec(p);
+      const inter = caMatch && crlIssuers.get(crlNameOf(caMatch[1]));
       if (caMatch && inter) {
         return caMatch[2] === 'pem' ? sendText(c.res, inter.pem, 'application/x-pem-file') : sendBytes(c.res, inter.info.der, 'application/pkix-cert');
       }
-      const crlMatch = /^\/crl\/(root|server|client|(?:server|client)\.prev-[0-9a-f]{16})\.(crl|pem)$/.exec(p);
-      const crl = crlMatch && (crlMatch[1] === 'root' ? undefined : crls.get(crlMatch[1]));
+      const crlMatch = /^\/crl\/(root|server|client|(?:server|client)\.(?:prev-)?[0-9a-f]{16})\.(crl|pem)$/.exec(p);
+      const crl = crlMatch && (crlMatch[1] === 'root' ? undefined : crls.get(crlNameOf(crlMatch[1])));
       if (crlMatch && (crlMatch[1] === 'root' || crl)) {
         const der = crl ? crl.der : readRootCrl();
         return crlMatch[2] === 'crl' ? sendBytes(c.res, der, 'application/pkix-crl', 'max-age=60') : sendText(c.res, toPem(der, 'X509 CRL'), 'application/x-pem-file');

@@ -136,6 +136,18 @@ test('ok/the CA server answers OCSP for the retired intermediate and serves its 
     // The current intermediate is still served under the plain name.
     const current = await get('/ca/server.pem', 'current.pem');
     assert.ok(x509(current).publicKey.export({ type: 'spki', format: 'der' }).equals(spki(p('new2.pem'))));
+    // Under their keys' names, the ones certificates carry in their CRL DP and AIA, each serves its
+    // own: what the old key issued leads to the old key's CRL, not to the new one's.
+    const oldKeyed = authority.keyedName(authority.retired[0]);
+    const newKeyed = authority.keyedName(authority.server);
+    assert.match(oldKeyed, /^server\.[0-9a-f]{16}$/);
+    assert.notEqual(oldKeyed, newKeyed);
+    assert.ok(fs.readFileSync(await get(`/crl/${oldKeyed}.pem`, 'old-keyed.crl.pem')).equals(fs.readFileSync(crl)));
+    assert.ok(fs.readFileSync(await get(`/ca/${oldKeyed}.pem`, 'old-keyed.pem')).equals(fs.readFileSync(inter)));
+    assert.ok(fs.readFileSync(await get(`/crl/${newKeyed}.pem`, 'new-keyed.crl.pem')).equals(fs.readFileSync(await get('/crl/server.pem', 'current.crl.pem'))));
+    assert.ok(fs.readFileSync(await get(`/ca/${newKeyed}.pem`, 'new-keyed.pem')).equals(fs.readFileSync(current)));
+    const missing = await runAsync('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--cacert', ca('root.pem'), `${srv.url}/crl/server.0123456789abcdef.crl`]);
+    assert.equal(missing.stdout, '404', 'an unknown key id is not found');
   } finally {
     await srv.close();
     await authority.close();

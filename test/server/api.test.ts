@@ -158,12 +158,25 @@ test('ok/sign-with-curl-and-openssl-csr', async (t: TestContext) => {
     assert.equal(v.status, 0, `${c.name}: ${v.stdout}${v.stderr}`);
     // The distribution points name this server (the CA's configured URL).
     const text = (await opensslAsync(['x509', '-in', certFile, '-noout', '-text'])).stdout;
-    assert.ok(text.includes(`URI:${s.url}/crl/${c.which}.crl`), `${c.name}: CRL DP\n${text}`);
+    // They name the issuing key (`<ca>.<16 hex of its key id>`), so they stay right after a key rotation.
+    const keyed = `${c.which}\\.[0-9a-f]{16}`;
+    const crlUrl = new RegExp(`URI:(${s.url.replace(/[.]/g, '\\.')}/crl/${keyed}\\.crl)`).exec(text)?.[1];
+    assert.ok(crlUrl, `${c.name}: CRL DP\n${text}`);
     assert.ok(text.includes(`OCSP - URI:${s.url}/ocsp`), `${c.name}: AIA OCSP`);
-    assert.ok(text.includes(`CA Issuers - URI:${s.url}/ca/${c.which}.crt`), `${c.name}: AIA caIssuers`);
-    // ...and those URLs answer.
-    const dp = await curlTo(['--cacert', s.files.root, `${s.url}/ca/${c.which}.crt`], tmp('aia.crt'));
+    const caUrl = new RegExp(`CA Issuers - URI:(${s.url.replace(/[.]/g, '\\.')}/ca/${keyed}\\.crt)`).exec(text)?.[1];
+    assert.ok(caUrl, `${c.name}: AIA caIssuers\n${text}`);
+    // ...and those URLs answer: the issuer's certificate, and its CRL, with which OpenSSL checks the certificate.
+    const [aiaFile, dpFile, plainFile] = [tmp('aia.crt'), tmp('dp.crl'), tmp('plain.crl')];
+    const aia = await curlTo(['--cacert', s.files.root, caUrl], aiaFile);
+    assert.equal(aia.status, 200);
+    assert.ok(fs.readFileSync(aiaFile).equals(new crypto.X509Certificate(fs.readFileSync(c.ca)).raw), 'the issuing intermediate');
+    const dp = await curlTo(['--cacert', s.files.root, crlUrl], dpFile);
     assert.equal(dp.status, 200);
+    const plain = await curlTo(['--cacert', s.files.root, `${s.url}/crl/${c.which}.crl`], plainFile);
+    assert.equal(plain.status, 200);
+    assert.ok(fs.readFileSync(dpFile).equals(fs.readFileSync(plainFile)), 'the keyed name serves the current CRL');
+    const withCrl = await opensslAsync(['verify', '-x509_strict', '-purpose', c.purpose, '-crl_check', '-CRLfile', dpFile, '-CAfile', s.files.root, '-untrusted', c.ca, certFile]);
+    assert.equal(withCrl.status, 0, `${c.name}: ${withCrl.stdout}${withCrl.stderr}`);
   }
 });
 
