@@ -121,6 +121,20 @@ function pbes2Encrypt(plain: Buffer, password: Buffer, iterations: number, rando
 }
 
 /**
+ * An EncryptedPrivateKeyInfo (RFC 5958 3, DER) for `key`: PBES2 with PBKDF2-HMAC-SHA256 at
+ * `iterations` rounds and AES-256-CBC, the form of `openssl pkcs8 -topk8 -v2 aes-256-cbc -v2prf
+ * hmacWithSHA256 -iter N`, which OpenSSL and Node read with the passphrase.
+ */
+export function encryptPrivateKeyInfo(key: KeyObject, password: string, iterations: number, random: (n: number) => Buffer = crypto.randomBytes): Buffer {
+  if (key?.type !== 'private') throw new TypeError('encryptPrivateKeyInfo: key must be a private KeyObject');
+  if (!Number.isSafeInteger(iterations) || iterations < PKCS12_MIN_ITERATIONS) {
+    throw new TypeError(`encryptPrivateKeyInfo: iterations must be an integer >= ${PKCS12_MIN_ITERATIONS}`);
+  }
+  const enc = pbes2Encrypt(key.export({ type: 'pkcs8', format: 'der' }), Buffer.from(password, 'utf8'), iterations, random);
+  return seq(enc.algorithm, octetString(enc.ciphertext));
+}
+
+/**
  * Builds a password-protected PKCS#12 file (RFC 7292) holding `key`, its certificate and the chain.
  *
  * Layout, as OpenSSL 3 writes it (RFC 7292 4.1): an AuthenticatedSafe of (1) EncryptedData with the
@@ -173,8 +187,7 @@ export function buildPkcs12(options: BuildPkcs12Options): Buffer {
   const encryptedData = seq(integer(0), seq(oid(P12.data), certEnc.algorithm, implicit(0, certEnc.ciphertext)));
 
   // PKCS8ShroudedKeyBag (RFC 7292 4.2.2): an EncryptedPrivateKeyInfo (RFC 5958 3).
-  const keyEnc = pbes2Encrypt(key.export({ type: 'pkcs8', format: 'der' }), utf8Password, iterations, random);
-  const keyBag = seq(oid(P12.pkcs8ShroudedKeyBag), explicit(0, seq(keyEnc.algorithm, octetString(keyEnc.ciphertext))), attrs);
+  const keyBag = seq(oid(P12.pkcs8ShroudedKeyBag), explicit(0, encryptPrivateKeyInfo(key, password, iterations, random)), attrs);
 
   const authSafe = seq(contentInfo(P12.encryptedData, encryptedData), contentInfo(P12.data, octetString(seq(keyBag))));
 

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import util from 'node:util';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeEncryptedKey, readEncryptedKey, encryptedFileSigner } from '../../src/keys/index.ts';
+import { writeEncryptedKey, readEncryptedKey, encryptedFileSigner, KEY_FILE_KDF_ITERATIONS } from '../../src/keys/index.ts';
 import { generateKeyPair, type KeyType } from '../../src/core/algorithms.ts';
 import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
 
@@ -311,6 +311,11 @@ test('interop/openssl reads our key file', async (t) => {
       const text = await run('openssl', ['asn1parse', '-in', file]);
       assert.match(text.stdout, /PBES2/);
       assert.match(text.stdout, /aes-256-cbc/);
+      // PBKDF2 with HMAC-SHA256 at 600,000 rounds (0x0927C0), not the 2,048 of Node's own export.
+      assert.match(text.stdout, /PBKDF2/);
+      assert.match(text.stdout, /hmacWithSHA256/);
+      assert.match(text.stdout, /INTEGER\s*:0927C0\b/);
+      assert.equal(KEY_FILE_KDF_ITERATIONS, 600_000);
     });
   }
   const file = keyFile();
