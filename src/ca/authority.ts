@@ -41,6 +41,7 @@ export const MAX_COMMIT_BATCH = 32;
 function keyedName(which: LeafRole, keyIdHex: string): string {
   return `${which}.${keyIdHex.slice(0, 16)}`;
 }
+
 /** Backdating of notBefore, for clock skew between hosts. */
 export const BACKDATE_MS = 60_000;
 /** Lifetime of the CRLs the intermediates sign (regenerated on every revocation and long before this). */

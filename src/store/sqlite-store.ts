@@ -250,7 +250,7 @@ export class SqliteStore implements CaStore {
     }
   }
 
-  /** Checkpoint state, for metrics and tests. */
+  /** Checkpoint state, for diagnosis and tests (a fallback to inline checkpoints is safe, and is said here). */
   checkpointStats(): Readonly<CheckpointStats> {
     return { ...this.#checkpoint, holding: this.#hold !== undefined };
   }
