@@ -61,7 +61,9 @@ test('ok/re-sign the server CA with its current key', skipNoOpenssl, async () =>
   assert.notEqual(x509(p('new.pem')).serialNumber, x509(p('server-ca.orig.pem')).serialNumber);
   assert.ok(spki(p('new.pem')).equals(spki(p('server-ca.orig.pem'))), 'same key');
 
-  expectOk(await cli(['intermediate', 'install', p('new.pem'), '--role', 'server']));
+  const installed = await cli(['intermediate', 'install', p('new.pem'), '--role', 'server']);
+  expectOk(installed);
+  assert.match(installed.stdout, /Restart `mutual serve`/, 'says what a running server needs');
   assert.equal(fs.readFileSync(ca('server-ca.pem'), 'utf8'), fs.readFileSync(p('new.pem'), 'utf8'));
 
   const serial = await issueServer('after');
