@@ -191,8 +191,11 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     return { key: issued.privateKey!.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.fullchainPem, issued };
   }
   const first = await serverContext();
+  // Intermediates retired by a key rotation stay trusted for client certificates until they
+  // expire: what they issued (admin certificates among them) keeps working until it is renewed.
+  const retiredValid = ca.retired.filter((r) => now() < r.info.notAfter);
   const tlsBase = {
-    ca: [ca.rootPem, ca.client.pem, ca.server.pem],
+    ca: [ca.rootPem, ca.client.pem, ca.server.pem, ...retiredValid.map((r) => r.pem)],
     requestCert: true,
     // Every route decides what it needs; the handshake itself never fails for a missing or
     // untrusted client certificate, so a caller gets a coded answer instead of a TLS alert.
@@ -231,10 +234,12 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     }
     return p;
   }
+  // The client CA, and client CAs retired by a key rotation while they are valid.
+  const adminIssuers = new Set([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
   function requireAdmin(c: RequestContext): string {
     if (!c.peer) throw new MutualError('AUTH_REQUIRED', { detail: 'no client certificate' });
     const id = certificateIdentity(c.peer);
-    if (!c.peerChainOk || !c.peer.authorityKeyId?.equals(Buffer.from(ca.client.keyId, 'hex')) || !c.peer.eku.includes(OID.clientAuth)) {
+    if (!c.peerChainOk || !adminIssuers.has(c.peer.authorityKeyId?.toString('hex') ?? '') || !c.peer.eku.includes(OID.clientAuth)) {
       throw new MutualError('AUTH_FORBIDDEN', { detail: 'the client certificate is not a valid client certificate of this CA' });
     }
     if (revoked.has(c.peer.serial)) throw new MutualError('CERT_REVOKED', { serial: c.peer.serial, detail: c.peer.serial });

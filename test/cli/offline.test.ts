@@ -239,6 +239,32 @@ test('fail/offline commands', async (t) => {
   assert.equal(sha256(path.join(offline, 'root-state.json')), state, 'the root CRL state is unchanged');
 });
 
+test('ok/after a client CA key rotation, what the old key issued still works: the admin certificate, and renewal', skipNoOpenssl, async () => {
+  expectOk(await cli(['issue', 'client', 'payments', '--env', 'prod', '--out', p('payments')]));
+  expectOk(await cli(['intermediate', 'csr', '--role', 'client', '--new-key', '--out', p('client.csr')]));
+  expectOk(await cli(['offline', 'sign-intermediate', p('client.csr'), '--role', 'client', ...offlineDir, '--out', p('client-new.pem')]));
+  expectOk(await cli(['intermediate', 'install', p('client-new.pem'), '--role', 'client']));
+  const authority = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE });
+  const srv = await startCaServer({ ca: authority, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), rateLimit: false });
+  try {
+    assert.ok(authority.retired.some((r) => r.role === 'client-ca'), 'the old client CA is retired, not gone');
+    // The leaf alone, no chain: the server must know the retired intermediate itself.
+    const admin = ['--cert', path.join(home, 'admin', 'cert.pem'), '--key', path.join(home, 'admin', 'key.pem')];
+    const call = (args: string[], file: string) =>
+      runAsync('curl', ['-sS', '-o', p(file), '-w', '%{http_code}', '--cacert', ca('root.pem'), ...args]);
+    const list = await call([...admin, `${srv.url}/v1/certificates?limit=1`], 'list.json');
+    assert.equal(list.stdout, '200', fs.readFileSync(p('list.json'), 'utf8'));
+    const renewed = await call(['--cert', p('payments', 'cert.pem'), '--key', p('payments', 'key.pem'), '-X', 'POST', '-H', 'content-type: application/json', '-d', '{}', `${srv.url}/v1/renew`], 'renewed.json');
+    assert.equal(renewed.stdout, '201', fs.readFileSync(p('renewed.json'), 'utf8'));
+    fs.writeFileSync(p('renewed.pem'), JSON.parse(fs.readFileSync(p('renewed.json'), 'utf8')).certificate);
+    const v = verify(p('renewed.pem'), p('client-new.pem'), 'sslclient');
+    assert.equal(v.status, 0, 'the renewed certificate comes from the new key\n' + v.stdout + v.stderr);
+  } finally {
+    await srv.close();
+    await authority.close();
+  }
+});
+
 test('ok/no output contains a passphrase or a private key', () => {
   assert.deepEqual(leaks(), []);
 });
