@@ -285,6 +285,16 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
         return;
       }
       if (p === '/roots.pem') return sendText(c.res, ca.rootPem, 'application/x-pem-file');
+      // Every valid intermediate of a role, current first, and their CRLs: what a relying party
+      // (nginx's ssl_client_certificate and ssl_crl) needs to accept what an old key issued after a
+      // key rotation.
+      const allMatch = /^\/(ca|crl)\/(server|client)\.all\.pem$/.exec(p);
+      if (allMatch) {
+        const current = allMatch[2] === 'server' ? ca.server : ca.client;
+        const inters = [current, ...ca.retired.filter((r) => r.role === current.role && now() < r.info.notAfter)];
+        const pem = allMatch[1] === 'ca' ? inters.map((i) => i.pem).join('') : inters.map((i) => crls.get(ca.crlName(i))?.pem ?? '').join('');
+        return sendText(c.res, pem, 'application/x-pem-file');
+      }
       // The intermediates by the names of their CRLs (a retired one's is needed to check its CRL)
       // and of their keys.
       const caMatch = /^\/ca\/((?:server|client)(?:\.prev-[0-9a-f]{16}|\.[0-9a-f]{16})?)\.(pem|crt)$/.exec(p);

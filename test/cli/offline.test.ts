@@ -259,6 +259,29 @@ test('ok/after a client CA key rotation, what the old key issued still works: th
     fs.writeFileSync(p('renewed.pem'), JSON.parse(fs.readFileSync(p('renewed.json'), 'utf8')).certificate);
     const v = verify(p('renewed.pem'), p('client-new.pem'), 'sslclient');
     assert.equal(v.status, 0, 'the renewed certificate comes from the new key\n' + v.stdout + v.stderr);
+    // What a relying party such as nginx needs to accept both keys' certificates and check their
+    // revocation: every valid client intermediate, and their CRLs.
+    assert.equal((await call([`${srv.url}/ca/client.all.pem`], 'client-all.pem')).stdout, '200');
+    assert.equal((await call([`${srv.url}/crl/client.all.pem`], 'client-crls.pem')).stdout, '200');
+    const allCas = fs.readFileSync(p('client-all.pem'), 'utf8').match(/-----BEGIN CERTIFICATE-----/g) ?? [];
+    assert.equal(allCas.length, 2, 'the new client CA and the retired one');
+    assert.ok(fs.readFileSync(p('client-all.pem'), 'utf8').startsWith(fs.readFileSync(p('client-new.pem'), 'utf8')), 'the current one first');
+    assert.equal((fs.readFileSync(p('client-crls.pem'), 'utf8').match(/-----BEGIN X509 CRL-----/g) ?? []).length, 2);
+    expectOk(await cli(['revoke', p('payments', 'cert.pem'), '--reason', 'superseded']));
+    const check = (leaf: string) => openssl(['verify', '-x509_strict', '-purpose', 'sslclient', '-crl_check_all', '-CRLfile', p('client-crls.pem'), '-CRLfile', ca('root.crl'), '-CAfile', ca('root.pem'), '-untrusted', p('client-all.pem'), leaf]);
+    // The server rebuilds the retired CRL within about a second of the revocation.
+    let revoked = check(p('payments', 'cert.pem'));
+    for (let i = 0; i < 50 && revoked.status === 0; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      await call([`${srv.url}/crl/client.all.pem`], 'client-crls.pem');
+      revoked = check(p('payments', 'cert.pem'));
+    }
+    assert.notEqual(revoked.status, 0);
+    assert.match(revoked.stdout + revoked.stderr, /certificate revoked/, 'the old key\'s certificate is checked against the old key\'s CRL');
+    const good = check(p('renewed.pem'));
+    assert.equal(good.status, 0, 'the new key\'s certificate, with every CRL\n' + good.stdout + good.stderr);
+    const admin2 = check(path.join(home, 'admin', 'cert.pem'));
+    assert.equal(admin2.status, 0, 'an unrevoked certificate of the old key passes\n' + admin2.stdout + admin2.stderr);
   } finally {
     await srv.close();
     await authority.close();
