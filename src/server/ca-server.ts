@@ -117,7 +117,10 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   // intermediate: `server`, `client`, and `<role>.prev-<key id>` for those retired by a key
   // rotation (they still revoke what they issued) until they expire.
   const crls = new Map<string, { der: Buffer; pem: string; thisUpdate: Date; nextUpdate: Date }>();
-  const crlIssuers = new Map([ca.server, ca.client, ...ca.retired.filter((r) => now() < r.info.notAfter)].map((inter) => [ca.crlName(inter), inter]));
+  // Intermediates retired by a key rotation that are still valid: they keep signing CRLs for what
+  // they issued, and stay trusted for client certificates (below).
+  const retiredValid = ca.retired.filter((r) => now() < r.info.notAfter);
+  const crlIssuers = new Map([ca.server, ca.client, ...retiredValid].map((inter) => [ca.crlName(inter), inter]));
   // Each is also answered under its key's name, the one certificates carry (`server.<key id>`).
   const byKeyedName = new Map([...crlIssuers].map(([name, inter]) => [ca.keyedName(inter), name]));
   const crlNameOf = (n: string): string => byKeyedName.get(n) ?? n;
@@ -191,9 +194,8 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     return { key: issued.privateKey!.export({ type: 'pkcs8', format: 'pem' }) as string, cert: issued.fullchainPem, issued };
   }
   const first = await serverContext();
-  // Intermediates retired by a key rotation stay trusted for client certificates until they
-  // expire: what they issued (admin certificates among them) keeps working until it is renewed.
-  const retiredValid = ca.retired.filter((r) => now() < r.info.notAfter);
+  // Retired intermediates stay trusted for client certificates until they expire: what they
+  // issued (admin certificates among them) keeps working until it is renewed.
   const tlsBase = {
     ca: [ca.rootPem, ca.client.pem, ca.server.pem, ...retiredValid.map((r) => r.pem)],
     requestCert: true,
@@ -291,7 +293,8 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       const allMatch = /^\/(ca|crl)\/(server|client)\.all\.pem$/.exec(p);
       if (allMatch) {
         const current = allMatch[2] === 'server' ? ca.server : ca.client;
-        const inters = [current, ...ca.retired.filter((r) => r.role === current.role && now() < r.info.notAfter)];
+        // crlIssuers: the current intermediates first, then the retired ones until they expire.
+        const inters = [...crlIssuers.values()].filter((i) => i.role === current.role && now() < i.info.notAfter);
         const pem = allMatch[1] === 'ca' ? inters.map((i) => i.pem).join('') : inters.map((i) => crls.get(ca.crlName(i))?.pem ?? '').join('');
         return sendText(c.res, pem, 'application/x-pem-file');
       }
