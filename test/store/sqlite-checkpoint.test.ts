@@ -145,6 +145,27 @@ parentPort.on('message', (m) => { if (m === 'close') parentPort.close(); });\n`;
   }
 });
 
+test('checkpoint/fault: a checkpointer that reports a WAL it could not catch up with makes the store checkpoint it itself', async () => {
+  // Copies nothing, and says the WAL has grown past 64 MB of frames.
+  const source = `import { parentPort } from 'node:worker_threads';
+parentPort.on('message', (m) => { if (m === 'close') parentPort.close(); else if (m === 'checkpoint') parentPort.postMessage({ frames: 20000, checkpointed: 0 }); });\n`;
+  const dbPath = path.join(dir, 'behind.db');
+  const store = openSqliteStore({ path: dbPath, checkpointAfterBytes: 64 * 1024, checkpointWorker: workerModule('behind', source) });
+  try {
+    const before = fs.statSync(dbPath).size;
+    let written = 0;
+    const end = Date.now() + 10_000;
+    while (store.checkpointStats().done < 1 && Date.now() < end) written += await write(store, 20);
+    assert.ok(store.checkpointStats().done >= 1);
+    assert.equal(store.checkpointStats().frames, 20000);
+    assert.equal(store.checkpointStats().mode, 'thread', 'the thread answers: it stays');
+    assert.ok(fs.statSync(dbPath).size > before + 100_000, 'the store copied the WAL into the database file itself');
+    assert.equal((await store.listCertificates({ limit: 100_000 })).length, written);
+  } finally {
+    await store.close();
+  }
+});
+
 test('checkpoint/fault: a checkpointer that asks commits to wait and never finishes holds them for a second at most', async () => {
   const source = `import { parentPort } from 'node:worker_threads';
 parentPort.on('message', (m) => { if (m === 'close') parentPort.close(); else if (m === 'checkpoint') parentPort.postMessage('hold'); });\n`;
