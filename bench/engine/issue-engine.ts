@@ -23,7 +23,8 @@ const passphrase = 'bench-passphrase-not-secret';
 await initCa({ home: path.join(home, 'home'), trustDomain: 'bench.internal', name: 'Bench', passphrase });
 // FSYNC=commit: SQLite's synchronous=FULL inside COMMIT instead of the store's default (an fdatasync
 // of the WAL on libuv's pool after the commit), for comparison; WRITER=1: the writer thread;
-// CHECKPOINTS=inline: SQLite's checkpoints inside COMMIT instead of on the checkpointer thread.
+// CHECKPOINTS=inline: SQLite's checkpoints inside COMMIT instead of on the checkpointer thread;
+// CHECKPOINTS_STATS=1 prints the checkpointer's counters to stderr at the end.
 const store = openSqliteStore({
   path: homeLayout(path.join(home, 'home')).database, writerThread: process.env.WRITER === '1', fsync: process.env.FSYNC === 'commit' ? 'commit' : 'thread-pool',
   checkpoints: process.env.CHECKPOINTS === 'inline' ? 'inline' : 'thread',

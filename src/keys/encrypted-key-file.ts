@@ -45,8 +45,8 @@ const octal = (mode: number): string => `0${(mode & 0o777).toString(8).padStart(
 
 /**
  * Writes `key` to `path` as an encrypted PKCS#8 PEM (PBES2, AES-256-CBC, key derived from
- * `passphrase` with PBKDF2-HMAC-SHA256, {@link KEY_FILE_KDF_ITERATIONS} rounds), mode 0600. Creates the parent folder (and any missing
- * ancestors) with mode 0700.
+ * `passphrase` with PBKDF2-HMAC-SHA256, {@link KEY_FILE_KDF_ITERATIONS} rounds), mode 0600.
+ * Creates the parent folder (and any missing ancestors) with mode 0700.
  *
  * Never replaces an existing file: the key is written to a temporary file in the same folder,
  * fsynced, then hard-linked into place, which fails atomically if `path` exists (a rename would
