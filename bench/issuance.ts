@@ -8,6 +8,8 @@
  * entry, group commit), with each of the given numbers of requests in flight.
  * openssl ca runs as it is fastest: one process for all CSRs (`-infiles`), index.txt written once
  * at the end without fsync. Medians of `rounds`, interleaved; `sync` before each side's round.
+ * First it prints how fast this VM's core 0 signs and verifies P-256 (`openssl speed`), so
+ * figures from different machines can be set against BASELINES.md's 51,500 signatures/s.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -24,6 +26,15 @@ const csrDir = path.join(work, 'csrs');
 fs.mkdirSync(csrDir);
 const csrs = await writeCsrs(csrDir, count);
 const peer = await prepareOpensslCa(path.join(work, 'openssl-ca'));
+
+/** `openssl speed ecdsap256` on core 0: [signatures/s, verifications/s]. */
+function ecdsaSpeed(): [number, number] {
+  const out = execFileSync('taskset', ['-c', '0', 'openssl', 'speed', '-seconds', '2', 'ecdsap256'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const m = /nistp256\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)/.exec(out);
+  if (!m) throw new Error(`cannot read openssl speed's output:\n${out}`);
+  return [Math.round(Number(m[1])), Math.round(Number(m[2]))];
+}
+const speedBefore = ecdsaSpeed();
 
 type Run = { certsPerSec: number; cpuSeconds: number; peakRssMB: number };
 const ours = new Map<number, Run[]>(inFlight.map((n) => [n, []]));
@@ -49,5 +60,7 @@ const row = (name: string, xs: Run[]) => ({
 });
 const table = formatTable([...[...ours].map(([n, xs]) => row(`mutual (1 core, durable, ${n} in flight)`, xs)), row('openssl ca -infiles (no fsync)', theirs)]);
 const ratios = [...ours].map(([n, xs]) => `${n} in flight ${(median(xs.map((x) => x.certsPerSec)) / median(theirs.map((x) => x.certsPerSec))).toFixed(1)}x`);
-process.stdout.write(`\nIssuance of ${count} P-256 server certificates from CSRs, ${rounds} rounds\n\n${table}\nratio mutual/openssl: ${ratios.join(', ')}\n`);
+const speedAfter = ecdsaSpeed();
+const speed = `this machine, core 0, openssl speed ecdsap256: ${speedBefore[0]} sign/s, ${speedBefore[1]} verify/s before; ${speedAfter[0]} / ${speedAfter[1]} after`;
+process.stdout.write(`\nIssuance of ${count} P-256 server certificates from CSRs, ${rounds} rounds\n${speed}\n\n${table}\nratio mutual/openssl: ${ratios.join(', ')}\n`);
 fs.rmSync(work, { recursive: true, force: true });
