@@ -79,7 +79,7 @@ export function agentStatus(m: AgentManifest, now: Date = new Date()): AgentStat
         const left = info.notAfter.getTime() - now.getTime();
         const life = info.notAfter.getTime() - info.notBefore.getTime();
         Object.assign(out, { serial: info.serial, notBefore: info.notBefore.toISOString(), notAfter: info.notAfter.toISOString(), renewAt: renewAt.toISOString(), secondsLeft: Math.floor(left / 1000) });
-        const crl = cache.crlInfo(c.profile === 'server' ? 'server' : 'client');
+        const crl = cache.crlCovering(c.profile === 'server' ? 'server' : 'client', info.authorityKeyId);
         if (cs?.revokedSerial === info.serial || crl?.revoked.has(info.serial)) out.health = 'revoked';
         else if (left <= 0) out.health = 'expired';
         else if (left < life * m.renewal.warnFraction) out.health = 'expiring';

@@ -35,7 +35,7 @@ import { DEFAULT_COMMAND_TIMEOUT_MS, type AgentManifest, type BundlePart, type C
 import { isSame, readPrevious, restorePrevious, writeOwnedFile, type PreviousFile } from './owned-file.ts';
 import { renderMetrics } from './metrics-file.ts';
 import { renewalTime, retryDelay } from './schedule.ts';
-import { TrustCache, CRL_SIGNER } from './trust-cache.ts';
+import { TrustCache, CRL_SIGNER, retiredSlot, type CrlSlot } from './trust-cache.ts';
 
 /** Longest the daemon sleeps between cycles, so manual changes on disk are noticed. */
 export const MAX_IDLE_MS = 5 * 60_000;
@@ -158,7 +158,7 @@ const hooksKey = (h: HookSpec): string => JSON.stringify([h.check ? describeComm
 
 const asError = (e: unknown): MutualError | Error => (e instanceof Error ? e : new Error(String(e)));
 const codeOf = (e: unknown): string => (isMutualError(e) ? e.code : (e as NodeJS.ErrnoException)?.code ?? 'FAILURE');
-const issuerOf = (c: CertificateSpec): CrlIssuer => (c.profile === 'server' ? 'server' : 'client');
+const issuerOf = (c: CertificateSpec): 'server' | 'client' => (c.profile === 'server' ? 'server' : 'client');
 const sha256 = (s: string): string => crypto.createHash('sha256').update(s).digest('hex');
 
 /** The agent. Construct once; {@link cycle} may be called repeatedly (the daemon does). */
@@ -304,11 +304,25 @@ export class Agent {
     return s;
   }
 
+  /**
+   * The CRLs kept fresh: each needed issuer's, and for a server or client issuer those of its
+   * intermediates retired by a key rotation that are still valid (what the old key issued is
+   * revoked on those).
+   */
+  #crlSlots(cx: Cycle): CrlSlot[] {
+    const slots: CrlSlot[] = [];
+    for (const issuer of this.#crlIssuersNeeded()) {
+      slots.push(issuer);
+      if (issuer !== 'root') for (const r of cx.cache.retired(issuer, cx.now)) slots.push(r.slot);
+    }
+    return slots;
+  }
+
   #trustDueAt(cx: Cycle): number {
     const t = cx.state.trust;
     if (this.#m.trust.bundles.length + this.#m.trust.crls.length + this.#m.certificates.length === 0) return Infinity;
     let due = t.lastFetchAt ? Date.parse(t.lastFetchAt) + this.#m.trust.refreshMs : 0;
-    for (const issuer of this.#crlIssuersNeeded()) {
+    for (const issuer of this.#crlSlots(cx)) {
       const c = t.crls[issuer];
       if (!c || !cx.cache.crl(issuer)) return 0;
       if (c.nextUpdate) {
@@ -346,7 +360,7 @@ export class Agent {
       }
     }
     // A CRL close to its nextUpdate is reported whether or not this cycle fetched.
-    for (const issuer of this.#crlIssuersNeeded()) {
+    for (const issuer of this.#crlSlots(cx)) {
       const c = ts.crls[issuer];
       if (!c?.nextUpdate) continue;
       const a = Date.parse(c.thisUpdate);
@@ -361,26 +375,37 @@ export class Agent {
   }
 
   async #fetchTrust(cx: Cycle, root: string): Promise<void> {
-    const cas = await fetchCaCertificates(this.#m.ca.url, root);
-    const fresh = new Map<CrlIssuer, { der: Buffer; info: ReturnType<typeof checkCrl> }>();
+    const cas = await fetchCaCertificates(this.#m.ca.url, root, cx.now);
+    const wanted: { slot: CrlSlot; signer: string }[] = [];
     for (const issuer of this.#crlIssuersNeeded()) {
-      const der = await fetchCrl(this.#m.ca.url, root, issuer);
-      const info = checkCrl(der, cas[CRL_SIGNER[issuer]], cx.now, `the ${issuer} CRL`);
-      fresh.set(issuer, { der, info });
+      wanted.push({ slot: issuer, signer: cas[CRL_SIGNER[issuer]] });
+      for (const r of cas.retired) if (r.role === issuer) wanted.push({ slot: retiredSlot(r.role, r.keyId), signer: r.pem });
+    }
+    const fresh = new Map<CrlSlot, { der: Buffer; info: ReturnType<typeof checkCrl> }>();
+    for (const { slot, signer } of wanted) {
+      const der = await fetchCrl(this.#m.ca.url, root, slot);
+      const info = checkCrl(der, signer, cx.now, `the ${slot} CRL`);
+      fresh.set(slot, { der, info });
     }
     // Everything checked: now the cache changes (CA certificates first, the CRLs they sign after).
     for (const part of ['root', 'server-ca', 'client-ca'] as const) {
       if (cx.cache.caCertificate(part) !== cas[part]) cx.cache.saveCaCertificate(part, cas[part]);
     }
-    for (const [issuer, { der, info }] of fresh) {
-      const cached = cx.cache.crlInfo(issuer);
+    for (const role of ['server', 'client'] as const) {
+      cx.cache.saveRetired(role, cas.retired.filter((r) => r.role === role).map((r) => r.pem));
+    }
+    for (const slot of Object.keys(cx.state.trust.crls)) {
+      if (slot.includes('.') && !fresh.has(slot as CrlSlot)) delete cx.state.trust.crls[slot];
+    }
+    for (const [slot, { der, info }] of fresh) {
+      const cached = cx.cache.crlInfo(slot);
       if (cached && !isNotOlder(info, cached)) {
         // An older CRL than the one in use (a replay, or a lagging replica) would un-revoke certificates.
-        this.#log.warn({ issuer, cached: cached.thisUpdate, fetched: info.thisUpdate }, 'the CA served an older CRL than the one in use; kept the newer one');
+        this.#log.warn({ issuer: slot, cached: cached.thisUpdate, fetched: info.thisUpdate }, 'the CA served an older CRL than the one in use; kept the newer one');
         continue;
       }
-      if (!cached || !cached.der.equals(der)) cx.cache.saveCrl(issuer, der);
-      cx.state.trust.crls[issuer] = { thisUpdate: info.thisUpdate.toISOString(), nextUpdate: info.nextUpdate?.toISOString(), entries: info.revoked.size };
+      if (!cached || !cached.der.equals(der)) cx.cache.saveCrl(slot, der);
+      cx.state.trust.crls[slot] = { thisUpdate: info.thisUpdate.toISOString(), nextUpdate: info.nextUpdate?.toISOString(), entries: info.revoked.size };
     }
   }
 
@@ -399,8 +424,8 @@ export class Agent {
       if (!isSame(prev, data, ownership)) changes.push({ kind: 'file', path: p, data, ownership, prev, hooks, owner: 'trust' });
     };
     // Rendered from the cache every cycle: a deleted or edited trust file comes back.
-    for (const b of this.#m.trust.bundles) add(b.path, ((pem) => pem === undefined ? undefined : Buffer.from(pem))(cx.cache.bundle(b.include)), b.ownership, b.hooks);
-    for (const c of this.#m.trust.crls) add(c.path, cx.cache.crls(c.issuers, c.format), c.ownership, c.hooks);
+    for (const b of this.#m.trust.bundles) add(b.path, ((pem) => pem === undefined ? undefined : Buffer.from(pem))(cx.cache.bundle(b.include, cx.now)), b.ownership, b.hooks);
+    for (const c of this.#m.trust.crls) add(c.path, cx.cache.crls(c.issuers, c.format, cx.now), c.ownership, c.hooks);
     return changes;
   }
 
@@ -576,7 +601,7 @@ export class Agent {
 
   #revoked(cx: Cycle, c: CertificateSpec, info: CertificateInfo, cs: CertificateState): boolean {
     if (cs.revokedSerial === info.serial) return true;
-    const crl = cx.cache.crlInfo(issuerOf(c));
+    const crl = cx.cache.crlCovering(issuerOf(c), info.authorityKeyId);
     if (!crl) return false;
     // The CRL must be the issuer's (same key id) when both name one; serials are 16 random bytes.
     if (crl.authorityKeyId && info.authorityKeyId && !info.authorityKeyId.equals(crl.authorityKeyId)) return false;
@@ -884,8 +909,8 @@ export class Agent {
           return undefined;
         }
       },
-      bundle: (parts) => cx.cache.bundle(parts),
-      crls: (issuers) => cx.cache.crls(issuers, 'pem')?.toString('utf8'),
+      bundle: (parts) => cx.cache.bundle(parts, cx.now),
+      crls: (issuers) => cx.cache.crls(issuers, 'pem', cx.now)?.toString('utf8'),
     });
     if (text === undefined) {
       Object.assign(out, { action: 'waiting', message: 'waiting for the material it names (first enrollment or trust refresh)' });

@@ -11,6 +11,9 @@ import { ERRORS, MutualError, type ErrorCode } from '../core/errors.ts';
 import { parsePemBlocks, readPemOrDer, toPem } from '../core/pem.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { call, readTokenClaims, type IssuedCertificate } from '../sdk/ca-client.ts';
+import { parseCertificate } from '../core/certificate.ts';
+import { OID } from '../core/oids.ts';
+import { keyIdOf, type CrlSlot } from './trust-cache.ts';
 
 /** Turns a non-2xx answer into the MutualError it names (problem+json `code`), else CA_UNAVAILABLE. */
 function refusal(r: { status: number; json?: unknown }, what: string): MutualError {
@@ -85,35 +88,81 @@ export async function renewWithCertificate(o: { caUrl: string; root: string; cer
   return { ...issuedFrom(r, 'renewal'), key };
 }
 
-/** The CA certificates: the root (checked against the pin) and the two intermediates (checked against the root). */
+/** An intermediate replaced by a key rotation that the CA still lists while it is valid. */
+export interface RetiredIntermediate {
+  role: 'server' | 'client';
+  pem: string;
+  /** Its subject key identifier, hex: what the certificates it issued carry as AKI. */
+  keyId: string;
+}
+
+/**
+ * The CA certificates: the root (checked against the pin), the two current intermediates and the
+ * retired ones still valid (checked against the root).
+ */
 export interface CaCertificates {
   root: string;
   'server-ca': string;
   'client-ca': string;
+  retired: RetiredIntermediate[];
 }
 
+/**
+ * Most retired intermediates of one role taken from the CA: each key rotation retires one for at
+ * most the intermediate's lifetime, so more than this is not a CA we know.
+ */
+export const MAX_RETIRED_PER_ROLE = 8;
+
 /** Fetches the CA certificates over TLS pinned to `root`. */
-export async function fetchCaCertificates(caUrl: string, root: string): Promise<CaCertificates> {
-  const get = async (p: string): Promise<string> => {
+export async function fetchCaCertificates(caUrl: string, root: string, now: Date = new Date()): Promise<CaCertificates> {
+  const get = async (p: string, optional = false): Promise<string> => {
     const r = await call(`${caUrl}${p}`, { tls: { ca: root }, raw: true });
+    // A CA from before key rotations were served lists no retired intermediates.
+    if (optional && r.status === 404) return '';
     if (r.status !== 200) throw refusal(r, `GET ${p}`);
     return r.body.toString('utf8');
   };
-  const [roots, server, client] = await Promise.all([get('/roots.pem'), get('/ca/server.pem'), get('/ca/client.pem')]);
+  const [roots, server, client, serverAll, clientAll] = await Promise.all([
+    get('/roots.pem'), get('/ca/server.pem'), get('/ca/client.pem'), get('/ca/server.all.pem', true), get('/ca/client.all.pem', true),
+  ]);
   const rootCert = new crypto.X509Certificate(root);
   // The CA may list more than one root while it rolls over; ours must be among them.
   if (!untrustedParse('/roots.pem', () => parsePemBlocks(roots)).some((b) => b.label === 'CERTIFICATE' && b.der.equals(rootCert.raw))) {
     throw new MutualError('CA_UNTRUSTED', { detail: 'the CA no longer lists the pinned root in /roots.pem' });
   }
-  for (const [name, pem] of [['server CA', server], ['client CA', client]] as const) {
+  const current = { server: '', client: '' };
+  for (const [name, role, pem] of [['server CA', 'server', server], ['client CA', 'client', client]] as const) {
     const c = untrustedParse(`the ${name} certificate`, () => new crypto.X509Certificate(pem));
     if (!c.ca || !c.verify(rootCert.publicKey)) throw new MutualError('CA_UNTRUSTED', { detail: `the ${name} certificate the CA serves is not signed by the pinned root` });
+    current[role] = c.raw.toString('base64');
   }
-  return { root: toPem(rootCert.raw, 'CERTIFICATE'), 'server-ca': server, 'client-ca': client };
+  const retired: RetiredIntermediate[] = [];
+  for (const [role, text] of [['server', serverAll], ['client', clientAll]] as const) {
+    const what = `/ca/${role}.all.pem`;
+    const blocks = untrustedParse(what, () => parsePemBlocks(text, MAX_RETIRED_PER_ROLE + 1)).filter((b) => b.label === 'CERTIFICATE');
+    const seen = new Set([current[role]]);
+    for (const b of blocks) {
+      const c = untrustedParse(what, () => new crypto.X509Certificate(b.der));
+      if (seen.has(c.raw.toString('base64'))) continue;
+      seen.add(c.raw.toString('base64'));
+      if (!c.ca || !c.verify(rootCert.publicKey)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a certificate that is not a CA signed by the pinned root (${c.subject})` });
+      const info = untrustedParse(what, () => parseCertificate(c.raw));
+      // A server CA among the client CAs would let a relying party accept what it issued as clients.
+      if (!info.eku.includes(role === 'server' ? OID.serverAuth : OID.clientAuth)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a CA that does not issue ${role} certificates (${c.subject})` });
+      // Expired: nothing it issued is valid any more (the CA stops listing it too).
+      if (c.validToDate.getTime() <= now.getTime()) continue;
+      retired.push({ role, pem: toPem(c.raw, 'CERTIFICATE'), keyId: keyIdOf(info) });
+    }
+  }
+  return { root: toPem(rootCert.raw, 'CERTIFICATE'), 'server-ca': server, 'client-ca': client, retired };
 }
 
-/** Fetches one CRL (DER). Its signature and freshness are checked by the caller. */
-export async function fetchCrl(caUrl: string, root: string, issuer: 'root' | 'server' | 'client'): Promise<Buffer> {
+/**
+ * Fetches one CRL (DER): an issuer's current one, or a retired intermediate's by its key name
+ * (`client.<16 hex digits of its key id>`). Its signature and freshness are checked by the caller.
+ */
+export async function fetchCrl(caUrl: string, root: string, issuer: CrlSlot): Promise<Buffer> {
+  if (!/^(root|server|client|(server|client)\.[0-9a-f]{16})$/.test(issuer)) throw new Error(`not a CRL name: ${issuer}`);
   const r = await call(`${caUrl}/crl/${issuer}.crl`, { tls: { ca: root }, raw: true });
   if (r.status !== 200) throw refusal(r, `GET /crl/${issuer}.crl`);
   return r.body;

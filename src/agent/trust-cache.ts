@@ -1,11 +1,14 @@
 /**
  * The agent's copy of the CA's public material (`<stateDir>/trust/`): the pinned root, the two
- * intermediates, and the last good CRL of each issuer, checked before they were saved. Trust
- * files and templates are rendered from here, so a CA outage changes nothing on disk.
+ * intermediates, the intermediates retired by a key rotation that are still valid, and the last
+ * good CRL of each, checked before they were saved. Trust files and templates are rendered from
+ * here, so a CA outage changes nothing on disk.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { toPem } from '../core/pem.ts';
+import crypto from 'node:crypto';
+import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
+import { parsePemBlocks, toPem } from '../core/pem.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { checkCrl, type CrlInfo } from './crl-check.ts';
 import type { BundlePart, CrlIssuer } from './manifest.ts';
@@ -13,10 +16,37 @@ import type { BundlePart, CrlIssuer } from './manifest.ts';
 /** The CA certificate that signs each issuer's CRL. */
 export const CRL_SIGNER: Record<CrlIssuer, BundlePart> = { root: 'root', server: 'server-ca', client: 'client-ca' };
 
+/** A leaf role's intermediates: the current one's bundle part and CRL issuer. */
+export type LeafRole = 'server' | 'client';
+const ROLE_OF: Partial<Record<BundlePart | CrlIssuer, LeafRole>> = { 'server-ca': 'server', 'client-ca': 'client', server: 'server', client: 'client' };
+
+/**
+ * Where a CRL is kept: an issuer's current CRL (`root`, `server`, `client`), or a retired
+ * intermediate's, named as the CA names it: `client.<first 16 hex digits of its key id>`.
+ */
+export type CrlSlot = CrlIssuer | `${LeafRole}.${string}`;
+
+/** The key id certificates name their issuer by: the SKI, else SHA-1 of the SPKI (as the CA computes it), hex. */
+export function keyIdOf(info: CertificateInfo): string {
+  return (info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest()).toString('hex');
+}
+
+/** The slot of a retired intermediate's CRL. */
+export const retiredSlot = (role: LeafRole, keyId: string): CrlSlot => `${role}.${keyId.slice(0, 16)}`;
+
+/** A retired intermediate as cached. */
+export interface CachedRetired {
+  role: LeafRole;
+  pem: string;
+  keyId: string;
+  slot: CrlSlot;
+  notAfter: Date;
+}
+
 /** Reads and writes `<stateDir>/trust/`. */
 export class TrustCache {
   readonly dir: string;
-  #parsed = new Map<string, { der: Buffer; info: CrlInfo }>();
+  #parsed = new Map<string, { der: Buffer; signer: string; info: CrlInfo }>();
 
   constructor(stateDir: string) {
     this.dir = path.join(stateDir, 'trust');
@@ -35,28 +65,67 @@ export class TrustCache {
     return this.#read(`${part}.pem`)?.toString('utf8');
   }
 
-  /** An issuer's CRL (DER), if cached. */
-  crl(issuer: CrlIssuer): Buffer | undefined {
-    return this.#read(`crl-${issuer}.der`);
+  /**
+   * The retired intermediates of a role that are still valid at `now`, from
+   * `<role>-ca.retired.pem` (checked against the pinned root when they were fetched).
+   */
+  retired(role: LeafRole, now: Date = new Date()): CachedRetired[] {
+    const text = this.#read(`${role}-ca.retired.pem`)?.toString('utf8');
+    if (!text) return [];
+    const out: CachedRetired[] = [];
+    try {
+      for (const b of parsePemBlocks(text)) {
+        const info = parseCertificate(b.der);
+        if (info.notAfter.getTime() <= now.getTime()) continue;
+        const keyId = keyIdOf(info);
+        out.push({ role, pem: toPem(b.der, 'CERTIFICATE'), keyId, slot: retiredSlot(role, keyId), notAfter: info.notAfter });
+      }
+    } catch {
+      // Not what the agent wrote: as if none were cached (the next refresh writes it again).
+      return [];
+    }
+    return out;
+  }
+
+  /** The CA certificate that signs a slot's CRL, if cached. */
+  #signerOf(slot: CrlSlot): string | undefined {
+    if (slot in CRL_SIGNER) return this.caCertificate(CRL_SIGNER[slot as CrlIssuer]);
+    const role = slot.slice(0, slot.indexOf('.')) as LeafRole;
+    return this.retired(role, new Date(0)).find((r) => r.slot === slot)?.pem;
+  }
+
+  /** A CRL (DER), if cached. */
+  crl(slot: CrlSlot): Buffer | undefined {
+    return this.#read(`crl-${slot}.der`);
   }
 
   /**
-   * The parsed cached CRL of an issuer. Its signature is checked again against the cached CA
+   * The parsed cached CRL of a slot. Its signature is checked again against the cached CA
    * certificate (the cache is a file others could write); freshness is the caller's concern.
    */
-  crlInfo(issuer: CrlIssuer): CrlInfo | undefined {
-    const der = this.crl(issuer);
-    const signer = this.caCertificate(CRL_SIGNER[issuer]);
+  crlInfo(slot: CrlSlot): CrlInfo | undefined {
+    const der = this.crl(slot);
+    const signer = this.#signerOf(slot);
     if (!der || !signer) return undefined;
-    const hit = this.#parsed.get(issuer);
-    if (hit && hit.der.equals(der)) return hit.info;
+    const hit = this.#parsed.get(slot);
+    if (hit && hit.der.equals(der) && hit.signer === signer) return hit.info;
     try {
-      const info = checkCrl(der, signer, new Date(0), `cached ${issuer} CRL`);
-      this.#parsed.set(issuer, { der, info });
+      const info = checkCrl(der, signer, new Date(0), `cached ${slot} CRL`);
+      this.#parsed.set(slot, { der, signer, info });
       return info;
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * The cached CRL that covers a certificate of a leaf role: the current intermediate's, or, for
+   * one issued by a key since rotated away (its AKI names another key), that key's.
+   */
+  crlCovering(role: LeafRole, authorityKeyId: Buffer | undefined): CrlInfo | undefined {
+    const crl = this.crlInfo(role);
+    if (crl?.authorityKeyId && authorityKeyId && !authorityKeyId.equals(crl.authorityKeyId)) return this.crlInfo(retiredSlot(role, authorityKeyId.toString('hex')));
+    return crl;
   }
 
   /** Saves a checked CA certificate. */
@@ -64,22 +133,69 @@ export class TrustCache {
     writeFileAtomic(path.join(this.dir, `${part}.pem`), pem, { mode: 0o644, dirMode: 0o711 });
   }
 
-  /** Saves a checked CRL (DER). */
-  saveCrl(issuer: CrlIssuer, der: Buffer): void {
-    writeFileAtomic(path.join(this.dir, `crl-${issuer}.der`), der, { mode: 0o644, dirMode: 0o711 });
+  /**
+   * Saves the checked retired intermediates of a role (none: the file goes), and drops the CRLs of
+   * those no longer listed.
+   */
+  saveRetired(role: LeafRole, pems: string[]): void {
+    const file = path.join(this.dir, `${role}-ca.retired.pem`);
+    const text = pems.join('');
+    if (text) {
+      if (this.#read(`${role}-ca.retired.pem`)?.toString('utf8') !== text) writeFileAtomic(file, text, { mode: 0o644, dirMode: 0o711 });
+    } else {
+      fs.rmSync(file, { force: true });
+    }
+    const keep = new Set(this.retired(role, new Date(0)).map((r) => `crl-${r.slot}.der`));
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    const retiredCrl = new RegExp(`^crl-${role}\\.[0-9a-f]{16}\\.der$`);
+    for (const n of names) if (retiredCrl.test(n) && !keep.has(n)) fs.rmSync(path.join(this.dir, n), { force: true });
   }
 
-  /** The PEM bundle of the given parts, or undefined when one is not cached yet. */
-  bundle(parts: BundlePart[]): string | undefined {
-    const pems = parts.map((p) => this.caCertificate(p));
+  /** Saves a checked CRL (DER). */
+  saveCrl(slot: CrlSlot, der: Buffer): void {
+    writeFileAtomic(path.join(this.dir, `crl-${slot}.der`), der, { mode: 0o644, dirMode: 0o711 });
+  }
+
+  /**
+   * The PEM bundle of the given parts, or undefined when one is not cached yet. An intermediate's
+   * part brings the retired intermediates of its role still valid at `now`: after a key
+   * rotation a relying party must still accept what the old key issued until it expires.
+   */
+  bundle(parts: BundlePart[], now: Date = new Date()): string | undefined {
+    const pems: (string | undefined)[] = [];
+    for (const p of parts) {
+      pems.push(this.caCertificate(p));
+      const role = ROLE_OF[p];
+      if (role) for (const r of this.retired(role, now)) pems.push(r.pem);
+    }
     return pems.every((p) => p !== undefined) ? pems.join('') : undefined;
   }
 
-  /** The CRLs of the given issuers as one PEM text (or one DER), or undefined when one is missing. */
-  crls(issuers: CrlIssuer[], format: 'pem' | 'der' = 'pem'): Buffer | undefined {
+  /**
+   * The CRLs of the given issuers as one PEM text (or one DER), or undefined when one is missing.
+   * In PEM an intermediate's CRL comes with those of its role's retired intermediates valid at
+   * `now` (a relying party checking with every CRL needs one per CA). A DER file holds one CRL:
+   * the current key's.
+   */
+  crls(issuers: CrlIssuer[], format: 'pem' | 'der' = 'pem', now: Date = new Date()): Buffer | undefined {
     const ders = issuers.map((i) => this.crl(i));
     if (!ders.every((d) => d !== undefined)) return undefined;
     if (format === 'der') return ders[0];
-    return Buffer.from(ders.map((d) => toPem(d!, 'X509 CRL')).join(''));
+    const all: Buffer[] = [];
+    for (const [k, i] of issuers.entries()) {
+      all.push(ders[k]!);
+      const role = ROLE_OF[i];
+      if (!role) continue;
+      for (const r of this.retired(role, now)) {
+        const der = this.crl(r.slot);
+        if (der) all.push(der);
+      }
+    }
+    return Buffer.from(all.map((d) => toPem(d, 'X509 CRL')).join(''));
   }
 }

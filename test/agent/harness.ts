@@ -14,7 +14,11 @@ import { loadTokenKey, mintToken } from '../../src/ca/tokens.ts';
 import { adminCall } from '../../src/sdk/ca-client.ts';
 import { readPemOrDer } from '../../src/core/pem.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
-import type { IssueRequest } from '../../src/ca/authority.ts';
+import { CertificateAuthority, type IssueRequest } from '../../src/ca/authority.ts';
+import { readConfig } from '../../src/ca/config.ts';
+import { installIntermediate, intermediateCsr } from '../../src/ca/intermediate.ts';
+import { signIntermediate } from '../../src/ca/offline.ts';
+import { defaultNamePolicy } from '../../src/core/policy.ts';
 import { loadManifest, type AgentManifest } from '../../src/agent/manifest.ts';
 export { freePort, runAsync } from '../helpers/tools.ts';
 import { freePort, runAsync } from '../helpers/tools.ts';
@@ -33,6 +37,8 @@ export interface AgentTestCa {
   revoke(serial: string): Promise<void>;
   /** Stops the server (the CA stays open) and starts it again on the same port. */
   restart(): Promise<void>;
+  /** Rotates an intermediate's key (CSR, offline signature, install) and restarts the server on it. */
+  rotate(role: 'server-ca' | 'client-ca'): Promise<void>;
   stop(): Promise<void>;
   close(): Promise<void>;
 }
@@ -46,12 +52,15 @@ export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: num
   const url = `https://127.0.0.1:${port}`;
   const tc = await makeTestCa({ url });
   let count = 0;
-  const issue = tc.ca.issue.bind(tc.ca);
-  tc.ca.issue = (req: IssueRequest) => {
-    const viaServer = /^(token|renew):/.test(req.actor ?? '');
-    if (viaServer) count++;
-    return issue(viaServer && o.leafSeconds ? { ...req, days: undefined, lifetimeSeconds: o.leafSeconds } : req);
+  const wrapIssue = (ca: CertificateAuthority) => {
+    const issue = ca.issue.bind(ca);
+    ca.issue = (req: IssueRequest) => {
+      const viaServer = /^(token|renew):/.test(req.actor ?? '');
+      if (viaServer) count++;
+      return issue(viaServer && o.leafSeconds ? { ...req, days: undefined, lifetimeSeconds: o.leafSeconds } : req);
+    };
   };
+  wrapIssue(tc.ca);
   const start = () => startCaServer({ ca: tc.ca, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port, url, logger: pino({ level: 'silent' }), rateLimit: false, renewalGraceSeconds: o.graceSeconds });
   let srv: CaServer | undefined = await start();
   const root = tc.init.rootPem;
@@ -77,6 +86,23 @@ export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: num
     async stop() {
       await srv?.close();
       srv = undefined;
+    },
+    async rotate(role) {
+      // The air-gapped flow of docs/operations.md, in process: CSR for a new key, signed with the
+      // offline root, installed; then the CA is reopened (it loads the old key as retired).
+      const config = readConfig(tc.layout.config);
+      const csr = intermediateCsr({ home: tc.home, role, passphrase: TEST_PASSPHRASE, newKey: true });
+      const pem = await signIntermediate({
+        offlineDir: tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, csr, role, url: config.url, organization: config.name,
+        policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }),
+      });
+      await srv?.close();
+      srv = undefined;
+      await tc.ca.close();
+      await installIntermediate({ home: tc.home, role, certificate: pem, passphrase: TEST_PASSPHRASE });
+      tc.ca = await CertificateAuthority.open({ home: tc.home, passphrase: TEST_PASSPHRASE });
+      wrapIssue(tc.ca);
+      srv = await start();
     },
     async close() {
       await srv?.close();

@@ -4,7 +4,8 @@
  * curl keeps calling through nginx while the daemon rotates the server certificate (6 s
  * lifetimes): no request fails and nginx serves each new serial; a revoked client certificate is
  * refused once the agent refreshed the CRL; a broken nginx.conf (nginx -t fails) leaves the old
- * files and a running nginx.
+ * files and a running nginx; after a client CA key rotation the old key's certificates still pass
+ * and its revocations still count (the retired intermediate and its CRL are in the trust files).
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -194,5 +195,41 @@ http {
     assert.equal(ca.issued(), issued);
     assert.equal(r2.exitCode, 0);
     await until(async () => (await servedSerial({ host: '127.0.0.1', port, serverName: 'localhost' })) === r2.certificates[0].serial, 3000, 'nginx to serve the resumed certificate');
+  });
+
+  it('ok/after a client CA key rotation nginx accepts what the old key and the new key issued, and refuses what either revoked', async () => {
+    await ca.rotate('client-ca');
+    const fresh = await ca.tc.ca.issue({ role: 'client', names: { dns: [], ip: [], uri: ['spiffe://acme.internal/test/fresh'] }, actor: 'test' });
+    clients.fresh = { cert: path.join(dir, 'fresh.crt'), key: path.join(dir, 'fresh.key'), serial: fresh.serial };
+    fs.writeFileSync(clients.fresh.cert, fresh.certificatePem);
+    fs.writeFileSync(clients.fresh.key, fresh.privateKey!.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    const bundle = path.join(dir, 'trust/clients-ca.pem');
+    const crls = path.join(dir, 'trust/crl.pem');
+    const r = await agent.cycle({ ignoreBackoff: true });
+    assert.equal(r.exitCode, 0, JSON.stringify(r));
+    assert.ok(r.trust.changed.includes(bundle) && r.trust.changed.includes(crls), `both trust files were rewritten: ${r.trust.changed.join(', ')}`);
+    const count = (file: string, label: string) => fs.readFileSync(file, 'utf8').split(`-----BEGIN ${label}-----`).length - 1;
+    assert.equal(count(bundle, 'CERTIFICATE'), 3, 'the root, the new client CA and the retired one');
+    assert.equal(count(crls, 'X509 CRL'), 3, 'the root\'s CRL and both client CAs\'');
+    // OpenSSL on the agent's files, then nginx itself (reloaded by the agent's hook).
+    const verify = (who: string) => runAsync('openssl', ['verify', '-x509_strict', '-purpose', 'sslclient', '-crl_check_all', '-CAfile', bundle, '-CRLfile', crls, clients[who].cert]);
+    for (const who of ['good', 'fresh']) {
+      const v = await verify(who);
+      assert.equal(v.status, 0, `${who}: ${v.stdout}${v.stderr}`);
+    }
+    assert.match((await verify('bad')).stdout + (await verify('bad')).stderr, /certificate revoked/);
+    await until(async () => (await curl('fresh')).code === 200, 5000, `nginx to accept the new key's certificate (${nginxLog.slice(-300)})`);
+    assert.equal((await curl('good')).code, 200, 'the old key\'s certificate still passes');
+    assert.equal((await curl('bad')).code, 400, 'the old key\'s revoked certificate is still refused');
+
+    // A revocation by the retired key reaches nginx through the retired CRL.
+    await ca.revoke(clients.good.serial);
+    await sleep(1500);
+    const r2 = await agent.cycle({ ignoreBackoff: true });
+    assert.equal(r2.exitCode, 0, JSON.stringify(r2));
+    assert.ok(r2.trust.changed.includes(crls), 'the CRL file was rewritten');
+    assert.match((await verify('good')).stdout + (await verify('good')).stderr, /certificate revoked/);
+    await until(async () => (await curl('good')).code === 400, 5000, 'nginx to refuse the old key\'s newly revoked certificate');
+    assert.equal((await curl('fresh')).code, 200);
   });
 });

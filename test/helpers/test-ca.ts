@@ -37,7 +37,7 @@ export async function makeTestCa(options: Partial<InitCaOptions> & { offloadCryp
   const offlineDir = path.join(dir, 'offline');
   const init = await initCa({ home, offlineDir, trustDomain: 'acme.internal', name: 'Acme Test', passphrase: TEST_PASSPHRASE, ...o });
   const ca = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE, now: o.now ? () => o.now! : undefined, offloadCrypto });
-  return {
+  const self: TestCa = {
     dir, home, offlineDir, layout: homeLayout(home), init, ca,
     file(name, data) {
       const p = path.join(dir, name);
@@ -45,8 +45,10 @@ export async function makeTestCa(options: Partial<InitCaOptions> & { offloadCryp
       return p;
     },
     async close() {
-      await ca.close();
+      // The CA open now (a test may have reopened it, after a key rotation).
+      await self.ca.close();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+  return self;
 }
