@@ -14,7 +14,7 @@ import { createCertificateTemplate, newSerial, subjectFor, type CertificateTempl
 import { buildCrl, encodeRevokedEntry, type RevocationReason } from '../core/crl.ts';
 import { parseCsr, verifyCsr, verifyCsrOffloaded } from '../core/csr.ts';
 import { floorSeconds } from '../core/der.ts';
-import { MutualError } from '../core/errors.ts';
+import { isMutualError, MutualError } from '../core/errors.ts';
 import { lintCertificate, type LintIssuer } from '../core/lint.ts';
 import { OID } from '../core/oids.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
@@ -255,6 +255,16 @@ export class CertificateAuthority {
       spki = spkiDer(kp.publicKey);
     }
     const checked = checkNames(this.policy, names ?? { dns: [], ip: [], uri: [] }, req.role);
+    // config.yaml may permit more than the intermediate's name constraints (fixed when it was
+    // signed): say so here, before lint refuses it as a bug would be.
+    if (ca.lint.constraints) {
+      try {
+        checkNames(ca.lint.constraints, checked, req.role);
+      } catch (e) {
+        if (!isMutualError(e, 'POLICY_NAME_NOT_ALLOWED')) throw e;
+        throw new MutualError('POLICY_NAME_NOT_ALLOWED', { detail: `${e.fields.detail} (config.yaml permits it, but the ${ca.role} certificate's name constraints do not: re-sign it with \`mutual intermediate csr --role ${req.role}\`, \`mutual offline sign-intermediate\` and \`mutual intermediate install\`)` });
+      }
+    }
     const lifetimeMs = req.lifetimeSeconds !== undefined ? req.lifetimeSeconds * 1000 : (req.days ?? profile.defaultDays) * 86_400_000;
     if (!(lifetimeMs >= 1000) || lifetimeMs > profile.maxDays * 86_400_000) {
       throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `the ${req.role} profile allows 1 second to ${profile.maxDays} days` });

@@ -28,7 +28,7 @@ export const ERRORS = {
   CSR_UNSUPPORTED_ALGORITHM: { status: 400, message: 'The CSR uses an unsupported key or signature algorithm', hint: 'Use ECDSA P-256/P-384, Ed25519 or RSA 2048-4096 with SHA-256 or better.' },
   CSR_FORBIDDEN_EXTENSION: { status: 400, message: 'The CSR asks for an extension the CA sets itself', hint: 'Remove basicConstraints/keyUsage/extendedKeyUsage requests; the profile decides them.' },
   // Policy and lint
-  POLICY_NAME_NOT_ALLOWED: { status: 403, message: 'A requested name is outside what this CA may issue', hint: 'Ask for names under the permitted DNS suffixes, IP ranges or trust domain, or widen them with --permit-dns/--permit-ip.' },
+  POLICY_NAME_NOT_ALLOWED: { status: 403, message: 'A requested name is outside what this CA may issue', hint: 'Ask for names under the permitted DNS suffixes, IP ranges or trust domain. They are set by `mutual init --permit-dns/--permit-ip` and carried by the intermediates as name constraints; to widen them later, edit policy in config.yaml and re-sign the intermediates (docs/operations.md, "Widening the permitted names").' },
   POLICY_NO_NAMES: { status: 400, message: 'The request has no names the profile needs', hint: 'Server certificates need DNS or IP names; client certificates need a service identity.' },
   POLICY_BAD_IDENTITY: { status: 400, message: 'The identity is not a valid SPIFFE ID for this trust domain', hint: 'Use spiffe://<trust-domain>/<env>/<service> with lowercase letters, digits, ".", "-" and "_".' },
   POLICY_VALIDITY_TOO_LONG: { status: 400, message: 'The requested lifetime exceeds the profile maximum', hint: 'Ask for a shorter lifetime or raise the profile maximum in the config.' },

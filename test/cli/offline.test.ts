@@ -288,6 +288,23 @@ test('ok/after a client CA key rotation, what the old key issued still works: th
   }
 });
 
+test('ok/widening the permitted names: config.yaml alone is refused with a detail that says what to re-sign; after re-signing OpenSSL verifies', skipNoOpenssl, async () => {
+  const config = path.join(home, 'config.yaml');
+  fs.writeFileSync(config, fs.readFileSync(config, 'utf8').replace(/permitIp: \[\]/, 'permitIp: ["10.0.0.0/8"]'));
+  const refused = await cli(['--json', 'issue', 'server', 'wide.acme.internal', '--ip', '10.0.0.5', '--out', p('wide')]);
+  expectError(refused, 3, 'POLICY_NAME_NOT_ALLOWED');
+  assert.match(refused.stderr + refused.stdout, /config\.yaml permits it, but the server-ca certificate's name constraints do not/);
+  assert.ok(!fs.existsSync(p('wide')), 'nothing written');
+  expectOk(await cli(['intermediate', 'csr', '--role', 'server', '--out', p('wide.csr')]));
+  expectOk(await cli(['offline', 'sign-intermediate', p('wide.csr'), '--role', 'server', ...offlineDir, '--out', p('wide-ca.pem')]));
+  expectOk(await cli(['intermediate', 'install', p('wide-ca.pem'), '--role', 'server']));
+  expectOk(await cli(['issue', 'server', 'wide.acme.internal', '--ip', '10.0.0.5', '--out', p('wide')]));
+  const v = verify(p('wide', 'cert.pem'), ca('server-ca.pem'));
+  assert.equal(v.status, 0, v.stdout + v.stderr);
+  // Still constrained: a range config.yaml does not name.
+  expectError(await cli(['--json', 'issue', 'server', 'wide.acme.internal', '--ip', '192.168.1.1', '--out', p('wide2')]), 3, 'POLICY_NAME_NOT_ALLOWED');
+});
+
 test('ok/no output contains a passphrase or a private key', () => {
   assert.deepEqual(leaks(), []);
 });
