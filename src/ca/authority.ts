@@ -136,14 +136,15 @@ export interface OpenAuthorityOptions {
 
 /** The online certificate authority. */
 export class CertificateAuthority {
-  readonly config: CaConfig;
+  // config, policy and the intermediates change only through reload().
+  config: CaConfig;
   readonly layout: HomeLayout;
   readonly store: CaStore;
   readonly root: CertificateInfo;
   readonly rootPem: string;
-  readonly server: IntermediateCa;
-  readonly client: IntermediateCa;
-  readonly policy: NamePolicy;
+  server: IntermediateCa;
+  client: IntermediateCa;
+  policy: NamePolicy;
   readonly now: () => Date;
   readonly #offloadCrypto: boolean;
   #queue: { rec: CertificateRecord; resolve: () => void; reject: (e: unknown) => void }[] = [];
@@ -152,10 +153,12 @@ export class CertificateAuthority {
   #scheduled = false;
 
   /** Intermediates retired by a key rotation (revocation and CRLs only). */
-  readonly retired: IntermediateCa[];
+  retired: IntermediateCa[];
+  readonly #url: string | undefined;
 
-  private constructor(o: { config: CaConfig; layout: HomeLayout; store: CaStore; root: string; server: IntermediateCa; client: IntermediateCa; retired: IntermediateCa[]; now: () => Date; offloadCrypto: boolean }) {
+  private constructor(o: { config: CaConfig; layout: HomeLayout; store: CaStore; root: string; server: IntermediateCa; client: IntermediateCa; retired: IntermediateCa[]; now: () => Date; offloadCrypto: boolean; url?: string }) {
     this.#offloadCrypto = o.offloadCrypto;
+    this.#url = o.url;
     this.config = o.config;
     this.layout = o.layout;
     this.store = o.store;
@@ -171,46 +174,23 @@ export class CertificateAuthority {
   /** Opens the CA in a state folder. Throws CA_NOT_INITIALIZED, KEY_* errors. */
   static async open(o: OpenAuthorityOptions): Promise<CertificateAuthority> {
     const layout = homeLayout(o.home);
-    let config: CaConfig;
-    try {
-      config = readConfig(layout.config);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MutualError('CA_NOT_INITIALIZED', { detail: `no ${layout.config}` });
-      throw e;
-    }
-    const urls = distributionUrls(o.url ?? config.url);
-    const load = (role: 'server-ca' | 'client-ca', certPath: string, keyPath: string, leaf: LeafRole): IntermediateCa => {
-      const pem = readFileSync(certPath, 'utf8');
-      const info = parseCertificate(readPemOrDer(pem, ['CERTIFICATE']));
-      const key = readEncryptedKey(keyPath, o.passphrase);
-      const signer = keyObjectSigner(key, { offload: o.offloadCrypto === true });
-      if (!spkiDer(signer.publicKey).equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `${keyPath} does not belong to ${certPath}` });
-      const keyId = info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest();
-      // The CRL and CA certificate URLs name the issuing key (keyedName): after a key rotation the
-      // certificates the old key issued still lead to its CRL, not to the new key's.
-      const keyed = keyedName(leaf, keyId.toString('hex'));
-      const template = createCertificateTemplate({ name: info.subjectName, keyId, signer }, {
-        role: leaf,
-        urls: urls && { crl: `${urls.base}/crl/${keyed}.crl`, ocsp: `${urls.base}/ocsp`, caIssuers: `${urls.base}/ca/${keyed}.crt` },
-      });
-      const constraints = info.permitted && { trustDomain: info.permitted.uri[0] ?? config.trustDomain, permittedDns: info.permitted.dns, permittedIp: info.permitted.ip };
-      return {
-        role, info, pem, keyId: keyId.toString('hex'), template, signer,
-        lint: { role, notBefore: info.notBefore, notAfter: info.notAfter, signatureOid: signer.algorithm.oid, constraints },
-      };
-    };
-    const server = load('server-ca', layout.serverCaCert, layout.serverCaKey, 'server');
-    const client = load('client-ca', layout.clientCaCert, layout.clientCaKey, 'client');
-    // Intermediates replaced by a key rotation: they no longer issue, but still revoke what they
-    // issued and sign CRLs for it.
-    const retired: IntermediateCa[] = [];
-    for (const f of fs.readdirSync(layout.caDir)) {
-      const m = /^(server|client)-ca\.prev-(\d+)\.pem$/.exec(f);
-      const key = m && path.join(layout.keysDir, `${m[1]}-ca.prev-${m[2]}.key.pem`);
-      if (m && key && fs.existsSync(key)) retired.push(load(`${m[1]}-ca` as 'server-ca' | 'client-ca', path.join(layout.caDir, f), key, m[1] as LeafRole));
-    }
+    const { config, server, client, retired } = loadIntermediates(layout, o.passphrase, o.url, o.offloadCrypto === true);
     const store = o.store ?? (await openStore({ databaseUrl: o.databaseUrl, sqlitePath: layout.database, schema: o.databaseSchema, writerThread: o.writerThread }));
-    return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, retired, now: o.now ?? (() => new Date()), offloadCrypto: o.offloadCrypto === true });
+    return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, retired, now: o.now ?? (() => new Date()), offloadCrypto: o.offloadCrypto === true, url: o.url });
+  }
+
+  /**
+   * Reads config.yaml and the intermediates again (after `mutual intermediate install`, or a
+   * widened policy): everything is loaded and checked before anything changes, so a failure
+   * (wrong passphrase, a key that does not match) leaves the CA as it was. Requests already past
+   * their issuer lookup finish with the intermediate they started with. Returns an undo.
+   */
+  reload(passphrase: string): () => void {
+    const { config, server, client, retired } = loadIntermediates(this.layout, passphrase, this.#url, this.#offloadCrypto);
+    const before = { config: this.config, server: this.server, client: this.client, retired: this.retired, policy: this.policy };
+    Object.assign(this, { config, server, client, retired, policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }) });
+    /** Puts back what was loaded before (for a caller whose own part of the reload failed). */
+    return () => Object.assign(this, before);
   }
 
   /** The intermediate that issues a leaf role. */
@@ -379,7 +359,7 @@ export class CertificateAuthority {
       issuerKeyId: cert.issuerKeyId, serial: cert.serial, revokedAt, reason,
       crlEntry: encodeRevokedEntry(Buffer.from(cert.serial.length % 2 ? '0' + cert.serial : cert.serial, 'hex'), revokedAt, reason),
     }, ref.actor ?? 'cli');
-    if (this.retired.includes(ca)) await this.writeCrlOf(ca, revokedAt);
+    if (this.#isRetired(ca)) await this.writeCrlOf(ca, revokedAt);
     else if (ref.writeCrl !== false) await this.writeCrl(ca.role === 'server-ca' ? 'server' : 'client', revokedAt);
     if (revokedChannel.hasSubscribers) revokedChannel.publish({ serial: cert.serial, issuerKeyId: cert.issuerKeyId, reason, revokedAt });
     return stored;
@@ -410,7 +390,12 @@ export class CertificateAuthority {
    */
   crlName(ca: IntermediateCa): string {
     const which = ca.role === 'server-ca' ? 'server' : 'client';
-    return this.retired.includes(ca) ? `${which}.prev-${ca.keyId.slice(0, 16)}` : which;
+    return this.#isRetired(ca) ? `${which}.prev-${ca.keyId.slice(0, 16)}` : which;
+  }
+
+  /** By key, not object: an intermediate loaded before a reload() is still known. */
+  #isRetired(ca: IntermediateCa): boolean {
+    return this.retired.some((r) => r.keyId === ca.keyId);
   }
 
   /**
@@ -465,3 +450,49 @@ export function distributionUrls(url: string | undefined): { base: string } | un
 }
 
 export type { DistributionUrls, Role };
+
+/**
+ * Reads config.yaml and loads the current and retired intermediates of a state folder, their keys
+ * decrypted and checked against their certificates. Throws CA_NOT_INITIALIZED, KEY_* errors.
+ */
+function loadIntermediates(layout: HomeLayout, passphrase: string, url: string | undefined, offloadCrypto: boolean): { config: CaConfig; server: IntermediateCa; client: IntermediateCa; retired: IntermediateCa[] } {
+  let config: CaConfig;
+  try {
+    config = readConfig(layout.config);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MutualError('CA_NOT_INITIALIZED', { detail: `no ${layout.config}` });
+    throw e;
+  }
+  const urls = distributionUrls(url ?? config.url);
+  const load = (role: 'server-ca' | 'client-ca', certPath: string, keyPath: string, leaf: LeafRole): IntermediateCa => {
+    const pem = readFileSync(certPath, 'utf8');
+    const info = parseCertificate(readPemOrDer(pem, ['CERTIFICATE']));
+    const key = readEncryptedKey(keyPath, passphrase);
+    const signer = keyObjectSigner(key, { offload: offloadCrypto });
+    if (!spkiDer(signer.publicKey).equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `${keyPath} does not belong to ${certPath}` });
+    const keyId = info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest();
+    // The CRL and CA certificate URLs name the issuing key (keyedName): after a key rotation the
+    // certificates the old key issued still lead to its CRL, not to the new key's.
+    const keyed = keyedName(leaf, keyId.toString('hex'));
+    const template = createCertificateTemplate({ name: info.subjectName, keyId, signer }, {
+      role: leaf,
+      urls: urls && { crl: `${urls.base}/crl/${keyed}.crl`, ocsp: `${urls.base}/ocsp`, caIssuers: `${urls.base}/ca/${keyed}.crt` },
+    });
+    const constraints = info.permitted && { trustDomain: info.permitted.uri[0] ?? config.trustDomain, permittedDns: info.permitted.dns, permittedIp: info.permitted.ip };
+    return {
+      role, info, pem, keyId: keyId.toString('hex'), template, signer,
+      lint: { role, notBefore: info.notBefore, notAfter: info.notAfter, signatureOid: signer.algorithm.oid, constraints },
+    };
+  };
+  const server = load('server-ca', layout.serverCaCert, layout.serverCaKey, 'server');
+  const client = load('client-ca', layout.clientCaCert, layout.clientCaKey, 'client');
+  // Intermediates replaced by a key rotation: they no longer issue, but still revoke what they
+  // issued and sign CRLs for it.
+  const retired: IntermediateCa[] = [];
+  for (const f of fs.readdirSync(layout.caDir)) {
+    const m = /^(server|client)-ca\.prev-(\d+)\.pem$/.exec(f);
+    const key = m && path.join(layout.keysDir, `${m[1]}-ca.prev-${m[2]}.key.pem`);
+    if (m && key && fs.existsSync(key)) retired.push(load(`${m[1]}-ca` as 'server-ca' | 'client-ca', path.join(layout.caDir, f), key, m[1] as LeafRole));
+  }
+  return { config, server, client, retired };
+}

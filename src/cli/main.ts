@@ -350,8 +350,8 @@ export function buildProgram(): Command {
     .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
     .action(async (file: string, o) => {
       await installIntermediate({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase: await caPassphrase(g()) });
-      // A running server keeps the intermediate it started with until it is restarted.
-      print(g(), `Installed the ${o.role} CA certificate. Restart \`mutual serve\` (every replica) so it issues from it.\n`, { ok: true });
+      // A running server keeps the intermediate it started with until it reloads.
+      print(g(), `Installed the ${o.role} CA certificate. Reload \`mutual serve\` (every replica: kill -HUP <pid>, or systemctl reload) or restart it, so it issues from it.\n`, { ok: true });
     });
 
   registerServerCommands(program, g);

@@ -94,6 +94,14 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     };
     process.on('SIGTERM', () => void stop('SIGTERM'));
     process.on('SIGINT', () => void stop('SIGINT'));
+    // After `mutual intermediate install` or an edited config.yaml: `kill -HUP`, `systemctl reload`.
+    process.on('SIGHUP', () => {
+      logger.info('SIGHUP: reading the intermediates and config.yaml again');
+      srv.reload().catch((e: unknown) => {
+        const err = e as { code?: string; message?: string };
+        logger.error({ code: err.code, err: err.message }, 'reload failed; still serving with the intermediates loaded before');
+      });
+    });
   }
 
   const serveOptions = (c: Command) => c

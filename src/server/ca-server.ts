@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { CertificateAuthority, type IssueResult, type LeafRole } from '../ca/authority.ts';
+import { CertificateAuthority, CRL_LIFETIME_MS, type IntermediateCa, type IssueResult, type LeafRole } from '../ca/authority.ts';
 import { MAX_TOKEN_TTL_SECONDS, checkTokenNames, loadTokenKey, mintToken, verifyToken } from '../ca/tokens.ts';
 import type { StoredCertificate } from '../ca/store.ts';
 import { parseCertificate, certificateIdentity, type CertificateInfo } from '../core/certificate.ts';
@@ -70,6 +70,8 @@ export interface CaServer {
   publicUrl?: string;
   server: https.Server;
   metrics: CaMetrics;
+  /** Reads the intermediates and config.yaml again (SIGHUP in `mutual serve`); see the function. */
+  reload(): Promise<void>;
   /** Stops accepting, finishes in-flight requests, closes timers (not the CA). */
   close(): Promise<void>;
 }
@@ -111,18 +113,26 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   }
   for (const r of await ca.list({ status: 'revoked', notExpiredAt: now(), limit: 10_000_000 })) revoked.add(r.serial);
 
-  const ocsp = await OcspService.create({ ca, now, metrics });
+  let ocsp = await OcspService.create({ ca, now, metrics });
 
   // CRLs: built in memory, rebuilt on revocation (coalesced) and at half their lifetime, one per
   // intermediate: `server`, `client`, and `<role>.prev-<key id>` for those retired by a key
   // rotation (they still revoke what they issued) until they expire.
-  const crls = new Map<string, { der: Buffer; pem: string; thisUpdate: Date; nextUpdate: Date }>();
+  type ServedCrl = { der: Buffer; pem: string; thisUpdate: Date; nextUpdate: Date };
+  const crls = new Map<string, ServedCrl>();
+  /** Signs an intermediate's CRL now (also written to the state folder). */
+  async function makeCrl(inter: IntermediateCa): Promise<ServedCrl> {
+    const der = await ca.writeCrlOf(inter, now());
+    const t = now();
+    return { der, pem: toPem(der, 'X509 CRL'), thisUpdate: t, nextUpdate: new Date(t.getTime() + CRL_LIFETIME_MS) };
+  }
   // Intermediates retired by a key rotation that are still valid: they keep signing CRLs for what
   // they issued, and stay trusted for client certificates (below).
-  const retiredValid = ca.retired.filter((r) => now() < r.info.notAfter);
-  const crlIssuers = new Map([ca.server, ca.client, ...retiredValid].map((inter) => [ca.crlName(inter), inter]));
+  // Recomputed by reload() after `mutual intermediate install`.
+  let retiredValid = ca.retired.filter((r) => now() < r.info.notAfter);
+  let crlIssuers = new Map([ca.server, ca.client, ...retiredValid].map((inter) => [ca.crlName(inter), inter]));
   // Each is also answered under its key's name, the one certificates carry (`server.<key id>`).
-  const byKeyedName = new Map([...crlIssuers].map(([name, inter]) => [ca.keyedName(inter), name]));
+  let byKeyedName = new Map([...crlIssuers].map(([name, inter]) => [ca.keyedName(inter), name]));
   const crlNameOf = (n: string): string => byKeyedName.get(n) ?? n;
   async function rebuildCrl(name: string): Promise<void> {
     const inter = crlIssuers.get(name);
@@ -133,9 +143,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       crls.delete(name);
       return;
     }
-    const der = await ca.writeCrlOf(inter, now());
-    const t = now();
-    crls.set(name, { der, pem: toPem(der, 'X509 CRL'), thisUpdate: t, nextUpdate: new Date(t.getTime() + 7 * 86_400_000) });
+    crls.set(name, await makeCrl(inter));
     metrics.crlAge.set({ ca: name }, 0);
   }
   for (const name of crlIssuers.keys()) await rebuildCrl(name);
@@ -196,7 +204,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   const first = await serverContext();
   // Retired intermediates stay trusted for client certificates until they expire: what they
   // issued (admin certificates among them) keeps working until it is renewed.
-  const tlsBase = {
+  let tlsBase = {
     ca: [ca.rootPem, ca.client.pem, ca.server.pem, ...retiredValid.map((r) => r.pem)],
     requestCert: true,
     // Every route decides what it needs; the handshake itself never fails for a missing or
@@ -237,7 +245,55 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     return p;
   }
   // The client CA, and client CAs retired by a key rotation while they are valid.
-  const adminIssuers = new Set([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
+  let adminIssuers = new Set([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
+
+  /**
+   * Takes up what `mutual intermediate install` (or an edited config.yaml) changed: the CA reads
+   * its intermediates again (all checked before any is used), then the CRL names, the TLS trust
+   * list, the admin issuers, the OCSP responders and this server's own certificate follow. On
+   * failure nothing changes and the server goes on with what it had.
+   */
+  let reloading: Promise<void> = Promise.resolve();
+  function reload(): Promise<void> {
+    // One at a time: a second SIGHUP waits for the first.
+    const next = reloading.catch(() => undefined).then(reloadNow);
+    reloading = next;
+    return next;
+  }
+  async function reloadNow(): Promise<void> {
+    const undo = ca.reload(o.passphrase);
+    let nextOcsp: OcspService | undefined;
+    const nextRetired = ca.retired.filter((r) => now() < r.info.notAfter);
+    const nextIssuers = new Map([ca.server, ca.client, ...nextRetired].map((inter) => [ca.crlName(inter), inter]));
+    const nextCrls = new Map<string, ServedCrl>();
+    let next: Awaited<ReturnType<typeof serverContext>>;
+    try {
+      nextOcsp = await OcspService.create({ ca, now, metrics });
+      for (const [name, inter] of nextIssuers) nextCrls.set(name, await makeCrl(inter));
+      next = await serverContext();
+    } catch (e) {
+      undo();
+      nextOcsp?.close();
+      throw e;
+    }
+    // Everything built: switch.
+    const oldOcsp = ocsp;
+    ocsp = nextOcsp;
+    oldOcsp.close();
+    retiredValid = nextRetired;
+    crlIssuers = nextIssuers;
+    byKeyedName = new Map([...crlIssuers].map(([name, inter]) => [ca.keyedName(inter), name]));
+    crls.clear();
+    for (const [name, c] of nextCrls) crls.set(name, c);
+    tlsBase = { ...tlsBase, ca: [ca.rootPem, ca.client.pem, ca.server.pem, ...retiredValid.map((r) => r.pem)] };
+    adminIssuers = new Set([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
+    server.setSecureContext({ ...tlsBase, key: next.key, cert: next.cert });
+    // A revocation the poll took in while the CRLs above were signed went into the old ones:
+    // sign them all again.
+    for (const name of crlIssuers.keys()) crlDirty.add(name);
+    poll();
+    log.info({ server: ca.server.keyId.slice(0, 16), client: ca.client.keyId.slice(0, 16), retired: retiredValid.length, serial: next.issued.serial }, 'reloaded the intermediates');
+  }
   function requireAdmin(c: RequestContext): string {
     if (!c.peer) throw new MutualError('AUTH_REQUIRED', { detail: 'no client certificate' });
     const id = certificateIdentity(c.peer);
@@ -497,7 +553,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   }
   log.info({ url, rootFingerprint }, 'mutual CA server listening');
   return {
-    url, port, publicUrl, server, metrics,
+    url, port, publicUrl, server, metrics, reload,
     async close() {
       clearInterval(pollTimer);
       if (renewTimer) clearTimeout(renewTimer);

@@ -63,7 +63,7 @@ test('ok/re-sign the server CA with its current key', skipNoOpenssl, async () =>
 
   const installed = await cli(['intermediate', 'install', p('new.pem'), '--role', 'server']);
   expectOk(installed);
-  assert.match(installed.stdout, /Restart `mutual serve`/, 'says what a running server needs');
+  assert.match(installed.stdout, /Reload `mutual serve` \(every replica: kill -HUP/, 'says what a running server needs');
   assert.equal(fs.readFileSync(ca('server-ca.pem'), 'utf8'), fs.readFileSync(p('new.pem'), 'utf8'));
 
   const serial = await issueServer('after');

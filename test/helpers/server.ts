@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { pino } from 'pino';
 import pg from 'pg';
 import type { InitCaOptions } from '../../src/ca/init-ca.ts';
@@ -220,4 +221,38 @@ export async function dropSchema(schema: string): Promise<void> {
   } finally {
     await c.end();
   }
+}
+
+const MUTUAL_BIN = path.resolve(import.meta.dirname, '../../bin/mutual.mjs');
+
+/** `mutual serve` running as its own process. */
+export interface Running {
+  child: ChildProcess;
+  url: string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  output: () => string;
+}
+
+/** Starts `mutual serve` (the real CLI) as a process and waits until /health answers. */
+export async function spawnServe(tc: TestCa, db?: { url: string; schema: string }): Promise<Running> {
+  const port = await freePort();
+  const args = [MUTUAL_BIN, '--home', tc.home, 'serve', '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--rate-limit', 'off'];
+  if (db) args.push('--database', db.url, '--database-schema', db.schema);
+  const child = spawn(process.execPath, args, { env: { ...process.env, MUTUAL_CA_PASSPHRASE: TEST_PASSPHRASE, MUTUAL_DATABASE_URL: undefined }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d) => (out += d));
+  child.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('close', (code, signal) => r({ code, signal })));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const url = `https://127.0.0.1:${port}`;
+  await waitFor(`mutual serve on ${url}`, 20_000, async () => {
+    if (gone) throw new Error(`mutual serve exited:\n${out}`);
+    try {
+      return (await send(`${url}/health`, { tls: { ca: tc.init.rootPem } })).status === 200 ? true : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  return { child, url, exited, output: () => out };
 }

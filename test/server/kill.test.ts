@@ -8,7 +8,6 @@
 import { describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
 import path from 'node:path';
@@ -21,44 +20,12 @@ import { toPem } from '../../src/core/pem.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
 import { openPostgresStore, type PostgresStore } from '../../src/store/postgres-store.ts';
 import { makeTestCa, TEST_PASSPHRASE, type TestCa } from '../helpers/test-ca.ts';
-import { dropSchema, freePort, freshSchema, pgSkip, pgUrl, send, waitFor, type SendTls } from '../helpers/server.ts';
+import { dropSchema, freshSchema, pgSkip, pgUrl, send, spawnServe as serve, waitFor, type Running, type SendTls } from '../helpers/server.ts';
 
-const BIN = path.resolve(import.meta.dirname, '../../bin/mutual.mjs');
 /** Concurrent issuing clients. */
 const CLIENTS = 8;
 /** How long the burst runs before the kill (at least; it also waits for some certificates). */
 const RUN_MS = 1000;
-
-interface Running {
-  child: ChildProcess;
-  url: string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  output: () => string;
-}
-
-/** Starts `mutual serve` as a process and waits until /health answers. */
-async function serve(tc: TestCa, db?: { url: string; schema: string }): Promise<Running> {
-  const port = await freePort();
-  const args = [BIN, '--home', tc.home, 'serve', '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--rate-limit', 'off'];
-  if (db) args.push('--database', db.url, '--database-schema', db.schema);
-  const child = spawn(process.execPath, args, { env: { ...process.env, MUTUAL_CA_PASSPHRASE: TEST_PASSPHRASE, MUTUAL_DATABASE_URL: undefined }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  child.stdout!.on('data', (d) => (out += d));
-  child.stderr!.on('data', (d) => (out += d));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('close', (code, signal) => r({ code, signal })));
-  let gone = false;
-  void exited.then(() => (gone = true));
-  const url = `https://127.0.0.1:${port}`;
-  await waitFor(`mutual serve on ${url}`, 20_000, async () => {
-    if (gone) throw new Error(`mutual serve exited:\n${out}`);
-    try {
-      return (await send(`${url}/health`, { tls: { ca: tc.init.rootPem } })).status === 200 ? true : undefined;
-    } catch {
-      return undefined;
-    }
-  });
-  return { child, url, exited, output: () => out };
-}
 
 /** What the clients received before the kill. */
 interface Received {
