@@ -14,6 +14,7 @@ import { createCertificateTemplate, newSerial, subjectFor, type CertificateTempl
 import { buildCrl, encodeRevokedEntry, type RevocationReason } from '../core/crl.ts';
 import { parseCsr, verifyCsr, verifyCsrOffloaded } from '../core/csr.ts';
 import { floorSeconds } from '../core/der.ts';
+import { formatDuration } from '../core/duration.ts';
 import { isMutualError, MutualError } from '../core/errors.ts';
 import { lintCertificate, type LintIssuer } from '../core/lint.ts';
 import { OID } from '../core/oids.ts';
@@ -41,6 +42,28 @@ export const MAX_COMMIT_BATCH = 32;
 function keyedName(which: LeafRole, keyIdHex: string): string {
   return `${which}.${keyIdHex.slice(0, 16)}`;
 }
+
+/**
+ * Shortest certificate lifetime a person or a token may ask for (`--ttl 5m`): below it a
+ * certificate would expire before an agent renewing at 2/3 of its lifetime could replace it
+ * across a CA restart. (`lifetimeSeconds`, for the server's own certificate and tests, is not held to it.)
+ */
+export const MIN_CERT_LIFETIME_SECONDS = 300;
+
+/**
+ * Shortest time between two renewals of one certificate. A client that lost the answer of a
+ * renewal may retry after it (the retry supersedes the lost certificate); a loop renewing the same
+ * certificate is refused with RENEWAL_TOO_SOON and Retry-After. Short enough for the 5-minute
+ * certificates ({@link MIN_CERT_LIFETIME_SECONDS}), renewed at 2/3 of their lifetime.
+ */
+export const RENEWAL_MIN_INTERVAL_SECONDS = 60;
+
+/**
+ * Longest renewal grace period (renewal of a certificate expired less than this long ago). A
+ * revocation covers the renewals of the revoked certificate that expired less than this long ago
+ * too, since those could still be renewed.
+ */
+export const MAX_RENEWAL_GRACE_SECONDS = 30 * 86_400;
 
 /** Backdating of notBefore, for clock skew between hosts. */
 export const BACKDATE_MS = 60_000;
@@ -79,13 +102,28 @@ export interface IssueRequest {
   spki?: Buffer;
   /** Names to issue for; with a CSR, defaults to the CSR's. */
   names?: SubjectAltNames;
-  /** Lifetime in days (default: the profile's), or in seconds for short-lived test certificates. */
+  /** Lifetime in days (default: the profile's), up to the profile's maximum. */
   days?: number;
+  /**
+   * Lifetime chosen by a person (`--ttl 8h`) or carried by an enrollment token, in seconds: from
+   * {@link MIN_CERT_LIFETIME_SECONDS} (POLICY_VALIDITY_TOO_SHORT) to the profile's maximum
+   * (POLICY_VALIDITY_TOO_LONG). Wins over `days`.
+   */
+  ttlSeconds?: number;
+  /** Exact lifetime in seconds, at least 1, for programmatic callers (the server's own certificate, tests). */
   lifetimeSeconds?: number;
   /** Who asks (audit actor). */
   actor?: string;
-  /** Serial of the certificate this renews. */
+  /**
+   * Serial of the certificate this renews: the renewal is recorded with the lineage bound
+   * ({@link CaStore.recordRenewal}): RENEWAL_TOO_SOON within {@link RENEWAL_MIN_INTERVAL_SECONDS}
+   * of the last renewal of that certificate, and what the lineage holds beyond that certificate and
+   * the new one is revoked as superseded. Use {@link CertificateAuthority.renew}, which checks the
+   * certificate renewed first.
+   */
   renewedFrom?: string;
+  /** With `renewedFrom`: certificates of the lineage expired longer ago than this are left alone (default 0). */
+  renewalGraceSeconds?: number;
   /**
    * Runs after every check (CSR, policy, lint) and before signing: the place to spend a one-time
    * token, so a request that fails a check does not burn it. Throwing stops the issuance.
@@ -107,6 +145,28 @@ export interface IssueResult {
   privateKey?: KeyObject;
   notAfter: Date;
   identity?: string;
+  /** For a renewal: the certificates of the lineage it revoked as superseded. */
+  superseded?: StoredCertificate[];
+}
+
+/** A renewal request: see {@link CertificateAuthority.renew}. */
+export interface RenewRequest {
+  /** The certificate presented (DER), whose key the caller proved it holds (the mTLS handshake). */
+  certificate: Buffer;
+  /** A CSR for a new key; without one the same key is certified again. */
+  csr?: Uint8Array | string;
+  /** Renewal of a certificate expired less than this long ago (default 0: off; at most {@link MAX_RENEWAL_GRACE_SECONDS}). */
+  graceSeconds?: number;
+  now?: Date;
+}
+
+/** What a revocation did. */
+export interface RevokeResult extends StoredCertificate {
+  /**
+   * Certificates renewed from it, directly or not, revoked with it (same time and reason): a
+   * revocation for any reason but superseded covers them, since they were authorized by it.
+   */
+  covered: StoredCertificate[];
 }
 
 /** Options for {@link CertificateAuthority.open}. */
@@ -235,9 +295,10 @@ export class CertificateAuthority {
       spki = spkiDer(kp.publicKey);
     }
     const checked = checkNames(this.policy, names ?? { dns: [], ip: [], uri: [] }, req.role);
-    const lifetimeMs = req.lifetimeSeconds !== undefined ? req.lifetimeSeconds * 1000 : (req.days ?? profile.defaultDays) * 86_400_000;
+    const lifetimeMs = req.ttlSeconds !== undefined ? checkLifetime(req.role, req.ttlSeconds, profile.maxDays) * 1000
+      : req.lifetimeSeconds !== undefined ? req.lifetimeSeconds * 1000 : (req.days ?? profile.defaultDays) * 86_400_000;
     if (!(lifetimeMs >= 1000) || lifetimeMs > profile.maxDays * 86_400_000) {
-      throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `the ${req.role} profile allows 1 second to ${profile.maxDays} days` });
+      throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `the ${req.role} profile allows up to ${profile.maxDays} days` });
     }
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
     const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeMs, ca.info.notAfter.getTime())));
@@ -258,13 +319,55 @@ export class CertificateAuthority {
     const der = await ca.template.sign(fields);
     // newSerial sets the second-highest bit, so the hex has no leading zeros to strip.
     const serial = fields.serial.toString('hex');
-    await this.#persist({
+    const rec: CertificateRecord = {
       issuerKeyId: ca.keyId, serial, role: req.role, subject: commonName ? `CN=${commonName}` : `O=${this.config.name}`, identity, names: checked,
       notBefore, notAfter, fingerprint: crypto.hash('sha256', der, 'hex'), der, renewedFrom: req.renewedFrom, issuedAt: floorSeconds(now), issuedBy: req.actor ?? 'cli',
-    });
+    };
+    let superseded: StoredCertificate[] | undefined;
+    if (req.renewedFrom === undefined) await this.#persist(rec);
+    else {
+      // A renewal has its own transaction (not group commit): the checks and the lineage bound
+      // must see what other replicas committed, and a refusal must not fail a whole batch.
+      const grace = req.renewalGraceSeconds ?? 0;
+      ({ superseded } = await this.store.recordRenewal({
+        record: { ...rec, renewedFrom: req.renewedFrom }, minIntervalSeconds: RENEWAL_MIN_INTERVAL_SECONDS,
+        supersedeExpiringAfter: new Date(rec.issuedAt.getTime() - grace * 1000),
+      }));
+      await this.#afterRevocations(superseded, rec.issuedAt);
+    }
     if (issuedChannel.hasSubscribers) issuedChannel.publish({ serial, role: req.role, identity, names: checked, notAfter });
     const certificatePem = toPem(der, 'CERTIFICATE');
-    return { serial, certificate: der, certificatePem, chainPem: ca.pem, fullchainPem: certificatePem + ca.pem, privateKey, notAfter, identity };
+    return { serial, certificate: der, certificatePem, chainPem: ca.pem, fullchainPem: certificatePem + ca.pem, privateKey, notAfter, identity, ...(superseded ? { superseded } : {}) };
+  }
+
+  /**
+   * Renews a certificate this CA issued, for a caller that proved it holds the key (mTLS): the
+   * presented certificate must be in the inventory byte for byte (RENEW_NOT_ALLOWED), unrevoked
+   * (CERT_REVOKED) and unexpired or inside the grace period (CERT_EXPIRED). The renewal keeps the
+   * names and role; it is recorded with the lineage bound (see {@link IssueRequest.renewedFrom}):
+   * a lineage holds at most two valid certificates, the current one and its successor.
+   */
+  async renew(req: RenewRequest): Promise<IssueResult> {
+    const now = req.now ?? this.now();
+    const graceSeconds = req.graceSeconds ?? 0;
+    if (!(graceSeconds >= 0 && graceSeconds <= MAX_RENEWAL_GRACE_SECONDS)) throw new TypeError(`graceSeconds must be 0 to ${MAX_RENEWAL_GRACE_SECONDS}`);
+    const cur = parseCertificate(req.certificate);
+    const stored = await this.store.getCertificate(cur.serial);
+    if (!stored || !stored.der.equals(cur.der)) throw new MutualError('RENEW_NOT_ALLOWED', { detail: 'the certificate was not issued by this CA' });
+    if (stored.role !== 'server' && stored.role !== 'client') throw new MutualError('RENEW_NOT_ALLOWED', { detail: `a ${stored.role} certificate is not renewed this way` });
+    if (stored.status === 'revoked') throw new MutualError('CERT_REVOKED', { serial: stored.serial, detail: `revoked ${stored.revokedAt?.toISOString() ?? ''} (${stored.reason ?? 'unspecified'})` });
+    if (now.getTime() > stored.notAfter.getTime() + graceSeconds * 1000) {
+      throw new MutualError('CERT_EXPIRED', { serial: stored.serial, detail: `expired ${stored.notAfter.toISOString()}${graceSeconds ? `, beyond the ${graceSeconds} s grace period` : ''}; enroll again with a token` });
+    }
+    // The lifetime of the certificate renewed, not the profile default: a short-lived
+    // certificate stays short-lived through its renewals.
+    const lifetimeSeconds = Math.min(Math.round((stored.notAfter.getTime() - stored.notBefore.getTime() - BACKDATE_MS) / 1000), this.config.profiles[stored.role].maxDays * 86_400);
+    return this.issue({
+      role: stored.role, names: stored.names, actor: `renew:${stored.serial}`, renewedFrom: stored.serial, renewalGraceSeconds: graceSeconds, now,
+      ...(lifetimeSeconds >= MIN_CERT_LIFETIME_SECONDS ? { lifetimeSeconds } : {}),
+      // Without a CSR the same key is certified again.
+      ...(req.csr !== undefined ? { csr: req.csr } : { spki: cur.spki }),
+    });
   }
 
   #persist(rec: CertificateRecord): Promise<void> {
@@ -345,21 +448,42 @@ export class CertificateAuthority {
     return found;
   }
 
-  /** Revokes a certificate and regenerates its issuer's CRL. */
-  async revoke(ref: { serial?: string; certificate?: Uint8Array | string; reason?: RevocationReason; actor?: string; now?: Date; /** Default true; the server coalesces instead. */ writeCrl?: boolean }): Promise<StoredCertificate> {
+  /**
+   * Revokes a certificate and regenerates its issuer's CRL. A revocation for any reason but
+   * `superseded` also revokes, in the same transaction and with the same time and reason, every
+   * certificate renewed from it, directly or not (they were authorized by it), that is valid and
+   * expired less than {@link MAX_RENEWAL_GRACE_SECONDS} ago; `covered` lists them, and their
+   * issuers' CRLs are regenerated too. Revoking an already revoked certificate still covers its
+   * renewals (CERT_ALREADY_REVOKED only when nothing is left to revoke).
+   */
+  async revoke(ref: { serial?: string; certificate?: Uint8Array | string; reason?: RevocationReason; actor?: string; now?: Date; /** Default true; the server coalesces instead. */ writeCrl?: boolean }): Promise<RevokeResult> {
     const cert = await this.find(ref);
     const ca = this.issuerByKeyId(cert.issuerKeyId);
     if (!ca) throw new MutualError('CERT_WRONG_ISSUER', { detail: 'the certificate was issued by an intermediate this CA no longer uses' });
     const revokedAt = floorSeconds(ref.now ?? this.now());
     const reason = ref.reason ?? 'unspecified';
-    const stored = await this.store.recordRevocation({
+    const recorded = await this.store.recordRevocation({
       issuerKeyId: cert.issuerKeyId, serial: cert.serial, revokedAt, reason,
       crlEntry: encodeRevokedEntry(Buffer.from(cert.serial.length % 2 ? '0' + cert.serial : cert.serial, 'hex'), revokedAt, reason),
+      ...(reason === 'superseded' ? {} : { renewalsExpiringAfter: new Date(revokedAt.getTime() - MAX_RENEWAL_GRACE_SECONDS * 1000) }),
     }, ref.actor ?? 'cli');
-    if (this.#isRetired(ca)) await this.writeCrlOf(ca, revokedAt);
-    else if (ref.writeCrl !== false) await this.writeCrl(ca.role === 'server-ca' ? 'server' : 'client', revokedAt);
-    if (revokedChannel.hasSubscribers) revokedChannel.publish({ serial: cert.serial, issuerKeyId: cert.issuerKeyId, reason, revokedAt });
-    return stored;
+    const { covered, ...stored } = recorded;
+    // The certificate itself only when this call revoked it (not when it only covered renewals).
+    const changed = cert.status === 'revoked' ? covered : [stored, ...covered];
+    if (ref.writeCrl !== false) {
+      for (const kid of new Set(changed.map((c) => c.issuerKeyId))) {
+        const issuer = this.issuerByKeyId(kid);
+        if (issuer) await this.writeCrlOf(issuer, revokedAt);
+      }
+    }
+    await this.#afterRevocations(changed, revokedAt);
+    return { ...stored, covered };
+  }
+
+  /** Announces revocations on `mutual:ca:revoked` (CRLs are the caller's: see revoke()). */
+  async #afterRevocations(list: StoredCertificate[], at: Date): Promise<void> {
+    if (!revokedChannel.hasSubscribers) return;
+    for (const c of list) revokedChannel.publish({ serial: c.serial, issuerKeyId: c.issuerKeyId, reason: c.reason ?? 'unspecified', revokedAt: c.revokedAt ?? at });
   }
 
   /** Builds a fresh CRL for an intermediate (DER). */
@@ -426,6 +550,19 @@ export class CertificateAuthority {
     while (this.#queue.length || this.#committing) await new Promise((r) => setImmediate(r));
     await this.store.close();
   }
+}
+
+/**
+ * Checks a lifetime a person or a token chose, in seconds: a whole number from
+ * {@link MIN_CERT_LIFETIME_SECONDS} (POLICY_VALIDITY_TOO_SHORT) to `maxDays`
+ * (POLICY_VALIDITY_TOO_LONG). Returns it.
+ */
+export function checkLifetime(role: LeafRole, seconds: number, maxDays: number): number {
+  if (!Number.isInteger(seconds) || seconds < MIN_CERT_LIFETIME_SECONDS) {
+    throw new MutualError('POLICY_VALIDITY_TOO_SHORT', { detail: `${seconds} s; certificates live ${formatDuration(MIN_CERT_LIFETIME_SECONDS)} at least` });
+  }
+  if (seconds > maxDays * 86_400) throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `${formatDuration(seconds)}; the ${role} profile allows ${maxDays}d at most` });
+  return seconds;
 }
 
 /**

@@ -61,6 +61,35 @@ export interface RevocationInput {
   reason: RevocationReason;
   /** The pre-encoded CRL entry (see core/crl.ts encodeRevokedEntry). */
   crlEntry: Buffer;
+  /**
+   * Also revoke, with the same time and reason, every certificate renewed from this one, directly
+   * or not, that is still valid and expires after this time (the authority passes it for every
+   * reason but superseded). When the certificate itself is already revoked, those descendants are
+   * still revoked, and CERT_ALREADY_REVOKED is thrown only when there are none.
+   */
+  renewalsExpiringAfter?: Date;
+}
+
+/** What a revocation recorded: the certificate, and the renewals of it revoked with it. */
+export interface RevocationRecorded extends StoredCertificate {
+  /** Certificates renewed from it (directly or not) revoked in the same transaction, oldest first. */
+  covered: StoredCertificate[];
+}
+
+/** A renewal to record (see {@link CaStore.recordRenewal}). */
+export interface RenewalInput {
+  /** The new certificate; `renewedFrom` names the certificate it renews. */
+  record: CertificateRecord & { renewedFrom: string };
+  /**
+   * Refuse with RENEWAL_TOO_SOON when the certificate renewed already has a renewal issued less
+   * than this many seconds before `record.issuedAt`.
+   */
+  minIntervalSeconds: number;
+  /**
+   * The other valid certificates of the lineage (all but the one renewed and the new one) that
+   * expire after this time are revoked, reason superseded, at `record.issuedAt`.
+   */
+  supersedeExpiringAfter: Date;
 }
 
 /** A revocation as replicas learn of it. */
@@ -87,8 +116,22 @@ export interface ListFilter {
 export interface CaStore {
   /** Records issued certificates and their audit entries in one transaction. */
   recordIssued(records: CertificateRecord[]): Promise<void>;
-  /** Marks a certificate revoked, stores its CRL entry and the audit entry, in one transaction. */
-  recordRevocation(r: RevocationInput, actor: string): Promise<StoredCertificate>;
+  /**
+   * Marks a certificate revoked, stores its CRL entry and the audit entry, in one transaction;
+   * with `renewalsExpiringAfter`, its renewals too (each with its CRL and audit entry, action
+   * `revoke`, details `coveredBy`). Serialized with renewals of the same lineage across replicas.
+   */
+  recordRevocation(r: RevocationInput, actor: string): Promise<RevocationRecorded>;
+  /**
+   * Records a renewal in one transaction: checks that the certificate renewed is in the inventory
+   * (CERT_NOT_FOUND) and still valid (CERT_REVOKED: a revocation that covered it committed first),
+   * applies the per-certificate interval (RENEWAL_TOO_SOON, with `retryAfter` seconds), inserts
+   * the new certificate with its audit entry, and revokes as superseded what the lineage holds
+   * beyond the renewed certificate and the new one. Renewals and revocations of one lineage are
+   * serialized (a transaction-scoped lock in PostgreSQL; SQLite's write lock), so the bound holds
+   * across replicas. Returns the certificates superseded.
+   */
+  recordRenewal(r: RenewalInput): Promise<{ superseded: StoredCertificate[] }>;
   getCertificate(serial: string, issuerKeyId?: string): Promise<StoredCertificate | undefined>;
   listCertificates(filter: ListFilter): Promise<StoredCertificate[]>;
   /** The pre-encoded CRL entries of one issuer, without those of certificates expired at `now`. */

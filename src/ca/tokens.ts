@@ -13,14 +13,18 @@ import { generateKeyPair } from '../core/algorithms.ts';
 import { MutualError } from '../core/errors.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { readEncryptedKey, writeEncryptedKey } from '../keys/encrypted-key-file.ts';
-import type { LeafRole } from './authority.ts';
+import { MIN_CERT_LIFETIME_SECONDS, type LeafRole } from './authority.ts';
 
 /** Longest token accepted. */
 export const MAX_TOKEN_LENGTH = 8 * 1024;
 /** Longest token lifetime an admin may ask for. */
 export const MAX_TOKEN_TTL_SECONDS = 7 * 86_400;
-/** Clock skew tolerated between the token maker and the CA. */
-export const TOKEN_CLOCK_TOLERANCE_SECONDS = 30;
+/**
+ * Clock skew tolerated between the token maker and the CA. Small: a token is made on (or next
+ * to) the CA, and every second of tolerance lengthens a short token's life (a 1-second token was
+ * accepted 12 s after expiry with 30).
+ */
+export const TOKEN_CLOCK_TOLERANCE_SECONDS = 5;
 
 const ISSUER = 'mutual';
 const AUDIENCE = 'mutual:enroll';
@@ -35,6 +39,11 @@ export interface TokenClaims {
   expiresAt: Date;
   /** Who made it. */
   subject: string;
+  /**
+   * Lifetime of the certificate it enrolls, in seconds, chosen by the admin who made it (claim
+   * `lft`); absent: the profile's default. The enrollment request cannot choose it.
+   */
+  certLifetimeSeconds?: number;
 }
 
 /** Loads the token signing key from the state folder, making it on first use. */
@@ -44,15 +53,21 @@ export function loadTokenKey(keysDir: string, passphrase: string): KeyObject {
   return readEncryptedKey(file, passphrase);
 }
 
-/** Makes a token for the given names. */
+/**
+ * Makes a token for the given names. `certLifetimeSeconds` (checked by the caller against the
+ * profile with checkLifetime) fixes the lifetime of the certificate it enrolls.
+ */
 export async function mintToken(o: {
-  key: KeyObject; names: SubjectAltNames; ttlSeconds: number; rootFingerprint: string; madeBy: string; now?: Date;
+  key: KeyObject; names: SubjectAltNames; ttlSeconds: number; rootFingerprint: string; madeBy: string; now?: Date; certLifetimeSeconds?: number;
 }): Promise<{ token: string; jti: string; expiresAt: Date }> {
   if (!(o.ttlSeconds > 0 && o.ttlSeconds <= MAX_TOKEN_TTL_SECONDS)) throw new MutualError('CONFIG_INVALID', { detail: `token ttl must be 1 s to ${MAX_TOKEN_TTL_SECONDS / 86_400} days` });
   if (o.names.dns.length + o.names.ip.length + o.names.uri.length === 0) throw new MutualError('POLICY_NO_NAMES', { detail: 'a token needs the names it allows' });
+  if (o.certLifetimeSeconds !== undefined && !(Number.isInteger(o.certLifetimeSeconds) && o.certLifetimeSeconds >= MIN_CERT_LIFETIME_SECONDS)) {
+    throw new MutualError('POLICY_VALIDITY_TOO_SHORT', { detail: `certificate lifetime ${o.certLifetimeSeconds} s` });
+  }
   const now = Math.floor((o.now ?? new Date()).getTime() / 1000);
   const jti = crypto.randomBytes(16).toString('base64url');
-  const token = await new SignJWT({ sans: o.names, sha: o.rootFingerprint })
+  const token = await new SignJWT({ sans: o.names, sha: o.rootFingerprint, ...(o.certLifetimeSeconds !== undefined ? { lft: o.certLifetimeSeconds } : {}) })
     .setProtectedHeader({ alg: 'ES256', typ: 'JWT' })
     .setIssuer(ISSUER)
     .setAudience(AUDIENCE)
@@ -85,7 +100,12 @@ export async function verifyToken(token: string, publicKey: KeyObject, now: Date
     throw new MutualError('TOKEN_INVALID', { detail: 'the token does not name what it allows' });
   }
   const names = { dns: sans.dns, ip: sans.ip, uri: sans.uri };
+  const lft = payload.lft;
+  if (lft !== undefined && !(typeof lft === 'number' && Number.isInteger(lft) && lft >= MIN_CERT_LIFETIME_SECONDS)) {
+    throw new MutualError('TOKEN_INVALID', { detail: 'the token\'s certificate lifetime (lft) is not a whole number of seconds >= 300' });
+  }
   return {
+    ...(lft !== undefined ? { certLifetimeSeconds: lft } : {}),
     jti: payload.jti!, names, role: names.uri.length ? 'client' : 'server', rootFingerprint: payload.sha,
     expiresAt: new Date(payload.exp! * 1000), subject: payload.sub!,
   };

@@ -34,9 +34,5 @@ export function reportError(e: unknown, json: boolean): number {
   return EXIT.FAILURE;
 }
 
-/** Parses a duration like `30d`, `12h`, `90m`, `45s`. */
-export function parseDuration(text: string): number {
-  const m = /^(\d{1,6})([smhd])$/.exec(text.trim());
-  if (!m) throw new MutualError('CONFIG_INVALID', { detail: `duration ${JSON.stringify(text)}: use a number and s, m, h or d (e.g. 30d)` });
-  return Number(m[1]) * { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 }[m[2] as 's' | 'm' | 'h' | 'd'];
-}
+/** The one duration parser (src/core/duration.ts), re-exported for the commands. */
+export { parseDuration } from '../core/duration.ts';

@@ -32,6 +32,7 @@ export const ERRORS = {
   POLICY_NO_NAMES: { status: 400, message: 'The request has no names the profile needs', hint: 'Server certificates need DNS or IP names; client certificates need a service identity.' },
   POLICY_BAD_IDENTITY: { status: 400, message: 'The identity is not a valid SPIFFE ID for this trust domain', hint: 'Use spiffe://<trust-domain>/<env>/<service> with lowercase letters, digits, ".", "-" and "_".' },
   POLICY_VALIDITY_TOO_LONG: { status: 400, message: 'The requested lifetime exceeds the profile maximum', hint: 'Ask for a shorter lifetime or raise the profile maximum in the config.' },
+  POLICY_VALIDITY_TOO_SHORT: { status: 400, message: 'The requested lifetime is shorter than the 5 minutes mutual issues', hint: 'Ask for 5m or more (e.g. --ttl 15m); a shorter certificate would expire before it could be renewed.' },
   POLICY_UNKNOWN_PROFILE: { status: 400, message: 'Unknown certificate profile', hint: 'Use one of: server, client.' },
   LINT_FAILED: { status: 500, message: 'The certificate failed the pre-issuance lint and was not issued', hint: 'This is a bug or a misconfiguration; the findings name the rule.' },
   // Keys and custody
@@ -68,6 +69,8 @@ export const ERRORS = {
   TOKEN_EXPIRED: { status: 401, message: 'The enrollment token has expired', hint: 'Get a new token with `mutual token <names> --ttl 10m` and enroll within its lifetime.' },
   TOKEN_REPLAYED: { status: 401, message: 'The enrollment token was already used', hint: 'Tokens are single use; get a new one with `mutual token <names>`.' },
   TOKEN_NAME_MISMATCH: { status: 403, message: 'The request asks for names the token does not allow', hint: 'Ask for exactly the names the token was made for, or make a token for these names.' },
+  RENEWAL_TOO_SOON: { status: 429, message: 'This certificate was renewed moments ago', hint: 'Use the certificate that renewal returned; if it was lost, retry after the seconds in Retry-After (that renewal then supersedes the lost one).' },
+  ENROLL_LIFETIME_FIXED: { status: 400, message: 'The certificate lifetime is set by the token, not by the enrollment request', hint: 'Leave out `days`; an admin chooses the lifetime when making the token (`mutual token NAMES --cert-ttl 8h`).' },
   RENEW_NOT_ALLOWED: { status: 403, message: 'This certificate cannot be renewed', hint: 'Renew before expiry with the current, unrevoked certificate; otherwise enroll again with a new token.' },
   CA_UNAVAILABLE: { status: 503, message: 'The CA server could not be reached', hint: 'Check --ca-url and that `mutual serve` is running; retry later.' },
   CA_UNTRUSTED: { status: 495, message: 'The CA server\'s root does not match the pinned fingerprint', hint: 'Check the CA URL; the token or --root names the root you expect.' },

@@ -11,7 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { CertificateAuthority, CRL_LIFETIME_MS, type IntermediateCa, type IssueResult, type LeafRole } from '../ca/authority.ts';
+import { CertificateAuthority, checkLifetime, CRL_LIFETIME_MS, MAX_RENEWAL_GRACE_SECONDS, type IntermediateCa, type IssueResult, type LeafRole } from '../ca/authority.ts';
 import { MAX_TOKEN_TTL_SECONDS, checkTokenNames, loadTokenKey, mintToken, verifyToken } from '../ca/tokens.ts';
 import type { StoredCertificate } from '../ca/store.ts';
 import { parseCertificate, certificateIdentity, type CertificateInfo } from '../core/certificate.ts';
@@ -41,7 +41,7 @@ export interface CaServerOptions {
   port?: number;
   /** Public base URL (default https://<host>:<port>). */
   url?: string;
-  /** Renewal of certificates expired less than this long ago (default 0: off). */
+  /** Renewal of certificates expired less than this long ago (default 0: off; at most 30 days, MAX_RENEWAL_GRACE_SECONDS). */
   renewalGraceSeconds?: number;
   /** Per-client-address limit on /v1 requests; false turns it off. Default 200/s, burst 400. */
   rateLimit?: { perSecond: number; burst: number } | false;
@@ -101,6 +101,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   const admins = o.admins ?? [`spiffe://${ca.config.trustDomain}/admin/*`];
   const limiter = o.rateLimit === false ? undefined : new RateLimiter(o.rateLimit?.perSecond ?? 200, o.rateLimit?.burst ?? 400);
   const graceMs = (o.renewalGraceSeconds ?? 0) * 1000;
+  if (!(graceMs >= 0 && graceMs <= MAX_RENEWAL_GRACE_SECONDS * 1000)) throw new TypeError(`renewalGraceSeconds must be 0 to ${MAX_RENEWAL_GRACE_SECONDS}`);
 
   // Revoked serials (hex) of unexpired certificates, kept current from the store's revocation log.
   const revoked = new Set<string>();
@@ -386,6 +387,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       if (!auth.startsWith('Bearer ')) throw new MutualError('AUTH_REQUIRED', { detail: 'send Authorization: Bearer <token>' });
       const claims = await verifyToken(auth.slice(7).trim(), tokenPublic, now());
       const b = await readJson(c.req);
+      if (b.days !== undefined || b.ttlSeconds !== undefined) throw new MutualError('ENROLL_LIFETIME_FIXED', { detail: 'the request names a lifetime; the token sets it' });
       const csrText = str(b.csr, 'csr');
       const csr = parseCsr(readPemOrDer(csrText, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
       const names = csr.names.dns.length + csr.names.ip.length + csr.names.uri.length ? csr.names : claims.names;
@@ -394,7 +396,8 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       const spend = async () => {
         if (!(await ca.store.consumeToken(claims.jti, claims.expiresAt, `token:${claims.subject}`))) throw new MutualError('TOKEN_REPLAYED');
       };
-      return issued(c, await ca.issue({ role: claims.role, csr: csrText, names, days: optDays(b.days), actor: `token:${claims.jti}`, beforeSign: spend }));
+      // The lifetime is the admin's, carried by the token (or the profile's default).
+      return issued(c, await ca.issue({ role: claims.role, csr: csrText, names, ttlSeconds: claims.certLifetimeSeconds, actor: `token:${claims.jti}`, beforeSign: spend }));
     }
     if (p === '/v1/renew' && m === 'POST') return renew(c);
     if (p === '/v1/revoke' && m === 'POST') {
@@ -412,13 +415,17 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       const reason = b.reason === undefined ? 'unspecified' : parseRevocationReason(str(b.reason, 'reason', 40));
       // The CRL is rebuilt by the revocation poller right after (coalescing a burst of revocations).
       const r = await ca.revoke({ serial, reason, actor, writeCrl: false });
-      revoked.add(r.serial);
-      ocsp.markRevoked({ issuerKeyId: r.issuerKeyId, serial: r.serial, revokedAt: r.revokedAt!, reason: r.reason ?? 'unspecified' });
-      const issuer = ca.issuerByKeyId(r.issuerKeyId);
-      if (issuer) crlDirty.add(ca.crlName(issuer));
+      // The certificate and the renewals of it the revocation covered.
+      for (const x of [r, ...r.covered]) {
+        if (x.status !== 'revoked' || revoked.has(x.serial)) continue;
+        revoked.add(x.serial);
+        ocsp.markRevoked({ issuerKeyId: x.issuerKeyId, serial: x.serial, revokedAt: x.revokedAt!, reason: x.reason ?? 'unspecified' });
+        const issuer = ca.issuerByKeyId(x.issuerKeyId);
+        if (issuer) crlDirty.add(ca.crlName(issuer));
+        metrics.revoked.inc();
+      }
       setImmediate(poll);
-      metrics.revoked.inc();
-      return sendJson(c.res, 200, view(r));
+      return sendJson(c.res, 200, { ...view(r), covered: r.covered.map((x) => x.serial) });
     }
     if (p === '/v1/certificates' && m === 'GET') {
       requireAdmin(c);
@@ -455,37 +462,47 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1 || ttl > MAX_TOKEN_TTL_SECONDS) {
         throw new MutualError('REQUEST_MALFORMED', { detail: `ttlSeconds must be a whole number from 1 to ${MAX_TOKEN_TTL_SECONDS}` });
       }
-      const t = await mintToken({ key: tokenKey, names: sans, ttlSeconds: ttl, rootFingerprint, madeBy: actor, now: now() });
-      await ca.store.audit({ actor, action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString() } });
-      return sendJson(c.res, 201, { token: t.token, expiresAt: t.expiresAt.toISOString() });
+      const role: LeafRole = sans.uri.length ? 'client' : 'server';
+      const certSeconds = b.certificateTtlSeconds;
+      if (certSeconds !== undefined && (typeof certSeconds !== 'number' || !Number.isInteger(certSeconds))) {
+        throw new MutualError('REQUEST_MALFORMED', { detail: 'certificateTtlSeconds must be a whole number of seconds' });
+      }
+      if (certSeconds !== undefined) checkLifetime(role, certSeconds, ca.config.profiles[role].maxDays);
+      const t = await mintToken({ key: tokenKey, names: sans, ttlSeconds: ttl, rootFingerprint, madeBy: actor, now: now(), certLifetimeSeconds: certSeconds });
+      await ca.store.audit({ actor, action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString(), ...(certSeconds !== undefined ? { certificateTtlSeconds: certSeconds } : {}) } });
+      return sendJson(c.res, 201, { token: t.token, expiresAt: t.expiresAt.toISOString(), ...(certSeconds !== undefined ? { certificateTtlSeconds: certSeconds } : {}) });
     }
     if (['/v1/sign', '/v1/enroll', '/v1/renew', '/v1/revoke', '/v1/tokens', '/v1/certificates'].includes(p)) throw new MutualError('METHOD_NOT_ALLOWED');
     throw new MutualError('NOT_FOUND', { detail: p.slice(0, 100) });
   }
 
+  /** /v1/renew: authenticates (mTLS with the current certificate), parses, and asks the authority. */
   async function renew(c: RequestContext): Promise<void> {
     if (!c.peer) throw new MutualError('AUTH_REQUIRED', { detail: 'renewal needs mTLS with the current certificate' });
-    const cur = c.peer;
-    const stored: StoredCertificate | undefined = await ca.store.getCertificate(cur.serial);
-    // Possession of the key was proven by the TLS handshake; the certificate must be one this CA
-    // issued (byte for byte), unrevoked, and unexpired (or inside the opt-in grace period).
-    if (!stored || !stored.der.equals(cur.der)) throw new MutualError('RENEW_NOT_ALLOWED', { detail: 'the certificate was not issued by this CA' });
-    if (stored.status === 'revoked' || revoked.has(stored.serial)) throw new MutualError('CERT_REVOKED', { serial: stored.serial, detail: `revoked ${stored.revokedAt?.toISOString() ?? ''}` });
-    const t = now();
-    if (t.getTime() > stored.notAfter.getTime() + graceMs) {
-      throw new MutualError('CERT_EXPIRED', { serial: stored.serial, detail: `expired ${stored.notAfter.toISOString()}${graceMs ? `, beyond the ${graceMs / 1000} s grace period` : ''}; enroll again with a token` });
-    }
+    // The poller's set answers before the store does for a revocation made on another replica.
+    if (revoked.has(c.peer.serial)) throw new MutualError('CERT_REVOKED', { serial: c.peer.serial, detail: c.peer.serial });
     const b = c.req.headers['content-length'] === '0' ? {} : await readJson(c.req).catch((e) => {
       if ((e as MutualError).code === 'REQUEST_MALFORMED' && !c.req.headers['content-type']) return {};
       throw e;
     });
     const csr = b.csr === undefined ? undefined : str(b.csr, 'csr');
-    const r = await ca.issue({
-      role: stored.role as LeafRole, names: stored.names, csr, actor: `renew:${stored.serial}`, renewedFrom: stored.serial,
-      // Without a CSR the same key is certified again.
-      ...(csr ? {} : { spki: cur.spki }),
-    });
+    let r: IssueResult;
+    try {
+      // Possession of the key was proven by the TLS handshake; the authority checks the rest.
+      r = await ca.renew({ certificate: c.peer.der, csr, graceSeconds: graceMs / 1000, now: now() });
+    } catch (e) {
+      if (e instanceof MutualError && e.code === 'RENEWAL_TOO_SOON') c.res.setHeader('retry-after', String(Math.max(1, Number(e.fields.retryAfter) || 1)));
+      throw e;
+    }
     metrics.renewals.inc();
+    // Certificates the renewal superseded: answered as revoked here at once, by others on their next poll.
+    for (const x of r.superseded ?? []) {
+      revoked.add(x.serial);
+      ocsp.markRevoked({ issuerKeyId: x.issuerKeyId, serial: x.serial, revokedAt: x.revokedAt!, reason: 'superseded' });
+      const issuer = ca.issuerByKeyId(x.issuerKeyId);
+      if (issuer) crlDirty.add(ca.crlName(issuer));
+    }
+    if (r.superseded?.length) setImmediate(poll);
     return issued(c, r);
   }
 

@@ -68,6 +68,25 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       CREATE INDEX audit_action ON audit (action, seq);
     `,
   },
+  {
+    version: 2,
+    sql: `
+      -- Renewal lineages (DESIGN.md, "Renewal"): a renewal carries the serial (hex) of the first
+      -- certificate of its lineage; a certificate that starts one (issued, enrolled) has NULL. A
+      -- renewal and a revocation look up the valid certificates of one lineage (at most two, plus
+      -- those of lineages older than this column) and the descendants of one certificate.
+      ALTER TABLE certificates ADD COLUMN lineage TEXT;
+      CREATE INDEX certificates_lineage ON certificates (lineage) WHERE lineage IS NOT NULL;
+      CREATE INDEX certificates_renewed_from ON certificates (renewed_from) WHERE renewed_from IS NOT NULL;
+      -- Renewals made before this version: each takes the lineage of its oldest ancestor.
+      WITH RECURSIVE l(id, root) AS (
+        SELECT c.id, lower(hex(c.serial)) FROM certificates c WHERE c.renewed_from IS NULL
+        UNION ALL
+        SELECT c.id, l.root FROM l JOIN certificates p ON p.id = l.id JOIN certificates c ON c.renewed_from = lower(hex(p.serial))
+      )
+      UPDATE certificates SET lineage = (SELECT root FROM l WHERE l.id = certificates.id) WHERE renewed_from IS NOT NULL;
+    `,
+  },
 ];
 
 /**
@@ -132,6 +151,21 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
         hash text NOT NULL
       );
       CREATE INDEX audit_action ON audit (action, seq);
+    `,
+  },
+  {
+    version: 2,
+    sql: `
+      -- Renewal lineages: see SQLITE_MIGRATIONS version 2.
+      ALTER TABLE certificates ADD COLUMN lineage text;
+      CREATE INDEX certificates_lineage ON certificates (lineage) WHERE lineage IS NOT NULL;
+      CREATE INDEX certificates_renewed_from ON certificates (renewed_from) WHERE renewed_from IS NOT NULL;
+      WITH RECURSIVE l(id, root) AS (
+        SELECT c.id, encode(c.serial, 'hex') FROM certificates c WHERE c.renewed_from IS NULL
+        UNION ALL
+        SELECT c.id, l.root FROM l JOIN certificates p ON p.id = l.id JOIN certificates c ON c.renewed_from = encode(p.serial, 'hex')
+      )
+      UPDATE certificates SET lineage = l.root FROM l WHERE l.id = certificates.id AND certificates.renewed_from IS NOT NULL;
     `,
   },
 ];

@@ -16,21 +16,21 @@
  */
 import { Pool, type PoolClient } from 'pg';
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
-import { dropExpired, REVOCATION_REASONS } from '../core/crl.ts';
+import { dropExpired, encodeRevokedEntry, REVOCATION_REASONS } from '../core/crl.ts';
 import { MutualError } from '../core/errors.ts';
 import type { RevocationReason } from '../core/crl.ts';
 import type {
-  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RevocationEvent, RevocationInput, StoredCertificate,
+  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RenewalInput, RevocationEvent, RevocationInput, RevocationRecorded, StoredCertificate,
 } from '../ca/store.ts';
 import { POSTGRES_MIGRATIONS } from './migrations.ts';
 import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows.ts';
 import { CRL_PACK_THRESHOLD } from './sqlite-store.ts';
 
 /**
- * Advisory lock classes (the first key of pg_advisory_lock(int, int)); "mut" followed by 1, 2, 3,
- * chosen to stay clear of other applications' locks on a shared server.
+ * Advisory lock classes (the first key of pg_advisory_lock(int, int)); "mut" followed by 1 to 4,
+ * chosen to stay clear of other applications' locks on a shared server (4: a renewal lineage).
  */
-const LOCK_CLASS = { migrate: 0x6d757401, audit: 0x6d757402, job: 0x6d757403 } as const;
+const LOCK_CLASS = { migrate: 0x6d757401, audit: 0x6d757402, job: 0x6d757403, lineage: 0x6d757404 } as const;
 
 /** Audit rows read per query by auditEntries(). */
 const AUDIT_PAGE = 1000;
@@ -233,20 +233,93 @@ export class PostgresStore implements CaStore {
     }
   }
 
-  async recordRevocation(r: RevocationInput, actor: string): Promise<StoredCertificate> {
+  async recordRevocation(r: RevocationInput, actor: string): Promise<RevocationRecorded> {
     try {
       return await this.#tx(async (c) => {
-        const { rows } = await c.query('SELECT * FROM certificates WHERE serial = $1 AND issuer_kid = $2 FOR UPDATE', [serialBytes(r.serial), r.issuerKeyId]);
-        const row = rows[0] as Row | undefined;
-        if (!row) throw new MutualError('CERT_NOT_FOUND', { serial: r.serial, detail: r.serial });
-        if (row.status === 'revoked') throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
-        const code = REVOCATION_REASONS[r.reason];
-        await c.query('UPDATE certificates SET status = $1, revoked_at = $2, reason = $3 WHERE id = $4', ['revoked', sec(r.revokedAt), code, row.id]);
-        await c.query('INSERT INTO crl_entries (issuer_kid, serial, not_after, entry) VALUES ($1, $2, $3, $4)', [r.issuerKeyId, r.serial, row.not_after, r.crlEntry]);
-        await this.#appendAudit(c, [{ actor, action: 'revoke', target: r.serial, at: r.revokedAt, details: { issuer: r.issuerKeyId, reason: r.reason } }]);
+        const found = await c.query('SELECT id, serial, lineage FROM certificates WHERE serial = $1 AND issuer_kid = $2', [serialBytes(r.serial), r.issuerKeyId]);
+        if (!found.rows.length) throw new MutualError('CERT_NOT_FOUND', { serial: r.serial, detail: r.serial });
+        // Renewals of this lineage wait until this commits, so none slips past the cascade below.
+        await this.#lockLineage(c, found.rows[0]);
+        const { rows } = await c.query('SELECT * FROM certificates WHERE id = $1 FOR UPDATE', [found.rows[0].id]);
+        const row = rows[0] as Row;
+        const already = row.status === 'revoked';
+        if (already && !r.renewalsExpiringAfter) throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
+        const audit: AuditInput[] = [];
+        const stored = already ? toStored(row) : await this.#revokeRow(c, row, r.revokedAt, r.reason, actor, {}, audit, r.crlEntry);
+        const covered: StoredCertificate[] = [];
+        if (r.renewalsExpiringAfter) {
+          const d = await c.query(`
+            WITH RECURSIVE d(id, serial) AS (
+              SELECT id, serial FROM certificates WHERE id = $1
+              UNION ALL
+              SELECT c.id, c.serial FROM d JOIN certificates c ON c.renewed_from = encode(d.serial, 'hex')
+            )
+            SELECT c.* FROM d JOIN certificates c ON c.id = d.id WHERE c.id <> $1 AND c.status = 'valid' AND c.not_after > $2 ORDER BY c.id FOR UPDATE OF c`,
+          [row.id, sec(r.renewalsExpiringAfter)]);
+          for (const x of d.rows as Row[]) covered.push(await this.#revokeRow(c, x, r.revokedAt, r.reason, actor, { coveredBy: r.serial }, audit));
+        }
+        if (already && covered.length === 0) throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
+        await this.#appendAudit(c, audit);
         // After the append: under the audit lock, so concurrent revocations count and pack one at a time.
-        await this.#packIfNeeded(c, r.issuerKeyId);
-        return toStored({ ...row, status: 'revoked', revoked_at: sec(r.revokedAt), reason: code });
+        for (const kid of new Set([stored, ...covered].map((x) => x.issuerKeyId))) await this.#packIfNeeded(c, kid);
+        return { ...stored, covered };
+      });
+    } catch (e) {
+      throw storeFailed(e);
+    }
+  }
+
+  /**
+   * Takes the transaction-scoped lock of a certificate's renewal lineage (its `lineage`, or its own
+   * serial when it starts one): renewals and revocations of one lineage run one at a time, on
+   * every replica. Taken before the audit lock, always.
+   */
+  async #lockLineage(c: PoolClient, row: Row): Promise<string> {
+    const lineage = (row.lineage as string | null) ?? Buffer.from(row.serial as Uint8Array).toString('hex');
+    await c.query('SELECT pg_advisory_xact_lock($1, hashtext($2))', [LOCK_CLASS.lineage, `${this.schema}/${lineage}`]);
+    return lineage;
+  }
+
+  /** Revokes one row inside the caller's transaction; its audit entry is added to `audit` (appended by the caller). */
+  async #revokeRow(c: PoolClient, row: Row, at: Date, reason: RevocationReason, actor: string, extra: Record<string, string>, audit: AuditInput[], crlEntry?: Buffer): Promise<StoredCertificate> {
+    const revokedAt = new Date(sec(at) * 1000);
+    const serial = Buffer.from(row.serial as Uint8Array).toString('hex');
+    const code = REVOCATION_REASONS[reason];
+    await c.query('UPDATE certificates SET status = $1, revoked_at = $2, reason = $3 WHERE id = $4', ['revoked', sec(revokedAt), code, row.id]);
+    await c.query('INSERT INTO crl_entries (issuer_kid, serial, not_after, entry) VALUES ($1, $2, $3, $4)',
+      [row.issuer_kid, serial, row.not_after, crlEntry ?? encodeRevokedEntry(serialBytes(serial), revokedAt, reason)]);
+    audit.push({ actor, action: 'revoke', target: serial, at: revokedAt, details: { issuer: row.issuer_kid, reason, ...extra } });
+    return toStored({ ...row, status: 'revoked', revoked_at: sec(revokedAt), reason: code });
+  }
+
+  async recordRenewal(o: RenewalInput): Promise<{ superseded: StoredCertificate[] }> {
+    const r = o.record;
+    try {
+      return await this.#tx(async (c) => {
+        const found = await c.query('SELECT id, serial, lineage FROM certificates WHERE serial = $1', [serialBytes(r.renewedFrom)]);
+        if (!found.rows.length) throw new MutualError('CERT_NOT_FOUND', { serial: r.renewedFrom, detail: r.renewedFrom });
+        const lineage = await this.#lockLineage(c, found.rows[0]);
+        // Read again under the lock: a revocation that covered it may have committed meanwhile.
+        const parent = (await c.query('SELECT status FROM certificates WHERE id = $1', [found.rows[0].id])).rows[0] as Row;
+        if (parent.status !== 'valid') throw new MutualError('CERT_REVOKED', { serial: r.renewedFrom, detail: `${r.renewedFrom} was revoked before its renewal was recorded` });
+        const lastRow = (await c.query('SELECT max(issued_at) AS t FROM certificates WHERE renewed_from = $1', [r.renewedFrom])).rows[0] as Row;
+        const last = lastRow.t === null ? null : Number(lastRow.t);
+        if (last !== null && sec(r.issuedAt) - last < o.minIntervalSeconds) {
+          const retryAfter = last + o.minIntervalSeconds - sec(r.issuedAt);
+          throw new MutualError('RENEWAL_TOO_SOON', { serial: r.renewedFrom, retryAfter, detail: `${r.renewedFrom} was renewed ${sec(r.issuedAt) - last} s ago; renew it again in ${retryAfter} s at the earliest` });
+        }
+        await c.query(`INSERT INTO certificates (serial, issuer_kid, role, subject, identity, names, not_before, not_after, der, renewed_from, issued_at, issued_by, lineage)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+        [serialBytes(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter), r.der, r.renewedFrom, sec(r.issuedAt), r.issuedBy, lineage]);
+        const audit: AuditInput[] = [{ actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
+          details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, renewedFrom: r.renewedFrom } }];
+        const others = await c.query(`SELECT * FROM certificates WHERE (lineage = $1 OR serial = $2) AND status = 'valid' AND not_after > $3 AND serial <> ALL($4::bytea[]) ORDER BY id FOR UPDATE`,
+          [lineage, serialBytes(lineage), sec(o.supersedeExpiringAfter), [serialBytes(r.renewedFrom), serialBytes(r.serial)]]);
+        const superseded: StoredCertificate[] = [];
+        for (const x of others.rows as Row[]) superseded.push(await this.#revokeRow(c, x, r.issuedAt, 'superseded', r.issuedBy, { supersededBy: r.serial }, audit));
+        await this.#appendAudit(c, audit);
+        for (const kid of new Set(superseded.map((x) => x.issuerKeyId))) await this.#packIfNeeded(c, kid);
+        return { superseded };
       });
     } catch (e) {
       throw storeFailed(e);

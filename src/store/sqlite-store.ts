@@ -25,10 +25,10 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
-import { dropExpired, REVOCATION_REASONS } from '../core/crl.ts';
+import { dropExpired, encodeRevokedEntry, REVOCATION_REASONS } from '../core/crl.ts';
 import { MutualError } from '../core/errors.ts';
 import type {
-  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RevocationEvent, RevocationInput, StoredCertificate,
+  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RenewalInput, RevocationEvent, RevocationInput, RevocationRecorded, StoredCertificate,
 } from '../ca/store.ts';
 import type { RevocationReason } from '../core/crl.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
@@ -391,21 +391,78 @@ export class SqliteStore implements CaStore {
     }
   }
 
-  async recordRevocation(r: RevocationInput, actor: string): Promise<StoredCertificate> {
+  async recordRevocation(r: RevocationInput, actor: string): Promise<RevocationRecorded> {
     if (this.#hold) await this.#unheld();
-    const stored = this.#tx(() => {
+    const recorded = this.#tx(() => {
       const row = this.db.prepare('SELECT * FROM certificates WHERE serial = ? AND issuer_kid = ?').get(serialBytes(r.serial), r.issuerKeyId) as Row | undefined;
       if (!row) throw new MutualError('CERT_NOT_FOUND', { serial: r.serial, detail: r.serial });
-      if (row.status === 'revoked') throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
-      this.db.prepare('UPDATE certificates SET status = ?, revoked_at = ?, reason = ? WHERE serial = ?')
-        .run('revoked', sec(r.revokedAt), REVOCATION_REASONS[r.reason], serialBytes(r.serial));
-      this.db.prepare('INSERT INTO crl_entries (issuer_kid, serial, not_after, entry) VALUES (?,?,?,?)').run(r.issuerKeyId, r.serial, row.not_after as number, r.crlEntry);
-      this.#appendAudit({ actor, action: 'revoke', target: r.serial, at: r.revokedAt, details: { issuer: r.issuerKeyId, reason: r.reason } });
-      this.#packIfNeeded(r.issuerKeyId);
-      return toStored({ ...row, status: 'revoked', revoked_at: sec(r.revokedAt), reason: REVOCATION_REASONS[r.reason] });
+      const already = row.status === 'revoked';
+      if (already && !r.renewalsExpiringAfter) throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
+      const stored = already ? toStored(row) : this.#revokeRow(row, r.revokedAt, r.reason, actor, {}, r.crlEntry);
+      const covered = r.renewalsExpiringAfter
+        ? this.#validDescendants(row, r.renewalsExpiringAfter).map((d) => this.#revokeRow(d, r.revokedAt, r.reason, actor, { coveredBy: r.serial }))
+        : [];
+      if (already && covered.length === 0) throw new MutualError('CERT_ALREADY_REVOKED', { serial: r.serial, detail: r.serial });
+      for (const kid of new Set([stored, ...covered].map((c) => c.issuerKeyId))) this.#packIfNeeded(kid);
+      return { ...stored, covered };
     });
     await this.#durable();
-    return stored;
+    return recorded;
+  }
+
+  /**
+   * Revokes one certificate row inside the caller's transaction: status, CRL entry (encoded here
+   * unless given) and audit entry (action `revoke`, which replicas follow).
+   */
+  #revokeRow(row: Row, at: Date, reason: RevocationReason, actor: string, extra: Record<string, string>, crlEntry?: Buffer): StoredCertificate {
+    const revokedAt = new Date(sec(at) * 1000);
+    const serial = Buffer.from(row.serial as Uint8Array).toString('hex');
+    this.db.prepare('UPDATE certificates SET status = ?, revoked_at = ?, reason = ? WHERE id = ?').run('revoked', sec(revokedAt), REVOCATION_REASONS[reason], row.id as number);
+    this.db.prepare('INSERT INTO crl_entries (issuer_kid, serial, not_after, entry) VALUES (?,?,?,?)')
+      .run(row.issuer_kid as string, serial, row.not_after as number, crlEntry ?? encodeRevokedEntry(serialBytes(serial), revokedAt, reason));
+    this.#appendAudit({ actor, action: 'revoke', target: serial, at: revokedAt, details: { issuer: row.issuer_kid, reason, ...extra } });
+    return toStored({ ...row, status: 'revoked', revoked_at: sec(revokedAt), reason: REVOCATION_REASONS[reason] });
+  }
+
+  /** The valid certificates renewed from `row`, directly or not, expiring after `after`, oldest first. */
+  #validDescendants(row: Row, after: Date): Row[] {
+    return this.db.prepare(`
+      WITH RECURSIVE d(id, serial) AS (
+        SELECT id, serial FROM certificates WHERE id = ?
+        UNION ALL
+        SELECT c.id, c.serial FROM d JOIN certificates c ON c.renewed_from = lower(hex(d.serial))
+      )
+      SELECT c.* FROM d JOIN certificates c ON c.id = d.id WHERE c.id <> ? AND c.status = 'valid' AND c.not_after > ? ORDER BY c.id`)
+      .all(row.id as number, row.id as number, sec(after)) as Row[];
+  }
+
+  async recordRenewal(o: RenewalInput): Promise<{ superseded: StoredCertificate[] }> {
+    if (this.#hold) await this.#unheld();
+    const r = o.record;
+    const out = this.#tx(() => {
+      // Inside the write lock: no revocation or other renewal of this lineage can interleave.
+      const parent = this.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(serialBytes(r.renewedFrom)) as Row | undefined;
+      if (!parent) throw new MutualError('CERT_NOT_FOUND', { serial: r.renewedFrom, detail: r.renewedFrom });
+      if (parent.status !== 'valid') throw new MutualError('CERT_REVOKED', { serial: r.renewedFrom, detail: `${r.renewedFrom} was revoked before its renewal was recorded` });
+      const last = (this.db.prepare('SELECT max(issued_at) AS t FROM certificates WHERE renewed_from = ?').get(r.renewedFrom) as Row).t as number | null;
+      if (last !== null && sec(r.issuedAt) - last < o.minIntervalSeconds) {
+        const retryAfter = last + o.minIntervalSeconds - sec(r.issuedAt);
+        throw new MutualError('RENEWAL_TOO_SOON', { serial: r.renewedFrom, retryAfter, detail: `${r.renewedFrom} was renewed ${sec(r.issuedAt) - last} s ago; renew it again in ${retryAfter} s at the earliest` });
+      }
+      const lineage = (parent.lineage as string | null) ?? Buffer.from(parent.serial as Uint8Array).toString('hex');
+      this.#insertCert.run(serialBytes(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
+        r.der, r.renewedFrom, sec(r.issuedAt), r.issuedBy);
+      this.db.prepare('UPDATE certificates SET lineage = ? WHERE serial = ?').run(lineage, serialBytes(r.serial));
+      this.#appendAudit({ actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
+        details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, renewedFrom: r.renewedFrom } });
+      const others = this.db.prepare(`SELECT * FROM certificates WHERE (lineage = ? OR serial = ?) AND status = 'valid' AND not_after > ? AND serial NOT IN (?, ?) ORDER BY id`)
+        .all(lineage, serialBytes(lineage), sec(o.supersedeExpiringAfter), serialBytes(r.renewedFrom), serialBytes(r.serial)) as Row[];
+      const superseded = others.map((row) => this.#revokeRow(row, r.issuedAt, 'superseded', r.issuedBy, { supersededBy: r.serial }));
+      for (const kid of new Set(superseded.map((c) => c.issuerKeyId))) this.#packIfNeeded(kid);
+      return { superseded };
+    }, 1);
+    await this.#durable();
+    return out;
   }
 
   /** Packs loose CRL entries into one chunk once there are enough of them (inside the caller's transaction). */

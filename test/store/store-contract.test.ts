@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, test } from 'node:test';
 import { verifyAuditLog } from '../../src/ca/audit.ts';
-import type { CertificateRecord, ListFilter, StoredCertificate } from '../../src/ca/store.ts';
+import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from '../../src/ca/store.ts';
 import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
 import {
   DAY, HOUR, ISSUER, NOW, OTHER_ISSUER, plus, postgresBackend, record, revocation, splitEntries, sqliteBackend, type Backend, type Opened, type OpenOptions,
@@ -141,9 +141,11 @@ const CASES: Case[] = [
       const at = plus(NOW, 2 * HOUR + 999);
       const out = await store.recordRevocation(revocation(r, 'superseded', at), 'admin');
       const want = stored(r, { status: 'revoked', revokedAt: plus(NOW, 2 * HOUR), reason: 'superseded' });
-      assert.deepEqual(out, want);
+      assert.deepEqual(out, { ...want, covered: [] });
       assert.deepEqual(await store.getCertificate(r.serial), want);
       await assert.rejects(store.recordRevocation(revocation(r), 'admin'), code('CERT_ALREADY_REVOKED'));
+      // Covering renewals, with none to cover, is still "already revoked".
+      await assert.rejects(store.recordRevocation({ ...revocation(r), renewalsExpiringAfter: NOW }, 'admin'), code('CERT_ALREADY_REVOKED'));
       // The failed attempts left no audit entries and no CRL entries behind.
       assert.equal((await verifyAuditLog(store)).entries, 2);
       assert.equal(splitEntries(await store.crlEntries(ISSUER, NOW)).length, 1);
@@ -301,7 +303,145 @@ const CASES: Case[] = [
       assert.equal((await verifyAuditLog(store)).entries, serials.length + 1);
     },
   },
+  {
+    // Issue 13 item 4: X renewed (same key) into Y; revoking X with keyCompromise must revoke Y
+    // too. And indirectly: A -> B -> C -> D (B superseded by now); revoking B covers C and D.
+    name: 'ok/revocation-covers-renewals-directly-or-not',
+    async run({ store }) {
+      const x = record();
+      const a = record();
+      const other = record();
+      await store.recordIssued([x, a, other]);
+      const y = await renewed(store, x, 0);
+      const revokedAt = plus(NOW, 5 * HOUR);
+      const cursor = (await store.revocationsSince(0)).cursor;
+      const direct = await store.recordRevocation({ ...revocation(x, 'keyCompromise', revokedAt), renewalsExpiringAfter: plus(NOW, -30 * DAY) }, 'admin');
+      assert.equal(direct.serial, x.serial);
+      assert.equal(direct.reason, 'keyCompromise');
+      assert.deepEqual(direct.covered.map((c) => c.serial), [y.serial]);
+      const b = await renewed(store, a, 0);
+      const c = await renewed(store, b, 1);
+      const d = await renewed(store, c, 2);
+      assert.deepEqual(await validIn(store, [a, b, c, d]), [c.serial, d.serial]);
+      const out = await store.recordRevocation({ ...revocation(b, 'keyCompromise', revokedAt), renewalsExpiringAfter: plus(NOW, -30 * DAY) }, 'admin');
+      assert.deepEqual(out.covered.map((r) => r.serial), [c.serial, d.serial]);
+      for (const r of [y, c, d]) {
+        const got = await store.getCertificate(r.serial);
+        assert.equal(got?.status, 'revoked', r.serial);
+        assert.equal(got?.reason, 'keyCompromise');
+        assert.deepEqual(got?.revokedAt, revokedAt);
+      }
+      assert.equal((await store.getCertificate(b.serial))?.reason, 'superseded', 'B keeps its first revocation');
+      assert.equal((await store.getCertificate(other.serial))?.status, 'valid');
+      // Every revocation is on the CRL and in the log replicas follow; the chain verifies.
+      const crl = splitEntries(await store.crlEntries(ISSUER, NOW));
+      for (const r of [x, y, c, d]) assert.ok(crl.includes(revocation(r, 'keyCompromise', revokedAt).crlEntry.toString('hex')), r.serial);
+      const since = await store.revocationsSince(cursor);
+      for (const r of [x, y, c, d]) assert.ok(since.items.some((i) => i.serial === r.serial && i.reason === 'keyCompromise'), r.serial);
+      await verifyAuditLog(store);
+    },
+  },
+  {
+    // A revocation recorded before covering existed (or a superseded one) can be made again with
+    // a reason that covers: the renewals are revoked, the certificate keeps its first revocation.
+    name: 'ok/revoking-again-covers-renewals-left-valid',
+    async run({ store }) {
+      const a = record();
+      await store.recordIssued([a]);
+      const expired = await renewed(store, a, 0, { notAfter: plus(NOW, -40 * DAY) });
+      const b = await renewed(store, a, 2);
+      await store.recordRevocation(revocation(a, 'superseded'), 'admin');
+      assert.equal((await store.getCertificate(b.serial))?.status, 'valid', 'superseded covers nothing');
+      const out = await store.recordRevocation({ ...revocation(a, 'keyCompromise', plus(NOW, 3 * HOUR)), renewalsExpiringAfter: plus(NOW, -30 * DAY) }, 'admin');
+      assert.equal(out.reason, 'superseded');
+      assert.deepEqual(out.covered.map((x) => x.serial), [b.serial]);
+      assert.equal((await store.getCertificate(b.serial))?.reason, 'keyCompromise');
+      assert.equal((await store.getCertificate(expired.serial))?.status, 'valid', 'expired 40 days ago: not covered');
+      await assert.rejects(store.recordRevocation({ ...revocation(a), renewalsExpiringAfter: plus(NOW, -30 * DAY) }, 'admin'), code('CERT_ALREADY_REVOKED'));
+      await verifyAuditLog(store);
+    },
+  },
+  {
+    // Issue 13 item 5: a lineage holds at most two valid certificates (current + successor).
+    name: 'ok/renewal-bounds-the-lineage-and-is-rate-limited',
+    async run({ store }) {
+      const a = record();
+      await store.recordIssued([a]);
+      const b1 = await renewed(store, a, 0);
+      // Renewing A again within the interval: refused, with the seconds to wait.
+      await assert.rejects(renewed(store, a, 0, {}, 30), (e: unknown) => isMutualError(e, 'RENEWAL_TOO_SOON') && e.fields.retryAfter === 30);
+      await assert.rejects(renewed(store, a, 0, {}, 59), (e: unknown) => isMutualError(e, 'RENEWAL_TOO_SOON') && e.fields.retryAfter === 1);
+      // A second renewal of A supersedes the first successor.
+      const b2 = await renewed(store, a, 0, {}, 60);
+      assert.equal((await store.getCertificate(b1.serial))?.status, 'revoked');
+      assert.equal((await store.getCertificate(b1.serial))?.reason, 'superseded');
+      assert.deepEqual(await validIn(store, [a, b1, b2]), [a.serial, b2.serial]);
+      // The successor renews: A (its predecessor) is superseded; B2 and C remain.
+      const c = await renewed(store, b2, 1);
+      assert.deepEqual(await validIn(store, [a, b1, b2, c]), [b2.serial, c.serial]);
+      // A revoked certificate cannot renew (a renewal racing its revocation loses).
+      await assert.rejects(renewed(store, b1, 3), code('CERT_REVOKED'));
+      await assert.rejects(renewed(store, record(), 3), code('CERT_NOT_FOUND'));
+      // The refusals left nothing behind; every supersession is on the CRL and in the log.
+      assert.deepEqual(splitEntries(await store.crlEntries(ISSUER, NOW)).length, 2);
+      const superseded = (await store.revocationsSince(0)).items;
+      assert.deepEqual(superseded.map((i) => [i.serial, i.reason]), [[b1.serial, 'superseded'], [a.serial, 'superseded']]);
+      await verifyAuditLog(store);
+    },
+  },
+  {
+    // Replicas: renewals of one certificate and a revocation of it race on two stores; the bound
+    // and the cascade hold (PostgreSQL: the lineage lock; SQLite: the write lock).
+    name: 'ok/renewals-and-revocation-race-across-stores',
+    async run(h) {
+      const other = await h.reopen();
+      const a = record();
+      await h.store.recordIssued([a]);
+      const stores = [h.store, other];
+      const results = await Promise.allSettled(Array.from({ length: 16 }, (_, i) => renewed(stores[i % 2], a, 0, {}, 0, 0)));
+      assert.ok(results.some((r) => r.status === 'fulfilled'));
+      for (const r of results) if (r.status === 'rejected') throw r.reason;
+      const lineage = (await h.store.listCertificates({ limit: 100 })).filter((x) => x.serial === a.serial || x.renewedFrom === a.serial);
+      assert.equal(lineage.filter((x) => x.status === 'valid').length, 2, 'at most the current certificate and one successor');
+      // Chains of renewals from the valid successor race a keyCompromise revocation of A.
+      const successor = lineage.find((x) => x.status === 'valid' && x.serial !== a.serial)!;
+      let tip: CertificateRecord = successor;
+      const chain = (async () => {
+        for (let i = 0; i < 8; i++) {
+          try {
+            tip = await renewed(stores[i % 2], tip, 0, { issuedAt: plus(NOW, (i + 1) * 2000 * 60) }, 0, 0);
+          } catch (e) {
+            if (!code('CERT_REVOKED')(e)) throw e;
+            return;
+          }
+        }
+      })();
+      await new Promise((r) => setImmediate(r));
+      await other.recordRevocation({ ...revocation(a, 'keyCompromise', plus(NOW, HOUR)), renewalsExpiringAfter: plus(NOW, -30 * DAY) }, 'admin');
+      await chain;
+      const all = await h.store.listCertificates({ limit: 1000 });
+      assert.deepEqual(all.filter((x) => x.status === 'valid').map((x) => x.serial), [], 'nothing renewed from A is left valid');
+      await verifyAuditLog(h.store);
+    },
+  },
 ];
+
+/**
+ * Records a renewal of `from` (same issuer and names), `minutes` after NOW by default plus
+ * `seconds`; interval 60 s; the lineage's certificates expired before NOW - 1 day are left alone.
+ */
+async function renewed(store: CaStore, from: CertificateRecord, minutes: number, o: Partial<CertificateRecord> = {}, seconds = 0, minIntervalSeconds = 60): Promise<CertificateRecord> {
+  const rec = record({ role: from.role, issuedAt: plus(NOW, minutes * 60_000 + seconds * 1000), ...o, renewedFrom: from.serial });
+  await store.recordRenewal({ record: { ...rec, renewedFrom: from.serial }, minIntervalSeconds, supersedeExpiringAfter: plus(NOW, -DAY) });
+  return rec;
+}
+
+/** The serials among `recs` that are valid now, in the given order. */
+async function validIn(store: CaStore, recs: CertificateRecord[]): Promise<string[]> {
+  const out: string[] = [];
+  for (const r of recs) if ((await store.getCertificate(r.serial))?.status === 'valid') out.push(r.serial);
+  return out;
+}
 
 function suite(b: Backend): void {
   describe(b.name, { skip: b.skip }, () => {
