@@ -359,12 +359,15 @@ export class CertificateAuthority {
     if (now.getTime() > stored.notAfter.getTime() + graceSeconds * 1000) {
       throw new MutualError('CERT_EXPIRED', { serial: stored.serial, detail: `expired ${stored.notAfter.toISOString()}${graceSeconds ? `, beyond the ${graceSeconds} s grace period` : ''}; enroll again with a token` });
     }
-    // The lifetime of the certificate renewed, not the profile default: a short-lived
+    // The lifetime of the certificate renewed (notAfter - issuedAt: exact, unlike notBefore, which
+    // is backdated and clamped to the issuer's), not the profile default: a short-lived
     // certificate stays short-lived through its renewals.
-    const lifetimeSeconds = Math.min(Math.round((stored.notAfter.getTime() - stored.notBefore.getTime() - BACKDATE_MS) / 1000), this.config.profiles[stored.role].maxDays * 86_400);
+    // One cut short by its issuer's expiry (since re-signed) gets the profile default again.
+    const clamped = this.issuerByKeyId(stored.issuerKeyId)?.info.notAfter.getTime() === stored.notAfter.getTime();
+    const lifetimeSeconds = clamped ? undefined : Math.max(1, Math.min(Math.round((stored.notAfter.getTime() - stored.issuedAt.getTime()) / 1000), this.config.profiles[stored.role].maxDays * 86_400));
     return this.issue({
       role: stored.role, names: stored.names, actor: `renew:${stored.serial}`, renewedFrom: stored.serial, renewalGraceSeconds: graceSeconds, now,
-      ...(lifetimeSeconds >= MIN_CERT_LIFETIME_SECONDS ? { lifetimeSeconds } : {}),
+      ...(lifetimeSeconds !== undefined ? { lifetimeSeconds } : {}),
       // Without a CSR the same key is certified again.
       ...(req.csr !== undefined ? { csr: req.csr } : { spki: cur.spki }),
     });

@@ -397,7 +397,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
         if (!(await ca.store.consumeToken(claims.jti, claims.expiresAt, `token:${claims.subject}`))) throw new MutualError('TOKEN_REPLAYED');
       };
       // The lifetime is the admin's, carried by the token (or the profile's default).
-      return issued(c, await ca.issue({ role: claims.role, csr: csrText, names, ttlSeconds: claims.certLifetimeSeconds, actor: `token:${claims.jti}`, beforeSign: spend }));
+      return issued(c, await ca.issue({ role: claims.role, csr: csrText, names, ttlSeconds: claims.certLifetimeSeconds, actor: `token:${claims.jti}`, beforeSign: spend, now: now() }));
     }
     if (p === '/v1/renew' && m === 'POST') return renew(c);
     if (p === '/v1/revoke' && m === 'POST') {
