@@ -26,7 +26,7 @@ import { readEncryptedKey } from '../keys/encrypted-key-file.ts';
 import { keyObjectSigner } from '../core/signer.ts';
 import { openStore } from '../store/open-store.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
-import { readConfig, type CaConfig } from './config.ts';
+import { profileLifetimes, readConfig, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
 import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
 
@@ -295,10 +295,11 @@ export class CertificateAuthority {
       spki = spkiDer(kp.publicKey);
     }
     const checked = checkNames(this.policy, names ?? { dns: [], ip: [], uri: [] }, req.role);
-    const lifetimeMs = req.ttlSeconds !== undefined ? checkLifetime(req.role, req.ttlSeconds, profile.maxDays) * 1000
-      : req.lifetimeSeconds !== undefined ? req.lifetimeSeconds * 1000 : (req.days ?? profile.defaultDays) * 86_400_000;
-    if (!(lifetimeMs >= 1000) || lifetimeMs > profile.maxDays * 86_400_000) {
-      throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `the ${req.role} profile allows up to ${profile.maxDays} days` });
+    const limits = profileLifetimes(profile);
+    const lifetimeMs = req.ttlSeconds !== undefined ? checkLifetime(req.role, req.ttlSeconds, limits.maxSeconds) * 1000
+      : req.lifetimeSeconds !== undefined ? req.lifetimeSeconds * 1000 : req.days !== undefined ? req.days * 86_400_000 : limits.defaultSeconds * 1000;
+    if (!(lifetimeMs >= 1000) || lifetimeMs > limits.maxSeconds * 1000) {
+      throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `the ${req.role} profile allows up to ${formatDuration(limits.maxSeconds)}` });
     }
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
     const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeMs, ca.info.notAfter.getTime())));
@@ -364,7 +365,7 @@ export class CertificateAuthority {
     // certificate stays short-lived through its renewals.
     // One cut short by its issuer's expiry (since re-signed) gets the profile default again.
     const clamped = this.issuerByKeyId(stored.issuerKeyId)?.info.notAfter.getTime() === stored.notAfter.getTime();
-    const lifetimeSeconds = clamped ? undefined : Math.max(1, Math.min(Math.round((stored.notAfter.getTime() - stored.issuedAt.getTime()) / 1000), this.config.profiles[stored.role].maxDays * 86_400));
+    const lifetimeSeconds = clamped ? undefined : Math.max(1, Math.min(Math.round((stored.notAfter.getTime() - stored.issuedAt.getTime()) / 1000), profileLifetimes(this.config.profiles[stored.role]).maxSeconds));
     return this.issue({
       role: stored.role, names: stored.names, actor: `renew:${stored.serial}`, renewedFrom: stored.serial, renewalGraceSeconds: graceSeconds, now,
       ...(lifetimeSeconds !== undefined ? { lifetimeSeconds } : {}),
@@ -557,14 +558,14 @@ export class CertificateAuthority {
 
 /**
  * Checks a lifetime a person or a token chose, in seconds: a whole number from
- * {@link MIN_CERT_LIFETIME_SECONDS} (POLICY_VALIDITY_TOO_SHORT) to `maxDays`
- * (POLICY_VALIDITY_TOO_LONG). Returns it.
+ * {@link MIN_CERT_LIFETIME_SECONDS} (POLICY_VALIDITY_TOO_SHORT) to the profile's `maxSeconds`
+ * (POLICY_VALIDITY_TOO_LONG; see profileLifetimes). Returns it.
  */
-export function checkLifetime(role: LeafRole, seconds: number, maxDays: number): number {
+export function checkLifetime(role: LeafRole, seconds: number, maxSeconds: number): number {
   if (!Number.isInteger(seconds) || seconds < MIN_CERT_LIFETIME_SECONDS) {
     throw new MutualError('POLICY_VALIDITY_TOO_SHORT', { detail: `${seconds} s; certificates live ${formatDuration(MIN_CERT_LIFETIME_SECONDS)} at least` });
   }
-  if (seconds > maxDays * 86_400) throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `${formatDuration(seconds)}; the ${role} profile allows ${maxDays}d at most` });
+  if (seconds > maxSeconds) throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `${formatDuration(seconds)}; the ${role} profile allows ${formatDuration(maxSeconds)} at most` });
   return seconds;
 }
 

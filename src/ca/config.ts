@@ -8,16 +8,46 @@ import { z } from 'zod';
 import { MutualError } from '../core/errors.ts';
 import { KEY_TYPES } from '../core/algorithms.ts';
 import { checkTrustDomain } from '../core/identity.ts';
+import { parseDuration } from '../core/duration.ts';
 
 /** Largest config file read. */
 export const MAX_CONFIG_BYTES = 256 * 1024;
+
+/** Shortest certificate lifetime a profile may set (the authority's MIN_CERT_LIFETIME_SECONDS: 5 minutes). */
+const MIN_PROFILE_SECONDS = 300;
+/** Longest certificate lifetime a profile may set: 3650 days, as `maxDays`. */
+const MAX_PROFILE_SECONDS = 3650 * 86_400;
+
+/** A lifetime written as a duration (`15m`, `8h`, `90d`), 5 minutes to 3650 days. */
+const lifetime = z.string().max(16).superRefine((v, ctx) => {
+  let ms: number;
+  try {
+    ms = parseDuration(v);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a duration: use a whole number and s, m, h or d (e.g. 15m, 8h, 90d)` });
+    return;
+  }
+  if (ms < MIN_PROFILE_SECONDS * 1000 || ms > MAX_PROFILE_SECONDS * 1000) ctx.addIssue({ code: 'custom', message: `${v} is outside 5m to 3650d` });
+});
 
 const profile = z.object({
   /** Default lifetime in days. */
   defaultDays: z.number().int().min(1).max(3650).default(90),
   /** Longest lifetime a request may ask for, in days. */
   maxDays: z.number().int().min(1).max(3650).default(397),
-}).strict().refine((p) => p.defaultDays <= p.maxDays, { message: 'defaultDays must not exceed maxDays' });
+  /** Default lifetime as a duration (`8h`, `15m`, `90d`); wins over defaultDays. */
+  defaultLifetime: lifetime.optional(),
+  /** Longest lifetime as a duration; wins over maxDays. */
+  maxLifetime: lifetime.optional(),
+}).strict().refine((p) => profileLifetimes(p).defaultSeconds <= profileLifetimes(p).maxSeconds, { message: 'the default lifetime must not exceed the maximum' });
+
+/** A profile's default and longest certificate lifetimes, in seconds. */
+export function profileLifetimes(p: { defaultDays: number; maxDays: number; defaultLifetime?: string; maxLifetime?: string }): { defaultSeconds: number; maxSeconds: number } {
+  return {
+    defaultSeconds: p.defaultLifetime !== undefined ? parseDuration(p.defaultLifetime) / 1000 : p.defaultDays * 86_400,
+    maxSeconds: p.maxLifetime !== undefined ? parseDuration(p.maxLifetime) / 1000 : p.maxDays * 86_400,
+  };
+}
 
 /** The schema of config.yaml. */
 export const ConfigSchema = z.object({

@@ -75,11 +75,18 @@ function positiveInt(v: string): number {
   return n;
 }
 
-/** Parses a duration option like 30d (a usage error otherwise). */
+/** Parses a duration option like 30d with the one duration parser (a usage error otherwise). */
 function durationOption(v: string): string {
-  if (!/^\d{1,6}[smhd]$/.test(v.trim())) throw new InvalidArgumentError('expected a duration such as 30d, 12h or 90m');
+  try {
+    parseDuration(v);
+  } catch {
+    throw new InvalidArgumentError('expected a duration such as 30d, 12h or 90m');
+  }
   return v;
 }
+
+/** `--ttl`: a certificate lifetime such as 8h, 15m or 90d (5 minutes at least; the CA checks the bounds). */
+const ttlOption = () => new Option('--ttl <duration>', 'lifetime as a duration: 15m, 8h, 90d (5m at least; default: the profile\'s)').argParser(durationOption).conflicts('days');
 
 async function withCa<T>(g: GlobalOptions, fn: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
   const home = requireHome(g).home;
@@ -96,6 +103,9 @@ const print = (g: GlobalOptions, human: string, json: unknown) => {
 };
 
 const collect = (v: string, prev: string[]) => [...prev, v];
+
+/** The issue request field for a `--ttl` option, if given. */
+const ttl = (v: string | undefined): { ttlSeconds?: number } => (v === undefined ? {} : { ttlSeconds: parseDuration(v) / 1000 });
 
 /** Builds the program. `run` in tests uses it with a captured output. */
 export function buildProgram(): Command {
@@ -154,6 +164,7 @@ export function buildProgram(): Command {
     .option('--ip <ip>', 'IP address (repeatable)', collect, [])
     .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem')
     .option('--days <n>', 'lifetime in days (default: the profile\'s)', positiveInt)
+    .addOption(ttlOption())
     .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES))
     .option('--p12', 'also write bundle.p12')
     .option('--p12-password-file <file>', 'PKCS#12 password file (else $MUTUAL_P12_PASSWORD, else a prompt)')
@@ -165,6 +176,7 @@ export function buildProgram(): Command {
     .option('--env <env>', 'environment segment of the identity', 'prod')
     .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem')
     .option('--days <n>', 'lifetime in days', positiveInt)
+    .addOption(ttlOption())
     .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES))
     .option('--p12', 'also write bundle.p12')
     .option('--p12-password-file <file>', 'PKCS#12 password file')
@@ -175,12 +187,12 @@ export function buildProgram(): Command {
       await issueAndWrite('client', { dns: [], ip: [], uri: [id] }, o);
     });
 
-  async function issueAndWrite(role: LeafRole, names: { dns: string[]; ip: string[]; uri: string[] }, o: { out: string; days?: number; key?: KeyType; p12?: boolean; p12PasswordFile?: string; force?: boolean }) {
+  async function issueAndWrite(role: LeafRole, names: { dns: string[]; ip: string[]; uri: string[] }, o: { out: string; days?: number; ttl?: string; key?: KeyType; p12?: boolean; p12PasswordFile?: string; force?: boolean }) {
     const keyPath = path.join(o.out, 'key.pem');
     if (!o.force && fs.existsSync(keyPath)) throw new MutualError('OUTPUT_EXISTS', { detail: keyPath });
     const password = await p12Password(o);
     await withCa(g(), async (ca) => {
-      const r = await ca.issue({ role, names, days: o.days, keyType: o.key, actor: 'cli' });
+      const r = await ca.issue({ role, names, days: o.days, ...ttl(o.ttl), keyType: o.key, actor: 'cli' });
       const files = writeIssued(o.out, r, { p12Password: password, force: o.force });
       print(g(), `Issued ${role} certificate ${r.serial} for ${[...names.dns, ...names.ip, ...names.uri].join(', ')}, valid until ${r.notAfter.toISOString()}\n${files.map((f) => '  ' + f).join('\n')}\n`,
         { serial: r.serial, notAfter: r.notAfter, identity: r.identity, files });
@@ -192,12 +204,13 @@ export function buildProgram(): Command {
     .argument('<csr>', 'CSR file (PEM or DER)')
     .addOption(new Option('--profile <profile>', 'certificate profile').choices(['server', 'client']).makeOptionMandatory())
     .option('--days <n>', 'lifetime in days', positiveInt)
+    .addOption(ttlOption())
     .option('--out <file>', 'write the certificate (PEM) here instead of stdout')
     .option('--fullchain', 'include the issuing CA after the certificate')
     .action(async (file: string, o) => {
       const csr = readInput(file);
       await withCa(g(), async (ca) => {
-        const r = await ca.issue({ role: o.profile, csr, days: o.days, actor: 'cli' });
+        const r = await ca.issue({ role: o.profile, csr, days: o.days, ...ttl(o.ttl), actor: 'cli' });
         const pem = o.fullchain ? r.fullchainPem : r.certificatePem;
         if (o.out) {
           fs.writeFileSync(o.out, pem);
@@ -215,7 +228,9 @@ export function buildProgram(): Command {
       const byFile = fs.existsSync(ref);
       await withCa(g(), async (ca) => {
         const r = await ca.revoke({ ...(byFile ? { certificate: readInput(ref) } : { serial: ref }), reason: parseRevocationReason(o.reason), actor: 'cli' });
-        print(g(), `Revoked ${r.serial} (${r.subject}), reason ${r.reason}. The ${r.role} CA's CRL was regenerated.\n`, { serial: r.serial, reason: r.reason, revokedAt: r.revokedAt });
+        const covered = r.covered.map((c) => `\n  also revoked ${c.serial} (renewed from it), reason ${c.reason}`).join('');
+        print(g(), `Revoked ${r.serial} (${r.subject}), reason ${r.reason}.${covered}\nThe ${r.role} CA's CRL was regenerated.\n`,
+          { serial: r.serial, reason: r.reason, revokedAt: r.revokedAt, covered: r.covered.map((c) => c.serial) });
       });
     });
 

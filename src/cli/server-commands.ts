@@ -7,9 +7,9 @@ import crypto from 'node:crypto';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { pino } from 'pino';
-import { CertificateAuthority } from '../ca/authority.ts';
+import { CertificateAuthority, checkLifetime } from '../ca/authority.ts';
 import { homeLayout, resolveHome } from '../ca/home.ts';
-import { readConfig } from '../ca/config.ts';
+import { profileLifetimes, readConfig } from '../ca/config.ts';
 import { runDemo } from './demo.ts';
 import { loadTokenKey, mintToken } from '../ca/tokens.ts';
 import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
@@ -136,17 +136,20 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   program.command('token')
     .description('make a one-time enrollment token for names (DNS, IP) or one identity (spiffe://...)')
     .argument('<names...>', 'what the token allows')
-    .option('--ttl <duration>', 'lifetime (e.g. 10m, 1h)', '10m')
+    .option('--ttl <duration>', 'lifetime of the token (e.g. 10m, 1h)', '10m')
+    .option('--cert-ttl <duration>', 'lifetime of the certificate it enrolls: 15m, 8h, 90d (5m at least; default: the profile\'s)')
     .action(async (names: string[], o) => {
       const home = resolveHome(g().home);
       const pass = await passphrase();
       const ca = await CertificateAuthority.open({ home, passphrase: pass });
       try {
         const sans = splitNames(names);
-        checkNames(ca.policy, sans, sans.uri.length ? 'client' : 'server');
+        const role = sans.uri.length ? 'client' : 'server';
+        checkNames(ca.policy, sans, role);
+        const certSeconds = o.certTtl === undefined ? undefined : checkLifetime(role, parseDuration(o.certTtl, '--cert-ttl') / 1000, profileLifetimes(ca.config.profiles[role]).maxSeconds);
         const rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(ca.rootPem, ['CERTIFICATE'])).digest('hex');
-        const t = await mintToken({ key: loadTokenKey(ca.layout.keysDir, pass), names: sans, ttlSeconds: parseDuration(o.ttl) / 1000, rootFingerprint, madeBy: 'cli' });
-        await ca.store.audit({ actor: 'cli', action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString() } });
+        const t = await mintToken({ key: loadTokenKey(ca.layout.keysDir, pass), names: sans, ttlSeconds: parseDuration(o.ttl, '--ttl') / 1000, rootFingerprint, madeBy: 'cli', certLifetimeSeconds: certSeconds });
+        await ca.store.audit({ actor: 'cli', action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString(), ...(certSeconds !== undefined ? { certificateTtlSeconds: certSeconds } : {}) } });
         out(g(), t.token + '\n', { token: t.token, expiresAt: t.expiresAt });
       } finally {
         await ca.close();
@@ -212,8 +215,8 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   adminOpts(client.command('revoke').description('revoke a certificate through the CA server').argument('<serial>'))
     .addOption(new Option('--reason <reason>').choices(Object.keys(REVOCATION_REASONS)).default('unspecified'))
     .action(async (serial: string, o) => {
-      const r = (await adminCall({ caUrl: o.caUrl, path: '/v1/revoke', body: { serial, reason: o.reason }, ...adminCreds(o) })) as { serial: string; reason: string };
-      out(g(), `Revoked ${r.serial} (${r.reason}).\n`, r);
+      const r = (await adminCall({ caUrl: o.caUrl, path: '/v1/revoke', body: { serial, reason: o.reason }, ...adminCreds(o) })) as { serial: string; reason: string; covered?: string[] };
+      out(g(), `Revoked ${r.serial} (${r.reason}).${(r.covered ?? []).map((c) => `\n  also revoked ${c} (renewed from it)`).join('')}\n`, r);
     });
   adminOpts(client.command('list').description('list the CA server\'s inventory'))
     .option('--expiring <days>', 'only certificates expiring within this many days')

@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import { CertificateAuthority, checkLifetime, CRL_LIFETIME_MS, MAX_RENEWAL_GRACE_SECONDS, type IntermediateCa, type IssueResult, type LeafRole } from '../ca/authority.ts';
 import { MAX_TOKEN_TTL_SECONDS, checkTokenNames, loadTokenKey, mintToken, verifyToken } from '../ca/tokens.ts';
+import { profileLifetimes } from '../ca/config.ts';
 import type { StoredCertificate } from '../ca/store.ts';
 import { parseCertificate, certificateIdentity, type CertificateInfo } from '../core/certificate.ts';
 import { parseCsr } from '../core/csr.ts';
@@ -467,7 +468,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       if (certSeconds !== undefined && (typeof certSeconds !== 'number' || !Number.isInteger(certSeconds))) {
         throw new MutualError('REQUEST_MALFORMED', { detail: 'certificateTtlSeconds must be a whole number of seconds' });
       }
-      if (certSeconds !== undefined) checkLifetime(role, certSeconds, ca.config.profiles[role].maxDays);
+      if (certSeconds !== undefined) checkLifetime(role, certSeconds, profileLifetimes(ca.config.profiles[role]).maxSeconds);
       const t = await mintToken({ key: tokenKey, names: sans, ttlSeconds: ttl, rootFingerprint, madeBy: actor, now: now(), certLifetimeSeconds: certSeconds });
       await ca.store.audit({ actor, action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString(), ...(certSeconds !== undefined ? { certificateTtlSeconds: certSeconds } : {}) } });
       return sendJson(c.res, 201, { token: t.token, expiresAt: t.expiresAt.toISOString(), ...(certSeconds !== undefined ? { certificateTtlSeconds: certSeconds } : {}) });

@@ -137,6 +137,8 @@ test('fail/issue', async (t) => {
     { name: 'fail/issue: name outside the trust domain', args: ['issue', 'server', 'evil.example.com', '--out', p('evil')], exit: 3, code: 'POLICY_NAME_NOT_ALLOWED', out: p('evil') },
     { name: 'fail/issue: identity of another trust domain', args: ['issue', 'client', 'spiffe://other.internal/prod/x', '--out', p('other-td')], exit: 3, code: 'POLICY_BAD_IDENTITY', out: p('other-td') },
     { name: 'fail/issue: lifetime over the profile maximum', args: ['issue', 'server', 'long.acme.internal', '--days', '5000', '--out', p('long')], exit: 3, code: 'POLICY_VALIDITY_TOO_LONG', out: p('long') },
+    { name: 'fail/issue: --ttl over the profile maximum', args: ['issue', 'server', 'long.acme.internal', '--ttl', '398d', '--out', p('long')], exit: 3, code: 'POLICY_VALIDITY_TOO_LONG', out: p('long') },
+    { name: 'fail/issue: --ttl under 5 minutes', args: ['issue', 'client', 'brief', '--ttl', '299s', '--out', p('brief')], exit: 3, code: 'POLICY_VALIDITY_TOO_SHORT', out: p('brief') },
   ];
   const results = await Promise.all(cases.map((c) => cli(['--json', ...c.args])));
   for (const [i, c] of cases.entries()) {
@@ -474,6 +476,36 @@ test('no CA: CA_NOT_INITIALIZED, nothing created', async (t) => {
     assert.deepEqual(fs.readdirSync(p('empty')).sort(), ['existing']);
     assert.deepEqual(fs.readdirSync(existing), []);
   });
+});
+
+// Late in the file: the tests above count the inventory and the audit log.
+test('ok/issue --ttl: lifetimes in minutes and hours', async (t) => {
+  const cases = [
+    { name: 'ok/--ttl 15m', args: ['issue', 'client', 'quarter', '--ttl', '15m'], seconds: 15 * 60 },
+    { name: 'ok/--ttl 8h', args: ['issue', 'server', 'eight.acme.internal', '--ttl', '8h'], seconds: 8 * 3600 },
+    { name: 'ok/--ttl 5m (the minimum)', args: ['issue', 'client', 'five', '--ttl', '5m'], seconds: 300 },
+  ];
+  for (const c of cases) {
+    await t.test(c.name, async () => {
+      const out = p(c.name.replace(/\W+/g, '-'));
+      const before = Date.now();
+      const r = await cli(['--json', ...c.args, '--out', out]);
+      expectOk(r);
+      const notAfter = Date.parse(json(r).notAfter);
+      // Issued between `before` and now, to the second.
+      assert.ok(notAfter >= Math.floor(before / 1000) * 1000 + c.seconds * 1000 && notAfter <= Date.now() + c.seconds * 1000, `${c.name}: ${json(r).notAfter}`);
+    });
+  }
+  const both = await cli(['issue', 'client', 'x', '--ttl', '8h', '--days', '1', '--out', p('both')]);
+  assert.equal(both.status, 2, 'fail/--ttl with --days is a usage error');
+  const bad = await cli(['issue', 'client', 'x', '--ttl', '8 hours', '--out', p('bad-ttl')]);
+  assert.equal(bad.status, 2, 'fail/--ttl that is not a duration is a usage error');
+  // `mutual token --cert-ttl`: the admin fixes the lifetime of the certificate the token enrolls.
+  const token = await cli(['--json', 'token', 'spiffe://acme.internal/prod/short', '--cert-ttl', '8h']);
+  expectOk(token);
+  const claims = JSON.parse(Buffer.from(json(token).token.split('.')[1], 'base64url').toString('utf8'));
+  assert.equal(claims.lft, 8 * 3600, 'ok/token --cert-ttl 8h');
+  expectError(await cli(['--json', 'token', 'spiffe://acme.internal/prod/short', '--cert-ttl', '1m']), 3, 'POLICY_VALIDITY_TOO_SHORT');
 });
 
 test('ok/no output contains a passphrase or a private key', () => {
