@@ -424,6 +424,33 @@ const CASES: Case[] = [
       await verifyAuditLog(h.store);
     },
   },
+  {
+    // Migration 2 on a database that already holds renewal chains: each renewal gets the lineage of
+    // its oldest ancestor, so the bound and the lineage lock see the whole lineage after an upgrade.
+    name: 'ok/migration-2-backfills-lineages',
+    async run(h) {
+      const a = record();
+      const solo = record();
+      await h.store.recordIssued([a, solo]);
+      const b = await renewed(h.store, a, 0);
+      const c = await renewed(h.store, b, 1);
+      // Back to version 1: the column and its indexes gone, the migration not applied.
+      await h.sql('DROP INDEX certificates_lineage');
+      await h.sql('DROP INDEX certificates_renewed_from');
+      await h.sql('ALTER TABLE certificates DROP COLUMN lineage');
+      await h.sql('DELETE FROM schema_migrations WHERE version = 2');
+      const again = await h.reopen();
+      const hexSerial = h.spec.kind === 'sqlite' ? 'lower(hex(serial))' : "encode(serial, 'hex')";
+      const lineageOf = async (serial: string) => (await h.sql(`SELECT lineage AS l FROM certificates WHERE ${hexSerial} = '${serial}'`))[0].l;
+      assert.equal(await lineageOf(b.serial), a.serial);
+      assert.equal(await lineageOf(c.serial), a.serial);
+      assert.equal(await lineageOf(a.serial), null);
+      assert.equal(await lineageOf(solo.serial), null);
+      // The bound works on the backfilled lineage: renewing C retires B (A is superseded already).
+      const d = await renewed(again, c, 5);
+      assert.deepEqual(await validIn(again, [a, b, c, d]), [c.serial, d.serial]);
+    },
+  },
 ];
 
 /**
