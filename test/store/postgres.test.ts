@@ -8,6 +8,7 @@ import { describe, test } from 'node:test';
 import { verifyAuditLog } from '../../src/ca/audit.ts';
 import { isMutualError } from '../../src/core/errors.ts';
 import { openPostgresStore, type PostgresStore } from '../../src/store/postgres-store.ts';
+import { POSTGRES_MIGRATIONS } from '../../src/store/migrations.ts';
 import { dropSchema, freshSchema, ISSUER, NOW, openPg, PG_URL, pgSkip, record, revocation, splitEntries, type OpenOptions } from './fixtures.ts';
 
 /** Opens `n` replicas on a fresh schema, runs `fn`, closes them and drops the schema. */
@@ -191,7 +192,7 @@ describe('postgres replicas', { skip: pgSkip() }, () => {
       for (const o of opened) if (o.status === 'fulfilled') stores.push(o.value);
       assert.equal(stores.length, 4, String(opened.find((o) => o.status === 'rejected')?.reason));
       const { rows } = await stores[0].pool.query('SELECT version FROM schema_migrations ORDER BY version');
-      assert.deepEqual(rows.map((r) => r.version), [1]);
+      assert.deepEqual(rows.map((r) => r.version), POSTGRES_MIGRATIONS.map((m) => m.version));
       // Opening again finds nothing to do and the data in place.
       await stores[0].recordIssued([record()]);
       stores.push(await openPg(schema));
