@@ -51,12 +51,18 @@ function keyedName(which: LeafRole, keyIdHex: string): string {
 export const MIN_CERT_LIFETIME_SECONDS = 300;
 
 /**
- * Shortest time between two renewals of one certificate. A client that lost the answer of a
- * renewal may retry after it (the retry supersedes the lost certificate); a loop renewing the same
- * certificate is refused with RENEWAL_TOO_SOON and Retry-After. Short enough for the 5-minute
- * certificates ({@link MIN_CERT_LIFETIME_SECONDS}), renewed at 2/3 of their lifetime.
+ * Renewals of one certificate allowed within {@link RENEWAL_WINDOW_SECONDS}. More than one: a
+ * client (an agent killed after the CA answered, before it saved the certificate) retries at
+ * once, and each retry supersedes the certificate it lost. A loop renewing the same certificate
+ * is refused with RENEWAL_TOO_SOON and Retry-After (300 renewals in 7 s were all issued before).
  */
-export const RENEWAL_MIN_INTERVAL_SECONDS = 60;
+export const RENEWALS_PER_WINDOW = 3;
+
+/**
+ * The window of {@link RENEWALS_PER_WINDOW}: short enough for the 5-minute certificates
+ * ({@link MIN_CERT_LIFETIME_SECONDS}) renewed at 2/3 of their lifetime.
+ */
+export const RENEWAL_WINDOW_SECONDS = 60;
 
 /**
  * Longest renewal grace period (renewal of a certificate expired less than this long ago). A
@@ -116,8 +122,8 @@ export interface IssueRequest {
   actor?: string;
   /**
    * Serial of the certificate this renews: the renewal is recorded with the lineage bound
-   * ({@link CaStore.recordRenewal}): RENEWAL_TOO_SOON within {@link RENEWAL_MIN_INTERVAL_SECONDS}
-   * of the last renewal of that certificate, and what the lineage holds beyond that certificate and
+   * ({@link CaStore.recordRenewal}): RENEWAL_TOO_SOON past {@link RENEWALS_PER_WINDOW} renewals
+   * of that certificate within {@link RENEWAL_WINDOW_SECONDS}, and what the lineage holds beyond that certificate and
    * the new one is revoked as superseded. Use {@link CertificateAuthority.renew}, which checks the
    * certificate renewed first.
    */
@@ -331,7 +337,7 @@ export class CertificateAuthority {
       // must see what other replicas committed, and a refusal must not fail a whole batch.
       const grace = req.renewalGraceSeconds ?? 0;
       ({ superseded } = await this.store.recordRenewal({
-        record: { ...rec, renewedFrom: req.renewedFrom }, minIntervalSeconds: RENEWAL_MIN_INTERVAL_SECONDS,
+        record: { ...rec, renewedFrom: req.renewedFrom }, limit: { max: RENEWALS_PER_WINDOW, windowSeconds: RENEWAL_WINDOW_SECONDS },
         supersedeExpiringAfter: new Date(rec.issuedAt.getTime() - grace * 1000),
       }));
       await this.#afterRevocations(superseded, rec.issuedAt);

@@ -81,10 +81,11 @@ export interface RenewalInput {
   /** The new certificate; `renewedFrom` names the certificate it renews. */
   record: CertificateRecord & { renewedFrom: string };
   /**
-   * Refuse with RENEWAL_TOO_SOON when the certificate renewed already has a renewal issued less
-   * than this many seconds before `record.issuedAt`.
+   * Refuse with RENEWAL_TOO_SOON (field `retryAfter`: seconds until one of them leaves the window)
+   * when the certificate renewed already has `max` renewals issued in the `windowSeconds` before
+   * `record.issuedAt`.
    */
-  minIntervalSeconds: number;
+  limit: { max: number; windowSeconds: number };
   /**
    * The other valid certificates of the lineage (all but the one renewed and the new one) that
    * expire after this time are revoked, reason superseded, at `record.issuedAt`.

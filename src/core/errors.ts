@@ -69,7 +69,7 @@ export const ERRORS = {
   TOKEN_EXPIRED: { status: 401, message: 'The enrollment token has expired', hint: 'Get a new token with `mutual token <names> --ttl 10m` and enroll within its lifetime.' },
   TOKEN_REPLAYED: { status: 401, message: 'The enrollment token was already used', hint: 'Tokens are single use; get a new one with `mutual token <names>`.' },
   TOKEN_NAME_MISMATCH: { status: 403, message: 'The request asks for names the token does not allow', hint: 'Ask for exactly the names the token was made for, or make a token for these names.' },
-  RENEWAL_TOO_SOON: { status: 429, message: 'This certificate was renewed moments ago', hint: 'Use the certificate that renewal returned; if it was lost, retry after the seconds in Retry-After (that renewal then supersedes the lost one).' },
+  RENEWAL_TOO_SOON: { status: 429, message: 'This certificate was renewed too often in the last minute', hint: 'Use the certificate the last renewal returned; if it was lost, retry after the seconds in Retry-After (the new renewal supersedes the lost ones).' },
   ENROLL_LIFETIME_FIXED: { status: 400, message: 'The certificate lifetime is set by the token, not by the enrollment request', hint: 'Leave out `days`; an admin chooses the lifetime when making the token (`mutual token NAMES --cert-ttl 8h`).' },
   RENEW_NOT_ALLOWED: { status: 403, message: 'This certificate cannot be renewed', hint: 'Renew before expiry with the current, unrevoked certificate; otherwise enroll again with a new token.' },
   CA_UNAVAILABLE: { status: 503, message: 'The CA server could not be reached', hint: 'Check --ca-url and that `mutual serve` is running; retry later.' },

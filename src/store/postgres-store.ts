@@ -24,7 +24,7 @@ import type {
 } from '../ca/store.ts';
 import { POSTGRES_MIGRATIONS } from './migrations.ts';
 import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows.ts';
-import { CRL_PACK_THRESHOLD } from './sqlite-store.ts';
+import { checkRenewalLimit, CRL_PACK_THRESHOLD } from './sqlite-store.ts';
 
 /**
  * Advisory lock classes (the first key of pg_advisory_lock(int, int)); "mut" followed by 1 to 4,
@@ -302,12 +302,9 @@ export class PostgresStore implements CaStore {
         // Read again under the lock: a revocation that covered it may have committed meanwhile.
         const parent = (await c.query('SELECT status FROM certificates WHERE id = $1', [found.rows[0].id])).rows[0] as Row;
         if (parent.status !== 'valid') throw new MutualError('CERT_REVOKED', { serial: r.renewedFrom, detail: `${r.renewedFrom} was revoked before its renewal was recorded` });
-        const lastRow = (await c.query('SELECT max(issued_at) AS t FROM certificates WHERE renewed_from = $1', [r.renewedFrom])).rows[0] as Row;
-        const last = lastRow.t === null ? null : Number(lastRow.t);
-        if (last !== null && sec(r.issuedAt) - last < o.minIntervalSeconds) {
-          const retryAfter = last + o.minIntervalSeconds - sec(r.issuedAt);
-          throw new MutualError('RENEWAL_TOO_SOON', { serial: r.renewedFrom, retryAfter, detail: `${r.renewedFrom} was renewed ${sec(r.issuedAt) - last} s ago; renew it again in ${retryAfter} s at the earliest` });
-        }
+        const recent = (await c.query('SELECT issued_at AS t FROM certificates WHERE renewed_from = $1 AND issued_at > $2 ORDER BY issued_at DESC LIMIT $3',
+          [r.renewedFrom, sec(r.issuedAt) - o.limit.windowSeconds, o.limit.max])).rows.map((x) => Number(x.t));
+        checkRenewalLimit(r.renewedFrom, sec(r.issuedAt), recent, o.limit);
         await c.query(`INSERT INTO certificates (serial, issuer_kid, role, subject, identity, names, not_before, not_after, der, renewed_from, issued_at, issued_by, lineage)
                        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
         [serialBytes(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter), r.der, r.renewedFrom, sec(r.issuedAt), r.issuedBy, lineage]);

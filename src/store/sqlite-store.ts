@@ -444,11 +444,9 @@ export class SqliteStore implements CaStore {
       const parent = this.db.prepare('SELECT * FROM certificates WHERE serial = ?').get(serialBytes(r.renewedFrom)) as Row | undefined;
       if (!parent) throw new MutualError('CERT_NOT_FOUND', { serial: r.renewedFrom, detail: r.renewedFrom });
       if (parent.status !== 'valid') throw new MutualError('CERT_REVOKED', { serial: r.renewedFrom, detail: `${r.renewedFrom} was revoked before its renewal was recorded` });
-      const last = (this.db.prepare('SELECT max(issued_at) AS t FROM certificates WHERE renewed_from = ?').get(r.renewedFrom) as Row).t as number | null;
-      if (last !== null && sec(r.issuedAt) - last < o.minIntervalSeconds) {
-        const retryAfter = last + o.minIntervalSeconds - sec(r.issuedAt);
-        throw new MutualError('RENEWAL_TOO_SOON', { serial: r.renewedFrom, retryAfter, detail: `${r.renewedFrom} was renewed ${sec(r.issuedAt) - last} s ago; renew it again in ${retryAfter} s at the earliest` });
-      }
+      const recent = (this.db.prepare('SELECT issued_at AS t FROM certificates WHERE renewed_from = ? AND issued_at > ? ORDER BY issued_at DESC LIMIT ?')
+        .all(r.renewedFrom, sec(r.issuedAt) - o.limit.windowSeconds, o.limit.max) as Row[]).map((x) => Number(x.t));
+      checkRenewalLimit(r.renewedFrom, sec(r.issuedAt), recent, o.limit);
       const lineage = (parent.lineage as string | null) ?? Buffer.from(parent.serial as Uint8Array).toString('hex');
       this.#insertCert.run(serialBytes(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
         r.der, r.renewedFrom, sec(r.issuedAt), r.issuedBy);
@@ -644,6 +642,16 @@ export class SqliteStore implements CaStore {
     }
     return { total: Number(counts.total), unexpired: Number(counts.unexpired) };
   }
+}
+
+/**
+ * Throws RENEWAL_TOO_SOON when `recent` (issue times of the certificate's renewals inside the
+ * window, newest first, at most `limit.max`) already fills the limit. Shared by both stores.
+ */
+export function checkRenewalLimit(serial: string, now: number, recent: number[], limit: { max: number; windowSeconds: number }): void {
+  if (recent.length < limit.max) return;
+  const retryAfter = Math.max(1, recent[limit.max - 1] + limit.windowSeconds - now);
+  throw new MutualError('RENEWAL_TOO_SOON', { serial, retryAfter, detail: `${serial} was renewed ${recent.length} times in the last ${limit.windowSeconds} s; retry in ${retryAfter} s` });
 }
 
 function migrate(db: DatabaseSync): void {

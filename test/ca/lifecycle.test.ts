@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import {
-  MAX_RENEWAL_GRACE_SECONDS, MIN_CERT_LIFETIME_SECONDS, RENEWAL_MIN_INTERVAL_SECONDS, type IssueResult,
+  MAX_RENEWAL_GRACE_SECONDS, MIN_CERT_LIFETIME_SECONDS, RENEWAL_WINDOW_SECONDS, RENEWALS_PER_WINDOW, type IssueResult,
 } from '../../src/ca/authority.ts';
 import { profileLifetimes, validateConfig } from '../../src/ca/config.ts';
 import { mintToken, TOKEN_CLOCK_TOLERANCE_SECONDS, verifyToken } from '../../src/ca/tokens.ts';
@@ -64,10 +64,14 @@ describe('ca/lifecycle: renew and revoke', () => {
     const b1 = await renew(a, 60);
     assert.equal(b1.identity, ID('lineage'));
     assert.equal(b1.notAfter.getTime(), at(60 + 8 * 3600).getTime(), 'the 8-hour lifetime is kept');
-    await assert.rejects(renew(a, 60 + RENEWAL_MIN_INTERVAL_SECONDS - 1), (e: unknown) => isMutualError(e, 'RENEWAL_TOO_SOON') && e.fields.retryAfter === 1);
-    const b2 = await renew(a, 60 + RENEWAL_MIN_INTERVAL_SECONDS);
-    assert.deepEqual(b2.superseded?.map((s) => s.serial), [b1.serial]);
+    // A second renewal of A supersedes the first successor; past RENEWALS_PER_WINDOW, refused.
+    const more = [];
+    for (let i = 1; i < RENEWALS_PER_WINDOW; i++) more.push(await renew(a, 60 + i));
+    assert.deepEqual(more[0].superseded?.map((s) => s.serial), [b1.serial]);
+    await assert.rejects(renew(a, 60 + RENEWAL_WINDOW_SECONDS - 1), (e: unknown) => isMutualError(e, 'RENEWAL_TOO_SOON') && e.fields.retryAfter === 1);
+    const b2 = await renew(a, 60 + RENEWAL_WINDOW_SECONDS);
     assert.equal(await status(b1), 'revoked/superseded');
+    for (const m of more) assert.equal(await status(m), 'revoked/superseded');
     const c = await renew(b2, 600);
     assert.deepEqual(c.superseded?.map((s) => s.serial), [a.serial]);
     assert.deepEqual([await status(a), await status(b1), await status(b2), await status(c)], ['revoked/superseded', 'revoked/superseded', 'valid', 'valid']);

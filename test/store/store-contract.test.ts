@@ -368,24 +368,27 @@ const CASES: Case[] = [
       const a = record();
       await store.recordIssued([a]);
       const b1 = await renewed(store, a, 0);
-      // Renewing A again within the interval: refused, with the seconds to wait.
-      await assert.rejects(renewed(store, a, 0, {}, 30), (e: unknown) => isMutualError(e, 'RENEWAL_TOO_SOON') && e.fields.retryAfter === 30);
-      await assert.rejects(renewed(store, a, 0, {}, 59), (e: unknown) => isMutualError(e, 'RENEWAL_TOO_SOON') && e.fields.retryAfter === 1);
-      // A second renewal of A supersedes the first successor.
-      const b2 = await renewed(store, a, 0, {}, 60);
+      // A second renewal of A supersedes the first successor (a client that lost the answer).
+      const b2 = await renewed(store, a, 0, {}, 10);
       assert.equal((await store.getCertificate(b1.serial))?.status, 'revoked');
       assert.equal((await store.getCertificate(b1.serial))?.reason, 'superseded');
       assert.deepEqual(await validIn(store, [a, b1, b2]), [a.serial, b2.serial]);
-      // The successor renews: A (its predecessor) is superseded; B2 and C remain.
-      const c = await renewed(store, b2, 1);
-      assert.deepEqual(await validIn(store, [a, b1, b2, c]), [b2.serial, c.serial]);
+      const b3 = await renewed(store, a, 0, {}, 20);
+      // A fourth within 60 s: refused, with the seconds until the first leaves the window.
+      await assert.rejects(renewed(store, a, 0, {}, 30), (e: unknown) => isMutualError(e, 'RENEWAL_TOO_SOON') && e.fields.retryAfter === 30);
+      await assert.rejects(renewed(store, a, 0, {}, 59), (e: unknown) => isMutualError(e, 'RENEWAL_TOO_SOON') && e.fields.retryAfter === 1);
+      const b4 = await renewed(store, a, 0, {}, 60);
+      assert.deepEqual(await validIn(store, [a, b1, b2, b3, b4]), [a.serial, b4.serial]);
+      // The successor renews: A (its predecessor) is superseded; B4 and C remain.
+      const c = await renewed(store, b4, 2);
+      assert.deepEqual(await validIn(store, [a, b1, b2, b3, b4, c]), [b4.serial, c.serial]);
       // A revoked certificate cannot renew (a renewal racing its revocation loses).
       await assert.rejects(renewed(store, b1, 3), code('CERT_REVOKED'));
       await assert.rejects(renewed(store, record(), 3), code('CERT_NOT_FOUND'));
       // The refusals left nothing behind; every supersession is on the CRL and in the log.
-      assert.deepEqual(splitEntries(await store.crlEntries(ISSUER, NOW)).length, 2);
+      assert.equal(splitEntries(await store.crlEntries(ISSUER, NOW)).length, 4);
       const superseded = (await store.revocationsSince(0)).items;
-      assert.deepEqual(superseded.map((i) => [i.serial, i.reason]), [[b1.serial, 'superseded'], [a.serial, 'superseded']]);
+      assert.deepEqual(superseded.map((i) => [i.serial, i.reason]), [b1, b2, b3, a].map((x) => [x.serial, 'superseded']));
       await verifyAuditLog(store);
     },
   },
@@ -398,7 +401,7 @@ const CASES: Case[] = [
       const a = record();
       await h.store.recordIssued([a]);
       const stores = [h.store, other];
-      const results = await Promise.allSettled(Array.from({ length: 16 }, (_, i) => renewed(stores[i % 2], a, 0, {}, 0, 0)));
+      const results = await Promise.allSettled(Array.from({ length: 16 }, (_, i) => renewed(stores[i % 2], a, 0, {}, 0, 1000)));
       assert.ok(results.some((r) => r.status === 'fulfilled'));
       for (const r of results) if (r.status === 'rejected') throw r.reason;
       const lineage = (await h.store.listCertificates({ limit: 100 })).filter((x) => x.serial === a.serial || x.renewedFrom === a.serial);
@@ -409,7 +412,7 @@ const CASES: Case[] = [
       const chain = (async () => {
         for (let i = 0; i < 8; i++) {
           try {
-            tip = await renewed(stores[i % 2], tip, 0, { issuedAt: plus(NOW, (i + 1) * 2000 * 60) }, 0, 0);
+            tip = await renewed(stores[i % 2], tip, 0, { issuedAt: plus(NOW, (i + 1) * 2000 * 60) }, 0, 1000);
           } catch (e) {
             if (!code('CERT_REVOKED')(e)) throw e;
             return;
@@ -455,11 +458,12 @@ const CASES: Case[] = [
 
 /**
  * Records a renewal of `from` (same issuer and names), `minutes` after NOW by default plus
- * `seconds`; interval 60 s; the lineage's certificates expired before NOW - 1 day are left alone.
+ * `seconds`; at most `max` renewals of one certificate per 60 s; the lineage's certificates
+ * expired before NOW - 1 day are left alone.
  */
-async function renewed(store: CaStore, from: CertificateRecord, minutes: number, o: Partial<CertificateRecord> = {}, seconds = 0, minIntervalSeconds = 60): Promise<CertificateRecord> {
+async function renewed(store: CaStore, from: CertificateRecord, minutes: number, o: Partial<CertificateRecord> = {}, seconds = 0, max = 3): Promise<CertificateRecord> {
   const rec = record({ role: from.role, issuedAt: plus(NOW, minutes * 60_000 + seconds * 1000), ...o, renewedFrom: from.serial });
-  await store.recordRenewal({ record: { ...rec, renewedFrom: from.serial }, minIntervalSeconds, supersedeExpiringAfter: plus(NOW, -DAY) });
+  await store.recordRenewal({ record: { ...rec, renewedFrom: from.serial }, limit: { max, windowSeconds: 60 }, supersedeExpiringAfter: plus(NOW, -DAY) });
   return rec;
 }
 
