@@ -408,8 +408,11 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       try {
         actor = requireAdmin(c);
       } catch (e) {
-        // The holder of a certificate may revoke it, proving possession over mTLS.
-        const holder = c.peer && c.peer.serial === serial && (await ca.store.getCertificate(serial))?.der.equals(c.peer.der);
+        // The holder of a certificate may revoke it, proving possession over mTLS, while it is
+        // valid: a revocation covers the renewals made from it, and the holder of an expired or
+        // superseded certificate (an old key, since rotated) must not reach the current ones.
+        const own = c.peer && c.peer.serial === serial ? await ca.store.getCertificate(serial) : undefined;
+        const holder = own && c.peer && own.der.equals(c.peer.der) && own.status === 'valid' && now() < own.notAfter;
         if (!holder) throw e;
         actor = `holder:${serial}`;
       }

@@ -172,6 +172,23 @@ describe('server/lifecycle: lineage bound, rate limit, token lifetimes', () => {
     assert.deepEqual(valid.json.items.map((i: { serial: string }) => i.serial).sort(), [b2.json.serial, c.json.serial].sort());
   });
 
+  test('fail/holder-of-an-old-certificate-cannot-revoke-the-lineage', async () => {
+    const a = await enrolled('old-holder', { certificateTtlSeconds: 3600 });
+    clock += 2400 * 1000;
+    const b = await renewAs(a.certificate, a.keyPem);
+    assert.equal(b.status, 201, b.body.toString());
+    const asHolder = (cert: string, serial: string) => send(`${s.url}/v1/revoke`, { body: { serial, reason: 'keyCompromise' }, tls: { ca: s.admin.root, cert, key: a.keyPem } });
+    // Expired: the old certificate's holder is no longer a holder (and its revocation would cover B).
+    clock += 1300 * 1000;
+    const expired = await asHolder(a.certificate, a.serial);
+    assert.equal(expired.status, 403, 'fail/expired');
+    assert.equal(expired.code, 'AUTH_FORBIDDEN');
+    assert.equal(await statusOf(b.json.serial), 'valid');
+    // The current certificate's holder may revoke it.
+    const own = await asHolder(b.json.certificate, b.json.serial);
+    assert.equal(own.status, 200, `ok/valid-holder: ${own.body}`);
+  });
+
   test('fail/enroll-with-days-is-refused-and-the-token-is-not-spent', async () => {
     const t = await token('no-days');
     const { privateKey } = await import('node:crypto').then((c) => c.generateKeyPairSync('ec', { namedCurve: 'P-256' }));
