@@ -336,6 +336,7 @@ export class CertificateAuthority {
       // A renewal has its own transaction (not group commit): the checks and the lineage bound
       // must see what other replicas committed, and a refusal must not fail a whole batch.
       const grace = req.renewalGraceSeconds ?? 0;
+      if (!(grace >= 0 && grace <= MAX_RENEWAL_GRACE_SECONDS)) throw new TypeError(`renewalGraceSeconds must be 0 to ${MAX_RENEWAL_GRACE_SECONDS}`);
       ({ superseded } = await this.store.recordRenewal({
         record: { ...rec, renewedFrom: req.renewedFrom }, limit: { max: RENEWALS_PER_WINDOW, windowSeconds: RENEWAL_WINDOW_SECONDS },
         supersedeExpiringAfter: new Date(rec.issuedAt.getTime() - grace * 1000),

@@ -115,7 +115,10 @@ export interface ListFilter {
 
 /** The store the authority uses. Every method that writes does so in one transaction with its audit entry. */
 export interface CaStore {
-  /** Records issued certificates and their audit entries in one transaction. */
+  /**
+   * Records issued certificates and their audit entries in one transaction. Renewals go through
+   * {@link CaStore.recordRenewal} (their checks and the lineage bound need a transaction of their own).
+   */
   recordIssued(records: CertificateRecord[]): Promise<void>;
   /**
    * Marks a certificate revoked, stores its CRL entry and the audit entry, in one transaction;

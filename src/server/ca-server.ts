@@ -505,6 +505,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       ocsp.markRevoked({ issuerKeyId: x.issuerKeyId, serial: x.serial, revokedAt: x.revokedAt!, reason: 'superseded' });
       const issuer = ca.issuerByKeyId(x.issuerKeyId);
       if (issuer) crlDirty.add(ca.crlName(issuer));
+      metrics.revoked.inc();
     }
     if (r.superseded?.length) setImmediate(poll);
     return issued(c, r);
