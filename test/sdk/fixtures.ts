@@ -19,12 +19,46 @@ import { OID } from '../../src/core/oids.ts';
 import { toPem } from '../../src/core/pem.ts';
 import type { IssuerContext } from '../../src/core/certificate-template.ts';
 import type { LeafRole } from '../../src/ca/authority.ts';
+import { parseCertificate } from '../../src/core/certificate.ts';
+import { defaultNamePolicy } from '../../src/core/policy.ts';
+import { keyObjectSigner } from '../../src/core/signer.ts';
+import { readEncryptedKey } from '../../src/keys/encrypted-key-file.ts';
+import { offlineLayout } from '../../src/ca/home.ts';
+import { signCaCertificate } from '../../src/ca/init-ca.ts';
+import { TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 
 export const TD = 'acme.internal';
 export const id = (p: string): string => `spiffe://${TD}/${p}`;
 /** The gateway's own identity in the tests. */
 export const GATEWAY = id('infra/gateway');
 export const names = (o: Partial<SubjectAltNames>): SubjectAltNames => ({ dns: [], ip: [], uri: [], ...o });
+/** An extension OID no verifier knows (a private arc), for the critical-extension cases. */
+export const UNKNOWN_EXTENSION_OID = '1.3.6.1.4.1.55555.1.1';
+
+/** A CA certificate made for a test, and (when the test holds its key) the context to sign leaves with. */
+export interface TestCaCert {
+  pem: string;
+  der: Buffer;
+  issuer?: IssuerContext;
+}
+
+/** What {@link Pki.forge} can vary. */
+export interface ForgeOptions {
+  by: 'client' | 'server';
+  eku: string[];
+  names: SubjectAltNames;
+  notBefore?: Date;
+  notAfter?: Date;
+  name: string;
+  /** Default p256; rsa1024 makes a weak key. */
+  key?: 'p256' | 'rsa1024';
+  /** basicConstraints CA:TRUE (with keyCertSign) instead of an end entity. */
+  ca?: boolean;
+  /** OIDs of extensions added as critical, with an empty value. */
+  critical?: string[];
+  /** Sign with this CA instead of the real one (`chainPem` is what the client sends with the leaf). */
+  issuer?: { context: IssuerContext; chainPem: string };
+}
 
 /** A certificate and key as PEM, with paths of the files written for it. */
 export interface Credential {
@@ -52,7 +86,13 @@ export interface Pki {
   /** Issues through the CA (the real pipeline) and writes the files under `name`. */
   issue(role: LeafRole, n: SubjectAltNames, name: string, lifetimeSeconds?: number): Promise<Credential>;
   /** A leaf signed by the client or server CA with any EKU list and validity (forged, not in the inventory). */
-  forge(o: { by: 'client' | 'server'; eku: string[]; names: SubjectAltNames; notBefore?: Date; notAfter?: Date; name: string }): Credential;
+  forge(o: ForgeOptions): Credential;
+  /**
+   * A CA certificate named like the client CA: `key: 'client'` reuses the client CA's public key
+   * (a copy, e.g. expired), `key: 'new'` makes a look-alike with its own key. Signed by the real
+   * root (offline key), or by itself.
+   */
+  clientCaCopy(o: { key: 'client' | 'new'; signedBy: 'root' | 'self'; notBefore: Date; notAfter: Date }): Promise<TestCaCert>;
   /** The client CA's CRL now (DER). */
   crl(): Promise<Buffer>;
   close(): Promise<void>;
@@ -78,15 +118,17 @@ export async function makePki(o: { url?: string } = {}): Promise<Pki> {
       return save(name, r.serial, r.certificatePem, r.privateKey!.export({ type: 'pkcs8', format: 'pem' }) as string, r.chainPem);
     },
     forge(f) {
-      const issuer: IssuerContext = (f.by === 'client' ? tc.ca.client : tc.ca.server).template.issuer;
-      const { privateKey, publicKey } = generateKeyPair('p256');
+      const issuer: IssuerContext = f.issuer?.context ?? (f.by === 'client' ? tc.ca.client : tc.ca.server).template.issuer;
+      const { privateKey, publicKey } = f.key === 'rsa1024' ? crypto.generateKeyPairSync('rsa', { modulusLength: 1024 }) : generateKeyPair('p256');
       const spki = spkiDer(publicKey);
       const serial = crypto.randomBytes(16);
       serial[0] = (serial[0] & 0x3f) | 0x40;
       const ext = (o2: string, critical: boolean, v: Buffer) => (critical ? seq(oid(o2), derBoolean(true), octetString(v)) : seq(oid(o2), octetString(v)));
       const exts = [
-        ext(OID.basicConstraints, true, seq()),
-        ext(OID.keyUsage, true, Buffer.from([0x03, 2, 7, 0x80])),
+        ext(OID.basicConstraints, true, f.ca ? seq(derBoolean(true)) : seq()),
+        // digitalSignature, plus keyCertSign for a CA.
+        ext(OID.keyUsage, true, f.ca ? Buffer.from([0x03, 2, 2, 0x84]) : Buffer.from([0x03, 2, 7, 0x80])),
+        ...(f.critical ?? []).map((o2) => ext(o2, true, Buffer.from([0x05, 0x00]))),
         ...(f.eku.length ? [ext(OID.extKeyUsage, false, seq(...f.eku.map(oid)))] : []),
         ext(OID.authorityKeyIdentifier, false, seq(implicit(0, issuer.keyId))),
         ext(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(spki))),
@@ -97,8 +139,36 @@ export async function makePki(o: { url?: string } = {}): Promise<Pki> {
       const tbs = seq(explicit(0, integer(2)), unsignedInteger(serial), issuer.signer.algorithm.der, issuer.name, seq(time(nb), time(na)), encodeName({ commonName: f.name }), spki, explicit(3, seq(...exts)));
       const sig = issuer.signer.sign(tbs) as Uint8Array;
       const der = seq(tbs, issuer.signer.algorithm.der, bitString(sig));
-      const chain = f.by === 'client' ? clientCa : serverCa;
+      const chain = f.issuer?.chainPem ?? (f.by === 'client' ? clientCa : serverCa);
       return save(f.name, serial.toString('hex'), toPem(der, 'CERTIFICATE'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, chain);
+    },
+    async clientCaCopy(o) {
+      const client = tc.ca.client.info;
+      const pair = o.key === 'new' ? generateKeyPair('p256') : undefined;
+      const spki = pair ? spkiDer(pair.publicKey) : client.spki;
+      const keyId = keyIdentifier(spki);
+      let signer;
+      let issuerName: Buffer;
+      let issuerKeyId: Buffer;
+      if (o.signedBy === 'root') {
+        signer = keyObjectSigner(readEncryptedKey(offlineLayout(tc.offlineDir).rootKey, TEST_PASSPHRASE));
+        const rootInfo = parseCertificate(new crypto.X509Certificate(root).raw);
+        issuerName = rootInfo.subjectName;
+        issuerKeyId = rootInfo.subjectKeyId ?? keyIdentifier(rootInfo.spki);
+      } else {
+        if (!pair) throw new TypeError('a self-signed copy needs its own key');
+        signer = keyObjectSigner(pair.privateKey);
+        issuerName = client.subjectName;
+        issuerKeyId = keyId;
+      }
+      const der = await signCaCertificate({
+        role: 'client-ca', issuerName, issuerKeyId, signer, subject: client.subjectName, spki,
+        notBefore: floorSeconds(o.notBefore), notAfter: floorSeconds(o.notAfter), nameConstraints: defaultNamePolicy(TD),
+      });
+      return {
+        pem: toPem(der, 'CERTIFICATE'), der,
+        ...(pair ? { issuer: { name: client.subjectName, keyId, signer: keyObjectSigner(pair.privateKey) } } : {}),
+      };
     },
     crl: () => tc.ca.buildCrl('client'),
     close: () => tc.close(),
