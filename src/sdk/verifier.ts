@@ -695,8 +695,10 @@ export class PeerVerifier {
    * MutualError, for the request handler to answer with.
    */
   verifySocket(socket: TLSSocket): PeerIdentity | MutualError | Promise<PeerIdentity> {
+    // The issuers first: reading the peer as an X509Certificate empties the chain Node reports next.
+    const issuers = socket.authorized ? undefined : refusedChainIssuers(socket);
     const x = socket.getPeerX509Certificate?.();
-    const chain: PeerChain = { leaf: x?.raw, authorized: socket.authorized, authorizationError: socket.authorizationError, ...(socket.authorized ? {} : { issuers: refusedChainIssuers(socket) }) };
+    const chain: PeerChain = { leaf: x?.raw, authorized: socket.authorized, authorizationError: socket.authorizationError, ...(issuers ? { issuers } : {}) };
     let result: SocketState['result'];
     try {
       result = this.verify(chain);

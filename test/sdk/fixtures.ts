@@ -205,9 +205,9 @@ export interface Reply {
 }
 
 /** One HTTPS/1.1 request on a new connection, with an optional client certificate. */
-export function request(url: string, o: { ca: string; cert?: string; key?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer; servername?: string; /** Sent as is (a URL string would be normalized). */ path?: string }): Promise<Reply> {
+export function request(url: string, o: { ca: string; cert?: string; key?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer; servername?: string; /** Sent as is (a URL string would be normalized). */ path?: string; /** OpenSSL cipher string, e.g. `DEFAULT@SECLEVEL=0` to present a weak key. */ ciphers?: string }): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = https.request(url, { method: o.method ?? 'GET', ca: o.ca, cert: o.cert, key: o.key, headers: o.headers, agent: false, servername: o.servername, ...(o.path ? { path: o.path } : {}) }, (res) => {
+    const req = https.request(url, { method: o.method ?? 'GET', ca: o.ca, cert: o.cert, key: o.key, headers: o.headers, agent: false, servername: o.servername, ...(o.path ? { path: o.path } : {}), ...(o.ciphers ? { ciphers: o.ciphers } : {}) }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => {
