@@ -15,7 +15,7 @@ import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { startHarness, type Harness, type Echo } from '../gateway/harness.ts';
-import { request, names, id, UNKNOWN_EXTENSION_OID, type Credential } from '../sdk/fixtures.ts';
+import { request, request2, names, id, UNKNOWN_EXTENSION_OID, type Credential } from '../sdk/fixtures.ts';
 import { createServer, loadIdentity, peerIdentity, type MtlsServer, type IdentitySource } from '../../src/sdk/index.ts';
 import { formatClientCertChain } from '../../src/sdk/xfcc.ts';
 import { OID } from '../../src/core/oids.ts';
@@ -150,5 +150,10 @@ test('ok/RFC 9440: with only the root in trust.ca the backend gets Client-Cert-C
   assert.equal(r.status, 200, r.body);
   const echo = JSON.parse(r.body) as Echo;
   assert.equal(echo.caller, id('prod/edge-valid'));
-  assert.equal(echo.headers['client-cert-chain'], formatClientCertChain([new X509Certificate(h.pki.clientCa).raw]));
+  const chain = formatClientCertChain([new X509Certificate(h.pki.clientCa).raw]);
+  assert.equal(echo.headers['client-cert-chain'], chain);
+  // The same over HTTP/2 (the request's socket is Node's HTTP/2 socket proxy).
+  const r2 = await request2(h.gateway.url, { ca: h.pki.root, cert: valid.fullchain, key: valid.key, path: '/api/chain' });
+  assert.equal(r2.status, 200, r2.body);
+  assert.equal((JSON.parse(r2.body) as Echo).headers['client-cert-chain'], chain);
 });
