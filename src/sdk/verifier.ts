@@ -41,7 +41,7 @@ import { parseCrl, verifyCrlSignature, crlRevocation, type CrlInfo } from '../co
 import { reasonName } from '../core/crl.ts';
 import { seq } from '../core/der.ts';
 import { MutualError, isMutualError, type ErrorCode, type MutualErrorFields } from '../core/errors.ts';
-import { describeSpki } from '../core/algorithms.ts';
+import { ACCEPTED_SIGNATURE_OIDS, describeSpki } from '../core/algorithms.ts';
 import { nameConstraintViolation, type PermittedNames } from '../core/lint.ts';
 import { OID } from '../core/oids.ts';
 import { encodeCertId, matchesIssuer, ocspIssuerHashes, parseOcspResponse, verifyOcspResponse, type OcspIssuerHashes } from '../core/ocsp.ts';
@@ -795,12 +795,14 @@ function signedBy(der: Buffer, key: KeyObject | Buffer): boolean {
 
 /**
  * What is wrong with a certificate of the path regardless of time and issuer: a critical extension
- * nobody processes (RFC 5280 4.2), or a weak key (RSA under 2048 bits or with an exponent outside
- * 65537..2^256-1, curves other than P-256/P-384; the same key rules as issuance).
+ * nobody processes (RFC 5280 4.2), a signature algorithm mutual does not accept (SHA-1), or a weak
+ * key (RSA under 2048 bits or with an exponent outside 65537..2^256-1, curves other than
+ * P-256/P-384; the same key rules as issuance).
  */
 function certificateProblem(info: CertificateInfo, what: string): { code: ErrorCode; detail: string } | undefined {
   const unknown = info.criticalExtensions.filter((o) => !PROCESSED_CRITICAL_EXTENSIONS.has(o));
   if (unknown.length) return { code: 'CERT_CRITICAL_EXTENSION', detail: `${what} has the critical extension ${unknown.join(', ')}, which this verifier does not process` };
+  if (!ACCEPTED_SIGNATURE_OIDS.has(info.signatureOid)) return { code: 'CERT_WEAK', detail: `${what} is signed with ${info.signatureOid}, which mutual does not accept (SHA-1, or an unknown algorithm)` };
   let label: string;
   try {
     label = describeSpki(info.spki).label;
@@ -825,13 +827,13 @@ function certificateProblem(info: CertificateInfo, what: string): { code: ErrorC
 function chainTimeError(c: CertificateInfo, name: string, now: number, who: MutualErrorFields, source: string): MutualError {
   const early = now < c.notBefore.getTime();
   const when = early ? `is valid only from ${c.notBefore.toISOString()}` : `expired ${daysText(now - c.notAfter.getTime())} ago, at ${c.notAfter.toISOString()}`;
-  return new MutualError('CERT_CHAIN_EXPIRED', { ...who, notBefore: c.notBefore, notAfter: c.notAfter, detail: `the CA certificate ${name}, ${source}, ${when}; ${source === 'sent in the chain' ? 'send the current CA certificate (fullchain.pem from `mutual ca renew`)' : 'renew the CA certificate and update the trust bundle'}` });
+  return new MutualError('CERT_CHAIN_EXPIRED', { ...who, notBefore: c.notBefore, notAfter: c.notAfter, detail: `the CA certificate ${name}, ${source}, ${when}; ${source === 'sent in the chain' ? 'the client must send the current client CA certificate with its own (fullchain.pem)' : 'renew the CA certificate and update the trust bundles'}` });
 }
 
 /**
- * The issuers in the chain of a connection OpenSSL refused, leaf's issuer first. Node reports the
- * certificates the client sent here (a refused chain is not completed from the trust store), then
- * those of the store; read only on this rare path, to name the reason.
+ * The issuers in the chain of a connection OpenSSL refused, leaf's issuer first: for a refused chain
+ * Node reports the certificates the client sent, then what the trust store adds above them (for an
+ * accepted one it shows only the latter). Read only on this rare path, to name the reason.
  */
 function refusedChainIssuers(socket: TLSSocket): Buffer[] {
   const out: Buffer[] = [];

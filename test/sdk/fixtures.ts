@@ -40,6 +40,8 @@ export interface TestCaCert {
   pem: string;
   der: Buffer;
   issuer?: IssuerContext;
+  /** The CA's own key, for a look-alike made here (a test key, never written to the repository). */
+  privateKey?: crypto.KeyObject;
 }
 
 /** What {@link Pki.forge} can vary. */
@@ -167,7 +169,7 @@ export async function makePki(o: { url?: string } = {}): Promise<Pki> {
       });
       return {
         pem: toPem(der, 'CERTIFICATE'), der,
-        ...(pair ? { issuer: { name: client.subjectName, keyId, signer: keyObjectSigner(pair.privateKey) } } : {}),
+        ...(pair ? { issuer: { name: client.subjectName, keyId, signer: keyObjectSigner(pair.privateKey) }, privateKey: pair.privateKey } : {}),
       };
     },
     crl: () => tc.ca.buildCrl('client'),

@@ -8,11 +8,13 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { X509Certificate } from 'node:crypto';
+import crypto, { X509Certificate } from 'node:crypto';
 import { makePki, names, id, UNKNOWN_EXTENSION_OID, type Pki, type TestCaCert } from './fixtures.ts';
 import { PeerVerifier, type PeerChain } from '../../src/sdk/verifier.ts';
 import { isMutualError } from '../../src/core/errors.ts';
 import { OID } from '../../src/core/oids.ts';
+import { oid, seq } from '../../src/core/der.ts';
+import type { Signer } from '../../src/core/signer.ts';
 
 const DAY = 86_400_000;
 const NOW = new Date(Math.floor(Date.now() / 1000) * 1000);
@@ -91,6 +93,21 @@ for (const c of cases) {
     assert.equal(await codeOf(v, c.chain()), c.want);
   });
 }
+
+test('fail/a leaf signed with ECDSA-SHA1 by a trusted client CA -> CERT_WEAK', async () => {
+  // A CA this test holds the key of (the real CA's signer signs with SHA-256 only), configured as the client CA.
+  const ca = lookAlike;
+  const sha1: Signer = {
+    publicKey: ca.issuer!.signer.publicKey,
+    algorithm: { name: 'ecdsa-with-SHA1', oid: OID.ecdsaWithSHA1, hash: 'sha256', der: seq(oid(OID.ecdsaWithSHA1)) },
+    sign: (tbs) => crypto.sign('sha1', tbs, ca.privateKey!),
+  };
+  const leaf = leafOf({ issuer: { context: { ...ca.issuer!, signer: sha1 }, chainPem: ca.pem } });
+  const v = new PeerVerifier({ clientCas: ca.pem, revocation: { mode: 'off' }, now: () => NOW });
+  assert.equal(await codeOf(v, { leaf, authorized: true }), 'CERT_WEAK');
+  // The same CA's SHA-256 leaf is fine: the refusal is about the signature algorithm.
+  assert.equal(await codeOf(v, { leaf: leafOf({ issuer: { context: ca.issuer!, chainPem: ca.pem } }), authorized: true }), 'ok');
+});
 
 test('ok/a refusal names the certificate of the chain it is about', async () => {
   const v = new PeerVerifier({ clientCas: pki.clientCa, roots: pki.root, revocation: { mode: 'off' }, now: () => NOW });
