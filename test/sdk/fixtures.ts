@@ -101,8 +101,8 @@ export interface Pki {
 }
 
 /** Makes a test CA and the files around it. */
-export async function makePki(o: { url?: string } = {}): Promise<Pki> {
-  const tc = await makeTestCa(o.url ? { url: o.url } : {});
+export async function makePki(o: { url?: string; /** When the CA is made (its certificates' validity starts then). */ now?: Date; name?: string } = {}): Promise<Pki> {
+  const tc = await makeTestCa({ ...(o.url ? { url: o.url } : {}), ...(o.now ? { now: o.now } : {}), ...(o.name ? { name: o.name } : {}) });
   const root = tc.ca.rootPem;
   const clientCa = tc.ca.client.pem;
   const serverCa = tc.ca.server.pem;
