@@ -255,6 +255,8 @@ export class PeerVerifier {
   #cas: TrustedCa[] = [];
   #generation = 0;
   readonly #static = new Map<string, Static>();
+  /** Until when each verified identity's whole path (leaf, client CA, root) is valid, ms. */
+  readonly #pathUntil = new WeakMap<PeerIdentity, number>();
   readonly #ocspCache = new Map<string, { revoked?: { at: Date; reason?: number }; until: number }>();
   readonly #ocspInFlight = new Map<string, Promise<void>>();
   readonly #configuredUrls: string[];
@@ -568,6 +570,7 @@ export class PeerVerifier {
       der: Buffer.from(der),
       chain: [ca.info.der],
     };
+    this.#pathUntil.set(identity, Math.min(info.notAfter.getTime(), ca.validUntil));
     return { ok: true, info, ca, identity, ocspUrls };
   }
 
@@ -734,7 +737,8 @@ export class PeerVerifier {
     if (r instanceof MutualError) throw r;
     if (r instanceof Promise) return r;
     const now = this.#now().getTime();
-    if (now >= r.notAfter.getTime() || state.generation !== this.#generation) {
+    // Checked again once any certificate of the path expires (the client CA too), not only the leaf.
+    if (now >= (this.#pathUntil.get(r) ?? r.notAfter.getTime()) || state.generation !== this.#generation) {
       const x = socket.getPeerX509Certificate?.();
       try {
         const again = this.verify({ leaf: x?.raw, authorized: true });

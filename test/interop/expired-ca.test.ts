@@ -10,6 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { startHarness, type Harness } from '../gateway/harness.ts';
 import { makePki, request, names, id, type Pki, type Credential, type TestCaCert } from '../sdk/fixtures.ts';
@@ -110,5 +111,42 @@ test('ok/openssl verify -x509_strict -purpose sslclient refuses both (second opi
     const v = verify({ cert: leaf, purpose: 'sslclient', caFile: c.trust().rootFile, untrusted: sent, at: T, authLevel: 2 });
     assert.ok(!v.ok, `${c.name}: ${describeVerify(v)}`);
     assert.ok(v.errors.some((e) => e.code === 10 && e.depth >= 1), `${c.name}: expired at depth >= 1: ${describeVerify(v)}`);
+  }
+});
+
+test('fail/sdk: a keep-alive connection is refused at its next request once its client CA expires', async () => {
+  const current = await makePki();
+  const s = await current.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'sdk-server');
+  const identity = loadIdentity({ certFile: s.fullchainFile, keyFile: s.keyFile, caFile: current.rootFile, watch: false });
+  // A leaf made to outlive its client CA (2 years), as a holder of the CA key could.
+  const leaf = current.forge({ by: 'client', eku: [OID.clientAuth], names: names({ uri: [id('prod/long')] }), notBefore: at(-DAY), notAfter: at(5 * YEAR), name: 'long' });
+  // The server's clock starts now (T is older than this CA), then jumps past the client CA's notAfter.
+  let clock = new Date();
+  const server = await createServer({ identity, ca: current.root, clientCas: current.clientCa, revocation: { mode: 'off' }, now: () => clock }, (_req, res) => res.end('ok'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = () => new Promise<{ status: number; code?: string; reused: boolean }>((resolve, reject) => {
+    const req = https.get(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`, { ca: current.root, cert: leaf.fullchain, key: leaf.key, agent }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (b: Buffer) => parts.push(b));
+      res.on('end', () => {
+        const body = Buffer.concat(parts).toString('utf8');
+        resolve({ status: res.statusCode ?? 0, code: body.startsWith('{') ? (JSON.parse(body) as { code?: string }).code : undefined, reused: req.reusedSocket });
+      });
+    });
+    req.on('error', reject);
+  });
+  try {
+    const first = await get();
+    assert.equal(first.status, 200, String(first.code));
+    clock = new Date(clock.getTime() + 3 * YEAR);
+    const r = await get();
+    assert.ok(r.reused, 'the same connection');
+    assert.equal(`${r.status} ${r.code}`, '495 CERT_CHAIN_EXPIRED');
+  } finally {
+    agent.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+    identity.close();
+    await current.close();
   }
 });
