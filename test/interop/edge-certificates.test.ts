@@ -23,8 +23,8 @@ import { verify, describeVerify } from './support.ts';
 import { requireTool } from '../helpers/tools.ts';
 
 const DAY = 86_400_000;
-/** The instant the certificates are made around (they keep days of margin; nothing waits on them). */
-const T = new Date(Math.floor(Date.now() / 1000) * 1000);
+/** The instant the certificates are made around, once the CA exists (they keep days of margin; nothing waits on them). */
+let T: Date;
 const at = (days: number) => new Date(T.getTime() + days * DAY);
 /** Lets a 1024-bit RSA key be loaded and presented by the test client (the servers keep their defaults). */
 const WEAK_CIPHERS = 'DEFAULT@SECLEVEL=0';
@@ -53,6 +53,7 @@ before(async () => {
     c.trust = { ...trust, ca: path.join(path.dirname(trust.ca), 'root.pem') };
   });
   const pki = h.pki;
+  T = new Date(Math.floor(Date.now() / 1000) * 1000);
   rootFile = pki.rootFile;
   assert.equal(fs.readFileSync(rootFile, 'utf8'), pki.root);
   sdkIdentity = loadIdentity({ certFile: h.gwServer.fullchainFile, keyFile: h.gwServer.keyFile, caFile: rootFile, watch: false });

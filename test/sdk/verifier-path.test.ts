@@ -17,7 +17,8 @@ import { oid, seq } from '../../src/core/der.ts';
 import type { Signer } from '../../src/core/signer.ts';
 
 const DAY = 86_400_000;
-const NOW = new Date(Math.floor(Date.now() / 1000) * 1000);
+/** The verifier's fixed clock: an hour after the test CA was made (set in before()). */
+let NOW: Date;
 const at = (days: number) => new Date(NOW.getTime() + days * DAY);
 
 let pki: Pki;
@@ -28,6 +29,7 @@ const der = (pem: string) => new X509Certificate(pem).raw;
 
 before(async () => {
   pki = await makePki();
+  NOW = new Date(pki.tc.ca.client.info.notBefore.getTime() + 3_600_000);
   expiredCopy = await pki.clientCaCopy({ key: 'client', signedBy: 'root', notBefore: at(-30), notAfter: at(-1) });
   lookAlike = await pki.clientCaCopy({ key: 'new', signedBy: 'self', notBefore: at(-1), notAfter: at(365) });
   // A client CA (same key) valid 20 years, past its root's 10: to see an expired root refuse.
@@ -53,7 +55,7 @@ interface Case {
   chain: () => PeerChain;
   want: string;
   /** The verifier's clock; default NOW. */
-  now?: Date;
+  now?: () => Date;
   /** Configured client CAs; default the real client CA. */
   clientCas?: () => string;
 }
@@ -80,15 +82,15 @@ const cases: Case[] = [
   { name: 'fail/not yet valid leaf -> CERT_NOT_YET_VALID', chain: () => ({ leaf: leafOf({ notBefore: at(2), notAfter: at(30) }), authorized: false, authorizationError: 'CERT_NOT_YET_VALID' }), want: 'CERT_NOT_YET_VALID' },
   // The verifier's own clock over the configured path: a client CA or root past its notAfter refuses
   // a leaf that is itself still valid (a leaf made to outlive its CA, as a forger would).
-  { name: 'fail/the configured client CA has expired -> CERT_CHAIN_EXPIRED', chain: () => ({ leaf: leafOf({ notAfter: at(5 * 365) }), authorized: true }), now: at(3 * 365), want: 'CERT_CHAIN_EXPIRED' },
-  { name: 'fail/the root the client CA chains to has expired -> CERT_CHAIN_EXPIRED', chain: () => ({ leaf: leafOf({ notAfter: at(15 * 365) }), authorized: true }), now: at(11 * 365), clientCas: () => longCopy.pem, want: 'CERT_CHAIN_EXPIRED' },
-  { name: 'ok/the same leaf and long-lived client CA before the root expires', chain: () => ({ leaf: leafOf({ notAfter: at(15 * 365) }), authorized: true }), now: at(9 * 365), clientCas: () => longCopy.pem, want: 'ok' },
+  { name: 'fail/the configured client CA has expired -> CERT_CHAIN_EXPIRED', chain: () => ({ leaf: leafOf({ notAfter: at(5 * 365) }), authorized: true }), now: () => at(3 * 365), want: 'CERT_CHAIN_EXPIRED' },
+  { name: 'fail/the root the client CA chains to has expired -> CERT_CHAIN_EXPIRED', chain: () => ({ leaf: leafOf({ notAfter: at(15 * 365) }), authorized: true }), now: () => at(11 * 365), clientCas: () => longCopy.pem, want: 'CERT_CHAIN_EXPIRED' },
+  { name: 'ok/the same leaf and long-lived client CA before the root expires', chain: () => ({ leaf: leafOf({ notAfter: at(15 * 365) }), authorized: true }), now: () => at(9 * 365), clientCas: () => longCopy.pem, want: 'ok' },
   { name: 'fail/an issuer in the refused chain that is not a CA -> CERT_UNTRUSTED', chain: () => ({ leaf: leafOf(), authorized: false, authorizationError: 'INVALID_CA', issuers: [leafOf()] }), want: 'CERT_UNTRUSTED' },
 ];
 
 for (const c of cases) {
   test(c.name, async () => {
-    const now = c.now ?? NOW;
+    const now = c.now?.() ?? NOW;
     const v = new PeerVerifier({ clientCas: c.clientCas?.() ?? pki.clientCa, roots: pki.root, revocation: { mode: 'off' }, now: () => now });
     assert.equal(await codeOf(v, c.chain()), c.want);
   });
