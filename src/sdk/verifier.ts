@@ -190,8 +190,8 @@ interface TrustedCa {
   /** When every certificate of `path` is valid (ms): the intersection of their validity. */
   validFrom: number;
   validUntil: number;
-  /** Why no leaf of this CA can be accepted (a path-length violation above it), if so. */
-  broken?: string;
+  /** Why no leaf of this CA can be accepted (a weak key or unknown critical extension on the CA or its root, a path-length violation), if so. */
+  broken?: { code: ErrorCode; detail: string };
   /** Loaded CRL, and until when it counts as fresh (ms). */
   crl?: CrlInfo;
   crlSource?: string;
@@ -309,14 +309,14 @@ export class PeerVerifier {
 
   #trustedCa(info: CertificateInfo, keyId: Buffer): TrustedCa {
     const path = [info];
-    let broken: string | undefined;
     const selfSigned = info.subjectName.equals(info.issuerName);
     const root = selfSigned ? undefined : this.#roots.find((r) => r.subjectName.equals(info.issuerName) && signedBy(info.der, r.spki));
-    if (root) {
-      path.push(root);
-      // The client CA is one CA below the root (RFC 5280 4.2.1.9).
-      if (root.pathLen !== undefined && root.pathLen < 1) broken = `the root "${root.subject}" has pathLen ${root.pathLen}, so it may not have the intermediate "${info.subject}"`;
-    }
+    if (root) path.push(root);
+    // The configured path is checked as the leaf is: a weak CA key vouches for nothing.
+    let broken: TrustedCa['broken'];
+    for (const [i, c] of path.entries()) broken ??= certificateProblem(c, `the ${i === 0 ? 'client CA' : 'root'} "${c.subject}" (serial ${c.serial})`);
+    // The client CA is one CA below the root (RFC 5280 4.2.1.9).
+    if (root && root.pathLen !== undefined && root.pathLen < 1) broken ??= { code: 'CERT_UNTRUSTED', detail: `the root "${root.subject}" has pathLen ${root.pathLen}, so it may not have the intermediate "${info.subject}"` };
     const p = info.permitted;
     return {
       info, keyId, publicKey: crypto.createPublicKey({ key: info.spki, format: 'der', type: 'spki' }), ocspHashes: ocspIssuerHashes(info.der), freshUntil: 0,
@@ -541,7 +541,7 @@ export class PeerVerifier {
     if (problem) return { ok: false, code: problem.code, fields: { ...who, detail: `${problem.detail} (serial ${info.serial})` } };
     const outside = ca.constraints && nameConstraintViolation(info.names, ca.constraints);
     if (outside) return { ok: false, code: 'CERT_NAME_NOT_PERMITTED', fields: { ...who, detail: `${outside} of "${ca.info.subject}" (its name constraints; serial ${info.serial})` } };
-    if (ca.broken) return { ok: false, code: 'CERT_UNTRUSTED', fields: { ...who, detail: ca.broken } };
+    if (ca.broken) return { ok: false, code: ca.broken.code, fields: { ...who, detail: `${ca.broken.detail} (serial ${info.serial})` } };
     let ocspUrls: string[] = [];
     try {
       const urls = revocationUrls(der);

@@ -21,7 +21,8 @@ import type { IssuerContext } from '../../src/core/certificate-template.ts';
 import type { LeafRole } from '../../src/ca/authority.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
 import { defaultNamePolicy } from '../../src/core/policy.ts';
-import { keyObjectSigner } from '../../src/core/signer.ts';
+import { keyObjectSigner, type Signer } from '../../src/core/signer.ts';
+import { SIGNATURE_ALGORITHMS } from '../../src/core/algorithms.ts';
 import { readEncryptedKey } from '../../src/keys/encrypted-key-file.ts';
 import { offlineLayout } from '../../src/ca/home.ts';
 import { signCaCertificate } from '../../src/ca/init-ca.ts';
@@ -91,10 +92,10 @@ export interface Pki {
   forge(o: ForgeOptions): Credential;
   /**
    * A CA certificate named like the client CA: `key: 'client'` reuses the client CA's public key
-   * (a copy, e.g. expired), `key: 'new'` makes a look-alike with its own key. Signed by the real
-   * root (offline key), or by itself.
+   * (a copy, e.g. expired), `key: 'new'` makes a look-alike with its own key (`rsa1024`: a weak
+   * one). Signed by the real root (offline key), or by itself.
    */
-  clientCaCopy(o: { key: 'client' | 'new'; signedBy: 'root' | 'self'; notBefore: Date; notAfter: Date }): Promise<TestCaCert>;
+  clientCaCopy(o: { key: 'client' | 'new' | 'rsa1024'; signedBy: 'root' | 'self'; notBefore: Date; notAfter: Date }): Promise<TestCaCert>;
   /** The client CA's CRL now (DER). */
   crl(): Promise<Buffer>;
   close(): Promise<void>;
@@ -146,7 +147,11 @@ export async function makePki(o: { url?: string; /** When the CA is made (its ce
     },
     async clientCaCopy(o) {
       const client = tc.ca.client.info;
-      const pair = o.key === 'new' ? generateKeyPair('p256') : undefined;
+      const pair = o.key === 'new' ? generateKeyPair('p256') : o.key === 'rsa1024' ? crypto.generateKeyPairSync('rsa', { modulusLength: 1024 }) : undefined;
+      // keyObjectSigner refuses a weak key (as it should); a test CA with one signs by hand.
+      const ownSigner = (k: crypto.KeyObject): Signer => (o.key === 'rsa1024'
+        ? { publicKey: crypto.createPublicKey(k), algorithm: SIGNATURE_ALGORITHMS.sha256WithRSAEncryption, sign: (tbs) => crypto.sign('sha256', tbs, k) }
+        : keyObjectSigner(k));
       const spki = pair ? spkiDer(pair.publicKey) : client.spki;
       const keyId = keyIdentifier(spki);
       let signer;
@@ -159,7 +164,7 @@ export async function makePki(o: { url?: string; /** When the CA is made (its ce
         issuerKeyId = rootInfo.subjectKeyId ?? keyIdentifier(rootInfo.spki);
       } else {
         if (!pair) throw new TypeError('a self-signed copy needs its own key');
-        signer = keyObjectSigner(pair.privateKey);
+        signer = ownSigner(pair.privateKey);
         issuerName = client.subjectName;
         issuerKeyId = keyId;
       }
@@ -169,7 +174,7 @@ export async function makePki(o: { url?: string; /** When the CA is made (its ce
       });
       return {
         pem: toPem(der, 'CERTIFICATE'), der,
-        ...(pair ? { issuer: { name: client.subjectName, keyId, signer: keyObjectSigner(pair.privateKey) }, privateKey: pair.privateKey } : {}),
+        ...(pair ? { issuer: { name: client.subjectName, keyId, signer: ownSigner(pair.privateKey) }, privateKey: pair.privateKey } : {}),
       };
     },
     crl: () => tc.ca.buildCrl('client'),

@@ -111,6 +111,13 @@ test('fail/a leaf signed with ECDSA-SHA1 by a trusted client CA -> CERT_WEAK', a
   assert.equal(await codeOf(v, { leaf: leafOf({ issuer: { context: ca.issuer!, chainPem: ca.pem } }), authorized: true }), 'ok');
 });
 
+test('fail/a configured client CA with a weak key (RSA-1024) vouches for nothing -> CERT_WEAK', async () => {
+  const weak = await pki.clientCaCopy({ key: 'rsa1024', signedBy: 'root', notBefore: at(-1), notAfter: at(365) });
+  const leaf = leafOf({ issuer: { context: weak.issuer!, chainPem: weak.pem } });
+  const v = new PeerVerifier({ clientCas: weak.pem, roots: pki.root, revocation: { mode: 'off' }, now: () => NOW });
+  assert.equal(await codeOf(v, { leaf, authorized: true }), 'CERT_WEAK');
+});
+
 test('ok/a refusal names the certificate of the chain it is about', async () => {
   const v = new PeerVerifier({ clientCas: pki.clientCa, roots: pki.root, revocation: { mode: 'off' }, now: () => NOW });
   try {
