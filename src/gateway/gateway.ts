@@ -149,6 +149,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     clientCas: clientCasText,
     revocation: { mode: c.revocation.mode, crlUrls: c.revocation.crlUrls, ocsp: c.revocation.ocsp, refreshMs: c.revocation.refreshSeconds * 1000 },
     fetchCa: trustCa,
+    // The roots the handshake trusts: the verifier checks their validity on its own clock.
+    roots: trustCa,
     closeRevokedConnections: c.revocation.closeRevokedConnections,
     now,
     ...(o.fetch ? { fetch: o.fetch } : {}),
@@ -567,7 +569,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
           clientCasText = nextClientCas;
         }
         const trustChanged = nextTrustCa !== trustCa;
-        if (revocationChanged) {
+        if (revocationChanged || trustChanged) {
           const old = verifier;
           trustCa = nextTrustCa;
           verifier = makeVerifier(next);
