@@ -23,6 +23,7 @@ import { readPemOrDer, toPem } from '../core/pem.ts';
 import { OID } from '../core/oids.ts';
 import { checkNames } from '../core/policy.ts';
 import { newRequestId, RateLimiter, readJson, sendJson, sendProblem } from './http-util.ts';
+import { parseRequestTarget } from './request-target.ts';
 import { createMetrics, type CaMetrics } from './metrics.ts';
 import { OcspService } from './ocsp-service.ts';
 
@@ -83,6 +84,8 @@ interface RequestContext {
   peer?: CertificateInfo;
   /** True when OpenSSL verified the peer chain up to the client CA. */
   peerChainOk: boolean;
+  /** True on the plain-HTTP listener, which serves only {@link isPublicPath} paths. */
+  isPublic: boolean;
 }
 
 const ipRe = /^(\d+\.\d+\.\d+\.\d+|[0-9a-f:]+)$/i;
@@ -326,10 +329,12 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
 
   // ---- routes
   async function route(c: RequestContext): Promise<void> {
-    const url = new URL(c.req.url ?? '/', 'https://x');
-    const p = url.pathname;
+    // Refused unless canonical, before any route decision: see request-target.ts.
+    const target = parseRequestTarget(c.req.url ?? '/');
+    const p = target.path;
+    if (c.isPublic && !isPublicPath(p)) throw new MutualError('NOT_FOUND', { detail: 'the API is served over HTTPS only' });
+    const url = new URL(`https://x${p}${target.query}`);
     const m = c.req.method ?? 'GET';
-    if (p === '/ocsp' || p.startsWith('/ocsp/')) return ocsp.handle(c.req, c.res, p);
     if (m === 'GET' || m === 'HEAD') {
       if (p === '/health') return sendJson(c.res, 200, { ok: true });
       if (p === '/ready') {
@@ -493,8 +498,9 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   function onRequest(req: IncomingMessage, res: ServerResponse, isPublic: boolean): void {
     const rawUrl = req.url ?? '/';
     // OCSP is the hot path: no request id, no URL object, no latency histogram, and a cached
-    // GET answer is written without a promise.
-    if (rawUrl.startsWith('/ocsp')) {
+    // GET answer is written without a promise. What follows `/ocsp/` is the request itself
+    // (RFC 6960 A.1), opaque to routing: the OCSP handler answers it or says malformedRequest.
+    if (rawUrl === '/ocsp' || rawUrl.startsWith('/ocsp/') || rawUrl.startsWith('/ocsp?')) {
       if (ocsp.trySendCached(req, res, rawUrl)) return;
       ocsp.handle(req, res, rawUrl.split('?')[0]).catch((e) => {
         log.error({ err: e }, 'OCSP request failed');
@@ -502,19 +508,15 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       });
       return;
     }
-    if (isPublic && (rawUrl.startsWith('/v1/') || rawUrl.startsWith('/metrics'))) {
-      sendProblem(res, new MutualError('NOT_FOUND', { detail: 'the API is served over HTTPS only' }), newRequestId());
-      return;
-    }
-    handleRequest(req, res);
+    handleRequest(req, res, isPublic);
   }
-  function handleRequest(req: IncomingMessage, res: ServerResponse): void {
+  function handleRequest(req: IncomingMessage, res: ServerResponse, isPublic: boolean): void {
     const id = newRequestId();
     const started = process.hrtime.bigint();
     let ctx: RequestContext;
     try {
-      const { peer, chainOk } = peerOf(req);
-      ctx = { req, res, id, peer, peerChainOk: chainOk };
+      const { peer, chainOk } = isPublic ? { peer: undefined, chainOk: false } : peerOf(req);
+      ctx = { req, res, id, peer, peerChainOk: chainOk, isPublic };
     } catch (e) {
       sendProblem(res, e, id);
       return;
@@ -564,6 +566,15 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       })));
     },
   };
+}
+
+/**
+ * What the plain-HTTP listener serves besides OCSP: the public, signed data relying parties fetch
+ * (CRLs, CA certificates, the roots) and liveness. Checked on the canonical path, so no spelling
+ * of `/v1/...` or `/metrics` gets through.
+ */
+function isPublicPath(p: string): boolean {
+  return p === '/health' || p === '/ready' || p === '/roots.pem' || p.startsWith('/crl/') || p.startsWith('/ca/');
 }
 
 function routeLabel(u: string | undefined): string {
