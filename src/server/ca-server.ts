@@ -86,6 +86,13 @@ interface RequestContext {
   peerChainOk: boolean;
   /** True on the plain-HTTP listener, which serves only {@link isPublicPath} paths. */
   isPublic: boolean;
+  /**
+   * The inventory's word on a presented admin certificate, read for this request by
+   * readAdminStatus: `mismatch` when the row of that serial holds other bytes, `unrecorded` when
+   * the store has no row (an admin certificate made by `mutual init` on SQLite, used with replicas
+   * on PostgreSQL: it cannot be revoked there either). Unset: not read (requireAdmin refuses).
+   */
+  adminStatus?: 'valid' | 'revoked' | 'mismatch' | 'unrecorded';
 }
 
 const ipRe = /^(\d+\.\d+\.\d+\.\d+|[0-9a-f:]+)$/i;
@@ -297,14 +304,35 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     poll();
     log.info({ server: ca.server.keyId.slice(0, 16), client: ca.client.keyId.slice(0, 16), retired: retiredValid.length, serial: next.issued.serial }, 'reloaded the intermediates');
   }
+  /** True when the certificate could pass requireAdmin (all but the store's word on it). */
+  function mayBeAdmin(peer: CertificateInfo, chainOk: boolean): boolean {
+    if (!chainOk || !adminIssuers.has(peer.authorityKeyId?.toString('hex') ?? '') || !peer.eku.includes(OID.clientAuth)) return false;
+    const id = certificateIdentity(peer);
+    return id !== undefined && admins.some((p) => matchIdentity(p, id));
+  }
+  /**
+   * Reads a presented admin certificate's row for this request (issue 13, item 9). The revocation
+   * set follows other replicas only at the next poll (REVOCATION_POLL_MS); a revocation made on any
+   * replica is committed to the shared store before its call returns, so an admin revoked there is
+   * refused here from that moment. One indexed read (issuer key id, serial), and only for
+   * certificates that could be an admin's: admin calls are rare.
+   */
+  async function readAdminStatus(c: RequestContext): Promise<void> {
+    if (!c.peer || !mayBeAdmin(c.peer, c.peerChainOk)) return;
+    const stored = await ca.store.getCertificate(c.peer.serial, c.peer.authorityKeyId!.toString('hex'));
+    c.adminStatus = !stored ? 'unrecorded' : !stored.der.equals(c.peer.der) ? 'mismatch' : stored.status;
+  }
   function requireAdmin(c: RequestContext): string {
     if (!c.peer) throw new MutualError('AUTH_REQUIRED', { detail: 'no client certificate' });
     const id = certificateIdentity(c.peer);
     if (!c.peerChainOk || !adminIssuers.has(c.peer.authorityKeyId?.toString('hex') ?? '') || !c.peer.eku.includes(OID.clientAuth)) {
       throw new MutualError('AUTH_FORBIDDEN', { detail: 'the client certificate is not a valid client certificate of this CA' });
     }
-    if (revoked.has(c.peer.serial)) throw new MutualError('CERT_REVOKED', { serial: c.peer.serial, detail: c.peer.serial });
+    if (revoked.has(c.peer.serial) || c.adminStatus === 'revoked') throw new MutualError('CERT_REVOKED', { serial: c.peer.serial, detail: c.peer.serial });
     if (!id || !admins.some((p) => matchIdentity(p, id))) throw new MutualError('AUTH_FORBIDDEN', { detail: `${id ?? c.peer.subject} is not an admin` });
+    // Fail closed: an admin route reached without the store's word (a route outside /v1/) is refused.
+    if (c.adminStatus === undefined) throw new Error('requireAdmin without readAdminStatus');
+    if (c.adminStatus === 'mismatch') throw new MutualError('AUTH_FORBIDDEN', { detail: 'the inventory holds another certificate under this serial' });
     return id;
   }
 
@@ -375,6 +403,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     }
     if (p.startsWith('/v1/')) {
       if (limiter && !limiter.take(c.req.socket.remoteAddress ?? '?')) throw new MutualError('RATE_LIMITED');
+      await readAdminStatus(c);
       return api(c, m, p, url);
     }
     throw new MutualError('NOT_FOUND', { detail: p.slice(0, 100) });
