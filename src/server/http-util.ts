@@ -25,6 +25,12 @@ export const LINGER_MAX_BYTES = 32 * 1024 * 1024;
  */
 export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    // Gone before the handler came to read (it may await a store read first): its 'error' and
+    // 'close' have fired already and would never reach the listeners below.
+    if (req.destroyed) {
+      reject(new MutualError('CLIENT_ABORTED', { detail: 'connection closed before the body was read' }));
+      return;
+    }
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
       reject(new MutualError('REQUEST_TOO_LARGE', { detail: `${declared} bytes; the limit is ${limit}` }));

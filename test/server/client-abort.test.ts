@@ -10,10 +10,13 @@ import { test, before, after } from 'node:test';
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import tls from 'node:tls';
 import { pino } from 'pino';
+import { isMutualError } from '../../src/core/errors.ts';
+import { readBody } from '../../src/server/http-util.ts';
 import { requireTool } from '../helpers/tools.ts';
 import { curl, send, startTestServer, waitFor, type TestServer } from '../helpers/server.ts';
 
@@ -86,6 +89,36 @@ test('ok/aborted-uploads-are-not-internal-errors', async () => {
   assert.equal((await send(`${s.url}/health`, { tls: { ca: s.admin.root } })).status, 200);
   const pub = await fetch(`${s.srv.publicUrl}/health`);
   assert.equal(pub.status, 200);
+});
+
+test('ok/body-read-after-the-client-left-is-client-aborted', async () => {
+  // A handler may await something (a store read in /v1/renew) before it reads the body; a client
+  // gone by then must not leave readBody waiting forever on events that already fired.
+  const server = http.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const outcome = new Promise<string>((resolve) => {
+      server.once('request', (req: http.IncomingMessage) => {
+        req.once('close', () => {
+          setImmediate(() => {
+            const guard = setTimeout(() => resolve('still waiting after 5 s'), 5000);
+            readBody(req).then(
+              () => resolve('resolved'),
+              (e) => resolve(isMutualError(e) ? e.code : String(e)),
+            ).finally(() => clearTimeout(guard));
+          });
+        });
+      });
+    });
+    const sock = net.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port }, () => {
+      sock.write(head('/v1/renew', 'Content-Length: 500\r\n') + '{"csr": ', () => sock.destroy());
+    });
+    sock.on('error', () => undefined);
+    assert.equal(await outcome, 'CLIENT_ABORTED');
+  } finally {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  }
 });
 
 /**
