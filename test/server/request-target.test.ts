@@ -33,17 +33,17 @@ after(async () => {
 });
 
 /** One curl call; status 0 when no HTTP answer came. */
-async function curlCall(url: string, args: string[] = []): Promise<{ status: number; version: string; code?: string; exit: number }> {
-  const r = await curl(['--path-as-is', '--cacert', s.files.root, '-o', '-', '-w', '\n%{http_code} %{http_version}', ...args, url]);
+async function curlCall(url: string, args: string[] = []): Promise<{ status: number; version: string; type: string; code?: string; exit: number }> {
+  const r = await curl(['--path-as-is', '--cacert', s.files.root, '-o', '-', '-w', '\n%{http_code} %{http_version} %{content_type}', ...args, url]);
   const lines = r.stdout.split('\n');
-  const [status, version] = lines.pop()!.split(' ');
+  const [status, version, type] = lines.pop()!.split(' ');
   let code: string | undefined;
   try {
     code = JSON.parse(lines.join('\n')).code;
   } catch {
     code = undefined;
   }
-  return { status: Number(status), version, code, exit: r.status };
+  return { status: Number(status), version, type: type ?? '', code, exit: r.status };
 }
 
 /** A PEM CSR for a client identity (fresh P-256 key). */
@@ -86,7 +86,7 @@ test('fail/non-canonical-targets-on-both-listeners', async (t: TestContext) => {
   assert.equal(tok.status, 201);
   const enroll = [...json({ csr: clientCsr('dotted') }), '-H', `authorization: Bearer ${tok.json.token}`];
   const before = await inventoryCount();
-  type Case = { name: string; target: string; args?: string[]; status: number; code?: string; listeners?: ('https' | 'public')[] };
+  type Case = { name: string; target: string; args?: string[]; status: number; code?: string; type?: string; listeners?: ('https' | 'public')[] };
   const cases: Case[] = [
     { name: 'fail/dot-dot-enroll', target: '/x/../v1/enroll', args: enroll, status: 400, code: 'PATH_NOT_CANONICAL' },
     { name: 'fail/dot-dot-sign-as-admin', target: '/x/../v1/sign', args: [...admin, ...json({ profile: 'client', csr: clientCsr('dotted-sign') })], status: 400, code: 'PATH_NOT_CANONICAL' },
@@ -107,6 +107,10 @@ test('fail/non-canonical-targets-on-both-listeners', async (t: TestContext) => {
     { name: 'fail/metrics-with-query-on-public', target: '/metrics?x=1', status: 404, code: 'NOT_FOUND', listeners: ['public'] },
     { name: 'fail/api-on-public', target: '/v1/enroll', args: enroll, status: 404, code: 'NOT_FOUND', listeners: ['public'] },
     { name: 'ok/metrics-with-query-on-https', target: '/metrics?x=1', status: 200, listeners: ['https'] },
+    // What follows /ocsp/ is an OCSP request for the responder alone: garbage there is an OCSP
+    // malformedRequest answer (RFC 6960 2.3, HTTP 200), never the route the dots point at.
+    { name: 'ok/ocsp-dot-dot-is-ocsp-data', target: '/ocsp/../metrics', status: 200, type: 'application/ocsp-response' },
+    { name: 'ok/ocsp-dot-dot-api-is-ocsp-data', target: '/ocsp/../v1/enroll', args: enroll, status: 405 },
     // What relying parties fetch keeps working on both.
     { name: 'ok/health-with-query', target: '/health?probe=1', status: 200 },
     { name: 'ok/client-crl', target: '/crl/client.crl', status: 200 },
@@ -124,6 +128,7 @@ test('fail/non-canonical-targets-on-both-listeners', async (t: TestContext) => {
           const r = await curlCall(`${base}${c.target}`, [...(http2 ? ['--http2'] : []), ...(c.args ?? [])]);
           assert.equal(r.status, c.status, `${name}: ${r.status} ${r.code}`);
           if (c.code) assert.equal(r.code, c.code, name);
+          if (c.type) assert.equal(r.type, c.type, name);
           assert.equal(r.version, '1.1', name);
         });
       }
