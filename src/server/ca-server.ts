@@ -14,18 +14,17 @@ import { pino, type Logger } from 'pino';
 import { CertificateAuthority, CRL_LIFETIME_MS, type IntermediateCa, type IssueResult, type LeafRole } from '../ca/authority.ts';
 import { MAX_TOKEN_TTL_SECONDS, checkTokenNames, loadTokenKey, mintToken, verifyToken } from '../ca/tokens.ts';
 import type { StoredCertificate } from '../ca/store.ts';
-import { parseCertificate, certificateIdentity, type CertificateInfo } from '../core/certificate.ts';
+import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { parseCsr } from '../core/csr.ts';
 import { parseRevocationReason } from '../core/crl.ts';
 import { isMutualError, MutualError } from '../core/errors.ts';
-import { matchIdentity } from '../core/identity.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
-import { OID } from '../core/oids.ts';
 import { checkNames } from '../core/policy.ts';
 import { isClientGone, MAX_BODY_BYTES, newRequestId, RateLimiter, readJson, sendJson, sendProblem } from './http-util.ts';
 import { parseRequestTarget } from './request-target.ts';
 import { createMetrics, type CaMetrics } from './metrics.ts';
 import { OcspService } from './ocsp-service.ts';
+import { AdminAuthenticator, type AdminStatus } from './admin-auth.ts';
 
 /** How often a replica polls the store for revocations made elsewhere. */
 export const REVOCATION_POLL_MS = 1000;
@@ -86,13 +85,8 @@ interface RequestContext {
   peerChainOk: boolean;
   /** True on the plain-HTTP listener, which serves only {@link isPublicPath} paths. */
   isPublic: boolean;
-  /**
-   * The inventory's word on a presented admin certificate, read for this request by
-   * readAdminStatus: `mismatch` when the row of that serial holds other bytes, `unrecorded` when
-   * the store has no row (an admin certificate made by `mutual init` on SQLite, used with replicas
-   * on PostgreSQL: it cannot be revoked there either). Unset: not read (requireAdmin refuses).
-   */
-  adminStatus?: 'valid' | 'revoked' | 'mismatch' | 'unrecorded';
+  /** The store's word on a presented admin certificate, read for this request before an API route runs. */
+  adminStatus?: AdminStatus;
 }
 
 const ipRe = /^(\d+\.\d+\.\d+\.\d+|[0-9a-f:]+)$/i;
@@ -255,7 +249,10 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     return p;
   }
   // The client CA, and client CAs retired by a key rotation while they are valid.
-  let adminIssuers = new Set([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
+  const adminAuth = new AdminAuthenticator({
+    admins, store: ca.store, isRevoked: (serial) => revoked.has(serial),
+    issuerKeyIds: [ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId),
+  });
 
   /**
    * Takes up what `mutual intermediate install` (or an edited config.yaml) changed: the CA reads
@@ -296,7 +293,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     crls.clear();
     for (const [name, c] of nextCrls) crls.set(name, c);
     tlsBase = { ...tlsBase, ca: [ca.rootPem, ca.client.pem, ca.server.pem, ...retiredValid.map((r) => r.pem)] };
-    adminIssuers = new Set([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
+    adminAuth.setIssuers([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
     server.setSecureContext({ ...tlsBase, key: next.key, cert: next.cert });
     // A revocation the poll took in while the CRLs above were signed went into the old ones:
     // sign them all again.
@@ -304,37 +301,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     poll();
     log.info({ server: ca.server.keyId.slice(0, 16), client: ca.client.keyId.slice(0, 16), retired: retiredValid.length, serial: next.issued.serial }, 'reloaded the intermediates');
   }
-  /** True when the certificate could pass requireAdmin (all but the store's word on it). */
-  function mayBeAdmin(peer: CertificateInfo, chainOk: boolean): boolean {
-    if (!chainOk || !adminIssuers.has(peer.authorityKeyId?.toString('hex') ?? '') || !peer.eku.includes(OID.clientAuth)) return false;
-    const id = certificateIdentity(peer);
-    return id !== undefined && admins.some((p) => matchIdentity(p, id));
-  }
-  /**
-   * Reads a presented admin certificate's row for this request (issue 13, item 9). The revocation
-   * set follows other replicas only at the next poll (REVOCATION_POLL_MS); a revocation made on any
-   * replica is committed to the shared store before its call returns, so an admin revoked there is
-   * refused here from that moment. One indexed read (issuer key id, serial), and only for
-   * certificates that could be an admin's: admin calls are rare.
-   */
-  async function readAdminStatus(c: RequestContext): Promise<void> {
-    if (!c.peer || !mayBeAdmin(c.peer, c.peerChainOk)) return;
-    const stored = await ca.store.getCertificate(c.peer.serial, c.peer.authorityKeyId!.toString('hex'));
-    c.adminStatus = !stored ? 'unrecorded' : !stored.der.equals(c.peer.der) ? 'mismatch' : stored.status;
-  }
-  function requireAdmin(c: RequestContext): string {
-    if (!c.peer) throw new MutualError('AUTH_REQUIRED', { detail: 'no client certificate' });
-    const id = certificateIdentity(c.peer);
-    if (!c.peerChainOk || !adminIssuers.has(c.peer.authorityKeyId?.toString('hex') ?? '') || !c.peer.eku.includes(OID.clientAuth)) {
-      throw new MutualError('AUTH_FORBIDDEN', { detail: 'the client certificate is not a valid client certificate of this CA' });
-    }
-    if (revoked.has(c.peer.serial) || c.adminStatus === 'revoked') throw new MutualError('CERT_REVOKED', { serial: c.peer.serial, detail: c.peer.serial });
-    if (!id || !admins.some((p) => matchIdentity(p, id))) throw new MutualError('AUTH_FORBIDDEN', { detail: `${id ?? c.peer.subject} is not an admin` });
-    // Fail closed: an admin route reached without the store's word (a route outside /v1/) is refused.
-    if (c.adminStatus === undefined) throw new Error('requireAdmin without readAdminStatus');
-    if (c.adminStatus === 'mismatch') throw new MutualError('AUTH_FORBIDDEN', { detail: 'the inventory holds another certificate under this serial' });
-    return id;
-  }
+  const requireAdmin = (c: RequestContext): string => adminAuth.require(c.peer, c.peerChainOk, c.adminStatus);
 
   async function issued(c: RequestContext, r: IssueResult, status = 201): Promise<void> {
     metrics.issued.inc({ role: r.identity ? 'client' : 'server' });
@@ -403,7 +370,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     }
     if (p.startsWith('/v1/')) {
       if (limiter && !limiter.take(c.req.socket.remoteAddress ?? '?')) throw new MutualError('RATE_LIMITED');
-      await readAdminStatus(c);
+      c.adminStatus = await adminAuth.readStatus(c.peer, c.peerChainOk);
       return api(c, m, p, url);
     }
     throw new MutualError('NOT_FOUND', { detail: p.slice(0, 100) });
