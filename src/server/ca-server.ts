@@ -531,14 +531,14 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       if (isClientGone(e, req)) {
         // Not a server failure, and nobody to answer: counted under its own code, logged quietly.
         metrics.errors.inc({ code: 'CLIENT_ABORTED' });
-        log.debug({ requestId: id, code: 'CLIENT_ABORTED', path: req.url, detail: isMutualError(e) ? e.fields.detail : (e as NodeJS.ErrnoException).code }, 'client went away');
+        log.debug({ requestId: id, code: 'CLIENT_ABORTED', path: logPath(req.url), detail: isMutualError(e) ? e.fields.detail : (e as NodeJS.ErrnoException).code }, 'client went away');
         res.destroy();
         return;
       }
       const { status, code } = sendProblem(res, e, id);
       metrics.errors.inc({ code });
-      if (status >= 500) log.error({ err: e, requestId: id, path: req.url }, 'request failed');
-      else log.info({ requestId: id, code, path: req.url }, 'request refused');
+      if (status >= 500) log.error({ err: e, requestId: id, path: logPath(req.url) }, 'request failed');
+      else log.info({ requestId: id, code, path: logPath(req.url) }, 'request refused');
     }).finally(() => {
       metrics.latency.observe({ route: routeLabel(req.url) }, Number(process.hrtime.bigint() - started) / 1e9);
     });
@@ -590,6 +590,10 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
 function isPublicPath(p: string): boolean {
   return p === '/health' || p === '/ready' || p === '/roots.pem' || p.startsWith('/crl/') || p.startsWith('/ca/');
 }
+
+/** Longest request target written to a log line (a refused target may be up to Node's 16 KiB header limit). */
+const MAX_LOGGED_PATH = 256;
+const logPath = (u: string | undefined): string | undefined => (u && u.length > MAX_LOGGED_PATH ? `${u.slice(0, MAX_LOGGED_PATH)}...` : u);
 
 function routeLabel(u: string | undefined): string {
   const p = (u ?? '/').split('?')[0];
