@@ -192,7 +192,7 @@ function mutate(input: Buffer, rnd: () => number, other: () => Buffer): Buffer {
 }
 
 /** Sends raw bytes on a fresh connection (HTTPS: as the admin if asked) and returns the status codes of the answers seen. */
-function exchange(listener: Listener, bytes: Buffer, asAdmin = false): Promise<number[]> {
+function exchange(listener: Listener, bytes: Buffer, asAdmin = false, waitMs = ANSWER_MS): Promise<number[]> {
   return new Promise((resolve) => {
     const port = listener === 'https' ? Number(new URL(srv.url).port) : Number(new URL(publicUrl).port);
     const chunks: Buffer[] = [];
@@ -208,7 +208,7 @@ function exchange(listener: Listener, bytes: Buffer, asAdmin = false): Promise<n
     const socket: net.Socket = listener === 'https'
       ? tls.connect({ host: '127.0.0.1', port, ca: tc.init.rootPem, servername: 'localhost', ...(asAdmin ? { cert: admin.cert, key: admin.key } : {}) }, () => socket.write(bytes))
       : net.connect({ host: '127.0.0.1', port }, () => socket.write(bytes));
-    const timer = setTimeout(finish, ANSWER_MS);
+    const timer = setTimeout(finish, waitMs);
     socket.on('data', (d: Buffer) => chunks.push(d));
     socket.on('error', finish);
     socket.on('close', finish);
@@ -264,7 +264,8 @@ test('ok/fuzzed-requests-on-both-listeners', async (t: TestContext) => {
   // The seeds themselves are valid: answered without a 5xx on every listener they name.
   for (const sd of seeds) {
     for (const l of sd.listeners) {
-      const statuses = await exchange(l, sd.bytes);
+      // Valid requests get their answer however loaded the machine is.
+      const statuses = await exchange(l, sd.bytes, false, 20_000);
       assert.ok(statuses.length === 1 && statuses[0] < 500, `seed ${sd.name} on ${l}: ${statuses}`);
     }
   }
