@@ -60,6 +60,8 @@ export const ERRORS = {
   REQUEST_MALFORMED: { status: 400, message: 'The request is malformed', hint: 'Send JSON as documented in docs/api.md.' },
   REQUEST_TOO_LARGE: { status: 413, message: 'The request body is too large', hint: 'CSRs and API requests are a few KB; check what is being sent.' },
   NOT_FOUND: { status: 404, message: 'No such endpoint', hint: 'See docs/api.md for the endpoints.' },
+  PATH_NOT_CANONICAL: { status: 400, message: 'The request path is not in canonical form', hint: 'Send the path exactly as docs/api.md writes it: no "." or ".." segments, percent-escapes, empty segments ("//"), backslashes or absolute URLs.' },
+  CLIENT_ABORTED: { status: 400, message: 'The client closed the connection before its request was read', hint: 'Nothing to do on the server; the client gave up or lost its connection (check its timeouts).' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed on this endpoint', hint: 'See docs/api.md.' },
   RATE_LIMITED: { status: 429, message: 'Too many requests', hint: 'Slow down and retry after the time in Retry-After.' },
   AUTH_REQUIRED: { status: 401, message: 'This endpoint needs authentication', hint: 'Present an admin client certificate (mTLS), or an enrollment token for /v1/enroll.' },
