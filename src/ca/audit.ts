@@ -7,8 +7,32 @@ import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
 import { MutualError } from '../core/errors.ts';
 import type { CaStore } from './store.ts';
 
-/** Walks the whole log and the inventory; throws AUDIT_TAMPERED at the first disagreement. */
-export async function verifyAuditLog(store: Pick<CaStore, 'auditEntries' | 'listCertificates'>): Promise<{ entries: number; head: string; certificates: number }> {
+/** Shortest hash prefix {@link VerifyAuditOptions.head} takes (64 bits: no accidental match). */
+export const MIN_HEAD_PREFIX = 16;
+
+/** Options of {@link verifyAuditLog}. */
+export interface VerifyAuditOptions {
+  /**
+   * A head recorded earlier (a full hash, or its first {@link MIN_HEAD_PREFIX}+ hex digits, as
+   * `mutual audit verify` prints it). A hash chain cannot show that its newest entries were cut
+   * off, and the inventory check covers only certificate entries: with this, the log must still
+   * hold an entry with that hash, so entries cut off or rewritten since it was recorded show.
+   * Default: none.
+   */
+  head?: string;
+}
+
+/**
+ * Walks the whole log and the inventory; throws AUDIT_TAMPERED at the first disagreement (with
+ * `seq` naming the entry where it knows one). A row that cannot be read as an entry is tampering
+ * too (see the store's row reader).
+ */
+export async function verifyAuditLog(store: Pick<CaStore, 'auditEntries' | 'listCertificates'>, o: VerifyAuditOptions = {}): Promise<{ entries: number; head: string; certificates: number }> {
+  const wanted = o.head?.toLowerCase();
+  if (wanted !== undefined && !new RegExp(`^[0-9a-f]{${MIN_HEAD_PREFIX},64}$`).test(wanted)) {
+    throw new TypeError(`head must be ${MIN_HEAD_PREFIX} to 64 hex digits`);
+  }
+  let headSeen = wanted === undefined;
   let prev = AUDIT_GENESIS;
   let expected = 1;
   const issued = new Set<string>();
@@ -19,8 +43,12 @@ export async function verifyAuditLog(store: Pick<CaStore, 'auditEntries' | 'list
     if (auditHash({ ...e, details: e.detailsJson }) !== e.hash) throw new MutualError('AUDIT_TAMPERED', { detail: `entry ${e.seq} (${e.action} ${e.target}) was changed`, seq: e.seq });
     if (e.action === 'issue') issued.add(e.target);
     else if (e.action === 'revoke') revoked.add(e.target);
+    if (!headSeen && e.hash.startsWith(wanted!)) headSeen = true;
     prev = e.hash;
     expected++;
+  }
+  if (!headSeen) {
+    throw new MutualError('AUDIT_TAMPERED', { detail: `no entry has the recorded head ${wanted}: entries after it were cut off or rewritten (the log now ends at entry ${expected - 1})`, seq: expected });
   }
   const certs = await store.listCertificates({ limit: Number.MAX_SAFE_INTEGER });
   for (const c of certs) {

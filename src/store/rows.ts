@@ -4,6 +4,7 @@
  */
 import crypto from 'node:crypto';
 import { reasonName } from '../core/crl.ts';
+import { MutualError } from '../core/errors.ts';
 import type { Role } from '../core/certificate-template.ts';
 import type { AuditEntry, StoredCertificate } from '../ca/store.ts';
 
@@ -40,17 +41,44 @@ export function toStored(r: Row): StoredCertificate {
   };
 }
 
-/** An audit row. */
+/**
+ * An audit row, checked as it is read: every field must have the type mutual writes. A row edited
+ * by hand (details that are no longer JSON, a time that is text, a NULL hash) is tampering, reported
+ * as AUDIT_TAMPERED naming the entry, never a parse error: `audit verify` exists to say this.
+ */
 export function toAuditEntry(r: Row): AuditEntry {
-  return {
-    seq: Number(r.seq),
-    at: date(r.at as number)!,
-    actor: r.actor as string,
-    action: r.action as string,
-    target: r.target as string,
-    details: JSON.parse(r.details as string),
-    detailsJson: r.details as string,
-    prevHash: r.prev_hash as string,
-    hash: r.hash as string,
+  const seq = Number(r.seq);
+  if (!Number.isSafeInteger(seq)) throw tampered(`an audit entry has the sequence number ${JSON.stringify(String(r.seq)).slice(0, 40)}`, undefined);
+  const text = (field: string): string => {
+    const v = r[field];
+    if (typeof v !== 'string') throw tampered(`entry ${seq}: ${field} is not text`, seq);
+    return v;
   };
+  const at = Number(r.at);
+  if ((typeof r.at !== 'number' && typeof r.at !== 'bigint' && !(typeof r.at === 'string' && /^-?\d+$/.test(r.at))) || !Number.isSafeInteger(at)) {
+    throw tampered(`entry ${seq}: its time is not a number of seconds`, seq);
+  }
+  const detailsJson = text('details');
+  let details: unknown;
+  try {
+    details = JSON.parse(detailsJson);
+  } catch {
+    throw tampered(`entry ${seq}: its details are not JSON`, seq);
+  }
+  if (details === null || typeof details !== 'object' || Array.isArray(details)) throw tampered(`entry ${seq}: its details are not a JSON object`, seq);
+  return {
+    seq,
+    at: date(at)!,
+    actor: text('actor'),
+    action: text('action'),
+    target: text('target'),
+    details: details as Record<string, unknown>,
+    detailsJson,
+    prevHash: text('prev_hash'),
+    hash: text('hash'),
+  };
+}
+
+function tampered(detail: string, seq: number | undefined): MutualError {
+  return new MutualError('AUDIT_TAMPERED', { detail, ...(seq === undefined ? {} : { seq }) });
 }
