@@ -14,7 +14,7 @@ import { MutualError } from '../core/errors.ts';
 import { toPem } from '../core/pem.ts';
 import { defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
 import { keyObjectSigner, type Signer } from '../core/signer.ts';
-import { writeEncryptedKey } from '../keys/encrypted-key-file.ts';
+import { MIN_PASSPHRASE_LENGTH, writeEncryptedKey } from '../keys/encrypted-key-file.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { writeIssued } from './write-issued.ts';
 import { CertificateAuthority, distributionUrls, type IssueResult } from './authority.ts';
@@ -45,6 +45,17 @@ export interface InitCaOptions {
   keyTypes?: { root?: KeyType; intermediate?: KeyType; leaf?: KeyType };
   /** Name of the first admin (identity spiffe://<td>/admin/<name>). Default `admin`. */
   adminName?: string;
+  /**
+   * Encrypt the admin's key.pem with this passphrase (as the CA keys are; `mutual init` always
+   * gives one). Default: none, an unencrypted key.pem (0600).
+   */
+  adminKeyPassphrase?: string;
+  /** The shared inventory, written to config.yaml (a URL without a password). Default: SQLite in the state folder. */
+  database?: { url: string; schema?: string };
+  /** A database for this run only, not written to config.yaml (MUTUAL_DATABASE_URL, which may hold a password). */
+  databaseUrl?: string;
+  /** Its schema. */
+  databaseSchema?: string;
   now?: Date;
 }
 
@@ -102,7 +113,12 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     trustDomain: o.trustDomain, name: o.name, url: o.url,
     policy: { permitDns: o.permitDns ?? [], permitIp: o.permitIp ?? [] },
     keyTypes: o.keyTypes ?? {},
+    ...(o.database ? { database: o.database } : {}),
   });
+  // Checked before anything is written: a CA must not end up half made for a short passphrase.
+  if (o.adminKeyPassphrase !== undefined && [...o.adminKeyPassphrase].length < MIN_PASSPHRASE_LENGTH) {
+    throw new MutualError('KEY_PASSPHRASE_WEAK', { detail: `the admin key passphrase has fewer than ${MIN_PASSPHRASE_LENGTH} characters` });
+  }
   const policy = defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp });
   const now = floorSeconds(o.now ?? new Date());
   const urls = distributionUrls(config.url);
@@ -152,14 +168,14 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
   writeFileAtomic(layout.clientCaCert, client.pem);
   writeFileAtomic(layout.config, renderConfig(config), { mode: 0o600 });
 
-  const ca = await CertificateAuthority.open({ home: o.home, passphrase: o.passphrase, now: () => now });
+  const ca = await CertificateAuthority.open({ home: o.home, passphrase: o.passphrase, now: () => now, databaseUrl: o.databaseUrl, databaseSchema: o.databaseSchema });
   try {
     await ca.writeCrl('server', now);
     await ca.writeCrl('client', now);
     const admin = await ca.issue({
       role: 'client', names: { dns: [], ip: [], uri: [`spiffe://${config.trustDomain}/admin/${o.adminName ?? 'admin'}`] }, actor: 'init', now,
     });
-    writeIssued(layout.adminDir, admin);
+    writeIssued(layout.adminDir, admin, { keyPassphrase: o.adminKeyPassphrase });
     await ca.store.audit({ actor: 'init', action: 'init', target: config.trustDomain, at: now, details: {
       root: crypto.createHash('sha256').update(rootDer).digest('hex'), offlineDir: offline.dir,
     } });

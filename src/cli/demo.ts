@@ -48,7 +48,8 @@ export async function runDemo(o: { home: string; /** Print the "try next" lines 
   const passphrase = process.env.MUTUAL_CA_PASSPHRASE || demoPassphrase(home);
   process.stdout.write(`mutual demo: state folder ${path.relative(process.cwd(), home) || home}\n\n`);
   if (!fs.existsSync(layout.config)) {
-    await initCa({ home, trustDomain: TRUST_DOMAIN, name: 'mutual demo', passphrase });
+    // The admin key is encrypted with the same passphrase, as `mutual init` does by default.
+    await initCa({ home, trustDomain: TRUST_DOMAIN, name: 'mutual demo', passphrase, adminKeyPassphrase: passphrase });
     say('1.', `Created a CA for trust domain ${TRUST_DOMAIN}: root (key in ${path.relative(process.cwd(), defaultOfflineDir(home))}/, encrypted),`);
     say('', 'a server CA and a client CA. Roles never mix: each leaf comes from its own intermediate.');
   } else {

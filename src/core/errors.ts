@@ -67,6 +67,7 @@ export const ERRORS = {
   TOKEN_INVALID: { status: 401, message: 'The enrollment token is invalid', hint: 'Get a new token with `mutual token <names>`; tokens cannot be edited.' },
   TOKEN_EXPIRED: { status: 401, message: 'The enrollment token has expired', hint: 'Get a new token with `mutual token <names> --ttl 10m` and enroll within its lifetime.' },
   TOKEN_REPLAYED: { status: 401, message: 'The enrollment token was already used', hint: 'Tokens are single use; get a new one with `mutual token <names>`.' },
+  TOKEN_MISSING: { status: 401, message: 'No enrollment token was given, or it is empty', hint: 'Give the token from `mutual token` with --token-file <file> or MUTUAL_TOKEN (--token shows it to anyone running ps); check that the file or variable is not empty.' },
   TOKEN_NAME_MISMATCH: { status: 403, message: 'The request asks for names the token does not allow', hint: 'Ask for exactly the names the token was made for, or make a token for these names.' },
   RENEW_NOT_ALLOWED: { status: 403, message: 'This certificate cannot be renewed', hint: 'Renew before expiry with the current, unrevoked certificate; otherwise enroll again with a new token.' },
   CA_UNAVAILABLE: { status: 503, message: 'The CA server could not be reached', hint: 'Check --ca-url and that `mutual serve` is running; retry later.' },
