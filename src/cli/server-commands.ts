@@ -79,7 +79,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         `  curl --cacert ${rel}/ca/root.pem ${srv.url}/health`,
         `  curl --cacert ${rel}/ca/root.pem --cert ${rel}/admin/cert.pem --key ${rel}/admin/key.pem ${srv.url}/v1/certificates   # asks for the admin key's passphrase${passFlag ? ' (the demo passphrase)' : ''}`,
         `  npx mutual --home ${rel}${passFlag} ca list --ca-url ${srv.url}`,
-        `  npx mutual --home ${rel}${passFlag} token spiffe://${ca.config.trustDomain}/dev/payments --ttl 10m > token && chmod 600 token`,
+        `  npx mutual --home ${rel}${passFlag} token spiffe://${ca.config.trustDomain}/dev/payments --ttl 10m --out token`,
         `  npx mutual ca enroll --ca-url ${srv.url} --token-file token --out ./payments`,
         `  npx mutual ca renew --ca-url ${srv.url} ./payments/cert.pem ./payments/key.pem --force`,
         `  openssl ocsp -url ${srv.url}/ocsp -issuer ${rel}/ca/client-ca.pem -cert ./payments/cert.pem -CAfile ${rel}/ca/root.pem`,
@@ -141,6 +141,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .description('make a one-time enrollment token for names (DNS, IP) or one identity (spiffe://...)')
     .argument('<names...>', 'what the token allows')
     .option('--ttl <duration>', 'lifetime (e.g. 10m, 1h)', '10m')
+    .option('--out <file>', 'write the token to this file (0600), for `mutual ca enroll --token-file`, instead of stdout')
     .action(async (names: string[], o) => {
       const home = resolveHome(g().home);
       const pass = await passphrase();
@@ -151,7 +152,10 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         const rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(ca.rootPem, ['CERTIFICATE'])).digest('hex');
         const t = await mintToken({ key: loadTokenKey(ca.layout.keysDir, pass), names: sans, ttlSeconds: parseDuration(o.ttl) / 1000, rootFingerprint, madeBy: 'cli' });
         await ca.store.audit({ actor: 'cli', action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString() } });
-        out(g(), t.token + '\n', { token: t.token, expiresAt: t.expiresAt });
+        if (o.out) {
+          writeFileAtomic(o.out, t.token + '\n', { mode: 0o600 });
+          out(g(), `Wrote a one-time token to ${o.out} (0600), valid until ${t.expiresAt.toISOString()}.\n`, { file: o.out, expiresAt: t.expiresAt });
+        } else out(g(), t.token + '\n', { token: t.token, expiresAt: t.expiresAt });
       } finally {
         await ca.close();
       }

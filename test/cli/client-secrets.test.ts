@@ -135,6 +135,13 @@ describe('item 13: the enrollment token', () => {
     assert.ok(fs.existsSync(path.join(dir, 'from-file', 'cert.pem')));
   });
 
+  test('ok/token-out-writes-a-0600-file-enroll-takes', async () => {
+    const file = path.join(dir, 'token-out');
+    expectOk(await mutual(['--home', home, 'token', 'spiffe://acme.internal/prod/from-out', '--out', file]));
+    assert.equal(fs.statSync(file).mode & 0o777, 0o600);
+    expectOk(await enroll('from-out', ['--token-file', file]));
+  });
+
   test('ok/MUTUAL_TOKEN', async () => {
     const token = await mint('from-env');
     const r = await enroll('from-env', [], { MUTUAL_TOKEN: token });
