@@ -20,7 +20,7 @@ import { REVOCATION_REASONS } from '../core/crl.ts';
 import { resolvePassphrase } from '../keys/passphrase.ts';
 import { readPrivateKeyFile } from '../keys/encrypted-key-file.ts';
 import { openAuthority } from './compose.ts';
-import { adminPassphrase } from './admin-key.ts';
+import { adminPassphrase, readAdminPkcs12 } from './admin-key.ts';
 import { resolveToken } from './token-input.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { splitNames, startCaServer } from '../server/ca-server.ts';
@@ -211,9 +211,12 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--cert <file>', 'admin certificate (default: <home>/admin/cert.pem)')
     .option('--key <file>', 'admin key, 0600 in a 0700 folder, encrypted or not (default: <home>/admin/key.pem)')
     .option('--admin-passphrase-file <file>', 'passphrase of an encrypted admin key (else $MUTUAL_ADMIN_PASSPHRASE, else the CA passphrase sources, else a prompt)')
+    .addOption(new Option('--p12 <file>', 'admin certificate and key as a PKCS#12 bundle (e.g. <home>/admin/bundle.p12), instead of --cert/--key').conflicts(['cert', 'key']))
+    .option('--p12-password-file <file>', 'the bundle\'s password (else $MUTUAL_P12_PASSWORD, else a prompt)')
     .option('--root <file>', 'trusted root (default: <home>/ca/root.pem)');
-  const adminCreds = async (o: { cert?: string; key?: string; root?: string; adminPassphraseFile?: string }) => {
+  const adminCreds = async (o: { cert?: string; key?: string; root?: string; adminPassphraseFile?: string; p12?: string; p12PasswordFile?: string }) => {
     const l = homeLayout(resolveHome(g().home));
+    if (o.p12) return { ...(await readAdminPkcs12(o.p12, { p12PasswordFile: o.p12PasswordFile })), root: fs.readFileSync(o.root ?? l.rootCert, 'utf8') };
     // The same custody check as the CA keys: a key others can read is refused, encrypted or not.
     const key = await readPrivateKeyFile(o.key ?? path.join(l.adminDir, 'key.pem'), () => adminPassphrase({ adminPassphraseFile: o.adminPassphraseFile, caPassphraseFile: g().passphraseFile }));
     return {

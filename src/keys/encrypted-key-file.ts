@@ -152,6 +152,18 @@ export async function readPrivateKeyFile(path: string, passphrase: () => string 
   return decrypt(der, await passphrase(), path);
 }
 
+/**
+ * Reads a secret credential file other than a PEM key (a PKCS#12 bundle holding the admin's key)
+ * under the same custody checks as {@link readEncryptedKey}: a regular file owned by the current
+ * user, no group/other permission bits, in a folder likewise, at most 64 KiB.
+ *
+ * @throws MutualError `KEY_FILE_MISSING`, `KEY_FILE_INSECURE`, `INPUT_TOO_LARGE` as
+ *   {@link readEncryptedKey}.
+ */
+export function readSecretFile(path: string): Buffer {
+  return Buffer.from(readKeyFile(path), 'latin1');
+}
+
 function decrypt(der: Buffer, passphrase: string, path: string): KeyObject {
   if (typeof passphrase !== 'string') throw new TypeError('a key passphrase must be a string');
   try {
