@@ -23,7 +23,7 @@ const profile = z.object({
 export const POSTGRES_URL = /^postgres(ql)?:\/\//;
 
 /** An unquoted PostgreSQL schema name (the PostgreSQL store refuses anything else). */
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Whether a database URL carries a password (in its user info or as a `password` parameter). */
 export function urlHasPassword(url: string): boolean {

@@ -14,16 +14,13 @@ import fs from 'node:fs';
 import type { CaStore } from './store.ts';
 import { MutualError } from '../core/errors.ts';
 import { openStore } from '../store/open-store.ts';
-import { POSTGRES_URL, readConfig } from './config.ts';
+import { POSTGRES_URL, readConfig, SCHEMA_NAME } from './config.ts';
 import { homeLayout } from './home.ts';
 
 /** The environment variable naming a shared PostgreSQL inventory (it may hold a password). */
 export const DATABASE_URL_ENV = 'MUTUAL_DATABASE_URL';
 /** The environment variable naming its schema. */
 export const DATABASE_SCHEMA_ENV = 'MUTUAL_DATABASE_SCHEMA';
-
-/** An unquoted PostgreSQL schema name (the PostgreSQL store refuses anything else). */
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
 
 /** Options of {@link openCaStore} and {@link resolveStoreLocation}. */
 export interface OpenCaStoreOptions {

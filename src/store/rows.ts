@@ -41,6 +41,9 @@ export function toStored(r: Row): StoredCertificate {
   };
 }
 
+/** The largest time a JavaScript Date holds, in seconds (ECMA-262 21.4.1.1: 8.64e15 ms). */
+const MAX_DATE_SECONDS = 8.64e12;
+
 /**
  * An audit row, checked as it is read: every field must have the type mutual writes. A row edited
  * by hand (details that are no longer JSON, a time that is text, a NULL hash) is tampering, reported
@@ -54,10 +57,10 @@ export function toAuditEntry(r: Row): AuditEntry {
     if (typeof v !== 'string') throw tampered(`entry ${seq}: ${field} is not text`, seq);
     return v;
   };
-  const at = Number(r.at);
-  if ((typeof r.at !== 'number' && typeof r.at !== 'bigint' && !(typeof r.at === 'string' && /^-?\d+$/.test(r.at))) || !Number.isSafeInteger(at)) {
-    throw tampered(`entry ${seq}: its time is not a number of seconds`, seq);
-  }
+  // SQLite gives a number (or anything an editor put there), PostgreSQL's bigint a string of digits.
+  const numeric = typeof r.at === 'number' || typeof r.at === 'bigint' || (typeof r.at === 'string' && /^-?\d{1,16}$/.test(r.at));
+  const at = numeric ? Number(r.at) : NaN;
+  if (!Number.isSafeInteger(at) || Math.abs(at) > MAX_DATE_SECONDS) throw tampered(`entry ${seq}: its time is not a number of seconds a date can hold`, seq);
   const detailsJson = text('details');
   let details: unknown;
   try {

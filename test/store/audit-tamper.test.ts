@@ -31,6 +31,7 @@ const CASES: Case[] = [
   { name: 'fail/garbled/details-cut-short', sql: ['UPDATE audit SET details = substr(details, 1, 10) WHERE seq = 1'], seq: 1 },
   { name: 'fail/garbled/details-not-an-object', sql: ["UPDATE audit SET details = '[1,2]' WHERE seq = 2"], seq: 2 },
   { name: 'fail/garbled/hash', sql: ["UPDATE audit SET hash = 'not-a-hash' WHERE seq = 2"], seq: 2 },
+  { name: 'fail/garbled/time-beyond-any-date', sql: ['UPDATE audit SET at = 99999999999999 WHERE seq = 2'], seq: 2 },
   { name: 'fail/garbled/time-as-text', only: 'sqlite', sql: ["UPDATE audit SET at = 'yesterday' WHERE seq = 2"], seq: 2 },
   { name: 'fail/garbled/details-as-blob', only: 'sqlite', sql: ["UPDATE audit SET details = X'00ff' WHERE seq = 2"], seq: 2 },
   { name: 'fail/garbled/actor-as-number', only: 'sqlite', sql: ['UPDATE audit SET actor = 42 WHERE seq = 2'], seq: 2 },
