@@ -1,7 +1,8 @@
 /**
  * Verifying the audit log: every entry's hash must recompute and chain to the one before it, and
- * the inventory must agree with it (every certificate has its issue entry, every revoked one its
- * revoke entry), so cutting entries off the end of the log shows too.
+ * the inventory must agree with it (every certificate has its issue entry, with the fingerprint
+ * that entry records, and every revoked one its revoke entry), so cutting entries off the end of
+ * the log, or swapping a certificate in the inventory, shows too.
  */
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
 import { MutualError } from '../core/errors.ts';
@@ -35,13 +36,14 @@ export async function verifyAuditLog(store: Pick<CaStore, 'auditEntries' | 'list
   let headSeen = wanted === undefined;
   let prev = AUDIT_GENESIS;
   let expected = 1;
-  const issued = new Set<string>();
+  /** Serial -> the fingerprint its issue entry records (undefined for an entry that records none). */
+  const issued = new Map<string, string | undefined>();
   const revoked = new Set<string>();
   for await (const e of store.auditEntries()) {
     if (e.seq !== expected) throw new MutualError('AUDIT_TAMPERED', { detail: `entry ${expected} is missing (found ${e.seq})`, seq: expected });
     if (e.prevHash !== prev) throw new MutualError('AUDIT_TAMPERED', { detail: `entry ${e.seq} does not chain to entry ${e.seq - 1}`, seq: e.seq });
     if (auditHash({ ...e, details: e.detailsJson }) !== e.hash) throw new MutualError('AUDIT_TAMPERED', { detail: `entry ${e.seq} (${e.action} ${e.target}) was changed`, seq: e.seq });
-    if (e.action === 'issue') issued.add(e.target);
+    if (e.action === 'issue') issued.set(e.target, typeof e.details.fingerprint === 'string' ? e.details.fingerprint : undefined);
     else if (e.action === 'revoke') revoked.add(e.target);
     if (!headSeen && e.hash.startsWith(wanted!)) headSeen = true;
     prev = e.hash;
@@ -53,6 +55,9 @@ export async function verifyAuditLog(store: Pick<CaStore, 'auditEntries' | 'list
   const certs = await store.listCertificates({ limit: Number.MAX_SAFE_INTEGER });
   for (const c of certs) {
     if (!issued.has(c.serial)) throw new MutualError('AUDIT_TAMPERED', { detail: `certificate ${c.serial} is in the inventory but its issue entry is missing`, serial: c.serial });
+    // The hash chain covers the log, not the inventory: the issue entry's fingerprint ties the two.
+    const recorded = issued.get(c.serial);
+    if (recorded !== undefined && recorded !== c.fingerprint) throw new MutualError('AUDIT_TAMPERED', { detail: `certificate ${c.serial} in the inventory is not the one its issue entry records`, serial: c.serial });
     if (c.status === 'revoked' && !revoked.has(c.serial)) throw new MutualError('AUDIT_TAMPERED', { detail: `certificate ${c.serial} is revoked but its revoke entry is missing`, serial: c.serial });
   }
   return { entries: expected - 1, head: prev, certificates: certs.length };

@@ -17,6 +17,8 @@ interface Case {
   only?: 'sqlite';
   /** The damage, as SQL on the audit table of a log of three issue entries and one config entry. */
   sql: string[];
+  /** The damage on PostgreSQL, where its SQL differs. */
+  pgSql?: string[];
   /** Entry the report must name (undefined: the report names a certificate instead). */
   seq?: number;
   /** Also pass the head recorded before the damage. */
@@ -42,6 +44,12 @@ const CASES: Case[] = [
     sql: ['UPDATE audit SET seq = 100 WHERE seq = 2', 'UPDATE audit SET seq = 2 WHERE seq = 3', 'UPDATE audit SET seq = 3 WHERE seq = 100'],
     seq: 2,
   },
+  // The log is intact; the inventory holds another certificate than the one the log recorded.
+  {
+    name: 'fail/inventory/certificate-bytes-swapped',
+    sql: ["UPDATE certificates SET der = X'3003020101' WHERE serial = (SELECT min(serial) FROM certificates)"],
+    pgSql: ["UPDATE certificates SET der = decode('3003020101', 'hex') WHERE serial = (SELECT serial FROM certificates ORDER BY serial LIMIT 1)"],
+  },
   // The config entry (4) goes with the issue entry (3): the inventory still holds the certificate.
   { name: 'fail/truncated/certificate-entries-cut-off', sql: ['DELETE FROM audit WHERE seq >= 3'] },
   // Only the config entry is cut off: the shortened chain is valid and every certificate has its
@@ -65,7 +73,7 @@ function suite(b: Backend): void {
         const h = await b.open();
         try {
           const head = await fill(h);
-          for (const q of c.sql) await h.sql(q);
+          for (const q of (b.name === 'postgres' && c.pgSql) || c.sql) await h.sql(q);
           await assert.rejects(verifyAuditLog(h.store, c.withHead ? { head: head.slice(0, 16) } : {}), (e) => {
             assert.ok(isMutualError(e, 'AUDIT_TAMPERED'), `expected AUDIT_TAMPERED, got ${(e as Error).stack}`);
             if (c.seq !== undefined) assert.equal(e.fields.seq, c.seq, e.message);
