@@ -67,10 +67,29 @@ export function resolveStoreLocation(o: OpenCaStoreOptions): StoreLocation {
   return { kind: 'postgres', url: url!, schema, from };
 }
 
-/** Opens the store of the CA in `home`, wherever {@link resolveStoreLocation} says it is. */
+/**
+ * Opens the store of the CA in `home`, wherever {@link resolveStoreLocation} says it is.
+ *
+ * @throws as {@link resolveStoreLocation}; MutualError `STORE_UNAVAILABLE` when PostgreSQL cannot be
+ *   reached or refuses the connection (the detail names host, database and schema, never a password).
+ */
 export async function openCaStore(o: OpenCaStoreOptions): Promise<CaStore> {
   const at = resolveStoreLocation(o);
-  return at.kind === 'postgres'
-    ? openStore({ databaseUrl: at.url, schema: at.schema, sqlitePath: '' })
-    : openStore({ sqlitePath: at.path, writerThread: o.writerThread });
+  if (at.kind === 'sqlite') return openStore({ sqlitePath: at.path, writerThread: o.writerThread });
+  try {
+    return await openStore({ databaseUrl: at.url, schema: at.schema, sqlitePath: '' });
+  } catch (cause) {
+    const why = (cause as { code?: string; message?: string }).code ?? 'error';
+    throw new MutualError('STORE_UNAVAILABLE', { detail: `${describeUrl(at.url)} schema ${at.schema} (from ${at.from}): ${why}: ${String((cause as Error).message).split('\n')[0]}` }, { cause });
+  }
+}
+
+/** A database URL without its user info or parameters (which may hold a password). */
+function describeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.protocol}//${u.host}${u.pathname}`;
+  } catch {
+    return 'the database URL';
+  }
 }

@@ -56,6 +56,7 @@ export const ERRORS = {
   REVOKE_BAD_REASON: { status: 400, message: 'Unknown revocation reason', hint: 'Use an RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn.' },
   AUDIT_TAMPERED: { status: 500, message: 'The audit log hash chain is broken', hint: 'An entry was changed or removed; restore the database from backup and investigate.' },
   STORE_FAILED: { status: 500, message: 'The inventory could not be written; nothing was issued', hint: 'Check disk space and permissions of the state folder.' },
+  STORE_UNAVAILABLE: { status: 503, message: 'The inventory\'s database could not be opened', hint: 'Check that PostgreSQL is running and reachable, and the database settings: --database, MUTUAL_DATABASE_URL or config.yaml\'s database, and PGPASSWORD or ~/.pgpass.' },
   // The CA server: requests, authentication, tokens
   REQUEST_MALFORMED: { status: 400, message: 'The request is malformed', hint: 'Send JSON as documented in docs/api.md.' },
   REQUEST_TOO_LARGE: { status: 413, message: 'The request body is too large', hint: 'CSRs and API requests are a few KB; check what is being sent.' },

@@ -134,6 +134,15 @@ describe('database settings that are refused', () => {
     assert.ok(!fs.existsSync(path.join(dir, 'pw-home', 'config.yaml')));
   });
 
+  test('fail/unreachable-database-is-a-coded-error-without-the-password', async () => {
+    const h = path.join(dir, 'down-home');
+    const r = await mutual(['--home', h, '--json', 'init', '--trust-domain', 'acme.internal', '--offline-dir', path.join(dir, 'down-offline')],
+      { env: { MUTUAL_DATABASE_URL: 'postgres://mutual:hunter2-secret@127.0.0.1:1/test' } });
+    expectError(r, 4, 'STORE_UNAVAILABLE');
+    assert.ok(!(r.stdout + r.stderr).includes('hunter2-secret'), explain(r));
+    assert.ok(!fs.existsSync(path.join(h, 'config.yaml')) && !fs.existsSync(path.join(dir, 'down-offline', 'root.key.pem')), 'no half-made CA');
+  });
+
   test('fail/variable-that-is-not-postgres', async () => {
     const r = await mutual(['--home', path.join(dir, 'pw-home'), '--json', 'init', '--trust-domain', 'acme.internal', '--offline-dir', path.join(dir, 'my-offline')],
       { env: { MUTUAL_DATABASE_URL: 'mysql://127.0.0.1/test' } });
