@@ -5,7 +5,7 @@
  * the log, or swapping a certificate in the inventory, shows too.
  */
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
-import { MutualError } from '../core/errors.ts';
+import { isMutualError, MutualError } from '../core/errors.ts';
 import type { CaStore } from './store.ts';
 
 /** Shortest hash prefix {@link VerifyAuditOptions.head} takes (64 bits: no accidental match). */
@@ -52,7 +52,14 @@ export async function verifyAuditLog(store: Pick<CaStore, 'auditEntries' | 'list
   if (!headSeen) {
     throw new MutualError('AUDIT_TAMPERED', { detail: `no entry has the recorded head ${wanted}: entries after it were cut off or rewritten (the log now ends at entry ${expected - 1})`, seq: expected });
   }
-  const certs = await store.listCertificates({ limit: Number.MAX_SAFE_INTEGER });
+  let certs;
+  try {
+    certs = await store.listCertificates({ limit: Number.MAX_SAFE_INTEGER });
+  } catch (e) {
+    // A certificate row that cannot be read was edited too: tampering, named by its serial.
+    if (isMutualError(e, 'STORE_CORRUPT')) throw new MutualError('AUDIT_TAMPERED', { detail: e.fields.detail, serial: e.fields.serial ?? '' }, { cause: e });
+    throw e;
+  }
   for (const c of certs) {
     if (!issued.has(c.serial)) throw new MutualError('AUDIT_TAMPERED', { detail: `certificate ${c.serial} is in the inventory but its issue entry is missing`, serial: c.serial });
     // The hash chain covers the log, not the inventory: the issue entry's fingerprint ties the two.

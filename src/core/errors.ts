@@ -57,6 +57,7 @@ export const ERRORS = {
   AUDIT_TAMPERED: { status: 500, message: 'The audit log hash chain is broken', hint: 'An entry was changed or removed; restore the database from backup and investigate.' },
   STORE_FAILED: { status: 500, message: 'The inventory could not be written; nothing was issued', hint: 'Check disk space and permissions of the state folder.' },
   STORE_UNAVAILABLE: { status: 503, message: 'The inventory\'s database could not be opened', hint: 'Check that PostgreSQL is running and reachable, and the database settings: --database, MUTUAL_DATABASE_URL or config.yaml\'s database, and PGPASSWORD or ~/.pgpass.' },
+  STORE_CORRUPT: { status: 500, message: 'A row of the inventory cannot be read', hint: 'The database was edited or damaged: run `mutual audit verify`, restore it from backup and investigate.' },
   // The CA server: requests, authentication, tokens
   REQUEST_MALFORMED: { status: 400, message: 'The request is malformed', hint: 'Send JSON as documented in docs/api.md.' },
   REQUEST_TOO_LARGE: { status: 413, message: 'The request body is too large', hint: 'CSRs and API requests are a few KB; check what is being sent.' },

@@ -18,27 +18,50 @@ export const date = (s: number | bigint | string | null): Date | undefined => (s
 /** The bytes of a hex serial (an odd-length one gets its leading zero back). */
 export const serialBytes = (hex: string): Buffer => Buffer.from(hex.length % 2 ? '0' + hex : hex, 'hex');
 
-/** A certificates row as the inventory returns it. */
+/**
+ * A certificates row as the inventory returns it. A row whose bytes, names or times are not what
+ * mutual writes (the database was edited or damaged) is STORE_CORRUPT naming the certificate, not
+ * a parse error; `audit verify` reports it as tampering.
+ */
 export function toStored(r: Row): StoredCertificate {
-  const der = Buffer.from(r.der as Uint8Array);
+  if (!(r.serial instanceof Uint8Array)) throw corrupt(undefined, 'its serial is not bytes');
+  const serial = Buffer.from(r.serial).toString('hex');
+  if (!(r.der instanceof Uint8Array)) throw corrupt(serial, 'its certificate is not bytes');
+  const der = Buffer.from(r.der);
+  let names: unknown;
+  try {
+    names = JSON.parse(r.names as string);
+  } catch {
+    throw corrupt(serial, 'its names are not JSON');
+  }
+  if (names === null || typeof names !== 'object') throw corrupt(serial, 'its names are not a JSON object');
+  const time = (field: string): Date => {
+    const d = date(r[field] as number);
+    if (!d || Number.isNaN(d.getTime())) throw corrupt(serial, `${field} is not a time`);
+    return d;
+  };
   return {
     issuerKeyId: r.issuer_kid as string,
-    serial: Buffer.from(r.serial as Uint8Array).toString('hex'),
+    serial,
     role: r.role as Role,
     subject: r.subject as string,
     identity: (r.identity as string | null) ?? undefined,
-    names: JSON.parse(r.names as string),
-    notBefore: date(r.not_before as number)!,
-    notAfter: date(r.not_after as number)!,
+    names: names as StoredCertificate['names'],
+    notBefore: time('not_before'),
+    notAfter: time('not_after'),
     fingerprint: crypto.hash('sha256', der, 'hex'),
     der,
     renewedFrom: (r.renewed_from as string | null) ?? undefined,
-    issuedAt: date(r.issued_at as number)!,
+    issuedAt: time('issued_at'),
     issuedBy: r.issued_by as string,
     status: r.status as 'valid' | 'revoked',
-    revokedAt: date(r.revoked_at as number | null),
+    revokedAt: r.revoked_at === null || r.revoked_at === undefined ? undefined : time('revoked_at'),
     reason: r.reason === null ? undefined : reasonName(Number(r.reason)),
   };
+}
+
+function corrupt(serial: string | undefined, what: string): MutualError {
+  return new MutualError('STORE_CORRUPT', { detail: `certificate ${serial ?? '(serial unreadable)'}: ${what}`, ...(serial === undefined ? {} : { serial }) });
 }
 
 /** The largest time a JavaScript Date holds, in seconds (ECMA-262 21.4.1.1: 8.64e15 ms). */

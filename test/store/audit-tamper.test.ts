@@ -50,6 +50,9 @@ const CASES: Case[] = [
     sql: ["UPDATE certificates SET der = X'3003020101' WHERE serial = (SELECT min(serial) FROM certificates)"],
     pgSql: ["UPDATE certificates SET der = decode('3003020101', 'hex') WHERE serial = (SELECT serial FROM certificates ORDER BY serial LIMIT 1)"],
   },
+  { name: 'fail/inventory/names-garbled', sql: ["UPDATE certificates SET names = names || 'x' WHERE serial = (SELECT serial FROM certificates ORDER BY serial LIMIT 1)"] },
+  { name: 'fail/inventory/time-as-text', only: 'sqlite', sql: ["UPDATE certificates SET not_after = 'soon' WHERE serial = (SELECT serial FROM certificates ORDER BY serial LIMIT 1)"] },
+  { name: 'fail/inventory/certificate-as-text', only: 'sqlite', sql: ["UPDATE certificates SET der = 'not bytes' WHERE serial = (SELECT serial FROM certificates ORDER BY serial LIMIT 1)"] },
   // The config entry (4) goes with the issue entry (3): the inventory still holds the certificate.
   { name: 'fail/truncated/certificate-entries-cut-off', sql: ['DELETE FROM audit WHERE seq >= 3'] },
   // Only the config entry is cut off: the shortened chain is valid and every certificate has its
