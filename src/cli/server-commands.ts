@@ -21,7 +21,7 @@ import { resolvePassphrase } from '../keys/passphrase.ts';
 import { readPrivateKeyFile } from '../keys/encrypted-key-file.ts';
 import { openAuthority } from './compose.ts';
 import { adminPassphrase, readAdminPkcs12 } from './admin-key.ts';
-import { resolveToken } from './token-input.ts';
+import { resolveToken } from './resolve-token.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { splitNames, startCaServer } from '../server/ca-server.ts';
 import { adminCall, enroll, renew } from '../sdk/ca-client.ts';
