@@ -56,6 +56,8 @@ export const ERRORS = {
   REVOKE_BAD_REASON: { status: 400, message: 'Unknown revocation reason', hint: 'Use an RFC 5280 reason: unspecified, keyCompromise, affiliationChanged, superseded, cessationOfOperation, certificateHold, privilegeWithdrawn.' },
   AUDIT_TAMPERED: { status: 500, message: 'The audit log hash chain is broken', hint: 'An entry was changed or removed; restore the database from backup and investigate.' },
   STORE_FAILED: { status: 500, message: 'The inventory could not be written; nothing was issued', hint: 'Check disk space and permissions of the state folder.' },
+  STORE_UNAVAILABLE: { status: 503, message: 'The inventory\'s database could not be opened', hint: 'Check that PostgreSQL is running and reachable, and the database settings: --database, MUTUAL_DATABASE_URL or config.yaml\'s database, and PGPASSWORD or ~/.pgpass.' },
+  STORE_CORRUPT: { status: 500, message: 'A row of the inventory cannot be read', hint: 'The database was edited or damaged: run `mutual audit verify`, restore it from backup and investigate.' },
   // The CA server: requests, authentication, tokens
   REQUEST_MALFORMED: { status: 400, message: 'The request is malformed', hint: 'Send JSON as documented in docs/api.md.' },
   REQUEST_TOO_LARGE: { status: 413, message: 'The request body is too large', hint: 'CSRs and API requests are a few KB; check what is being sent.' },
@@ -69,6 +71,7 @@ export const ERRORS = {
   TOKEN_INVALID: { status: 401, message: 'The enrollment token is invalid', hint: 'Get a new token with `mutual token <names>`; tokens cannot be edited.' },
   TOKEN_EXPIRED: { status: 401, message: 'The enrollment token has expired', hint: 'Get a new token with `mutual token <names> --ttl 10m` and enroll within its lifetime.' },
   TOKEN_REPLAYED: { status: 401, message: 'The enrollment token was already used', hint: 'Tokens are single use; get a new one with `mutual token <names>`.' },
+  TOKEN_MISSING: { status: 401, message: 'No enrollment token was given, or it is empty', hint: 'Give the token from `mutual token` with --token-file <file> or MUTUAL_TOKEN (--token shows it to anyone running ps); check that the file or variable is not empty.' },
   TOKEN_NAME_MISMATCH: { status: 403, message: 'The request asks for names the token does not allow', hint: 'Ask for exactly the names the token was made for, or make a token for these names.' },
   RENEW_NOT_ALLOWED: { status: 403, message: 'This certificate cannot be renewed', hint: 'Renew before expiry with the current, unrevoked certificate; otherwise enroll again with a new token.' },
   CA_UNAVAILABLE: { status: 503, message: 'The CA server could not be reached', hint: 'Check --ca-url and that `mutual serve` is running; retry later.' },
