@@ -508,6 +508,26 @@ test('ok/issue --ttl: lifetimes in minutes and hours', async (t) => {
   expectError(await cli(['--json', 'token', 'spiffe://acme.internal/prod/short', '--cert-ttl', '1m']), 3, 'POLICY_VALIDITY_TOO_SHORT');
 });
 
+test('ok/revoke reports the renewals it covered', async () => {
+  // A renewal in the inventory (renewals come through `mutual serve`; here the authority directly).
+  const { CertificateAuthority } = await import('../../src/ca/authority.ts');
+  const ca = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE });
+  let first: string;
+  let renewal: string;
+  try {
+    const a = await ca.issue({ role: 'client', names: { dns: [], ip: [], uri: ['spiffe://acme.internal/prod/renewed'] }, actor: 'test' });
+    first = a.serial;
+    renewal = (await ca.renew({ certificate: a.certificate })).serial;
+  } finally {
+    await ca.close();
+  }
+  const r = await cli(['--json', 'revoke', first, '--reason', 'keyCompromise']);
+  expectOk(r);
+  assert.deepEqual(json(r).covered, [renewal]);
+  const human = await cli(['list', '--status', 'revoked']);
+  assert.ok(human.stdout.includes(renewal), 'the renewal is revoked too');
+});
+
 test('ok/no output contains a passphrase or a private key', () => {
   assert.deepEqual(leaks(), []);
 });
