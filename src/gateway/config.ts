@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { MutualError } from '../core/errors.ts';
+import { normalizeHost, normalizeTarget } from './request-target.ts';
 
 /** Largest gateway.yaml read. */
 export const MAX_GATEWAY_CONFIG_BYTES = 1024 * 1024;
@@ -24,13 +25,28 @@ const rule = z.object({
   methods: z.array(z.enum(METHODS)).min(1).optional(),
 }).strict();
 
+/** True when `f` does not throw (the config names a host or prefix requests can carry). */
+const accepted = (f: () => unknown): boolean => {
+  try {
+    f();
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 const route = z.object({
   /** Name used in logs, metrics and 403 answers; default `host+pathPrefix`. */
   name: z.string().min(1).max(100).optional(),
-  /** Host to match (exact, or `*.suffix`); default any. */
-  host: z.string().min(1).max(253).optional(),
-  /** Path prefix to match, on segment boundaries (`/api` matches `/api` and `/api/x`, not `/apix`). */
-  pathPrefix: z.string().startsWith('/').max(2048).default('/'),
+  /** Host to match (exact, or `*.suffix`), in any case, with or without a trailing dot; default any. */
+  host: z.string().min(1).max(253).refine((h) => accepted(() => normalizeHost(h.startsWith('*.') ? h.slice(2) : h)) && !/:/.test(h), { message: 'a host name (or *.suffix) without port' }).optional(),
+  /**
+   * Path prefix to match, on segment boundaries (`/api` matches `/api` and `/api/x`, not `/apix`),
+   * against the normalized request path (docs/gateway.md, "Paths and hosts").
+   */
+  pathPrefix: z.string().startsWith('/').max(2048).refine((p) => accepted(() => normalizeTarget(p.length > 1 ? p.replace(/\/+$/, '') : p)) && !p.includes('?'), { message: 'a path without dot or empty segments, backslashes, ";", "?" or refused escapes' }).default('/'),
+  /** Match pathPrefix in any ASCII case, for backends that route that way (Express by default). Default false. */
+  caseInsensitive: z.boolean().default(false),
   /** `http://host:port`, `https://host:port` (optionally with a base path). */
   upstream: z.string().url().refine((u) => /^https?:\/\//.test(u), { message: 'upstream must be http:// or https://' }),
   /** For https upstreams: present the gateway's client certificate (upstreamTls). Default true. */

@@ -30,6 +30,7 @@ import type { FetchBytes } from '../sdk/fetch-bytes.ts';
 import { certificateIdentity } from '../core/certificate.ts';
 import { loadGatewayConfig, type GatewayConfig } from './config.ts';
 import { Router, authorize, type Route } from './router.ts';
+import { normalizeHost, normalizeTarget, type NormalizedTarget } from './request-target.ts';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts';
 import { UpstreamPool, type UpstreamCall, type UpstreamRequest } from './upstream.ts';
 
@@ -41,10 +42,8 @@ export const RELOAD_SETTLE_MS = 100;
 export const SMALL_RESPONSE_BYTES = 64 * 1024;
 /** Bodies up to this size are handed to Node as (latin1) strings, which it writes with the head in one write instead of a writev. */
 const STRING_BODY_BYTES = 4096;
-/** Paths that a backend could resolve differently from the router (RFC 3986 5.2.4 dot segments, and encoded forms). */
-const AMBIGUOUS_PATH = /\/\.\.?(\/|$)|\/\/|\\|%2e|%2f|%5c|%00/i;
-/** Longest request path forwarded (bytes). */
-export const MAX_PATH_BYTES = 8 * 1024;
+/** HPACK's per-field overhead, counted in a header list's size (RFC 9113 6.5.2, RFC 7541 4.1). */
+const H2_FIELD_OVERHEAD = 32;
 
 const rejectedChannel = diagnostics.channel('mutual:gateway:rejected');
 const deniedChannel = diagnostics.channel('mutual:gateway:denied');
@@ -339,9 +338,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       gone?.();
     });
     const method = req.method ?? 'GET';
-    const host = ((isH2 ? req.headers[':authority'] : undefined) ?? req.headers.host) as string | undefined;
+    const rawHost = ((isH2 ? req.headers[':authority'] : undefined) ?? req.headers.host) as string | undefined;
     const url = req.url ?? '/';
-    const entry: Record<string, unknown> = { method, host, path: url.length > 256 ? url.slice(0, 256) + '...' : url, proto: isH2 ? 'h2' : 'http/1.1' };
+    const entry: Record<string, unknown> = { method, host: rawHost, path: url.length > 256 ? url.slice(0, 256) + '...' : url, proto: isH2 ? 'h2' : 'http/1.1' };
     let requestId: string | undefined;
     const reqId = () => (requestId ??= crypto.randomUUID());
     const finish = (status: number, route?: string) => {
@@ -359,6 +358,20 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       if (isMutualError(e) && e.fields.detail) entry.detail = e.fields.detail;
       finish(status, route);
     };
+
+    // 0. Bounds node:http2 does not apply: it advertises SETTINGS_MAX_HEADER_LIST_SIZE but does
+    // not refuse a larger header list (node:http's parser does, with a 431, for HTTP/1.1).
+    const raw = req.rawHeaders;
+    let hostFields = 0;
+    let headerBytes = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      headerBytes += raw[i].length + raw[i + 1].length + H2_FIELD_OVERHEAD;
+      if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hostFields++;
+    }
+    if (isH2 && headerBytes > s.config.limits.maxHeaderBytes) {
+      refuse(new MutualError('HEADERS_TOO_LARGE', { detail: `${headerBytes} bytes of header list (RFC 9113 6.5.2); the limit is ${s.config.limits.maxHeaderBytes}` }));
+      return;
+    }
 
     // 1. Who is calling.
     const rejected = (e: unknown) => {
@@ -381,21 +394,20 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       entry.identity = peer.spiffeId ?? peer.subject;
       entry.serial = peer.serial;
 
-      // 2. Where to.
-      if (url.length > MAX_PATH_BYTES || !url.startsWith('/')) {
-        refuse(new MutualError('REQUEST_MALFORMED', { detail: 'the request target must be an absolute path of at most 8 KiB' }));
+      // 2. Where to: routed on the normalized path and host, which are also what is forwarded, so
+      // the route (and policy) chosen is the one for what the backend serves.
+      let target: NormalizedTarget;
+      let host: string | undefined;
+      try {
+        target = normalizeTarget(url);
+        host = requestHost(req, isH2, hostFields);
+      } catch (e) {
+        refuse(e);
         return;
       }
-      const q = url.indexOf('?');
-      if (AMBIGUOUS_PATH.test(q < 0 ? url : url.slice(0, q))) {
-        // Routes and policy match the path as sent; a backend that normalizes `/api/../admin` or
-        // `%2e%2e` would serve another route's resource, so such paths are refused outright.
-        refuse(new MutualError('REQUEST_MALFORMED', { detail: 'dot segments, empty segments, backslashes and encoded dots or slashes are not accepted in paths' }));
-        return;
-      }
-      const route = s.router.match(host, url);
+      const route = s.router.match(host, target.path);
       if (!route) {
-        refuse(new MutualError('ROUTE_NOT_FOUND', { detail: `${host ?? '(no host)'}${url.split('?')[0].slice(0, 200)}` }));
+        refuse(new MutualError('ROUTE_NOT_FOUND', { detail: `${host ?? '(no host)'}${target.path.slice(0, 200)}` }));
         return;
       }
       entry.route = route.name;
@@ -440,7 +452,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       const upstreamStart = performance.now();
       gone = forward(pool, {
         method,
-        path: s.router.upstreamPath(route, url),
+        path: s.router.upstreamPath(route, target.path) + target.query,
         headers: forwardHeaders(req, s, peer, socket, host),
         body: hasBody ? req : null,
         ...(contentLength !== undefined ? { contentLength } : {}),
@@ -708,6 +720,25 @@ function upstreamError(e: unknown): MutualError {
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * The request's host, normalized ({@link normalizeHost}), from `:authority` (HTTP/2) or Host.
+ * Throws HOST_INVALID for a malformed one, several Host fields (node:http keeps the first, others
+ * the last), or an HTTP/2 request whose Host names another host than its :authority (RFC 9113
+ * 8.3.1 lets a server treat it as malformed; a backend would read the Host the gateway forwards,
+ * but a logging or routing layer between them might read the other).
+ */
+function requestHost(req: Req, isH2: boolean, hostFields: number): string | undefined {
+  if (hostFields > 1) throw new MutualError('HOST_INVALID', { detail: 'several Host fields' });
+  const hostField = req.headers.host;
+  const host = hostField === undefined ? undefined : normalizeHost(String(hostField));
+  if (!isH2) return host;
+  const authority = req.headers[':authority'];
+  if (authority === undefined) return host;
+  const a = normalizeHost(String(authority));
+  if (host !== undefined && host !== a) throw new MutualError('HOST_INVALID', { detail: `:authority ${a} and Host ${host} differ` });
+  return a;
 }
 
 /** What {@link forward} reports back. */
