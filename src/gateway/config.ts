@@ -60,7 +60,7 @@ const route = z.object({
 }).strict();
 
 const limits = z.object({
-  /** Largest request header block (bytes; HTTP/1.1 answers 431, HTTP/2 resets). */
+  /** Largest request header block (bytes; HTTP/1.1: Node's parser answers 431; HTTP/2: header list size per RFC 9113 6.5.2, 431 HEADERS_TOO_LARGE). */
   maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
   /** Largest request body (bytes); larger answers 413. */
   maxBodyBytes: z.number().int().min(0).default(10 * 1024 * 1024),
@@ -81,7 +81,7 @@ const limits = z.object({
   h2ResetWindowMs: z.number().int().min(100).default(10_000),
   /** Upstream connections per origin. */
   upstreamConnections: z.number().int().min(1).max(10_000).default(128),
-  /** Time given to requests in flight at shutdown before connections are closed. */
+  /** Time given to requests in flight at shutdown; then every connection still open is closed, idle or not. */
   shutdownTimeoutMs: z.number().int().min(0).default(10_000),
 }).strict();
 

@@ -59,6 +59,17 @@ const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', '
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
 /** Identity headers a caller may never set (RFC 9440 and Envoy's XFCC). */
 const ALWAYS_STRIPPED = [XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER];
+/**
+ * Caller fields that speak for a proxy, never forwarded: who the client is (RFC 7239 Forwarded,
+ * X-Real-IP and its kin; every `x-forwarded-*`, of which X-Forwarded-For and -Proto are set anew),
+ * and what the request is (X-Original-URL / X-Rewrite-URL route a request elsewhere in IIS and
+ * Symfony; method overrides turn an allowed POST into a DELETE the policy did not allow).
+ */
+const PROXY_FIELDS = new Set([
+  'forwarded', 'x-real-ip', 'true-client-ip', 'x-client-ip', 'x-cluster-client-ip', 'client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-originating-ip',
+  'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-http-method-override', 'x-http-method', 'x-method-override',
+]);
+const PROXY_FIELD_PREFIX = 'x-forwarded-';
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -267,10 +278,19 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const onServerIdentityError = (e: Error) => log.warn({ err: e.message }, 'server certificate reload failed; the current one stays in use');
   tlsIdentity.on('error', onServerIdentityError);
 
-  // Connections, for graceful shutdown: HTTP/1.1 sockets with their active request count, HTTP/2 sessions.
+  // Connections, for graceful shutdown: HTTP/1.1 sockets with their active request count, HTTP/2
+  // sessions, and every accepted TCP socket (one still in its handshake, or an HTTP/2 connection
+  // that never sent its preface, is neither, and would hold server.close() open for as long as the
+  // client likes).
   const h1Sockets = new Map<Socket, number>();
   const sessions = new Set<Http2Session>();
+  const sockets = new Set<Socket>();
   let closing = false;
+
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
 
   server.on('secureConnection', (socket: TLSSocket) => {
     const r = verifier.verifySocket(socket);
@@ -492,13 +512,13 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       if (name.charCodeAt(0) === 58 /* ':' */ || NOT_FORWARDED.has(name) || s.stripExact.has(name)) continue;
       if (s.stripPrefixes.length && s.stripPrefixes.some((p) => name.startsWith(p))) continue;
       if (connectionTokens?.includes(name)) continue;
-      if (name === 'x-forwarded-for' || name === 'x-forwarded-proto') continue;
+      if (PROXY_FIELDS.has(name) || name.startsWith(PROXY_FIELD_PREFIX)) continue;
       out.push(raw[i], raw[i + 1]);
     }
     if (host) out.push('host', host);
-    const xff = req.headers['x-forwarded-for'];
-    const remote = socket?.remoteAddress ?? '';
-    out.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote, 'x-forwarded-proto', 'https');
+    // Set anew, never appended to: the gateway is the edge, so what a caller wrote there is a claim
+    // about its own address that no backend should believe.
+    out.push('x-forwarded-for', socket?.remoteAddress ?? '', 'x-forwarded-proto', 'https');
     if (s.config.forward.xfcc) {
       let v = s.xfcc.get(peer);
       if (v === undefined) s.xfcc.set(peer, (v = xfccFor(peer, s.by)));
@@ -646,17 +666,35 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         res.writeHead(fresh && !closing ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: fresh && !closing, revocation: verifier.status() }));
       } else res.writeHead(404).end();
     });
-    await new Promise<void>((resolve, reject) => {
-      admin!.once('error', reject);
-      admin!.listen(config.admin!.port, config.admin!.host, () => resolve());
-    });
-    adminUrl = `http://${config.admin.host}:${(admin.address() as AddressInfo).port}`;
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => resolve());
-  });
+  // A listener that cannot open (a port taken) fails the start: everything started so far is
+  // stopped, so the process ends instead of running half a gateway (an admin listener answering
+  // /ready 200 for a gateway that is not there).
+  const stopStarted = () => {
+    if (poll) clearInterval(poll);
+    if (reloadTimer) clearTimeout(reloadTimer);
+    for (const w of watchers.splice(0)) w.close();
+    tlsIdentity.off('rotated', onServerRotated);
+    verifier.close();
+    tlsIdentity.close();
+    upstreamIdentity?.close();
+    if (server.listening) server.close();
+    if (admin?.listening) admin.close();
+  };
+  try {
+    await listenOn(server, config.listen.host, config.listen.port, 'listen');
+    if (admin && config.admin) {
+      await listenOn(admin, config.admin.host, config.admin.port, 'admin');
+      adminUrl = `http://${config.admin.host}:${(admin.address() as AddressInfo).port}`;
+    }
+  } catch (e) {
+    stopStarted();
+    throw e;
+  }
+  // Errors after the start (accept failing for lack of file descriptors) are logged, not fatal.
+  server.on('error', (e: Error) => log.error({ err: e.message }, 'listener error'));
+  admin?.on('error', (e: Error) => log.error({ err: e.message }, 'admin listener error'));
   const port = (server.address() as AddressInfo).port;
   const url = `https://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
   log.info({ url, routes: config.routes.length, revocation: config.revocation.mode }, 'mutual gateway listening');
@@ -675,18 +713,28 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         if (reloadTimer) clearTimeout(reloadTimer);
         for (const w of watchers.splice(0)) w.close();
         const stopped = new Promise<void>((r) => server.close(() => r()));
+        // GOAWAY to every HTTP/2 session (streams in flight finish); idle HTTP/1.1 connections close.
         for (const s of sessions) s.close();
         for (const [sock, active] of h1Sockets) if (active === 0) sock.destroy();
-        const timeout = new Promise<void>((r) => setTimeout(r, state.config.limits.shutdownTimeoutMs).unref());
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<void>((r) => (timer = setTimeout(r, state.config.limits.shutdownTimeoutMs)));
         await Promise.race([stopped, timeout]);
+        clearTimeout(timer);
+        // The deadline: whatever is still open goes, whether it has streams, requests, or nothing
+        // at all (a client holding a connection without a request must not hold the process).
         for (const s of sessions) s.destroy();
         for (const sock of h1Sockets.keys()) sock.destroy();
+        for (const sock of sockets) sock.destroy();
         await stopped;
         retire(state);
         verifier.close();
         tlsIdentity.close();
         upstreamIdentity?.close();
-        if (admin) await new Promise<void>((r) => admin!.close(() => r()));
+        if (admin) {
+          const adminClosed = new Promise<void>((r) => admin!.close(() => r()));
+          admin.closeAllConnections();
+          await adminClosed;
+        }
         log.info('mutual gateway stopped');
       })();
       return closed;
@@ -711,6 +759,18 @@ function peerChain(socket: TLSSocket): Buffer[] {
     // No chain: the header is left out.
   }
   return out;
+}
+
+/** Listens, or throws LISTEN_FAILED naming the address and the system's reason (EADDRINUSE...). */
+function listenOn(server: http.Server | http2.Http2SecureServer, host: string, port: number, what: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => reject(new MutualError('LISTEN_FAILED', { detail: `${what} ${host}:${port}: ${e.code ?? e.message}` }, { cause: e }));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
 }
 
 /** Upstream failures come coded from the upstream client; anything else is a 502. */
