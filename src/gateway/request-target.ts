@@ -32,10 +32,11 @@ for (let c = 0; c < 128; c++) {
 }
 /**
  * Encoded octets refused: "/" and "\" (a segment boundary to nginx, IIS and others after decoding),
- * "%" (a second decoding turns "%252e" into "."), and control characters (NUL truncation, CR/LF in
- * logs and headers).
+ * "%" (a second decoding turns "%252e" into "."), control characters (NUL truncation, CR/LF in
+ * logs and headers), and 0xC0 / 0xC1, which start only overlong UTF-8 forms of ASCII ("%c0%ae" is
+ * "." to a lax UTF-8 decoder) and never occur in valid UTF-8.
  */
-const refusedEncoded = (v: number): boolean => v < 0x20 || v === 0x7f || v === 0x2f || v === 0x5c || v === 0x25;
+const refusedEncoded = (v: number): boolean => v < 0x20 || v === 0x7f || v === 0x2f || v === 0x5c || v === 0x25 || v === 0xc0 || v === 0xc1;
 
 /** A request target in the form routed, authorized and forwarded. */
 export interface NormalizedTarget {

@@ -36,6 +36,7 @@ const targets: { name: string; in: string; path?: string; query?: string }[] = [
   { name: 'fail/backslash', in: '/x\\..\\admin' },
   { name: 'fail/encoded percent (double decoding)', in: '/%2561dmin' },
   { name: 'fail/encoded NUL', in: '/admin%00.json' },
+  { name: 'fail/overlong UTF-8 dot (%c0%ae)', in: '/%c0%ae%c0%ae/admin' },
   { name: 'fail/encoded CR LF', in: '/a%0d%0aX-Injected:%201' },
   { name: 'fail/bad escape', in: '/a%zz' },
   { name: 'fail/truncated escape', in: '/a%4' },
