@@ -1,6 +1,6 @@
 /**
  * Bounded fuzzing of the request-target and host normalizers (untrusted input read on every
- * request), from the corpus in test/fuzz-corpus/http. A seeded generator keeps runs repeatable; a
+ * request), from the corpus in test/fuzz-corpus/gateway. A seeded generator keeps runs repeatable; a
  * time budget keeps the test bounded on a loaded machine. For every input the normalizer either
  * refuses it with its code or returns a form that is stable and that a loose backend (one that
  * decodes every escape, as nginx and Fastify do, and matches in any case, as Express does) reads
@@ -16,7 +16,7 @@ import { isMutualError } from '../../src/core/errors.ts';
 const ITERATIONS = 40_000;
 const BUDGET_MS = 3000;
 
-const corpus = (name: string): string[] => fs.readFileSync(new URL(`../fuzz-corpus/http/${name}`, import.meta.url), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string);
+const corpus = (name: string): string[] => fs.readFileSync(new URL(`../fuzz-corpus/gateway/${name}`, import.meta.url), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string);
 
 /** mulberry32: a small seeded PRNG. */
 function prng(seed: number): () => number {
@@ -50,7 +50,7 @@ const decodeAll = (p: string): string => p.replace(/%([0-9A-Fa-f]{2})/g, (_, h: 
 const onPrefix = (p: string, prefix: string): boolean => p === prefix || p.startsWith(prefix + '/');
 
 test('ok/fuzz: normalizeTarget refuses with PATH_AMBIGUOUS or returns a form loose backends route the same way', () => {
-  const seeds = corpus('gateway-targets.jsonl');
+  const seeds = corpus('targets.jsonl');
   const rnd = prng(0x6a7e);
   const t0 = performance.now();
   let accepted = 0;
@@ -84,7 +84,7 @@ test('ok/fuzz: normalizeTarget refuses with PATH_AMBIGUOUS or returns a form loo
 });
 
 test('ok/fuzz: normalizeHost refuses with HOST_INVALID or returns a lower-case name without trailing dot', () => {
-  const seeds = corpus('gateway-hosts.jsonl');
+  const seeds = corpus('hosts.jsonl');
   const rnd = prng(0x4057);
   const t0 = performance.now();
   let i = 0;
