@@ -39,7 +39,7 @@ const route = z.object({
   /** Name used in logs, metrics and 403 answers; default `host+pathPrefix`. */
   name: z.string().min(1).max(100).optional(),
   /** Host to match (exact, or `*.suffix`), in any case, with or without a trailing dot; default any. */
-  host: z.string().min(1).max(253).refine((h) => accepted(() => normalizeHost(h.startsWith('*.') ? h.slice(2) : h)) && !/:/.test(h), { message: 'a host name (or *.suffix) without port' }).optional(),
+  host: z.string().min(1).max(253).refine((h) => accepted(() => normalizeHost(h.startsWith('*.') ? h.slice(2) : h)) && !(h.startsWith('[') ? h.includes(']:') : h.includes(':')), { message: 'a host name (or *.suffix, or [IPv6]) without port' }).optional(),
   /**
    * Path prefix to match, on segment boundaries (`/api` matches `/api` and `/api/x`, not `/apix`),
    * against the normalized request path (docs/gateway.md, "Paths and hosts").

@@ -107,9 +107,10 @@ test('ok/route hosts match normalized request hosts, any port', () => {
 
 test('fail/config: a pathPrefix or host requests can never carry is CONFIG_INVALID', () => {
   const base = { tls: { cert: 'c', key: 'k' }, trust: { ca: 'a', clientCas: 'b' } };
-  for (const bad of [{ pathPrefix: '/a/../admin' }, { pathPrefix: '/a;b' }, { pathPrefix: '/a%2fb' }, { pathPrefix: '/a?x' }, { host: 'a..b' }, { host: 'a.b:8443' }]) {
+  for (const bad of [{ pathPrefix: '/a/../admin' }, { pathPrefix: '/a;b' }, { pathPrefix: '/a%2fb' }, { pathPrefix: '/a?x' }, { host: 'a..b' }, { host: 'a.b:8443' }, { host: '[::1]:8443' }]) {
     assert.throws(() => validateGatewayConfig({ ...base, routes: [{ upstream: 'http://127.0.0.1:1', ...bad }] }), (e) => isMutualError(e) && e.code === 'CONFIG_INVALID', JSON.stringify(bad));
   }
+  for (const host of ['[::1]', '*.Acme.Internal.', '10.0.0.1']) assert.equal(validateGatewayConfig({ ...base, routes: [{ upstream: 'http://127.0.0.1:1', host }] }).routes.length, 1, host);
   const ok = validateGatewayConfig({ ...base, routes: [{ upstream: 'http://127.0.0.1:1', pathPrefix: '/%61dmin/', host: 'Admin.acme.internal.', caseInsensitive: true }] });
   const r = new Router(ok.routes);
   assert.equal(r.routes[0].pathPrefix, '/admin');
