@@ -23,7 +23,7 @@ import { encodeName, type SubjectAltNames } from '../core/names.ts';
 import type { Signer } from '../core/signer.ts';
 import { readEncryptedKey } from '../keys/encrypted-key-file.ts';
 import { keyObjectSigner } from '../core/signer.ts';
-import { openStore } from '../store/open-store.ts';
+import { openCaStore } from './open-ca-store.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { readConfig, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
@@ -114,7 +114,7 @@ export interface OpenAuthorityOptions {
   home: string;
   /** Passphrase of the intermediates' keys. */
   passphrase: string;
-  /** Defaults to the SQLite store in the state folder, or PostgreSQL when `databaseUrl` names one. */
+  /** Default: the store `databaseUrl`, else config.yaml's `database`, names; else the SQLite file in the state folder (see openCaStore). */
   store?: CaStore;
   /** `postgres://...` to share the inventory between replicas (also MUTUAL_DATABASE_URL in the CLI). */
   databaseUrl?: string;
@@ -175,7 +175,7 @@ export class CertificateAuthority {
   static async open(o: OpenAuthorityOptions): Promise<CertificateAuthority> {
     const layout = homeLayout(o.home);
     const { config, server, client, retired } = loadIntermediates(layout, o.passphrase, o.url, o.offloadCrypto === true);
-    const store = o.store ?? (await openStore({ databaseUrl: o.databaseUrl, sqlitePath: layout.database, schema: o.databaseSchema, writerThread: o.writerThread }));
+    const store = o.store ?? (await openCaStore({ home: o.home, databaseUrl: o.databaseUrl, databaseSchema: o.databaseSchema, writerThread: o.writerThread }));
     return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, retired, now: o.now ?? (() => new Date()), offloadCrypto: o.offloadCrypto === true, url: o.url });
   }
 

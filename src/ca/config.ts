@@ -19,6 +19,35 @@ const profile = z.object({
   maxDays: z.number().int().min(1).max(3650).default(397),
 }).strict().refine((p) => p.defaultDays <= p.maxDays, { message: 'defaultDays must not exceed maxDays' });
 
+/** A PostgreSQL connection URL's scheme (the only database besides the embedded SQLite file). */
+export const POSTGRES_URL = /^postgres(ql)?:\/\//;
+
+/** An unquoted PostgreSQL schema name (the PostgreSQL store refuses anything else). */
+export const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+/** Whether a database URL carries a password (in its user info or as a `password` parameter). */
+export function urlHasPassword(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return u.password !== '' || u.searchParams.has('password');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Where the inventory lives when it is not the SQLite file in the state folder. config.yaml holds
+ * no secrets, so the URL holds no password: PostgreSQL's own PGPASSWORD or ~/.pgpass give it, or
+ * the whole URL comes from MUTUAL_DATABASE_URL instead.
+ */
+const database = z.object({
+  /** `postgres://user@host:5432/db`. */
+  url: z.string().max(2048).regex(POSTGRES_URL, 'must be a postgres:// or postgresql:// URL')
+    .refine((u) => !urlHasPassword(u), 'must not hold a password (config.yaml holds no secrets): use PGPASSWORD, ~/.pgpass or MUTUAL_DATABASE_URL'),
+  /** PostgreSQL schema. Default public. */
+  schema: z.string().regex(SCHEMA_NAME, 'must be a lowercase PostgreSQL identifier').optional(),
+}).strict();
+
 /** The schema of config.yaml. */
 export const ConfigSchema = z.object({
   trustDomain: z.string().min(1).max(255),
@@ -38,6 +67,8 @@ export const ConfigSchema = z.object({
     intermediate: z.enum(KEY_TYPES).default('p256'),
     leaf: z.enum(KEY_TYPES).default('p256'),
   }).strict().default({ root: 'p384', intermediate: 'p256', leaf: 'p256' }),
+  /** The shared inventory (PostgreSQL); absent: the SQLite file `mutual.db` in the state folder. */
+  database: database.optional(),
 }).strict();
 
 export type CaConfig = z.infer<typeof ConfigSchema>;

@@ -14,12 +14,13 @@ import { MutualError } from '../core/errors.ts';
 import { toPem } from '../core/pem.ts';
 import { defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
 import { keyObjectSigner, type Signer } from '../core/signer.ts';
-import { writeEncryptedKey } from '../keys/encrypted-key-file.ts';
+import { MIN_PASSPHRASE_LENGTH, writeEncryptedKey } from '../keys/encrypted-key-file.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { writeIssued } from './write-issued.ts';
 import { CertificateAuthority, distributionUrls, type IssueResult } from './authority.ts';
 import { renderConfig, validateConfig, type CaConfig } from './config.ts';
 import { defaultOfflineDir, homeLayout, offlineLayout, type OfflineLayout } from './home.ts';
+import { openCaStore } from './open-ca-store.ts';
 
 /** Root lifetime. */
 export const ROOT_DAYS = 3650;
@@ -45,6 +46,17 @@ export interface InitCaOptions {
   keyTypes?: { root?: KeyType; intermediate?: KeyType; leaf?: KeyType };
   /** Name of the first admin (identity spiffe://<td>/admin/<name>). Default `admin`. */
   adminName?: string;
+  /**
+   * Encrypt the admin's key.pem with this passphrase (as the CA keys are; `mutual init` always
+   * gives one). Default: none, an unencrypted key.pem (0600).
+   */
+  adminKeyPassphrase?: string;
+  /** The shared inventory, written to config.yaml (a URL without a password). Default: SQLite in the state folder. */
+  database?: { url: string; schema?: string };
+  /** A database for this run only, not written to config.yaml (MUTUAL_DATABASE_URL, which may hold a password). */
+  databaseUrl?: string;
+  /** Its schema. */
+  databaseSchema?: string;
   now?: Date;
 }
 
@@ -102,69 +114,85 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     trustDomain: o.trustDomain, name: o.name, url: o.url,
     policy: { permitDns: o.permitDns ?? [], permitIp: o.permitIp ?? [] },
     keyTypes: o.keyTypes ?? {},
+    ...(o.database ? { database: o.database } : {}),
   });
-  const policy = defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp });
-  const now = floorSeconds(o.now ?? new Date());
-  const urls = distributionUrls(config.url);
-
-  for (const d of [layout.home, layout.keysDir, offline.dir]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
-  fs.chmodSync(layout.home, 0o700);
-
-  // Root: self-signed, pathLen 1, no EKU.
-  const rootKey = generateKeyPair(config.keyTypes.root);
-  const rootSigner = keyObjectSigner(rootKey.privateKey);
-  const rootSpki = spkiDer(rootKey.publicKey);
-  const rootKeyId = keyIdentifier(rootSpki);
-  const rootSubject = subjectFor(`${config.name} Root CA`, config.name);
-  const rootDer = await signCaCertificate({
-    role: 'root', issuerName: rootSubject, issuerKeyId: rootKeyId, signer: rootSigner, subject: rootSubject, spki: rootSpki,
-    notBefore: now, notAfter: new Date(now.getTime() + days(ROOT_DAYS)),
-  });
-
-  const intermediate = async (role: 'server-ca' | 'client-ca', label: string): Promise<{ pem: string; key: KeyObject }> => {
-    const kp = generateKeyPair(config.keyTypes.intermediate);
-    const der = await signCaCertificate({
-      role, issuerName: rootSubject, issuerKeyId: rootKeyId, signer: rootSigner,
-      subject: subjectFor(`${config.name} ${label}`, config.name), spki: spkiDer(kp.publicKey),
-      notBefore: now, notAfter: new Date(now.getTime() + days(INTERMEDIATE_DAYS)), nameConstraints: policy,
-      crlUrl: urls && `${urls.base}/crl/root.crl`,
-    });
-    return { pem: toPem(der, 'CERTIFICATE'), key: kp.privateKey };
-  };
-  const server = await intermediate('server-ca', 'Server CA');
-  const client = await intermediate('client-ca', 'Client CA');
-
-  const state: RootState = { crlNumber: 1, revoked: [] };
-  const rootCrl = await buildRootCrl({ rootSubject, rootKeyId, signer: rootSigner, state, now });
-  const rootPem = toPem(rootDer, 'CERTIFICATE');
-
-  // Keys first (they refuse to overwrite), then the public files, then config last: a CA is
-  // "initialized" only once config.yaml exists.
-  writeEncryptedKey(offline.rootKey, rootKey.privateKey, o.rootPassphrase ?? o.passphrase);
-  writeEncryptedKey(layout.serverCaKey, server.key, o.passphrase);
-  writeEncryptedKey(layout.clientCaKey, client.key, o.passphrase);
-  writeFileAtomic(offline.rootCert, rootPem);
-  writeFileAtomic(offline.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
-  writeFileAtomic(offline.rootCrl, rootCrl);
-  writeFileAtomic(layout.rootCert, rootPem);
-  writeFileAtomic(layout.rootCrl, rootCrl);
-  writeFileAtomic(layout.serverCaCert, server.pem);
-  writeFileAtomic(layout.clientCaCert, client.pem);
-  writeFileAtomic(layout.config, renderConfig(config), { mode: 0o600 });
-
-  const ca = await CertificateAuthority.open({ home: o.home, passphrase: o.passphrase, now: () => now });
+  // Checked before anything is written: a CA must not end up half made for a short passphrase.
+  if (o.adminKeyPassphrase !== undefined && [...o.adminKeyPassphrase].length < MIN_PASSPHRASE_LENGTH) {
+    throw new MutualError('KEY_PASSPHRASE_WEAK', { detail: `the admin key passphrase has fewer than ${MIN_PASSPHRASE_LENGTH} characters` });
+  }
+  // A PostgreSQL inventory is opened before anything is written: one that cannot be reached leaves
+  // no half-made CA behind.
+  const pgUrl = o.databaseUrl ?? o.database?.url;
+  const store = pgUrl ? await openCaStore({ home: o.home, databaseUrl: pgUrl, databaseSchema: o.databaseSchema ?? o.database?.schema }) : undefined;
+  let handed = false;
   try {
-    await ca.writeCrl('server', now);
-    await ca.writeCrl('client', now);
-    const admin = await ca.issue({
-      role: 'client', names: { dns: [], ip: [], uri: [`spiffe://${config.trustDomain}/admin/${o.adminName ?? 'admin'}`] }, actor: 'init', now,
+    const policy = defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp });
+    const now = floorSeconds(o.now ?? new Date());
+    const urls = distributionUrls(config.url);
+
+    for (const d of [layout.home, layout.keysDir, offline.dir]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    fs.chmodSync(layout.home, 0o700);
+
+    // Root: self-signed, pathLen 1, no EKU.
+    const rootKey = generateKeyPair(config.keyTypes.root);
+    const rootSigner = keyObjectSigner(rootKey.privateKey);
+    const rootSpki = spkiDer(rootKey.publicKey);
+    const rootKeyId = keyIdentifier(rootSpki);
+    const rootSubject = subjectFor(`${config.name} Root CA`, config.name);
+    const rootDer = await signCaCertificate({
+      role: 'root', issuerName: rootSubject, issuerKeyId: rootKeyId, signer: rootSigner, subject: rootSubject, spki: rootSpki,
+      notBefore: now, notAfter: new Date(now.getTime() + days(ROOT_DAYS)),
     });
-    writeIssued(layout.adminDir, admin);
-    await ca.store.audit({ actor: 'init', action: 'init', target: config.trustDomain, at: now, details: {
-      root: crypto.createHash('sha256').update(rootDer).digest('hex'), offlineDir: offline.dir,
-    } });
-    return { config, offline, rootPem, serverCaPem: server.pem, clientCaPem: client.pem, admin };
+
+    const intermediate = async (role: 'server-ca' | 'client-ca', label: string): Promise<{ pem: string; key: KeyObject }> => {
+      const kp = generateKeyPair(config.keyTypes.intermediate);
+      const der = await signCaCertificate({
+        role, issuerName: rootSubject, issuerKeyId: rootKeyId, signer: rootSigner,
+        subject: subjectFor(`${config.name} ${label}`, config.name), spki: spkiDer(kp.publicKey),
+        notBefore: now, notAfter: new Date(now.getTime() + days(INTERMEDIATE_DAYS)), nameConstraints: policy,
+        crlUrl: urls && `${urls.base}/crl/root.crl`,
+      });
+      return { pem: toPem(der, 'CERTIFICATE'), key: kp.privateKey };
+    };
+    const server = await intermediate('server-ca', 'Server CA');
+    const client = await intermediate('client-ca', 'Client CA');
+
+    const state: RootState = { crlNumber: 1, revoked: [] };
+    const rootCrl = await buildRootCrl({ rootSubject, rootKeyId, signer: rootSigner, state, now });
+    const rootPem = toPem(rootDer, 'CERTIFICATE');
+
+    // Keys first (they refuse to overwrite), then the public files, then config last: a CA is
+    // "initialized" only once config.yaml exists.
+    writeEncryptedKey(offline.rootKey, rootKey.privateKey, o.rootPassphrase ?? o.passphrase);
+    writeEncryptedKey(layout.serverCaKey, server.key, o.passphrase);
+    writeEncryptedKey(layout.clientCaKey, client.key, o.passphrase);
+    writeFileAtomic(offline.rootCert, rootPem);
+    writeFileAtomic(offline.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+    writeFileAtomic(offline.rootCrl, rootCrl);
+    writeFileAtomic(layout.rootCert, rootPem);
+    writeFileAtomic(layout.rootCrl, rootCrl);
+    writeFileAtomic(layout.serverCaCert, server.pem);
+    writeFileAtomic(layout.clientCaCert, client.pem);
+    writeFileAtomic(layout.config, renderConfig(config), { mode: 0o600 });
+
+    const ca = await CertificateAuthority.open({ home: o.home, passphrase: o.passphrase, now: () => now, store });
+    handed = true;
+    try {
+      await ca.writeCrl('server', now);
+      await ca.writeCrl('client', now);
+      const admin = await ca.issue({
+        role: 'client', names: { dns: [], ip: [], uri: [`spiffe://${config.trustDomain}/admin/${o.adminName ?? 'admin'}`] }, actor: 'init', now,
+      });
+      writeIssued(layout.adminDir, admin, { keyPassphrase: o.adminKeyPassphrase });
+      await ca.store.audit({ actor: 'init', action: 'init', target: config.trustDomain, at: now, details: {
+        root: crypto.createHash('sha256').update(rootDer).digest('hex'), offlineDir: offline.dir,
+      } });
+      return { config, offline, rootPem, serverCaPem: server.pem, clientCaPem: client.pem, admin };
+    } finally {
+      await ca.close();
+    }
   } finally {
-    await ca.close();
+    // Once the authority has it, the authority closes it.
+    if (!handed) await store?.close();
   }
 }

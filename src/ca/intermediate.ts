@@ -14,7 +14,8 @@ import { readEncryptedKey, writeEncryptedKey } from '../keys/encrypted-key-file.
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { readConfig } from './config.ts';
 import { homeLayout } from './home.ts';
-import { openSqliteStore } from '../store/sqlite-store.ts';
+import { openCaStore } from './open-ca-store.ts';
+import type { CaStore } from './store.ts';
 
 const paths = (home: string, role: 'server-ca' | 'client-ca') => {
   const l = homeLayout(home);
@@ -39,8 +40,12 @@ export function intermediateCsr(o: { home: string; role: 'server-ca' | 'client-c
   return toPem(buildCsr({ privateKey: key, commonName: current.commonName ?? o.role, organization: config.name, ca: true }), 'CERTIFICATE REQUEST');
 }
 
-/** Installs a re-signed intermediate after checking it: signed by our root, a CA, the right role, our key. */
-export async function installIntermediate(o: { home: string; role: 'server-ca' | 'client-ca'; certificate: Uint8Array | string; passphrase: string }): Promise<void> {
+/**
+ * Installs a re-signed intermediate after checking it: signed by our root, a CA, the right role, our
+ * key; then records it in the audit log of `store` (default: the CA's configured store, see
+ * openCaStore; a store passed in stays open).
+ */
+export async function installIntermediate(o: { home: string; role: 'server-ca' | 'client-ca'; certificate: Uint8Array | string; passphrase: string; store?: Pick<CaStore, 'audit'> }): Promise<void> {
   const p = paths(o.home, o.role);
   const der = readPemOrDer(o.certificate, ['CERTIFICATE']);
   const info = parseCertificate(der);
@@ -62,10 +67,10 @@ export async function installIntermediate(o: { home: string; role: 'server-ca' |
   } else {
     throw new MutualError('KEY_MISMATCH', { detail: 'the certificate is for neither the current nor the next intermediate key' });
   }
-  const store = openSqliteStore({ path: p.l.database });
+  const own = o.store ? undefined : await openCaStore({ home: o.home });
   try {
-    await store.audit({ actor: 'cli', action: 'install-intermediate', target: o.role, details: { serial: info.serial, notAfter: info.notAfter.toISOString() } });
+    await (o.store ?? own!).audit({ actor: 'cli', action: 'install-intermediate', target: o.role, details: { serial: info.serial, notAfter: info.notAfter.toISOString() } });
   } finally {
-    await store.close();
+    await own?.close();
   }
 }

@@ -6,7 +6,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { MutualError } from '../core/errors.ts';
-import { buildPkcs12 } from '../core/pkcs12.ts';
+import { buildPkcs12, encryptPrivateKeyInfo } from '../core/pkcs12.ts';
+import { toPem } from '../core/pem.ts';
+import { KEY_FILE_KDF_ITERATIONS, MIN_PASSPHRASE_LENGTH } from '../keys/encrypted-key-file.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 
@@ -18,11 +20,29 @@ export interface IssuedFiles {
   privateKey?: KeyObject;
 }
 
+/** Options of {@link writeIssued}. */
+export interface WriteIssuedOptions {
+  /** Also write bundle.p12 (0600) with this password. Default: none. */
+  p12Password?: string;
+  /**
+   * Write key.pem encrypted with this passphrase (PKCS#8 EncryptedPrivateKeyInfo, PBES2 with
+   * PBKDF2-HMAC-SHA256 and AES-256-CBC, as the CA keys; `curl --key key.pem --pass ...` and
+   * `openssl pkey -passin` read it), at least MIN_PASSPHRASE_LENGTH characters. Default: none,
+   * an unencrypted key.pem (0600) for servers that cannot be given a passphrase.
+   */
+  keyPassphrase?: string;
+  /** Replace an existing key.pem. Default false. */
+  force?: boolean;
+}
+
 /** Writes cert.pem, key.pem (0600), chain.pem, fullchain.pem and, with a password, bundle.p12 (0600). */
-export function writeIssued(dir: string, f: IssuedFiles, o: { p12Password?: string; force?: boolean } = {}): string[] {
+export function writeIssued(dir: string, f: IssuedFiles, o: WriteIssuedOptions = {}): string[] {
   const keyPath = path.join(dir, 'key.pem');
   if (f.privateKey && !o.force && fs.existsSync(keyPath)) {
     throw new MutualError('OUTPUT_EXISTS', { detail: keyPath });
+  }
+  if (o.keyPassphrase !== undefined && [...o.keyPassphrase].length < MIN_PASSPHRASE_LENGTH) {
+    throw new MutualError('KEY_PASSPHRASE_WEAK', { detail: `the key passphrase has fewer than ${MIN_PASSPHRASE_LENGTH} characters` });
   }
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const written: string[] = [];
@@ -32,7 +52,12 @@ export function writeIssued(dir: string, f: IssuedFiles, o: { p12Password?: stri
   };
   // The key goes first: a certificate on disk without its key is useless, a key without a
   // certificate is harmless (and the certificate is already in the inventory).
-  if (f.privateKey) put('key.pem', f.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, 0o600);
+  if (f.privateKey) {
+    const pem = o.keyPassphrase === undefined
+      ? (f.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string)
+      : toPem(encryptPrivateKeyInfo(f.privateKey, o.keyPassphrase, KEY_FILE_KDF_ITERATIONS), 'ENCRYPTED PRIVATE KEY');
+    put('key.pem', pem, 0o600);
+  }
   put('cert.pem', f.certificatePem);
   put('chain.pem', f.chainPem);
   put('fullchain.pem', f.fullchainPem);

@@ -7,13 +7,14 @@ import path from 'node:path';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { CertificateAuthority } from '../ca/authority.ts';
 import { initCa } from '../ca/init-ca.ts';
 import { defaultOfflineDir, homeLayout } from '../ca/home.ts';
 import { toPem } from '../core/pem.ts';
 import { parseCertificate, certificateIdentity } from '../core/certificate.ts';
 import { OID } from '../core/oids.ts';
 import { demoPassphrase } from './server-commands.ts';
+import { openAuthority } from './compose.ts';
+import { resolveStoreLocation } from '../ca/open-ca-store.ts';
 
 const TRUST_DOMAIN = 'demo.internal';
 
@@ -48,13 +49,15 @@ export async function runDemo(o: { home: string; /** Print the "try next" lines 
   const passphrase = process.env.MUTUAL_CA_PASSPHRASE || demoPassphrase(home);
   process.stdout.write(`mutual demo: state folder ${path.relative(process.cwd(), home) || home}\n\n`);
   if (!fs.existsSync(layout.config)) {
-    await initCa({ home, trustDomain: TRUST_DOMAIN, name: 'mutual demo', passphrase });
+    // The admin key is encrypted with the same passphrase, as `mutual init` does by default.
+    const at = resolveStoreLocation({ home, env: process.env });
+    await initCa({ home, trustDomain: TRUST_DOMAIN, name: 'mutual demo', passphrase, adminKeyPassphrase: passphrase, ...(at.kind === 'postgres' ? { databaseUrl: at.url, databaseSchema: at.schema } : {}) });
     say('1.', `Created a CA for trust domain ${TRUST_DOMAIN}: root (key in ${path.relative(process.cwd(), defaultOfflineDir(home))}/, encrypted),`);
     say('', 'a server CA and a client CA. Roles never mix: each leaf comes from its own intermediate.');
   } else {
     say('1.', `Using the existing CA in ${path.relative(process.cwd(), home)}.`);
   }
-  const ca = await CertificateAuthority.open({ home, passphrase });
+  const ca = await openAuthority({ home, passphrase });
   const server = await ca.issue({ role: 'server', names: { dns: ['localhost'], ip: ['127.0.0.1'], uri: [] }, days: 1, actor: 'demo' });
   say('2.', `Issued a server certificate for localhost, 127.0.0.1 (serial ${server.serial.slice(0, 12)}..).`);
   const identity = `spiffe://${ca.config.trustDomain}/dev/payments`;

@@ -4,13 +4,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { CertificateAuthority, type LeafRole } from '../ca/authority.ts';
+import type { CertificateAuthority, LeafRole } from '../ca/authority.ts';
 import { initCa } from '../ca/init-ca.ts';
 import { defaultOfflineDir, homeLayout, resolveHome, type HomeLayout } from '../ca/home.ts';
 import { readConfig } from '../ca/config.ts';
 import { renewRootCrl, signIntermediate } from '../ca/offline.ts';
 import { installIntermediate, intermediateCsr } from '../ca/intermediate.ts';
-import { verifyAuditLog } from '../ca/audit.ts';
+import { MIN_HEAD_PREFIX, verifyAuditLog } from '../ca/audit.ts';
 import { parseCertificate } from '../core/certificate.ts';
 import { parseRevocationReason, REVOCATION_REASONS } from '../core/crl.ts';
 import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
@@ -23,6 +23,9 @@ import { EXIT, parseDuration, reportError, writeIssued } from './output.ts';
 import { describeCertificate } from './describe.ts';
 import { runDemo } from './demo.ts';
 import { registerServerCommands } from './server-commands.ts';
+import { openAuthority, openInventory } from './compose.ts';
+import { ADMIN_PASSPHRASE_ENV, adminPassphrase } from './admin-key.ts';
+import { resolveStoreLocation } from '../ca/open-ca-store.ts';
 import { commandExitCode, registerMonitorCommands } from './monitor-command.ts';
 import { agentExitCode, registerAgentCommand } from './agent-command.ts';
 import { registerGatewayCommand } from './gateway-command.ts';
@@ -75,6 +78,12 @@ function positiveInt(v: string): number {
   return n;
 }
 
+/** Parses an audit head option: hex, at least MIN_HEAD_PREFIX digits (a usage error otherwise). */
+function headOption(v: string): string {
+  if (!new RegExp(`^[0-9a-fA-F]{${MIN_HEAD_PREFIX},64}$`).test(v)) throw new InvalidArgumentError(`expected ${MIN_HEAD_PREFIX} to 64 hex digits`);
+  return v;
+}
+
 /** Parses a duration option like 30d (a usage error otherwise). */
 function durationOption(v: string): string {
   if (!/^\d{1,6}[smhd]$/.test(v.trim())) throw new InvalidArgumentError('expected a duration such as 30d, 12h or 90m');
@@ -83,7 +92,7 @@ function durationOption(v: string): string {
 
 async function withCa<T>(g: GlobalOptions, fn: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
   const home = requireHome(g).home;
-  const ca = await CertificateAuthority.open({ home, passphrase: await caPassphrase(g) });
+  const ca = await openAuthority({ home, passphrase: await caPassphrase(g) });
   try {
     return await fn(ca);
   } finally {
@@ -122,17 +131,26 @@ export function buildProgram(): Command {
     .option('--admin <name>', 'name of the first admin', 'admin')
     .option('--p12', 'also write the admin certificate as admin/bundle.p12 (password: $MUTUAL_P12_PASSWORD or a prompt)')
     .option('--p12-password-file <file>', 'PKCS#12 password file')
+    .option('--admin-passphrase-file <file>', 'passphrase that encrypts admin/key.pem (else $MUTUAL_ADMIN_PASSPHRASE, else the CA passphrase)')
+    .option('--database <url>', 'keep the inventory in PostgreSQL (postgres://user@host/db, no password: PGPASSWORD or ~/.pgpass give it); written to config.yaml')
+    .option('--database-schema <name>', 'its PostgreSQL schema (default public)')
     .action(async (o) => {
       const home = resolveHome(g().home);
       const passphrase = await caPassphrase(g(), true);
       const rootPass = o.rootPassphraseFile || process.env.MUTUAL_ROOT_PASSPHRASE ? await rootPassphrase(o.rootPassphraseFile, g()) : passphrase;
+      const adminPass = o.adminPassphraseFile || process.env[ADMIN_PASSPHRASE_ENV] ? await adminPassphrase({ adminPassphraseFile: o.adminPassphraseFile }) : passphrase;
       const p12 = await p12Password(o);
+      if (o.databaseSchema && !o.database) throw new MutualError('CONFIG_INVALID', { detail: '--database-schema needs --database' });
+      // MUTUAL_DATABASE_URL (which may hold a password) serves this run only; --database is written to config.yaml.
+      const at = o.database ? undefined : resolveStoreLocation({ home, env: process.env });
       const r = await initCa({
         home, offlineDir: o.offlineDir && path.resolve(o.offlineDir), trustDomain: o.trustDomain, name: o.name, passphrase, rootPassphrase: rootPass,
         permitDns: o.permitDns, permitIp: o.permitIp, url: o.url, keyTypes: { root: o.rootKey as KeyType, intermediate: o.key as KeyType }, adminName: o.admin,
+        adminKeyPassphrase: adminPass, database: o.database ? { url: o.database, schema: o.databaseSchema } : undefined,
+        ...(at?.kind === 'postgres' ? { databaseUrl: at.url, databaseSchema: at.schema } : {}),
       });
       const adminDir = homeLayout(home).adminDir;
-      if (p12 !== undefined) writeIssued(adminDir, r.admin, { p12Password: p12, force: true });
+      if (p12 !== undefined) writeIssued(adminDir, r.admin, { p12Password: p12, keyPassphrase: adminPass, force: true });
       print(g(), [
         `Created CA "${r.config.name}" for trust domain ${r.config.trustDomain} in ${home}`,
         `  root CA       ${homeLayout(home).rootCert}`,
@@ -262,12 +280,15 @@ export function buildProgram(): Command {
       const info = parseCertificate(readPemOrDer(readInput(file), ['CERTIFICATE']));
       const home = resolveHome(g().home);
       let status: string | undefined;
-      if (fs.existsSync(homeLayout(home).database)) {
-        const { openSqliteStore } = await import('../store/sqlite-store.ts');
-        const store = openSqliteStore({ path: homeLayout(home).database });
-        const found = await store.getCertificate(info.serial, info.authorityKeyId?.toString('hex'));
-        status = found && found.fingerprint === info.fingerprint ? (found.status === 'revoked' ? `revoked ${found.revokedAt?.toISOString()} (${found.reason})` : 'valid (in inventory)') : 'not in this CA\'s inventory';
-        await store.close();
+      // Without a CA here, the certificate is explained on its own.
+      const store = fs.existsSync(homeLayout(home).config) ? await openInventory(home, { ifPresent: true }) : undefined;
+      if (store) {
+        try {
+          const found = await store.getCertificate(info.serial, info.authorityKeyId?.toString('hex'));
+          status = found && found.fingerprint === info.fingerprint ? (found.status === 'revoked' ? `revoked ${found.revokedAt?.toISOString()} (${found.reason})` : 'valid (in inventory)') : 'not in this CA\'s inventory';
+        } finally {
+          await store.close();
+        }
       }
       const d = describeCertificate(info, new Date(), status);
       print(g(), d.text, d.json);
@@ -283,14 +304,14 @@ export function buildProgram(): Command {
     });
 
   program.command('audit').description('the audit log').command('verify')
-    .description('check the audit log\'s hash chain')
-    .action(async () => {
+    .description('check the audit log\'s hash chain and that the inventory agrees with it')
+    .option('--head <hash>', `a head printed by an earlier run (at least ${MIN_HEAD_PREFIX} hex digits): the log must still hold it, so entries cut off since show`, headOption)
+    .action(async (o: { head?: string }) => {
       const l = requireHome(g());
-      const { openSqliteStore } = await import('../store/sqlite-store.ts');
-      const store = openSqliteStore({ path: l.database });
+      const store = (await openInventory(l.home))!;
       try {
-        const r = await verifyAuditLog(store);
-        print(g(), `Audit log intact: ${r.entries} entries, head ${r.head.slice(0, 16)}\n`, r);
+        const r = await verifyAuditLog(store, { head: o.head });
+        print(g(), `Audit log intact: ${r.entries} entries, head ${r.head.slice(0, MIN_HEAD_PREFIX)}\n`, r);
       } finally {
         await store.close();
       }
@@ -349,7 +370,14 @@ export function buildProgram(): Command {
     .argument('<cert>', 'certificate file')
     .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
     .action(async (file: string, o) => {
-      await installIntermediate({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase: await caPassphrase(g()) });
+      const home = requireHome(g()).home;
+      const passphrase = await caPassphrase(g());
+      const store = (await openInventory(home))!;
+      try {
+        await installIntermediate({ home, role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase, store });
+      } finally {
+        await store.close();
+      }
       // A running server keeps the intermediate it started with until it reloads.
       print(g(), `Installed the ${o.role} CA certificate. Reload \`mutual serve\` (every replica: kill -HUP <pid>, or systemctl reload) or restart it, so it issues from it.\n`, { ok: true });
     });

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { homeLayout, resolveHome } from '../ca/home.ts';
 import type { CaStore } from '../ca/store.ts';
+import { openInventory } from './compose.ts';
 import { MutualError } from '../core/errors.ts';
 import { diagnoseConnection, formatDoctorReport, type DoctorReport } from '../monitor/doctor.ts';
 import { formatReport, reportJson } from '../monitor/format-report.ts';
@@ -128,10 +129,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
       const crls = o.crl.map((c) => (/^https?:\/\//.test(c) ? crlFromUrl(c, { timeoutMs: 5000 }) : crlFromFile(path.resolve(c))));
       if (haveCa) for (const w of ['root', 'server', 'client']) if (fs.existsSync(`${l.caDir}/${w}.crl`)) crls.push(crlFromFile(`${l.caDir}/${w}.crl`));
       let inventory: CaStore | undefined;
-      if (fs.existsSync(l.database)) {
-        const { openSqliteStore } = await import('../store/sqlite-store.ts');
-        inventory = openSqliteStore({ path: l.database });
-      }
+      if (fs.existsSync(l.config)) inventory = await openInventory(l.home, { ifPresent: true });
       let r: DoctorReport;
       try {
         r = await diagnoseConnection({

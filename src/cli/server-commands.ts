@@ -7,7 +7,6 @@ import crypto from 'node:crypto';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { pino } from 'pino';
-import { CertificateAuthority } from '../ca/authority.ts';
 import { homeLayout, resolveHome } from '../ca/home.ts';
 import { readConfig } from '../ca/config.ts';
 import { runDemo } from './demo.ts';
@@ -19,6 +18,10 @@ import { readPemOrDer } from '../core/pem.ts';
 import { checkNames } from '../core/policy.ts';
 import { REVOCATION_REASONS } from '../core/crl.ts';
 import { resolvePassphrase } from '../keys/passphrase.ts';
+import { readPrivateKeyFile } from '../keys/encrypted-key-file.ts';
+import { openAuthority } from './compose.ts';
+import { adminPassphrase, readAdminPkcs12 } from './admin-key.ts';
+import { resolveToken } from './resolve-token.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { splitNames, startCaServer } from '../server/ca-server.ts';
 import { adminCall, enroll, renew } from '../sdk/ca-client.ts';
@@ -59,7 +62,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     // the plain-HTTP listener if there is one, else the HTTPS listen address.
     const config = readConfig(homeLayout(home).config);
     const base = o.url ?? config.url ?? (pub ? `http://${pub[0]}:${pub[1]}` : `https://${host}:${portText}`);
-    const ca = await CertificateAuthority.open({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true, url: base,
+    const ca = await openAuthority({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true, url: base,
       offloadCrypto: o.cryptoThreads === true });
     const logger = pino({ level: o.logLevel });
     const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
@@ -74,9 +77,10 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         '',
         'Try:',
         `  curl --cacert ${rel}/ca/root.pem ${srv.url}/health`,
-        `  curl --cacert ${rel}/ca/root.pem --cert ${rel}/admin/cert.pem --key ${rel}/admin/key.pem ${srv.url}/v1/certificates`,
-        `  T=$(npx mutual --home ${rel}${passFlag} token spiffe://${ca.config.trustDomain}/dev/payments --ttl 10m)`,
-        `  npx mutual ca enroll --ca-url ${srv.url} --token "$T" --out ./payments`,
+        `  curl --cacert ${rel}/ca/root.pem --cert ${rel}/admin/cert.pem --key ${rel}/admin/key.pem ${srv.url}/v1/certificates   # asks for the admin key's passphrase${passFlag ? ' (the demo passphrase)' : ''}`,
+        `  npx mutual --home ${rel}${passFlag} ca list --ca-url ${srv.url}`,
+        `  npx mutual --home ${rel}${passFlag} token spiffe://${ca.config.trustDomain}/dev/payments --ttl 10m --out token`,
+        `  npx mutual ca enroll --ca-url ${srv.url} --token-file token --out ./payments`,
         `  npx mutual ca renew --ca-url ${srv.url} ./payments/cert.pem ./payments/key.pem --force`,
         `  openssl ocsp -url ${srv.url}/ocsp -issuer ${rel}/ca/client-ca.pem -cert ./payments/cert.pem -CAfile ${rel}/ca/root.pem`,
         `  npx mutual --home ${rel}${passFlag} demo   # a live mTLS call, a revocation, and the call refused`,
@@ -111,8 +115,8 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))
     .option('--grace-seconds <n>', 'allow renewal of certificates expired less than this long ago (default 0: off)', Number, 0)
     .option('--rate-limit <n>', 'API requests per second per client address, or "off"', '200')
-    .option('--database <url>', 'postgres://... shared by replicas (default: $MUTUAL_DATABASE_URL, else SQLite in the state folder)', process.env.MUTUAL_DATABASE_URL)
-    .option('--database-schema <name>', 'PostgreSQL schema', 'public')
+    .option('--database <url>', 'postgres://... shared by replicas (default: $MUTUAL_DATABASE_URL, else config.yaml\'s database, else SQLite in the state folder)')
+    .option('--database-schema <name>', 'PostgreSQL schema (default: $MUTUAL_DATABASE_SCHEMA, else config.yaml\'s, else public)')
     .option('--sqlite-writer-thread', 'commit SQLite batches on a writer thread (helps with many concurrent clients; measured slower at 8)')
     .option('--crypto-threads', 'verify CSRs and sign on libuv\'s thread pool (for many cores; slower on 2, where the hand-offs cost more than they free)');
 
@@ -137,17 +141,21 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .description('make a one-time enrollment token for names (DNS, IP) or one identity (spiffe://...)')
     .argument('<names...>', 'what the token allows')
     .option('--ttl <duration>', 'lifetime (e.g. 10m, 1h)', '10m')
+    .option('--out <file>', 'write the token to this file (0600), for `mutual ca enroll --token-file`, instead of stdout')
     .action(async (names: string[], o) => {
       const home = resolveHome(g().home);
       const pass = await passphrase();
-      const ca = await CertificateAuthority.open({ home, passphrase: pass });
+      const ca = await openAuthority({ home, passphrase: pass });
       try {
         const sans = splitNames(names);
         checkNames(ca.policy, sans, sans.uri.length ? 'client' : 'server');
         const rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(ca.rootPem, ['CERTIFICATE'])).digest('hex');
         const t = await mintToken({ key: loadTokenKey(ca.layout.keysDir, pass), names: sans, ttlSeconds: parseDuration(o.ttl) / 1000, rootFingerprint, madeBy: 'cli' });
         await ca.store.audit({ actor: 'cli', action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString() } });
-        out(g(), t.token + '\n', { token: t.token, expiresAt: t.expiresAt });
+        if (o.out) {
+          writeFileAtomic(o.out, t.token + '\n', { mode: 0o600 });
+          out(g(), `Wrote a one-time token to ${o.out} (0600), valid until ${t.expiresAt.toISOString()}.\n`, { file: o.out, expiresAt: t.expiresAt });
+        } else out(g(), t.token + '\n', { token: t.token, expiresAt: t.expiresAt });
       } finally {
         await ca.close();
       }
@@ -157,12 +165,14 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   client.command('enroll')
     .description('get a certificate with a one-time token (makes the key here)')
     .requiredOption('--ca-url <url>', 'the CA server')
-    .requiredOption('--token <token>', 'the token from `mutual token`')
+    .addOption(new Option('--token-file <file>', 'file holding the token from `mutual token` (0600; or $MUTUAL_TOKEN)').conflicts('token'))
+    .option('--token <token>', 'the token itself (visible to anyone running ps: prefer --token-file or $MUTUAL_TOKEN)')
     .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem, root.pem')
     .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES).default('p256'))
     .option('--root <file>', 'trust this root instead of the one pinned by the token')
     .action(async (o) => {
-      const r = await enroll({ caUrl: o.caUrl, token: o.token, keyType: o.key as KeyType, root: o.root && fs.readFileSync(o.root, 'utf8') });
+      const token = resolveToken({ token: o.token, tokenFile: o.tokenFile });
+      const r = await enroll({ caUrl: o.caUrl, token, keyType: o.key as KeyType, root: o.root && fs.readFileSync(o.root, 'utf8') });
       const files = writeFiles(o.out, r, r.key.export({ type: 'pkcs8', format: 'pem' }) as string, r.root);
       out(g(), `Enrolled: certificate ${r.serial}${r.identity ? ` for ${r.identity}` : ''}, valid until ${r.notAfter}\n${files.map((f) => '  ' + f).join('\n')}\n`, { serial: r.serial, notAfter: r.notAfter, files });
     });
@@ -199,27 +209,34 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   const adminOpts = (c: Command) => c
     .requiredOption('--ca-url <url>', 'the CA server')
     .option('--cert <file>', 'admin certificate (default: <home>/admin/cert.pem)')
-    .option('--key <file>', 'admin key (default: <home>/admin/key.pem)')
+    .option('--key <file>', 'admin key, 0600 in a 0700 folder, encrypted or not (default: <home>/admin/key.pem)')
+    .option('--admin-passphrase-file <file>', 'passphrase of an encrypted admin key (else $MUTUAL_ADMIN_PASSPHRASE, else the CA passphrase sources, else a prompt)')
+    .addOption(new Option('--p12 <file>', 'admin certificate and key as a PKCS#12 bundle (e.g. <home>/admin/bundle.p12), instead of --cert/--key').conflicts(['cert', 'key']))
+    .option('--p12-password-file <file>', 'the bundle\'s password (else $MUTUAL_P12_PASSWORD, else a prompt)')
     .option('--root <file>', 'trusted root (default: <home>/ca/root.pem)');
-  const adminCreds = (o: { cert?: string; key?: string; root?: string }) => {
+  const adminCreds = async (o: { cert?: string; key?: string; root?: string; adminPassphraseFile?: string; p12?: string; p12PasswordFile?: string }) => {
     const l = homeLayout(resolveHome(g().home));
+    if (o.p12) return { ...(await readAdminPkcs12(o.p12, { p12PasswordFile: o.p12PasswordFile })), root: fs.readFileSync(o.root ?? l.rootCert, 'utf8') };
+    // The same custody check as the CA keys: a key others can read is refused, encrypted or not.
+    const key = await readPrivateKeyFile(o.key ?? path.join(l.adminDir, 'key.pem'), () => adminPassphrase({ adminPassphraseFile: o.adminPassphraseFile, caPassphraseFile: g().passphraseFile }));
     return {
       cert: fs.readFileSync(o.cert ?? path.join(l.adminDir, 'cert.pem'), 'utf8'),
-      key: fs.readFileSync(o.key ?? path.join(l.adminDir, 'key.pem'), 'utf8'),
+      // In memory only, for the TLS handshake (Node's TLS options take PEM, not a KeyObject).
+      key: key.export({ type: 'pkcs8', format: 'pem' }) as string,
       root: fs.readFileSync(o.root ?? l.rootCert, 'utf8'),
     };
   };
   adminOpts(client.command('revoke').description('revoke a certificate through the CA server').argument('<serial>'))
     .addOption(new Option('--reason <reason>').choices(Object.keys(REVOCATION_REASONS)).default('unspecified'))
     .action(async (serial: string, o) => {
-      const r = (await adminCall({ caUrl: o.caUrl, path: '/v1/revoke', body: { serial, reason: o.reason }, ...adminCreds(o) })) as { serial: string; reason: string };
+      const r = (await adminCall({ caUrl: o.caUrl, path: '/v1/revoke', body: { serial, reason: o.reason }, ...(await adminCreds(o)) })) as { serial: string; reason: string };
       out(g(), `Revoked ${r.serial} (${r.reason}).\n`, r);
     });
   adminOpts(client.command('list').description('list the CA server\'s inventory'))
     .option('--expiring <days>', 'only certificates expiring within this many days')
     .action(async (o) => {
       const q = o.expiring ? `?expiringDays=${encodeURIComponent(o.expiring)}` : '';
-      const r = (await adminCall({ caUrl: o.caUrl, path: `/v1/certificates${q}`, ...adminCreds(o) })) as { items: { serial: string; role: string; status: string; notAfter: string; identity?: string; names: { dns: string[] } }[] };
+      const r = (await adminCall({ caUrl: o.caUrl, path: `/v1/certificates${q}`, ...(await adminCreds(o)) })) as { items: { serial: string; role: string; status: string; notAfter: string; identity?: string; names: { dns: string[] } }[] };
       out(g(), r.items.map((i) => `${i.serial}  ${i.role.padEnd(6)}  ${i.status.padEnd(7)}  ${i.notAfter}  ${i.identity ?? i.names.dns.join(',')}`).join('\n') + '\n', r);
     });
 }

@@ -41,6 +41,8 @@ export interface CertificateInfo {
   fingerprint: string;
   /** NameConstraints permitted subtrees, for CA certificates that have them. */
   permitted?: { dns: string[]; ip: IpRange[]; uri: string[] };
+  /** OIDs of the extensions marked critical (a verifier refuses those it does not process, RFC 5280 4.2). */
+  criticalExtensions: string[];
 }
 
 const ATTR_NAMES: Record<string, string> = { [OID.commonName]: 'CN', [OID.organizationName]: 'O', [OID.organizationalUnitName]: 'OU' };
@@ -108,6 +110,7 @@ function parseUnchecked(buf: Buffer): CertificateInfo {
     isCa: false,
     eku: [],
     names: { dns: [], ip: [], uri: [] },
+    criticalExtensions: [],
     signatureOid: oidToString(contentBytes(buf, readElement(buf, sigAlg.contentStart, sigAlg.end))),
     fingerprint: crypto.hash('sha256', buf, 'hex'),
   };
@@ -125,6 +128,7 @@ function readExtension(buf: Buffer, e: DerElement, info: CertificateInfo): void 
   const id = oidToString(contentBytes(buf, parts[0]));
   const value = parts[parts.length - 1];
   if (value.tag !== Tag.OCTET_STRING) throw new MutualError('CERT_MALFORMED', { detail: `extension ${id} without a value` });
+  if (parts.length === 3 && parts[1].tag === Tag.BOOLEAN && buf[parts[1].contentStart] !== 0) info.criticalExtensions.push(id);
   const inner = readElement(buf, value.contentStart, value.end);
   switch (id) {
     case OID.subjectKeyIdentifier:

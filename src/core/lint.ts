@@ -6,7 +6,7 @@
 import { MutualError } from './errors.ts';
 import { describeSpki } from './algorithms.ts';
 import { SERIAL_BYTES, ROLE_EKU, type CertificateFields, type Role } from './certificate-template.ts';
-import { dnsUnder, ipInRange, ipToBytes } from './names.ts';
+import { dnsUnder, ipInRange, ipToBytes, type IpRange, type SubjectAltNames } from './names.ts';
 import type { NamePolicy } from './policy.ts';
 import { OID } from './oids.ts';
 import { nameToString } from './certificate.ts';
@@ -69,8 +69,37 @@ export function lintCertificate(role: Role, f: CertificateFields, issuer: LintIs
   }
   const c = issuer.constraints;
   if (c) {
-    for (const d of n.dns) if (!c.permittedDns.some((s) => dnsUnder(d, s))) fail('name-constraints', `${d} is outside the issuer's permitted DNS names`);
-    for (const ip of n.ip) if (!c.permittedIp.some((r) => ipInRange(ipToBytes(ip), r))) fail('name-constraints', `${ip} is outside the issuer's permitted IP ranges`);
-    for (const u of n.uri) if (new URL(u).host !== c.trustDomain) fail('name-constraints', `${u} is outside the trust domain ${c.trustDomain}`);
+    const outside = nameConstraintViolation(n, c);
+    if (outside) fail('name-constraints', outside);
   }
+}
+
+/** A CA's permitted subtrees by name type; a type left undefined is not constrained (RFC 5280 4.2.1.10). */
+export interface PermittedNames {
+  permittedDns?: readonly string[];
+  permittedIp?: readonly IpRange[];
+  /** The one permitted URI host (mutual's CAs constrain URIs to the trust domain). */
+  trustDomain?: string;
+}
+
+/**
+ * The name check behind the `name-constraints` lint rule, shared with the peer verifier (which checks
+ * a presented leaf against its client CA's constraints): why the first name of `n` outside `c` is
+ * outside, or undefined when every name is inside.
+ */
+export function nameConstraintViolation(n: SubjectAltNames, c: PermittedNames): string | undefined {
+  if (c.permittedDns) for (const d of n.dns) if (!c.permittedDns.some((s) => dnsUnder(d, s))) return `${d} is outside the issuer's permitted DNS names`;
+  if (c.permittedIp) for (const ip of n.ip) if (!c.permittedIp.some((r) => ipInRange(ipToBytes(ip), r))) return `${ip} is outside the issuer's permitted IP ranges`;
+  if (c.trustDomain !== undefined) {
+    for (const u of n.uri) {
+      let host: string | undefined;
+      try {
+        host = new URL(u).host;
+      } catch {
+        host = undefined;
+      }
+      if (host !== c.trustDomain) return `${u} is outside the trust domain ${c.trustDomain}`;
+    }
+  }
+  return undefined;
 }

@@ -21,7 +21,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { pino, type Logger } from 'pino';
 import { MutualError, isMutualError } from '../core/errors.ts';
-import { PeerVerifier, type PeerIdentity } from '../sdk/verifier.ts';
+import { PeerVerifier, verifiedChain, type PeerIdentity } from '../sdk/verifier.ts';
 import { loadIdentity, enrollIdentity, type IdentitySource } from '../sdk/identity-source.ts';
 import { serverIdentityChecker } from '../sdk/client.ts';
 import { sendError } from '../sdk/server.ts';
@@ -159,6 +159,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
     clientCas: clientCasText,
     revocation: { mode: c.revocation.mode, crlUrls: c.revocation.crlUrls, ocsp: c.revocation.ocsp, refreshMs: c.revocation.refreshSeconds * 1000 },
     fetchCa: trustCa,
+    // The roots the handshake trusts: the verifier checks their validity on its own clock.
+    roots: trustCa,
     closeRevokedConnections: c.revocation.closeRevokedConnections,
     now,
     ...(o.fetch ? { fetch: o.fetch } : {}),
@@ -599,7 +601,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
           clientCasText = nextClientCas;
         }
         const trustChanged = nextTrustCa !== trustCa;
-        if (revocationChanged) {
+        if (revocationChanged || trustChanged) {
           const old = verifier;
           trustCa = nextTrustCa;
           verifier = makeVerifier(next);
@@ -742,23 +744,14 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   };
 }
 
-/** The intermediates the peer sent (for RFC 9440 Client-Cert-Chain). */
-function peerChain(socket: TLSSocket): Buffer[] {
-  const out: Buffer[] = [];
-  try {
-    let c = socket.getPeerCertificate(true);
-    const seen = new Set<string>();
-    while (c?.issuerCertificate && c.issuerCertificate.fingerprint256 !== c.fingerprint256 && out.length < 8) {
-      c = c.issuerCertificate;
-      // The self-signed root is the verifier's own anchor, not something the client sent.
-      if (seen.has(c.fingerprint256) || c.issuerCertificate?.fingerprint256 === c.fingerprint256) break;
-      seen.add(c.fingerprint256);
-      out.push(c.raw);
-    }
-  } catch {
-    // No chain: the header is left out.
-  }
-  return out;
+/**
+ * The intermediates for RFC 9440 Client-Cert-Chain: those of the path the verifier accepted (the
+ * client CA that signed the leaf). Not `getPeerCertificate(true)`: once OpenSSL accepts a chain, Node
+ * shows only what the trust store completes it with, so with the root alone in trust.ca (as the docs
+ * configure it) the client CA the client sent was never forwarded.
+ */
+function peerChain(socket: TLSSocket): readonly Buffer[] {
+  return verifiedChain(socket);
 }
 
 /** Listens, or throws LISTEN_FAILED naming the address and the system's reason (EADDRINUSE...). */

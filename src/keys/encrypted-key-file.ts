@@ -124,7 +124,48 @@ export function writeEncryptedKey(path: string, key: KeyObject, passphrase: stri
  */
 export function readEncryptedKey(path: string, passphrase: string): KeyObject {
   if (typeof passphrase !== 'string') throw new TypeError('readEncryptedKey needs the passphrase as a string');
-  const der = encryptedKeyInfo(readKeyFile(path), path);
+  return decrypt(encryptedKeyInfo(readKeyFile(path), path), passphrase, path);
+}
+
+/**
+ * Reads a TLS client's private key file (the admin's `admin/key.pem`), encrypted or not, with the
+ * same custody checks as {@link readEncryptedKey}: a key file that group or others can read, or
+ * that sits in such a folder, is refused whether or not it is encrypted. An encrypted PKCS#8 key
+ * (ENCRYPTED PRIVATE KEY) is decrypted with the passphrase `passphrase()` gives, asked only then;
+ * an unencrypted one (PRIVATE KEY, EC/RSA PRIVATE KEY) is taken as it is, as issued certificates'
+ * keys are written for servers that cannot be given a passphrase.
+ *
+ * @throws as {@link readEncryptedKey}, except that an unencrypted key is not refused;
+ *   `PEM_MALFORMED` when an unencrypted key cannot be read.
+ */
+export async function readPrivateKeyFile(path: string, passphrase: () => string | Promise<string>): Promise<KeyObject> {
+  const text = readKeyFile(path);
+  if (/-----BEGIN (?:RSA |EC )?PRIVATE KEY-----/.test(text) && !/Proc-Type:\s*4,ENCRYPTED/.test(text)) {
+    try {
+      return crypto.createPrivateKey({ key: text, format: 'pem' });
+    } catch {
+      // OpenSSL's message may quote the key's bytes; say only which file.
+      throw new MutualError('PEM_MALFORMED', { detail: `${path} holds a private key that cannot be read`, path });
+    }
+  }
+  const der = encryptedKeyInfo(text, path);
+  return decrypt(der, await passphrase(), path);
+}
+
+/**
+ * Reads a secret credential file other than a PEM key (a PKCS#12 bundle holding the admin's key)
+ * under the same custody checks as {@link readEncryptedKey}: a regular file owned by the current
+ * user, no group/other permission bits, in a folder likewise, at most 64 KiB.
+ *
+ * @throws MutualError `KEY_FILE_MISSING`, `KEY_FILE_INSECURE`, `INPUT_TOO_LARGE` as
+ *   {@link readEncryptedKey}.
+ */
+export function readSecretFile(path: string): Buffer {
+  return Buffer.from(readKeyFile(path), 'latin1');
+}
+
+function decrypt(der: Buffer, passphrase: string, path: string): KeyObject {
+  if (typeof passphrase !== 'string') throw new TypeError('a key passphrase must be a string');
   try {
     return crypto.createPrivateKey({ key: der, format: 'der', type: 'pkcs8', passphrase });
   } catch (cause) {

@@ -88,11 +88,12 @@ async function openInventory(inv: NonNullable<MonitorConfig['sources']['inventor
     const { openStore } = await import('../store/open-store.ts');
     return openStore({ databaseUrl: inv.databaseUrl, sqlitePath: '', schema: inv.databaseSchema });
   }
-  const db = homeLayout(inv.home!).database;
+  // The CA's own setting (config.yaml's database) decides, as for every other command.
+  const { openCaStore, resolveStoreLocation } = await import('../ca/open-ca-store.ts');
+  const at = resolveStoreLocation({ home: inv.home! });
   // Opening a missing file would create an empty inventory and report it healthy.
-  if (!fs.existsSync(db)) throw Object.assign(new Error(`no inventory at ${db}`), { code: 'ENOENT' });
-  const { openSqliteStore } = await import('../store/sqlite-store.ts');
-  return openSqliteStore({ path: db });
+  if (at.kind === 'sqlite' && !fs.existsSync(at.path)) throw Object.assign(new Error(`no inventory at ${at.path}`), { code: 'ENOENT' });
+  return openCaStore({ home: inv.home! });
 }
 
 /** Runs one scan. */

@@ -22,6 +22,10 @@ export interface CallTls {
   ca?: string;
   cert?: string;
   key?: string | KeyObject;
+  /** Certificate and key as a PKCS#12 bundle, instead of `cert` and `key`. */
+  pfx?: Buffer;
+  /** The bundle's password. */
+  passphrase?: string;
   /** Only for fetching the root before it is pinned. */
   insecure?: boolean;
 }
@@ -43,7 +47,7 @@ export function call(url: string, o: { method?: string; body?: unknown; headers?
     const req = https.request(url, {
       method: o.method ?? (payload ? 'POST' : 'GET'),
       headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}), ...o.headers },
-      ca: o.tls?.ca, cert: o.tls?.cert, key: o.tls?.key as string | undefined, rejectUnauthorized: !o.tls?.insecure, agent: false, timeout: REQUEST_TIMEOUT_MS,
+      ca: o.tls?.ca, cert: o.tls?.cert, key: o.tls?.key as string | undefined, pfx: o.tls?.pfx, passphrase: o.tls?.passphrase, rejectUnauthorized: !o.tls?.insecure, agent: false, timeout: REQUEST_TIMEOUT_MS,
       minVersion: 'TLSv1.2',
     }, (res) => {
       const parts: Buffer[] = [];
@@ -132,9 +136,9 @@ export async function renew(o: { caUrl: string; certificate: string; key: string
   return { ...(r.json as IssuedCertificate), key };
 }
 
-/** An admin call (mTLS with an admin certificate). */
-export async function adminCall(o: { caUrl: string; path: string; method?: string; body?: unknown; cert: string; key: string; root: string }): Promise<unknown> {
-  const r = await call(`${o.caUrl.replace(/\/+$/, '')}${o.path}`, { method: o.method, body: o.body, tls: { ca: o.root, cert: o.cert, key: o.key } });
+/** An admin call (mTLS with an admin certificate: `cert` and `key` PEM, or a PKCS#12 `pfx` and its `passphrase`). */
+export async function adminCall(o: { caUrl: string; path: string; method?: string; body?: unknown; cert?: string; key?: string; pfx?: Buffer; passphrase?: string; root: string }): Promise<unknown> {
+  const r = await call(`${o.caUrl.replace(/\/+$/, '')}${o.path}`, { method: o.method, body: o.body, tls: { ca: o.root, cert: o.cert, key: o.key, pfx: o.pfx, passphrase: o.passphrase } });
   if (r.status >= 300) fail(r);
   return r.json;
 }

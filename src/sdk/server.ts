@@ -114,7 +114,7 @@ export async function createServer(o: CreateServerOptions, handler: MtlsHandler)
   if (!o.identity) throw new TypeError('createServer needs an identity (loadIdentity or enrollIdentity)');
   const ca = o.ca ?? o.identity.current.ca;
   if (!ca) throw new TypeError('createServer needs `ca` (the root, PEM) or an identity with a trust bundle');
-  const verifier = o.verifier ?? new PeerVerifier({ clientCas: o.clientCas, revocation: o.revocation, fetchCa: o.fetchCa ?? ca, now: o.now });
+  const verifier = o.verifier ?? new PeerVerifier({ clientCas: o.clientCas, roots: ca, revocation: o.revocation, fetchCa: o.fetchCa ?? ca, now: o.now });
   const tlsOptions = () => ({ cert: o.identity.current.cert, key: o.identity.current.key, ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const });
   const common = {
     ...tlsOptions(),

@@ -6,17 +6,28 @@
  * check, a client certificate from the server CA passes when the root is trusted, and `crl:`
  * demands a CRL for every CA. So after the handshake this verifier checks, per connection:
  *
- * 1. a certificate was presented (CERT_MISSING) and OpenSSL's chain check passed (CERT_UNTRUSTED);
- * 2. the leaf was issued by one of the configured client CAs: AKI, issuer name and signature
- *    (CERT_ISSUER_NOT_ALLOWED);
- * 3. EKU clientAuth is present: no EKU, or serverAuth only, is refused (CERT_WRONG_EKU);
- * 4. it is inside its validity (CERT_EXPIRED, CERT_NOT_YET_VALID, with the days and the fix);
- * 5. it is not revoked: a CRL per issuer, fetched from the CA and refreshed before nextUpdate and
+ * 1. a certificate was presented (CERT_MISSING);
+ * 2. the leaf was issued by one of the configured client CAs: issuer name (CERT_ISSUER_NOT_ALLOWED),
+ *    then AKI and signature (CERT_BAD_SIGNATURE: a look-alike CA with the same name);
+ * 3. it is an end entity (CERT_IS_CA) with EKU clientAuth: no EKU, serverAuth only or
+ *    anyExtendedKeyUsage only is refused (CERT_WRONG_EKU);
+ * 4. it has no critical extension the verifier does not process (CERT_CRITICAL_EXTENSION), no weak
+ *    key (CERT_WEAK), and its names are inside the client CA's name constraints (CERT_NAME_NOT_PERMITTED);
+ * 5. every certificate of the path is inside its validity: the leaf (CERT_EXPIRED,
+ *    CERT_NOT_YET_VALID, with the days and the fix), the client CA and the root it chains to
+ *    (CERT_CHAIN_EXPIRED, naming which);
+ * 6. OpenSSL's chain check passed. A chain OpenSSL refused is never accepted: the checks above, and
+ *    the same checks over the issuers OpenSSL's chain holds (an expired copy of the client CA sent by
+ *    the client, a path-length or CA-flag violation), name the reason; when none applies the answer
+ *    is CERT_UNTRUSTED with OpenSSL's reason. OpenSSL reports only its last error (an expired
+ *    intermediate hides a critical extension on the leaf), so its verdict is never "explained away";
+ * 7. it is not revoked: a CRL per issuer, fetched from the CA and refreshed before nextUpdate and
  *    on a timer, read into a hash set of serials; OCSP as the fallback when no fresh CRL is at
  *    hand; fail-closed by default (REVOCATION_UNAVAILABLE). Both answers are cached.
  *
  * Everything that does not depend on the time or on revocation data (parse, issuer, signature,
- * EKU) is cached per certificate, so a repeat handshake costs a hash lookup and a time check.
+ * EKU, extensions, key, names) is cached per certificate, so a repeat handshake costs a hash lookup
+ * and a time check (the path's validity is precomputed as one window).
  * A CRL loaded later applies to new connections at once and, per request, to existing ones; with
  * `closeRevokedConnections` the connections of a newly revoked certificate are closed.
  */
@@ -30,6 +41,8 @@ import { parseCrl, verifyCrlSignature, crlRevocation, type CrlInfo } from '../co
 import { reasonName } from '../core/crl.ts';
 import { seq } from '../core/der.ts';
 import { MutualError, isMutualError, type ErrorCode, type MutualErrorFields } from '../core/errors.ts';
+import { ACCEPTED_SIGNATURE_OIDS, describeSpki } from '../core/algorithms.ts';
+import { nameConstraintViolation, type PermittedNames } from '../core/lint.ts';
 import { OID } from '../core/oids.ts';
 import { encodeCertId, matchesIssuer, ocspIssuerHashes, parseOcspResponse, verifyOcspResponse, type OcspIssuerHashes } from '../core/ocsp.ts';
 import { parsePemBlocks, readPemOrDer } from '../core/pem.ts';
@@ -57,6 +70,22 @@ export const MAX_LEARNED_CRL_URLS = 16;
 export const OCSP_CLOCK_SKEW_MS = 5 * 60_000;
 /** Most PEM blocks read from a CA bundle. */
 export const MAX_TRUST_BUNDLE_CERTS = 64;
+/** Most issuer certificates read from a chain OpenSSL refused, to name the reason (mutual's paths are 2 deep). */
+export const MAX_EXPLAINED_CHAIN = 8;
+/**
+ * Critical extensions the verifier (or OpenSSL before it) processes; any other critical extension
+ * refuses the certificate (RFC 5280 4.2: "A certificate-using system MUST reject the certificate if
+ * it encounters a critical extension it does not recognize").
+ */
+export const PROCESSED_CRITICAL_EXTENSIONS: ReadonlySet<string> = new Set([
+  OID.basicConstraints, OID.keyUsage, OID.extKeyUsage, OID.subjectAltName, OID.nameConstraints,
+  OID.subjectKeyIdentifier, OID.authorityKeyIdentifier,
+]);
+/** Smallest RSA public exponent accepted (CA/B Forum Baseline Requirements 6.1.6: 2^16+1). */
+export const MIN_RSA_EXPONENT = 65537n;
+/** RSA public exponents must be below this (Baseline Requirements 6.1.6: at most 2^256-1). */
+export const RSA_EXPONENT_LIMIT = 1n << 256n;
+const ANY_EKU = '2.5.29.37.0';
 
 /** What the verifier does when it has no fresh revocation data for a certificate's issuer. */
 export type RevocationMode = 'fail-closed' | 'fail-open' | 'off';
@@ -80,6 +109,12 @@ export interface VerifierOptions {
    * trust boundary: a leaf of any other issuer, even one chaining to the same root, is refused.
    */
   clientCas: string | Buffer | readonly (string | Buffer)[];
+  /**
+   * The trust anchors (PEM or DER) the client CAs chain to. When given, the root of each client CA
+   * is checked with the verifier's clock, as the leaf and the client CA are (an expired root
+   * refuses, CERT_CHAIN_EXPIRED). Default: none; OpenSSL still checks the root with the system clock.
+   */
+  roots?: string | Buffer | readonly (string | Buffer)[];
   revocation?: RevocationOptions;
   /** Trust anchors (PEM) for fetching CRLs and OCSP over HTTPS; default: the system's. */
   fetchCa?: string | string[];
@@ -110,6 +145,11 @@ export interface PeerIdentity {
   notAfter: Date;
   /** The leaf's DER (for XFCC `Cert`, RFC 9440 `Client-Cert`). */
   der: Buffer;
+  /**
+   * The intermediates of the verified path, the leaf's issuer first, without the root: the client
+   * CA that signed the leaf (for RFC 9440 `Client-Cert-Chain`).
+   */
+  chain: readonly Buffer[];
 }
 
 /** What a TLS handshake tells about the peer. */
@@ -120,6 +160,11 @@ export interface PeerChain {
   authorized: boolean;
   /** OpenSSL's reason when not authorized (`socket.authorizationError`). */
   authorizationError?: string | Error | null;
+  /**
+   * The issuers in the chain OpenSSL built, leaf's issuer first (DER), when it refused the chain:
+   * they name the reason (e.g. an expired copy of the client CA that the client sent).
+   */
+  issuers?: readonly Buffer[];
 }
 
 /** The state of one client CA's revocation data. */
@@ -138,6 +183,15 @@ interface TrustedCa {
   keyId: Buffer;
   publicKey: KeyObject;
   ocspHashes: OcspIssuerHashes;
+  /** The CA's name constraints, as the lint rule reads them. */
+  constraints?: PermittedNames;
+  /** The path above the leaf: this CA, then the root it chains to when the roots are known. */
+  path: CertificateInfo[];
+  /** When every certificate of `path` is valid (ms): the intersection of their validity. */
+  validFrom: number;
+  validUntil: number;
+  /** Why no leaf of this CA can be accepted (a weak key or unknown critical extension on the CA or its root, a path-length violation), if so. */
+  broken?: { code: ErrorCode; detail: string };
   /** Loaded CRL, and until when it counts as fresh (ms). */
   crl?: CrlInfo;
   crlSource?: string;
@@ -197,9 +251,12 @@ export class PeerVerifier {
   readonly #fetch: FetchBytes;
   readonly #now: () => Date;
   readonly #closeRevoked: boolean;
+  readonly #roots: CertificateInfo[];
   #cas: TrustedCa[] = [];
   #generation = 0;
   readonly #static = new Map<string, Static>();
+  /** Until when each verified identity's whole path (leaf, client CA, root) is valid, ms. */
+  readonly #pathUntil = new WeakMap<PeerIdentity, number>();
   readonly #ocspCache = new Map<string, { revoked?: { at: Date; reason?: number }; until: number }>();
   readonly #ocspInFlight = new Map<string, Promise<void>>();
   readonly #configuredUrls: string[];
@@ -222,6 +279,7 @@ export class PeerVerifier {
     this.#fetch = o.fetch ?? createFetchBytes({ ca: o.fetchCa });
     this.#now = o.now ?? (() => new Date());
     this.#closeRevoked = o.closeRevokedConnections ?? true;
+    this.#roots = o.roots ? readCertificates(o.roots).map((d) => parseCertificate(d)) : [];
     this.setClientCas(o.clientCas);
   }
 
@@ -243,10 +301,31 @@ export class PeerVerifier {
       if (!info.isCa) throw new TypeError(`clientCas: "${info.subject}" is not a CA certificate`);
       const keyId = info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest();
       const kept = old.find((c) => c.info.der.equals(info.der));
-      return kept ?? { info, keyId, publicKey: crypto.createPublicKey({ key: info.spki, format: 'der', type: 'spki' }), ocspHashes: ocspIssuerHashes(der), freshUntil: 0 };
+      return kept ?? this.#trustedCa(info, keyId);
     });
     this.#static.clear();
     this.#generation++;
+  }
+
+  #trustedCa(info: CertificateInfo, keyId: Buffer): TrustedCa {
+    const path = [info];
+    const selfSigned = info.subjectName.equals(info.issuerName);
+    const root = selfSigned ? undefined : this.#roots.find((r) => r.subjectName.equals(info.issuerName) && signedBy(info.der, r.spki));
+    if (root) path.push(root);
+    // The configured path is checked as the leaf is: a weak CA key vouches for nothing.
+    let broken: TrustedCa['broken'];
+    for (const [i, c] of path.entries()) broken ??= certificateProblem(c, `the ${i === 0 ? 'client CA' : 'root'} "${c.subject}" (serial ${c.serial})`);
+    // The client CA is one CA below the root (RFC 5280 4.2.1.9).
+    if (root && root.pathLen !== undefined && root.pathLen < 1) broken ??= { code: 'CERT_UNTRUSTED', detail: `the root "${root.subject}" has pathLen ${root.pathLen}, so it may not have the intermediate "${info.subject}"` };
+    const p = info.permitted;
+    return {
+      info, keyId, publicKey: crypto.createPublicKey({ key: info.spki, format: 'der', type: 'spki' }), ocspHashes: ocspIssuerHashes(info.der), freshUntil: 0,
+      ...(p ? { constraints: { permittedDns: p.dns, permittedIp: p.ip, ...(p.uri.length ? { trustDomain: p.uri[0] } : {}) } } : {}),
+      path,
+      validFrom: Math.max(...path.map((c) => c.notBefore.getTime())),
+      validUntil: Math.min(...path.map((c) => c.notAfter.getTime())),
+      ...(broken ? { broken } : {}),
+    };
   }
 
   /** The state of each client CA's revocation data. */
@@ -358,8 +437,10 @@ export class PeerVerifier {
   /**
    * Verifies a peer chain; returns the identity, synchronously when the answer is at hand, or a
    * Promise when an OCSP query is needed. Throws (or rejects with) a MutualError: CERT_MISSING,
-   * CERT_UNTRUSTED, CERT_ISSUER_NOT_ALLOWED, CERT_WRONG_EKU, CERT_EXPIRED, CERT_NOT_YET_VALID,
-   * CERT_REVOKED, REVOCATION_UNAVAILABLE.
+   * CERT_UNTRUSTED, CERT_ISSUER_NOT_ALLOWED, CERT_BAD_SIGNATURE, CERT_IS_CA, CERT_WRONG_EKU,
+   * CERT_CRITICAL_EXTENSION, CERT_WEAK, CERT_NAME_NOT_PERMITTED, CERT_EXPIRED, CERT_NOT_YET_VALID,
+   * CERT_CHAIN_EXPIRED, CERT_REVOKED, REVOCATION_UNAVAILABLE. A chain with `authorized: false` is
+   * always refused.
    */
   verify(chain: PeerChain): PeerIdentity | Promise<PeerIdentity> {
     try {
@@ -377,22 +458,49 @@ export class PeerVerifier {
 
   #verify(chain: PeerChain): PeerIdentity | Promise<PeerIdentity> {
     if (!chain.leaf || chain.leaf.length === 0) throw new MutualError('CERT_MISSING', { detail: 'the TLS handshake carried no client certificate' });
-    const why = chain.authorizationError instanceof Error ? (chain.authorizationError as NodeJS.ErrnoException).code ?? chain.authorizationError.message : chain.authorizationError ?? undefined;
-    // OpenSSL's verdicts that the checks below explain better (they verify the issuer's signature
-    // themselves): an expired or not-yet-valid leaf, and a wrong purpose, which is what a leaf of
-    // the server CA (EKU serverAuth on the intermediate) gets. Any other failure is an untrusted chain.
-    const explained = why === 'CERT_HAS_EXPIRED' || why === 'CERT_NOT_YET_VALID' || why === 'INVALID_PURPOSE';
-    if (!chain.authorized && !explained) {
-      throw new MutualError('CERT_UNTRUSTED', { detail: `the chain does not verify against the trusted roots (${why ?? 'unknown reason'})` });
-    }
     const st = this.#staticChecks(chain.leaf);
     if (!st.ok) throw new MutualError(st.code, st.fields);
-    if (!chain.authorized && why === 'INVALID_PURPOSE') {
-      throw new MutualError('CERT_WRONG_EKU', { serial: st.info.serial, identity: st.identity.spiffeId, detail: `the chain is not valid for client authentication (OpenSSL: ${why}; serial ${st.info.serial})` });
-    }
     const now = this.#now().getTime();
-    this.#checkTime(st.info, now);
+    this.#checkTime(st, now);
+    if (!chain.authorized) {
+      // OpenSSL refused the chain. Its verdict is never overruled: it reports only its last error,
+      // which may be about another certificate than the one our checks looked at. Our checks over
+      // the issuers it used name the reason when they can; otherwise its own reason is given.
+      const why = chain.authorizationError instanceof Error ? (chain.authorizationError as NodeJS.ErrnoException).code ?? chain.authorizationError.message : chain.authorizationError ?? undefined;
+      if (chain.issuers) this.#explainIssuers(chain.issuers, st, now);
+      throw new MutualError('CERT_UNTRUSTED', { serial: st.info.serial, identity: st.identity.spiffeId ?? st.info.subject, detail: `the chain does not verify against the trusted roots (OpenSSL: ${why ?? 'unknown reason'}; serial ${st.info.serial})` });
+    }
     return this.#checkRevocation(st, now);
+  }
+
+  /**
+   * Checks the issuers of a chain OpenSSL refused, leaf's issuer first, and throws the first
+   * problem found: an issuer that is not a CA or breaks a path length (CERT_UNTRUSTED), one with an
+   * unknown critical extension or a weak key, one outside its validity (CERT_CHAIN_EXPIRED), one
+   * whose EKU excludes client authentication (CERT_WRONG_EKU).
+   */
+  #explainIssuers(issuers: readonly Buffer[], st: Extract<Static, { ok: true }>, now: number): void {
+    const who = { serial: st.info.serial, identity: st.identity.spiffeId ?? st.info.subject };
+    // CA certificates between the one being checked and the leaf, not counting self-issued ones (RFC 5280 4.2.1.9).
+    let below = 0;
+    for (let i = 0; i < issuers.length && i < MAX_EXPLAINED_CHAIN; i++) {
+      let info: CertificateInfo;
+      try {
+        info = parseCertificate(issuers[i]);
+      } catch {
+        throw new MutualError('CERT_UNTRUSTED', { ...who, detail: `the issuer certificate at depth ${i + 1} of the chain cannot be read` });
+      }
+      const name = `"${info.subject}" (depth ${i + 1} of the chain, serial ${info.serial})`;
+      if (!info.isCa) throw new MutualError('CERT_UNTRUSTED', { ...who, detail: `the issuer ${name} is not a CA certificate (basicConstraints)` });
+      if (info.pathLen !== undefined && below > info.pathLen) throw new MutualError('CERT_UNTRUSTED', { ...who, detail: `the issuer ${name} allows ${info.pathLen} CA certificate(s) below it, the chain has ${below}` });
+      const problem = certificateProblem(info, `the issuer ${name}`);
+      if (problem) throw new MutualError(problem.code, { ...who, detail: problem.detail });
+      if (now < info.notBefore.getTime() || now >= info.notAfter.getTime()) throw chainTimeError(info, name, now, who, 'sent in the chain');
+      if (info.eku.length > 0 && !info.eku.includes(OID.clientAuth) && !info.eku.includes(ANY_EKU)) {
+        throw new MutualError('CERT_WRONG_EKU', { ...who, detail: `the issuer ${name} is not allowed to issue client certificates (EKU ${info.eku.join(', ')})` });
+      }
+      if (!info.subjectName.equals(info.issuerName)) below++;
+    }
   }
 
   #staticChecks(der: Buffer): Static {
@@ -414,22 +522,26 @@ export class PeerVerifier {
     }
     const spiffeId = certificateIdentity(info);
     const who = { serial: info.serial, identity: spiffeId ?? info.subject };
-    const ca = this.#cas.find((c) => c.info.subjectName.equals(info.issuerName) && (!info.authorityKeyId || info.authorityKeyId.equals(c.keyId)));
-    if (!ca) {
+    const named = this.#cas.filter((c) => c.info.subjectName.equals(info.issuerName));
+    if (named.length === 0) {
       return { ok: false, code: 'CERT_ISSUER_NOT_ALLOWED', fields: { ...who, detail: `issued by "${info.issuer}", which is not a client CA this service trusts (serial ${info.serial})` } };
     }
-    let signed = false;
-    try {
-      signed = new X509Certificate(der).verify(ca.publicKey);
-    } catch {
-      signed = false;
-    }
-    if (!signed) return { ok: false, code: 'CERT_ISSUER_NOT_ALLOWED', fields: { ...who, detail: `names "${info.issuer}" as issuer but is not signed by its key (serial ${info.serial})` } };
-    if (info.isCa) return { ok: false, code: 'CERT_WRONG_EKU', fields: { ...who, detail: `a CA certificate is not a client certificate (serial ${info.serial})` } };
+    // Same name is not same CA: only the key that signed the leaf counts (a look-alike CA has the name, not the key).
+    const ca = named.find((c) => (!info.authorityKeyId || info.authorityKeyId.equals(c.keyId)) && signedBy(der, c.publicKey));
+    if (!ca) return { ok: false, code: 'CERT_BAD_SIGNATURE', fields: { ...who, detail: `names "${info.issuer}" as issuer but is not signed by its key: a look-alike CA, or a forged certificate (serial ${info.serial})` } };
+    if (info.isCa) return { ok: false, code: 'CERT_IS_CA', fields: { ...who, detail: `a CA certificate (basicConstraints CA:TRUE) is not a client certificate (serial ${info.serial})` } };
     if (!info.eku.includes(OID.clientAuth)) {
-      const what = info.eku.length === 0 ? 'has no extended key usage' : info.eku.includes(OID.serverAuth) ? 'is a server certificate (EKU serverAuth only)' : `has EKU ${info.eku.join(', ')} but not clientAuth`;
+      const what = info.eku.length === 0 ? 'has no extended key usage'
+        : info.eku.includes(OID.serverAuth) ? 'is a server certificate (EKU serverAuth only)'
+          : info.eku.includes(ANY_EKU) ? 'has only anyExtendedKeyUsage, which mutual does not accept in place of clientAuth'
+            : `has EKU ${info.eku.join(', ')} but not clientAuth`;
       return { ok: false, code: 'CERT_WRONG_EKU', fields: { ...who, detail: `the certificate ${what}; a client certificate needs clientAuth (serial ${info.serial})` } };
     }
+    const problem = certificateProblem(info, 'the certificate');
+    if (problem) return { ok: false, code: problem.code, fields: { ...who, detail: `${problem.detail} (serial ${info.serial})` } };
+    const outside = ca.constraints && nameConstraintViolation(info.names, ca.constraints);
+    if (outside) return { ok: false, code: 'CERT_NAME_NOT_PERMITTED', fields: { ...who, detail: `${outside} of "${ca.info.subject}" (its name constraints; serial ${info.serial})` } };
+    if (ca.broken) return { ok: false, code: ca.broken.code, fields: { ...who, detail: `${ca.broken.detail} (serial ${info.serial})` } };
     let ocspUrls: string[] = [];
     try {
       const urls = revocationUrls(der);
@@ -456,17 +568,25 @@ export class PeerVerifier {
       notBefore: info.notBefore,
       notAfter: info.notAfter,
       der: Buffer.from(der),
+      chain: [ca.info.der],
     };
+    this.#pathUntil.set(identity, Math.min(info.notAfter.getTime(), ca.validUntil));
     return { ok: true, info, ca, identity, ocspUrls };
   }
 
-  #checkTime(info: CertificateInfo, now: number): void {
-    const who = { serial: info.serial, identity: certificateIdentity(info) ?? info.subject };
+  #checkTime(st: Extract<Static, { ok: true }>, now: number): void {
+    const info = st.info;
+    const who = { serial: info.serial, identity: st.identity.spiffeId ?? info.subject };
     if (now < info.notBefore.getTime()) {
       throw new MutualError('CERT_NOT_YET_VALID', { ...who, notBefore: info.notBefore, detail: `client certificate valid only from ${info.notBefore.toISOString()}, in ${daysText(info.notBefore.getTime() - now)} (serial ${info.serial}); check the clocks` });
     }
     if (now >= info.notAfter.getTime()) {
       throw new MutualError('CERT_EXPIRED', { ...who, notAfter: info.notAfter, detail: `client certificate expired ${daysText(now - info.notAfter.getTime())} ago, at ${info.notAfter.toISOString()} (serial ${info.serial}); renew with \`mutual ca renew\`` });
+    }
+    const ca = st.ca;
+    if (now >= ca.validFrom && now < ca.validUntil) return;
+    for (const [i, c] of ca.path.entries()) {
+      if (now < c.notBefore.getTime() || now >= c.notAfter.getTime()) throw chainTimeError(c, `"${c.subject}" (${i === 0 ? 'the client CA' : 'its root'}, serial ${c.serial})`, now, who, 'configured');
     }
   }
 
@@ -578,8 +698,10 @@ export class PeerVerifier {
    * MutualError, for the request handler to answer with.
    */
   verifySocket(socket: TLSSocket): PeerIdentity | MutualError | Promise<PeerIdentity> {
+    // The issuers first: reading the peer as an X509Certificate empties the chain Node reports next.
+    const issuers = socket.authorized ? undefined : refusedChainIssuers(socket);
     const x = socket.getPeerX509Certificate?.();
-    const chain: PeerChain = { leaf: x?.raw, authorized: socket.authorized, authorizationError: socket.authorizationError };
+    const chain: PeerChain = { leaf: x?.raw, authorized: socket.authorized, authorizationError: socket.authorizationError, ...(issuers ? { issuers } : {}) };
     let result: SocketState['result'];
     try {
       result = this.verify(chain);
@@ -615,7 +737,8 @@ export class PeerVerifier {
     if (r instanceof MutualError) throw r;
     if (r instanceof Promise) return r;
     const now = this.#now().getTime();
-    if (now >= r.notAfter.getTime() || state.generation !== this.#generation) {
+    // Checked again once any certificate of the path expires (the client CA too), not only the leaf.
+    if (now >= (this.#pathUntil.get(r) ?? r.notAfter.getTime()) || state.generation !== this.#generation) {
       const x = socket.getPeerX509Certificate?.();
       try {
         const again = this.verify({ leaf: x?.raw, authorized: true });
@@ -662,4 +785,83 @@ export class PeerVerifier {
     for (const ca of this.#cas) if (ca.crl && ca.crl.revoked.has(serial)) return true;
     return false;
   }
+}
+
+/** True when `der` (a certificate) is signed by `key` (a KeyObject or a DER SPKI). */
+function signedBy(der: Buffer, key: KeyObject | Buffer): boolean {
+  try {
+    const k = Buffer.isBuffer(key) ? crypto.createPublicKey({ key, format: 'der', type: 'spki' }) : key;
+    return new X509Certificate(der).verify(k);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * What is wrong with a certificate of the path regardless of time and issuer: a critical extension
+ * nobody processes (RFC 5280 4.2), a signature algorithm mutual does not accept (SHA-1), or a weak
+ * key (RSA under 2048 bits or with an exponent outside 65537..2^256-1, curves other than
+ * P-256/P-384; the same key rules as issuance).
+ */
+function certificateProblem(info: CertificateInfo, what: string): { code: ErrorCode; detail: string } | undefined {
+  const unknown = info.criticalExtensions.filter((o) => !PROCESSED_CRITICAL_EXTENSIONS.has(o));
+  if (unknown.length) return { code: 'CERT_CRITICAL_EXTENSION', detail: `${what} has the critical extension ${unknown.join(', ')}, which this verifier does not process` };
+  if (!ACCEPTED_SIGNATURE_OIDS.has(info.signatureOid)) return { code: 'CERT_WEAK', detail: `${what} is signed with ${info.signatureOid}, which mutual does not accept (SHA-1, or an unknown algorithm)` };
+  let label: string;
+  try {
+    label = describeSpki(info.spki).label;
+  } catch (e) {
+    return { code: 'CERT_WEAK', detail: `${what} has a weak key: ${isMutualError(e) ? e.fields.detail ?? e.message : 'unreadable public key'}` };
+  }
+  if (label.startsWith('RSA')) {
+    let e: bigint | undefined;
+    try {
+      e = crypto.createPublicKey({ key: info.spki, format: 'der', type: 'spki' }).asymmetricKeyDetails?.publicExponent;
+    } catch {
+      e = undefined;
+    }
+    if (e === undefined || e % 2n === 0n || e < MIN_RSA_EXPONENT || e >= RSA_EXPONENT_LIMIT) {
+      return { code: 'CERT_WEAK', detail: `${what} has a weak key: ${label} with public exponent ${e ?? 'unreadable'} (must be odd, at least 65537 and below 2^256)` };
+    }
+  }
+  return undefined;
+}
+
+/** CERT_CHAIN_EXPIRED for a CA certificate of the path outside its validity. */
+function chainTimeError(c: CertificateInfo, name: string, now: number, who: MutualErrorFields, source: string): MutualError {
+  const early = now < c.notBefore.getTime();
+  const when = early ? `is valid only from ${c.notBefore.toISOString()}` : `expired ${daysText(now - c.notAfter.getTime())} ago, at ${c.notAfter.toISOString()}`;
+  return new MutualError('CERT_CHAIN_EXPIRED', { ...who, notBefore: c.notBefore, notAfter: c.notAfter, detail: `the CA certificate ${name}, ${source}, ${when}; ${source === 'sent in the chain' ? 'the client must send the current client CA certificate with its own (fullchain.pem)' : 'renew the CA certificate and update the trust bundles'}` });
+}
+
+/**
+ * The issuers in the chain of a connection OpenSSL refused, leaf's issuer first: for a refused chain
+ * Node reports the certificates the client sent, then what the trust store adds above them (for an
+ * accepted one it shows only the latter). Read only on this rare path, to name the reason.
+ */
+function refusedChainIssuers(socket: TLSSocket): Buffer[] {
+  const out: Buffer[] = [];
+  try {
+    let c = socket.getPeerCertificate(true);
+    while (c?.issuerCertificate && c.issuerCertificate !== c && c.issuerCertificate.fingerprint256 !== c.fingerprint256 && out.length < MAX_EXPLAINED_CHAIN) {
+      c = c.issuerCertificate;
+      out.push(c.raw);
+    }
+  } catch {
+    // No chain to explain with: OpenSSL's reason is given.
+  }
+  return out;
+}
+
+/**
+ * The intermediates of a verified connection's path for RFC 9440 `Client-Cert-Chain` (leaf's issuer
+ * first): the client CA that signed the leaf, as {@link PeerIdentity.chain}. Empty when the
+ * connection's peer is not (yet) verified. Node cannot tell which intermediates a client sent once
+ * OpenSSL accepted the chain (`getPeerCertificate(true)` then shows only what the trust store holds),
+ * so the verified path is what is forwarded: for an accepted chain it is what the client presented.
+ */
+export function verifiedChain(socket: TLSSocket): readonly Buffer[] {
+  const state = (socket as unknown as Record<symbol, SocketState | undefined>)[kState];
+  const r = state?.result;
+  return r && !(r instanceof MutualError) && !(r instanceof Promise) ? r.chain : [];
 }

@@ -14,17 +14,17 @@ import { pino, type Logger } from 'pino';
 import { CertificateAuthority, CRL_LIFETIME_MS, type IntermediateCa, type IssueResult, type LeafRole } from '../ca/authority.ts';
 import { MAX_TOKEN_TTL_SECONDS, checkTokenNames, loadTokenKey, mintToken, verifyToken } from '../ca/tokens.ts';
 import type { StoredCertificate } from '../ca/store.ts';
-import { parseCertificate, certificateIdentity, type CertificateInfo } from '../core/certificate.ts';
+import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { parseCsr } from '../core/csr.ts';
 import { parseRevocationReason } from '../core/crl.ts';
-import { MutualError } from '../core/errors.ts';
-import { matchIdentity } from '../core/identity.ts';
+import { isMutualError, MutualError } from '../core/errors.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
-import { OID } from '../core/oids.ts';
 import { checkNames } from '../core/policy.ts';
-import { newRequestId, RateLimiter, readJson, sendJson, sendProblem } from './http-util.ts';
+import { isClientGone, MAX_BODY_BYTES, newRequestId, RateLimiter, readJson, sendJson, sendProblem } from './http-util.ts';
+import { parseRequestTarget } from './request-target.ts';
 import { createMetrics, type CaMetrics } from './metrics.ts';
 import { OcspService } from './ocsp-service.ts';
+import { AdminAuthenticator, type AdminStatus } from './admin-auth.ts';
 
 /** How often a replica polls the store for revocations made elsewhere. */
 export const REVOCATION_POLL_MS = 1000;
@@ -83,6 +83,10 @@ interface RequestContext {
   peer?: CertificateInfo;
   /** True when OpenSSL verified the peer chain up to the client CA. */
   peerChainOk: boolean;
+  /** True on the plain-HTTP listener, which serves only {@link isPublicPath} paths. */
+  isPublic: boolean;
+  /** The store's word on a presented admin certificate, read for this request before an API route runs. */
+  adminStatus?: AdminStatus;
 }
 
 const ipRe = /^(\d+\.\d+\.\d+\.\d+|[0-9a-f:]+)$/i;
@@ -245,7 +249,10 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     return p;
   }
   // The client CA, and client CAs retired by a key rotation while they are valid.
-  let adminIssuers = new Set([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
+  const adminAuth = new AdminAuthenticator({
+    admins, store: ca.store, isRevoked: (serial) => revoked.has(serial),
+    issuerKeyIds: [ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId),
+  });
 
   /**
    * Takes up what `mutual intermediate install` (or an edited config.yaml) changed: the CA reads
@@ -286,7 +293,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     crls.clear();
     for (const [name, c] of nextCrls) crls.set(name, c);
     tlsBase = { ...tlsBase, ca: [ca.rootPem, ca.client.pem, ca.server.pem, ...retiredValid.map((r) => r.pem)] };
-    adminIssuers = new Set([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
+    adminAuth.setIssuers([ca.client, ...retiredValid.filter((r) => r.role === 'client-ca')].map((i) => i.keyId));
     server.setSecureContext({ ...tlsBase, key: next.key, cert: next.cert });
     // A revocation the poll took in while the CRLs above were signed went into the old ones:
     // sign them all again.
@@ -294,16 +301,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     poll();
     log.info({ server: ca.server.keyId.slice(0, 16), client: ca.client.keyId.slice(0, 16), retired: retiredValid.length, serial: next.issued.serial }, 'reloaded the intermediates');
   }
-  function requireAdmin(c: RequestContext): string {
-    if (!c.peer) throw new MutualError('AUTH_REQUIRED', { detail: 'no client certificate' });
-    const id = certificateIdentity(c.peer);
-    if (!c.peerChainOk || !adminIssuers.has(c.peer.authorityKeyId?.toString('hex') ?? '') || !c.peer.eku.includes(OID.clientAuth)) {
-      throw new MutualError('AUTH_FORBIDDEN', { detail: 'the client certificate is not a valid client certificate of this CA' });
-    }
-    if (revoked.has(c.peer.serial)) throw new MutualError('CERT_REVOKED', { serial: c.peer.serial, detail: c.peer.serial });
-    if (!id || !admins.some((p) => matchIdentity(p, id))) throw new MutualError('AUTH_FORBIDDEN', { detail: `${id ?? c.peer.subject} is not an admin` });
-    return id;
-  }
+  const requireAdmin = (c: RequestContext): string => adminAuth.require(c.peer, c.peerChainOk, c.adminStatus);
 
   async function issued(c: RequestContext, r: IssueResult, status = 201): Promise<void> {
     metrics.issued.inc({ role: r.identity ? 'client' : 'server' });
@@ -326,10 +324,12 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
 
   // ---- routes
   async function route(c: RequestContext): Promise<void> {
-    const url = new URL(c.req.url ?? '/', 'https://x');
-    const p = url.pathname;
+    // Refused unless canonical, before any route decision: see request-target.ts.
+    const target = parseRequestTarget(c.req.url ?? '/');
+    const p = target.path;
+    if (c.isPublic && !isPublicPath(p)) throw new MutualError('NOT_FOUND', { detail: 'the API is served over HTTPS only' });
+    const url = new URL(`https://x${p}${target.query}`);
     const m = c.req.method ?? 'GET';
-    if (p === '/ocsp' || p.startsWith('/ocsp/')) return ocsp.handle(c.req, c.res, p);
     if (m === 'GET' || m === 'HEAD') {
       if (p === '/health') return sendJson(c.res, 200, { ok: true });
       if (p === '/ready') {
@@ -370,6 +370,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     }
     if (p.startsWith('/v1/')) {
       if (limiter && !limiter.take(c.req.socket.remoteAddress ?? '?')) throw new MutualError('RATE_LIMITED');
+      c.adminStatus = await adminAuth.readStatus(c.peer, c.peerChainOk);
       return api(c, m, p, url);
     }
     throw new MutualError('NOT_FOUND', { detail: p.slice(0, 100) });
@@ -493,8 +494,9 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   function onRequest(req: IncomingMessage, res: ServerResponse, isPublic: boolean): void {
     const rawUrl = req.url ?? '/';
     // OCSP is the hot path: no request id, no URL object, no latency histogram, and a cached
-    // GET answer is written without a promise.
-    if (rawUrl.startsWith('/ocsp')) {
+    // GET answer is written without a promise. What follows `/ocsp/` is the request itself
+    // (RFC 6960 A.1), opaque to routing: the OCSP handler answers it or says malformedRequest.
+    if (rawUrl === '/ocsp' || rawUrl.startsWith('/ocsp/') || rawUrl.startsWith('/ocsp?')) {
       if (ocsp.trySendCached(req, res, rawUrl)) return;
       ocsp.handle(req, res, rawUrl.split('?')[0]).catch((e) => {
         log.error({ err: e }, 'OCSP request failed');
@@ -502,34 +504,47 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       });
       return;
     }
-    if (isPublic && (rawUrl.startsWith('/v1/') || rawUrl.startsWith('/metrics'))) {
-      sendProblem(res, new MutualError('NOT_FOUND', { detail: 'the API is served over HTTPS only' }), newRequestId());
-      return;
-    }
-    handleRequest(req, res);
+    handleRequest(req, res, isPublic);
   }
-  function handleRequest(req: IncomingMessage, res: ServerResponse): void {
+  /**
+   * `Expect: 100-continue` (curl sends it for bodies over 1 MB): a body larger than any route reads
+   * is not invited (RFC 9110 10.1.1), so the client gets its 413 without sending it, and Node then
+   * closes the connection after the answer; any other request goes on as usual.
+   */
+  function onExpectContinue(req: IncomingMessage, res: ServerResponse, isPublic: boolean): void {
+    if (!(Number(req.headers['content-length']) > MAX_BODY_BYTES)) res.writeContinue();
+    onRequest(req, res, isPublic);
+  }
+  function handleRequest(req: IncomingMessage, res: ServerResponse, isPublic: boolean): void {
     const id = newRequestId();
     const started = process.hrtime.bigint();
     let ctx: RequestContext;
     try {
-      const { peer, chainOk } = peerOf(req);
-      ctx = { req, res, id, peer, peerChainOk: chainOk };
+      const { peer, chainOk } = isPublic ? { peer: undefined, chainOk: false } : peerOf(req);
+      ctx = { req, res, id, peer, peerChainOk: chainOk, isPublic };
     } catch (e) {
       sendProblem(res, e, id);
       return;
     }
     res.setHeader('x-request-id', id);
     route(ctx).catch((e) => {
+      if (isClientGone(e, req)) {
+        // Not a server failure, and nobody to answer: counted under its own code, logged quietly.
+        metrics.errors.inc({ code: 'CLIENT_ABORTED' });
+        log.debug({ requestId: id, code: 'CLIENT_ABORTED', path: logPath(req.url), detail: isMutualError(e) ? e.fields.detail : (e as NodeJS.ErrnoException).code }, 'client went away');
+        res.destroy();
+        return;
+      }
       const { status, code } = sendProblem(res, e, id);
       metrics.errors.inc({ code });
-      if (status >= 500) log.error({ err: e, requestId: id, path: req.url }, 'request failed');
-      else log.info({ requestId: id, code, path: req.url }, 'request refused');
+      if (status >= 500) log.error({ err: e, requestId: id, path: logPath(req.url) }, 'request failed');
+      else log.info({ requestId: id, code, path: logPath(req.url) }, 'request refused');
     }).finally(() => {
       metrics.latency.observe({ route: routeLabel(req.url) }, Number(process.hrtime.bigint() - started) / 1e9);
     });
   }
   server.on('request', (req: IncomingMessage, res: ServerResponse) => onRequest(req, res, false));
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onExpectContinue(req, res, false));
   server.on('tlsClientError', (e) => log.debug({ err: e.message }, 'TLS handshake failed'));
 
   await new Promise<void>((resolve, reject) => {
@@ -542,6 +557,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   let publicUrl: string | undefined;
   if (o.publicPort !== undefined) {
     const ps = http.createServer({ keepAliveTimeout: 65_000, requestTimeout: 30_000, headersTimeout: 10_000 }, (req, res) => onRequest(req, res, true));
+    ps.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => onExpectContinue(req, res, true));
     const publicHost = o.publicHost ?? host;
     await new Promise<void>((resolve, reject) => {
       ps.once('error', reject);
@@ -565,6 +581,19 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     },
   };
 }
+
+/**
+ * What the plain-HTTP listener serves besides OCSP: the public, signed data relying parties fetch
+ * (CRLs, CA certificates, the roots) and liveness. Checked on the canonical path, so no spelling
+ * of `/v1/...` or `/metrics` gets through.
+ */
+function isPublicPath(p: string): boolean {
+  return p === '/health' || p === '/ready' || p === '/roots.pem' || p.startsWith('/crl/') || p.startsWith('/ca/');
+}
+
+/** Longest request target written to a log line (a refused target may be up to Node's 16 KiB header limit). */
+const MAX_LOGGED_PATH = 256;
+const logPath = (u: string | undefined): string | undefined => (u && u.length > MAX_LOGGED_PATH ? `${u.slice(0, MAX_LOGGED_PATH)}...` : u);
 
 function routeLabel(u: string | undefined): string {
   const p = (u ?? '/').split('?')[0];

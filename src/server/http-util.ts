@@ -3,15 +3,34 @@
  * request id, and a token-bucket rate limiter.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import crypto from 'node:crypto';
 import { ERRORS, MutualError, isMutualError, type ErrorCode } from '../core/errors.ts';
 
 /** Largest request body the API reads (a CSR with 100 names is ~5 KB). */
 export const MAX_BODY_BYTES = 64 * 1024;
 
-/** Reads a request body up to `limit` bytes; throws REQUEST_TOO_LARGE past it. */
+/**
+ * After a refused upload, how long the connection is kept reading (and discarding) what the client
+ * still sends, at most, before it is closed (see {@link lingerBeforeClose}).
+ */
+export const LINGER_MS = 5_000;
+/** ... and how many bytes at most (a 10 MB upload in flight is read to its end). */
+export const LINGER_MAX_BYTES = 32 * 1024 * 1024;
+
+/**
+ * Reads a request body up to `limit` bytes; throws REQUEST_TOO_LARGE past it, and CLIENT_ABORTED
+ * when the client closes the connection before the body's end (not a server failure: the caller
+ * logs it quietly and writes no answer).
+ */
 export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<Buffer> {
   return new Promise((resolve, reject) => {
+    // Gone before the handler came to read (it may await a store read first): its 'error' and
+    // 'close' have fired already and would never reach the listeners below.
+    if (req.destroyed) {
+      reject(new MutualError('CLIENT_ABORTED', { detail: 'connection closed before the body was read' }));
+      return;
+    }
     const declared = Number(req.headers['content-length'] ?? 0);
     if (declared > limit) {
       reject(new MutualError('REQUEST_TOO_LARGE', { detail: `${declared} bytes; the limit is ${limit}` }));
@@ -32,8 +51,51 @@ export function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Promise<
       parts.push(c);
     });
     req.on('end', () => resolve(parts.length === 1 ? parts[0] : Buffer.concat(parts)));
-    req.on('error', reject);
+    // Node reports a connection closed mid-body as an 'aborted' error (ECONNRESET) on the request.
+    req.on('error', (e: NodeJS.ErrnoException) => reject(new MutualError('CLIENT_ABORTED', { detail: e.code ?? 'connection closed' }, { cause: e })));
+    req.on('close', () => {
+      if (!req.complete) reject(new MutualError('CLIENT_ABORTED', { detail: 'connection closed before the end of the body' }));
+    });
   });
+}
+
+/**
+ * Closes the connection after this request's answer the way RFC 9112 9.6 asks, instead of at
+ * once: the answer, a half-close (FIN), then reading and discarding what the client still sends
+ * until it closes its side, {@link LINGER_MAX_BYTES} have come or {@link LINGER_MS} have passed.
+ * Node's server destroys a `Connection: close` socket as soon as the answer is written; with
+ * unread bytes of an upload still arriving, the kernel then answers with RST, which can discard
+ * the answer in the client's receive buffer before it is read: curl saw "Send failure: Broken
+ * pipe" or a reset instead of its 413 (issue 13, item 11).
+ */
+export function lingerBeforeClose(req: IncomingMessage): void {
+  const socket = req.socket as Socket & { destroySoon?: () => void };
+  if (typeof socket.destroySoon !== 'function' || socket.destroyed) return;
+  let read = 0;
+  req.on('data', (c: Buffer) => {
+    read += c.length;
+    if (read > LINGER_MAX_BYTES) socket.destroy();
+  });
+  req.resume();
+  // Node's server calls destroySoon() once the answer is written (res._last); only this socket's
+  // own method is replaced.
+  socket.destroySoon = () => {
+    if (socket.writable) socket.end();
+    // The client's FIN after our own ends the socket (autoDestroy); this bounds the wait.
+    const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+    timer.unref();
+    socket.once('close', () => clearTimeout(timer));
+  };
+}
+
+/**
+ * True when `e` means the client went away while its request was read: CLIENT_ABORTED from
+ * {@link readBody}, or a reset reported by a stream on a connection that is already closed.
+ */
+export function isClientGone(e: unknown, req: IncomingMessage): boolean {
+  if (isMutualError(e)) return e.code === 'CLIENT_ABORTED';
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return req.socket.destroyed && (code === 'ECONNRESET' || code === 'EPIPE' || code === 'ECONNABORTED' || code === 'ERR_STREAM_PREMATURE_CLOSE');
 }
 
 /** Reads and parses a JSON object body. */
@@ -86,7 +148,10 @@ export function sendProblem(res: ServerResponse, e: unknown, requestId: string):
   }
   const headers: Record<string, string | number> = { 'content-type': 'application/problem+json', 'content-length': Buffer.byteLength(text), 'x-request-id': requestId };
   if (code === 'RATE_LIMITED') headers['retry-after'] = 1;
-  if (code === 'REQUEST_TOO_LARGE') headers.connection = 'close';
+  if (code === 'REQUEST_TOO_LARGE') {
+    headers.connection = 'close';
+    lingerBeforeClose(res.req);
+  }
   res.writeHead(status, headers);
   res.end(text);
   return { status, code };

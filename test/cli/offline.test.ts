@@ -249,7 +249,8 @@ test('ok/after a client CA key rotation, what the old key issued still works: th
   try {
     assert.ok(authority.retired.some((r) => r.role === 'client-ca'), 'the old client CA is retired, not gone');
     // The leaf alone, no chain: the server must know the retired intermediate itself.
-    const admin = ['--cert', path.join(home, 'admin', 'cert.pem'), '--key', path.join(home, 'admin', 'key.pem')];
+    // `mutual init` encrypts the admin key, with the CA passphrase unless given another.
+    const admin = ['--cert', path.join(home, 'admin', 'cert.pem'), '--key', path.join(home, 'admin', 'key.pem'), '--pass', TEST_PASSPHRASE];
     const call = (args: string[], file: string) =>
       runAsync('curl', ['-sS', '-o', p(file), '-w', '%{http_code}', '--cacert', ca('root.pem'), ...args]);
     const list = await call([...admin, `${srv.url}/v1/certificates?limit=1`], 'list.json');

@@ -35,8 +35,9 @@ test('ok/a new CRL file and a new client CA bundle apply without a restart', asy
     // A call whose connection is open when the CRL lands is closed by the verifier
     // (closeRevokedConnections): a hang-up then, and the next call is refused.
     await until('the new CRL to apply', async () => (await call().catch(() => undefined))?.json?.code === 'CERT_REVOKED');
-    // Trust bundle: only another CA's client CA is trusted now, so our callers' issuer is not.
-    const other = await makeTestCa();
+    // Trust bundle: only another CA's client CA is trusted now, so our callers' issuer is not. (Named
+    // apart: a CA with our names and another key is a look-alike, refused as CERT_BAD_SIGNATURE.)
+    const other = await makeTestCa({ name: 'Other Test' });
     try {
       const billing = () => request(`${h.gateway.url}/api/x`, { ca: h.pki.root, cert: h.creds.admin.fullchain, key: h.creds.admin.key });
       assert.equal((await billing()).status, 200);

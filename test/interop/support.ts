@@ -73,6 +73,8 @@ export interface VerifyOptions {
   crlFile?: string;
   /** The verification time. */
   at: Date;
+  /** `-auth_level`: the security level a TLS peer applies to chain keys (2 rejects RSA under 2048 bits). */
+  authLevel?: number;
 }
 
 /** Runs `openssl verify -x509_strict -purpose ...` and parses its errors. */
@@ -80,6 +82,7 @@ export function verify(o: VerifyOptions): VerifyResult {
   const args = ['verify', '-x509_strict', '-attime', epoch(o.at), '-purpose', o.purpose, '-CAfile', o.caFile];
   if (o.untrusted) args.push('-untrusted', o.untrusted);
   if (o.crlFile) args.push('-crl_check_all', '-CRLfile', o.crlFile);
+  if (o.authLevel !== undefined) args.push('-auth_level', String(o.authLevel));
   args.push(o.cert);
   const r = openssl(args);
   const errors = [...(r.stdout + r.stderr).matchAll(/error (\d+) at (\d+) depth lookup: ([^\n]*)/g)]

@@ -19,12 +19,49 @@ import { OID } from '../../src/core/oids.ts';
 import { toPem } from '../../src/core/pem.ts';
 import type { IssuerContext } from '../../src/core/certificate-template.ts';
 import type { LeafRole } from '../../src/ca/authority.ts';
+import { parseCertificate } from '../../src/core/certificate.ts';
+import { defaultNamePolicy } from '../../src/core/policy.ts';
+import { keyObjectSigner, type Signer } from '../../src/core/signer.ts';
+import { SIGNATURE_ALGORITHMS } from '../../src/core/algorithms.ts';
+import { readEncryptedKey } from '../../src/keys/encrypted-key-file.ts';
+import { offlineLayout } from '../../src/ca/home.ts';
+import { signCaCertificate } from '../../src/ca/init-ca.ts';
+import { TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 
 export const TD = 'acme.internal';
 export const id = (p: string): string => `spiffe://${TD}/${p}`;
 /** The gateway's own identity in the tests. */
 export const GATEWAY = id('infra/gateway');
 export const names = (o: Partial<SubjectAltNames>): SubjectAltNames => ({ dns: [], ip: [], uri: [], ...o });
+/** An extension OID no verifier knows (a private arc), for the critical-extension cases. */
+export const UNKNOWN_EXTENSION_OID = '1.3.6.1.4.1.55555.1.1';
+
+/** A CA certificate made for a test, and (when the test holds its key) the context to sign leaves with. */
+export interface TestCaCert {
+  pem: string;
+  der: Buffer;
+  issuer?: IssuerContext;
+  /** The CA's own key, for a look-alike made here (a test key, never written to the repository). */
+  privateKey?: crypto.KeyObject;
+}
+
+/** What {@link Pki.forge} can vary. */
+export interface ForgeOptions {
+  by: 'client' | 'server';
+  eku: string[];
+  names: SubjectAltNames;
+  notBefore?: Date;
+  notAfter?: Date;
+  name: string;
+  /** Default p256; rsa1024 makes a weak key. */
+  key?: 'p256' | 'rsa1024';
+  /** basicConstraints CA:TRUE (with keyCertSign) instead of an end entity. */
+  ca?: boolean;
+  /** OIDs of extensions added as critical, with an empty value. */
+  critical?: string[];
+  /** Sign with this CA instead of the real one (`chainPem` is what the client sends with the leaf). */
+  issuer?: { context: IssuerContext; chainPem: string };
+}
 
 /** A certificate and key as PEM, with paths of the files written for it. */
 export interface Credential {
@@ -52,15 +89,21 @@ export interface Pki {
   /** Issues through the CA (the real pipeline) and writes the files under `name`. */
   issue(role: LeafRole, n: SubjectAltNames, name: string, lifetimeSeconds?: number): Promise<Credential>;
   /** A leaf signed by the client or server CA with any EKU list and validity (forged, not in the inventory). */
-  forge(o: { by: 'client' | 'server'; eku: string[]; names: SubjectAltNames; notBefore?: Date; notAfter?: Date; name: string }): Credential;
+  forge(o: ForgeOptions): Credential;
+  /**
+   * A CA certificate named like the client CA: `key: 'client'` reuses the client CA's public key
+   * (a copy, e.g. expired), `key: 'new'` makes a look-alike with its own key (`rsa1024`: a weak
+   * one). Signed by the real root (offline key), or by itself.
+   */
+  clientCaCopy(o: { key: 'client' | 'new' | 'rsa1024'; signedBy: 'root' | 'self'; notBefore: Date; notAfter: Date }): Promise<TestCaCert>;
   /** The client CA's CRL now (DER). */
   crl(): Promise<Buffer>;
   close(): Promise<void>;
 }
 
 /** Makes a test CA and the files around it. */
-export async function makePki(o: { url?: string } = {}): Promise<Pki> {
-  const tc = await makeTestCa(o.url ? { url: o.url } : {});
+export async function makePki(o: { url?: string; /** When the CA is made (its certificates' validity starts then). */ now?: Date; name?: string } = {}): Promise<Pki> {
+  const tc = await makeTestCa({ ...(o.url ? { url: o.url } : {}), ...(o.now ? { now: o.now } : {}), ...(o.name ? { name: o.name } : {}) });
   const root = tc.ca.rootPem;
   const clientCa = tc.ca.client.pem;
   const serverCa = tc.ca.server.pem;
@@ -78,15 +121,17 @@ export async function makePki(o: { url?: string } = {}): Promise<Pki> {
       return save(name, r.serial, r.certificatePem, r.privateKey!.export({ type: 'pkcs8', format: 'pem' }) as string, r.chainPem);
     },
     forge(f) {
-      const issuer: IssuerContext = (f.by === 'client' ? tc.ca.client : tc.ca.server).template.issuer;
-      const { privateKey, publicKey } = generateKeyPair('p256');
+      const issuer: IssuerContext = f.issuer?.context ?? (f.by === 'client' ? tc.ca.client : tc.ca.server).template.issuer;
+      const { privateKey, publicKey } = f.key === 'rsa1024' ? crypto.generateKeyPairSync('rsa', { modulusLength: 1024 }) : generateKeyPair('p256');
       const spki = spkiDer(publicKey);
       const serial = crypto.randomBytes(16);
       serial[0] = (serial[0] & 0x3f) | 0x40;
       const ext = (o2: string, critical: boolean, v: Buffer) => (critical ? seq(oid(o2), derBoolean(true), octetString(v)) : seq(oid(o2), octetString(v)));
       const exts = [
-        ext(OID.basicConstraints, true, seq()),
-        ext(OID.keyUsage, true, Buffer.from([0x03, 2, 7, 0x80])),
+        ext(OID.basicConstraints, true, f.ca ? seq(derBoolean(true)) : seq()),
+        // digitalSignature, plus keyCertSign for a CA.
+        ext(OID.keyUsage, true, f.ca ? Buffer.from([0x03, 2, 2, 0x84]) : Buffer.from([0x03, 2, 7, 0x80])),
+        ...(f.critical ?? []).map((o2) => ext(o2, true, Buffer.from([0x05, 0x00]))),
         ...(f.eku.length ? [ext(OID.extKeyUsage, false, seq(...f.eku.map(oid)))] : []),
         ext(OID.authorityKeyIdentifier, false, seq(implicit(0, issuer.keyId))),
         ext(OID.subjectKeyIdentifier, false, octetString(keyIdentifier(spki))),
@@ -97,8 +142,40 @@ export async function makePki(o: { url?: string } = {}): Promise<Pki> {
       const tbs = seq(explicit(0, integer(2)), unsignedInteger(serial), issuer.signer.algorithm.der, issuer.name, seq(time(nb), time(na)), encodeName({ commonName: f.name }), spki, explicit(3, seq(...exts)));
       const sig = issuer.signer.sign(tbs) as Uint8Array;
       const der = seq(tbs, issuer.signer.algorithm.der, bitString(sig));
-      const chain = f.by === 'client' ? clientCa : serverCa;
+      const chain = f.issuer?.chainPem ?? (f.by === 'client' ? clientCa : serverCa);
       return save(f.name, serial.toString('hex'), toPem(der, 'CERTIFICATE'), privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, chain);
+    },
+    async clientCaCopy(o) {
+      const client = tc.ca.client.info;
+      const pair = o.key === 'new' ? generateKeyPair('p256') : o.key === 'rsa1024' ? crypto.generateKeyPairSync('rsa', { modulusLength: 1024 }) : undefined;
+      // keyObjectSigner refuses a weak key (as it should); a test CA with one signs by hand.
+      const ownSigner = (k: crypto.KeyObject): Signer => (o.key === 'rsa1024'
+        ? { publicKey: crypto.createPublicKey(k), algorithm: SIGNATURE_ALGORITHMS.sha256WithRSAEncryption, sign: (tbs) => crypto.sign('sha256', tbs, k) }
+        : keyObjectSigner(k));
+      const spki = pair ? spkiDer(pair.publicKey) : client.spki;
+      const keyId = keyIdentifier(spki);
+      let signer;
+      let issuerName: Buffer;
+      let issuerKeyId: Buffer;
+      if (o.signedBy === 'root') {
+        signer = keyObjectSigner(readEncryptedKey(offlineLayout(tc.offlineDir).rootKey, TEST_PASSPHRASE));
+        const rootInfo = parseCertificate(new crypto.X509Certificate(root).raw);
+        issuerName = rootInfo.subjectName;
+        issuerKeyId = rootInfo.subjectKeyId ?? keyIdentifier(rootInfo.spki);
+      } else {
+        if (!pair) throw new TypeError('a self-signed copy needs its own key');
+        signer = ownSigner(pair.privateKey);
+        issuerName = client.subjectName;
+        issuerKeyId = keyId;
+      }
+      const der = await signCaCertificate({
+        role: 'client-ca', issuerName, issuerKeyId, signer, subject: client.subjectName, spki,
+        notBefore: floorSeconds(o.notBefore), notAfter: floorSeconds(o.notAfter), nameConstraints: defaultNamePolicy(TD),
+      });
+      return {
+        pem: toPem(der, 'CERTIFICATE'), der,
+        ...(pair ? { issuer: { name: client.subjectName, keyId, signer: ownSigner(pair.privateKey) }, privateKey: pair.privateKey } : {}),
+      };
     },
     crl: () => tc.ca.buildCrl('client'),
     close: () => tc.close(),
@@ -135,9 +212,9 @@ export interface Reply {
 }
 
 /** One HTTPS/1.1 request on a new connection, with an optional client certificate. */
-export function request(url: string, o: { ca: string; cert?: string; key?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer; servername?: string; /** Sent as is (a URL string would be normalized). */ path?: string }): Promise<Reply> {
+export function request(url: string, o: { ca: string; cert?: string; key?: string; method?: string; headers?: Record<string, string>; body?: string | Buffer; servername?: string; /** Sent as is (a URL string would be normalized). */ path?: string; /** OpenSSL cipher string, e.g. `DEFAULT@SECLEVEL=0` to present a weak key. */ ciphers?: string }): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const req = https.request(url, { method: o.method ?? 'GET', ca: o.ca, cert: o.cert, key: o.key, headers: o.headers, agent: false, servername: o.servername, ...(o.path ? { path: o.path } : {}) }, (res) => {
+    const req = https.request(url, { method: o.method ?? 'GET', ca: o.ca, cert: o.cert, key: o.key, headers: o.headers, agent: false, servername: o.servername, ...(o.path ? { path: o.path } : {}), ...(o.ciphers ? { ciphers: o.ciphers } : {}) }, (res) => {
       const parts: Buffer[] = [];
       res.on('data', (c: Buffer) => parts.push(c));
       res.on('end', () => {

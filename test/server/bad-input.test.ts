@@ -380,7 +380,7 @@ test('fail/unknown-routes-and-methods', async (t: TestContext) => {
     { name: 'fail/unknown-v1-path', path: '/v1/nope', status: 404, code: 'NOT_FOUND' },
     { name: 'fail/unknown-ca', path: '/ca/root.pem', status: 404, code: 'NOT_FOUND' },
     { name: 'fail/unknown-crl', path: '/crl/other.crl', status: 404, code: 'NOT_FOUND' },
-    { name: 'fail/path-traversal', path: '/crl/..%2fkeys%2ftoken.key.pem', status: 404, code: 'NOT_FOUND' },
+    { name: 'fail/path-traversal', path: '/crl/..%2fkeys%2ftoken.key.pem', status: 400, code: 'PATH_NOT_CANONICAL' },
     { name: 'fail/get-sign', path: '/v1/sign', status: 405, code: 'METHOD_NOT_ALLOWED' },
     { name: 'fail/delete-certificates', path: '/v1/certificates', method: 'DELETE', status: 405, code: 'METHOD_NOT_ALLOWED' },
     { name: 'fail/post-health', path: '/health', method: 'POST', status: 404, code: 'NOT_FOUND' },

@@ -150,6 +150,40 @@ describe('replicas on one PostgreSQL', { skip: pgSkip() }, () => {
     for (const r of both.filter((x) => x.status !== 201)) assert.equal(r.code, 'TOKEN_REPLAYED');
   });
 
+  test('fail/admin-revoked-on-a-is-refused-on-b-at-once', async (t: TestContext) => {
+    // Issue 13, item 9: B learned of A's revocations only at its next poll (up to a second later),
+    // and signed for the revoked admin meanwhile. Each round: a fresh admin works on B, A revokes it,
+    // and B's very next calls (a burst, started as soon as the revocation returned) are refused.
+    const ROUNDS = 3;
+    const BURST = 4;
+    const pool = (cas[0].store as PostgresStore).pool;
+    for (let i = 0; i < ROUNDS; i++) {
+      await t.test(`fail/round-${i}`, async () => {
+        const name = `rotating-${i}-${n++}`;
+        const { privateKey } = generateKeyPair('p256');
+        const csr = toPem(buildCsr({ privateKey, commonName: name, names: { dns: [], ip: [], uri: [`spiffe://acme.internal/admin/${name}`] } }), 'CERTIFICATE REQUEST');
+        const made = await send(`${A}/v1/sign`, { body: { profile: 'client', csr }, tls: admin });
+        assert.equal(made.status, 201, made.body.toString());
+        const second: SendTls = { ca: tc.init.rootPem, cert: made.json.certificate, key: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+        const { csr: leafCsr } = clientCsr(`by-${name}`);
+        // B accepts the new admin (so a refusal below is the revocation, not an unknown admin).
+        const before = await send(`${B}/v1/sign`, { body: { profile: 'client', csr: leafCsr }, tls: second });
+        assert.equal(before.status, 201, before.body.toString());
+        const rv = await send(`${A}/v1/revoke`, { body: { serial: made.json.serial, reason: 'keyCompromise' }, tls: admin });
+        assert.equal(rv.status, 200, rv.body.toString());
+        const after = await Promise.all([
+          ...Array.from({ length: BURST }, () => send(`${B}/v1/sign`, { body: { profile: 'client', csr: leafCsr }, tls: second })),
+          send(`${B}/v1/tokens`, { body: { names: ['spiffe://acme.internal/prod/after-revocation'] }, tls: second }),
+          send(`${B}/v1/certificates?limit=1`, { tls: second }),
+        ]);
+        assert.deepEqual(after.map((r) => r.code), after.map(() => 'CERT_REVOKED'), after.map((r) => `${r.status} ${r.code}`).join(', '));
+        // Nothing was signed for it after the revocation: only the one certificate from before.
+        const { rows } = await pool.query('SELECT count(*) AS n FROM certificates WHERE issued_by = $1', [`spiffe://acme.internal/admin/${name}`]);
+        assert.equal(Number(rows[0].n), 1);
+      });
+    }
+  });
+
   test('ok/renew-on-b-what-a-issued-and-revoked-on-a-refused-on-b', async () => {
     const { csr, key } = clientCsr('renewed');
     const made = await send(`${A}/v1/sign`, { body: { profile: 'client', csr }, tls: admin });
