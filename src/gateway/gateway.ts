@@ -777,10 +777,10 @@ function errText(e: unknown): string {
 
 /**
  * The request's host, normalized ({@link normalizeHost}), from `:authority` (HTTP/2) or Host.
- * Throws HOST_INVALID for a malformed one, several Host fields (node:http keeps the first, others
- * the last), or an HTTP/2 request whose Host names another host than its :authority (RFC 9113
- * 8.3.1 lets a server treat it as malformed; a backend would read the Host the gateway forwards,
- * but a logging or routing layer between them might read the other).
+ * Throws HOST_INVALID for a malformed one, several Host fields (node:http keeps the first, other
+ * servers the last, so which one the policy applied to would depend on who reads it), or an HTTP/2
+ * request whose Host names another host than its :authority (RFC 9113 8.3.1: a server should treat
+ * it as malformed, for the same reason).
  */
 function requestHost(req: Req, isH2: boolean, hostFields: number): string | undefined {
   if (hostFields > 1) throw new MutualError('HOST_INVALID', { detail: 'several Host fields' });
