@@ -1,9 +1,11 @@
 /**
  * `mutual gateway`: an mTLS-terminating reverse proxy. Per connection it verifies the caller with
- * the SDK's {@link PeerVerifier}; per request it routes (host + path prefix), authorizes (route +
- * method -> identity patterns, default deny), strips every identity header the caller sent, sets
- * XFCC (and, if configured, RFC 9440 Client-Cert), and forwards over its own HTTP/1.1 keep-alive
- * pools ({@link UpstreamPool}: http, https, or https with the gateway's own client certificate).
+ * the SDK's {@link PeerVerifier}; per request it normalizes the path and host (request-target.ts),
+ * routes on that form (host + path prefix), authorizes (route + method -> identity patterns,
+ * default deny), strips every identity and forwarding header the caller sent, sets XFCC (and, if
+ * configured, RFC 9440 Client-Cert), and forwards the normalized request over its own HTTP/1.1
+ * keep-alive pools ({@link UpstreamPool}: http, https, or https with the gateway's own client
+ * certificate).
  * HTTP/1.1 and HTTP/2 callers alike go upstream over HTTP/1.1. Config, policy, certificates, trust
  * bundles and CRLs reload on file change or SIGHUP without dropping a request: new state is
  * built aside and swapped in one assignment; TLS contexts change through `setSecureContext`;
