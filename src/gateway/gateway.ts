@@ -27,12 +27,12 @@ import { PeerVerifier, verifiedChain, type PeerIdentity } from '../sdk/verifier.
 import { loadIdentity, enrollIdentity, type IdentitySource } from '../sdk/identity-source.ts';
 import { serverIdentityChecker } from '../sdk/client.ts';
 import { sendError } from '../sdk/server.ts';
-import { xfccFor, formatClientCert, formatClientCertChain, XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER } from '../sdk/xfcc.ts';
 import type { FetchBytes } from '../sdk/fetch-bytes.ts';
 import { certificateIdentity } from '../core/certificate.ts';
 import { loadGatewayConfig, type GatewayConfig } from './config.ts';
 import { Router, authorize, type Route } from './router.ts';
 import { normalizeHost, normalizeTarget, type NormalizedTarget } from './request-target.ts';
+import { HeaderPolicy } from './header-policy.ts';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts';
 import { UpstreamPool, type UpstreamCall, type UpstreamRequest } from './upstream.ts';
 
@@ -52,26 +52,8 @@ const deniedChannel = diagnostics.channel('mutual:gateway:denied');
 const reloadedChannel = diagnostics.channel('mutual:gateway:reloaded');
 const upstreamFailedChannel = diagnostics.channel('mutual:gateway:upstream-failed');
 
-// Request fields never forwarded as received: hop-by-hop ones (RFC 9110 7.6.1), HTTP/2 connection-specific
-// ones (RFC 9113 8.2.2), the host (set once, below), the framing (the upstream client frames the body
-// itself), and Expect (the gateway has answered 100-continue to the caller already). The upstream
-// client drops hop-by-hop response fields.
-const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'http2-settings', 'content-length', 'expect']);
 /** Methods whose requests carry a body by definition: sent with `content-length: 0` when they have none. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
-/** Identity headers a caller may never set (RFC 9440 and Envoy's XFCC). */
-const ALWAYS_STRIPPED = [XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER];
-/**
- * Caller fields that speak for a proxy, never forwarded: who the client is (RFC 7239 Forwarded,
- * X-Real-IP and its kin; every `x-forwarded-*`, of which X-Forwarded-For and -Proto are set anew),
- * and what the request is (X-Original-URL / X-Rewrite-URL route a request elsewhere in IIS and
- * Symfony; method overrides turn an allowed POST into a DELETE the policy did not allow).
- */
-const PROXY_FIELDS = new Set([
-  'forwarded', 'x-real-ip', 'true-client-ip', 'x-client-ip', 'x-cluster-client-ip', 'client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-originating-ip',
-  'x-original-url', 'x-rewrite-url', 'x-original-uri', 'x-http-method-override', 'x-http-method', 'x-method-override',
-]);
-const PROXY_FIELD_PREFIX = 'x-forwarded-';
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -110,9 +92,8 @@ export interface Gateway {
 interface State {
   config: GatewayConfig;
   router: Router;
-  stripExact: Set<string>;
-  stripPrefixes: string[];
-  by?: string;
+  /** Which fields the backend gets (gateway.yaml's `forward`). */
+  headers: HeaderPolicy;
   /** Upstream pools by origin and TLS setting, made on first use (and by route, to skip the key). */
   pools: Map<string, UpstreamPool>;
   poolOfRoute: Map<Route, UpstreamPool>;
@@ -120,8 +101,6 @@ interface State {
   retired: boolean;
   /** Decisions by route, method and identity (the policy is fixed for the life of a State). */
   decisions: WeakMap<Route, Map<string, ReturnType<typeof authorize>>>;
-  /** XFCC values by verified peer (identities are cached per certificate by the verifier). */
-  xfcc: WeakMap<PeerIdentity, string>;
 }
 
 /** Most cached authorization decisions per state; past it the cache starts over. */
@@ -196,19 +175,16 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
 
   // ---- state
   const buildState = (c: GatewayConfig): State => {
-    const strip = [...ALWAYS_STRIPPED, ...c.forward.strip.map((s) => s.toLowerCase())];
     const upstreamId = upstreamIdentity?.current.info;
+    const by = c.identity ?? (upstreamId && certificateIdentity(upstreamId));
     return {
       config: c,
       router: new Router(c.routes),
-      stripExact: new Set(strip.filter((s) => !s.endsWith('*'))),
-      stripPrefixes: strip.filter((s) => s.endsWith('*')).map((s) => s.slice(0, -1)),
-      by: c.identity ?? (upstreamId && certificateIdentity(upstreamId)),
+      headers: new HeaderPolicy({ strip: c.forward.strip, xfcc: c.forward.xfcc, clientCert: c.forward.clientCert, ...(by ? { by } : {}) }),
       pools: new Map(),
       poolOfRoute: new Map(),
       retired: false,
       decisions: new WeakMap(),
-      xfcc: new WeakMap(),
     };
   };
   let state = buildState(config);
@@ -477,7 +453,7 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       gone = forward(pool, {
         method,
         path: s.router.upstreamPath(route, target.path) + target.query,
-        headers: forwardHeaders(req, s, peer, socket, host),
+        headers: s.headers.fields(req, peer, socket?.remoteAddress ?? '', host, () => peerChain(socket)),
         body: hasBody ? req : null,
         ...(contentLength !== undefined ? { contentLength } : {}),
         maxBodyBytes: limit,
@@ -505,35 +481,6 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         closing: () => closing,
       });
     }
-  }
-
-  function forwardHeaders(req: Req, s: State, peer: PeerIdentity, socket: TLSSocket, host: string | undefined): string[] {
-    const raw = req.rawHeaders;
-    const out: string[] = [];
-    const connectionTokens = req.headers.connection ? String(req.headers.connection).toLowerCase().split(',').map((t) => t.trim()) : undefined;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i].toLowerCase();
-      if (name.charCodeAt(0) === 58 /* ':' */ || NOT_FORWARDED.has(name) || s.stripExact.has(name)) continue;
-      if (s.stripPrefixes.length && s.stripPrefixes.some((p) => name.startsWith(p))) continue;
-      if (connectionTokens?.includes(name)) continue;
-      if (PROXY_FIELDS.has(name) || name.startsWith(PROXY_FIELD_PREFIX)) continue;
-      out.push(raw[i], raw[i + 1]);
-    }
-    if (host) out.push('host', host);
-    // Set anew, never appended to: the gateway is the edge, so what a caller wrote there is a claim
-    // about its own address that no backend should believe.
-    out.push('x-forwarded-for', socket?.remoteAddress ?? '', 'x-forwarded-proto', 'https');
-    if (s.config.forward.xfcc) {
-      let v = s.xfcc.get(peer);
-      if (v === undefined) s.xfcc.set(peer, (v = xfccFor(peer, s.by)));
-      out.push(XFCC_HEADER, v);
-    }
-    if (s.config.forward.clientCert) {
-      out.push(CLIENT_CERT_HEADER, formatClientCert(peer.der));
-      const chain = peerChain(socket);
-      if (chain.length) out.push(CLIENT_CERT_CHAIN_HEADER, formatClientCertChain(chain));
-    }
-    return out;
   }
 
   // ---- reload
