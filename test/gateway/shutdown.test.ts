@@ -27,6 +27,7 @@ test('ok/close() ends idle HTTP/2, silent TLS, bare TCP connections and streams 
     const idle = http2.connect(h.gateway.url, creds);
     idle.on('error', () => {});
     await new Promise<void>((r) => idle.once('remoteSettings', () => r()));
+    const goaway = new Promise<void>((r) => idle.once('goaway', () => r()));
     // A real HTTP/2 session with a stream the backend answers only after 1.5 s (past the deadline).
     const busy = http2.connect(h.gateway.url, creds);
     busy.on('error', () => {});
@@ -65,6 +66,7 @@ test('ok/close() ends idle HTTP/2, silent TLS, bare TCP connections and streams 
     const seen = await Promise.race([clientsClosed.then(() => 'all closed'), new Promise<string>((r) => (guard = setTimeout(() => r('some open'), GUARD_MS)))]);
     clearTimeout(guard);
     assert.equal(seen, 'all closed');
+    await goaway; // the idle session was told first (GOAWAY), then closed
   } finally {
     for (const c of clients) c.destroy();
     await h.close();
