@@ -126,6 +126,10 @@ export const ERRORS = {
   UPSTREAM_UNAVAILABLE: { status: 502, message: 'The upstream service could not be reached or failed', hint: 'Check that the route\'s backend is running and trusts the gateway\'s client certificate; the gateway log has the cause.' },
   UPSTREAM_TIMEOUT: { status: 504, message: 'The upstream service did not answer in time', hint: 'Check the backend\'s health and load, or raise limits.upstreamTimeoutMs in gateway.yaml.' },
   BODY_TOO_LARGE: { status: 413, message: 'The request body is larger than this service accepts', hint: 'Send a smaller body, or raise limits.maxBodyBytes in gateway.yaml.' },
+  PATH_AMBIGUOUS: { status: 400, message: 'The request path has a form a backend could resolve to another route, so the gateway refused it', hint: 'Send the path in plain form: no "." or ".." segments, no empty segments ("//"), no backslashes or ";", and no percent-encoded "/", "\\", "%" or control characters (see docs/gateway.md, "Paths and hosts").' },
+  HOST_INVALID: { status: 400, message: 'The request host is malformed, or Host and :authority name different hosts', hint: 'Send one host name (letters, digits, "-", "_", "." and an optional :port) or a bracketed IPv6 address, the same in :authority and Host.' },
+  HEADERS_TOO_LARGE: { status: 431, message: 'The request header block is larger than this service accepts', hint: 'Send fewer or smaller headers (cookies are the usual cause), or raise limits.maxHeaderBytes in gateway.yaml.' },
+  LISTEN_FAILED: { status: 500, message: 'A listener could not be opened', hint: 'EADDRINUSE: another process holds the port (stop it or change listen/admin in the config); EACCES: ports below 1024 need privileges; EADDRNOTAVAIL: the address is not on this host.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

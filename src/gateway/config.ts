@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { MutualError } from '../core/errors.ts';
+import { normalizeHost, normalizeTarget } from './request-target.ts';
 
 /** Largest gateway.yaml read. */
 export const MAX_GATEWAY_CONFIG_BYTES = 1024 * 1024;
@@ -24,13 +25,28 @@ const rule = z.object({
   methods: z.array(z.enum(METHODS)).min(1).optional(),
 }).strict();
 
+/** True when `f` does not throw (the config names a host or prefix requests can carry). */
+const accepted = (f: () => unknown): boolean => {
+  try {
+    f();
+    return true;
+  } catch {
+    return false;
+  }
+};
+
 const route = z.object({
   /** Name used in logs, metrics and 403 answers; default `host+pathPrefix`. */
   name: z.string().min(1).max(100).optional(),
-  /** Host to match (exact, or `*.suffix`); default any. */
-  host: z.string().min(1).max(253).optional(),
-  /** Path prefix to match, on segment boundaries (`/api` matches `/api` and `/api/x`, not `/apix`). */
-  pathPrefix: z.string().startsWith('/').max(2048).default('/'),
+  /** Host to match (exact, or `*.suffix`), in any case, with or without a trailing dot; default any. */
+  host: z.string().min(1).max(253).refine((h) => accepted(() => normalizeHost(h.startsWith('*.') ? h.slice(2) : h)) && !(h.startsWith('[') ? h.includes(']:') : h.includes(':')), { message: 'a host name (or *.suffix, or [IPv6]) without port' }).optional(),
+  /**
+   * Path prefix to match, on segment boundaries (`/api` matches `/api` and `/api/x`, not `/apix`),
+   * against the normalized request path (docs/gateway.md, "Paths and hosts").
+   */
+  pathPrefix: z.string().startsWith('/').max(2048).refine((p) => accepted(() => normalizeTarget(p.length > 1 ? p.replace(/\/+$/, '') : p)) && !p.includes('?'), { message: 'a path without dot or empty segments, backslashes, ";", "?" or refused escapes' }).default('/'),
+  /** Match pathPrefix in any ASCII case, for backends that route that way (Express by default). Default false. */
+  caseInsensitive: z.boolean().default(false),
   /** `http://host:port`, `https://host:port` (optionally with a base path). */
   upstream: z.string().url().refine((u) => /^https?:\/\//.test(u), { message: 'upstream must be http:// or https://' }),
   /** For https upstreams: present the gateway's client certificate (upstreamTls). Default true. */
@@ -44,7 +60,7 @@ const route = z.object({
 }).strict();
 
 const limits = z.object({
-  /** Largest request header block (bytes; HTTP/1.1 answers 431, HTTP/2 resets). */
+  /** Largest request header block (bytes; HTTP/1.1: Node's parser answers 431; HTTP/2: header list size per RFC 9113 6.5.2, 431 HEADERS_TOO_LARGE). */
   maxHeaderBytes: z.number().int().min(1024).max(1024 * 1024).default(16 * 1024),
   /** Largest request body (bytes); larger answers 413. */
   maxBodyBytes: z.number().int().min(0).default(10 * 1024 * 1024),
@@ -65,7 +81,7 @@ const limits = z.object({
   h2ResetWindowMs: z.number().int().min(100).default(10_000),
   /** Upstream connections per origin. */
   upstreamConnections: z.number().int().min(1).max(10_000).default(128),
-  /** Time given to requests in flight at shutdown before connections are closed. */
+  /** Time given to requests in flight at shutdown; then every connection still open is closed, idle or not. */
   shutdownTimeoutMs: z.number().int().min(0).default(10_000),
 }).strict();
 

@@ -1,9 +1,11 @@
 /**
  * `mutual gateway`: an mTLS-terminating reverse proxy. Per connection it verifies the caller with
- * the SDK's {@link PeerVerifier}; per request it routes (host + path prefix), authorizes (route +
- * method -> identity patterns, default deny), strips every identity header the caller sent, sets
- * XFCC (and, if configured, RFC 9440 Client-Cert), and forwards over its own HTTP/1.1 keep-alive
- * pools ({@link UpstreamPool}: http, https, or https with the gateway's own client certificate).
+ * the SDK's {@link PeerVerifier}; per request it normalizes the path and host (request-target.ts),
+ * routes on that form (host + path prefix), authorizes (route + method -> identity patterns,
+ * default deny), strips every identity and forwarding header the caller sent, sets XFCC (and, if
+ * configured, RFC 9440 Client-Cert), and forwards the normalized request over its own HTTP/1.1
+ * keep-alive pools ({@link UpstreamPool}: http, https, or https with the gateway's own client
+ * certificate).
  * HTTP/1.1 and HTTP/2 callers alike go upstream over HTTP/1.1. Config, policy, certificates, trust
  * bundles and CRLs reload on file change or SIGHUP without dropping a request: new state is
  * built aside and swapped in one assignment; TLS contexts change through `setSecureContext`;
@@ -25,11 +27,12 @@ import { PeerVerifier, verifiedChain, type PeerIdentity } from '../sdk/verifier.
 import { loadIdentity, enrollIdentity, type IdentitySource } from '../sdk/identity-source.ts';
 import { serverIdentityChecker } from '../sdk/client.ts';
 import { sendError } from '../sdk/server.ts';
-import { xfccFor, formatClientCert, formatClientCertChain, XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER } from '../sdk/xfcc.ts';
 import type { FetchBytes } from '../sdk/fetch-bytes.ts';
 import { certificateIdentity } from '../core/certificate.ts';
 import { loadGatewayConfig, type GatewayConfig } from './config.ts';
 import { Router, authorize, type Route } from './router.ts';
+import { normalizeHost, normalizeTarget, type NormalizedTarget } from './request-target.ts';
+import { HeaderPolicy } from './header-policy.ts';
 import { createGatewayMetrics, type GatewayMetrics } from './metrics.ts';
 import { UpstreamPool, type UpstreamCall, type UpstreamRequest } from './upstream.ts';
 
@@ -41,25 +44,16 @@ export const RELOAD_SETTLE_MS = 100;
 export const SMALL_RESPONSE_BYTES = 64 * 1024;
 /** Bodies up to this size are handed to Node as (latin1) strings, which it writes with the head in one write instead of a writev. */
 const STRING_BODY_BYTES = 4096;
-/** Paths that a backend could resolve differently from the router (RFC 3986 5.2.4 dot segments, and encoded forms). */
-const AMBIGUOUS_PATH = /\/\.\.?(\/|$)|\/\/|\\|%2e|%2f|%5c|%00/i;
-/** Longest request path forwarded (bytes). */
-export const MAX_PATH_BYTES = 8 * 1024;
+/** HPACK's per-field overhead, counted in a header list's size (RFC 9113 6.5.2, RFC 7541 4.1). */
+const H2_FIELD_OVERHEAD = 32;
 
 const rejectedChannel = diagnostics.channel('mutual:gateway:rejected');
 const deniedChannel = diagnostics.channel('mutual:gateway:denied');
 const reloadedChannel = diagnostics.channel('mutual:gateway:reloaded');
 const upstreamFailedChannel = diagnostics.channel('mutual:gateway:upstream-failed');
 
-// Request fields never forwarded as received: hop-by-hop ones (RFC 9110 7.6.1), HTTP/2 connection-specific
-// ones (RFC 9113 8.2.2), the host (set once, below), the framing (the upstream client frames the body
-// itself), and Expect (the gateway has answered 100-continue to the caller already). The upstream
-// client drops hop-by-hop response fields.
-const NOT_FORWARDED = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'te', 'trailer', 'upgrade', 'host', 'http2-settings', 'content-length', 'expect']);
 /** Methods whose requests carry a body by definition: sent with `content-length: 0` when they have none. */
 const BODY_METHODS = new Set(['POST', 'PUT', 'PATCH']);
-/** Identity headers a caller may never set (RFC 9440 and Envoy's XFCC). */
-const ALWAYS_STRIPPED = [XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER];
 
 /** Options of {@link startGateway}. */
 export interface GatewayOptions {
@@ -98,9 +92,8 @@ export interface Gateway {
 interface State {
   config: GatewayConfig;
   router: Router;
-  stripExact: Set<string>;
-  stripPrefixes: string[];
-  by?: string;
+  /** Which fields the backend gets (gateway.yaml's `forward`). */
+  headers: HeaderPolicy;
   /** Upstream pools by origin and TLS setting, made on first use (and by route, to skip the key). */
   pools: Map<string, UpstreamPool>;
   poolOfRoute: Map<Route, UpstreamPool>;
@@ -108,8 +101,6 @@ interface State {
   retired: boolean;
   /** Decisions by route, method and identity (the policy is fixed for the life of a State). */
   decisions: WeakMap<Route, Map<string, ReturnType<typeof authorize>>>;
-  /** XFCC values by verified peer (identities are cached per certificate by the verifier). */
-  xfcc: WeakMap<PeerIdentity, string>;
 }
 
 /** Most cached authorization decisions per state; past it the cache starts over. */
@@ -184,19 +175,16 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
 
   // ---- state
   const buildState = (c: GatewayConfig): State => {
-    const strip = [...ALWAYS_STRIPPED, ...c.forward.strip.map((s) => s.toLowerCase())];
     const upstreamId = upstreamIdentity?.current.info;
+    const by = c.identity ?? (upstreamId && certificateIdentity(upstreamId));
     return {
       config: c,
       router: new Router(c.routes),
-      stripExact: new Set(strip.filter((s) => !s.endsWith('*'))),
-      stripPrefixes: strip.filter((s) => s.endsWith('*')).map((s) => s.slice(0, -1)),
-      by: c.identity ?? (upstreamId && certificateIdentity(upstreamId)),
+      headers: new HeaderPolicy({ strip: c.forward.strip, xfcc: c.forward.xfcc, clientCert: c.forward.clientCert, ...(by ? { by } : {}) }),
       pools: new Map(),
       poolOfRoute: new Map(),
       retired: false,
       decisions: new WeakMap(),
-      xfcc: new WeakMap(),
     };
   };
   let state = buildState(config);
@@ -270,10 +258,19 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
   const onServerIdentityError = (e: Error) => log.warn({ err: e.message }, 'server certificate reload failed; the current one stays in use');
   tlsIdentity.on('error', onServerIdentityError);
 
-  // Connections, for graceful shutdown: HTTP/1.1 sockets with their active request count, HTTP/2 sessions.
+  // Connections, for graceful shutdown: HTTP/1.1 sockets with their active request count, HTTP/2
+  // sessions, and every accepted TCP socket (one still in its handshake, or an HTTP/2 connection
+  // that never sent its preface, is neither, and would hold server.close() open for as long as the
+  // client likes).
   const h1Sockets = new Map<Socket, number>();
   const sessions = new Set<Http2Session>();
+  const sockets = new Set<Socket>();
   let closing = false;
+
+  server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
 
   server.on('secureConnection', (socket: TLSSocket) => {
     const r = verifier.verifySocket(socket);
@@ -341,9 +338,9 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       gone?.();
     });
     const method = req.method ?? 'GET';
-    const host = ((isH2 ? req.headers[':authority'] : undefined) ?? req.headers.host) as string | undefined;
+    const rawHost = ((isH2 ? req.headers[':authority'] : undefined) ?? req.headers.host) as string | undefined;
     const url = req.url ?? '/';
-    const entry: Record<string, unknown> = { method, host, path: url.length > 256 ? url.slice(0, 256) + '...' : url, proto: isH2 ? 'h2' : 'http/1.1' };
+    const entry: Record<string, unknown> = { method, host: rawHost, path: url.length > 256 ? url.slice(0, 256) + '...' : url, proto: isH2 ? 'h2' : 'http/1.1' };
     let requestId: string | undefined;
     const reqId = () => (requestId ??= crypto.randomUUID());
     const finish = (status: number, route?: string) => {
@@ -361,6 +358,20 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       if (isMutualError(e) && e.fields.detail) entry.detail = e.fields.detail;
       finish(status, route);
     };
+
+    // 0. Bounds node:http2 does not apply: it advertises SETTINGS_MAX_HEADER_LIST_SIZE but does
+    // not refuse a larger header list (node:http's parser does, with a 431, for HTTP/1.1).
+    const raw = req.rawHeaders;
+    let hostFields = 0;
+    let headerBytes = 0;
+    for (let i = 0; i < raw.length; i += 2) {
+      headerBytes += raw[i].length + raw[i + 1].length + H2_FIELD_OVERHEAD;
+      if (raw[i].length === 4 && raw[i].toLowerCase() === 'host') hostFields++;
+    }
+    if (isH2 && headerBytes > s.config.limits.maxHeaderBytes) {
+      refuse(new MutualError('HEADERS_TOO_LARGE', { detail: `${headerBytes} bytes of header list (RFC 9113 6.5.2); the limit is ${s.config.limits.maxHeaderBytes}` }));
+      return;
+    }
 
     // 1. Who is calling.
     const rejected = (e: unknown) => {
@@ -383,21 +394,20 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       entry.identity = peer.spiffeId ?? peer.subject;
       entry.serial = peer.serial;
 
-      // 2. Where to.
-      if (url.length > MAX_PATH_BYTES || !url.startsWith('/')) {
-        refuse(new MutualError('REQUEST_MALFORMED', { detail: 'the request target must be an absolute path of at most 8 KiB' }));
+      // 2. Where to: routed on the normalized path and host, which are also what is forwarded, so
+      // the route (and policy) chosen is the one for what the backend serves.
+      let target: NormalizedTarget;
+      let host: string | undefined;
+      try {
+        target = normalizeTarget(url);
+        host = requestHost(req, isH2, hostFields);
+      } catch (e) {
+        refuse(e);
         return;
       }
-      const q = url.indexOf('?');
-      if (AMBIGUOUS_PATH.test(q < 0 ? url : url.slice(0, q))) {
-        // Routes and policy match the path as sent; a backend that normalizes `/api/../admin` or
-        // `%2e%2e` would serve another route's resource, so such paths are refused outright.
-        refuse(new MutualError('REQUEST_MALFORMED', { detail: 'dot segments, empty segments, backslashes and encoded dots or slashes are not accepted in paths' }));
-        return;
-      }
-      const route = s.router.match(host, url);
+      const route = s.router.match(host, target.path);
       if (!route) {
-        refuse(new MutualError('ROUTE_NOT_FOUND', { detail: `${host ?? '(no host)'}${url.split('?')[0].slice(0, 200)}` }));
+        refuse(new MutualError('ROUTE_NOT_FOUND', { detail: `${host ?? '(no host)'}${target.path.slice(0, 200)}` }));
         return;
       }
       entry.route = route.name;
@@ -442,8 +452,8 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
       const upstreamStart = performance.now();
       gone = forward(pool, {
         method,
-        path: s.router.upstreamPath(route, url),
-        headers: forwardHeaders(req, s, peer, socket, host),
+        path: s.router.upstreamPath(route, target.path) + target.query,
+        headers: s.headers.fields(req, peer, socket?.remoteAddress ?? '', host, () => peerChain(socket)),
         body: hasBody ? req : null,
         ...(contentLength !== undefined ? { contentLength } : {}),
         maxBodyBytes: limit,
@@ -471,35 +481,6 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         closing: () => closing,
       });
     }
-  }
-
-  function forwardHeaders(req: Req, s: State, peer: PeerIdentity, socket: TLSSocket, host: string | undefined): string[] {
-    const raw = req.rawHeaders;
-    const out: string[] = [];
-    const connectionTokens = req.headers.connection ? String(req.headers.connection).toLowerCase().split(',').map((t) => t.trim()) : undefined;
-    for (let i = 0; i < raw.length; i += 2) {
-      const name = raw[i].toLowerCase();
-      if (name.charCodeAt(0) === 58 /* ':' */ || NOT_FORWARDED.has(name) || s.stripExact.has(name)) continue;
-      if (s.stripPrefixes.length && s.stripPrefixes.some((p) => name.startsWith(p))) continue;
-      if (connectionTokens?.includes(name)) continue;
-      if (name === 'x-forwarded-for' || name === 'x-forwarded-proto') continue;
-      out.push(raw[i], raw[i + 1]);
-    }
-    if (host) out.push('host', host);
-    const xff = req.headers['x-forwarded-for'];
-    const remote = socket?.remoteAddress ?? '';
-    out.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote, 'x-forwarded-proto', 'https');
-    if (s.config.forward.xfcc) {
-      let v = s.xfcc.get(peer);
-      if (v === undefined) s.xfcc.set(peer, (v = xfccFor(peer, s.by)));
-      out.push(XFCC_HEADER, v);
-    }
-    if (s.config.forward.clientCert) {
-      out.push(CLIENT_CERT_HEADER, formatClientCert(peer.der));
-      const chain = peerChain(socket);
-      if (chain.length) out.push(CLIENT_CERT_CHAIN_HEADER, formatClientCertChain(chain));
-    }
-    return out;
   }
 
   // ---- reload
@@ -636,17 +617,35 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         res.writeHead(fresh && !closing ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready: fresh && !closing, revocation: verifier.status() }));
       } else res.writeHead(404).end();
     });
-    await new Promise<void>((resolve, reject) => {
-      admin!.once('error', reject);
-      admin!.listen(config.admin!.port, config.admin!.host, () => resolve());
-    });
-    adminUrl = `http://${config.admin.host}:${(admin.address() as AddressInfo).port}`;
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.listen.port, config.listen.host, () => resolve());
-  });
+  // A listener that cannot open (a port taken) fails the start: everything started so far is
+  // stopped, so the process ends instead of running half a gateway (an admin listener answering
+  // /ready 200 for a gateway that is not there).
+  const stopStarted = () => {
+    if (poll) clearInterval(poll);
+    if (reloadTimer) clearTimeout(reloadTimer);
+    for (const w of watchers.splice(0)) w.close();
+    tlsIdentity.off('rotated', onServerRotated);
+    verifier.close();
+    tlsIdentity.close();
+    upstreamIdentity?.close();
+    if (server.listening) server.close();
+    if (admin?.listening) admin.close();
+  };
+  try {
+    await listenOn(server, config.listen.host, config.listen.port, 'listen');
+    if (admin && config.admin) {
+      await listenOn(admin, config.admin.host, config.admin.port, 'admin');
+      adminUrl = `http://${config.admin.host}:${(admin.address() as AddressInfo).port}`;
+    }
+  } catch (e) {
+    stopStarted();
+    throw e;
+  }
+  // Errors after the start (accept failing for lack of file descriptors) are logged, not fatal.
+  server.on('error', (e: Error) => log.error({ err: e.message }, 'listener error'));
+  admin?.on('error', (e: Error) => log.error({ err: e.message }, 'admin listener error'));
   const port = (server.address() as AddressInfo).port;
   const url = `https://${config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host}:${port}`;
   log.info({ url, routes: config.routes.length, revocation: config.revocation.mode }, 'mutual gateway listening');
@@ -665,18 +664,28 @@ export async function startGateway(o: GatewayOptions): Promise<Gateway> {
         if (reloadTimer) clearTimeout(reloadTimer);
         for (const w of watchers.splice(0)) w.close();
         const stopped = new Promise<void>((r) => server.close(() => r()));
+        // GOAWAY to every HTTP/2 session (streams in flight finish); idle HTTP/1.1 connections close.
         for (const s of sessions) s.close();
         for (const [sock, active] of h1Sockets) if (active === 0) sock.destroy();
-        const timeout = new Promise<void>((r) => setTimeout(r, state.config.limits.shutdownTimeoutMs).unref());
+        let timer: NodeJS.Timeout | undefined;
+        const timeout = new Promise<void>((r) => (timer = setTimeout(r, state.config.limits.shutdownTimeoutMs)));
         await Promise.race([stopped, timeout]);
+        clearTimeout(timer);
+        // The deadline: whatever is still open goes, whether it has streams, requests, or nothing
+        // at all (a client holding a connection without a request must not hold the process).
         for (const s of sessions) s.destroy();
         for (const sock of h1Sockets.keys()) sock.destroy();
+        for (const sock of sockets) sock.destroy();
         await stopped;
         retire(state);
         verifier.close();
         tlsIdentity.close();
         upstreamIdentity?.close();
-        if (admin) await new Promise<void>((r) => admin!.close(() => r()));
+        if (admin) {
+          const adminClosed = new Promise<void>((r) => admin!.close(() => r()));
+          admin.closeAllConnections();
+          await adminClosed;
+        }
         log.info('mutual gateway stopped');
       })();
       return closed;
@@ -694,6 +703,18 @@ function peerChain(socket: TLSSocket): readonly Buffer[] {
   return verifiedChain(socket);
 }
 
+/** Listens, or throws LISTEN_FAILED naming the address and the system's reason (EADDRINUSE...). */
+function listenOn(server: http.Server | http2.Http2SecureServer, host: string, port: number, what: string): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const onError = (e: NodeJS.ErrnoException) => reject(new MutualError('LISTEN_FAILED', { detail: `${what} ${host}:${port}: ${e.code ?? e.message}` }, { cause: e }));
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
 /** Upstream failures come coded from the upstream client; anything else is a 502. */
 function upstreamError(e: unknown): MutualError {
   return isMutualError(e) ? e : new MutualError('UPSTREAM_UNAVAILABLE', { detail: errText(e) });
@@ -701,6 +722,25 @@ function upstreamError(e: unknown): MutualError {
 
 function errText(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * The request's host, normalized ({@link normalizeHost}), from `:authority` (HTTP/2) or Host.
+ * Throws HOST_INVALID for a malformed one, several Host fields (node:http keeps the first, other
+ * servers the last, so which one the policy applied to would depend on who reads it), or an HTTP/2
+ * request whose Host names another host than its :authority (RFC 9113 8.3.1: a server should treat
+ * it as malformed, for the same reason).
+ */
+function requestHost(req: Req, isH2: boolean, hostFields: number): string | undefined {
+  if (hostFields > 1) throw new MutualError('HOST_INVALID', { detail: 'several Host fields' });
+  const hostField = req.headers.host;
+  const host = hostField === undefined ? undefined : normalizeHost(String(hostField));
+  if (!isH2) return host;
+  const authority = req.headers[':authority'];
+  if (authority === undefined) return host;
+  const a = normalizeHost(String(authority));
+  if (host !== undefined && host !== a) throw new MutualError('HOST_INVALID', { detail: `:authority ${a} and Host ${host} differ` });
+  return a;
 }
 
 /** What {@link forward} reports back. */

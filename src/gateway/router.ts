@@ -1,16 +1,23 @@
 /**
  * Routing (host + path prefix -> upstream) and authorization (route + method -> allow rules with
  * identity patterns). Default deny: a route without a matching rule refuses. A router is built
- * once per config and swapped whole on reload, so a request sees one consistent policy.
+ * once per config and swapped whole on reload, so a request sees one consistent policy. It matches
+ * hosts and paths in the form {@link normalizeTarget} and {@link normalizeHost} give, which is the
+ * form forwarded.
  */
 import { matchIdentity } from '../core/identity.ts';
 import type { RouteConfig } from './config.ts';
+import { normalizeHost, normalizeTarget } from './request-target.ts';
 
 /** A route ready to serve. */
 export interface Route {
   name: string;
   host?: string;
   pathPrefix: string;
+  /** Match the prefix in any ASCII case (for backends that do, such as Express). */
+  caseInsensitive: boolean;
+  /** The prefix in lower case, for caseInsensitive routes. */
+  lowerPrefix: string;
   upstream: URL;
   /** The upstream base path (without a trailing slash), prepended to forwarded paths. */
   basePath: string;
@@ -35,11 +42,17 @@ export class Router {
   constructor(configs: readonly RouteConfig[]) {
     this.routes = configs.map((c) => {
       const upstream = new URL(c.upstream);
-      const prefix = c.pathPrefix.length > 1 ? c.pathPrefix.replace(/\/+$/, '') : '/';
+      const trimmed = c.pathPrefix.length > 1 ? c.pathPrefix.replace(/\/+$/, '') : '/';
+      // Prefixes are compared with normalized paths, so they are normalized the same way (a prefix
+      // that cannot be, such as "/a/../b", is refused by the config schema).
+      const prefix = normalizeTarget(trimmed).path;
+      const host = c.host && (c.host.startsWith('*.') ? `*.${normalizeHost(c.host.slice(2))}` : normalizeHost(c.host));
       return {
         name: c.name ?? `${c.host ?? '*'}${prefix}`,
-        ...(c.host ? { host: c.host.toLowerCase() } : {}),
+        ...(host ? { host } : {}),
         pathPrefix: prefix,
+        caseInsensitive: c.caseInsensitive,
+        lowerPrefix: prefix.toLowerCase(),
         upstream,
         basePath: upstream.pathname.replace(/\/+$/, ''),
         mtls: upstream.protocol === 'https:' && c.mtls,
@@ -52,12 +65,20 @@ export class Router {
     this.routes.sort((a, b) => hostRank(a) - hostRank(b) || b.pathPrefix.length - a.pathPrefix.length);
   }
 
-  /** The route for a host (port stripped, any case) and path, or undefined. */
-  match(hostHeader: string | undefined, path: string): Route | undefined {
-    const host = stripPort(hostHeader ?? '').toLowerCase();
+  /**
+   * The route for a host and a path, or undefined. Both must be normalized ({@link normalizeHost},
+   * {@link normalizeTarget}'s path, without the query); the host's port is ignored.
+   */
+  match(normalizedHost: string | undefined, path: string): Route | undefined {
+    const host = stripPort(normalizedHost ?? '');
+    let lower: string | undefined;
     for (const r of this.routes) {
       if (r.host && !hostMatches(r.host, host)) continue;
-      if (r.pathPrefix === '/' || path === r.pathPrefix || path.startsWith(r.pathPrefix + '/') || path.startsWith(r.pathPrefix + '?')) return r;
+      if (r.pathPrefix === '/') return r;
+      // ASCII only: normalized paths carry anything else percent-encoded, so lengths stay equal.
+      const p = r.caseInsensitive ? (lower ??= path.toLowerCase()) : path;
+      const prefix = r.caseInsensitive ? r.lowerPrefix : r.pathPrefix;
+      if (p.startsWith(prefix) && (p.length === prefix.length || p.charCodeAt(prefix.length) === 47 /* / */)) return r;
     }
     return undefined;
   }

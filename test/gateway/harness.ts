@@ -8,11 +8,13 @@ import http from 'node:http';
 import type https from 'node:https';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
 import { stringify } from 'yaml';
 import { pino } from 'pino';
 import { makePki, startCrlServer, id, names, type Pki, type Credential } from '../sdk/fixtures.ts';
 import { createServer, loadIdentity, peerIdentity, identityFromXfcc, type MtlsServer, type IdentitySource } from '../../src/sdk/index.ts';
 import { startGateway, type Gateway } from '../../src/gateway/index.ts';
+import { waitForPort } from '../helpers/tools.ts';
 
 export const GATEWAY_ID = id('infra/gateway');
 
@@ -135,4 +137,39 @@ export async function startHarness(tweak: (c: Record<string, unknown>, h: { back
       await pki.close();
     },
   };
+}
+
+/**
+ * Debian's nginx in the foreground with a temp prefix: `servers` is the body of its `http` block
+ * (server blocks); it must listen on 127.0.0.1:`port`. Resolves once the port accepts.
+ */
+export async function startNginx(dir: string, port: number, servers: string): Promise<{ close(): Promise<void> }> {
+  const tmp = path.join(dir, 'tmp');
+  fs.mkdirSync(tmp, { recursive: true });
+  const conf = path.join(dir, 'nginx.conf');
+  fs.writeFileSync(conf, `
+worker_processes 1;
+error_log ${dir}/error.log warn;
+events { worker_connections 64; }
+http {
+  access_log off;
+  client_body_temp_path ${tmp}/body; proxy_temp_path ${tmp}/proxy; fastcgi_temp_path ${tmp}/fastcgi; uwsgi_temp_path ${tmp}/uwsgi; scgi_temp_path ${tmp}/scgi;
+  ${servers}
+}
+`);
+  const nginx = spawn('nginx', ['-p', dir, '-c', conf, '-g', `daemon off; pid ${dir}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  nginx.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+  const exited = new Promise<void>((r) => nginx.once('exit', () => r()));
+  const close = async () => {
+    nginx.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    await waitForPort(port, 5000);
+  } catch (e) {
+    await close();
+    throw new Error(`${(e as Error).message}: ${stderr}`);
+  }
+  return { close };
 }

@@ -9,7 +9,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { startHarness, type Harness } from './harness.ts';
-import { request } from '../sdk/fixtures.ts';
+import { request, request2 } from '../sdk/fixtures.ts';
 
 let h: Harness;
 
@@ -44,6 +44,17 @@ test('fail/oversized request headers -> 431, connection closed', async () => {
   s.write(`GET /api/x HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(10_000)}\r\n\r\n`);
   assert.match(await done, /^HTTP\/1\.1 431/);
   await ok();
+});
+
+test('fail/oversized HTTP/2 header list -> 431 HEADERS_TOO_LARGE, the backend never sees it', async () => {
+  // 10 KB: over the configured 8 KiB, under the backend's own 16 KiB, so only the gateway can refuse it.
+  const r = await request2(h.gateway.url, { ca: h.pki.root, cert: h.creds.payments.fullchain, key: h.creds.payments.key, path: '/api/x', headers: { 'x-big': 'a'.repeat(10_000) } });
+  assert.equal(r.status, 431, r.body.slice(0, 200));
+  assert.equal(r.json?.code, 'HEADERS_TOO_LARGE');
+  const many = await request2(h.gateway.url, { ca: h.pki.root, cert: h.creds.payments.fullchain, key: h.creds.payments.key, path: '/api/x', headers: Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`x-h${i}`, 'v'.repeat(60)])) });
+  assert.equal(many.json?.code, 'HEADERS_TOO_LARGE', 'counted per field with its 32-byte overhead (RFC 9113 6.5.2)');
+  const fits = await request2(h.gateway.url, { ca: h.pki.root, cert: h.creds.payments.fullchain, key: h.creds.payments.key, path: '/api/x', headers: { 'x-big': 'a'.repeat(6_000) } });
+  assert.equal(fits.status, 200);
 });
 
 test('fail/malformed request line -> 400, connection closed', async () => {

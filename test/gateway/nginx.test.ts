@@ -4,14 +4,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import { startHarness } from './harness.ts';
+import { startHarness, startNginx } from './harness.ts';
 import { names, id, request } from '../sdk/fixtures.ts';
-import { freePort, requireTool, waitForPort } from '../helpers/tools.ts';
-
-
+import { freePort, requireTool } from '../helpers/tools.ts';
 
 test('ok/nginx as the backend requires and accepts the gateway\'s client certificate', async (t) => {
   if (!requireTool(t, 'nginx', 'nginx')) return;
@@ -19,19 +15,9 @@ test('ok/nginx as the backend requires and accepts the gateway\'s client certifi
   const h = await startHarness((c) => {
     (c.routes as unknown[]).unshift({ name: 'nginx', pathPrefix: '/nginx', upstream: `https://127.0.0.1:${port}`, allow: [{ identities: [id('prod/*')] }] });
   });
-  const dir = path.join(h.dir, 'nginx');
-  fs.mkdirSync(path.join(dir, 'tmp'), { recursive: true });
   const cred = await h.pki.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'nginx');
   const clientTrust = h.pki.tc.file('nginx-client-trust.pem', h.pki.root + h.pki.clientCa);
-  const conf = path.join(dir, 'nginx.conf');
-  const tmp = path.join(dir, 'tmp');
-  fs.writeFileSync(conf, `
-worker_processes 1;
-error_log ${dir}/error.log warn;
-events { worker_connections 64; }
-http {
-  access_log off;
-  client_body_temp_path ${tmp}/body; proxy_temp_path ${tmp}/proxy; fastcgi_temp_path ${tmp}/fastcgi; uwsgi_temp_path ${tmp}/uwsgi; scgi_temp_path ${tmp}/scgi;
+  const nginx = await startNginx(path.join(h.dir, 'nginx'), port, `
   server {
     listen 127.0.0.1:${port} ssl;
     ssl_protocols TLSv1.2 TLSv1.3;
@@ -44,25 +30,18 @@ http {
       default_type text/plain;
       return 200 "nginx verify=$ssl_client_verify dn=$ssl_client_s_dn xfcc=$http_x_forwarded_client_cert\\n";
     }
-  }
-}
-`);
-  const nginx = spawn('nginx', ['-p', dir, '-c', conf, '-g', `daemon off; pid ${dir}/nginx.pid;`], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  nginx.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  const exited = new Promise<void>((r) => nginx.once('exit', () => r()));
+  }`).catch(async (e) => {
+    await h.close();
+    throw e;
+  });
   try {
-    await waitForPort(port, 5000).catch((e) => {
-      throw new Error(`${(e as Error).message}: ${stderr}`);
-    });
     const direct = await request(`https://127.0.0.1:${port}/`, { ca: h.pki.root });
     assert.equal(direct.status, 400, 'nginx itself refuses a caller without a client certificate');
     const r = await request(`${h.gateway.url}/nginx/hello`, { ca: h.pki.root, cert: h.creds.payments.fullchain, key: h.creds.payments.key });
     assert.equal(r.status, 200, r.body);
     assert.match(r.body, /^nginx verify=SUCCESS dn=CN=gateway xfcc=By=spiffe:\/\/acme\.internal\/infra\/gateway;Hash=[0-9a-f]{64};Subject="CN=payments";URI=spiffe:\/\/acme\.internal\/prod\/payments/);
   } finally {
-    nginx.kill('SIGTERM');
-    await exited;
+    await nginx.close();
     await h.close();
   }
 });
