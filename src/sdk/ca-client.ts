@@ -110,14 +110,17 @@ export async function fetchPinnedRoot(caUrl: string, fingerprint: string): Promi
   return pem;
 }
 
-/** Enrolls with a one-time token: makes a key and a CSR for the token's names. */
-export async function enroll(o: { caUrl: string; token: string; keyType?: KeyType; root?: string; days?: number }): Promise<IssuedCertificate & { key: KeyObject; root: string }> {
+/**
+ * Enrolls with a one-time token: makes a key and a CSR for the token's names. The certificate's
+ * lifetime is the one the admin set in the token (or the profile's default): the holder has no say.
+ */
+export async function enroll(o: { caUrl: string; token: string; keyType?: KeyType; root?: string }): Promise<IssuedCertificate & { key: KeyObject; root: string }> {
   const claims = readTokenClaims(o.token);
   const root = o.root ?? (await fetchPinnedRoot(o.caUrl, claims.rootFingerprint));
   const { privateKey } = generateKeyPair(o.keyType ?? 'p256');
   const cn = claims.names.uri[0]?.split('/').pop() ?? claims.names.dns[0] ?? claims.names.ip[0] ?? 'enrolled';
   const csr = toPem(buildCsr({ privateKey, commonName: cn, names: claims.names }), 'CERTIFICATE REQUEST');
-  const r = await call(`${o.caUrl.replace(/\/+$/, '')}/v1/enroll`, { body: { csr, ...(o.days ? { days: o.days } : {}) }, headers: { authorization: `Bearer ${o.token}` }, tls: { ca: root } });
+  const r = await call(`${o.caUrl.replace(/\/+$/, '')}/v1/enroll`, { body: { csr }, headers: { authorization: `Bearer ${o.token}` }, tls: { ca: root } });
   if (r.status !== 201) fail(r);
   return { ...(r.json as IssuedCertificate), key: privateKey, root };
 }
