@@ -9,6 +9,7 @@ import { MutualError, isMutualError } from './errors.ts';
 import { OID } from './oids.ts';
 import { bytesToIp, type IpRange, type SubjectAltNames } from './names.ts';
 import { MAX_OBJECT_BYTES } from './pem.ts';
+import { readSignatureAlgorithm } from './algorithms.ts';
 
 /** Most extensions, names or RDNs read from one certificate. */
 export const MAX_CERT_ELEMENTS = 256;
@@ -87,8 +88,11 @@ function parseUnchecked(buf: Buffer): CertificateInfo {
   const f = children(buf, tbs, 11);
   let i = 0;
   if (f[0]?.tag === 0xa0) i++;
-  const [serialEl, , issuerEl, validityEl, subjectEl, spkiEl] = f.slice(i);
+  const [serialEl, innerAlg, issuerEl, validityEl, subjectEl, spkiEl] = f.slice(i);
   if (!serialEl || serialEl.tag !== Tag.INTEGER || !issuerEl || !validityEl || !subjectEl || !spkiEl) bad('TBSCertificate is missing fields');
+  // Read strictly (the outer one is not signed), and the signed copy must be the same (RFC 5280 4.1.1.2).
+  const signatureOid = readSignatureAlgorithm(buf, sigAlg);
+  if (buf.compare(buf, innerAlg.start, innerAlg.end, sigAlg.start, sigAlg.end) !== 0) bad('the signature algorithm inside and outside the TBSCertificate differ (RFC 5280 4.1.1.2)');
   const [nb, na] = children(buf, validityEl, 2);
   if (!nb || !na) bad('bad validity');
   let serialBytes = Buffer.from(contentBytes(buf, serialEl));
@@ -111,7 +115,7 @@ function parseUnchecked(buf: Buffer): CertificateInfo {
     eku: [],
     names: { dns: [], ip: [], uri: [] },
     criticalExtensions: [],
-    signatureOid: oidToString(contentBytes(buf, readElement(buf, sigAlg.contentStart, sigAlg.end))),
+    signatureOid,
     fingerprint: crypto.hash('sha256', buf, 'hex'),
   };
   const extsWrapper = f.slice(i + 6).find((e) => e.tag === 0xa3);

@@ -9,7 +9,7 @@
  */
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { ACCEPTED_SIGNATURE_OIDS } from './algorithms.ts';
+import { ACCEPTED_SIGNATURE_OIDS, readSignatureAlgorithm } from './algorithms.ts';
 import { nameToString } from './certificate.ts';
 import { Tag, children, contentBytes, elementBytes, expect, oid, oidToString, readElement, readTime, type DerElement } from './der.ts';
 import { MutualError, isMutualError } from './errors.ts';
@@ -156,6 +156,8 @@ function parseUnchecked(buf: Buffer, maxEntries: number): CrlInfo {
   if (!sig || extra || tbs.tag !== Tag.SEQUENCE || sigAlg.tag !== Tag.SEQUENCE || sig.tag !== Tag.BIT_STRING) bad('CertificateList must be tbsCertList, signatureAlgorithm, signatureValue');
   const sigBits = contentBytes(buf, sig);
   if (sigBits.length < 2 || sigBits[0] !== 0) bad('bad signatureValue');
+  // Strictly (RFC 4055 5, RFC 5758 3.2); the inner copy is compared with it below.
+  const signatureOid = readSignatureAlgorithm(buf, sigAlg);
   // The tbs is walked element by element: its revokedCertificates may hold millions of children.
   let p = tbs.contentStart;
   let el = readElement(buf, p, tbs.end);
@@ -242,7 +244,7 @@ function parseUnchecked(buf: Buffer, maxEntries: number): CrlInfo {
   return {
     der: buf,
     tbs: Buffer.from(elementBytes(buf, tbs)),
-    signatureOid: oidToString(contentBytes(buf, expect(buf, sigAlg.contentStart, Tag.OID, sigAlg.end, 'signature algorithm'))),
+    signatureOid,
     signature: Buffer.from(sigBits.subarray(1)),
     issuerName: Buffer.from(elementBytes(buf, issuerEl)),
     issuer: nameToString(buf, issuerEl).text,

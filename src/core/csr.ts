@@ -11,7 +11,7 @@ import {
 } from './der.ts';
 import { MutualError, isMutualError } from './errors.ts';
 import { OID } from './oids.ts';
-import { ACCEPTED_SIGNATURE_OIDS, signatureAlgorithmFor } from './algorithms.ts';
+import { ACCEPTED_SIGNATURE_OIDS, describeSpki, readSignatureAlgorithm, readSpki, signatureAlgorithmFor } from './algorithms.ts';
 import { bytesToIp, encodeGeneralNames, encodeName, type SubjectAltNames } from './names.ts';
 
 /** Largest CSR accepted, in DER bytes (an RSA-4096 CSR with 100 names is ~4 KB). */
@@ -44,7 +44,11 @@ const malformed = (detail: string): never => {
   throw new MutualError('CSR_MALFORMED', { detail });
 };
 
-/** Parses a DER CSR. Throws CSR_MALFORMED, INPUT_TOO_LARGE, DER_TOO_COMPLEX or CSR_FORBIDDEN_EXTENSION. */
+/**
+ * Parses a DER CSR strictly: DER's rules, the signature AlgorithmIdentifier's parameters as its
+ * algorithm requires, and a well-formed SubjectPublicKeyInfo (its strength is judged by
+ * {@link verifyCsr}). Throws CSR_MALFORMED, INPUT_TOO_LARGE or CSR_FORBIDDEN_EXTENSION.
+ */
 export function parseCsr(der: Uint8Array): ParsedCsr {
   if (der.length > MAX_CSR_BYTES) throw new MutualError('INPUT_TOO_LARGE', { detail: `CSR of ${der.length} bytes; the limit is ${MAX_CSR_BYTES}` });
   try {
@@ -61,8 +65,8 @@ function parseCsrUnchecked(der: Buffer): ParsedCsr {
   const [info, sigAlg, sig, extra] = children(der, outer, 4);
   if (!info || !sigAlg || !sig || extra) malformed('CertificationRequest must have exactly three parts');
   if (info.tag !== Tag.SEQUENCE || sigAlg.tag !== Tag.SEQUENCE || sig.tag !== Tag.BIT_STRING) malformed('bad CertificationRequest structure');
-  const sigOidEl = readElement(der, sigAlg.contentStart, sigAlg.end);
-  if (sigOidEl.tag !== Tag.OID) malformed('signature algorithm without an OID');
+  // Strictly: the signatureAlgorithm is not covered by the signature, so odd parameters would pass.
+  const signatureOid = readSignatureAlgorithm(der, sigAlg);
   const sigBits = contentBytes(der, sig);
   if (sigBits.length < 2 || sigBits[0] !== 0) malformed('bad signature BIT STRING');
 
@@ -71,6 +75,8 @@ function parseCsrUnchecked(der: Buffer): ParsedCsr {
   if (!subject || subject.tag !== Tag.SEQUENCE) malformed('missing subject');
   if (!spki || spki.tag !== Tag.SEQUENCE) malformed('missing SubjectPublicKeyInfo');
   if (!attrs || attrs.tag !== 0xa0 || more) malformed('missing or extra attributes');
+  // The key's structure (not yet its strength: that is describeSpki's, before proof of possession).
+  readSpki(elementBytes(der, spki));
 
   const out: ParsedCsr = {
     spki: Buffer.from(elementBytes(der, spki)),
@@ -78,7 +84,7 @@ function parseCsrUnchecked(der: Buffer): ParsedCsr {
     requestedEku: [],
     requestsCa: false,
     signedBytes: Buffer.from(elementBytes(der, info)),
-    signatureOid: oidToString(contentBytes(der, sigOidEl)),
+    signatureOid,
     signature: Buffer.from(sigBits.subarray(1)),
   };
   out.commonName = readCommonName(der, subject);
@@ -129,8 +135,19 @@ function readRequestedExtension(der: Buffer, ext: DerElement, out: ParsedCsr): v
   }
 }
 
-/** The CSR's public key, or CSR_UNSUPPORTED_ALGORITHM for a signature algorithm or key not accepted. */
+/**
+ * The CSR's public key: KEY_WEAK for a key mutual does not issue for, CSR_UNSUPPORTED_ALGORITHM for
+ * a signature algorithm or key not accepted. The key is judged before its signature is looked at:
+ * an RSA key with exponent 1 "verifies" any PKCS#1 v1.5 encoded digest as its own signature, so a
+ * signature check alone proves no possession (issue 13).
+ */
 function csrPublicKey(csr: ParsedCsr): KeyObject {
+  try {
+    describeSpki(csr.spki);
+  } catch (e) {
+    if (isMutualError(e, 'DER_MALFORMED') || isMutualError(e, 'DER_TOO_COMPLEX')) throw new MutualError('CSR_MALFORMED', { detail: e.fields.detail }, { cause: e });
+    throw e;
+  }
   if (!ACCEPTED_SIGNATURE_OIDS.has(csr.signatureOid)) {
     throw new MutualError('CSR_UNSUPPORTED_ALGORITHM', { detail: `signature algorithm ${csr.signatureOid} (SHA-1 and RSA-PSS are not accepted)` });
   }
@@ -145,8 +162,9 @@ function csrPublicKey(csr: ParsedCsr): KeyObject {
 }
 
 /**
- * Proof of possession: verifies the CSR signature with the key it carries. Returns the public key.
- * Throws CSR_UNSUPPORTED_ALGORITHM or CSR_BAD_SIGNATURE.
+ * Proof of possession: checks the CSR's key (as {@link describeSpki}) and then verifies the CSR
+ * signature with it. Returns the public key. Throws KEY_WEAK, CSR_MALFORMED,
+ * CSR_UNSUPPORTED_ALGORITHM or CSR_BAD_SIGNATURE.
  */
 export function verifyCsr(csr: ParsedCsr): KeyObject {
   const key = csrPublicKey(csr);

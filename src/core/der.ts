@@ -267,6 +267,19 @@ export function children(buf: Uint8Array, parent: DerElement, maxChildren: numbe
   return out;
 }
 
+/**
+ * Reads an OBJECT IDENTIFIER element strictly (X.690 8.19: at least one arc, every arc in the fewest
+ * bytes, the last byte closing its arc) and returns its dotted form. {@link oidToString} alone
+ * decodes whatever it is given; this is for OIDs whose exact bytes decide something.
+ */
+export function readOid(buf: Uint8Array, e: DerElement): string {
+  const c = contentBytes(buf, e);
+  let ok = e.tag === Tag.OID && c.length > 0 && (c[c.length - 1] & 0x80) === 0;
+  for (let i = 0; ok && i < c.length; i++) if (c[i] === 0x80 && (i === 0 || (c[i - 1] & 0x80) === 0)) ok = false;
+  if (!ok) throw new MutualError('DER_MALFORMED', { detail: `bad OBJECT IDENTIFIER at byte ${e.start}` });
+  return oidToString(c);
+}
+
 /** Parses a DER time (UTCTime or GeneralizedTime, Z form, whole seconds). */
 export function readTime(buf: Uint8Array, e: DerElement): Date {
   const s = Buffer.from(contentBytes(buf, e)).toString('latin1');
