@@ -4,7 +4,7 @@
  */
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { derNull, oid, seq, readElement, readOid, expect, children, contentBytes, Tag, type DerElement } from './der.ts';
+import { checkWellFormed, derNull, oid, seq, readElement, readOid, expect, children, contentBytes, Tag, type DerElement } from './der.ts';
 import { OID } from './oids.ts';
 import { MutualError } from './errors.ts';
 
@@ -173,6 +173,13 @@ const EC_CURVES: Record<string, { type: KeyType; label: string }> = {
   [OID.p384]: { type: 'p384', label: 'ECDSA P-384' },
 };
 
+/**
+ * Bounds on parameters of algorithms mutual does not know, checked only for well-formedness:
+ * explicit EC domain parameters, the largest common ones, are 6 deep and ~20 elements.
+ */
+const MAX_PARAMETER_DEPTH = 8;
+const MAX_PARAMETER_ELEMENTS = 64;
+
 /** Key algorithms whose AlgorithmIdentifier has no parameters (RFC 8410 3: X25519, X448, Ed25519, Ed448). */
 const NO_PARAMETER_KEYS = new Set<string>(['1.3.101.110', '1.3.101.111', OID.ed25519, '1.3.101.113']);
 
@@ -229,10 +236,15 @@ export function readSpki(spki: Uint8Array): SpkiFields {
     out.modulus = positiveInteger(key, n, 'the RSA modulus');
     out.exponent = positiveInteger(key, e, 'the RSA public exponent');
   } else if (algorithm === OID.ecPublicKey) {
-    if (!params) malformedKey('EC keys need their curve (RFC 5480 2.1.1)');
+    // ECParameters: namedCurve, implicitCurve (NULL) or specifiedCurve (SEQUENCE) (RFC 3279 2.3.5);
+    // only a named curve is accepted (RFC 5480 2.1.1), but the others are well-formed DER.
+    if (!params || (params.tag !== Tag.OID && params.tag !== Tag.NULL && params.tag !== Tag.SEQUENCE)) malformedKey('EC keys need their curve (RFC 5480 2.1.1)');
     if (params.tag === Tag.OID) out.curve = readOid(spki, params);
+    else checkWellFormed(spki, params, MAX_PARAMETER_DEPTH, MAX_PARAMETER_ELEMENTS);
   } else if (NO_PARAMETER_KEYS.has(algorithm) && params) {
     malformedKey(`key algorithm ${algorithm} has no parameters (RFC 8410 3)`);
+  } else if (params) {
+    checkWellFormed(spki, params, MAX_PARAMETER_DEPTH, MAX_PARAMETER_ELEMENTS);
   }
   return out;
 }
@@ -363,5 +375,6 @@ export function readSignatureAlgorithm(buf: Uint8Array, e: DerElement): string {
     badAlgorithm(`the parameters of ${algorithm} must be NULL (RFC 4055 5)`);
   }
   if (algorithm === RSASSA_PSS) checkPssParameters(buf, params);
+  else if (params) checkWellFormed(buf, params, MAX_PARAMETER_DEPTH, MAX_PARAMETER_ELEMENTS);
   return algorithm;
 }

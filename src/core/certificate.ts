@@ -90,11 +90,13 @@ function parseUnchecked(buf: Buffer): CertificateInfo {
   if (f[0]?.tag === 0xa0) i++;
   const [serialEl, innerAlg, issuerEl, validityEl, subjectEl, spkiEl] = f.slice(i);
   if (!serialEl || serialEl.tag !== Tag.INTEGER || !issuerEl || !validityEl || !subjectEl || !spkiEl) bad('TBSCertificate is missing fields');
+  if (serialEl.end === serialEl.contentStart) bad('empty serialNumber');
+  if (issuerEl.tag !== Tag.SEQUENCE || validityEl.tag !== Tag.SEQUENCE || subjectEl.tag !== Tag.SEQUENCE || spkiEl.tag !== Tag.SEQUENCE) bad('bad TBSCertificate field');
   // Read strictly (the outer one is not signed), and the signed copy must be the same (RFC 5280 4.1.1.2).
   const signatureOid = readSignatureAlgorithm(buf, sigAlg);
   if (buf.compare(buf, innerAlg.start, innerAlg.end, sigAlg.start, sigAlg.end) !== 0) bad('the signature algorithm inside and outside the TBSCertificate differ (RFC 5280 4.1.1.2)');
-  const [nb, na] = children(buf, validityEl, 2);
-  if (!nb || !na) bad('bad validity');
+  const [nb, na, more] = children(buf, validityEl, 3);
+  if (!nb || !na || more) bad('bad validity');
   let serialBytes = Buffer.from(contentBytes(buf, serialEl));
   while (serialBytes.length > 1 && serialBytes[0] === 0) serialBytes = serialBytes.subarray(1);
   const issuer = nameToString(buf, issuerEl);
@@ -120,38 +122,60 @@ function parseUnchecked(buf: Buffer): CertificateInfo {
   };
   const extsWrapper = f.slice(i + 6).find((e) => e.tag === 0xa3);
   if (extsWrapper) {
-    const [exts] = children(buf, extsWrapper, 1);
-    if (!exts) bad('empty extensions');
+    const [exts, more] = children(buf, extsWrapper, 2);
+    if (!exts || more || exts.tag !== Tag.SEQUENCE) bad('extensions must be one SEQUENCE');
     for (const e of children(buf, exts, MAX_CERT_ELEMENTS)) readExtension(buf, e, info);
   }
   return info;
 }
 
 function readExtension(buf: Buffer, e: DerElement, info: CertificateInfo): void {
-  const parts = children(buf, e, 3);
-  const id = oidToString(contentBytes(buf, parts[0]));
+  const bad = (detail: string): never => {
+    throw new MutualError('CERT_MALFORMED', { detail });
+  };
+  // Extension ::= SEQUENCE { extnID, critical BOOLEAN DEFAULT FALSE, extnValue OCTET STRING } (RFC 5280 4.1)
+  const parts = e.tag === Tag.SEQUENCE ? children(buf, e, 4) : [];
+  const [idEl, critical] = parts;
   const value = parts[parts.length - 1];
-  if (value.tag !== Tag.OCTET_STRING) throw new MutualError('CERT_MALFORMED', { detail: `extension ${id} without a value` });
-  if (parts.length === 3 && parts[1].tag === Tag.BOOLEAN && buf[parts[1].contentStart] !== 0) info.criticalExtensions.push(id);
+  if (parts.length < 2 || parts.length > 3 || idEl.tag !== Tag.OID || value.tag !== Tag.OCTET_STRING || (parts.length === 3 && critical.tag !== Tag.BOOLEAN)) bad('bad extension');
+  const id = oidToString(contentBytes(buf, idEl));
+  if (parts.length === 3 && buf[critical.contentStart] !== 0) info.criticalExtensions.push(id);
   const inner = readElement(buf, value.contentStart, value.end);
+  if (inner.end !== value.end) bad(`extension ${id}: trailing bytes in its value`);
+  const needs = (tag: number): void => {
+    if (inner.tag !== tag) bad(`extension ${id}: bad value`);
+  };
   switch (id) {
     case OID.subjectKeyIdentifier:
+      needs(Tag.OCTET_STRING);
       info.subjectKeyId = Buffer.from(contentBytes(buf, inner));
       break;
     case OID.authorityKeyIdentifier:
+      needs(Tag.SEQUENCE);
       for (const c of children(buf, inner, 3)) if (c.tag === 0x80) info.authorityKeyId = Buffer.from(contentBytes(buf, c));
       break;
     case OID.basicConstraints: {
+      needs(Tag.SEQUENCE);
       const c = children(buf, inner, 2);
-      info.isCa = c[0]?.tag === Tag.BOOLEAN && buf[c[0].contentStart] !== 0;
+      info.isCa = c[0]?.tag === Tag.BOOLEAN && c[0].end - c[0].contentStart === 1 && buf[c[0].contentStart] !== 0;
       const pl = c.find((x) => x.tag === Tag.INTEGER);
-      if (pl) info.pathLen = Buffer.from(contentBytes(buf, pl)).readUIntBE(0, Math.min(6, pl.end - pl.contentStart));
+      if (pl) {
+        // pathLenConstraint INTEGER (0..MAX): a non-negative number that fits in 4 bytes here.
+        const v = contentBytes(buf, pl);
+        if (v.length === 0 || v.length > 4 || (v[0] & 0x80) !== 0) bad('bad pathLenConstraint');
+        info.pathLen = Buffer.from(v).readUIntBE(0, v.length);
+      }
       break;
     }
     case OID.extKeyUsage:
-      for (const k of children(buf, inner, MAX_CERT_ELEMENTS)) info.eku.push(oidToString(contentBytes(buf, k)));
+      needs(Tag.SEQUENCE);
+      for (const k of children(buf, inner, MAX_CERT_ELEMENTS)) {
+        if (k.tag !== Tag.OID) bad('extKeyUsage holds something other than OIDs');
+        info.eku.push(oidToString(contentBytes(buf, k)));
+      }
       break;
     case OID.subjectAltName:
+      needs(Tag.SEQUENCE);
       for (const gn of children(buf, inner, MAX_CERT_ELEMENTS)) {
         const v = contentBytes(buf, gn);
         if (gn.tag === 0x82) info.names.dns.push(Buffer.from(v).toString('latin1'));
@@ -160,10 +184,12 @@ function readExtension(buf: Buffer, e: DerElement, info: CertificateInfo): void 
       }
       break;
     case OID.nameConstraints: {
+      needs(Tag.SEQUENCE);
       const permitted = { dns: [] as string[], ip: [] as IpRange[], uri: [] as string[] };
       for (const part of children(buf, inner, 2)) {
         if (part.tag !== 0xa0) continue;
         for (const subtree of children(buf, part, MAX_CERT_ELEMENTS)) {
+          if (subtree.tag !== Tag.SEQUENCE) bad('bad GeneralSubtree');
           const gn = readElement(buf, subtree.contentStart, subtree.end);
           const v = contentBytes(buf, gn);
           if (gn.tag === 0x82) permitted.dns.push(Buffer.from(v).toString('latin1'));

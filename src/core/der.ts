@@ -280,6 +280,47 @@ export function readOid(buf: Uint8Array, e: DerElement): string {
   return oidToString(c);
 }
 
+/** DER's rules for one element's tag and, for the simple universal types, its contents (X.690 8, 10, 11). */
+function checkElement(buf: Uint8Array, e: DerElement): void {
+  const t = e.tag;
+  const v = contentBytes(buf, e);
+  let why = '';
+  if ((t & 0xc0) === 0) {
+    // Universal class: tag 0 is reserved (end-of-contents), and DER builds only SEQUENCE and SET (X.690 10.2).
+    if ((t & 0x1f) === 0 || ((t & 0x20) !== 0 && t !== Tag.SEQUENCE && t !== Tag.SET)) why = 'a reserved or constructed universal tag';
+    else if (t === Tag.BOOLEAN && (v.length !== 1 || (v[0] !== 0 && v[0] !== 0xff))) why = 'a BOOLEAN other than 00 or FF';
+    else if (t === Tag.NULL && v.length !== 0) why = 'a NULL with contents';
+    else if ((t === Tag.INTEGER || t === Tag.ENUMERATED) && (v.length === 0 || (v.length > 1 && ((v[0] === 0 && (v[1] & 0x80) === 0) || (v[0] === 0xff && (v[1] & 0x80) !== 0))))) why = 'an empty or non-minimal INTEGER';
+    else if (t === Tag.BIT_STRING && (v.length === 0 || v[0] > 7 || (v.length === 1 && v[0] !== 0))) why = 'a BIT STRING with bad unused bits';
+    else if (t === Tag.OID) readOid(buf, e);
+  }
+  if (why) throw new MutualError('DER_MALFORMED', { detail: `${why} at byte ${e.start}` });
+}
+
+/**
+ * Checks that an element mutual does not otherwise read is well-formed DER all the way down: every
+ * constructed element holds complete elements, the simple universal types are encoded as DER
+ * requires, at most `maxDepth` deep and `maxElements` in all (else DER_TOO_COMPLEX). For the parts
+ * of untrusted input that are carried or skipped rather than read (unknown attributes and
+ * parameters), so that "accepted" means "well-formed" everywhere, as it does for OpenSSL.
+ */
+export function checkWellFormed(buf: Uint8Array, e: DerElement, maxDepth: number, maxElements: number): void {
+  let count = 0;
+  const stack: { el: DerElement; depth: number }[] = [{ el: e, depth: 0 }];
+  while (stack.length > 0) {
+    const { el, depth } = stack.pop()!;
+    checkElement(buf, el);
+    if ((el.tag & 0x20) === 0) continue;
+    if (depth >= maxDepth) throw new MutualError('DER_TOO_COMPLEX', { detail: `nested more than ${maxDepth} deep` });
+    for (let o = el.contentStart; o < el.end;) {
+      if (++count > maxElements) throw new MutualError('DER_TOO_COMPLEX', { detail: `more than ${maxElements} elements in one structure` });
+      const child = readElement(buf, o, el.end);
+      stack.push({ el: child, depth: depth + 1 });
+      o = child.end;
+    }
+  }
+}
+
 /** Parses a DER time (UTCTime or GeneralizedTime, Z form, whole seconds). */
 export function readTime(buf: Uint8Array, e: DerElement): Date {
   const s = Buffer.from(contentBytes(buf, e)).toString('latin1');

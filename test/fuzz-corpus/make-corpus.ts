@@ -14,7 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { makeTestCa } from '../helpers/test-ca.ts';
 import { openssl } from '../helpers/tools.ts';
-import { buildCsr } from '../../src/core/csr.ts';
+import { buildCsr, parseCsr } from '../../src/core/csr.ts';
 import { createOcspResponder, encodeCertId, ocspIssuerHashes, OCSP_MALFORMED, OCSP_OID } from '../../src/core/ocsp.ts';
 import { explicit, floorSeconds, oid, octetString, seq } from '../../src/core/der.ts';
 import { readPemOrDer, toPem } from '../../src/core/pem.ts';
@@ -35,6 +35,10 @@ try {
   put('csr-p256-server.der', buildCsr({ privateKey: p256, commonName: 'api.acme.internal', names: names({ dns: ['api.acme.internal', 'localhost'], ip: ['127.0.0.1', '::1'] }) }));
   put('csr-ed25519-client.der', buildCsr({ privateKey: crypto.generateKeyPairSync('ed25519').privateKey, commonName: 'payments', names: names({ uri: ['spiffe://acme.internal/prod/payments'] }) }));
   put('csr-rsa2048-ca.der', buildCsr({ privateKey: crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey, commonName: 'Acme Server CA', ca: true }));
+  // The keys of those CSRs alone, for the SubjectPublicKeyInfo reader.
+  for (const [csrName, spkiName] of [['csr-p256-server.der', 'spki-p256.der'], ['csr-ed25519-client.der', 'spki-ed25519.der'], ['csr-rsa2048-ca.der', 'spki-rsa2048.der']]) {
+    put(spkiName, parseCsr(fs.readFileSync(path.join(out, csrName))).spki);
+  }
   const key = tc.file('openssl.key', '');
   fs.rmSync(key);
   const r = openssl(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384', '-nodes', '-keyout', key, '-subj', '/CN=api/O=Acme',

@@ -1,0 +1,84 @@
+/**
+ * Inputs the fuzz target (test/core/fuzz.test.ts) found, kept as named cases: each crashed a reader
+ * with a TypeError or RangeError, or was accepted although it is not DER (or not what the
+ * structure allows) and a second parser read it differently. Built from the corpus by editing.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parseCertificate } from '../../src/core/certificate.ts';
+import { parseCsr } from '../../src/core/csr.ts';
+import { boolean, children, derNull, elementBytes, explicit, integer, octetString, oid, readElement, seq, set, tlv, utf8String } from '../../src/core/der.ts';
+import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
+import { OID } from '../../src/core/oids.ts';
+
+const CORPUS = path.join(import.meta.dirname, '..', 'fuzz-corpus', 'der');
+const corpus = (name: string): Buffer => fs.readFileSync(path.join(CORPUS, name));
+
+/** The server leaf with its extensions replaced (the signature no longer matches: parsing does not check it). */
+function leafWithExtensions(...exts: Buffer[]): Buffer {
+  const der = corpus('cert-server-leaf.der');
+  const [tbs, alg, sig] = children(der, readElement(der, 0), 3);
+  const fields = children(der, tbs, 11).filter((f) => f.tag !== 0xa3).map((f) => Buffer.from(elementBytes(der, f)));
+  return seq(tlv(0x30, ...fields, explicit(3, seq(...exts))), Buffer.from(elementBytes(der, alg)), Buffer.from(elementBytes(der, sig)));
+}
+
+/** The P-256 CSR with its CertificationRequestInfo rebuilt from edited parts (signature left as is). */
+function csrWith(edit: { subject?: Buffer; spki?: Buffer; attributes?: Buffer[] }): Buffer {
+  const der = corpus('csr-p256-server.der');
+  const [info, alg, sig] = children(der, readElement(der, 0), 3);
+  const [version, subject, spki, attrs] = children(der, info, 4);
+  const part = (e: typeof version) => Buffer.from(elementBytes(der, e));
+  const newInfo = seq(part(version), edit.subject ?? part(subject), edit.spki ?? part(spki), edit.attributes ? explicit(0, ...edit.attributes) : part(attrs));
+  return seq(newInfo, part(alg), part(sig));
+}
+const subjectCn = (value: Buffer) => seq(set(seq(oid(OID.commonName), value)));
+const p256Point = () => {
+  const s = parseCsr(corpus('csr-p256-server.der')).spki;
+  return Buffer.from(elementBytes(s, children(s, readElement(s, 0), 2)[1]));
+};
+
+const CASES: { name: string; input: () => Buffer; parse: (b: Buffer) => unknown; code?: ErrorCode }[] = [
+  // --- certificates: crashes
+  { name: 'fail/cert/extension-that-is-an-empty-sequence', input: () => leafWithExtensions(seq()), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/extension-without-a-value', input: () => leafWithExtensions(seq(oid(OID.basicConstraints))), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/basic-constraints-empty-pathlen', input: () => leafWithExtensions(seq(oid(OID.basicConstraints), octetString(seq(boolean(true), tlv(0x02, Buffer.alloc(0)))))), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/basic-constraints-negative-pathlen', input: () => leafWithExtensions(seq(oid(OID.basicConstraints), octetString(seq(boolean(true), tlv(0x02, Buffer.from([0xff])))))), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  // --- certificates: accepted though not what the structure allows
+  { name: 'fail/cert/eku-holding-a-string', input: () => leafWithExtensions(seq(oid(OID.extKeyUsage), octetString(seq(utf8String('serverAuth'))))), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/san-not-a-sequence', input: () => leafWithExtensions(seq(oid(OID.subjectAltName), octetString(tlv(0x82, Buffer.from('a.b'))))), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/extension-value-with-trailing-bytes', input: () => leafWithExtensions(seq(oid(OID.subjectKeyIdentifier), octetString(Buffer.concat([octetString(Buffer.alloc(20)), derNull()])))), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'ok/cert/pathlen-0', input: () => leafWithExtensions(seq(oid(OID.basicConstraints), boolean(true), octetString(seq(boolean(true), integer(0))))), parse: parseCertificate },
+  // --- CSRs: accepted though OpenSSL or @peculiar/asn1-csr read them otherwise
+  { name: 'ok/csr/as-made', input: () => corpus('csr-p256-server.der'), parse: parseCsr },
+  { name: 'fail/csr/cn-invalid-utf8', input: () => csrWith({ subject: subjectCn(tlv(0x0c, Buffer.from([0x61, 0xe5, 0x6e]))) }), parse: parseCsr, code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/cn-printable-string-not-ascii', input: () => csrWith({ subject: subjectCn(tlv(0x13, Buffer.from([0x61, 0xe9]))) }), parse: parseCsr, code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/cn-universal-string', input: () => csrWith({ subject: subjectCn(tlv(0x1c, Buffer.from('Acme'))) }), parse: parseCsr, code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/rdn-not-a-set', input: () => csrWith({ subject: seq(seq(seq(oid(OID.commonName), utf8String('api')))) }), parse: parseCsr, code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/atv-not-a-sequence', input: () => csrWith({ subject: seq(set(explicit(0, oid(OID.commonName), utf8String('api')))) }), parse: parseCsr, code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/ec-key-with-null-curve', input: () => csrWith({ spki: seq(seq(oid(OID.ecPublicKey), derNull()), p256Point()) }), parse: parseCsr, code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/unknown-key-with-bad-bit-string-parameters', input: () => csrWith({ spki: seq(seq(oid('1.2.3.4'), Buffer.from([0x03, 0x01, 0x07])), p256Point()) }), parse: parseCsr, code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/unknown-attribute-with-truncated-inner-element', input: () => csrWith({ attributes: [seq(oid('1.2.840.113549.1.9.7'), set(seq(tlv(0x0c, Buffer.from('x')), Buffer.from([0x30, 0x05, 0x01]))))] }),
+    parse: parseCsr, code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/unknown-attribute-with-end-of-contents-tag', input: () => csrWith({ attributes: [seq(oid('1.2.840.113549.1.9.7'), set(tlv(0x20, utf8String('x'))))] }), parse: parseCsr, code: 'CSR_MALFORMED' },
+  { name: 'ok/csr/challenge-password-attribute', input: () => csrWith({ attributes: [seq(oid('1.2.840.113549.1.9.7'), set(utf8String('secret')))] }), parse: parseCsr },
+  { name: 'fail/csr/attribute-with-empty-values', input: () => csrWith({ attributes: [seq(oid('1.2.840.113549.1.9.7'), set())] }), parse: parseCsr, code: 'CSR_MALFORMED' },
+];
+
+describe('core/readers: inputs the fuzz target found', () => {
+  for (const c of CASES) {
+    test(c.name, () => {
+      const input = c.input();
+      if (!c.code) {
+        c.parse(input);
+        return;
+      }
+      assert.throws(() => c.parse(input), (e) => {
+        assert.ok(isMutualError(e), `not a MutualError: ${String(e)}`);
+        assert.equal(e.code, c.code, `got ${e.code}: ${e.message}`);
+        return true;
+      });
+    });
+  }
+});
