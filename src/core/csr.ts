@@ -150,7 +150,7 @@ function readRequestedExtension(der: Buffer, ext: DerElement, out: ParsedCsr): v
   const parts = ext.tag === Tag.SEQUENCE ? children(der, ext, 4) : [];
   const id = parts[0];
   const value = parts[parts.length - 1];
-  if (parts.length < 2 || parts.length > 3 || id.tag !== Tag.OID || value.tag !== Tag.OCTET_STRING || (parts.length === 3 && parts[1].tag !== Tag.BOOLEAN)) malformed('bad requested extension');
+  if (parts.length < 2 || parts.length > 3 || id.tag !== Tag.OID || value.tag !== Tag.OCTET_STRING || (parts.length === 3 && (parts[1].tag !== Tag.BOOLEAN || parts[1].end - parts[1].contentStart !== 1))) malformed('bad requested extension');
   const extOid = readOid(der, id);
   if (!TOLERATED_EXTENSIONS.has(extOid)) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: `extension ${extOid} cannot be requested` });
   const inner = readElement(der, value.contentStart, value.end);

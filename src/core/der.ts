@@ -252,8 +252,12 @@ export function expect(buf: Uint8Array, offset: number, tag: number, limit: numb
   return e;
 }
 
-/** The children of a constructed element, at most `maxChildren` of them. */
+/**
+ * The children of a constructed element, at most `maxChildren` of them. A primitive element has
+ * none: reading its contents as elements would accept, say, an INTEGER where a SET belongs.
+ */
 export function children(buf: Uint8Array, parent: DerElement, maxChildren: number): DerElement[] {
+  if ((parent.tag & 0x20) === 0) throw new MutualError('DER_MALFORMED', { detail: `expected a constructed element, found tag 0x${parent.tag.toString(16)} at byte ${parent.start}` });
   const out: DerElement[] = [];
   let o = parent.contentStart;
   while (o < parent.end) {

@@ -8,8 +8,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseCertificate } from '../../src/core/certificate.ts';
+import { revocationUrls } from '../../src/core/cert-urls.ts';
 import { parseCsr } from '../../src/core/csr.ts';
-import { boolean, children, derNull, elementBytes, explicit, integer, octetString, oid, readElement, seq, set, tlv, utf8String } from '../../src/core/der.ts';
+import { bitString, boolean, children, derNull, elementBytes, explicit, integer, octetString, oid, readElement, seq, set, tlv, utf8String } from '../../src/core/der.ts';
 import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
 import { OID } from '../../src/core/oids.ts';
 
@@ -23,6 +24,19 @@ function leafWithExtensions(...exts: Buffer[]): Buffer {
   const fields = children(der, tbs, 11).filter((f) => f.tag !== 0xa3).map((f) => Buffer.from(elementBytes(der, f)));
   return seq(tlv(0x30, ...fields, explicit(3, seq(...exts))), Buffer.from(elementBytes(der, alg)), Buffer.from(elementBytes(der, sig)));
 }
+
+/**
+ * The server leaf with TBSCertificate field `i` replaced (0 version, 1 serial, 2 signature, 3 issuer,
+ * 4 validity, 5 subject, 6 key, 7 extensions), or with `extra` fields added; `sig` replaces the signatureValue.
+ */
+function leafWith(o: { field?: [number, Buffer]; extra?: Buffer[]; sig?: Buffer }): Buffer {
+  const der = corpus('cert-server-leaf.der');
+  const [tbs, alg, sig] = children(der, readElement(der, 0), 3);
+  const fields: Buffer[] = children(der, tbs, 11).map((f) => Buffer.from(elementBytes(der, f)));
+  if (o.field) fields[o.field[0]] = o.field[1];
+  return seq(tlv(0x30, ...fields, ...(o.extra ?? [])), Buffer.from(elementBytes(der, alg)), o.sig ?? Buffer.from(elementBytes(der, sig)));
+}
+const nameCn = (value: Buffer) => seq(set(seq(oid(OID.commonName), value)));
 
 /** The P-256 CSR with its CertificationRequestInfo rebuilt from edited parts (signature left as is). */
 function csrWith(edit: { subject?: Buffer; spki?: Buffer; attributes?: Buffer[] }): Buffer {
@@ -50,6 +64,26 @@ const CASES: { name: string; input: () => Buffer; parse: (b: Buffer) => unknown;
   { name: 'fail/cert/san-not-a-sequence', input: () => leafWithExtensions(seq(oid(OID.subjectAltName), octetString(tlv(0x82, Buffer.from('a.b'))))), parse: parseCertificate, code: 'CERT_MALFORMED' },
   { name: 'fail/cert/extension-value-with-trailing-bytes', input: () => leafWithExtensions(seq(oid(OID.subjectKeyIdentifier), octetString(Buffer.concat([octetString(Buffer.alloc(20)), derNull()])))), parse: parseCertificate, code: 'CERT_MALFORMED' },
   { name: 'ok/cert/pathlen-0', input: () => leafWithExtensions(seq(oid(OID.basicConstraints), boolean(true), octetString(seq(boolean(true), integer(0))))), parse: parseCertificate },
+  // --- certificates: accepted though OpenSSL refuses them (the fuzz target cross-checks with X509Certificate)
+  { name: 'fail/cert/negative-serial', input: () => leafWith({ field: [1, tlv(0x02, Buffer.from([0xff, 0x01]))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/serial-not-minimal', input: () => leafWith({ field: [1, tlv(0x02, Buffer.from([0x00, 0x32, 0x01]))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/version-not-an-integer', input: () => leafWith({ field: [0, explicit(0, utf8String('v3'))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/version-v1-written-out', input: () => leafWith({ field: [0, explicit(0, integer(0))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/issuer-rdn-that-is-an-integer', input: () => leafWith({ field: [3, seq(tlv(0x02, set(seq(oid(OID.commonName), utf8String('CA')))))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/subject-cn-invalid-utf8', input: () => leafWith({ field: [5, nameCn(tlv(0x0c, Buffer.from([0x61, 0x85, 0x62])))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/subject-cn-universal-string-beyond-unicode', input: () => leafWith({ field: [5, nameCn(tlv(0x1c, Buffer.from('paym')))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/subject-cn-private-tag', input: () => leafWith({ field: [5, nameCn(tlv(0xc2, Buffer.from('x')))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'ok/cert/subject-cn-bmp-string', input: () => leafWith({ field: [5, nameCn(tlv(0x1e, Buffer.from('0061006e', 'hex')))] }), parse: parseCertificate },
+  { name: 'fail/cert/key-algorithm-rsa-without-null', input: () => leafWith({ field: [6, seq(seq(oid(OID.rsaEncryption)), bitString(seq(integer(3), integer(3))))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/unknown-field-after-the-key', input: () => leafWith({ extra: [derNull()] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/subject-unique-id-bad-unused-bits', input: () => leafWith({ field: [7, tlv(0x82, Buffer.from([9, 0]))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/signature-bit-string-unused-bits', input: () => leafWith({ sig: tlv(0x03, Buffer.from([0x10, 1, 2, 3])) }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/critical-boolean-of-two-bytes', input: () => leafWithExtensions(seq(oid(OID.keyUsage), tlv(0x01, Buffer.from([0xff, 0x04])), octetString(Buffer.from('03020106', 'hex')))), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/extension-oid-unterminated', input: () => leafWithExtensions(seq(tlv(0x06, Buffer.from([0x55, 0x1d, 0x8f])), octetString(Buffer.from('03020106', 'hex')))), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  // --- revocationUrls: crashes
+  { name: 'fail/cert-urls/extension-that-is-an-empty-sequence', input: () => leafWithExtensions(seq()), parse: revocationUrls, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert-urls/empty-extensions-wrapper', input: () => leafWith({ field: [7, explicit(3)] }), parse: revocationUrls, code: 'CERT_MALFORMED' },
+  { name: 'ok/cert-urls/leaf', input: () => corpus('cert-server-leaf.der'), parse: revocationUrls },
   // --- CSRs: accepted though OpenSSL or @peculiar/asn1-csr read them otherwise
   { name: 'ok/csr/as-made', input: () => corpus('csr-p256-server.der'), parse: parseCsr },
   { name: 'fail/csr/cn-invalid-utf8', input: () => csrWith({ subject: subjectCn(tlv(0x0c, Buffer.from([0x61, 0xe5, 0x6e]))) }), parse: parseCsr, code: 'CSR_MALFORMED' },
