@@ -11,7 +11,7 @@ import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { ACCEPTED_SIGNATURE_OIDS, readSignatureAlgorithm } from './algorithms.ts';
 import { nameToString } from './certificate.ts';
-import { Tag, children, contentBytes, elementBytes, expect, oid, oidToString, readElement, readTime, type DerElement } from './der.ts';
+import { Tag, checkOid, children, contentBytes, elementBytes, expect, oid, oidToString, readElement, readTime, type DerElement } from './der.ts';
 import { MutualError, isMutualError } from './errors.ts';
 import { OID } from './oids.ts';
 import { reasonName, type RevocationReason } from './crl.ts';
@@ -122,6 +122,8 @@ function readTimeMs(buf: Buffer, tag: number, start: number, end: number): numbe
   // Entries of one CRL share few distinct days: Date.UTC once per day, not once per entry.
   const dayKey = year * 10000 + month * 100 + day;
   if (dayKey !== lastDayKey) {
+    // 31 April would roll over into May: the day must exist in its month.
+    if (day > new Date(Date.UTC(year, month, 0)).getUTCDate()) bad(`bad time at byte ${start}`);
     lastDayKey = dayKey;
     lastDayMs = Date.UTC(year, month - 1, day);
   }
@@ -261,8 +263,10 @@ function parseUnchecked(buf: Buffer, maxEntries: number): CrlInfo {
 function readExtension(buf: Buffer, ext: DerElement): { id: string; critical: boolean; value: DerElement } {
   const [id, a, b, c] = ext.tag === Tag.SEQUENCE ? children(buf, ext, 4) : [];
   const value = b ?? a;
-  if (!id || id.tag !== Tag.OID || !value || value.tag !== Tag.OCTET_STRING || c) bad('bad Extension');
-  const critical = b !== undefined && a.tag === Tag.BOOLEAN && buf[a.contentStart] !== 0;
+  if (!id || id.tag !== Tag.OID || !value || value.tag !== Tag.OCTET_STRING || c || (b && (a.tag !== Tag.BOOLEAN || a.end - a.contentStart !== 1))) bad('bad Extension');
+  // Compared as bytes below, so checked here: a malformed OID must not pass as "some other extension".
+  checkOid(buf, id);
+  const critical = b !== undefined && buf[a.contentStart] !== 0;
   return { id: buf.toString('latin1', id.contentStart, id.end), critical, value };
 }
 

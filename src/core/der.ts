@@ -277,11 +277,16 @@ export function children(buf: Uint8Array, parent: DerElement, maxChildren: numbe
  * decodes whatever it is given; this is for OIDs whose exact bytes decide something.
  */
 export function readOid(buf: Uint8Array, e: DerElement): string {
-  const c = contentBytes(buf, e);
-  let ok = e.tag === Tag.OID && c.length > 0 && (c[c.length - 1] & 0x80) === 0;
-  for (let i = 0; ok && i < c.length; i++) if (c[i] === 0x80 && (i === 0 || (c[i - 1] & 0x80) === 0)) ok = false;
+  if (e.tag !== Tag.OID) throw new MutualError('DER_MALFORMED', { detail: `expected an OBJECT IDENTIFIER at byte ${e.start}` });
+  checkOid(buf, e);
+  return oidToString(contentBytes(buf, e));
+}
+
+/** Checks an OBJECT IDENTIFIER's contents as {@link readOid} does, without decoding them (for OIDs compared as bytes). */
+export function checkOid(buf: Uint8Array, e: DerElement): void {
+  let ok = e.end > e.contentStart && (buf[e.end - 1] & 0x80) === 0;
+  for (let i = e.contentStart; ok && i < e.end; i++) if (buf[i] === 0x80 && (i === e.contentStart || (buf[i - 1] & 0x80) === 0)) ok = false;
   if (!ok) throw new MutualError('DER_MALFORMED', { detail: `bad OBJECT IDENTIFIER at byte ${e.start}` });
-  return oidToString(c);
 }
 
 /** DER's rules for one element's tag and, for the simple universal types, its contents (X.690 8, 10, 11). */
@@ -325,16 +330,26 @@ export function checkWellFormed(buf: Uint8Array, e: DerElement, maxDepth: number
   }
 }
 
-/** Parses a DER time (UTCTime or GeneralizedTime, Z form, whole seconds). */
+/**
+ * Parses a DER time (UTCTime or GeneralizedTime, Z form, whole seconds), refusing dates that do
+ * not exist (month 13, 31 April, hour 24...): Date.UTC would roll them over into another time.
+ */
 export function readTime(buf: Uint8Array, e: DerElement): Date {
   const s = Buffer.from(contentBytes(buf, e)).toString('latin1');
   let m: RegExpMatchArray | null;
+  let year = -1;
   if (e.tag === Tag.UTC_TIME && (m = s.match(/^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/))) {
     const yy = Number(m[1]);
-    return new Date(Date.UTC(yy < 50 ? 2000 + yy : 1900 + yy, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+    year = yy < 50 ? 2000 + yy : 1900 + yy;
+  } else if (e.tag === Tag.GENERALIZED_TIME && (m = s.match(/^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/))) {
+    year = Number(m[1]);
+  } else {
+    m = null;
   }
-  if (e.tag === Tag.GENERALIZED_TIME && (m = s.match(/^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/))) {
-    return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  if (m) {
+    const [month, day, h, min, sec] = [Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])];
+    const d = new Date(Date.UTC(year, month - 1, day, h, min, sec));
+    if (d.getUTCFullYear() === year && d.getUTCMonth() === month - 1 && d.getUTCDate() === day && d.getUTCHours() === h && d.getUTCMinutes() === min && d.getUTCSeconds() === sec) return d;
   }
   throw new MutualError('DER_MALFORMED', { detail: `bad time value ${JSON.stringify(s.slice(0, 20))}` });
 }

@@ -11,7 +11,7 @@ import { ACCEPTED_SIGNATURE_OIDS, keyIdentifier, readSignatureAlgorithm, spkiDer
 import { parseCertificate } from './certificate.ts';
 import { REVOCATION_REASONS, type RevocationReason } from './crl.ts';
 import {
-  Tag, bitString, children, contentBytes, elementBytes, enumerated, expect, explicit, octetString, oid, oidToString, readElement, readTime, seq, tlv,
+  Tag, bitString, checkOid, children, contentBytes, elementBytes, enumerated, expect, explicit, octetString, oid, oidToString, readElement, readTime, seq, tlv,
   type DerElement,
 } from './der.ts';
 import { MutualError } from './errors.ts';
@@ -113,6 +113,8 @@ function readExtensions(buf: Buffer, wrapper: DerElement, understood?: readonly 
     const value = b ?? a;
     const critical = b !== undefined && a.tag === Tag.BOOLEAN && a.end - a.contentStart === 1 && buf[a.contentStart] === 0xff;
     if (!id || id.tag !== Tag.OID || !value || value.tag !== Tag.OCTET_STRING || c || (b && !critical)) malformed('bad Extension (DER omits critical FALSE)');
+    // Extensions are keyed by their OID's bytes: a malformed OID must not pass as "another extension".
+    checkOid(buf, id);
     const key = keyOf(buf, id);
     if (out.has(key)) malformed(`extension ${oidToString(contentBytes(buf, id))} appears twice`);
     if (critical && understood && !understood.includes(key)) malformed(`unsupported critical extension ${oidToString(contentBytes(buf, id))}`);

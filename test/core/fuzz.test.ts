@@ -8,7 +8,9 @@
  * never a TypeError or RangeError, never a hang. A CSR that parses must also survive re-encoding:
  * its parts rebuild the input byte for byte, OpenSSL re-encodes its key to the same bytes, and
  * @peculiar/asn1-csr reads the same fields. A certificate that parses must be one OpenSSL reads
- * (node:crypto's X509Certificate), with the same key.
+ * (node:crypto's X509Certificate), with the same key; a CRL or an OCSP request that parses must be
+ * read the same by @peculiar/asn1-x509 / asn1-ocsp. (OCSP responses are not cross-checked: their
+ * embedded certificates are carried as bytes here and parsed by whoever uses them.)
  *
  * Each input comes from its own PRNG stream, seeded by (seed, corpus file, iteration), so a failure
  * names what reproduces it. MUTUAL_FUZZ_SEED and MUTUAL_FUZZ_ITERATIONS change the run (the default
@@ -23,14 +25,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AsnConvert } from '@peculiar/asn1-schema';
 import { CertificationRequest } from '@peculiar/asn1-csr';
+import { CertificateList } from '@peculiar/asn1-x509';
+import { OCSPRequest } from '@peculiar/asn1-ocsp';
 import { describeSpki, readSpki, SIGNATURE_ALGORITHMS } from '../../src/core/algorithms.ts';
 import { parseCertificate, type CertificateInfo } from '../../src/core/certificate.ts';
 import { revocationUrls } from '../../src/core/cert-urls.ts';
-import { parseCrl } from '../../src/core/crl-reader.ts';
+import { parseCrl, type CrlInfo } from '../../src/core/crl-reader.ts';
 import { parseCsr, type ParsedCsr } from '../../src/core/csr.ts';
 import { bitString, derNull, oid, seq } from '../../src/core/der.ts';
 import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
-import { parseOcspRequest, parseOcspResponse } from '../../src/core/ocsp.ts';
+import { parseOcspRequest, parseOcspResponse, type OcspRequest } from '../../src/core/ocsp.ts';
 import { parsePemBlocks, readPemOrDer } from '../../src/core/pem.ts';
 import { OID } from '../../src/core/oids.ts';
 
@@ -296,6 +300,20 @@ function checkCertificateReadable(input: Buffer, info: CertificateInfo): void {
   if (key) assert.deepEqual(key, info.spki, 'OpenSSL reads another key');
 }
 
+/** A CRL the reader accepts, @peculiar/asn1-x509 reads too: the same signed bytes and entry count. */
+function checkCrlAgrees(input: Buffer, crl: CrlInfo): void {
+  const ref = AsnConvert.parse(input, CertificateList);
+  assert.equal(ref.tbsCertList.revokedCertificates?.length ?? 0, crl.revokedAt.length);
+  assert.deepEqual(Buffer.from(AsnConvert.serialize(ref.tbsCertList)), crl.tbs);
+}
+
+/** An OCSP request the reader accepts, @peculiar/asn1-ocsp reads too, and writes back the same. */
+function checkOcspRequestAgrees(input: Buffer, req: OcspRequest): void {
+  const ref = AsnConvert.parse(input, OCSPRequest);
+  assert.equal(ref.tbsRequest.requestList.length, req.requests.length);
+  assert.deepEqual(Buffer.from(AsnConvert.serialize(ref)), input);
+}
+
 interface Reader {
   name: string;
   codes: readonly ErrorCode[];
@@ -306,8 +324,8 @@ const READERS: Reader[] = [
   { name: 'parseCsr', codes: ['CSR_MALFORMED', 'INPUT_TOO_LARGE', 'CSR_FORBIDDEN_EXTENSION'], read: (b) => checkCsrReencodes(b, parseCsr(b)) },
   { name: 'parseCertificate', codes: ['CERT_MALFORMED', 'INPUT_TOO_LARGE'], read: (b) => checkCertificateReadable(b, parseCertificate(b)) },
   { name: 'revocationUrls', codes: ['CERT_MALFORMED', 'INPUT_TOO_LARGE'], read: (b) => void revocationUrls(b) },
-  { name: 'parseCrl', codes: ['CRL_MALFORMED', 'CRL_TOO_LARGE', 'INPUT_TOO_LARGE'], read: (b) => void parseCrl(b) },
-  { name: 'parseOcspRequest', codes: ['DER_MALFORMED', 'DER_TOO_COMPLEX', 'INPUT_TOO_LARGE'], read: (b) => void parseOcspRequest(b) },
+  { name: 'parseCrl', codes: ['CRL_MALFORMED', 'CRL_TOO_LARGE', 'INPUT_TOO_LARGE'], read: (b) => checkCrlAgrees(b, parseCrl(b)) },
+  { name: 'parseOcspRequest', codes: ['DER_MALFORMED', 'DER_TOO_COMPLEX', 'INPUT_TOO_LARGE'], read: (b) => checkOcspRequestAgrees(b, parseOcspRequest(b)) },
   { name: 'parseOcspResponse', codes: ['DER_MALFORMED', 'DER_TOO_COMPLEX', 'INPUT_TOO_LARGE'], read: (b) => void parseOcspResponse(b) },
   { name: 'describeSpki', codes: ['DER_MALFORMED', 'DER_TOO_COMPLEX', 'KEY_WEAK'], read: (b) => void describeSpki(b) },
   { name: 'readPemOrDer', codes: ['PEM_MALFORMED', 'PEM_WRONG_TYPE', 'DER_TOO_COMPLEX', 'INPUT_TOO_LARGE'],

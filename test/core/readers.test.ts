@@ -10,6 +10,8 @@ import path from 'node:path';
 import { parseCertificate } from '../../src/core/certificate.ts';
 import { revocationUrls } from '../../src/core/cert-urls.ts';
 import { parseCsr } from '../../src/core/csr.ts';
+import { parseCrl } from '../../src/core/crl-reader.ts';
+import { parseOcspRequest } from '../../src/core/ocsp.ts';
 import { bitString, boolean, children, derNull, elementBytes, explicit, integer, octetString, oid, readElement, seq, set, tlv, utf8String } from '../../src/core/der.ts';
 import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
 import { OID } from '../../src/core/oids.ts';
@@ -37,6 +39,27 @@ function leafWith(o: { field?: [number, Buffer]; extra?: Buffer[]; sig?: Buffer 
   return seq(tlv(0x30, ...fields, ...(o.extra ?? [])), Buffer.from(elementBytes(der, alg)), o.sig ?? Buffer.from(elementBytes(der, sig)));
 }
 const nameCn = (value: Buffer) => seq(set(seq(oid(OID.commonName), value)));
+
+/** The CRL with TBSCertList field `i` replaced (0 version, 1 signature, 2 issuer, 3 thisUpdate, 4 nextUpdate, 5 entries, 6 extensions). */
+function crlWith(i: number, bytes: Buffer): Buffer {
+  const der = corpus('crl-client.der');
+  const [tbs, alg, sig] = children(der, readElement(der, 0), 3);
+  const fields: Buffer[] = children(der, tbs, 8).map((f) => Buffer.from(elementBytes(der, f)));
+  fields[i] = bytes;
+  return seq(tlv(0x30, ...fields), Buffer.from(elementBytes(der, alg)), Buffer.from(elementBytes(der, sig)));
+}
+const utcTime = (s: string) => tlv(0x17, Buffer.from(s, 'latin1'));
+
+/** OpenSSL's OCSP request with its nonce extension's OID bytes replaced. */
+function ocspRequestWithNonceOid(oidBytes: Buffer): Buffer {
+  const der = corpus('ocsp-request-openssl.der');
+  const nonce = Buffer.from('06092b0601050507300102', 'hex');
+  const at = der.indexOf(nonce);
+  assert.ok(at > 0 && oidBytes.length === nonce.length - 2);
+  const out = Buffer.from(der);
+  out.set(oidBytes, at + 2);
+  return out;
+}
 
 /** The P-256 CSR with its CertificationRequestInfo rebuilt from edited parts (signature left as is). */
 function csrWith(edit: { subject?: Buffer; spki?: Buffer; attributes?: Buffer[] }): Buffer {
@@ -80,6 +103,18 @@ const CASES: { name: string; input: () => Buffer; parse: (b: Buffer) => unknown;
   { name: 'fail/cert/signature-bit-string-unused-bits', input: () => leafWith({ sig: tlv(0x03, Buffer.from([0x10, 1, 2, 3])) }), parse: parseCertificate, code: 'CERT_MALFORMED' },
   { name: 'fail/cert/critical-boolean-of-two-bytes', input: () => leafWithExtensions(seq(oid(OID.keyUsage), tlv(0x01, Buffer.from([0xff, 0x04])), octetString(Buffer.from('03020106', 'hex')))), parse: parseCertificate, code: 'CERT_MALFORMED' },
   { name: 'fail/cert/extension-oid-unterminated', input: () => leafWithExtensions(seq(tlv(0x06, Buffer.from([0x55, 0x1d, 0x8f])), octetString(Buffer.from('03020106', 'hex')))), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/validity-month-00', input: () => leafWith({ field: [4, seq(utcTime('270001093000Z'), utcTime('270530093000Z'))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  { name: 'fail/cert/validity-31-april', input: () => leafWith({ field: [4, seq(utcTime('270301093000Z'), utcTime('270431093000Z'))] }), parse: parseCertificate, code: 'CERT_MALFORMED' },
+  // --- CRLs and OCSP requests: accepted though @peculiar/asn1-x509 and OpenSSL read them otherwise
+  { name: 'ok/crl/as-made', input: () => corpus('crl-client.der'), parse: parseCrl },
+  { name: 'fail/crl/this-update-hour-49', input: () => crlWith(3, utcTime('270301493000Z')), parse: parseCrl, code: 'CRL_MALFORMED' },
+  { name: 'fail/crl/next-update-31-april', input: () => crlWith(4, utcTime('270431093000Z')), parse: parseCrl, code: 'CRL_MALFORMED' },
+  { name: 'fail/crl/entry-revoked-31-april', input: () => crlWith(5, seq(seq(integer(5), utcTime('270431093000Z')))), parse: parseCrl, code: 'CRL_MALFORMED' },
+  { name: 'fail/crl/extension-oid-unterminated', input: () => crlWith(6, explicit(0, seq(seq(tlv(0x06, Buffer.from([0x55, 0x1d, 0xa0])), octetString(integer(1)))))), parse: parseCrl, code: 'CRL_MALFORMED' },
+  { name: 'fail/crl/extension-critical-not-a-boolean', input: () => crlWith(6, explicit(0, seq(seq(oid('1.2.3.4'), integer(1), octetString(integer(1)))))), parse: parseCrl, code: 'CRL_MALFORMED' },
+  { name: 'ok/ocsp-request/openssl', input: () => corpus('ocsp-request-openssl.der'), parse: parseOcspRequest },
+  { name: 'fail/ocsp-request/nonce-oid-unterminated', input: () => ocspRequestWithNonceOid(Buffer.from('2b06010505073001ff', 'hex')), parse: parseOcspRequest, code: 'DER_MALFORMED' },
+  { name: 'fail/ocsp-request/extension-oid-not-minimal', input: () => ocspRequestWithNonceOid(Buffer.from('800601050507300102', 'hex')), parse: parseOcspRequest, code: 'DER_MALFORMED' },
   // --- revocationUrls: crashes
   { name: 'fail/cert-urls/extension-that-is-an-empty-sequence', input: () => leafWithExtensions(seq()), parse: revocationUrls, code: 'CERT_MALFORMED' },
   { name: 'fail/cert-urls/empty-extensions-wrapper', input: () => leafWith({ field: [7, explicit(3)] }), parse: revocationUrls, code: 'CERT_MALFORMED' },
