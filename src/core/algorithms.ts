@@ -180,6 +180,27 @@ const EC_CURVES: Record<string, { type: KeyType; label: string }> = {
 const MAX_PARAMETER_DEPTH = 8;
 const MAX_PARAMETER_ELEMENTS = 64;
 
+// The OIDs met in nearly every key and signature, by content bytes: matched without decoding them
+// (decoding to dotted strings was the largest cost of reading a CSR here).
+const KNOWN_OIDS: { bytes: Buffer; dotted: string }[] = [
+  OID.ecPublicKey, OID.p256, OID.p384, OID.ed25519, OID.rsaEncryption, OID.ecdsaWithSHA256, OID.ecdsaWithSHA384,
+  OID.ecdsaWithSHA512, OID.sha256WithRSAEncryption, OID.sha384WithRSAEncryption, OID.sha512WithRSAEncryption,
+].map((dotted) => ({ bytes: oid(dotted).subarray(2), dotted }));
+
+/** {@link readOid}, answering the common OIDs from {@link KNOWN_OIDS}. */
+function readCommonOid(buf: Uint8Array, e: DerElement): string {
+  const n = e.end - e.contentStart;
+  if (e.tag === Tag.OID) {
+    for (const k of KNOWN_OIDS) {
+      if (k.bytes.length !== n) continue;
+      let i = 0;
+      while (i < n && buf[e.contentStart + i] === k.bytes[i]) i++;
+      if (i === n) return k.dotted;
+    }
+  }
+  return readOid(buf, e);
+}
+
 /** Key algorithms whose AlgorithmIdentifier has no parameters (RFC 8410 3: X25519, X448, Ed25519, Ed448). */
 const NO_PARAMETER_KEYS = new Set<string>(['1.3.101.110', '1.3.101.111', OID.ed25519, '1.3.101.113']);
 
@@ -222,7 +243,7 @@ export function readSpki(spki: Uint8Array): SpkiFields {
   if (!algId || !bits || extra || algId.tag !== Tag.SEQUENCE || bits.tag !== Tag.BIT_STRING) malformedKey('must be algorithm and subjectPublicKey');
   const [kind, params, more] = children(spki, algId, 3);
   if (!kind || kind.tag !== Tag.OID || more) malformedKey('bad algorithm');
-  const algorithm = readOid(spki, kind);
+  const algorithm = readCommonOid(spki, kind);
   const value = contentBytes(spki, bits);
   if (value.length < 2 || value[0] !== 0) malformedKey('the key must be whole bytes');
   const key = value.subarray(1);
@@ -239,7 +260,7 @@ export function readSpki(spki: Uint8Array): SpkiFields {
     // ECParameters: namedCurve, implicitCurve (NULL) or specifiedCurve (SEQUENCE) (RFC 3279 2.3.5);
     // only a named curve is accepted (RFC 5480 2.1.1), but the others are well-formed DER.
     if (!params || (params.tag !== Tag.OID && params.tag !== Tag.NULL && params.tag !== Tag.SEQUENCE)) malformedKey('EC keys need their curve (RFC 5480 2.1.1)');
-    if (params.tag === Tag.OID) out.curve = readOid(spki, params);
+    if (params.tag === Tag.OID) out.curve = readCommonOid(spki, params);
     else checkWellFormed(spki, params, MAX_PARAMETER_DEPTH, MAX_PARAMETER_ELEMENTS);
   } else if (NO_PARAMETER_KEYS.has(algorithm) && params) {
     malformedKey(`key algorithm ${algorithm} has no parameters (RFC 8410 3)`);
@@ -256,6 +277,16 @@ export function readSpki(spki: Uint8Array): SpkiFields {
  * (OpenSSL computes them on demand), a fifth of the whole issuance budget; the SPKI says the same.
  */
 export function describeSpki(spki: Uint8Array): { type: KeyType; label: string } {
+  // One issuance describes the same key up to four times (parse, authority, proof of possession,
+  // lint); the last accepted key is remembered by its bytes, which are compared, not trusted.
+  if (lastDescribed && lastDescribed.spki.equals(spki)) return { ...lastDescribed.result };
+  const result = describeSpkiUncached(spki);
+  lastDescribed = { spki: Buffer.from(spki), result: { ...result } };
+  return result;
+}
+let lastDescribed: { spki: Buffer; result: { type: KeyType; label: string } } | undefined;
+
+function describeSpkiUncached(spki: Uint8Array): { type: KeyType; label: string } {
   const k = readSpki(spki);
   if (k.algorithm === OID.ecPublicKey) {
     const c = k.curve !== undefined ? EC_CURVES[k.curve] : undefined;
@@ -369,7 +400,7 @@ function checkPssParameters(buf: Uint8Array, params: DerElement | undefined): vo
 export function readSignatureAlgorithm(buf: Uint8Array, e: DerElement): string {
   const [id, params, extra] = e.tag === Tag.SEQUENCE ? children(buf, e, 3) : [];
   if (!id || id.tag !== Tag.OID || extra) return badAlgorithm('must be an OID and at most one parameters element');
-  const algorithm = readOid(buf, id);
+  const algorithm = readCommonOid(buf, id);
   if (ABSENT_PARAMETERS.has(algorithm) && params) badAlgorithm(`${algorithm} takes no parameters (RFC 5758 3.2, RFC 8410 3)`);
   if (NULL_PARAMETERS.has(algorithm) && (!params || params.tag !== Tag.NULL || params.end !== params.contentStart)) {
     badAlgorithm(`the parameters of ${algorithm} must be NULL (RFC 4055 5)`);

@@ -6,7 +6,7 @@
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import {
-  Tag, bitString, checkWellFormed, children, contentBytes, elementBytes, expect, explicit, integer, oid, readElement, readOid, seq, set, octetString,
+  Tag, bitString, checkOid, checkWellFormed, children, contentBytes, elementBytes, expect, explicit, integer, oid, readElement, readOid, seq, set, octetString,
   type DerElement,
 } from './der.ts';
 import { MutualError, isMutualError } from './errors.ts';
@@ -21,8 +21,21 @@ export const MAX_CSR_ELEMENTS = 128;
 /** Deepest nesting accepted inside a CSR attribute mutual skips (a Name or an extension is 4-6 deep). */
 export const MAX_CSR_DEPTH = 16;
 
-/** Extensions a CSR may ask for; the profile decides their values, except subjectAltName. */
-const TOLERATED_EXTENSIONS = new Set<string>([OID.subjectAltName, OID.keyUsage, OID.extKeyUsage, OID.basicConstraints, OID.subjectKeyIdentifier]);
+// OIDs are compared by their content bytes (checked with checkOid first): decoding them to dotted
+// strings was a fifth of parsing a CSR.
+const oidKey = (dotted: string): string => oid(dotted).subarray(2).toString('latin1');
+const EXTENSION_REQUEST = oid(OID.extensionRequest).subarray(2);
+const COMMON_NAME = oid(OID.commonName).subarray(2);
+/** True when `e` is a well-formed OID with these content bytes. */
+function isOid(der: Buffer, e: DerElement, content: Buffer): boolean {
+  checkOid(der, e);
+  return e.end - e.contentStart === content.length && der.compare(content, 0, content.length, e.contentStart, e.end) === 0;
+}
+
+/** Extensions a CSR may ask for, by OID content bytes; the profile decides their values, except subjectAltName. */
+const TOLERATED_EXTENSIONS = new Map<string, string>(
+  [OID.subjectAltName, OID.keyUsage, OID.extKeyUsage, OID.basicConstraints, OID.subjectKeyIdentifier].map((o) => [oidKey(o), o]),
+);
 
 /** What mutual reads from a CSR. */
 export interface ParsedCsr {
@@ -95,7 +108,7 @@ function parseCsrUnchecked(der: Buffer): ParsedCsr {
     // Attribute ::= SEQUENCE { type, values SET SIZE(1..MAX) } (RFC 2986 4.1)
     const [type, values, extra] = attr.tag === Tag.SEQUENCE ? children(der, attr, 3) : [];
     if (!type || type.tag !== Tag.OID || !values || values.tag !== Tag.SET || values.end === values.contentStart || extra) malformed('bad attribute');
-    if (readOid(der, type) !== OID.extensionRequest) {
+    if (!isOid(der, type, EXTENSION_REQUEST)) {
       // Ignored (challengePassword and the like), but carried in the signed bytes: well-formed all the same.
       checkWellFormed(der, values, MAX_CSR_DEPTH, MAX_CSR_ELEMENTS);
       continue;
@@ -118,7 +131,7 @@ const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
 /** A Name string's text; UTF8String must be valid UTF-8 and the ASCII types ASCII (X.680 41). */
 function readNameString(v: Uint8Array, tag: number): string {
-  if (tag === 0x0c) {
+  if (tag === 0x0c && v.some((b) => b >= 0x80)) {
     try {
       return strictUtf8.decode(v);
     } catch {
@@ -140,7 +153,7 @@ function readCommonName(der: Buffer, subject: DerElement): string | undefined {
       const unit = value && NAME_STRING_TAGS.get(value.tag);
       if (!type || type.tag !== Tag.OID || !value || extra || !unit || (value.end - value.contentStart) % unit !== 0) malformed('bad subject attribute');
       const text = readNameString(contentBytes(der, value), value.tag);
-      if (readOid(der, type) === OID.commonName) cn = text;
+      if (isOid(der, type, COMMON_NAME)) cn = text;
     }
   }
   return cn;
@@ -151,8 +164,9 @@ function readRequestedExtension(der: Buffer, ext: DerElement, out: ParsedCsr): v
   const id = parts[0];
   const value = parts[parts.length - 1];
   if (parts.length < 2 || parts.length > 3 || id.tag !== Tag.OID || value.tag !== Tag.OCTET_STRING || (parts.length === 3 && (parts[1].tag !== Tag.BOOLEAN || parts[1].end - parts[1].contentStart !== 1))) malformed('bad requested extension');
-  const extOid = readOid(der, id);
-  if (!TOLERATED_EXTENSIONS.has(extOid)) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: `extension ${extOid} cannot be requested` });
+  checkOid(der, id);
+  const extOid = TOLERATED_EXTENSIONS.get(der.toString('latin1', id.contentStart, id.end));
+  if (!extOid) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: `extension ${readOid(der, id)} cannot be requested` });
   const inner = readElement(der, value.contentStart, value.end);
   if (inner.end !== value.end) malformed(`extension ${extOid}: trailing bytes in its value`);
   if (extOid !== OID.subjectKeyIdentifier && extOid !== OID.keyUsage && inner.tag !== Tag.SEQUENCE) malformed(`extension ${extOid}: bad value`);
