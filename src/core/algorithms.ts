@@ -112,8 +112,8 @@ let SMALL_PRIMES_PRODUCT = 1n;
   SMALL_PRIME_GROUPS.push({ product: BigInt(product), primes: group });
   for (const g of SMALL_PRIME_GROUPS) SMALL_PRIMES_PRODUCT *= g.product;
 }
-// The last modulus found free of small factors: one issuance checks the same key up to three
-// times (the authority, proof of possession, the lint); the bytes are compared, not trusted.
+// The last modulus found free of small factors, for when describeSpki's own memory of the last key
+// was replaced by an interleaved issuance in between; the bytes are compared, not trusted.
 let lastCleanModulus: Buffer | undefined;
 
 /** The smallest odd prime below {@link RSA_SMALL_FACTOR_BOUND} dividing `m`, or 0. */
