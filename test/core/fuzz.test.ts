@@ -13,9 +13,10 @@
  * embedded certificates are carried as bytes here and parsed by whoever uses them.)
  *
  * Each input comes from its own PRNG stream, seeded by (seed, corpus file, iteration), so a failure
- * names what reproduces it. MUTUAL_FUZZ_SEED and MUTUAL_FUZZ_ITERATIONS change the run (the default
- * takes 1-3 s on a loaded machine: 2,700 inputs x 8 readers); MUTUAL_FUZZ_ONLY=<file>:<iteration> replays one input, and with
- * MUTUAL_FUZZ_DUMP=<path> also writes it to <path>.<mutation> (for `openssl asn1parse -inform DER`).
+ * names what reproduces it. MUTUAL_FUZZ_SEED and MUTUAL_FUZZ_ITERATIONS change the run (the default,
+ * 2,700 inputs x 8 readers, takes 1-3 s on a loaded machine); MUTUAL_FUZZ_ONLY=<file>:<iteration>
+ * replays one input, and MUTUAL_FUZZ_DUMP=<path> then also writes it to <path>.<mutation> (for
+ * `openssl asn1parse -inform DER`).
  * Inputs it found that broke a reader are kept as named cases in test/core/readers.test.ts.
  */
 import { describe, test } from 'node:test';
