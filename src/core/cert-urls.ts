@@ -35,8 +35,10 @@ export function revocationUrls(der: Uint8Array): RevocationUrls {
     const wrapper = children(buf, tbs, 11).find((e) => e.tag === 0xa3);
     if (!wrapper) return out;
     const [list] = children(buf, wrapper, 1);
+    if (!list) throw new MutualError('CERT_MALFORMED', { detail: 'empty extensions' });
     for (const ext of children(buf, list, 256)) {
       const parts = children(buf, ext, 3);
+      if (parts.length < 2) throw new MutualError('CERT_MALFORMED', { detail: 'bad extension' });
       const id = buf.toString('latin1', parts[0].contentStart, parts[0].end);
       const value = parts[parts.length - 1];
       if ((id !== CRLDP && id !== AIA) || value.tag !== Tag.OCTET_STRING) continue;

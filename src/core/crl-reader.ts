@@ -9,9 +9,9 @@
  */
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { ACCEPTED_SIGNATURE_OIDS } from './algorithms.ts';
+import { ACCEPTED_SIGNATURE_OIDS, readSignatureAlgorithm } from './algorithms.ts';
 import { nameToString } from './certificate.ts';
-import { Tag, children, contentBytes, elementBytes, expect, oid, oidToString, readElement, readTime, type DerElement } from './der.ts';
+import { Tag, checkOid, children, contentBytes, elementBytes, expect, oid, oidToString, readElement, readTime, type DerElement } from './der.ts';
 import { MutualError, isMutualError } from './errors.ts';
 import { OID } from './oids.ts';
 import { reasonName, type RevocationReason } from './crl.ts';
@@ -122,6 +122,8 @@ function readTimeMs(buf: Buffer, tag: number, start: number, end: number): numbe
   // Entries of one CRL share few distinct days: Date.UTC once per day, not once per entry.
   const dayKey = year * 10000 + month * 100 + day;
   if (dayKey !== lastDayKey) {
+    // 31 April would roll over into May: the day must exist in its month.
+    if (day > new Date(Date.UTC(year, month, 0)).getUTCDate()) bad(`bad time at byte ${start}`);
     lastDayKey = dayKey;
     lastDayMs = Date.UTC(year, month - 1, day);
   }
@@ -156,6 +158,8 @@ function parseUnchecked(buf: Buffer, maxEntries: number): CrlInfo {
   if (!sig || extra || tbs.tag !== Tag.SEQUENCE || sigAlg.tag !== Tag.SEQUENCE || sig.tag !== Tag.BIT_STRING) bad('CertificateList must be tbsCertList, signatureAlgorithm, signatureValue');
   const sigBits = contentBytes(buf, sig);
   if (sigBits.length < 2 || sigBits[0] !== 0) bad('bad signatureValue');
+  // Strictly (RFC 4055 5, RFC 5758 3.2); the inner copy is compared with it below.
+  const signatureOid = readSignatureAlgorithm(buf, sigAlg);
   // The tbs is walked element by element: its revokedCertificates may hold millions of children.
   let p = tbs.contentStart;
   let el = readElement(buf, p, tbs.end);
@@ -242,7 +246,7 @@ function parseUnchecked(buf: Buffer, maxEntries: number): CrlInfo {
   return {
     der: buf,
     tbs: Buffer.from(elementBytes(buf, tbs)),
-    signatureOid: oidToString(contentBytes(buf, expect(buf, sigAlg.contentStart, Tag.OID, sigAlg.end, 'signature algorithm'))),
+    signatureOid,
     signature: Buffer.from(sigBits.subarray(1)),
     issuerName: Buffer.from(elementBytes(buf, issuerEl)),
     issuer: nameToString(buf, issuerEl).text,
@@ -259,8 +263,10 @@ function parseUnchecked(buf: Buffer, maxEntries: number): CrlInfo {
 function readExtension(buf: Buffer, ext: DerElement): { id: string; critical: boolean; value: DerElement } {
   const [id, a, b, c] = ext.tag === Tag.SEQUENCE ? children(buf, ext, 4) : [];
   const value = b ?? a;
-  if (!id || id.tag !== Tag.OID || !value || value.tag !== Tag.OCTET_STRING || c) bad('bad Extension');
-  const critical = b !== undefined && a.tag === Tag.BOOLEAN && buf[a.contentStart] !== 0;
+  if (!id || id.tag !== Tag.OID || !value || value.tag !== Tag.OCTET_STRING || c || (b && (a.tag !== Tag.BOOLEAN || a.end - a.contentStart !== 1))) bad('bad Extension');
+  // Compared as bytes below, so checked here: a malformed OID must not pass as "some other extension".
+  checkOid(buf, id);
+  const critical = b !== undefined && buf[a.contentStart] !== 0;
   return { id: buf.toString('latin1', id.contentStart, id.end), critical, value };
 }
 

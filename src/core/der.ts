@@ -252,8 +252,12 @@ export function expect(buf: Uint8Array, offset: number, tag: number, limit: numb
   return e;
 }
 
-/** The children of a constructed element, at most `maxChildren` of them. */
+/**
+ * The children of a constructed element, at most `maxChildren` of them. A primitive element has
+ * none: reading its contents as elements would accept, say, an INTEGER where a SET belongs.
+ */
 export function children(buf: Uint8Array, parent: DerElement, maxChildren: number): DerElement[] {
+  if ((parent.tag & 0x20) === 0) throw new MutualError('DER_MALFORMED', { detail: `expected a constructed element, found tag 0x${parent.tag.toString(16)} at byte ${parent.start}` });
   const out: DerElement[] = [];
   let o = parent.contentStart;
   while (o < parent.end) {
@@ -267,16 +271,85 @@ export function children(buf: Uint8Array, parent: DerElement, maxChildren: numbe
   return out;
 }
 
-/** Parses a DER time (UTCTime or GeneralizedTime, Z form, whole seconds). */
+/**
+ * Reads an OBJECT IDENTIFIER element strictly (X.690 8.19: at least one arc, every arc in the fewest
+ * bytes, the last byte closing its arc) and returns its dotted form. {@link oidToString} alone
+ * decodes whatever it is given; this is for OIDs whose exact bytes decide something.
+ */
+export function readOid(buf: Uint8Array, e: DerElement): string {
+  if (e.tag !== Tag.OID) throw new MutualError('DER_MALFORMED', { detail: `expected an OBJECT IDENTIFIER at byte ${e.start}` });
+  checkOid(buf, e);
+  return oidToString(contentBytes(buf, e));
+}
+
+/** Checks an OBJECT IDENTIFIER's contents as {@link readOid} does, without decoding them (for OIDs compared as bytes). */
+export function checkOid(buf: Uint8Array, e: DerElement): void {
+  let ok = e.end > e.contentStart && (buf[e.end - 1] & 0x80) === 0;
+  for (let i = e.contentStart; ok && i < e.end; i++) if (buf[i] === 0x80 && (i === e.contentStart || (buf[i - 1] & 0x80) === 0)) ok = false;
+  if (!ok) throw new MutualError('DER_MALFORMED', { detail: `bad OBJECT IDENTIFIER at byte ${e.start}` });
+}
+
+/** DER's rules for one element's tag and, for the simple universal types, its contents (X.690 8, 10, 11). */
+function checkElement(buf: Uint8Array, e: DerElement): void {
+  const t = e.tag;
+  const v = contentBytes(buf, e);
+  let why = '';
+  if ((t & 0xc0) === 0) {
+    // Universal class: tag 0 is reserved (end-of-contents), and DER builds only SEQUENCE and SET (X.690 10.2).
+    if ((t & 0x1f) === 0 || ((t & 0x20) !== 0 && t !== Tag.SEQUENCE && t !== Tag.SET)) why = 'a reserved or constructed universal tag';
+    else if (t === Tag.BOOLEAN && (v.length !== 1 || (v[0] !== 0 && v[0] !== 0xff))) why = 'a BOOLEAN other than 00 or FF';
+    else if (t === Tag.NULL && v.length !== 0) why = 'a NULL with contents';
+    else if ((t === Tag.INTEGER || t === Tag.ENUMERATED) && (v.length === 0 || (v.length > 1 && ((v[0] === 0 && (v[1] & 0x80) === 0) || (v[0] === 0xff && (v[1] & 0x80) !== 0))))) why = 'an empty or non-minimal INTEGER';
+    else if (t === Tag.BIT_STRING && (v.length === 0 || v[0] > 7 || (v.length === 1 && v[0] !== 0))) why = 'a BIT STRING with bad unused bits';
+    else if (t === Tag.OID) readOid(buf, e);
+  }
+  if (why) throw new MutualError('DER_MALFORMED', { detail: `${why} at byte ${e.start}` });
+}
+
+/**
+ * Checks that an element mutual does not otherwise read is well-formed DER all the way down: every
+ * constructed element holds complete elements, the simple universal types are encoded as DER
+ * requires, at most `maxDepth` deep and `maxElements` in all (else DER_TOO_COMPLEX). For the parts
+ * of untrusted input that are carried or skipped rather than read (unknown attributes and
+ * parameters), so that "accepted" means "well-formed" everywhere, as it does for OpenSSL.
+ */
+export function checkWellFormed(buf: Uint8Array, e: DerElement, maxDepth: number, maxElements: number): void {
+  let count = 0;
+  const stack: { el: DerElement; depth: number }[] = [{ el: e, depth: 0 }];
+  while (stack.length > 0) {
+    const { el, depth } = stack.pop()!;
+    checkElement(buf, el);
+    if ((el.tag & 0x20) === 0) continue;
+    if (depth >= maxDepth) throw new MutualError('DER_TOO_COMPLEX', { detail: `nested more than ${maxDepth} deep` });
+    for (let o = el.contentStart; o < el.end;) {
+      if (++count > maxElements) throw new MutualError('DER_TOO_COMPLEX', { detail: `more than ${maxElements} elements in one structure` });
+      const child = readElement(buf, o, el.end);
+      stack.push({ el: child, depth: depth + 1 });
+      o = child.end;
+    }
+  }
+}
+
+/**
+ * Parses a DER time (UTCTime or GeneralizedTime, Z form, whole seconds), refusing dates that do
+ * not exist (month 13, 31 April, hour 24...): Date.UTC would roll them over into another time.
+ */
 export function readTime(buf: Uint8Array, e: DerElement): Date {
   const s = Buffer.from(contentBytes(buf, e)).toString('latin1');
   let m: RegExpMatchArray | null;
+  let year = -1;
   if (e.tag === Tag.UTC_TIME && (m = s.match(/^(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/))) {
     const yy = Number(m[1]);
-    return new Date(Date.UTC(yy < 50 ? 2000 + yy : 1900 + yy, Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+    year = yy < 50 ? 2000 + yy : 1900 + yy;
+  } else if (e.tag === Tag.GENERALIZED_TIME && (m = s.match(/^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/))) {
+    year = Number(m[1]);
+  } else {
+    m = null;
   }
-  if (e.tag === Tag.GENERALIZED_TIME && (m = s.match(/^(\d{4})(\d\d)(\d\d)(\d\d)(\d\d)(\d\d)Z$/))) {
-    return new Date(Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])));
+  if (m) {
+    const [month, day, h, min, sec] = [Number(m[2]), Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])];
+    const d = new Date(Date.UTC(year, month - 1, day, h, min, sec));
+    if (d.getUTCFullYear() === year && d.getUTCMonth() === month - 1 && d.getUTCDate() === day && d.getUTCHours() === h && d.getUTCMinutes() === min && d.getUTCSeconds() === sec) return d;
   }
   throw new MutualError('DER_MALFORMED', { detail: `bad time value ${JSON.stringify(s.slice(0, 20))}` });
 }

@@ -36,7 +36,7 @@ export const ERRORS = {
   POLICY_UNKNOWN_PROFILE: { status: 400, message: 'Unknown certificate profile', hint: 'Use one of: server, client.' },
   LINT_FAILED: { status: 500, message: 'The certificate failed the pre-issuance lint and was not issued', hint: 'This is a bug or a misconfiguration; the findings name the rule.' },
   // Keys and custody
-  KEY_WEAK: { status: 400, message: 'The key is too weak', hint: 'Use ECDSA P-256/P-384, Ed25519, or RSA of at least 2048 bits.' },
+  KEY_WEAK: { status: 400, message: 'The key is too weak', hint: 'Use ECDSA P-256/P-384, Ed25519, or RSA of 2048 to 4096 bits (whole bytes) with public exponent 65537 (`openssl genpkey -algorithm RSA` makes one).' },
   KEY_PASSPHRASE_MISSING: { status: 500, message: 'No CA passphrase was given', hint: 'Set MUTUAL_CA_PASSPHRASE, pass --passphrase-file FILE, or run in a terminal to be prompted.' },
   KEY_PASSPHRASE_WEAK: { status: 400, message: 'The CA passphrase is too short', hint: 'Use a passphrase of at least 12 characters.' },
   KEY_PASSPHRASE_WRONG: { status: 500, message: 'The CA key could not be decrypted with that passphrase', hint: 'Check MUTUAL_CA_PASSPHRASE or the passphrase file.' },

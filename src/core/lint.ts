@@ -3,8 +3,8 @@
  * certificate must have; a failing rule issues nothing. Rules are checked on the values the
  * template encodes, so the check costs microseconds, and tests re-check the issued DER with OpenSSL.
  */
-import { MutualError } from './errors.ts';
-import { describeSpki } from './algorithms.ts';
+import { MutualError, isMutualError } from './errors.ts';
+import { describeSpki, type KeyRule } from './algorithms.ts';
 import { SERIAL_BYTES, ROLE_EKU, type CertificateFields, type Role } from './certificate-template.ts';
 import { dnsUnder, ipInRange, ipToBytes, type IpRange, type SubjectAltNames } from './names.ts';
 import type { NamePolicy } from './policy.ts';
@@ -14,7 +14,7 @@ import { expect, Tag } from './der.ts';
 
 /** Lint rule identifiers (stable: they appear in errors and docs/errors.md). */
 export type LintRule =
-  | 'key-weak' | 'signature-sha1' | 'serial-format' | 'time-fractional' | 'validity-order' | 'validity-outside-issuer'
+  | KeyRule | 'signature-sha1' | 'serial-format' | 'time-fractional' | 'validity-order' | 'validity-outside-issuer'
   | 'san-missing' | 'eku-role' | 'issuer-role' | 'name-constraints' | 'cn-not-in-san';
 
 /** What the linter sees about the issuer. */
@@ -47,7 +47,9 @@ export function lintCertificate(role: Role, f: CertificateFields, issuer: LintIs
   try {
     describeSpki(f.spki);
   } catch (e) {
-    fail('key-weak', (e as Error).message);
+    // KEY_WEAK says which rule (RSA exponent, modulus size or factors); anything else is key-weak.
+    const rule = isMutualError(e, 'KEY_WEAK') && typeof e.fields.rule === 'string' ? (e.fields.rule as KeyRule) : 'key-weak';
+    fail(rule, (e as Error).message);
   }
   if (issuer.signatureOid === OID.sha1WithRSAEncryption || issuer.signatureOid === OID.ecdsaWithSHA1) fail('signature-sha1', 'SHA-1 signatures are not made');
   if (f.serial.length !== SERIAL_BYTES || (f.serial[0] & 0x80) !== 0 || f.serial[0] === 0) fail('serial-format', `serial must be ${SERIAL_BYTES} bytes, positive, no leading zero`);

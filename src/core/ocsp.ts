@@ -7,11 +7,11 @@
  */
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { ACCEPTED_SIGNATURE_OIDS, keyIdentifier, spkiDer } from './algorithms.ts';
+import { ACCEPTED_SIGNATURE_OIDS, keyIdentifier, readSignatureAlgorithm, spkiDer } from './algorithms.ts';
 import { parseCertificate } from './certificate.ts';
 import { REVOCATION_REASONS, type RevocationReason } from './crl.ts';
 import {
-  Tag, bitString, children, contentBytes, elementBytes, enumerated, expect, explicit, octetString, oid, oidToString, readElement, readTime, seq, tlv,
+  Tag, bitString, checkOid, children, contentBytes, elementBytes, enumerated, expect, explicit, octetString, oid, oidToString, readElement, readTime, seq, tlv,
   type DerElement,
 } from './der.ts';
 import { MutualError } from './errors.ts';
@@ -113,6 +113,8 @@ function readExtensions(buf: Buffer, wrapper: DerElement, understood?: readonly 
     const value = b ?? a;
     const critical = b !== undefined && a.tag === Tag.BOOLEAN && a.end - a.contentStart === 1 && buf[a.contentStart] === 0xff;
     if (!id || id.tag !== Tag.OID || !value || value.tag !== Tag.OCTET_STRING || c || (b && !critical)) malformed('bad Extension (DER omits critical FALSE)');
+    // Extensions are keyed by their OID's bytes: a malformed OID must not pass as "another extension".
+    checkOid(buf, id);
     const key = keyOf(buf, id);
     if (out.has(key)) malformed(`extension ${oidToString(contentBytes(buf, id))} appears twice`);
     if (critical && understood && !understood.includes(key)) malformed(`unsupported critical extension ${oidToString(contentBytes(buf, id))}`);
@@ -381,9 +383,10 @@ export function parseOcspResponse(der: Uint8Array): OcspResponse {
   if (basic.end !== octets.end) bad('trailing bytes after the BasicOCSPResponse');
   const [tbs, sigAlg, sig, certsEl, more2] = children(buf, basic, 5);
   if (!sig || more2 || tbs.tag !== Tag.SEQUENCE || sigAlg.tag !== Tag.SEQUENCE || sig.tag !== Tag.BIT_STRING || (certsEl && certsEl.tag !== 0xa0)) bad('bad BasicOCSPResponse');
-  const sigOid = readElement(buf, sigAlg.contentStart, sigAlg.end);
+  // Strictly (RFC 4055 5, RFC 5758 3.2): the AlgorithmIdentifier is outside the signed ResponseData.
+  const signatureOid = readSignatureAlgorithm(buf, sigAlg);
   const sigBits = contentBytes(buf, sig);
-  if (sigOid.tag !== Tag.OID || sigBits[0] !== 0) bad('bad signature');
+  if (sigBits.length < 2 || sigBits[0] !== 0) bad('bad signature');
   const f = children(buf, tbs, 5);
   let i = 0;
   if (f[i]?.tag === 0xa0) checkVersion(buf, f[i++]);
@@ -414,7 +417,7 @@ export function parseOcspResponse(der: Uint8Array): OcspResponse {
   return {
     status,
     tbs: Buffer.from(elementBytes(buf, tbs)),
-    signatureOid: oidToString(contentBytes(buf, sigOid)),
+    signatureOid,
     signature: Buffer.from(sigBits.subarray(1)),
     ...(rid.tag === 0xa2 ? { responderKeyHash: Buffer.from(contentBytes(buf, ridValue)) } : { responderName: Buffer.from(elementBytes(buf, ridValue)) }),
     producedAt: readTime(buf, producedAt),

@@ -36,7 +36,7 @@ const SALT_BYTES = 16;
 
 /** Options of {@link buildPkcs12}. */
 export interface BuildPkcs12Options {
-  /** The private key (ECDSA P-256/P-384, Ed25519, or RSA 2048-8192); must match `certificate`. */
+  /** The private key (ECDSA P-256/P-384, Ed25519, or RSA 2048-4096 with a public exponent of at least 65537); must match `certificate`. */
   key: KeyObject;
   /** The certificate of `key`, DER. */
   certificate: Uint8Array;

@@ -14,7 +14,7 @@ import { CertificationRequest } from '@peculiar/asn1-csr';
 import { BasicConstraints, ExtendedKeyUsage, Extensions, Name, SubjectAlternativeName } from '@peculiar/asn1-x509';
 import { makeTestCa, tempDir, type TestCa } from '../helpers/test-ca.ts';
 import { openssl, requireTool } from '../helpers/tools.ts';
-import { buildCsr, parseCsr, MAX_CSR_BYTES } from '../../src/core/csr.ts';
+import { buildCsr, parseCsr, verifyCsr, verifyCsrOffloaded, MAX_CSR_BYTES } from '../../src/core/csr.ts';
 import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
 import { lintCertificate, type LintIssuer, type LintRule } from '../../src/core/lint.ts';
 import { newSerial, subjectFor, type CertificateFields, type Role } from '../../src/core/certificate-template.ts';
@@ -22,7 +22,8 @@ import { spkiDer } from '../../src/core/algorithms.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
 import { ipToBytes, type SubjectAltNames } from '../../src/core/names.ts';
 import { OID } from '../../src/core/oids.ts';
-import { readElement, tlv } from '../../src/core/der.ts';
+import { bitString, children, derNull, elementBytes, explicit, integer, octetString, oid, readElement, seq, set, tlv, unsignedInteger } from '../../src/core/der.ts';
+import { encodeGeneralNames, encodeName } from '../../src/core/names.ts';
 import { MAX_OBJECT_BYTES, readPemOrDer, toPem } from '../../src/core/pem.ts';
 import type { IssueRequest } from '../../src/ca/authority.ts';
 
@@ -96,6 +97,80 @@ function rewrapCsr(der: Buffer, oldSpki: Buffer, newSpki: Buffer): Buffer {
   const infoBody = Buffer.concat([der.subarray(info.contentStart, at), newSpki, der.subarray(at + oldSpki.length, info.end)]);
   return tlv(0x30, tlv(0x30, infoBody), der.subarray(info.end, outer.end));
 }
+
+// ------------------------------------------------------------------------------------------------
+// Hand-made RSA keys and CSRs: public material only, no private key exists for most of them
+
+/** A real RSA-2048 modulus (from a generated key whose private half is dropped), made once. */
+let realModulusCache: Buffer | undefined;
+function realModulus(): Buffer {
+  realModulusCache ??= Buffer.from(crypto.generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ format: 'jwk' }).n!, 'base64url');
+  return realModulusCache;
+}
+
+/** An odd number of `bits` bits with its top bit set (random: it may well have small factors). */
+function randomModulus(bits: number): Buffer {
+  const m = crypto.randomBytes(Math.ceil(bits / 8));
+  const top = bits % 8 || 8;
+  m[0] = (m[0] & ((1 << top) - 1)) | (1 << (top - 1));
+  m[m.length - 1] |= 1;
+  return m;
+}
+
+/** A multiple of 3 near the real modulus, still odd and of the same size: a small factor. */
+function modulusWithFactor3(): Buffer {
+  let n = BigInt('0x' + realModulus().toString('hex'));
+  n -= n % 3n;
+  if (n % 2n === 0n) n += 3n;
+  return Buffer.from(n.toString(16), 'hex');
+}
+
+/** An RSA SubjectPublicKeyInfo for any modulus and exponent (RFC 3279 2.3.1). */
+function rsaSpki(modulus: Buffer, exponent: bigint): Buffer {
+  const hex = exponent.toString(16);
+  const e = Buffer.from(hex.length % 2 ? '0' + hex : hex, 'hex');
+  return seq(seq(oid(OID.rsaEncryption), derNull()), bitString(seq(unsignedInteger(modulus), unsignedInteger(e))));
+}
+
+const SHA256_RSA_ALG = seq(oid(OID.sha256WithRSAEncryption), derNull());
+
+/** A CSR for a key given by its SPKI, "signed" (sha256WithRSAEncryption) by `sign` over the CertificationRequestInfo. */
+function rsaCsrFromSpki(spki: Buffer, n: SubjectAltNames, sign: (info: Buffer, modulusBytes: number) => Buffer): Buffer {
+  const ext = seq(oid(OID.subjectAltName), octetString(encodeGeneralNames(n)));
+  const info = seq(integer(0), encodeName({ commonName: 'api' }), spki, explicit(0, seq(oid(OID.extensionRequest), set(seq(ext)))));
+  const [, bits] = children(spki, readElement(spki, 0), 2);
+  const rsaKey = readElement(spki, bits.contentStart + 1);
+  const k = readElement(spki, rsaKey.contentStart);
+  const modLen = k.end - k.contentStart - (spki[k.contentStart] === 0 ? 1 : 0);
+  return seq(info, SHA256_RSA_ALG, bitString(sign(info, modLen)));
+}
+
+/**
+ * A CSR whose "signature" is the PKCS#1 v1.5 encoded digest itself (RFC 8017 9.2): with e = 1,
+ * s^e mod n = s, so it verifies for any modulus, without any private key.
+ */
+function paddedDigestCsr(spki: Buffer, n: SubjectAltNames): Buffer {
+  return rsaCsrFromSpki(spki, n, (info, modLen) => {
+    const digestInfo = seq(seq(oid('2.16.840.1.101.3.4.2.1'), derNull()), octetString(crypto.hash('sha256', info, 'buffer')));
+    return Buffer.concat([Buffer.from([0, 1]), Buffer.alloc(modLen - 3 - digestInfo.length, 0xff), Buffer.from([0]), digestInfo]);
+  });
+}
+
+/** A signed CSR with its (unsigned) signatureAlgorithm replaced: the signature still verifies. */
+function withSignatureAlgorithm(der: Buffer, alg: Buffer): Buffer {
+  const [info, , sig] = children(der, readElement(der, 0), 3);
+  return seq(elementBytes(der, info), alg, elementBytes(der, sig));
+}
+
+/** A CSR signed by an RSA-2048 key made here with public exponent `e` (a real proof of possession). */
+const rsaKeyCache = new Map<number, crypto.KeyObject>();
+function rsaCsrWithExponent(e: number, n: SubjectAltNames): Buffer {
+  if (!rsaKeyCache.has(e)) rsaKeyCache.set(e, crypto.generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: e }).privateKey);
+  const key = rsaKeyCache.get(e)!;
+  return rsaCsrFromSpki(spkiDer(crypto.createPublicKey(key)), n, (info) => crypto.sign('sha256', info, key));
+}
+
+const API = (): SubjectAltNames => names({ dns: ['api.acme.internal'] });
 
 /** A DER SEQUENCE header around `size` bytes of filler: looks like DER to the PEM/DER sniffing. */
 function bigDer(size: number): Buffer {
@@ -203,6 +278,49 @@ const FAIL_CASES: FailCase[] = [
     const x25519 = spkiDer(crypto.generateKeyPairSync('x25519').publicKey);
     return csrReq('server', rewrapCsr(der, p256, x25519));
   }, code: 'KEY_WEAK' },
+  // --- RSA keys as the Baseline Requirements check them (6.1.6): refused before the signature is trusted
+  // e = 1 makes the PKCS#1 v1.5 encoded digest its own signature: no private key, no proof of possession.
+  { name: 'fail/csr/rsa-exponent-1-padded-digest-signature', req: () => csrReq('server', paddedDigestCsr(rsaSpki(realModulus(), 1n), API())), code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-exponent-1-random-modulus-pem', req: () => csrReq('server', toPem(paddedDigestCsr(rsaSpki(randomModulus(2048), 1n), API()), 'CERTIFICATE REQUEST')), code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-exponent-3-real-key', req: () => csrReq('server', rsaCsrWithExponent(3, API())), code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-exponent-65535', req: () => csrReq('server', paddedDigestCsr(rsaSpki(realModulus(), 65535n), API())), code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-exponent-even', req: () => csrReq('server', paddedDigestCsr(rsaSpki(realModulus(), 65538n), API())), code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-exponent-2^256+1', req: () => csrReq('server', paddedDigestCsr(rsaSpki(realModulus(), 2n ** 256n + 1n), API())), code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-8192-modulus', req: () => csrReq('server', paddedDigestCsr(rsaSpki(randomModulus(8192), 65537n), API())), code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-4104-modulus', req: () => csrReq('server', paddedDigestCsr(rsaSpki(randomModulus(4104), 65537n), API())), code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-2052-modulus-not-whole-bytes', req: () => csrReq('server', paddedDigestCsr(rsaSpki(randomModulus(2052), 65537n), API())), code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-even-modulus', req: () => {
+    const m = Buffer.from(realModulus());
+    m[m.length - 1] &= 0xfe;
+    return csrReq('server', paddedDigestCsr(rsaSpki(m, 65537n), API()));
+  }, code: 'KEY_WEAK' },
+  { name: 'fail/csr/rsa-modulus-divisible-by-3', req: () => csrReq('server', paddedDigestCsr(rsaSpki(modulusWithFactor3(), 65537n), API())), code: 'KEY_WEAK' },
+  // --- AlgorithmIdentifiers read strictly (RFC 4055 5, RFC 5758 3.2, BR 7.1.3.2): the signatureAlgorithm
+  // is outside the signed bytes, so a CSR with odd parameters still "verifies" unless they are read.
+  { name: 'fail/csr/rsa-signature-null-with-content', req: () => csrReq('server',
+    withSignatureAlgorithm(rsaCsrWithExponent(65537, API()), seq(oid(OID.sha256WithRSAEncryption), Buffer.from([0x05, 0x01, 0x00])))), code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/rsa-signature-parameters-absent', req: () => csrReq('server',
+    withSignatureAlgorithm(rsaCsrWithExponent(65537, API()), seq(oid(OID.sha256WithRSAEncryption)))), code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/rsa-signature-parameters-not-null', req: () => csrReq('server',
+    withSignatureAlgorithm(rsaCsrWithExponent(65537, API()), seq(oid(OID.sha256WithRSAEncryption), integer(0)))), code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/rsa-signature-null-then-extra', req: () => csrReq('server',
+    withSignatureAlgorithm(rsaCsrWithExponent(65537, API()), seq(oid(OID.sha256WithRSAEncryption), derNull(), derNull()))), code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/ecdsa-signature-with-null-parameters', req: () => csrReq('server',
+    withSignatureAlgorithm(ownCsr(API()), seq(oid(OID.ecdsaWithSHA256), derNull()))), code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/ed25519-signature-with-null-parameters', req: () => csrReq('server',
+    withSignatureAlgorithm(ownCsr(API(), { key: crypto.generateKeyPairSync('ed25519').privateKey }), seq(oid(OID.ed25519), derNull()))), code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/rsa-spki-parameters-absent', req: () => {
+    const der = rsaCsrWithExponent(65537, API());
+    const spki = parseCsr(der).spki;
+    const [, bits] = children(spki, readElement(spki, 0), 2);
+    return csrReq('server', rewrapCsr(der, spki, seq(seq(oid(OID.rsaEncryption)), elementBytes(spki, bits))));
+  }, code: 'CSR_MALFORMED' },
+  { name: 'fail/csr/rsa-spki-modulus-not-minimal', req: () => {
+    const der = rsaCsrWithExponent(65537, API());
+    const spki = parseCsr(der).spki;
+    const bad = seq(seq(oid(OID.rsaEncryption), derNull()), bitString(seq(tlv(0x02, Buffer.from([0, 0]), realModulus()), integer(65537))));
+    return csrReq('server', rewrapCsr(der, spki, bad));
+  }, code: 'CSR_MALFORMED' },
   // --- CSR extensions
   { name: 'fail/csr/ca-true', openssl: true,
     req: () => csrReq('server', opensslCsr({ addext: ['subjectAltName=DNS:api.acme.internal', 'basicConstraints=critical,CA:TRUE'] })), code: 'CSR_FORBIDDEN_EXTENSION' },
@@ -343,6 +461,31 @@ describe(`ca/issuance: accepted requests${how}`, () => {
 }
 
 // ------------------------------------------------------------------------------------------------
+// RSA public exponent 1: the signature check alone cannot see it
+
+describe('ca/issuance: an RSA key with exponent 1 carries no proof of possession', () => {
+  test('fail/e1/node-and-openssl-verify-its-signature-so-the-key-itself-is-refused', (t) => {
+    const der = paddedDigestCsr(rsaSpki(randomModulus(2048), 1n), API());
+    const csr = parseCsr(der);
+    // Both libraries accept the "signature": with e = 1 any encoded digest is its own signature.
+    const key = crypto.createPublicKey({ key: csr.spki, format: 'der', type: 'spki' });
+    assert.equal(key.asymmetricKeyDetails?.publicExponent, 1n);
+    assert.equal(crypto.verify('sha256', csr.signedBytes, key, csr.signature), true);
+    if (requireTool(t, 'openssl')) {
+      const file = path.join(csrDir, 'e1.csr');
+      fs.writeFileSync(file, toPem(der, 'CERTIFICATE REQUEST'));
+      const r = openssl(['req', '-in', file, '-verify', '-noout']);
+      assert.equal(r.status, 0, `openssl req -verify: ${r.stderr}`);
+      assert.match(r.stdout + r.stderr, /verify OK/);
+    }
+    // So mutual refuses the key before it looks at the signature, in every caller of verifyCsr too
+    // (the offline intermediate signing does not go through the authority).
+    assert.throws(() => verifyCsr(csr), (e) => assertCode(e, 'KEY_WEAK'));
+    return assert.rejects(verifyCsrOffloaded(csr), (e) => assertCode(e, 'KEY_WEAK'));
+  });
+});
+
+// ------------------------------------------------------------------------------------------------
 // The CSR parser against @peculiar/asn1-csr
 
 interface Reference {
@@ -455,6 +598,8 @@ describe('ca/issuance: lintCertificate rules', () => {
     fields?: () => Partial<CertificateFields>;
     issuer?: (ca: TestCa) => LintIssuer;
     key?: () => crypto.KeyObject;
+    /** A hand-made SubjectPublicKeyInfo (keys no one holds the private half of). */
+    spki?: () => Buffer;
     rule?: LintRule;
   };
   const CASES: LintCase[] = [
@@ -488,7 +633,28 @@ describe('ca/issuance: lintCertificate rules', () => {
     { name: 'fail/lint/dns-outside-constraints', role: 'server', fields: () => ({ names: names({ dns: ['evil.example.com'] }) }), rule: 'name-constraints' },
     { name: 'fail/lint/ip-outside-constraints', role: 'server', fields: () => ({ names: names({ dns: ['api.acme.internal'], ip: ['10.0.0.5'] }) }), rule: 'name-constraints' },
     { name: 'fail/lint/uri-outside-constraints', role: 'client', fields: () => ({ names: names({ uri: ['spiffe://other.internal/prod/payments'] }) }), rule: 'name-constraints' },
-    { name: 'fail/lint/rsa-1024-key', role: 'server', key: () => crypto.generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey, rule: 'key-weak' },
+    { name: 'ok/lint/rsa-2048-exponent-65537-hand-made', role: 'server', spki: () => rsaSpki(realModulus(), 65537n) },
+    { name: 'ok/lint/rsa-exponent-2^256-1', role: 'server', spki: () => rsaSpki(realModulus(), 2n ** 256n - 1n) },
+    { name: 'fail/lint/rsa-1024-key', role: 'server', key: () => crypto.generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey, rule: 'rsa-modulus-size' },
+    { name: 'fail/lint/rsa-8192-modulus', role: 'server', spki: () => rsaSpki(randomModulus(8192), 65537n), rule: 'rsa-modulus-size' },
+    { name: 'fail/lint/rsa-2047-bit-modulus', role: 'server', spki: () => rsaSpki(randomModulus(2047), 65537n), rule: 'rsa-modulus-size' },
+    { name: 'fail/lint/rsa-3001-bit-modulus-not-whole-bytes', role: 'server', spki: () => rsaSpki(randomModulus(3001), 65537n), rule: 'rsa-modulus-size' },
+    { name: 'fail/lint/rsa-exponent-1', role: 'server', spki: () => rsaSpki(realModulus(), 1n), rule: 'rsa-exponent' },
+    { name: 'fail/lint/rsa-exponent-3', role: 'client', spki: () => rsaSpki(realModulus(), 3n), rule: 'rsa-exponent' },
+    { name: 'fail/lint/rsa-exponent-even', role: 'server', spki: () => rsaSpki(realModulus(), 65538n), rule: 'rsa-exponent' },
+    { name: 'fail/lint/rsa-exponent-2^256+1', role: 'server', spki: () => rsaSpki(realModulus(), 2n ** 256n + 1n), rule: 'rsa-exponent' },
+    { name: 'fail/lint/rsa-modulus-even', role: 'server', spki: () => {
+      const m = Buffer.from(realModulus());
+      m[m.length - 1] &= 0xfe;
+      return rsaSpki(m, 65537n);
+    }, rule: 'rsa-modulus-factors' },
+    { name: 'fail/lint/rsa-modulus-divisible-by-3', role: 'server', spki: () => rsaSpki(modulusWithFactor3(), 65537n), rule: 'rsa-modulus-factors' },
+    { name: 'fail/lint/rsa-modulus-divisible-by-751', role: 'server', spki: () => {
+      let n = BigInt('0x' + realModulus().toString('hex'));
+      n -= n % 751n;
+      if (n % 2n === 0n) n += 751n;
+      return rsaSpki(Buffer.from(n.toString(16), 'hex'), 65537n);
+    }, rule: 'rsa-modulus-factors' },
     { name: 'fail/lint/secp256k1-key', role: 'server', key: () => crypto.generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey, rule: 'key-weak' },
     { name: 'fail/lint/x25519-key', role: 'client', key: () => crypto.generateKeyPairSync('x25519').publicKey, rule: 'key-weak' },
     { name: 'fail/lint/issuer-signs-sha1', role: 'server', issuer: (c) => ({ ...c.ca.server.lint, signatureOid: OID.sha1WithRSAEncryption }), rule: 'signature-sha1' },
@@ -498,7 +664,7 @@ describe('ca/issuance: lintCertificate rules', () => {
     test(c.name, () => {
       const leafRole = c.role === 'client' ? 'client' : 'server';
       const issuer = c.issuer ? c.issuer(ca) : (c.role === 'client' ? ca.ca.client.lint : ca.ca.server.lint);
-      const fields = base(leafRole, { spki: spkiDer(c.key ? c.key() : key), ...(c.fields?.() ?? {}) });
+      const fields = base(leafRole, { spki: c.spki ? c.spki() : spkiDer(c.key ? c.key() : key), ...(c.fields?.() ?? {}) });
       if (!c.rule) {
         lintCertificate(c.role, fields, issuer);
         return;
