@@ -152,6 +152,12 @@ interface Current {
   info: CertificateInfo;
 }
 
+/** A certificate deployed in this cycle: its new generation's folder and the one a rollback returns to. */
+interface Planned {
+  to: string;
+  from?: string;
+}
+
 /** A change a cycle deploys. */
 type Change =
   | { kind: 'file'; path: string; data: Buffer; ownership: Ownership; prev: PreviousFile; hooks: HookSpec; owner: 'trust' | TemplateOutcome; renders?: string[] }
@@ -164,7 +170,7 @@ const hooksKey = (h: HookSpec): string => JSON.stringify([h.check ? describeComm
  * check and a reload, and a deployment file with the certificates of this cycle it renders (its
  * {@link Change} `renders`), transitively. A change tied to nothing goes alone.
  */
-export function deploymentUnits<T extends { hooks: HookSpec; name?: string; renders?: string[] }>(changes: T[]): T[][] {
+function deploymentUnits<T extends { hooks: HookSpec; name?: string; renders?: string[] }>(changes: T[]): T[][] {
   const parent = changes.map((_, i) => i);
   const find = (i: number): number => (parent[i] === i ? i : (parent[i] = find(parent[i])));
   const join = (a: number, b: number) => {
@@ -268,7 +274,10 @@ export class Agent {
       certificates.push(r.out);
       if (r.change) changes.push(r.change);
     }
-    const planned = new Map(changes.flatMap((ch) => (ch.kind === 'cert' ? [[ch.c.name, path.join(ch.store.dir, ch.journal.to)] as const] : [])));
+    // Where each certificate deployed now goes to, and the generation a rollback takes it back to.
+    const planned = new Map(changes.flatMap((ch) => (ch.kind === 'cert' ? [[ch.c.name, {
+      to: path.join(ch.store.dir, ch.journal.to), from: ch.journal.from && ch.store.has(ch.journal.from) ? path.join(ch.store.dir, ch.journal.from) : undefined,
+    }] as const] : [])));
     const templates = this.#templates(cx, changes, planned);
     // A rollback must take back every file of a generation: a deployment file rendered from a
     // certificate deployed now goes with that certificate, whatever its own hooks.
@@ -905,7 +914,7 @@ export class Agent {
   // ---- deployment files in the watched folder
 
   /** Renders the watched folder's deployment files; those that changed become changes. */
-  #templates(cx: Cycle, changes: Change[], planned: Map<string, string>): TemplateOutcome[] {
+  #templates(cx: Cycle, changes: Change[], planned: Map<string, Planned>): TemplateOutcome[] {
     const dir = this.#m.templatesDir;
     if (!dir) return [];
     const { templates, errors } = discoverTemplates(dir);
@@ -937,7 +946,7 @@ export class Agent {
     return out;
   }
 
-  #template(cx: Cycle, t: DeployTemplate, out: TemplateOutcome, claimed: Set<string>, names: Set<string>, planned: Map<string, string>): Change | undefined {
+  #template(cx: Cycle, t: DeployTemplate, out: TemplateOutcome, claimed: Set<string>, names: Set<string>, planned: Map<string, Planned>): Change | undefined {
     if (claimed.has(t.target)) throw new MutualError('AGENT_TEMPLATE_INVALID', { detail: `${t.file}: deploy-target ${t.target} is already managed by agent.yaml` });
     const stateDir = this.#m.stateDir;
     if (t.target === stateDir || t.target.startsWith(stateDir + path.sep)) throw new MutualError('AGENT_TEMPLATE_INVALID', { detail: `${t.file}: deploy-target ${t.target} is inside the agent's state folder` });
@@ -945,18 +954,20 @@ export class Agent {
       if ('certificate' in p && !names.has(p.certificate)) throw new MutualError('AGENT_TEMPLATE_INVALID', { detail: `${t.file}: {{${p.kind} ${p.certificate}}}: no certificate named ${p.certificate} in agent.yaml` });
     }
     const renders = new Set<string>();
-    const text = renderTemplate(t, {
+    const render = (side: 'to' | 'from') => renderTemplate(t, {
       certificate: (name, kind) => {
         // A certificate deployed in this cycle is rendered from its new generation (and this file
         // is then deployed and rolled back with it).
-        let dir = planned.get(name);
-        if (dir) renders.add(name);
+        const p = planned.get(name);
+        let dir = p?.[side];
+        if (p) renders.add(name);
         else {
           const store = this.#store(name);
           const gen = store.current();
           if (!gen || !store.has(gen)) return undefined;
           dir = path.join(store.dir, gen);
         }
+        if (!dir) return undefined;
         try {
           return fs.readFileSync(path.join(dir, GENERATION_FILES[kind]), 'utf8');
         } catch {
@@ -966,15 +977,24 @@ export class Agent {
       bundle: (parts) => cx.cache.bundle(parts, cx.now),
       crls: (issuers) => cx.cache.crls(issuers, 'pem', cx.now)?.toString('utf8'),
     });
+    const text = render('to');
     if (text === undefined) {
       Object.assign(out, { action: 'waiting', message: 'waiting for the material it names (first enrollment or trust refresh)' });
       return undefined;
     }
     const data = Buffer.from(text);
     const ownership = templateOwnership(t);
-    const prev = readPrevious(t.target);
-    if (isSame(prev, data, ownership)) return undefined;
-    return { kind: 'file', path: t.target, data, ownership, prev, hooks: { check: t.check, reload: t.reload, timeoutMs: t.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS }, owner: out, renders: [...renders] };
+    const hooks = { check: t.check, reload: t.reload, timeoutMs: t.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS };
+    let prev = readPrevious(t.target);
+    if (isSame(prev, data, ownership)) {
+      // Already what this cycle deploys: a run stopped after writing it (crash) is being resumed.
+      // It still goes with its certificates, so a rollback puts back what the generation they
+      // return to renders.
+      const back = renders.size ? render('from') : undefined;
+      if (back === undefined || back === text) return undefined;
+      prev = { path: t.target, data: Buffer.from(back), ownership: prev.ownership };
+    }
+    return { kind: 'file', path: t.target, data, ownership, prev, hooks, owner: out, renders: [...renders] };
   }
 
   // ---- scheduling

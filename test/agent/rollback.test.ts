@@ -12,7 +12,9 @@ import path from 'node:path';
 import { Agent } from '../../src/agent/agent.ts';
 import { parsePemBlocks } from '../../src/core/pem.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
-import { hostDir, manifestFor, pairMatches, serialOf, serverManifest, snapshot, startAgentCa, type AgentTestCa } from './harness.ts';
+import { hostDir, manifestFor, pairMatches, runAsync, serialOf, serverManifest, snapshot, startAgentCa, writeManifest, type AgentTestCa } from './harness.ts';
+
+const CRASH_CHILD = path.join(import.meta.dirname, 'fixtures/crash-child.ts');
 
 const NAMES = ['localhost', '127.0.0.1'];
 
@@ -96,4 +98,41 @@ describe('agent rollback of a whole generation', { concurrency: 3 }, () => {
       }
     });
   }
+
+  it('fail/check of a deployment resumed after a crash: the deployment files, already written, go back too', async () => {
+    const dir = hostDir();
+    try {
+      const marker = path.join(dir, 'fixed');
+      fs.writeFileSync(path.join(dir, 'web.token'), await ca.token(NAMES));
+      const deploy = path.join(dir, 'deploy.d');
+      fs.mkdirSync(deploy);
+      fs.writeFileSync(path.join(deploy, 'haproxy.pem'), `# deploy-target: ${dir}/out/haproxy.pem\n{{fullchain web}}\n{{key web}}\n`);
+      const raw = serverManifest(dir, ca, { templates: { dir: deploy } }, { check: `test -e ${marker}` });
+      const file = writeManifest(dir, raw);
+      fs.writeFileSync(marker, '');
+      const agent = new Agent({ manifest: manifestFor(dir, raw) });
+      assert.equal((await agent.cycle({ ignoreBackoff: true })).exitCode, 0);
+      const f = { key: path.join(dir, 'certs/web.key'), cert: path.join(dir, 'certs/web.crt'), fullchain: path.join(dir, 'certs/web.fullchain.pem'), haproxy: path.join(dir, 'out/haproxy.pem') };
+      const old = serialOf(f.cert);
+      const before = snapshot(Object.values(f));
+      // A renewal killed right after its check passed: everything, the deployment file too, is on the new certificate.
+      const child = await runAsync(process.execPath, [CRASH_CHILD, file, 'checked', 'rotate']);
+      assert.equal(child.signal, 'SIGKILL', child.stderr.slice(-300));
+      assert.notEqual(firstSerial(f.haproxy), old);
+      assert.equal(firstSerial(f.haproxy), serialOf(f.cert));
+      // The resumed deployment fails its check now: all of it goes back.
+      fs.rmSync(marker);
+      const r = await agent.cycle({ ignoreBackoff: true });
+      assert.equal(r.certificates[0].code, 'AGENT_CHECK_FAILED', JSON.stringify(r));
+      assert.deepEqual(snapshot(Object.values(f)), before, 'every file of the generation is byte-identical to before the renewal');
+      fs.writeFileSync(marker, '');
+      const r2 = await agent.cycle({ ignoreBackoff: true });
+      assert.equal(r2.exitCode, 0, JSON.stringify(r2));
+      assert.equal(r2.certificates[0].action, 'resumed');
+      assert.notEqual(serialOf(f.cert), old);
+      assert.equal(firstSerial(f.haproxy), serialOf(f.cert));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
