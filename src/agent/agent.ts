@@ -9,11 +9,14 @@
  * render the watched folder's deployment files. `once` runs one cycle; the daemon runs cycles
  * when something is due, with exponential backoff after failures.
  *
- * Everything a cycle changes is then deployed in groups: the changes that share a check and a
- * reload command (e.g. nginx's certificate, client-CA bundle and CRL) are put in place together,
- * checked once, reloaded once, verified, and rolled back together. A certificate goes in place
- * through {@link GenerationStore} (one symlink flip, journal); a single file through an atomic
- * rename with the previous bytes kept for the rollback.
+ * Everything a cycle changes is then deployed in units: the changes that share a check and a
+ * reload command (e.g. nginx's certificate, client-CA bundle and CRL) go together, and so does
+ * every deployment file rendered from a certificate deployed in the same cycle, whatever its own
+ * hooks. A unit is put in place together, each of its checks run once, each reload once, verified,
+ * and rolled back together: a generation is never half deployed (the certificate's files on one
+ * certificate, a deployment file on another). A certificate goes in place through
+ * {@link GenerationStore} (one symlink flip, journal); a single file through an atomic rename with
+ * the previous bytes kept for the rollback.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -149,12 +152,51 @@ interface Current {
   info: CertificateInfo;
 }
 
+/** A certificate deployed in this cycle: its new generation's folder and the one a rollback returns to. */
+interface Planned {
+  to: string;
+  from?: string;
+}
+
 /** A change a cycle deploys. */
 type Change =
-  | { kind: 'file'; path: string; data: Buffer; ownership: Ownership; prev: PreviousFile; hooks: HookSpec; owner: 'trust' | TemplateOutcome }
+  | { kind: 'file'; path: string; data: Buffer; ownership: Ownership; prev: PreviousFile; hooks: HookSpec; owner: 'trust' | TemplateOutcome; renders?: string[] }
   | { kind: 'cert'; c: CertificateSpec; cs: CertificateState; store: GenerationStore; journal: Journal; serial: string; action: CertificateOutcome['action']; cur?: Current; out: CertificateOutcome; hooks: HookSpec };
 
 const hooksKey = (h: HookSpec): string => JSON.stringify([h.check ? describeCommand(h.check) : '', h.reload ? describeCommand(h.reload) : '']);
+
+/**
+ * Splits a cycle's changes into deployment units, each in the order planned: changes that share a
+ * check and a reload, and a deployment file with the certificates of this cycle it renders (its
+ * {@link Change} `renders`), transitively. A change tied to nothing goes alone.
+ */
+function deploymentUnits<T extends { hooks: HookSpec; name?: string; renders?: string[] }>(changes: T[]): T[][] {
+  const parent = changes.map((_, i) => i);
+  const find = (i: number): number => (parent[i] === i ? i : (parent[i] = find(parent[i])));
+  const join = (a: number, b: number) => {
+    const [x, y] = [find(a), find(b)];
+    if (x !== y) parent[Math.max(x, y)] = Math.min(x, y);
+  };
+  const byHooks = new Map<string, number>();
+  const byName = new Map<string, number>();
+  changes.forEach((ch, i) => {
+    if (ch.name !== undefined) byName.set(ch.name, i);
+    if (!ch.hooks.check && !ch.hooks.reload) return;
+    const k = hooksKey(ch.hooks);
+    const first = byHooks.get(k);
+    if (first === undefined) byHooks.set(k, i);
+    else join(first, i);
+  });
+  changes.forEach((ch, i) => {
+    for (const n of ch.renders ?? []) {
+      const j = byName.get(n);
+      if (j !== undefined) join(i, j);
+    }
+  });
+  const units = new Map<number, T[]>();
+  changes.forEach((ch, i) => units.set(find(i), [...(units.get(find(i)) ?? []), ch]));
+  return [...units.values()];
+}
 
 const asError = (e: unknown): MutualError | Error => (e instanceof Error ? e : new Error(String(e)));
 const codeOf = (e: unknown): string => (isMutualError(e) ? e.code : (e as NodeJS.ErrnoException)?.code ?? 'FAILURE');
@@ -232,16 +274,15 @@ export class Agent {
       certificates.push(r.out);
       if (r.change) changes.push(r.change);
     }
-    const planned = new Map(changes.flatMap((ch) => (ch.kind === 'cert' ? [[ch.c.name, path.join(ch.store.dir, ch.journal.to)] as const] : [])));
+    // Where each certificate deployed now goes to, and the generation a rollback takes it back to.
+    const planned = new Map(changes.flatMap((ch) => (ch.kind === 'cert' ? [[ch.c.name, {
+      to: path.join(ch.store.dir, ch.journal.to), from: ch.journal.from && ch.store.has(ch.journal.from) ? path.join(ch.store.dir, ch.journal.from) : undefined,
+    }] as const] : [])));
     const templates = this.#templates(cx, changes, planned);
-    // Changes that share a check and a reload go together, in the order they were planned.
-    const groups = new Map<string, Change[]>();
-    for (const [i, ch] of changes.entries()) {
-      // Without a check or a reload nothing ties a change to others: it goes alone.
-      const k = ch.hooks.check || ch.hooks.reload ? hooksKey(ch.hooks) : `alone:${i}`;
-      groups.set(k, [...(groups.get(k) ?? []), ch]);
-    }
-    for (const group of groups.values()) await this.#apply(cx, group);
+    // A rollback must take back every file of a generation: a deployment file rendered from a
+    // certificate deployed now goes with that certificate, whatever its own hooks.
+    const units = deploymentUnits(changes.map((ch) => ({ ch, hooks: ch.hooks, name: ch.kind === 'cert' ? ch.c.name : undefined, renders: ch.kind === 'file' ? ch.renders : undefined })));
+    for (const unit of units) await this.#apply(cx, unit.map((u) => u.ch));
     const exitCode = exitCodeFor(cx.errors);
     const changed = certificates.filter((c) => c.ok && c.action !== 'none' && c.action !== 'waiting').length + trust.changed.length + templates.filter((t) => t.action === 'written').length;
     cx.state.lastCycle = { at: now.toISOString(), exitCode, summary: exitCode === 0 ? (changed ? `${changed} change(s)` : 'nothing to do') : cx.errors.map((e) => codeOf(e)).join(', ') };
@@ -437,17 +478,23 @@ export class Agent {
   }
 
   /**
-   * Deploys one group of changes that share a check and a reload: every file and certificate in
-   * place, the check, the reload, the verify steps; on a failure everything goes back and, if
-   * the reload had run, the service is reloaded again.
+   * Deploys one unit (see {@link deploymentUnits}): every file and certificate in place, each
+   * distinct check once, each distinct reload once, the verify steps; on a failure everything goes
+   * back and every service already reloaded is reloaded again.
    */
   async #apply(cx: Cycle, group: Change[]): Promise<void> {
-    const hooks = group[0].hooks;
-    const timeoutMs = Math.max(...group.map((ch) => ch.hooks.timeoutMs));
+    // The distinct check/reload pairs of the unit, in order; each runs once with the longest limit of its changes.
+    const hookSets = new Map<string, { hooks: HookSpec; timeoutMs: number }>();
+    for (const ch of group) {
+      if (!ch.hooks.check && !ch.hooks.reload) continue;
+      const k = hooksKey(ch.hooks);
+      const h = hookSets.get(k);
+      hookSets.set(k, { hooks: ch.hooks, timeoutMs: Math.max(h?.timeoutMs ?? 0, ch.hooks.timeoutMs) });
+    }
     const certs = group.filter((ch): ch is Extract<Change, { kind: 'cert' }> => ch.kind === 'cert');
     const steps = (s: DeployStep) => certs.forEach((ch) => this.#onStep(ch.c.name, s));
     const undo: (() => void)[] = [];
-    let reloaded = false;
+    const reloaded: { hooks: HookSpec; timeoutMs: number }[] = [];
     let error: unknown;
     try {
       for (const ch of group) {
@@ -459,11 +506,12 @@ export class Agent {
           this.#flip(cx, ch);
         }
       }
-      if (hooks.check) await runCommand(hooks.check, timeoutMs, 'AGENT_CHECK_FAILED');
+      for (const h of hookSets.values()) if (h.hooks.check) await runCommand(h.hooks.check, h.timeoutMs, 'AGENT_CHECK_FAILED');
       steps('checked');
-      if (hooks.reload) {
-        reloaded = true;
-        await reloadService(hooks.reload, timeoutMs);
+      for (const h of hookSets.values()) {
+        if (!h.hooks.reload) continue;
+        reloaded.push(h);
+        await reloadService(h.hooks.reload, h.timeoutMs);
       }
       steps('reloaded');
       for (const ch of certs) {
@@ -472,12 +520,24 @@ export class Agent {
       }
     } catch (e) {
       error = e;
-      try {
-        for (const u of undo.reverse()) u();
-        if (reloaded && hooks.reload) await reloadService(hooks.reload, timeoutMs);
-      } catch (e2) {
-        error = new MutualError('AGENT_ROLLBACK_FAILED', { detail: `${asError(e).message}; then the rollback failed: ${asError(e2).message}` }, { cause: e2 });
+      // Every file is put back and every reloaded service reloaded again, even when one of them
+      // fails: the first failure is reported.
+      let failed: unknown;
+      for (const u of undo.reverse()) {
+        try {
+          u();
+        } catch (e2) {
+          failed ??= e2;
+        }
       }
+      for (const h of reloaded) {
+        try {
+          await reloadService(h.hooks.reload!, h.timeoutMs);
+        } catch (e2) {
+          failed ??= e2;
+        }
+      }
+      if (failed !== undefined) error = new MutualError('AGENT_ROLLBACK_FAILED', { detail: `${asError(e).message}; then the rollback failed: ${asError(failed).message}` }, { cause: failed });
       // The journals stay: the next attempt deploys the same generations (no new certificate, no token).
       for (const ch of certs) {
         ch.store.writeJournal({ ...ch.journal, lastError: asError(error).message });
@@ -854,7 +914,7 @@ export class Agent {
   // ---- deployment files in the watched folder
 
   /** Renders the watched folder's deployment files; those that changed become changes. */
-  #templates(cx: Cycle, changes: Change[], planned: Map<string, string>): TemplateOutcome[] {
+  #templates(cx: Cycle, changes: Change[], planned: Map<string, Planned>): TemplateOutcome[] {
     const dir = this.#m.templatesDir;
     if (!dir) return [];
     const { templates, errors } = discoverTemplates(dir);
@@ -886,23 +946,28 @@ export class Agent {
     return out;
   }
 
-  #template(cx: Cycle, t: DeployTemplate, out: TemplateOutcome, claimed: Set<string>, names: Set<string>, planned: Map<string, string>): Change | undefined {
+  #template(cx: Cycle, t: DeployTemplate, out: TemplateOutcome, claimed: Set<string>, names: Set<string>, planned: Map<string, Planned>): Change | undefined {
     if (claimed.has(t.target)) throw new MutualError('AGENT_TEMPLATE_INVALID', { detail: `${t.file}: deploy-target ${t.target} is already managed by agent.yaml` });
     const stateDir = this.#m.stateDir;
     if (t.target === stateDir || t.target.startsWith(stateDir + path.sep)) throw new MutualError('AGENT_TEMPLATE_INVALID', { detail: `${t.file}: deploy-target ${t.target} is inside the agent's state folder` });
     for (const p of t.placeholders) {
       if ('certificate' in p && !names.has(p.certificate)) throw new MutualError('AGENT_TEMPLATE_INVALID', { detail: `${t.file}: {{${p.kind} ${p.certificate}}}: no certificate named ${p.certificate} in agent.yaml` });
     }
-    const text = renderTemplate(t, {
+    const renders = new Set<string>();
+    const render = (side: 'to' | 'from') => renderTemplate(t, {
       certificate: (name, kind) => {
-        // A certificate deployed in this cycle is rendered from its new generation.
-        let dir = planned.get(name);
-        if (!dir) {
+        // A certificate deployed in this cycle is rendered from its new generation (and this file
+        // is then deployed and rolled back with it).
+        const p = planned.get(name);
+        let dir = p?.[side];
+        if (p) renders.add(name);
+        else {
           const store = this.#store(name);
           const gen = store.current();
           if (!gen || !store.has(gen)) return undefined;
           dir = path.join(store.dir, gen);
         }
+        if (!dir) return undefined;
         try {
           return fs.readFileSync(path.join(dir, GENERATION_FILES[kind]), 'utf8');
         } catch {
@@ -912,15 +977,24 @@ export class Agent {
       bundle: (parts) => cx.cache.bundle(parts, cx.now),
       crls: (issuers) => cx.cache.crls(issuers, 'pem', cx.now)?.toString('utf8'),
     });
+    const text = render('to');
     if (text === undefined) {
       Object.assign(out, { action: 'waiting', message: 'waiting for the material it names (first enrollment or trust refresh)' });
       return undefined;
     }
     const data = Buffer.from(text);
     const ownership = templateOwnership(t);
-    const prev = readPrevious(t.target);
-    if (isSame(prev, data, ownership)) return undefined;
-    return { kind: 'file', path: t.target, data, ownership, prev, hooks: { check: t.check, reload: t.reload, timeoutMs: t.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS }, owner: out };
+    const hooks = { check: t.check, reload: t.reload, timeoutMs: t.timeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS };
+    let prev = readPrevious(t.target);
+    if (isSame(prev, data, ownership)) {
+      // Already what this cycle deploys: a run stopped after writing it (crash) is being resumed.
+      // It still goes with its certificates, so a rollback puts back what the generation they
+      // return to renders.
+      const back = renders.size ? render('from') : undefined;
+      if (back === undefined || back === text) return undefined;
+      prev = { path: t.target, data: Buffer.from(back), ownership: prev.ownership };
+    }
+    return { kind: 'file', path: t.target, data, ownership, prev, hooks, owner: out, renders: [...renders] };
   }
 
   // ---- scheduling

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { isMutualError } from '../core/errors.ts';
-import type { Agent, AgentLogger, CycleReport } from './agent.ts';
+import type { Agent, AgentLogger, AgentOptions, CycleReport } from './agent.ts';
 import { MAX_IDLE_MS, MIN_CYCLE_GAP_MS } from './agent.ts';
 
 /** Pause after a cycle that could not run at all (lock held, state folder unwritable). */
@@ -21,6 +21,11 @@ export interface DaemonOptions {
   logger?: AgentLogger;
   /** Called after each cycle. */
   onCycle?: (r: CycleReport) => void;
+  /**
+   * The agent's clock ({@link AgentOptions.now}; default the wall clock). A report's nextWakeAt is on
+   * that clock, so the time to sleep is measured on it too.
+   */
+  now?: () => Date;
 }
 
 /** A running daemon. */
@@ -34,6 +39,7 @@ export interface Daemon {
 /** Starts the daemon loop. */
 export function runDaemon(o: DaemonOptions): Daemon {
   const log = o.logger;
+  const now = o.now ?? (() => new Date());
   let wakeUp: (() => void) | undefined;
   let woken = false;
   const wake = () => {
@@ -68,7 +74,7 @@ export function runDaemon(o: DaemonOptions): Daemon {
       try {
         const r = await o.agent.cycle({});
         o.onCycle?.(r);
-        delay = Math.min(MAX_IDLE_MS, Math.max(MIN_CYCLE_GAP_MS, Date.parse(r.nextWakeAt) - Date.now()));
+        delay = Math.min(MAX_IDLE_MS, Math.max(MIN_CYCLE_GAP_MS, Date.parse(r.nextWakeAt) - now().getTime()));
         log?.debug({ exitCode: r.exitCode, nextWakeAt: r.nextWakeAt }, 'cycle done');
       } catch (e) {
         log?.error({ code: isMutualError(e) ? e.code : undefined, err: (e as Error).message }, 'cycle could not run; trying again shortly');

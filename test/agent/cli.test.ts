@@ -1,13 +1,18 @@
 /**
  * `mutual agent ...` as a process: exit codes, --json output, status, the daemon's start and stop.
  * Runs the program with the agent command registered as src/cli/main.ts does (cli-entry.ts).
+ * Nothing here depends on time passing: every wait is on an event (a process exiting, a report
+ * line, a log line), bounded only by a limit generous enough for a loaded 2-core machine, where
+ * starting one Node process with type stripping takes seconds.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
-import { agentCli, hostDir, runAsync, serialOf, serverManifest, startAgentCa, until, writeManifest, type AgentTestCa } from './harness.ts';
+import { Agent } from '../../src/agent/agent.ts';
+import { loadManifest } from '../../src/agent/manifest.ts';
+import { agentCli, EVENT_WAIT_MS, hostDir, pairMatches, runAsync, serialOf, serverManifest, startAgentCa, testClock, until, writeManifest, type AgentTestCa } from './harness.ts';
 
 describe('mutual agent (CLI)', { concurrency: false }, () => {
   let ca: AgentTestCa;
@@ -30,7 +35,7 @@ describe('mutual agent (CLI)', { concurrency: false }, () => {
     const entry = path.join(import.meta.dirname, 'cli-entry.ts');
     const [v, o] = await Promise.all([
       agentCli(['validate', '-c', file]),
-      runAsync('/bin/sh', ['-c', `umask 077; exec "${process.execPath}" "${entry}" agent once -c "${file}" --json`]),
+      runAsync('/bin/sh', ['-c', `umask 077; exec "${process.execPath}" "${entry}" agent once -c "${file}" --json`], { timeoutMs: 2 * EVENT_WAIT_MS }),
     ]);
     assert.equal(v.status, 0, v.stderr);
     assert.match(v.stdout, /is valid: 1 certificate/);
@@ -86,6 +91,37 @@ describe('mutual agent (CLI)', { concurrency: false }, () => {
     }
   });
 
+  it('ok/once renews a certificate that came due: issued a day ago on the CA\'s clock, two thirds into its lifetime', async () => {
+    // The CA's clock (and the first run's) stands a day behind the wall clock: the certificate it
+    // issues then is due by the time `mutual agent once` runs on the wall clock, still valid.
+    const clock = testClock();
+    const lifetime = 1.5 * 86_400;
+    const old = await startAgentCa({ leafSeconds: lifetime, clock });
+    const d = hostDir();
+    try {
+      fs.writeFileSync(path.join(d, 'web.token'), await old.token(['localhost', '127.0.0.1']));
+      const f = writeManifest(d, serverManifest(d, old));
+      const first = await new Agent({ manifest: loadManifest(f), now: clock.now }).cycle({ ignoreBackoff: true });
+      assert.equal(first.certificates[0].action, 'enrolled', JSON.stringify(first));
+      assert.ok(Date.parse(first.certificates[0].renewAt!) < Date.now() && Date.parse(first.certificates[0].notAfter!) > Date.now(), 'due on the wall clock, not expired');
+      const serial = serialOf(path.join(d, 'certs/web.crt'));
+      const r = await agentCli(['once', '-c', f, '--json']);
+      assert.equal(r.status, 0, r.stdout + r.stderr);
+      const report = JSON.parse(r.stdout);
+      assert.equal(report.certificates[0].action, 'renewed');
+      assert.equal(report.certificates[0].previousSerial, serial);
+      assert.notEqual(serialOf(path.join(d, 'certs/web.crt')), serial);
+      assert.ok(pairMatches(path.join(d, 'certs/web.key'), path.join(d, 'certs/web.crt')));
+      // Obtained now: the next run has nothing to do.
+      const again = await agentCli(['once', '-c', f]);
+      assert.equal(again.status, 0, again.stdout + again.stderr);
+      assert.match(again.stdout, /web: nothing to do/);
+    } finally {
+      await old.close();
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+
   it('ok/run: the daemon cycles, stops on SIGTERM with exit 0', async () => {
     const child = spawn(process.execPath, [path.join(import.meta.dirname, 'cli-entry.ts'), 'agent', 'run', '-c', file, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -93,13 +129,13 @@ describe('mutual agent (CLI)', { concurrency: false }, () => {
     child.stdout.on('data', (d: Buffer) => (out += d));
     child.stderr.on('data', (d: Buffer) => (err += d));
     try {
-      await until(() => out.includes('\n'), 10_000, 'a first cycle report');
+      await until(() => out.includes('\n'), EVENT_WAIT_MS, 'a first cycle report');
       const first = JSON.parse(out.split('\n')[0]);
       assert.equal(first.exitCode, 0);
       assert.match(err, /"msg":"mutual agent started"/);
       // SIGHUP re-reads agent.yaml and runs a cycle at once.
       child.kill('SIGHUP');
-      await until(() => err.includes('re-read agent.yaml') && out.split('\n').length > 2, 10_000, 'a cycle after SIGHUP');
+      await until(() => err.includes('re-read agent.yaml') && out.split('\n').length > 2, EVENT_WAIT_MS, 'a cycle after SIGHUP');
     } finally {
       child.kill('SIGTERM');
     }

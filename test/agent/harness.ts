@@ -1,7 +1,8 @@
 /**
  * Test harness for the agent: a real CA server in this process (port 0 style: a free port the
- * CA's URL names), leaf lifetimes shortened to seconds, tokens, revocation through the admin API,
- * manifests written to a temp folder, and key/certificate pair checks on disk.
+ * CA's URL names), leaf lifetimes of its own, a clock the test moves (the CA and the agent read
+ * it, so "time passing" is the test moving it, never a sleep), tokens, revocation through the
+ * admin API, manifests written to a temp folder, and key/certificate pair checks on disk.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -20,9 +21,44 @@ import { installIntermediate, intermediateCsr } from '../../src/ca/intermediate.
 import { signIntermediate } from '../../src/ca/offline.ts';
 import { defaultNamePolicy } from '../../src/core/policy.ts';
 import { loadManifest, type AgentManifest } from '../../src/agent/manifest.ts';
+import { fetchCrl } from '../../src/agent/ca-api.ts';
+import { parseCrl } from '../../src/core/crl-reader.ts';
 export { freePort, runAsync } from '../helpers/tools.ts';
 import { freePort, runAsync } from '../helpers/tools.ts';
 
+/**
+ * How far behind the wall clock a {@link testClock} starts. Real peers (nginx, curl, OpenSSL, Node's
+ * TLS client) judge certificates by the wall clock: everything the CA issues at the test's time
+ * must not be "not yet valid" for them, so the test's time starts a day in the past and a test
+ * moves it forward by less than that.
+ */
+export const CLOCK_BEHIND_MS = 86_400_000;
+/** Longest a harness wait on an event (a CRL rebuilt, a process answering) lasts before it fails. */
+export const EVENT_WAIT_MS = 60_000;
+
+/** A clock a test moves; the CA (issuance, renewal, tokens, CRLs) and the agent read it. */
+export interface TestClock {
+  now: () => Date;
+  /** Moves the clock to `t` (never backwards). */
+  set(t: number | Date): void;
+  advance(ms: number): void;
+}
+
+/** A clock standing still at `start` (default {@link CLOCK_BEHIND_MS} behind the wall clock, whole seconds) until moved. */
+export function testClock(start = Math.floor((Date.now() - CLOCK_BEHIND_MS) / 1000) * 1000): TestClock {
+  let t = start;
+  return {
+    now: () => new Date(t),
+    set(to) {
+      const ms = typeof to === 'number' ? to : to.getTime();
+      if (ms < t) throw new Error(`the test clock does not go back (${new Date(t).toISOString()} -> ${new Date(ms).toISOString()})`);
+      t = ms;
+    },
+    advance(ms) {
+      this.set(t + ms);
+    },
+  };
+}
 
 /** A running CA for agent tests. */
 export interface AgentTestCa {
@@ -34,6 +70,7 @@ export interface AgentTestCa {
   /** Certificates issued through the server (enroll + renew), counted by the issue wrapper. */
   issued(): number;
   token(names: string[], ttlSeconds?: number): Promise<string>;
+  /** Revokes through the admin API and resolves once the CA serves a CRL that lists the serial. */
   revoke(serial: string): Promise<void>;
   /** Stops the server (the CA stays open) and starts it again on the same port. */
   restart(): Promise<void>;
@@ -44,13 +81,15 @@ export interface AgentTestCa {
 }
 
 /**
- * Starts a CA server. `leafSeconds` shortens certificates issued through /v1/enroll and /v1/renew
- * (the server has no lifetime option of its own, so the test wraps the CA's issue()).
+ * Starts a CA server. `leafSeconds` sets the lifetime of certificates issued through /v1/enroll and
+ * /v1/renew (the server has no lifetime option of its own, so the test wraps the CA's issue());
+ * `clock` is the CA's and the server's clock (the hierarchy is made at its time), default the wall clock.
  */
-export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: number } = {}): Promise<AgentTestCa> {
+export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: number; clock?: TestClock } = {}): Promise<AgentTestCa> {
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
-  const tc = await makeTestCa({ url });
+  const now = o.clock?.now;
+  const tc = await makeTestCa({ url, clock: now });
   let count = 0;
   const wrapIssue = (ca: CertificateAuthority) => {
     const issue = ca.issue.bind(ca);
@@ -61,7 +100,7 @@ export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: num
     };
   };
   wrapIssue(tc.ca);
-  const start = () => startCaServer({ ca: tc.ca, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port, url, logger: pino({ level: 'silent' }), rateLimit: false, renewalGraceSeconds: o.graceSeconds });
+  const start = () => startCaServer({ ca: tc.ca, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port, url, logger: pino({ level: 'silent' }), rateLimit: false, renewalGraceSeconds: o.graceSeconds, now });
   let srv: CaServer | undefined = await start();
   const root = tc.init.rootPem;
   const rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(root, ['CERTIFICATE'])).digest('hex');
@@ -74,10 +113,14 @@ export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: num
     },
     issued: () => count,
     async token(names, ttlSeconds = 600) {
-      return (await mintToken({ key: tokenKey, names: splitNames(names), ttlSeconds, rootFingerprint, madeBy: 'test' })).token;
+      return (await mintToken({ key: tokenKey, names: splitNames(names), ttlSeconds, rootFingerprint, madeBy: 'test', now: now?.() })).token;
     },
     async revoke(serial) {
-      await adminCall({ caUrl: url, path: '/v1/revoke', body: { serial, reason: 'keyCompromise' }, ...admin });
+      const r = await adminCall({ caUrl: url, path: '/v1/revoke', body: { serial, reason: 'keyCompromise' }, ...admin }) as { role: string };
+      // The server rebuilds the CRL right after answering; wait for that event, not for time.
+      const stored = await self.tc.ca.store.getCertificate(serial);
+      const slot = `${r.role}.${stored!.issuerKeyId.slice(0, 16)}` as Parameters<typeof fetchCrl>[2];
+      await until(async () => parseCrl(await fetchCrl(url, root, slot)).revoked.has(serial), EVENT_WAIT_MS, `the CA's CRL to list ${serial}`);
     },
     async restart() {
       await srv?.close();
@@ -93,14 +136,14 @@ export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: num
       const config = readConfig(tc.layout.config);
       const csr = intermediateCsr({ home: tc.home, role, passphrase: TEST_PASSPHRASE, newKey: true });
       const pem = await signIntermediate({
-        offlineDir: tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, csr, role, url: config.url, organization: config.name,
+        offlineDir: tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, csr, role, url: config.url, organization: config.name, now: now?.(),
         policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }),
       });
       await srv?.close();
       srv = undefined;
       await tc.ca.close();
       await installIntermediate({ home: tc.home, role, certificate: pem, passphrase: TEST_PASSPHRASE });
-      tc.ca = await CertificateAuthority.open({ home: tc.home, passphrase: TEST_PASSPHRASE });
+      tc.ca = await CertificateAuthority.open({ home: tc.home, passphrase: TEST_PASSPHRASE, now });
       wrapIssue(tc.ca);
       srv = await start();
     },
@@ -163,9 +206,12 @@ export function snapshot(files: string[]): Record<string, string> {
 }
 
 
-/** Runs `mutual agent ...` through the CLI entry of these tests; resolves with exit status and output. */
+/**
+ * Runs `mutual agent ...` through the CLI entry of these tests; resolves with exit status and
+ * output. The kill guard is generous: a loaded 2-core machine starts Node with type stripping slowly.
+ */
 export function agentCli(args: string[], o: { env?: NodeJS.ProcessEnv } = {}) {
-  return runAsync(process.execPath, [path.join(import.meta.dirname, 'cli-entry.ts'), 'agent', ...args], o);
+  return runAsync(process.execPath, [path.join(import.meta.dirname, 'cli-entry.ts'), 'agent', ...args], { ...o, timeoutMs: 2 * EVENT_WAIT_MS });
 }
 
 /** Waits until `fn` is true, polling; throws after `ms`. */

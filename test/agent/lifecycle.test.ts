@@ -1,8 +1,9 @@
 /**
- * The agent against a real CA server (in this process, short leaf lifetimes): enrollment, renewal
- * at the fraction, forced rotation, renewal inside the grace window, revocation, CA outages,
- * failing check/reload/verify with rollback, unwritable targets, adoption of existing files,
- * trust files, PKCS#12, deployment files, the lock.
+ * The agent against a real CA server (in this process): enrollment, renewal at the fraction,
+ * forced rotation, renewal inside the grace window, revocation, CA outages, failing
+ * check/reload/verify with rollback, unwritable targets, adoption of existing files, trust files,
+ * PKCS#12, deployment files, the lock. Where time matters, the CA and the agent share a clock the
+ * test moves (an hour-long certificate "expires" when the test says so): nothing waits on the wall clock.
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,28 +17,31 @@ import { parsePemBlocks } from '../../src/core/pem.ts';
 import { parseCrl } from '../../src/core/crl-reader.ts';
 import { isMutualError } from '../../src/core/errors.ts';
 import { hasTool } from '../helpers/tools.ts';
-import { freePort, hostDir, manifestFor, pairMatches, serialOf, serverManifest, sleep, snapshot, startAgentCa, runAsync } from './harness.ts';
+import { freePort, hostDir, manifestFor, pairMatches, serialOf, serverManifest, snapshot, startAgentCa, runAsync, testClock } from './harness.ts';
 
 const NAMES = ['localhost', '127.0.0.1'];
+/** Lifetime of the certificates the time-driven cases renew or let expire (the clock moves, not the test). */
+const LEAF_SECONDS = 3600;
 
 async function enrolled(leafSeconds?: number, graceSeconds?: number, extra: Record<string, unknown> = {}, cert: Record<string, unknown> = {}) {
-  const ca = await startAgentCa({ leafSeconds, graceSeconds });
+  const clock = testClock();
+  const ca = await startAgentCa({ leafSeconds, graceSeconds, clock });
   const dir = hostDir();
   fs.writeFileSync(path.join(dir, 'web.token'), await ca.token(NAMES));
   const raw = serverManifest(dir, ca, extra, cert);
   const manifest = manifestFor(dir, raw);
-  const agent = new Agent({ manifest });
+  const agent = new Agent({ manifest, now: clock.now });
   const r = await agent.cycle({ ignoreBackoff: true });
   assert.equal(r.exitCode, 0, JSON.stringify(r.certificates));
   assert.equal(r.certificates[0].action, 'enrolled');
   const f = { key: path.join(dir, 'certs/web.key'), cert: path.join(dir, 'certs/web.crt'), fullchain: path.join(dir, 'certs/web.fullchain.pem') };
   return {
-    ca, dir, raw, agent, f,
+    ca, dir, raw, agent, f, clock,
     /** A new agent for an edited manifest (same state folder). */
     with(edit: (m: any) => void): Agent {
       const m = structuredClone(raw) as any;
       edit(m);
-      return new Agent({ manifest: manifestFor(dir, m) });
+      return new Agent({ manifest: manifestFor(dir, m), now: clock.now });
     },
     async close() {
       await ca.close();
@@ -115,13 +119,16 @@ describe('agent lifecycle', { concurrency: 6 }, () => {
   });
 
   it('ok/renew: at the fraction of the lifetime with a new key; rotate forces it; newKey: false keeps the key', async () => {
-    const h = await enrolled(6);
+    const h = await enrolled(LEAF_SECONDS);
     try {
       const first = serialOf(h.f.cert);
       const firstKey = fs.readFileSync(h.f.key, 'utf8');
       const r0 = await once(h.agent);
       assert.equal(r0.certificates[0].action, 'none');
-      await sleep(Date.parse(r0.certificates[0].renewAt!) - Date.now() + 50);
+      const renewAt = Date.parse(r0.certificates[0].renewAt!);
+      h.clock.set(renewAt - 1000);
+      assert.equal((await once(h.agent)).certificates[0].action, 'none', 'not renewed a second before the renewal time');
+      h.clock.set(renewAt);
       const r = await once(h.agent);
       assert.equal(r.exitCode, 0);
       assert.equal(r.certificates[0].action, 'renewed');
@@ -144,15 +151,15 @@ describe('agent lifecycle', { concurrency: 6 }, () => {
   });
 
   it('ok/grace: a certificate that expired inside the CA\'s grace window is renewed without a token', async () => {
-    const h = await enrolled(2, 30);
+    const h = await enrolled(LEAF_SECONDS, 30);
     try {
       fs.rmSync(path.join(h.dir, 'web.token'));
       const notAfter = Date.parse((await once(h.agent)).certificates[0].notAfter!);
-      await sleep(notAfter - Date.now() + 600);
+      h.clock.set(notAfter + 600);
       const r = await once(h.agent);
       assert.equal(r.exitCode, 0, JSON.stringify(r.certificates));
       assert.equal(r.certificates[0].action, 'renewed');
-      assert.ok(Date.parse(r.certificates[0].notAfter!) > Date.now());
+      assert.ok(Date.parse(r.certificates[0].notAfter!) > h.clock.now().getTime());
       assert.ok(pairMatches(h.f.key, h.f.cert));
     } finally {
       await h.close();
@@ -160,11 +167,11 @@ describe('agent lifecycle', { concurrency: 6 }, () => {
   });
 
   it('fail/expired beyond the grace window: AGENT_TOKEN_NEEDED (exit 12), files kept; a new token recovers', async () => {
-    const h = await enrolled(2, 0);
+    const h = await enrolled(LEAF_SECONDS, 0);
     try {
       fs.rmSync(path.join(h.dir, 'web.token'));
       const notAfter = Date.parse((await once(h.agent)).certificates[0].notAfter!);
-      await sleep(notAfter - Date.now() + 600);
+      h.clock.set(notAfter + 600);
       const before = snapshot(Object.values(h.f));
       const r = await once(h.agent);
       assert.equal(r.exitCode, 12);
@@ -172,7 +179,7 @@ describe('agent lifecycle', { concurrency: 6 }, () => {
       assert.match(r.certificates[0].message!, /expired/);
       assert.ok(r.warnings.some((w) => w.code === 'AGENT_CERT_EXPIRING'));
       assert.deepEqual(snapshot(Object.values(h.f)), before);
-      assert.equal(agentStatus(h.agent.manifest).certificates[0].health, 'expired');
+      assert.equal(agentStatus(h.agent.manifest, h.clock.now()).certificates[0].health, 'expired');
       fs.writeFileSync(path.join(h.dir, 'web.token'), await h.ca.token(NAMES));
       const r2 = await once(h.agent);
       assert.equal(r2.exitCode, 0);
@@ -195,10 +202,11 @@ describe('agent lifecycle', { concurrency: 6 }, () => {
       assert.deepEqual(snapshot(Object.values(h.f)), before);
       // A fresh CRL says it without asking for a renewal, on a plain run.
       const fresh = h.with((m) => (m.trust = { refresh: '1ms' }));
+      h.clock.advance(1000);
       const r2 = await once(fresh);
       assert.equal(r2.exitCode, 12, JSON.stringify(r2.certificates));
       assert.equal(r2.certificates[0].code, 'AGENT_REVOKED');
-      assert.equal(agentStatus(fresh.manifest).certificates[0].health, 'revoked');
+      assert.equal(agentStatus(fresh.manifest, h.clock.now()).certificates[0].health, 'revoked');
       assert.deepEqual(snapshot(Object.values(h.f)), before);
       fs.writeFileSync(path.join(h.dir, 'web.token'), await h.ca.token(NAMES));
       const r3 = await once(fresh);
@@ -217,6 +225,7 @@ describe('agent lifecycle', { concurrency: 6 }, () => {
       const files = [...Object.values(h.f), path.join(h.dir, 'trust/crl.pem')];
       const before = snapshot(files);
       await h.ca.stop();
+      h.clock.advance(1000);
       const r = await rotate(h.agent);
       assert.equal(r.exitCode, 11);
       assert.equal(r.certificates[0].code, 'CA_UNAVAILABLE');
@@ -224,7 +233,7 @@ describe('agent lifecycle', { concurrency: 6 }, () => {
       assert.deepEqual(snapshot(files), before);
       const st = readState(h.dir + '/state').certificates.web;
       assert.equal(st.failures, 1);
-      assert.ok(Date.parse(st.nextAttemptAt!) > Date.now());
+      assert.ok(Date.parse(st.nextAttemptAt!) > h.clock.now().getTime());
       // The daemon waits out the backoff instead of hammering the CA.
       const waiting = await h.agent.cycle({});
       assert.equal(waiting.certificates[0].action, 'waiting');
@@ -249,7 +258,7 @@ describe('agent lifecycle', { concurrency: 6 }, () => {
       assert.match(r.certificates[0].message!, /config broken/);
       assert.deepEqual(snapshot(Object.values(h.f)), before);
       assert.equal(h.ca.issued(), issued + 1);
-      const status = agentStatus(h.agent.manifest);
+      const status = agentStatus(h.agent.manifest, h.clock.now());
       assert.equal(status.certificates[0].health, 'pending');
       const r2 = await once(h.agent);
       assert.equal(r2.exitCode, 0, JSON.stringify(r2.certificates));
@@ -290,7 +299,7 @@ describe('agent lifecycle', { concurrency: 6 }, () => {
     await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
     try {
       const old = serialOf(h.f.cert);
-      const r = await rotate(h.with((m) => (m.certificates[0].verify = { port, timeout: '800ms' })));
+      const r = await rotate(h.with((m) => (m.certificates[0].verify = { port, timeout: '3s' })));
       assert.equal(r.exitCode, 13);
       assert.equal(r.certificates[0].code, 'AGENT_VERIFY_FAILED');
       assert.match(r.certificates[0].message!, new RegExp(`serves ${old}`));

@@ -29,14 +29,19 @@ export function tempDir(prefix = 'mutual-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
-/** Creates a CA (trust domain acme.internal unless overridden) and opens it. */
-export async function makeTestCa(options: Partial<InitCaOptions> & { offloadCrypto?: boolean } = {}): Promise<TestCa> {
-  const { offloadCrypto, ...o } = options;
+/**
+ * Creates a CA (trust domain acme.internal unless overridden) and opens it. `now` fixes the time of
+ * the hierarchy and of the open CA; `clock` (read at each call, a test moves it) is the open CA's
+ * clock instead, and the hierarchy is made at its current time.
+ */
+export async function makeTestCa(options: Partial<InitCaOptions> & { offloadCrypto?: boolean; clock?: () => Date } = {}): Promise<TestCa> {
+  const { offloadCrypto, clock, ...o } = options;
+  if (clock && !o.now) o.now = clock();
   const dir = tempDir();
   const home = path.join(dir, 'home');
   const offlineDir = path.join(dir, 'offline');
   const init = await initCa({ home, offlineDir, trustDomain: 'acme.internal', name: 'Acme Test', passphrase: TEST_PASSPHRASE, ...o });
-  const ca = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE, now: o.now ? () => o.now! : undefined, offloadCrypto });
+  const ca = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE, now: clock ?? (o.now ? () => o.now! : undefined), offloadCrypto });
   const self: TestCa = {
     dir, home, offlineDir, layout: homeLayout(home), init, ca,
     file(name, data) {
