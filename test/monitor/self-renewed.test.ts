@@ -107,16 +107,17 @@ describe('monitor once and doctor against a real mutual serve', () => {
       assert.deepEqual(j.findings.map((f) => `${f.source}:${f.code}:${f.level}`).sort(), [
         `endpoint:127.0.0.1:${port}:CERT_EXPIRING:renewal-overdue`, 'inventory:CERT_EXPIRING:renewal-overdue', 'inventory:CERT_EXPIRING:renewal-overdue', 'inventory:CERT_EXPIRING:renewal-overdue',
       ]);
-      // The remedy is serve's, never a certificate issued by hand.
-      for (const f of j.findings) assert.doesNotMatch(f.fix, /mutual issue/);
+      // The remedy is serve's (status, log, restart), never a certificate issued by hand.
+      for (const f of j.findings) assert.equal(f.fix, SERVE_TLS_SCHEDULE.fix);
     });
 
     test(`${wantCode ? 'fail' : 'ok'}/doctor against serve, renewal ${moment}: exit ${wantCode}`, async () => {
       const at = new Date(moments()[moment]).toISOString();
       const r = await runCli(['--home', ts.tc.home, '--json', 'doctor', `127.0.0.1:${port}`, '--now', at]);
       assert.equal(r.code, wantCode, r.out);
-      const j = JSON.parse(r.out) as { problems: { code: string; level: string }[] };
+      const j = JSON.parse(r.out) as { problems: { code: string; level: string; fix: string }[] };
       assert.deepEqual(j.problems.map((p) => `${p.code}:${p.level}`), moment === 'overdue' ? ['CERT_EXPIRING:renewal-overdue'] : []);
+      for (const p of j.problems) assert.equal(p.fix, SERVE_TLS_SCHEDULE.fix);
     });
   }
 
