@@ -15,6 +15,7 @@ import { classifyExpiry } from '../../src/monitor/check-certificate.ts';
 import { OCSP_RESPONDER_SCHEDULE, RENEWAL_OVERDUE_FRACTION, SERVE_TLS_SCHEDULE, renewalScheduleOf, type RenewalSchedule } from '../../src/monitor/renewal-schedule.ts';
 import type { StoredCertificate } from '../../src/ca/store.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
+import { mutual } from '../cli/cli-helper.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -118,6 +119,19 @@ describe('monitor once and doctor against a real mutual serve', () => {
       const j = JSON.parse(r.out) as { problems: { code: string; level: string; fix: string }[] };
       assert.deepEqual(j.problems.map((p) => `${p.code}:${p.level}`), moment === 'overdue' ? ['CERT_EXPIRING:renewal-overdue'] : []);
       for (const p of j.problems) assert.equal(p.fix, SERVE_TLS_SCHEDULE.fix);
+    });
+  }
+
+  // The same through the real `mutual` process, with the config `monitor once` makes for --home.
+  for (const [moment, wantCode] of [['fresh', 0], ['overdue', 5]] as const) {
+    test(`${wantCode ? 'fail' : 'ok'}/the mutual process: monitor once --home and doctor, renewal ${moment}: exit ${wantCode}`, async () => {
+      const at = new Date(moments()[moment]).toISOString();
+      const [mon, doc] = await Promise.all([
+        mutual(['--home', ts.tc.home, 'monitor', 'once', '--no-alerts', '--now', at]),
+        mutual(['--home', ts.tc.home, 'doctor', `127.0.0.1:${port}`, '--now', at]),
+      ]);
+      assert.equal(mon.status, wantCode, mon.stdout + mon.stderr);
+      assert.equal(doc.status, wantCode, doc.stdout + doc.stderr);
     });
   }
 
