@@ -50,6 +50,13 @@ function loadConfig(file: string | undefined, g: Globals): MonitorConfig {
   return validateMonitorConfig({ sources: { inventory: { home } }, stateFile: path.join(home, 'monitor-state.json') }, home);
 }
 
+/** `--now`: a time to judge as of, or undefined for the clock. */
+function parseNow(text: string | undefined): Date | undefined {
+  const now = text === undefined ? undefined : new Date(text);
+  if (now && Number.isNaN(now.getTime())) throw new MutualError('CONFIG_INVALID', { detail: `--now ${JSON.stringify(text)} is not a time` });
+  return now;
+}
+
 const signalStop = (): Promise<void> => new Promise((resolve) => {
   const stop = () => {
     process.off('SIGINT', stop);
@@ -80,8 +87,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--now <iso-time>', 'judge as of this time (e.g. 2027-03-01T00:00:00Z), to see what a date will bring')
     .action(async (o: { config?: string; alerts: boolean; metricsTextfile?: string; now?: string }) => {
       const config = loadConfig(o.config, g());
-      const now = o.now ? new Date(o.now) : undefined;
-      if (now && Number.isNaN(now.getTime())) throw new MutualError('CONFIG_INVALID', { detail: `--now ${JSON.stringify(o.now)} is not a time` });
+      const now = parseNow(o.now);
       const r = await runMonitorOnce(config, { now, noAlerts: !o.alerts, textfile: o.metricsTextfile });
       if (g().json) stdout(JSON.stringify(reportJson(r.report, { deliveries: r.deliveries, exitCode: r.exitCode }), null, 2) + '\n');
       else {
@@ -120,8 +126,10 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--crl <file-or-url>', 'a CRL to check our certificate against (repeatable; the CA\'s CRLs in <home> are used when present)', (v: string, prev: string[]) => [...prev, v], [] as string[])
     .option('--timeout <duration>', 'bound on connect + handshake', '5s')
     .option('--no-http', 'do not send an HTTP request after the handshake')
-    .action(async (address: string, o: { cert?: string; key?: string; ca?: string; servername?: string; crl: string[]; timeout: string; http: boolean }) => {
+    .option('--now <iso-time>', 'judge validity as of this time (e.g. 2027-03-01T00:00:00Z)')
+    .action(async (address: string, o: { cert?: string; key?: string; ca?: string; servername?: string; crl: string[]; timeout: string; http: boolean; now?: string }) => {
       if (Boolean(o.cert) !== Boolean(o.key)) throw new MutualError('CONFIG_INVALID', { detail: '--cert and --key go together' });
+      const now = parseNow(o.now);
       const { host, port } = splitAddress(address);
       const l = homeLayout(resolveHome(g().home));
       const haveCa = fs.existsSync(l.rootCert);
@@ -135,7 +143,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
         r = await diagnoseConnection({
           host, port, servername: o.servername, cert: o.cert && fs.readFileSync(o.cert, 'utf8'), key: o.key && fs.readFileSync(o.key, 'utf8'),
           anchors: o.ca ? readBundle(o.ca) : haveCa ? readBundle(l.rootCert) : undefined, intermediates, crls, inventory,
-          timeoutMs: parseMonitorDuration(o.timeout), http: o.http,
+          timeoutMs: parseMonitorDuration(o.timeout), http: o.http, now,
         });
       } finally {
         await inventory?.close();
@@ -148,7 +156,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
           clientCert: r.client && { label: r.client.label, serial: r.client.info.serial, refused: r.client.refused, refusedBecause: r.client.refusedBecause },
           problems: r.problems.map((f) => ({ ...f, notAfter: f.notAfter?.toISOString() })),
         }, null, 2) + '\n');
-      } else stdout(formatDoctorReport(r));
+      } else stdout(formatDoctorReport(r, now));
       exitCodes.set(root(), r.exitCode);
     });
 }

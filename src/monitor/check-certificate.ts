@@ -7,8 +7,16 @@ import { certificateIdentity, type CertificateInfo } from '../core/certificate.t
 import { isMutualError } from '../core/errors.ts';
 import { OID } from '../core/oids.ts';
 import { humanDuration, makeFinding, type Finding, type Severity } from './finding.ts';
+import { RENEWAL_CRITICAL_FRACTION, RENEWAL_OVERDUE_FRACTION, type RenewalSchedule } from './renewal-schedule.ts';
 
 const DAY_MS = 86_400_000;
+/**
+ * The lifetime the day thresholds are written for (mutual's 90-day leaf certificates). A
+ * certificate that lives shorter gets them scaled by lifetime / this: a 24-hour certificate's 7-day
+ * critical threshold becomes 1.9 hours, its 30-day one 8 hours (a third of its life, as 30 days is
+ * of 90). Longer lifetimes keep the thresholds as configured.
+ */
+export const REFERENCE_LIFETIME_DAYS = 90;
 
 /** Signature algorithms that no longer protect anything (RFC 6194: SHA-1 collisions; MD5). */
 export const WEAK_SIGNATURE_OIDS: ReadonlyMap<string, string> = new Map([
@@ -21,24 +29,50 @@ export const WEAK_SIGNATURE_OIDS: ReadonlyMap<string, string> = new Map([
 /** Where a certificate stands against the thresholds. */
 export interface ExpiryClass {
   kind: 'expiring' | 'expired';
-  /** `30d`, `14d`, ... or `expired`. */
+  /**
+   * `30d`, `14d`, ... (the threshold crossed; scaled for a short-lived certificate, the level keeps
+   * the name of the threshold it stands for), `renewal-overdue` (a certificate with a renewal
+   * schedule that was not renewed in time) or `expired`.
+   */
   level: string;
   severity: Severity;
   /** notAfter - now, ms (negative once expired). */
   leftMs: number;
 }
 
+/** What else {@link classifyExpiry} knows of a certificate. */
+export interface ExpiryContext {
+  /** Its notBefore: with notAfter, its lifetime, which scales the thresholds when shorter than {@link REFERENCE_LIFETIME_DAYS}. */
+  notBefore?: Date | number;
+  /** Set when something renews it on its own (needs notBefore): judged by that schedule instead of the thresholds. */
+  schedule?: RenewalSchedule;
+}
+
+const ms = (d: Date | number): number => (typeof d === 'number' ? d : d.getTime());
+
 /**
  * Classifies an expiry: undefined when further away than the largest threshold; else the smallest
- * threshold it is within. `thresholdsDays` is sorted largest first (the config does that).
+ * threshold it is within. `thresholdsDays` is sorted largest first (the config does that). With a
+ * notBefore, a short lifetime scales the thresholds; with a schedule too, the certificate is only
+ * reported once its renewal is overdue: {@link RENEWAL_OVERDUE_FRACTION} of the time it had left at
+ * the renewal moment has passed (warning), critical in the last {@link RENEWAL_CRITICAL_FRACTION}.
  */
-export function classifyExpiry(notAfter: Date | number, now: Date, thresholdsDays: readonly number[], criticalDays: number): ExpiryClass | undefined {
-  const leftMs = (typeof notAfter === 'number' ? notAfter : notAfter.getTime()) - now.getTime();
+export function classifyExpiry(notAfter: Date | number, now: Date, thresholdsDays: readonly number[], criticalDays: number, ctx: ExpiryContext = {}): ExpiryClass | undefined {
+  const leftMs = ms(notAfter) - now.getTime();
   if (leftMs <= 0) return { kind: 'expired', level: 'expired', severity: 'critical', leftMs };
+  const lifetimeMs = ctx.notBefore === undefined ? undefined : ms(notAfter) - ms(ctx.notBefore);
+  if (lifetimeMs !== undefined && lifetimeMs > 0 && ctx.schedule) {
+    // The time the certificate has left when it is due for renewal; judged as a share of it.
+    const windowMs = (1 - ctx.schedule.renewAtFraction) * lifetimeMs;
+    if (leftMs > (1 - RENEWAL_OVERDUE_FRACTION) * windowMs) return undefined;
+    return { kind: 'expiring', level: 'renewal-overdue', severity: leftMs <= RENEWAL_CRITICAL_FRACTION * windowMs ? 'critical' : 'warning', leftMs };
+  }
+  const scale = lifetimeMs !== undefined && lifetimeMs > 0 ? Math.min(1, lifetimeMs / (REFERENCE_LIFETIME_DAYS * DAY_MS)) : 1;
+  const unit = DAY_MS * scale;
   let level: number | undefined;
-  for (const t of thresholdsDays) if (leftMs <= t * DAY_MS) level = level === undefined ? t : Math.min(level, t);
+  for (const t of thresholdsDays) if (leftMs <= t * unit) level = level === undefined ? t : Math.min(level, t);
   if (level === undefined) return undefined;
-  return { kind: 'expiring', level: `${level}d`, severity: leftMs <= criticalDays * DAY_MS ? 'critical' : 'warning', leftMs };
+  return { kind: 'expiring', level: `${level}d`, severity: leftMs <= criticalDays * unit ? 'critical' : 'warning', leftMs };
 }
 
 /** The name people know a certificate by: its SPIFFE identity, else its first DNS name or IP, else its subject. */
@@ -76,6 +110,18 @@ export interface CheckCertificateOptions {
   subject?: string;
   /** Severity of "not yet valid" (default warning; critical where it is being served). */
   notYetValidSeverity?: Severity;
+  /** Set when something renews this certificate on its own (the inventory says so): judged by that schedule. */
+  schedule?: RenewalSchedule;
+}
+
+/** The finding's message and fix for an expiry class (shared by every source). */
+export function expiryText(c: ExpiryClass, what: string, subject: string, notAfter: Date, schedule: RenewalSchedule | undefined, fallbackFix: () => string): { message: string; fix: string } {
+  const at = notAfter.toISOString();
+  if (c.kind === 'expired') return { message: `The ${what} of ${subject} expired ${humanDuration(-c.leftMs)} ago (${at})`, fix: schedule?.fix ?? fallbackFix() };
+  if (c.level === 'renewal-overdue' && schedule) {
+    return { message: `The ${schedule.what} (${subject}) was not renewed on schedule (at ${Math.round(schedule.renewAtFraction * 100)}% of its life) and expires in ${humanDuration(c.leftMs)} (${at})`, fix: schedule.fix };
+  }
+  return { message: `The ${what} of ${subject} expires in ${humanDuration(c.leftMs)} (${at})`, fix: fallbackFix() };
 }
 
 /** Expiry, not-yet-valid, weak key and weak signature findings for one certificate. */
@@ -84,13 +130,10 @@ export function checkCertificate(info: CertificateInfo, o: CheckCertificateOptio
   const subject = o.subject ?? certificateLabel(info);
   const base = { source: o.source, subject, serial: info.serial, issuer: issuerLabel(info), notAfter: info.notAfter };
   const what = info.isCa ? 'CA certificate' : 'certificate';
-  const expiry = classifyExpiry(info.notAfter, o.now, o.thresholdsDays, o.criticalDays);
+  const expiry = classifyExpiry(info.notAfter, o.now, o.thresholdsDays, o.criticalDays, { notBefore: info.notBefore, schedule: o.schedule });
   if (expiry) {
-    const when = expiry.kind === 'expired'
-      ? `expired ${humanDuration(-expiry.leftMs)} ago (${info.notAfter.toISOString()})`
-      : `expires in ${humanDuration(expiry.leftMs)} (${info.notAfter.toISOString()})`;
-    out.push(makeFinding({ ...base, kind: expiry.kind, level: expiry.level, severity: expiry.severity, code: expiry.kind === 'expired' ? 'CERT_EXPIRED' : 'CERT_EXPIRING',
-      message: `The ${what} of ${subject} ${when}`, fix: renewalFix(info, expiry.kind === 'expired') }));
+    const text = expiryText(expiry, what, subject, info.notAfter, o.schedule, () => renewalFix(info, expiry.kind === 'expired'));
+    out.push(makeFinding({ ...base, kind: expiry.kind, level: expiry.level, severity: expiry.severity, code: expiry.kind === 'expired' ? 'CERT_EXPIRED' : 'CERT_EXPIRING', ...text }));
   }
   if (o.now < info.notBefore) {
     out.push(makeFinding({ ...base, kind: 'not-yet-valid', severity: o.notYetValidSeverity ?? 'warning', code: 'CERT_NOT_YET_VALID',
@@ -110,4 +153,14 @@ export function checkCertificate(info: CertificateInfo, o: CheckCertificateOptio
     out.push(makeFinding({ ...base, kind: 'weak-signature', severity: 'warning', code: 'CERT_WEAK', message: `The ${what} of ${subject} is signed with ${weakSig}` }));
   }
   return out;
+}
+
+/**
+ * Judges a certificate again by its renewal schedule once the inventory says something renews it on
+ * its own (a served certificate is judged by the thresholds first, before its record is read): its
+ * expiry findings under `o.source` are replaced. Returns the new list.
+ */
+export function applyRenewalSchedule(findings: readonly Finding[], info: CertificateInfo, o: CheckCertificateOptions & { schedule: RenewalSchedule }): Finding[] {
+  const isExpiry = (f: Finding): boolean => (f.kind === 'expiring' || f.kind === 'expired') && f.source === o.source && f.serial === info.serial;
+  return [...findings.filter((f) => !isExpiry(f)), ...checkCertificate(info, o).filter(isExpiry)];
 }

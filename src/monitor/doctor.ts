@@ -13,10 +13,11 @@ import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { OID } from '../core/oids.ts';
 import { parsePemBlocks } from '../core/pem.ts';
 import { analyzeChain, type ChainAnalysis } from './analyze-chain.ts';
-import { certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
+import { applyRenewalSchedule, certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
 import { crlDistributionUrls } from './crl-urls.ts';
 import { humanDuration, makeFinding, severityRank, sortFindings, type Finding } from './finding.ts';
 import { DEFAULT_CA_THRESHOLDS_DAYS, DEFAULT_THRESHOLDS_DAYS } from './monitor-config.ts';
+import { renewalScheduleOf } from './renewal-schedule.ts';
 import { MONITOR_EXIT } from './run-monitor.ts';
 import { probeTls, type TlsProbeOptions, type TlsProbeResult } from './probe-tls.ts';
 import { crlFromUrl, scanCrls, type CrlInput, type RevocationIndex } from './scan-crls.ts';
@@ -140,6 +141,13 @@ export async function diagnoseConnection(o: DoctorOptions): Promise<DoctorReport
     report.server = analyzeChain({
       sent: chainProbe.sentChain, anchors, intermediates: o.intermediates, now, name: servername, purpose: 'server', source, ...thresholds,
     });
+    // A certificate `mutual serve` renews itself (its own TLS certificate) is judged by its schedule.
+    const leaf = report.server.leaf;
+    const rec = leaf && o.inventory ? await o.inventory.getCertificate(leaf.serial) : undefined;
+    const schedule = rec && rec.fingerprint === leaf!.fingerprint ? renewalScheduleOf(rec) : undefined;
+    if (schedule) {
+      report.server.findings = applyRenewalSchedule(report.server.findings, leaf!, { source, now, ...thresholds, notYetValidSeverity: 'critical', schedule });
+    }
     problems.push(...report.server.findings);
   }
 

@@ -9,9 +9,10 @@ import type { CaStore } from '../ca/store.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { isMutualError } from '../core/errors.ts';
 import { parsePemBlocks } from '../core/pem.ts';
-import { certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
+import { applyRenewalSchedule, certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
 import { makeFinding, severityRank, sortFindings, type Finding, type Severity } from './finding.ts';
 import { parseMonitorDuration, splitAddress, type MonitorConfig } from './monitor-config.ts';
+import { renewalScheduleOf } from './renewal-schedule.ts';
 import type { TlsProbeOptions, TlsProbeResult } from './probe-tls.ts';
 import { crlFromFile, crlFromUrl, scanCrls, type CrlInput, type CrlObservation } from './scan-crls.ts';
 import { scanEndpoints, readPemFile, type EndpointObservation, type EndpointTarget } from './scan-endpoints.ts';
@@ -173,18 +174,26 @@ export async function runScan(config: MonitorConfig, o: RunScanOptions = {}): Pr
       targets, concurrency: config.concurrency, now, thresholdsDays: config.thresholdsDays, caThresholdsDays: config.caThresholdsDays, criticalDays: config.criticalDays,
       revoked: (leaf) => crlScan.index.lookup(leaf), probe: o.probe,
     });
-    findings.push(...ep.findings);
+    let epFindings = ep.findings;
     certificates.push(...ep.certificates);
-    // Revoked in the inventory but served (the CRL may not be reachable from here, or not yet rebuilt).
+    // Revoked in the inventory but served (the CRL may not be reachable from here, or not yet rebuilt);
+    // or renewed by `mutual serve` itself: judged by its schedule.
     if (store) {
       for (const c of ep.certificates) {
         const rec = await store.getCertificate(c.serial);
+        const schedule = rec && renewalScheduleOf(rec);
+        if (rec && schedule) {
+          epFindings = applyRenewalSchedule(epFindings, parseCertificate(rec.der), {
+            source: c.source, now, thresholdsDays: config.thresholdsDays, criticalDays: config.criticalDays, subject: c.identity, notYetValidSeverity: 'critical', schedule,
+          });
+        }
         if (rec?.status !== 'revoked') continue;
         findings.push(makeFinding({ kind: 'revoked-served', severity: 'critical', code: 'CERT_REVOKED_SERVED', source: c.source, subject: c.identity, serial: c.serial, issuer: c.issuer, notAfter: c.notAfter,
           message: `The server still serves certificate ${c.serial} of ${c.identity}, revoked on ${rec.revokedAt?.toISOString()} (${rec.reason ?? 'unspecified'}, in the inventory)`,
           fix: `Install the replacement and reload the server: \`mutual issue server ${rec.names.dns.join(' ') || c.identity} --out DIR\`, then point the server at DIR/fullchain.pem.` }));
       }
     }
+    findings.push(...epFindings);
     const unique = new Map<string, Finding>();
     for (const f of findings) {
       const prev = unique.get(f.id);

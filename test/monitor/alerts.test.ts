@@ -31,7 +31,8 @@ before(async () => {
   now = new Date(Date.now() + 5_000);
   await Promise.all([
     issuePem(ca, { role: 'client', names: clientNames('billing'), now: ago(55), lifetimeSeconds: 60 * 86_400 }),
-    issuePem(ca, { role: 'client', names: clientNames('ledger'), now: ago(40), lifetimeSeconds: 60 * 86_400 }),
+    // 60-day certificates: thresholds scaled by 60/90, so ledger (13 days left) is at 30d, a week later at 14d.
+    issuePem(ca, { role: 'client', names: clientNames('ledger'), now: ago(47), lifetimeSeconds: 60 * 86_400 }),
     issuePem(ca, { role: 'client', names: clientNames('gone'), now: ago(13), lifetimeSeconds: 10 * 86_400 }),
   ]);
   await ca.ca.writeCrl('server', now);

@@ -34,14 +34,15 @@ before(async () => {
   [ca, other] = await Promise.all([makePastCa('Acme Test'), makePastCa('Other Test')]);
   now = new Date();
   // The inventory: renewed, expiring at each threshold, expired (recently and long ago), revoked.
+  // These live 60 days, so the thresholds are scaled by 60/90 (7d -> 4.7 days, 14d -> 9.3, 30d -> 20).
   const plan: [string, Parameters<typeof issuePem>[1]][] = [
     ['paymentsOld', { role: 'client', names: clientNames('payments'), now: ago(59), lifetimeSeconds: 60 * 86_400 }],
     ['paymentsNew', { role: 'client', names: clientNames('payments') }],
-    ['billing', { role: 'client', names: clientNames('billing'), now: ago(55), lifetimeSeconds: 60 * 86_400 }],
-    ['ledger', { role: 'client', names: clientNames('ledger'), now: ago(40), lifetimeSeconds: 60 * 86_400 }],
+    ['billing', { role: 'client', names: clientNames('billing'), now: ago(56), lifetimeSeconds: 60 * 86_400 }],
+    ['ledger', { role: 'client', names: clientNames('ledger'), now: ago(41), lifetimeSeconds: 60 * 86_400 }],
     ['gone', { role: 'client', names: clientNames('gone'), now: ago(13), lifetimeSeconds: 10 * 86_400 }],
     ['ancient', { role: 'client', names: clientNames('ancient'), now: ago(58), lifetimeSeconds: 86_400 }],
-    ['api', { role: 'server', names: serverNames('api.acme.internal'), now: ago(50), lifetimeSeconds: 60 * 86_400 }],
+    ['api', { role: 'server', names: serverNames('api.acme.internal'), now: ago(52), lifetimeSeconds: 60 * 86_400 }],
     ['revoked', { role: 'client', names: clientNames('revoked'), now: ago(57), lifetimeSeconds: 60 * 86_400 }],
     ['web', { role: 'server', names: serverNames('localhost') }],
     ['webRevoked', { role: 'server', names: serverNames('localhost') }],
@@ -193,7 +194,7 @@ describe('files and folders', () => {
     r = await runScan(validateMonitorConfig({ sources: { files: [{ path: filesDir, passwordFile: path.join(ca.dir, 'p12.pass') }, { path: path.join(ca.dir, 'no-such-dir') }] } }), { now });
   });
   const cases: [string, (r: MonitorReport) => boolean][] = [
-    ['ok/PEM fullchain: the leaf expiring in 10 days', (x) => find(x, 'expiring', (f) => f.source.endsWith('api-fullchain.pem') && f.level === '14d').length === 1],
+    ['ok/PEM fullchain: the leaf expiring in 8 days', (x) => find(x, 'expiring', (f) => f.source.endsWith('api-fullchain.pem') && f.level === '14d').length === 1],
     ['ok/DER in a sub-folder', (x) => find(x, 'expiring', (f) => f.source.endsWith('nested/ledger.der') && f.level === '30d').length === 1],
     ['ok/PKCS#12 with a password file', (x) => find(x, 'expiring', (f) => f.source.endsWith('billing.p12') && f.level === '7d').length === 1],
     ['ok/the intermediate in the fullchain is judged with the CA thresholds', (x) => !x.findings.some((f) => f.subject === 'Acme Test Server CA')],
