@@ -18,6 +18,8 @@ import type { CaMetrics } from './metrics.ts';
 
 /** Lifetime of a delegated responder certificate. */
 export const RESPONDER_CERT_SECONDS = 2 * 86_400;
+/** After a failed responder rotation, the next attempt comes this soon (the old one is still valid). */
+export const ROTATION_RETRY_MS = 60_000;
 /** Validity (thisUpdate..nextUpdate) of a signed answer; it is re-signed after half of it. */
 export const ANSWER_VALIDITY_SECONDS = 3600;
 /** Validity of an `unknown` answer (short: a replica may learn of the certificate a moment later). */
@@ -54,6 +56,8 @@ export class OcspService {
   readonly #cache = new Map<string, Cached>();
   readonly #bySerial = new Map<string, string[]>();
   #rotating: Promise<void> | undefined;
+  #rotationTimer: NodeJS.Timeout | undefined;
+  #closed = false;
 
   private constructor(ca: CertificateAuthority, now: () => Date, metrics: CaMetrics) {
     this.#ca = ca;
@@ -72,7 +76,31 @@ export class OcspService {
     const now = o.now();
     const served = [o.ca.server, o.ca.client, ...o.ca.retired.filter((r) => now >= r.info.notBefore && now < r.info.notAfter)];
     s.#issuers = await Promise.all(served.map((inter) => s.#makeIssuer(inter)));
+    s.#scheduleRotation();
     return s;
+  }
+
+  /**
+   * Rotation runs on a timer as well as on request: an idle server must not let its responder
+   * certificates run out (the monitor would rightly call the renewal overdue), and the first
+   * request after a quiet spell must not be answered by an expiring responder.
+   */
+  #scheduleRotation(): void {
+    clearTimeout(this.#rotationTimer);
+    if (this.#closed || this.#issuers.length === 0) return;
+    const due = Math.min(...this.#issuers.map((i) => i.rotateAt)) - this.#now().getTime();
+    this.#rotationTimer = setTimeout(() => {
+      this.#maybeRotate();
+      // A failed rotation keeps the old responders (still valid): try again in a minute.
+      void (this.#rotating ?? Promise.resolve()).then(() => {
+        if (this.#closed) return;
+        if (this.#issuers.some((i) => this.#now().getTime() >= i.rotateAt)) {
+          this.#rotationTimer = setTimeout(() => this.#scheduleRotation(), ROTATION_RETRY_MS);
+          this.#rotationTimer.unref();
+        } else this.#scheduleRotation();
+      });
+    }, Math.max(0, due));
+    this.#rotationTimer.unref();
   }
 
   async #makeIssuer(inter: IntermediateCa): Promise<Issuer> {
@@ -225,6 +253,8 @@ export class OcspService {
 
   /** Stops background work. */
   close(): void {
+    this.#closed = true;
+    clearTimeout(this.#rotationTimer);
     this.#cache.clear();
   }
 }
