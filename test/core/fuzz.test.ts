@@ -38,6 +38,7 @@ import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
 import { parseOcspRequest, parseOcspResponse, type OcspRequest } from '../../src/core/ocsp.ts';
 import { parsePemBlocks, readPemOrDer } from '../../src/core/pem.ts';
 import { OID } from '../../src/core/oids.ts';
+import { prng } from '../helpers/prng.ts';
 
 const CORPUS_DIR = path.join(import.meta.dirname, '..', 'fuzz-corpus', 'der');
 const SEED = Number(process.env.MUTUAL_FUZZ_SEED ?? 0x6d757475);
@@ -47,19 +48,7 @@ const ITERATIONS = Number(process.env.MUTUAL_FUZZ_ITERATIONS ?? 100);
 const SLOW_CALL_MS = 1000;
 
 // ------------------------------------------------------------------------------------------------
-// Deterministic randomness
-
-/** mulberry32: a small PRNG with 32-bit state, enough to pick mutations reproducibly. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// Deterministic randomness (prng from test/helpers)
 
 /** A 32-bit hash of a string (FNV-1a), to give each corpus file its own stream. */
 function hash32(s: string): number {

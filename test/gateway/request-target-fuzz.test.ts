@@ -13,6 +13,7 @@ import tls from 'node:tls';
 import { normalizeHost, normalizeTarget } from '../../src/gateway/request-target.ts';
 import { isMutualError } from '../../src/core/errors.ts';
 import { startHarness, type Echo } from './harness.ts';
+import { prng } from '../helpers/prng.ts';
 
 /** Inputs tried per normalizer at most, and the time allowed for them. */
 const ITERATIONS = 40_000;
@@ -20,17 +21,6 @@ const BUDGET_MS = 3000;
 
 const corpus = (name: string): string[] => fs.readFileSync(new URL(`../fuzz-corpus/gateway/${name}`, import.meta.url), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as string);
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const TOKENS = ['/', '.', '..', '%', '%2e', '%2E', '%2f', '%5c', '%25', '%61', '%41', '%7e', '%c0', '%ae', '%00', '%0a', '%3b', '\\', ';', '?', '#', 'a', 'A', 'admin', 'ADMIN', ':', '@', ' ', '\u00e9', '-', '_', '~', '%zz', '%4'];
 

@@ -26,6 +26,7 @@ import { toPem } from '../../src/core/pem.ts';
 import { makeTestCa, type TestCa } from '../helpers/test-ca.ts';
 import { requireTool } from '../helpers/tools.ts';
 import { freePort, opensslAsync, send, spawnServe, type Running, type SendTls } from '../helpers/server.ts';
+import { prng } from '../helpers/prng.ts';
 
 /** How long inputs are sent (the last ones in flight are then awaited). */
 const FUZZ_MS = Number(process.env.MUTUAL_FUZZ_MS ?? 4000);
@@ -52,17 +53,6 @@ let admin: SendTls;
 let victimSerial = '';
 const seeds: Seed[] = [];
 
-// ---- a small seeded PRNG (mulberry32): the same inputs on every run for one seed.
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Reads a corpus file and fills its placeholders (see test/fuzz-corpus/http/README.md). */
 function loadSeed(file: string, values: Record<string, string | Buffer>): Seed {
