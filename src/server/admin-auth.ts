@@ -19,7 +19,7 @@ import { OID } from '../core/oids.ts';
 /**
  * The inventory's word on a presented admin certificate: `mismatch` when the row of that serial
  * holds other bytes; `unrecorded` when the store has no row (an admin certificate made by
- * `mutual init` on SQLite, used by replicas on PostgreSQL: it cannot be revoked there either).
+ * `mutual init` on SQLite, used by replicas on PostgreSQL: it cannot be revoked there, so it is refused).
  */
 export type AdminStatus = 'valid' | 'revoked' | 'mismatch' | 'unrecorded';
 
@@ -78,6 +78,11 @@ export class AdminAuthenticator {
     if (!this.#isAdminIdentity(peer)) throw new MutualError('AUTH_FORBIDDEN', { detail: `${certificateIdentity(peer) ?? peer.subject} is not an admin` });
     if (status === undefined) throw new Error('AdminAuthenticator.require without readStatus for this request');
     if (status === 'mismatch') throw new MutualError('AUTH_FORBIDDEN', { detail: 'the inventory holds another certificate under this serial' });
+    // Fail closed: a certificate the shared store does not know could not be revoked there, so it
+    // is no admin credential (an admin made on a SQLite home before the replicas moved to PostgreSQL).
+    if (status === 'unrecorded') {
+      throw new MutualError('AUTH_FORBIDDEN', { serial: peer.serial, detail: `the admin certificate (serial ${peer.serial}) is not in this CA's inventory, so it could not be revoked here; issue an admin certificate from the store the servers use (\`mutual issue client NAME --env admin\` with MUTUAL_DATABASE_URL or the config's database set)` });
+    }
     return certificateIdentity(peer)!;
   }
 

@@ -114,7 +114,8 @@ async function checkStore(store: CaStore, received: Received[]): Promise<void> {
 
 /** The whole scenario on one state folder (and, for PostgreSQL, one schema). */
 async function scenario(t: TestContext, db?: { url: string; schema: string }): Promise<void> {
-  const tc = await makeTestCa();
+  // On PostgreSQL the CA is made there (as `mutual init --database` does), so its admin is known to it.
+  const tc = await makeTestCa(db ? { databaseUrl: db.url, databaseSchema: db.schema } : {});
   await tc.ca.close();
   const admin: SendTls = { ca: tc.init.rootPem, cert: tc.init.admin.certificatePem, key: tc.init.admin.privateKey!.export({ type: 'pkcs8', format: 'pem' }) as string };
   const running: Running[] = [];

@@ -42,7 +42,8 @@ const put = (dir: string, name: string, data: string | Buffer) => {
  * ocsp` answers revoked (keyCompromise), and the client CA's CRL lists B' (OpenSSL's CRL check fails).
  */
 async function revocationCoversRenewal(t: TestContext, db?: { url: string; schema: string }): Promise<void> {
-  const tc = await makeTestCa();
+  // On PostgreSQL the CA is made there (as `mutual init --database` does), so its admin is known to it.
+  const tc = await makeTestCa(db ? { databaseUrl: db.url, databaseSchema: db.schema } : {});
   await tc.ca.close();
   let srv: Running | undefined;
   try {

@@ -41,7 +41,9 @@ describe('replicas on one PostgreSQL', { skip: pgSkip() }, () => {
   before(async () => {
     const url = pgUrl();
     schema = freshSchema();
-    tc = await makeTestCa();
+    // Made on PostgreSQL from the start, as `mutual init --database` does: the admin certificate
+    // must be in the shared inventory (one the store does not know is refused).
+    tc = await makeTestCa({ databaseUrl: url, databaseSchema: schema });
     await tc.ca.close();
     for (let i = 0; i < 2; i++) {
       const ca = await CertificateAuthority.open({ home: tc.home, passphrase: TEST_PASSPHRASE, databaseUrl: url, databaseSchema: schema });
