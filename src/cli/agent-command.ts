@@ -2,18 +2,15 @@
  * CLI wiring for `mutual agent run|once|status|rotate|validate` (docs/agent.md). The commands
  * end with the agent's own exit codes (src/agent/exit-codes.ts) and report their failures here
  * rather than through the program's generic handler; main.ts reads the code with
- * {@link agentExitCode} after parsing.
+ * {@link agentExitCode} after parsing. The agent itself is imported by the action that runs it
+ * ({@link loadAgent}), so `mutual --help` does not load it (see main.ts).
  */
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { pino } from 'pino';
 import { isMutualError } from '../core/errors.ts';
-import { Agent, type CycleReport } from '../agent/agent.ts';
-import { agentStatus, formatStatus } from '../agent/agent-status.ts';
-import { discoverTemplates } from '../agent/deploy-templates.ts';
+import type { CycleReport } from '../agent/agent.ts';
 import { AGENT_EXIT, exitCodeOf } from '../agent/exit-codes.ts';
-import { loadManifest, type AgentManifest } from '../agent/manifest.ts';
-import { runDaemon } from '../agent/run-daemon.ts';
+import type { AgentManifest } from '../agent/manifest.ts';
 
 /** Where agent.yaml is looked for without -c: $MUTUAL_AGENT_CONFIG, else this. */
 export const DEFAULT_AGENT_CONFIG = '/etc/mutual/agent.yaml';
@@ -37,6 +34,14 @@ export function agentExitCode(program: Command): number | undefined {
   return exitCodes.get(program);
 }
 
+/** The agent and its logger, imported when an agent command runs. */
+async function loadAgent() {
+  const [{ Agent }, { agentStatus, formatStatus }, { discoverTemplates }, { loadManifest }, { runDaemon }, { pino }] = await Promise.all([
+    import('../agent/agent.ts'), import('../agent/agent-status.ts'), import('../agent/deploy-templates.ts'), import('../agent/manifest.ts'), import('../agent/run-daemon.ts'), import('pino')]);
+  return { Agent, agentStatus, formatStatus, discoverTemplates, loadManifest, runDaemon, pino };
+}
+type AgentModules = Awaited<ReturnType<typeof loadAgent>>;
+
 /** Adds `agent` and its subcommands to the program (the root `mutual` command). */
 export function registerAgentCommand(program: Command, o: RegisterAgentOptions = {}): void {
   const exit = o.exit ?? ((code: number) => void exitCodes.set(program, code));
@@ -48,8 +53,8 @@ export function registerAgentCommand(program: Command, o: RegisterAgentOptions =
     .option('--json', 'machine-readable output on stdout');
 
   const opts = (cmd: Command): AgentCliOptions => cmd.optsWithGlobals<AgentCliOptions>();
-  const manifestOf = (c: AgentCliOptions): AgentManifest => loadManifest(c.config ?? process.env.MUTUAL_AGENT_CONFIG ?? DEFAULT_AGENT_CONFIG);
-  const loggerOf = (c: AgentCliOptions) => pino({ level: c.logLevel ?? 'info', base: { component: 'mutual-agent' } }, pino.destination({ dest: 2, sync: true }));
+  const manifestOf = (m: AgentModules, c: AgentCliOptions): AgentManifest => m.loadManifest(c.config ?? process.env.MUTUAL_AGENT_CONFIG ?? DEFAULT_AGENT_CONFIG);
+  const loggerOf = (m: AgentModules, c: AgentCliOptions) => m.pino({ level: c.logLevel ?? 'info', base: { component: 'mutual-agent' } }, m.pino.destination({ dest: 2, sync: true }));
 
   /** Prints a failure that stopped a command before any cycle, and exits with its code. */
   const fail = (c: AgentCliOptions, e: unknown): void => {
@@ -86,8 +91,9 @@ export function registerAgentCommand(program: Command, o: RegisterAgentOptions =
     .description('do what is due now (renew, enroll, refresh CRLs, redeploy) and exit: 0 when all is in place, 10-15 per failure kind')
     .action(async (_o, cmd: Command) => {
       const c = opts(cmd);
+      const m = await loadAgent();
       try {
-        const r = await new Agent({ manifest: manifestOf(c), logger: loggerOf(c) }).cycle({ ignoreBackoff: true });
+        const r = await new m.Agent({ manifest: manifestOf(m, c), logger: loggerOf(m, c) }).cycle({ ignoreBackoff: true });
         printReport(c, r);
         exit(r.exitCode);
       } catch (e) {
@@ -100,8 +106,9 @@ export function registerAgentCommand(program: Command, o: RegisterAgentOptions =
     .argument('<name>', 'the certificate\'s name in agent.yaml')
     .action(async (name: string, _o, cmd: Command) => {
       const c = opts(cmd);
+      const m = await loadAgent();
       try {
-        const r = await new Agent({ manifest: manifestOf(c), logger: loggerOf(c) }).cycle({ ignoreBackoff: true, force: [name] });
+        const r = await new m.Agent({ manifest: manifestOf(m, c), logger: loggerOf(m, c) }).cycle({ ignoreBackoff: true, force: [name] });
         printReport(c, r);
         exit(r.exitCode);
       } catch (e) {
@@ -113,9 +120,10 @@ export function registerAgentCommand(program: Command, o: RegisterAgentOptions =
     .description('what the agent manages: expiry and renewal time of each certificate, last results, trust files')
     .action(async (_o, cmd: Command) => {
       const c = opts(cmd);
+      const m = await loadAgent();
       try {
-        const s = agentStatus(manifestOf(c));
-        process.stdout.write(c.json ? JSON.stringify(s, null, 2) + '\n' : formatStatus(s));
+        const s = m.agentStatus(manifestOf(m, c));
+        process.stdout.write(c.json ? JSON.stringify(s, null, 2) + '\n' : m.formatStatus(s));
       } catch (e) {
         fail(c, e);
       }
@@ -125,12 +133,13 @@ export function registerAgentCommand(program: Command, o: RegisterAgentOptions =
     .description('check agent.yaml and the watched folder\'s deployment files; changes nothing')
     .action(async (_o, cmd: Command) => {
       const c = opts(cmd);
+      const m = await loadAgent();
       try {
-        const m = manifestOf(c);
-        const t = m.templatesDir ? discoverTemplates(m.templatesDir) : { templates: [], errors: [] };
+        const man = manifestOf(m, c);
+        const t = man.templatesDir ? m.discoverTemplates(man.templatesDir) : { templates: [], errors: [] };
         if (t.errors.length) throw t.errors[0];
-        const summary = { manifest: m.file, certificates: m.certificates.map((x) => x.name), bundles: m.trust.bundles.map((b) => b.path), crls: m.trust.crls.map((x) => x.path), templates: t.templates.map((x) => ({ file: x.file, target: x.target })) };
-        process.stdout.write(c.json ? JSON.stringify(summary, null, 2) + '\n' : `${m.file} is valid: ${summary.certificates.length} certificate(s), ${summary.bundles.length + summary.crls.length} trust file(s), ${summary.templates.length} deployment file(s)\n`);
+        const summary = { manifest: man.file, certificates: man.certificates.map((x) => x.name), bundles: man.trust.bundles.map((b) => b.path), crls: man.trust.crls.map((x) => x.path), templates: t.templates.map((x) => ({ file: x.file, target: x.target })) };
+        process.stdout.write(c.json ? JSON.stringify(summary, null, 2) + '\n' : `${man.file} is valid: ${summary.certificates.length} certificate(s), ${summary.bundles.length + summary.crls.length} trust file(s), ${summary.templates.length} deployment file(s)\n`);
       } catch (e) {
         fail(c, e);
       }
@@ -140,17 +149,18 @@ export function registerAgentCommand(program: Command, o: RegisterAgentOptions =
     .description('the daemon: renew, refresh and redeploy when due; SIGHUP re-reads agent.yaml; SIGTERM stops after the current step')
     .action(async (_o, cmd: Command) => {
       const c = opts(cmd);
+      const m = await loadAgent();
       let manifest: AgentManifest;
       try {
-        manifest = manifestOf(c);
+        manifest = manifestOf(m, c);
       } catch (e) {
         fail(c, e);
         return;
       }
-      const log = loggerOf(c);
-      const a = new Agent({ manifest, logger: log });
+      const log = loggerOf(m, c);
+      const a = new m.Agent({ manifest, logger: log });
       const stop = new AbortController();
-      const daemon = runDaemon({
+      const daemon = m.runDaemon({
         agent: a, signal: stop.signal, logger: log,
         onCycle: (r) => {
           if (c.json) process.stdout.write(JSON.stringify(r) + '\n');
@@ -162,7 +172,7 @@ export function registerAgentCommand(program: Command, o: RegisterAgentOptions =
       };
       const onHup = () => {
         try {
-          a.setManifest(manifestOf(c));
+          a.setManifest(manifestOf(m, c));
           log.info({ manifest: a.manifest.file }, 're-read agent.yaml');
         } catch (e) {
           log.error({ code: isMutualError(e) ? e.code : undefined, err: (e as Error).message }, 'agent.yaml is invalid; keeping the previous one');

@@ -1,9 +1,8 @@
 /**
  * CLI wiring for `mutual gateway --config gateway.yaml`: start, reload on SIGHUP, drain and stop
- * on SIGTERM/SIGINT.
+ * on SIGTERM/SIGINT. The gateway is imported by the action, so `mutual --help` does not load it.
  */
 import type { Command } from 'commander';
-import { startGateway } from '../gateway/index.ts';
 
 /** Adds `mutual gateway` to the program. */
 export function registerGatewayCommand(program: Command): void {
@@ -13,6 +12,7 @@ export function registerGatewayCommand(program: Command): void {
     .requiredOption('-c, --config <file>', 'gateway.yaml (see docs/gateway.md)')
     .option('--no-watch', 'do not reload when the config, certificates, trust bundles or CRLs change (SIGHUP still reloads)')
     .action(async (o: { config: string; watch: boolean }) => {
+      const { startGateway } = await import('../gateway/index.ts');
       const gw = await startGateway({ configFile: o.config, watch: o.watch });
       process.stdout.write(`mutual gateway listening on ${gw.url}${gw.adminUrl ? ` (metrics: ${gw.adminUrl}/metrics)` : ''}\n`);
       process.on('SIGHUP', () => void gw.reload());

@@ -1,15 +1,16 @@
 /**
  * `mutual`: command wiring only. Each action resolves its inputs, calls src/ca, and prints.
+ *
+ * Start-up: this module and what it imports statically must stay light (commander, src/core, the
+ * CLI helpers: no npm dependency beyond commander), so `--help` and `--version` answer without
+ * loading the CA, the stores, the servers or their dependencies. An action imports what it runs
+ * with `await import()` (test/package/cli-startup.test.ts checks; bench/cli-startup.ts measures).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { CertificateAuthority, LeafRole } from '../ca/authority.ts';
-import { initCa } from '../ca/init-ca.ts';
 import { defaultOfflineDir, homeLayout, resolveHome, type HomeLayout } from '../ca/home.ts';
-import { readConfig } from '../ca/config.ts';
-import { renewRootCrl, signIntermediate } from '../ca/offline.ts';
-import { installIntermediate, intermediateCsr } from '../ca/intermediate.ts';
 import { MIN_HEAD_PREFIX, verifyAuditLog } from '../ca/audit.ts';
 import { parseCertificate } from '../core/certificate.ts';
 import { parseRevocationReason, REVOCATION_REASONS } from '../core/crl.ts';
@@ -21,11 +22,8 @@ import { defaultNamePolicy } from '../core/policy.ts';
 import { resolvePassphrase } from '../keys/passphrase.ts';
 import { EXIT, parseDuration, reportError, writeIssued } from './output.ts';
 import { describeCertificate } from './describe.ts';
-import { runDemo } from './demo.ts';
 import { registerServerCommands } from './server-commands.ts';
-import { openAuthority, openInventory } from './compose.ts';
 import { ADMIN_PASSPHRASE_ENV, adminPassphrase } from './admin-key.ts';
-import { resolveStoreLocation } from '../ca/open-ca-store.ts';
 import { commandExitCode, registerMonitorCommands } from './monitor-command.ts';
 import { agentExitCode, registerAgentCommand } from './agent-command.ts';
 import { registerGatewayCommand } from './gateway-command.ts';
@@ -99,6 +97,7 @@ const ttlOption = () => new Option('--ttl <duration>', 'lifetime as a duration: 
 
 async function withCa<T>(g: GlobalOptions, fn: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
   const home = requireHome(g).home;
+  const { openAuthority } = await import('./compose.ts');
   const ca = await openAuthority({ home, passphrase: await caPassphrase(g) });
   try {
     return await fn(ca);
@@ -116,6 +115,11 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 /** The issue request field for a `--ttl` option, if given. */
 const ttl = (v: string | undefined): { ttlSeconds?: number } => (v === undefined ? {} : { ttlSeconds: parseDuration(v) / 1000 });
 
+/** mutual's version, from its package.json (two folders up from src/cli and from dist/cli alike). */
+function packageVersion(): string {
+  return (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
+
 /** Builds the program. `run` in tests uses it with a captured output. */
 export function buildProgram(): Command {
   const program = new Command('mutual')
@@ -123,6 +127,7 @@ export function buildProgram(): Command {
     .option('--home <dir>', 'state folder (default: $MUTUAL_HOME, else ~/.mutual)')
     .option('--passphrase-file <file>', 'file holding the CA passphrase (else $MUTUAL_CA_PASSPHRASE, else a prompt)')
     .option('--json', 'machine-readable output')
+    .version(packageVersion(), '-V, --version', 'print the version of mutual')
     .showHelpAfterError()
     .exitOverride();
   const g = () => program.opts<GlobalOptions>();
@@ -145,6 +150,7 @@ export function buildProgram(): Command {
     .option('--database <url>', 'keep the inventory in PostgreSQL (postgres://user@host/db, no password: PGPASSWORD or ~/.pgpass give it); written to config.yaml')
     .option('--database-schema <name>', 'its PostgreSQL schema (default public)')
     .action(async (o) => {
+      const [{ initCa }, { resolveStoreLocation }] = await Promise.all([import('../ca/init-ca.ts'), import('../ca/open-ca-store.ts')]);
       const home = resolveHome(g().home);
       const passphrase = await caPassphrase(g(), true);
       const rootPass = o.rootPassphraseFile || process.env.MUTUAL_ROOT_PASSPHRASE ? await rootPassphrase(o.rootPassphraseFile, g()) : passphrase;
@@ -200,6 +206,7 @@ export function buildProgram(): Command {
     .option('--p12-password-file <file>', 'PKCS#12 password file')
     .option('--force', 'replace an existing key.pem in --out')
     .action(async (service: string, o) => {
+      const { readConfig } = await import('../ca/config.ts');
       const config = readConfig(requireHome(g()).config);
       const id = service.startsWith('spiffe://') ? service : serviceIdentity(config.trustDomain, o.env, service).uri;
       await issueAndWrite('client', { dns: [], ip: [], uri: [id] }, o);
@@ -296,6 +303,7 @@ export function buildProgram(): Command {
       const home = resolveHome(g().home);
       let status: string | undefined;
       // Without a CA here, the certificate is explained on its own.
+      const { openInventory } = await import('./compose.ts');
       const store = fs.existsSync(homeLayout(home).config) ? await openInventory(home, { ifPresent: true }) : undefined;
       if (store) {
         try {
@@ -323,6 +331,7 @@ export function buildProgram(): Command {
     .option('--head <hash>', `a head printed by an earlier run (at least ${MIN_HEAD_PREFIX} hex digits): the log must still hold it, so entries cut off since show`, headOption)
     .action(async (o: { head?: string }) => {
       const l = requireHome(g());
+      const { openInventory } = await import('./compose.ts');
       const store = (await openInventory(l.home))!;
       try {
         const r = await verifyAuditLog(store, { head: o.head });
@@ -342,6 +351,7 @@ export function buildProgram(): Command {
     .option('--days <n>', 'lifetime in days', positiveInt, 730)
     .requiredOption('--out <file>', 'where to write the certificate (PEM)')
     .action(async (file: string, o) => {
+      const [{ readConfig }, { signIntermediate }] = await Promise.all([import('../ca/config.ts'), import('../ca/offline.ts')]);
       const home = requireHome(g()).home;
       const config = readConfig(homeLayout(home).config);
       const pem = await signIntermediate({
@@ -359,6 +369,7 @@ export function buildProgram(): Command {
     .option('--revoke <cert>', 'an intermediate certificate to revoke')
     .addOption(new Option('--reason <reason>').choices(Object.keys(REVOCATION_REASONS)).default('cessationOfOperation'))
     .action(async (o) => {
+      const { renewRootCrl } = await import('../ca/offline.ts');
       const home = resolveHome(g().home);
       const der = await renewRootCrl({
         offlineDir: path.resolve(o.offlineDir ?? defaultOfflineDir(home)), rootPassphrase: await rootPassphrase(o.rootPassphraseFile, g()),
@@ -376,6 +387,7 @@ export function buildProgram(): Command {
     .option('--new-key', 'make a new key (installed with the certificate)')
     .requiredOption('--out <file>', 'CSR file')
     .action(async (o) => {
+      const { intermediateCsr } = await import('../ca/intermediate.ts');
       const pem = intermediateCsr({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey });
       fs.writeFileSync(o.out, pem);
       print(g(), `Wrote ${o.out}. Sign it offline: \`mutual offline sign-intermediate ${o.out} --role ${o.role} --out ${o.role}-ca.pem\`.\n`, { file: o.out });
@@ -387,6 +399,7 @@ export function buildProgram(): Command {
     .action(async (file: string, o) => {
       const home = requireHome(g()).home;
       const passphrase = await caPassphrase(g());
+      const [{ openInventory }, { installIntermediate }] = await Promise.all([import('./compose.ts'), import('../ca/intermediate.ts')]);
       const store = (await openInventory(home))!;
       try {
         await installIntermediate({ home, role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase, store });
@@ -404,7 +417,7 @@ export function buildProgram(): Command {
 
   program.command('demo')
     .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')
-    .action(async () => runDemo({ home: resolveHome(g().home ?? '.mutual') }));
+    .action(async () => (await import('./demo.ts')).runDemo({ home: resolveHome(g().home ?? '.mutual') }));
 
   return program;
 }

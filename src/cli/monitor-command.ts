@@ -1,22 +1,17 @@
 /**
  * CLI wiring for the monitor: `mutual monitor once|run` and `mutual doctor HOST:PORT`. These
  * commands end with an exit code of their own (0 healthy, 5 warnings, 6 critical, 7 an alert
- * could not be delivered); main.ts reads it with {@link commandExitCode} after parsing.
+ * could not be delivered); main.ts reads it with {@link commandExitCode} after parsing. The monitor itself is imported by the action that runs it,
+ * so `mutual --help` does not load it (see main.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { homeLayout, resolveHome } from '../ca/home.ts';
 import type { CaStore } from '../ca/store.ts';
-import { openInventory } from './compose.ts';
 import { MutualError } from '../core/errors.ts';
-import { diagnoseConnection, formatDoctorReport, type DoctorReport } from '../monitor/doctor.ts';
-import { formatReport, reportJson } from '../monitor/format-report.ts';
-import { parseMonitorDuration, readMonitorConfig, splitAddress, validateMonitorConfig, type MonitorConfig } from '../monitor/monitor-config.ts';
-import { startMonitorDaemon } from '../monitor/monitor-daemon.ts';
-import { readBundle } from '../monitor/run-scan.ts';
-import { runMonitorOnce } from '../monitor/run-monitor.ts';
-import { crlFromFile, crlFromUrl } from '../monitor/scan-crls.ts';
+import type { DoctorReport } from '../monitor/doctor.ts';
+import type { MonitorConfig } from '../monitor/monitor-config.ts';
 
 /** Where the commands write (tests capture it). */
 export interface MonitorCommandIo {
@@ -39,7 +34,8 @@ interface Globals {
 }
 
 /** The config: --config, else <home>/monitor.yaml, else one that watches the CA in <home>. */
-function loadConfig(file: string | undefined, g: Globals): MonitorConfig {
+async function loadConfig(file: string | undefined, g: Globals): Promise<MonitorConfig> {
+  const { readMonitorConfig, validateMonitorConfig } = await import('../monitor/monitor-config.ts');
   if (file) return readMonitorConfig(file);
   const home = resolveHome(g.home);
   const beside = path.join(home, 'monitor.yaml');
@@ -86,7 +82,8 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--metrics-textfile <file>', 'write Prometheus metrics here (node_exporter textfile collector)')
     .option('--now <iso-time>', 'judge as of this time (e.g. 2027-03-01T00:00:00Z), to see what a date will bring')
     .action(async (o: { config?: string; alerts: boolean; metricsTextfile?: string; now?: string }) => {
-      const config = loadConfig(o.config, g());
+      const [{ runMonitorOnce }, { formatReport, reportJson }] = await Promise.all([import('../monitor/run-monitor.ts'), import('../monitor/format-report.ts')]);
+      const config = await loadConfig(o.config, g());
       const now = parseNow(o.now);
       const r = await runMonitorOnce(config, { now, noAlerts: !o.alerts, textfile: o.metricsTextfile });
       if (g().json) stdout(JSON.stringify(reportJson(r.report, { deliveries: r.deliveries, exitCode: r.exitCode }), null, 2) + '\n');
@@ -103,7 +100,8 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics on http://host:port/metrics')
     .option('--every <duration>', 'override schedule.every (e.g. 15m)')
     .action(async (o: { config?: string; metricsListen?: string; every?: string }) => {
-      const config = loadConfig(o.config, g());
+      const [{ parseMonitorDuration, splitAddress }, { startMonitorDaemon }] = await Promise.all([import('../monitor/monitor-config.ts'), import('../monitor/monitor-daemon.ts')]);
+      const config = await loadConfig(o.config, g());
       if (o.metricsListen) splitAddress(o.metricsListen, true);
       const daemon = await startMonitorDaemon(config, {
         metricsListen: o.metricsListen, everyMs: o.every ? parseMonitorDuration(o.every) : undefined,
@@ -129,6 +127,8 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--now <iso-time>', 'judge validity as of this time (e.g. 2027-03-01T00:00:00Z)')
     .action(async (address: string, o: { cert?: string; key?: string; ca?: string; servername?: string; crl: string[]; timeout: string; http: boolean; now?: string }) => {
       if (Boolean(o.cert) !== Boolean(o.key)) throw new MutualError('CONFIG_INVALID', { detail: '--cert and --key go together' });
+      const [{ diagnoseConnection, formatDoctorReport }, { parseMonitorDuration, splitAddress }, { readBundle }, { crlFromFile, crlFromUrl }, { openInventory }] = await Promise.all([
+        import('../monitor/doctor.ts'), import('../monitor/monitor-config.ts'), import('../monitor/run-scan.ts'), import('../monitor/scan-crls.ts'), import('./compose.ts')]);
       const now = parseNow(o.now);
       const { host, port } = splitAddress(address);
       const l = homeLayout(resolveHome(g().home));

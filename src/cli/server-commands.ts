@@ -1,17 +1,14 @@
 /**
  * CLI wiring for the online CA: `serve`, `start`, `token`, and `ca enroll|renew|revoke|list`.
+ * The server, the CA, the token signer and the CA client are imported by the action that runs
+ * them, so `mutual --help` does not load them (see main.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { pino } from 'pino';
-import { checkLifetime } from '../ca/authority.ts';
 import { homeLayout, resolveHome } from '../ca/home.ts';
-import { profileLifetimes, readConfig } from '../ca/config.ts';
-import { runDemo } from './demo.ts';
-import { loadTokenKey, mintToken } from '../ca/tokens.ts';
 import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
 import { parseCertificate } from '../core/certificate.ts';
 import { MutualError } from '../core/errors.ts';
@@ -20,12 +17,9 @@ import { checkNames } from '../core/policy.ts';
 import { REVOCATION_REASONS } from '../core/crl.ts';
 import { resolvePassphrase } from '../keys/passphrase.ts';
 import { readPrivateKeyFile } from '../keys/encrypted-key-file.ts';
-import { openAuthority } from './compose.ts';
 import { adminPassphrase, readAdminPkcs12 } from './admin-key.ts';
 import { resolveToken } from './resolve-token.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
-import { splitNames, startCaServer } from '../server/ca-server.ts';
-import { adminCall, enroll, renew } from '../sdk/ca-client.ts';
 import { parseDuration } from './output.ts';
 
 interface Globals {
@@ -57,6 +51,8 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   const passphrase = () => resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
 
   async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string; sqliteWriterThread?: boolean; cryptoThreads?: boolean }, home: string, pass: string, banner: boolean, passFlag = '') {
+    const [{ readConfig }, { openAuthority }, { startCaServer }, { pino }] = await Promise.all([
+      import('../ca/config.ts'), import('./compose.ts'), import('../server/ca-server.ts'), import('pino')]);
     const [host, portText] = splitHostPort(o.listen);
     const pub = o.publicListen ? splitHostPort(o.publicListen) : undefined;
     // The public base URL written into certificates (CRL DP, AIA): --url, else the config's, else
@@ -132,7 +128,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
       if (!fs.existsSync(homeLayout(home).config)) {
         // First run: the teaching demo (a CA, a live mTLS call, a revocation, the call refused),
         // then the CA server on the same state folder.
-        await runDemo({ home, trailer: false });
+        await (await import('./demo.ts')).runDemo({ home, trailer: false });
         if (!fromEnv) process.stderr.write(`\nThe demo CA's passphrase is in ${demoPassphraseFile(home)} (a convenience of npm start; set MUTUAL_CA_PASSPHRASE for a real CA).\n\n`);
       }
       await serve(o, home, pass, true, fromEnv ? '' : ` --passphrase-file ${path.relative(process.cwd(), demoPassphraseFile(home))}`);
@@ -145,6 +141,8 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--cert-ttl <duration>', 'lifetime of the certificate it enrolls: 15m, 8h, 90d (5m at least; default: the profile\'s)')
     .option('--out <file>', 'write the token to this file (0600), for `mutual ca enroll --token-file`, instead of stdout')
     .action(async (names: string[], o) => {
+      const [{ checkLifetime }, { profileLifetimes }, { loadTokenKey, mintToken }, { openAuthority }, { splitNames }] = await Promise.all([
+        import('../ca/authority.ts'), import('../ca/config.ts'), import('../ca/tokens.ts'), import('./compose.ts'), import('../server/ca-server.ts')]);
       const home = resolveHome(g().home);
       const pass = await passphrase();
       const ca = await openAuthority({ home, passphrase: pass });
@@ -176,6 +174,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--root <file>', 'trust this root instead of the one pinned by the token')
     .action(async (o) => {
       const token = resolveToken({ token: o.token, tokenFile: o.tokenFile });
+      const { enroll } = await import('../sdk/ca-client.ts');
       const r = await enroll({ caUrl: o.caUrl, token, keyType: o.key as KeyType, root: o.root && fs.readFileSync(o.root, 'utf8') });
       const files = writeFiles(o.out, r, r.key.export({ type: 'pkcs8', format: 'pem' }) as string, r.root);
       out(g(), `Enrolled: certificate ${r.serial}${r.identity ? ` for ${r.identity}` : ''}, valid until ${r.notAfter}\n${files.map((f) => '  ' + f).join('\n')}\n`, { serial: r.serial, notAfter: r.notAfter, files });
@@ -200,6 +199,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
       }
       const rootFile = o.root ?? path.join(path.dirname(certFile), 'root.pem');
       if (!fs.existsSync(rootFile)) throw new MutualError('CA_UNTRUSTED', { detail: `no trusted root: pass --root (looked for ${rootFile})` });
+      const { renew } = await import('../sdk/ca-client.ts');
       const r = await renew({ caUrl: o.caUrl, certificate: certPem, key: fs.readFileSync(keyFile, 'utf8'), root: fs.readFileSync(rootFile, 'utf8'), newKey: o.newKey });
       // New key first (if any), then the certificate: each replaced atomically.
       if (r.key) writeFileAtomic(keyFile, r.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
@@ -233,6 +233,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   adminOpts(client.command('revoke').description('revoke a certificate through the CA server').argument('<serial>'))
     .addOption(new Option('--reason <reason>').choices(Object.keys(REVOCATION_REASONS)).default('unspecified'))
     .action(async (serial: string, o) => {
+      const { adminCall } = await import('../sdk/ca-client.ts');
       const r = (await adminCall({ caUrl: o.caUrl, path: '/v1/revoke', body: { serial, reason: o.reason }, ...(await adminCreds(o)) })) as { serial: string; reason: string; covered?: string[] };
       out(g(), `Revoked ${r.serial} (${r.reason}).${(r.covered ?? []).map((c) => `\n  also revoked ${c} (renewed from it)`).join('')}\n`, r);
     });
@@ -240,6 +241,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--expiring <days>', 'only certificates expiring within this many days')
     .action(async (o) => {
       const q = o.expiring ? `?expiringDays=${encodeURIComponent(o.expiring)}` : '';
+      const { adminCall } = await import('../sdk/ca-client.ts');
       const r = (await adminCall({ caUrl: o.caUrl, path: `/v1/certificates${q}`, ...(await adminCreds(o)) })) as { items: { serial: string; role: string; status: string; notAfter: string; identity?: string; names: { dns: string[] } }[] };
       out(g(), r.items.map((i) => `${i.serial}  ${i.role.padEnd(6)}  ${i.status.padEnd(7)}  ${i.notAfter}  ${i.identity ?? i.names.dns.join(',')}`).join('\n') + '\n', r);
     });
