@@ -303,8 +303,7 @@ export function buildProgram(): Command {
       const home = resolveHome(g().home);
       let status: string | undefined;
       // Without a CA here, the certificate is explained on its own.
-      const { openInventory } = await import('./compose.ts');
-      const store = fs.existsSync(homeLayout(home).config) ? await openInventory(home, { ifPresent: true }) : undefined;
+      const store = fs.existsSync(homeLayout(home).config) ? await (await import('./compose.ts')).openInventory(home, { ifPresent: true }) : undefined;
       if (store) {
         try {
           const found = await store.getCertificate(info.serial, info.authorityKeyId?.toString('hex'));
