@@ -9,15 +9,17 @@
  * compiled dist/ JavaScript), plus `npx mutual --version` there. Commands: `--version`, `--help`,
  * `inspect cert.pem` and `--json list` against a CA made for the run (list decrypts the CA keys:
  * the passphrase KDF is part of its figure). `--compare <checkout>` adds the repository rows of
- * another checkout (e.g. `git worktree add /tmp/before <commit>`). Every command runs once
+ * another checkout (e.g. `git worktree add /tmp/before <commit>`; without `--version` if it had none). Every command runs once
  * unmeasured first, so V8's compile cache (which bin/mutual.mjs turns on) is warm, as it is for
- * every run after a machine's first. Wall time of each spawn; median, p90 and min in ms.
+ * every run after a machine's first. Each spawn runs under GNU time: wall time (median, p90, min),
+CPU time (user + system: less disturbed than wall time when other work shares the cores) and
+peak RSS.
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { formatTable, median } from './lib/measure.ts';
+import { formatTable, median, runTimed } from './lib/measure.ts';
 
 const args = process.argv.slice(2);
 const compareAt = args.indexOf('--compare');
@@ -63,8 +65,8 @@ interface Case {
   argv: string[];
   cwd?: string;
 }
-const mutualCases = (label: string, bin: string): Case[] => [
-  { name: `${label}: --version`, cmd: NODE, argv: [bin, '--version'] },
+const mutualCases = (label: string, bin: string, version = true): Case[] => [
+  ...(version ? [{ name: `${label}: --version`, cmd: NODE, argv: [bin, '--version'] }] : []),
   { name: `${label}: --help`, cmd: NODE, argv: [bin, '--help'] },
   { name: `${label}: inspect cert.pem`, cmd: NODE, argv: [bin, '--home', home, 'inspect', cert] },
   { name: `${label}: --json list`, cmd: NODE, argv: [bin, '--home', home, '--json', 'list'] },
@@ -74,27 +76,28 @@ const cases: Case[] = [
   { name: 'openssl x509 -noout -in cert.pem', cmd: 'openssl', argv: ['x509', '-noout', '-in', cert] },
   ...mutualCases('installed (dist JS)', installedBin),
   ...mutualCases('repository (src TS)', path.join(REPO, 'bin/mutual.mjs')),
-  ...(compare ? mutualCases(`${path.basename(compare)} (src TS)`, path.join(compare, 'bin/mutual.mjs')) : []),
+  ...(compare ? mutualCases(`${path.basename(compare)} (src TS)`, path.join(compare, 'bin/mutual.mjs'), fs.readFileSync(path.join(compare, 'src/cli/main.ts'), 'utf8').includes('.version(')) : []),
   { name: 'installed: npx mutual --version', cmd: 'npx', argv: ['--no-install', 'mutual', '--version'], cwd: app },
 ];
 
-function once(c: Case): number {
-  const t0 = process.hrtime.bigint();
-  const r = spawnSync(c.cmd, c.argv, { cwd: c.cwd ?? work, env, stdio: ['ignore', 'ignore', 'pipe'] });
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  if (r.status !== 0) throw new Error(`${c.name} exited ${r.status}: ${r.stderr}`);
-  return ms;
+/** One run under GNU time: wall ms, CPU ms (user + system, 10 ms resolution), peak RSS MB. */
+async function once(c: Case): Promise<{ ms: number; cpuMs: number; rssMB: number }> {
+  const r = await runTimed(c.cmd, c.argv, { cwd: c.cwd ?? work, env });
+  return { ms: r.seconds * 1000, cpuMs: r.cpuSeconds * 1000, rssMB: r.peakRssMB };
 }
 
-for (const c of cases) once(c);
-const times = new Map<Case, number[]>(cases.map((c) => [c, []]));
-for (let i = 0; i < runs; i++) for (const c of cases) times.get(c)!.push(once(c));
+for (const c of cases) await once(c);
+const times = new Map<Case, { ms: number; cpuMs: number; rssMB: number }[]>(cases.map((c) => [c, []]));
+for (let i = 0; i < runs; i++) for (const c of cases) times.get(c)!.push(await once(c));
 
 const p90 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil(xs.length * 0.9) - 1)];
-const base = median(times.get(cases[0])!);
+const base = median(times.get(cases[0])!.map((t) => t.ms));
 const rows = cases.map((c) => {
-  const t = times.get(c)!;
-  return { command: c.name, 'median ms': Math.round(median(t)), 'p90 ms': Math.round(p90(t)), 'min ms': Math.round(Math.min(...t)), 'vs node -e 0': `${(median(t) / base).toFixed(1)}x` };
+  const wall = times.get(c)!.map((t) => t.ms);
+  return {
+    command: c.name, 'median ms': Math.round(median(wall)), 'p90 ms': Math.round(p90(wall)), 'min ms': Math.round(Math.min(...wall)), 'vs node -e 0': `${(median(wall) / base).toFixed(1)}x`,
+    'CPU ms (median)': Math.round(median(times.get(c)!.map((t) => t.cpuMs))), 'peak RSS MB': Math.round(median(times.get(c)!.map((t) => t.rssMB))),
+  };
 });
 const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
 process.stdout.write(`\nCLI start-up, ${runs} interleaved runs each, Node ${process.version}, load average ${load}\n\n${formatTable(rows)}\n`);
