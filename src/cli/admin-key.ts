@@ -2,7 +2,6 @@
  * The passphrase of the admin's key (`admin/key.pem`), which `mutual init` writes encrypted as the
  * CA keys are: the admin key can have any certificate signed, so it is a secret of the same weight.
  */
-import tls from 'node:tls';
 import { MutualError } from '../core/errors.ts';
 import { readSecretFile } from '../keys/encrypted-key-file.ts';
 import { PASSPHRASE_ENV, resolvePassphrase } from '../keys/passphrase.ts';
@@ -40,6 +39,8 @@ export async function readAdminPkcs12(file: string, o: { p12PasswordFile?: strin
   const pfx = readSecretFile(file);
   const env = o.env ?? process.env;
   const passphrase = await resolvePassphrase({ passphraseFile: o.p12PasswordFile, env: { [PASSPHRASE_ENV]: env.MUTUAL_P12_PASSWORD }, purpose: `the PKCS#12 bundle ${file} (MUTUAL_P12_PASSWORD)` });
+  // node:tls only here: the CLI imports this module at start-up, and loading TLS costs ~15 ms.
+  const { default: tls } = await import('node:tls');
   try {
     tls.createSecureContext({ pfx, passphrase });
   } catch (cause) {
