@@ -4,12 +4,12 @@
  *
  *   npm run bench:cli-startup -- [runs=20] [--compare <checkout>]
  *
- * Two ways of running mutual: the repository's (bin/mutual.mjs running src/*.ts, Node stripping
+ * Two ways of running mutual: the checkout's (bin/mutual.mjs running src/*.ts, Node stripping
  * the types) and the installed package's (npm pack, npm install into a scratch project: the
  * compiled dist/ JavaScript), plus `npx mutual --version` there. Commands: `--version`, `--help`,
  * `inspect cert.pem` and `--json list` against a CA made for the run (list decrypts the CA keys:
- * the passphrase KDF is part of its figure). `--compare <checkout>` adds the repository rows of
- * another checkout (e.g. `git worktree add /tmp/before <commit>`; without `--version` if it had none). Every command runs once
+ * the passphrase KDF is part of its figure). `--compare <checkout>` adds the checkout rows of
+ * another tree (e.g. `git worktree add /tmp/before <commit>`; without `--version` if it had none). Every command runs once
  * unmeasured first, so V8's compile cache (which bin/mutual.mjs turns on) is warm, as it is for
  * every run after a machine's first. Each spawn runs under GNU time: wall time (median, p90, min),
 CPU time (user + system: less disturbed than wall time when other work shares the cores) and
@@ -75,7 +75,7 @@ const cases: Case[] = [
   { name: 'node -e 0', cmd: NODE, argv: ['-e', '0'] },
   { name: 'openssl x509 -noout -in cert.pem', cmd: 'openssl', argv: ['x509', '-noout', '-in', cert] },
   ...mutualCases('installed (dist JS)', installedBin),
-  ...mutualCases('repository (src TS)', path.join(REPO, 'bin/mutual.mjs')),
+  ...mutualCases('checkout (src TS)', path.join(REPO, 'bin/mutual.mjs')),
   ...(compare ? mutualCases(`${path.basename(compare)} (src TS)`, path.join(compare, 'bin/mutual.mjs'), fs.readFileSync(path.join(compare, 'src/cli/main.ts'), 'utf8').includes('.version(')) : []),
   { name: 'installed: npx mutual --version', cmd: 'npx', argv: ['--no-install', 'mutual', '--version'], cwd: app },
 ];
