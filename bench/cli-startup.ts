@@ -10,10 +10,10 @@
  * `inspect cert.pem` and `--json list` against a CA made for the run (list decrypts the CA keys:
  * the passphrase KDF is part of its figure). `--compare <checkout>` adds the checkout rows of
  * another tree (e.g. `git worktree add /tmp/before <commit>`; without `--version` if it had
- * none). Every command runs once unmeasured first, so V8's compile cache (which bin/mutual.mjs turns on) is warm, as it is for
- * every run after a machine's first. Each spawn runs under GNU time: wall time (median, p90, min),
-CPU time (user + system: less disturbed than wall time when other work shares the cores) and
-peak RSS.
+ * none). Every command runs once unmeasured first, so V8's compile cache (which bin/mutual.mjs
+ * turns on) is warm, as it is for every run after a machine's first. Each spawn runs under GNU
+ * time: wall time (median, p90, min), CPU time (user + system: less disturbed than wall time when
+ * other work shares the cores) and peak RSS.
  */
 import fs from 'node:fs';
 import os from 'node:os';
