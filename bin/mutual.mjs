@@ -7,7 +7,7 @@ import module from 'node:module';
 
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
-  process.stderr.write(`mutual needs Node.js 24 or newer (this is ${process.version}). Run it through npm (npx mutual), which uses the pinned Node.\n`);
+  process.stderr.write(`mutual needs Node.js 24 or newer (this is ${process.version}). Install Node.js 24; in a checkout of mutual, npx mutual uses the Node it pins.\n`);
   process.exit(1);
 }
 // V8's code cache for mutual and its dependencies (in the OS temp folder; NODE_COMPILE_CACHE moves it,
