@@ -34,6 +34,13 @@ import type { RevocationReason } from '../core/crl.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
 import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows.ts';
 
+/**
+ * A worker module beside this one, with this module's extension: `.ts` in a checkout (Node strips
+ * the types), `.js` in the compiled package, where no `.ts` file exists (tsc rewrites import
+ * specifiers, not URLs).
+ */
+const siblingWorker = (name: string): URL => new URL(`./${name}${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url);
+
 /** Loose CRL entries per issuer before they are packed into a chunk. */
 export const CRL_PACK_THRESHOLD = 4096;
 
@@ -85,7 +92,7 @@ export interface SqliteStoreOptions {
   checkpoints?: 'thread' | 'inline';
   /** Estimated WAL bytes between checkpoints; default {@link CHECKPOINT_AFTER_BYTES}. */
   checkpointAfterBytes?: number;
-  /** The checkpointer's module; tests substitute one that fails. Default sqlite-checkpoint-worker.ts. */
+  /** The checkpointer's module; tests substitute one that fails. Default sqlite-checkpoint-worker.ts (.js when compiled). */
   checkpointWorker?: URL;
 }
 
@@ -145,7 +152,7 @@ export class SqliteStore implements CaStore {
   constructor(
     path: string, crlPackThreshold = CRL_PACK_THRESHOLD, writerThread = false, fsync: 'thread-pool' | 'commit' = 'thread-pool',
     checkpoints: 'thread' | 'inline' = 'thread', checkpointAfterBytes = CHECKPOINT_AFTER_BYTES,
-    checkpointWorker = new URL('./sqlite-checkpoint-worker.ts', import.meta.url),
+    checkpointWorker = siblingWorker('sqlite-checkpoint-worker'),
   ) {
     this.#checkpointWorker = checkpointWorker;
     this.#path = path;
@@ -357,7 +364,7 @@ export class SqliteStore implements CaStore {
       return;
     }
     if (!this.#writer) {
-      const w = new Worker(new URL('./sqlite-writer-worker.ts', import.meta.url), { workerData: { path: this.#path } });
+      const w = new Worker(siblingWorker('sqlite-writer-worker'), { workerData: { path: this.#path } });
       w.on('message', (m: { id: number; error?: string }) => {
         const p = this.#pending.get(m.id);
         this.#pending.delete(m.id);

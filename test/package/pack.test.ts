@@ -121,6 +121,25 @@ process.stdout.write(JSON.stringify({ spiffeId: id.spiffeId, serialMatches: id.s
   assert.deepEqual(JSON.parse(r.stdout), { spiffeId: 'spiffe://example.internal/prod/payments', serialMatches: true, refused: { code: 'CERT_MISSING', sameClass: true } });
 });
 
+test('ok/the installed SQLite store starts its worker threads (their modules are .js in the package)', { skip }, () => {
+  fs.writeFileSync(path.join(app, 'workers.mjs'), `
+import { openSqliteStore } from 'mutual';
+// A checkpoint after every commit, so the checkpointer thread starts at once.
+const store = openSqliteStore({ path: 'workers.db', checkpointAfterBytes: 1 });
+let stats = store.checkpointStats();
+// Until the thread has answered or failed (it starts in tens of ms; the bound only stops a hang).
+for (let i = 0; i < 2000 && stats.done === 0 && !stats.error; i++) {
+  await store.audit({ actor: 'consumer', action: 'token', target: 'jti-' + i, details: {} });
+  await new Promise((resolve) => setTimeout(resolve, 5));
+  stats = store.checkpointStats();
+}
+await store.close();
+process.stdout.write(JSON.stringify({ mode: stats.mode, error: stats.error ?? null, done: stats.done > 0 }));
+`);
+  const r = check(run(process.execPath, ['workers.mjs'], { cwd: app, env }), 'node workers.mjs');
+  assert.deepEqual(JSON.parse(r.stdout), { mode: 'thread', error: null, done: true });
+});
+
 test('ok/a TypeScript consumer type-checks against the shipped .d.ts, and a misuse does not', { skip }, () => {
   const dir = path.join(app, 'ts');
   fs.mkdirSync(dir, { recursive: true });
