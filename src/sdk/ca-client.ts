@@ -89,7 +89,10 @@ function fail(r: { status: number; json?: unknown }): never {
 
 /** The claims of a token, read without verifying it (the CA verifies; the client needs the names and root pin). */
 export function readTokenClaims(token: string): { names: SubjectAltNames; rootFingerprint: string } {
-  const part = token.split('.')[1];
+  // An empty token is a missing one (an empty --token-file, a token command that failed), not a
+  // damaged one: "copy it whole" would send the user looking in the wrong place.
+  if (typeof token !== 'string' || token.trim() === '') throw new MutualError('TOKEN_MISSING', { detail: 'the token is empty' });
+  const part = token.trim().split('.')[1];
   try {
     const p = JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as { sans: SubjectAltNames; sha: string };
     if (!p.sans || typeof p.sha !== 'string') throw new Error('claims');
