@@ -174,7 +174,11 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem, root.pem')
     .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES).default('p256'))
     .option('--root <file>', 'trust this root instead of the one pinned by the token')
+    .option('--force', 'replace an existing key.pem in --out')
     .action(async (o) => {
+      // Refused before the CA is asked, so the one-time token is not spent on it.
+      const keyPath = path.join(o.out, 'key.pem');
+      if (!o.force && fs.existsSync(keyPath)) throw new MutualError('OUTPUT_EXISTS', { detail: `${keyPath} exists; give --force to replace it, or another --out folder`, path: keyPath });
       const token = resolveToken({ token: o.token, tokenFile: o.tokenFile });
       const r = await enroll({ caUrl: o.caUrl, token, keyType: o.key as KeyType, root: o.root && fs.readFileSync(o.root, 'utf8') });
       const files = writeFiles(o.out, r, r.key.export({ type: 'pkcs8', format: 'pem' }) as string, r.root);

@@ -8,26 +8,24 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { initCa } from '../../src/ca/init-ca.ts';
 import { homeLayout } from '../../src/ca/home.ts';
 import { tokenKeyFile } from '../../src/ca/tokens.ts';
 import { enroll } from '../../src/sdk/ca-client.ts';
 import { isMutualError } from '../../src/core/errors.ts';
 import { TEST_PASSPHRASE, tempDir } from '../helpers/test-ca.ts';
-import { freePort, send, waitFor } from '../helpers/server.ts';
-import { BIN, errorCode, explain, mutual, type CliResult } from './cli-helper.ts';
+import { send } from '../helpers/server.ts';
+import { errorCode, explain, mutual, startServe, stopProcess, type CliResult } from './cli-helper.ts';
 
 const dir = tempDir('mutual-token-key-');
 /** A CA made by init, copied for each case. */
 const base = path.join(dir, 'base');
-const children: ChildProcess[] = [];
 
 before(async () => {
   await initCa({ home: base, offlineDir: path.join(dir, 'base-offline'), trustDomain: 'acme.internal', name: 'Acme Test', passphrase: TEST_PASSPHRASE });
 });
 after(() => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
@@ -39,34 +37,6 @@ function copyHome(name: string, o: { withoutTokenKey?: boolean } = {}): string {
   if (o.withoutTokenKey) fs.rmSync(tokenKeyFile(homeLayout(home).keysDir), { force: true });
   return home;
 }
-
-/** A `mutual serve` process; resolves when /health answers, rejects when it exits first. */
-async function serve(home: string): Promise<{ url: string; child: ChildProcess; stderr: () => string }> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [BIN, '--home', home, 'serve', '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--rate-limit', 'off'], {
-    env: { ...process.env, MUTUAL_CA_PASSPHRASE: TEST_PASSPHRASE, MUTUAL_DATABASE_URL: undefined, MUTUAL_HOME: undefined }, stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  children.push(child);
-  let err = '';
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
-  const url = `https://127.0.0.1:${port}`;
-  const root = fs.readFileSync(homeLayout(home).rootCert, 'utf8');
-  await waitFor(`mutual serve on ${url}`, 60_000, async () => {
-    if (child.exitCode !== null) throw new Error(`mutual serve exited ${child.exitCode} before it served:\n${err}`);
-    try {
-      return (await send(`${url}/health`, { tls: { ca: root } })).status === 200 ? true : undefined;
-    } catch {
-      return undefined;
-    }
-  });
-  return { url, child, stderr: () => err };
-}
-
-const stop = (c: ChildProcess) => new Promise<void>((resolve) => {
-  if (c.exitCode !== null || c.signalCode !== null) return resolve();
-  c.once('exit', () => resolve());
-  c.kill('SIGTERM');
-});
 
 function expectOk(r: CliResult): void {
   assert.equal(r.status, 0, explain(r));
@@ -86,7 +56,7 @@ describe('issue 14 item 1: one token key per CA, made safely', () => {
       const home = copyHome(`race-${round}`, { withoutTokenKey: true });
       const tokenFiles = [1, 2, 3].map((i) => path.join(dir, `token-${round}-${i}`));
       const [a, b, ...made] = await Promise.allSettled([
-        serve(home), serve(home),
+        startServe(home), startServe(home),
         ...tokenFiles.map((f) => mutual(['--json', '--home', home, 'token', 'spiffe://acme.internal/prod/payments', '--ttl', '10m', '--out', f])),
       ]);
       try {
@@ -101,7 +71,7 @@ describe('issue 14 item 1: one token key per CA, made safely', () => {
           expectOk(await mutual(['--json', 'ca', 'enroll', '--ca-url', s.value.url, '--token-file', f, '--out', path.join(dir, `enrolled-${round}-${i}`)]));
         }
       } finally {
-        for (const s of [a, b]) if (s.status === 'fulfilled') await stop(s.value.child);
+        for (const s of [a, b]) if (s.status === 'fulfilled') await stopProcess(s.value.child);
       }
     });
   }
@@ -111,12 +81,12 @@ describe('issue 14 item 1: one token key per CA, made safely', () => {
     const replica = copyHome('replica');
     const tokenFile = path.join(dir, 'token-replica');
     expectOk(await mutual(['--json', '--home', original, 'token', 'spiffe://acme.internal/prod/orders', '--out', tokenFile]));
-    const s = await serve(replica);
+    const s = await startServe(replica);
     try {
       expectOk(await mutual(['--json', 'ca', 'enroll', '--ca-url', s.url, '--token-file', tokenFile, '--out', path.join(dir, 'enrolled-replica')]));
       assert.equal(fs.readFileSync(tokenKeyFile(homeLayout(replica).keysDir), 'utf8'), fs.readFileSync(tokenKeyFile(homeLayout(original).keysDir), 'utf8'));
     } finally {
-      await stop(s.child);
+      await stopProcess(s.child);
     }
   });
 
@@ -124,7 +94,7 @@ describe('issue 14 item 1: one token key per CA, made safely', () => {
     const home = copyHome('empty');
     const empty = path.join(dir, 'empty-token');
     fs.writeFileSync(empty, '\n', { mode: 0o600 });
-    const s = await serve(home);
+    const s = await startServe(home);
     try {
       const r = await mutual(['--json', 'ca', 'enroll', '--ca-url', s.url, '--token-file', empty, '--out', path.join(dir, 'enrolled-empty')]);
       assert.equal(r.status, 3, explain(r));
@@ -136,7 +106,7 @@ describe('issue 14 item 1: one token key per CA, made safely', () => {
       assert.equal(a.status, 401);
       assert.equal(a.code, 'TOKEN_MISSING');
     } finally {
-      await stop(s.child);
+      await stopProcess(s.child);
     }
   });
 });
