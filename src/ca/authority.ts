@@ -448,7 +448,8 @@ export class CertificateAuthority {
       serial = info.serial;
       issuerKeyId = ca.keyId;
     }
-    if (!serial || !/^(0x)?[0-9a-fA-F:]{1,64}$/.test(serial)) throw new MutualError('CERT_NOT_FOUND', { detail: 'give a hex serial or a certificate file' });
+    // Malformed is not "not found": the caller typed something that cannot name any certificate.
+    if (!serial || !/^(0x)?[0-9a-fA-F:]{1,64}$/.test(serial)) throw new MutualError('SERIAL_INVALID', { detail: `${JSON.stringify(String(serial ?? '').slice(0, 80))} is not a hex serial nor a certificate file` });
     const found = await this.store.getCertificate(serial.replace(/^0x/, '').replace(/:/g, ''), issuerKeyId);
     if (!found) throw new MutualError('CERT_NOT_FOUND', { serial, detail: serial });
     // A file that names one of our serials but is not byte for byte the certificate we issued

@@ -19,9 +19,10 @@ import { serviceIdentity } from '../core/identity.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import { defaultNamePolicy } from '../core/policy.ts';
 import { resolvePassphrase } from '../keys/passphrase.ts';
-import { EXIT, parseDuration, reportError, writeIssued } from './output.ts';
+import { EXIT, parseDuration, reportError, reportUsageError, writeIssued } from './output.ts';
 import { describeCertificate } from './describe.ts';
 import { runDemo } from './demo.ts';
+import { durationOption, expiringOption, positiveInt } from './option-parsers.ts';
 import { registerServerCommands } from './server-commands.ts';
 import { openAuthority, openInventory } from './compose.ts';
 import { ADMIN_PASSPHRASE_ENV, adminPassphrase } from './admin-key.ts';
@@ -41,7 +42,7 @@ const MAX_INPUT_FILE = 1024 * 1024;
 
 function readInput(file: string): Buffer {
   const st = fs.statSync(file);
-  if (!st.isFile()) throw new MutualError('PEM_MALFORMED', { detail: `${file} is not a file` });
+  if (!st.isFile()) throw new MutualError('FILE_UNREADABLE', { detail: `${file} is not a file`, path: file });
   if (st.size > MAX_INPUT_FILE) throw new MutualError('INPUT_TOO_LARGE', { detail: `${file} is ${st.size} bytes` });
   return fs.readFileSync(file);
 }
@@ -71,12 +72,6 @@ function requireHome(g: GlobalOptions): HomeLayout {
   return l;
 }
 
-/** Parses a positive whole number option (a usage error otherwise). */
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive whole number');
-  return n;
-}
 
 /** Parses an audit head option: hex, at least MIN_HEAD_PREFIX digits (a usage error otherwise). */
 function headOption(v: string): string {
@@ -84,15 +79,6 @@ function headOption(v: string): string {
   return v;
 }
 
-/** Parses a duration option like 30d with the one duration parser (a usage error otherwise). */
-function durationOption(v: string): string {
-  try {
-    parseDuration(v);
-  } catch {
-    throw new InvalidArgumentError('expected a duration such as 30d, 12h or 90m');
-  }
-  return v;
-}
 
 /** `--ttl`: a certificate lifetime such as 8h, 15m or 90d (5 minutes at least; the CA checks the bounds). */
 const ttlOption = () => new Option('--ttl <duration>', 'lifetime as a duration: 15m, 8h, 90d (5m at least; default: the profile\'s)').argParser(durationOption).conflicts('days');
@@ -116,13 +102,19 @@ const collect = (v: string, prev: string[]) => [...prev, v];
 /** The issue request field for a `--ttl` option, if given. */
 const ttl = (v: string | undefined): { ttlSeconds?: number } => (v === undefined ? {} : { ttlSeconds: parseDuration(v) / 1000 });
 
-/** Builds the program. `run` in tests uses it with a captured output. */
-export function buildProgram(): Command {
+/**
+ * Builds the program. `run` in tests uses it with a captured output. With `json` (the command
+ * line has --json, known before commander parses it), commander's own error text is not printed:
+ * `run` prints the usage error as JSON instead.
+ */
+export function buildProgram(o: { json?: boolean } = {}): Command {
   const program = new Command('mutual')
     .description('An internal certificate authority and mutual-TLS toolkit')
     .option('--home <dir>', 'state folder (default: $MUTUAL_HOME, else ~/.mutual)')
     .option('--passphrase-file <file>', 'file holding the CA passphrase (else $MUTUAL_CA_PASSPHRASE, else a prompt)')
     .option('--json', 'machine-readable output')
+    // Before the commands are added: they copy the output settings when they are made.
+    .configureOutput(o.json ? { writeErr: () => {} } : {})
     .showHelpAfterError()
     .exitOverride();
   const g = () => program.opts<GlobalOptions>();
@@ -270,7 +262,7 @@ export function buildProgram(): Command {
 
   program.command('list')
     .description('list the inventory')
-    .option('--expiring <duration>', 'only certificates expiring within this time (e.g. 30d)', durationOption)
+    .option('--expiring <duration>', 'only certificates expiring within this time: 30d, 12h (a bare number is days)', expiringOption)
     .addOption(new Option('--role <role>').choices(['server', 'client']))
     .addOption(new Option('--status <status>').choices(['valid', 'revoked']))
     .option('--all', 'include expired certificates')
@@ -411,13 +403,16 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; returns the exit code. */
 export async function run(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  // Options after `--` are arguments, not --json.
+  const dashDash = argv.indexOf('--');
+  const json = (dashDash < 0 ? argv : argv.slice(0, dashDash)).includes('--json');
+  const program = buildProgram({ json });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return commandExitCode(program) ?? agentExitCode(program) ?? EXIT.OK;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-    return reportError(e, Boolean(program.opts().json));
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : reportUsageError(e.message, json);
+    return reportError(e, json || Boolean(program.opts().json));
   }
 }
 
