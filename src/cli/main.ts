@@ -99,6 +99,12 @@ const print = (g: GlobalOptions, human: string, json: unknown) => {
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
+/**
+ * SHA-256 of a certificate's DER, 64 lowercase hex digits: what a token's `sha` claim carries and
+ * agent.yaml's `ca.rootFingerprint` takes.
+ */
+const rootFingerprint = (pemOrDer: string | Buffer): string => parseCertificate(readPemOrDer(pemOrDer, ['CERTIFICATE'])).fingerprint;
+
 /** The issue request field for a `--ttl` option, if given. */
 const ttl = (v: string | undefined): { ttlSeconds?: number } => (v === undefined ? {} : { ttlSeconds: parseDuration(v) / 1000 });
 
@@ -159,12 +165,13 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
         `  server CA     ${homeLayout(home).serverCaCert}`,
         `  client CA     ${homeLayout(home).clientCaCert}`,
         `  admin         ${adminDir}/cert.pem (${r.admin.identity})`,
+        `  root SHA-256  ${rootFingerprint(r.rootPem)}   (agent.yaml's ca.rootFingerprint; \`mutual fingerprint\` prints it again)`,
         '',
         `The ROOT KEY is in ${r.offline.dir} (encrypted). Move that folder off this host`,
         '(e.g. to an encrypted USB drive kept offline). The online CA never needs it; only',
         '`mutual offline sign-intermediate` and `mutual offline crl` do.',
         '',
-      ].join('\n'), { home, offlineDir: r.offline.dir, trustDomain: r.config.trustDomain, admin: { identity: r.admin.identity, serial: r.admin.serial } });
+      ].join('\n'), { home, offlineDir: r.offline.dir, trustDomain: r.config.trustDomain, rootFingerprint: rootFingerprint(r.rootPem), admin: { identity: r.admin.identity, serial: r.admin.serial } });
     });
 
   const issue = program.command('issue').description('issue a certificate with a new key');
@@ -299,6 +306,15 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
       }
       const d = describeCertificate(info, new Date(), status);
       print(g(), d.text, d.json);
+    });
+
+  program.command('fingerprint')
+    .description('print the SHA-256 fingerprint of the CA\'s root (or of CERT): 64 hex digits, the form tokens and agent.yaml\'s ca.rootFingerprint use')
+    .argument('[cert]', 'a certificate file (PEM or DER) instead of the root in --home')
+    .action(async (file: string | undefined) => {
+      const source = file ?? requireHome(g()).rootCert;
+      const fingerprint = rootFingerprint(readInput(source));
+      print(g(), `${fingerprint}\n`, { fingerprint, file: source });
     });
 
   program.command('bundle')

@@ -154,7 +154,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         const role = sans.uri.length ? 'client' : 'server';
         checkNames(ca.policy, sans, role);
         const certSeconds = o.certTtl === undefined ? undefined : checkLifetime(role, parseDuration(o.certTtl, '--cert-ttl') / 1000, profileLifetimes(ca.config.profiles[role]).maxSeconds);
-        const rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(ca.rootPem, ['CERTIFICATE'])).digest('hex');
+        const rootFingerprint = parseCertificate(readPemOrDer(ca.rootPem, ['CERTIFICATE'])).fingerprint;
         const t = await mintToken({ key: loadTokenKey(ca.layout.keysDir, pass), names: sans, ttlSeconds: parseDuration(o.ttl, '--ttl') / 1000, rootFingerprint, madeBy: 'cli', certLifetimeSeconds: certSeconds });
         await ca.store.audit({ actor: 'cli', action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString(), ...(certSeconds !== undefined ? { certificateTtlSeconds: certSeconds } : {}) } });
         if (o.out) {

@@ -5,9 +5,12 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import crypto from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { initCa } from '../../src/ca/init-ca.ts';
 import { homeLayout } from '../../src/ca/home.ts';
+import { readPemOrDer } from '../../src/core/pem.ts';
+import { readTokenClaims } from '../../src/sdk/ca-client.ts';
 import { TEST_PASSPHRASE, tempDir } from '../helpers/test-ca.ts';
 import { send } from '../helpers/server.ts';
 import { errorCode, explain, json, mutual, startServe, stopProcess, type CliResult } from './cli-helper.ts';
@@ -138,5 +141,26 @@ describe('item 5: one way to report errors, one grammar for options', () => {
     assert.equal(unknown.status, 404);
     assert.equal(unknown.code, 'CERT_NOT_FOUND');
     expectError(await mutual(['--json', '--home', home, 'revoke', 'not-a-serial']), 3, 'SERIAL_INVALID');
+  });
+});
+
+describe('item 6: the root fingerprint, printed where the docs say', () => {
+  test('ok/init-prints-it-and-mutual-fingerprint-prints-it-in-the-form-agent.yaml-takes', async () => {
+    const fresh = path.join(dir, 'fresh');
+    const init = await mutual(['--home', fresh, 'init', '--trust-domain', 'acme.internal', '--offline-dir', path.join(dir, 'fresh-offline')]);
+    expectOk(init);
+    const expected = crypto.createHash('sha256').update(readPemOrDer(fs.readFileSync(homeLayout(fresh).rootCert), ['CERTIFICATE'])).digest('hex');
+    assert.ok(init.stdout.includes(expected), explain(init));
+    const printed = await mutual(['--home', fresh, 'fingerprint']);
+    expectOk(printed);
+    assert.equal(printed.stdout, `${expected}\n`);
+    // agent.yaml's ca.rootFingerprint accepts it; a token made here carries the same.
+    assert.match(printed.stdout.trim(), /^[0-9a-f]{64}$/);
+    const token = await mutual(['--home', fresh, 'token', 'spiffe://acme.internal/prod/x']);
+    expectOk(token);
+    assert.equal(readTokenClaims(token.stdout.trim()).rootFingerprint, expected);
+    const j = await mutual(['--json', 'fingerprint', homeLayout(fresh).serverCaCert]);
+    expectOk(j);
+    assert.notEqual(json(j).fingerprint, expected);
   });
 });
