@@ -15,7 +15,7 @@ import { tokenKeyFile } from '../../src/ca/tokens.ts';
 import { enroll } from '../../src/sdk/ca-client.ts';
 import { isMutualError } from '../../src/core/errors.ts';
 import { TEST_PASSPHRASE, tempDir } from '../helpers/test-ca.ts';
-import { send } from '../helpers/server.ts';
+import { dropSchema, freshSchema, pgSkip, pgUrl, send } from '../helpers/server.ts';
 import { errorCode, explain, mutual, startServe, stopProcess, type CliResult } from './cli-helper.ts';
 
 const dir = tempDir('mutual-token-key-');
@@ -30,9 +30,9 @@ after(() => {
 });
 
 /** A copy of the base CA, as `cp -a` would make it (another replica, or a home made before init made the key). */
-function copyHome(name: string, o: { withoutTokenKey?: boolean } = {}): string {
+function copyHome(name: string, o: { withoutTokenKey?: boolean; from?: string } = {}): string {
   const home = path.join(dir, name);
-  fs.cpSync(base, home, { recursive: true });
+  fs.cpSync(o.from ?? base, home, { recursive: true });
   for (const d of [home, homeLayout(home).keysDir, homeLayout(home).adminDir]) fs.chmodSync(d, 0o700);
   if (o.withoutTokenKey) fs.rmSync(tokenKeyFile(homeLayout(home).keysDir), { force: true });
   return home;
@@ -87,6 +87,30 @@ describe('issue 14 item 1: one token key per CA, made safely', () => {
       assert.equal(fs.readFileSync(tokenKeyFile(homeLayout(replica).keysDir), 'utf8'), fs.readFileSync(tokenKeyFile(homeLayout(original).keysDir), 'utf8'));
     } finally {
       await stopProcess(s.child);
+    }
+  });
+
+  test('ok/two-postgresql-replicas-started-together-on-a-fresh-home-and-its-copy-share-the-token-key', { skip: pgSkip() }, async () => {
+    const schema = freshSchema();
+    const first = path.join(dir, 'pg-first');
+    try {
+      await initCa({ home: first, offlineDir: path.join(dir, 'pg-offline'), trustDomain: 'acme.internal', name: 'Acme Test', passphrase: TEST_PASSPHRASE, database: { url: pgUrl(), schema } });
+      // The second replica's folder is copied right after init, before anything ran.
+      const second = copyHome('pg-second', { from: first });
+      const started = await Promise.allSettled([startServe(first), startServe(second)]);
+      try {
+        for (const s of started) assert.equal(s.status, 'fulfilled', s.status === 'rejected' ? String(s.reason) : '');
+        const [a, b] = started.map((s) => (s as PromiseFulfilledResult<{ url: string }>).value);
+        const tokens = [path.join(dir, 'pg-token-1'), path.join(dir, 'pg-token-2')];
+        for (const f of tokens) expectOk(await mutual(['--json', '--home', first, 'token', 'spiffe://acme.internal/prod/shared', '--out', f]));
+        // A token made on one replica's folder is good at either replica.
+        expectOk(await mutual(['--json', 'ca', 'enroll', '--ca-url', a.url, '--token-file', tokens[0], '--out', path.join(dir, 'pg-enrolled-a')]));
+        expectOk(await mutual(['--json', 'ca', 'enroll', '--ca-url', b.url, '--token-file', tokens[1], '--out', path.join(dir, 'pg-enrolled-b')]));
+      } finally {
+        for (const s of started) if (s.status === 'fulfilled') await stopProcess(s.value.child);
+      }
+    } finally {
+      await dropSchema(schema);
     }
   });
 
