@@ -119,11 +119,13 @@ export async function fetchPinnedRoot(caUrl: string, fingerprint: string): Promi
  */
 export async function enroll(o: { caUrl: string; token: string; keyType?: KeyType; root?: string }): Promise<IssuedCertificate & { key: KeyObject; root: string }> {
   const claims = readTokenClaims(o.token);
+  // A token read from a file ends in a newline; the header must not.
+  const token = o.token.trim();
   const root = o.root ?? (await fetchPinnedRoot(o.caUrl, claims.rootFingerprint));
   const { privateKey } = generateKeyPair(o.keyType ?? 'p256');
   const cn = claims.names.uri[0]?.split('/').pop() ?? claims.names.dns[0] ?? claims.names.ip[0] ?? 'enrolled';
   const csr = toPem(buildCsr({ privateKey, commonName: cn, names: claims.names }), 'CERTIFICATE REQUEST');
-  const r = await call(`${o.caUrl.replace(/\/+$/, '')}/v1/enroll`, { body: { csr }, headers: { authorization: `Bearer ${o.token}` }, tls: { ca: root } });
+  const r = await call(`${o.caUrl.replace(/\/+$/, '')}/v1/enroll`, { body: { csr }, headers: { authorization: `Bearer ${token}` }, tls: { ca: root } });
   if (r.status !== 201) fail(r);
   return { ...(r.json as IssuedCertificate), key: privateKey, root };
 }

@@ -126,6 +126,11 @@ describe('issue 14 item 1: one token key per CA, made safely', () => {
       for (const token of ['', '  \n']) {
         await assert.rejects(enroll({ caUrl: s.url, token }), (e) => isMutualError(e, 'TOKEN_MISSING'));
       }
+      // A whole token as a file holds it, newline included, is taken.
+      const made = await mutual(['--home', home, 'token', 'spiffe://acme.internal/prod/sdk']);
+      expectOk(made);
+      assert.ok(made.stdout.endsWith('\n'));
+      assert.equal((await enroll({ caUrl: s.url, token: made.stdout })).identity, 'spiffe://acme.internal/prod/sdk');
       const a = await send(`${s.url}/v1/enroll`, { body: { csr: 'x' }, headers: { authorization: 'Bearer ' }, tls: { ca: fs.readFileSync(homeLayout(home).rootCert, 'utf8') } });
       assert.equal(a.status, 401);
       assert.equal(a.code, 'TOKEN_MISSING');
