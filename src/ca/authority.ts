@@ -29,6 +29,7 @@ import { writeFileAtomic } from '../io/atomic-file.ts';
 import { profileLifetimes, readConfig, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
 import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
+import { MAX_RENEWAL_GRACE_SECONDS } from './limits.ts';
 
 /**
  * Most certificates committed in one transaction by group commit. Small enough that a burst is
@@ -64,12 +65,8 @@ export const RENEWALS_PER_WINDOW = 3;
  */
 export const RENEWAL_WINDOW_SECONDS = 60;
 
-/**
- * Longest renewal grace period (renewal of a certificate expired less than this long ago). A
- * revocation covers the renewals of the revoked certificate that expired less than this long ago
- * too, since those could still be renewed.
- */
-export const MAX_RENEWAL_GRACE_SECONDS = 30 * 86_400;
+/** See ./limits.ts (kept there so option parsing need not load this file). */
+export { MAX_RENEWAL_GRACE_SECONDS };
 
 /** Backdating of notBefore, for clock skew between hosts. */
 export const BACKDATE_MS = 60_000;
@@ -448,7 +445,8 @@ export class CertificateAuthority {
       serial = info.serial;
       issuerKeyId = ca.keyId;
     }
-    if (!serial || !/^(0x)?[0-9a-fA-F:]{1,64}$/.test(serial)) throw new MutualError('CERT_NOT_FOUND', { detail: 'give a hex serial or a certificate file' });
+    // Malformed is not "not found": the caller typed something that cannot name any certificate.
+    if (!serial || !/^(0x)?[0-9a-fA-F:]{1,64}$/.test(serial)) throw new MutualError('SERIAL_INVALID', { detail: `${JSON.stringify(String(serial ?? '').slice(0, 80))} is not a hex serial nor a certificate file` });
     const found = await this.store.getCertificate(serial.replace(/^0x/, '').replace(/:/g, ''), issuerKeyId);
     if (!found) throw new MutualError('CERT_NOT_FOUND', { serial, detail: serial });
     // A file that names one of our serials but is not byte for byte the certificate we issued

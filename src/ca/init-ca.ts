@@ -21,6 +21,7 @@ import { CertificateAuthority, distributionUrls, type IssueResult } from './auth
 import { renderConfig, validateConfig, type CaConfig } from './config.ts';
 import { defaultOfflineDir, homeLayout, offlineLayout, type OfflineLayout } from './home.ts';
 import { openCaStore } from './open-ca-store.ts';
+import { createTokenKey } from './tokens.ts';
 
 /** Root lifetime. */
 export const ROOT_DAYS = 3650;
@@ -166,6 +167,9 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     writeEncryptedKey(offline.rootKey, rootKey.privateKey, o.rootPassphrase ?? o.passphrase);
     writeEncryptedKey(layout.serverCaKey, server.key, o.passphrase);
     writeEncryptedKey(layout.clientCaKey, client.key, o.passphrase);
+    // Made here, not on first use: replicas started from copies of this folder, or started
+    // together on it, must all verify the tokens any of them (or `mutual token`) signs.
+    createTokenKey(layout.keysDir, o.passphrase);
     writeFileAtomic(offline.rootCert, rootPem);
     writeFileAtomic(offline.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
     writeFileAtomic(offline.rootCrl, rootCrl);

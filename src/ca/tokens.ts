@@ -10,15 +10,16 @@ import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
 import { generateKeyPair } from '../core/algorithms.ts';
-import { MutualError } from '../core/errors.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { readEncryptedKey, writeEncryptedKey } from '../keys/encrypted-key-file.ts';
 import { MIN_CERT_LIFETIME_SECONDS, type LeafRole } from './authority.ts';
+import { MAX_TOKEN_TTL_SECONDS } from './limits.ts';
 
 /** Longest token accepted. */
 export const MAX_TOKEN_LENGTH = 8 * 1024;
-/** Longest token lifetime an admin may ask for. */
-export const MAX_TOKEN_TTL_SECONDS = 7 * 86_400;
+/** See ./limits.ts (kept there so option parsing need not load this file). */
+export { MAX_TOKEN_TTL_SECONDS };
 /**
  * Clock skew tolerated between the token maker and the CA. Small: a token is made on (or next
  * to) the CA, and every second of tolerance lengthens a short token's life (a 1-second token was
@@ -46,11 +47,36 @@ export interface TokenClaims {
   certLifetimeSeconds?: number;
 }
 
-/** Loads the token signing key from the state folder, making it on first use. */
+/** The token signing key's file in a state folder's keys folder. */
+export function tokenKeyFile(keysDir: string): string {
+  return path.join(keysDir, 'token.key.pem');
+}
+
+/**
+ * Makes the token signing key in a state folder (`mutual init` does, so replicas copied from the
+ * folder share it). Does nothing when it is there already.
+ */
+export function createTokenKey(keysDir: string, passphrase: string): void {
+  const file = tokenKeyFile(keysDir);
+  if (fs.existsSync(file)) return;
+  try {
+    // writeEncryptedKey links a complete temporary file into place, so a reader never sees half
+    // a key, and a second maker gets KEY_FILE_EXISTS instead of replacing the first one's.
+    writeEncryptedKey(file, generateKeyPair('p256').privateKey, passphrase);
+  } catch (e) {
+    // Another process (`mutual serve` and `mutual token` started together, two replicas) made it
+    // first: theirs is the one every token is signed with.
+    if (!isMutualError(e, 'KEY_FILE_EXISTS')) throw e;
+  }
+}
+
+/**
+ * Loads the token signing key from the state folder. A folder made before `mutual init` made the
+ * key gets one on first use, made safely against another process making it at the same time.
+ */
 export function loadTokenKey(keysDir: string, passphrase: string): KeyObject {
-  const file = path.join(keysDir, 'token.key.pem');
-  if (!fs.existsSync(file)) writeEncryptedKey(file, generateKeyPair('p256').privateKey, passphrase);
-  return readEncryptedKey(file, passphrase);
+  createTokenKey(keysDir, passphrase);
+  return readEncryptedKey(tokenKeyFile(keysDir), passphrase);
 }
 
 /**
@@ -84,7 +110,8 @@ const stringList = (v: unknown): v is string[] => Array.isArray(v) && v.length <
 
 /** Verifies a token's signature and claims (not its single use: the store does that). */
 export async function verifyToken(token: string, publicKey: KeyObject, now: Date = new Date()): Promise<TokenClaims> {
-  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) throw new MutualError('TOKEN_INVALID', { detail: 'missing or oversized token' });
+  if (typeof token !== 'string' || token.trim() === '') throw new MutualError('TOKEN_MISSING', { detail: 'the request carries an empty token' });
+  if (token.length > MAX_TOKEN_LENGTH) throw new MutualError('TOKEN_INVALID', { detail: `the token is longer than ${MAX_TOKEN_LENGTH} characters` });
   let payload;
   try {
     ({ payload } = await jwtVerify(token, publicKey, {

@@ -12,7 +12,7 @@ import { defaultOfflineDir, homeLayout } from '../ca/home.ts';
 import { toPem } from '../core/pem.ts';
 import { parseCertificate, certificateIdentity } from '../core/certificate.ts';
 import { OID } from '../core/oids.ts';
-import { demoPassphrase } from './server-commands.ts';
+import { demoPassphrase, demoPassphraseFile } from './server-commands.ts';
 import { openAuthority } from './compose.ts';
 import { resolveStoreLocation } from '../ca/open-ca-store.ts';
 
@@ -46,7 +46,8 @@ function explainTlsError(e: NodeJS.ErrnoException): string {
 export async function runDemo(o: { home: string; /** Print the "try next" lines (default true). */ trailer?: boolean }): Promise<void> {
   const home = path.resolve(o.home);
   const layout = homeLayout(home);
-  const passphrase = process.env.MUTUAL_CA_PASSPHRASE || demoPassphrase(home);
+  const fromEnv = process.env.MUTUAL_CA_PASSPHRASE;
+  const passphrase = fromEnv || demoPassphrase(home);
   process.stdout.write(`mutual demo: state folder ${path.relative(process.cwd(), home) || home}\n\n`);
   if (!fs.existsSync(layout.config)) {
     // The admin key is encrypted with the same passphrase, as `mutual init` does by default.
@@ -109,15 +110,21 @@ export async function runDemo(o: { home: string; /** Print the "try next" lines 
   say('', 'server reloaded it without a restart.');
   say('8.', `Call again with the revoked cert:    ${await call(port, rootsForServer, creds)}`);
   srv.close();
+  const trustDomain = ca.config.trustDomain;
   await ca.close();
   if (o.trailer === false) return;
+  // Commands that work as printed, in this shell: the passphrase from where the demo took it (a
+  // command without a terminal to prompt on would stop at KEY_PASSPHRASE_MISSING), and a name
+  // under the CA's own trust domain (an existing CA may not be demo.internal's).
+  const rel = path.relative(process.cwd(), home) || home;
+  const cli = `npx mutual --home ${rel}${fromEnv ? '' : ` --passphrase-file ${path.relative(process.cwd(), demoPassphraseFile(home))}`}`;
   process.stdout.write([
     '',
     'Try next:',
-    `  npx mutual --home ${path.relative(process.cwd(), home)} list --all`,
-    `  npx mutual --home ${path.relative(process.cwd(), home)} issue server api.${TRUST_DOMAIN} --out ./api`,
-    `  npx mutual --home ${path.relative(process.cwd(), home)} audit verify`,
-    '(the demo keeps its passphrase beside the state folder; a real CA takes it from MUTUAL_CA_PASSPHRASE)',
+    `  ${cli} list --all`,
+    `  ${cli} issue server api.${trustDomain} --out ./api`,
+    `  ${cli} audit verify`,
+    fromEnv ? '(the CA passphrase comes from MUTUAL_CA_PASSPHRASE)' : '(the demo keeps its passphrase beside the state folder; a real CA takes it from MUTUAL_CA_PASSPHRASE)',
     '',
   ].join('\n'));
 }

@@ -20,8 +20,9 @@ import { serviceIdentity } from '../core/identity.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import { defaultNamePolicy } from '../core/policy.ts';
 import { resolvePassphrase } from '../keys/passphrase.ts';
-import { EXIT, parseDuration, reportError, writeIssued } from './output.ts';
+import { EXIT, parseDuration, reportError, reportUsageError, writeIssued } from './output.ts';
 import { describeCertificate } from './describe.ts';
+import { durationOption, expiringOption, positiveInt } from './option-parsers.ts';
 import { registerServerCommands } from './server-commands.ts';
 import { ADMIN_PASSPHRASE_ENV, adminPassphrase } from './admin-key.ts';
 import { commandExitCode, registerMonitorCommands } from './monitor-command.ts';
@@ -39,7 +40,7 @@ const MAX_INPUT_FILE = 1024 * 1024;
 
 function readInput(file: string): Buffer {
   const st = fs.statSync(file);
-  if (!st.isFile()) throw new MutualError('PEM_MALFORMED', { detail: `${file} is not a file` });
+  if (!st.isFile()) throw new MutualError('FILE_UNREADABLE', { detail: `${file} is not a file`, path: file });
   if (st.size > MAX_INPUT_FILE) throw new MutualError('INPUT_TOO_LARGE', { detail: `${file} is ${st.size} bytes` });
   return fs.readFileSync(file);
 }
@@ -69,12 +70,6 @@ function requireHome(g: GlobalOptions): HomeLayout {
   return l;
 }
 
-/** Parses a positive whole number option (a usage error otherwise). */
-function positiveInt(v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive whole number');
-  return n;
-}
 
 /** Parses an audit head option: hex, at least MIN_HEAD_PREFIX digits (a usage error otherwise). */
 function headOption(v: string): string {
@@ -82,15 +77,6 @@ function headOption(v: string): string {
   return v;
 }
 
-/** Parses a duration option like 30d with the one duration parser (a usage error otherwise). */
-function durationOption(v: string): string {
-  try {
-    parseDuration(v);
-  } catch {
-    throw new InvalidArgumentError('expected a duration such as 30d, 12h or 90m');
-  }
-  return v;
-}
 
 /** `--ttl`: a certificate lifetime such as 8h, 15m or 90d (5 minutes at least; the CA checks the bounds). */
 const ttlOption = () => new Option('--ttl <duration>', 'lifetime as a duration: 15m, 8h, 90d (5m at least; default: the profile\'s)').argParser(durationOption).conflicts('days');
@@ -112,6 +98,12 @@ const print = (g: GlobalOptions, human: string, json: unknown) => {
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
+/**
+ * SHA-256 of a certificate's DER, 64 lowercase hex digits: what a token's `sha` claim carries and
+ * agent.yaml's `ca.rootFingerprint` takes.
+ */
+const rootFingerprint = (pemOrDer: string | Buffer): string => parseCertificate(readPemOrDer(pemOrDer, ['CERTIFICATE'])).fingerprint;
+
 /** The issue request field for a `--ttl` option, if given. */
 const ttl = (v: string | undefined): { ttlSeconds?: number } => (v === undefined ? {} : { ttlSeconds: parseDuration(v) / 1000 });
 
@@ -120,14 +112,20 @@ function packageVersion(): string {
   return (JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 }
 
-/** Builds the program. `run` in tests uses it with a captured output. */
-export function buildProgram(): Command {
+/**
+ * Builds the program. `run` in tests uses it with a captured output. With `json` (the command
+ * line has --json, known before commander parses it), commander's own error text is not printed:
+ * `run` prints the usage error as JSON instead.
+ */
+export function buildProgram(o: { json?: boolean } = {}): Command {
   const program = new Command('mutual')
     .description('An internal certificate authority and mutual-TLS toolkit')
     .option('--home <dir>', 'state folder (default: $MUTUAL_HOME, else ~/.mutual)')
     .option('--passphrase-file <file>', 'file holding the CA passphrase (else $MUTUAL_CA_PASSPHRASE, else a prompt)')
     .option('--json', 'machine-readable output')
     .version(packageVersion(), '-V, --version', 'print the version of mutual')
+    // Before the commands are added: they copy the output settings when they are made.
+    .configureOutput(o.json ? { writeErr: () => {} } : {})
     .showHelpAfterError()
     .exitOverride();
   const g = () => program.opts<GlobalOptions>();
@@ -173,12 +171,13 @@ export function buildProgram(): Command {
         `  server CA     ${homeLayout(home).serverCaCert}`,
         `  client CA     ${homeLayout(home).clientCaCert}`,
         `  admin         ${adminDir}/cert.pem (${r.admin.identity})`,
+        `  root SHA-256  ${rootFingerprint(r.rootPem)}   (agent.yaml's ca.rootFingerprint; \`mutual fingerprint\` prints it again)`,
         '',
         `The ROOT KEY is in ${r.offline.dir} (encrypted). Move that folder off this host`,
         '(e.g. to an encrypted USB drive kept offline). The online CA never needs it; only',
         '`mutual offline sign-intermediate` and `mutual offline crl` do.',
         '',
-      ].join('\n'), { home, offlineDir: r.offline.dir, trustDomain: r.config.trustDomain, admin: { identity: r.admin.identity, serial: r.admin.serial } });
+      ].join('\n'), { home, offlineDir: r.offline.dir, trustDomain: r.config.trustDomain, rootFingerprint: rootFingerprint(r.rootPem), admin: { identity: r.admin.identity, serial: r.admin.serial } });
     });
 
   const issue = program.command('issue').description('issue a certificate with a new key');
@@ -277,7 +276,7 @@ export function buildProgram(): Command {
 
   program.command('list')
     .description('list the inventory')
-    .option('--expiring <duration>', 'only certificates expiring within this time (e.g. 30d)', durationOption)
+    .option('--expiring <duration>', 'only certificates expiring within this time: 30d, 12h (a bare number is days)', expiringOption)
     .addOption(new Option('--role <role>').choices(['server', 'client']))
     .addOption(new Option('--status <status>').choices(['valid', 'revoked']))
     .option('--all', 'include expired certificates')
@@ -314,6 +313,15 @@ export function buildProgram(): Command {
       }
       const d = describeCertificate(info, new Date(), status);
       print(g(), d.text, d.json);
+    });
+
+  program.command('fingerprint')
+    .description('print the SHA-256 fingerprint of the CA\'s root (or of CERT): 64 hex digits, the form tokens and agent.yaml\'s ca.rootFingerprint use')
+    .argument('[cert]', 'a certificate file (PEM or DER) instead of the root in --home')
+    .action(async (file: string | undefined) => {
+      const source = file ?? requireHome(g()).rootCert;
+      const fingerprint = rootFingerprint(readInput(source));
+      print(g(), `${fingerprint}\n`, { fingerprint, file: source });
     });
 
   program.command('bundle')
@@ -423,13 +431,16 @@ export function buildProgram(): Command {
 
 /** Runs the CLI; returns the exit code. */
 export async function run(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  // Options after `--` are arguments, not --json.
+  const dashDash = argv.indexOf('--');
+  const json = (dashDash < 0 ? argv : argv.slice(0, dashDash)).includes('--json');
+  const program = buildProgram({ json });
   try {
     await program.parseAsync(argv, { from: 'user' });
     return commandExitCode(program) ?? agentExitCode(program) ?? EXIT.OK;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
-    return reportError(e, Boolean(program.opts().json));
+    if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : reportUsageError(e.message, json);
+    return reportError(e, json || Boolean(program.opts().json));
   }
 }
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import type { Command } from 'commander';
 import { Option } from 'commander';
+import { MAX_RENEWAL_GRACE_SECONDS } from '../ca/limits.ts';
 import { homeLayout, resolveHome } from '../ca/home.ts';
 import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
 import { parseCertificate } from '../core/certificate.ts';
@@ -21,6 +22,7 @@ import { adminPassphrase, readAdminPkcs12 } from './admin-key.ts';
 import { resolveToken } from './resolve-token.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { parseDuration } from './output.ts';
+import { durationOption, expiringOption, graceSecondsOption, hostPortOption, rateLimitOption, tokenTtlOption } from './option-parsers.ts';
 
 interface Globals {
   home?: string;
@@ -106,12 +108,12 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   }
 
   const serveOptions = (c: Command) => c
-    .option('--listen <host:port>', 'address to listen on', '127.0.0.1:8443')
-    .option('--public-listen <host:port>', 'also serve OCSP, CRLs and CA certificates over plain HTTP here (point --url at it)')
+    .option('--listen <host:port>', 'address to listen on', hostPortOption, '127.0.0.1:8443')
+    .option('--public-listen <host:port>', 'also serve OCSP, CRLs and CA certificates over plain HTTP here (point --url at it)', hostPortOption)
     .option('--url <url>', 'public base URL written into certificates (default: the listen address)')
     .addOption(new Option('--log-level <level>').choices(['debug', 'info', 'warn', 'error']).default('info'))
-    .option('--grace-seconds <n>', 'allow renewal of certificates expired less than this long ago (default 0: off)', Number, 0)
-    .option('--rate-limit <n>', 'API requests per second per client address, or "off"', '200')
+    .option('--grace-seconds <n>', `allow renewal of certificates expired less than this long ago, 0 (off) to ${MAX_RENEWAL_GRACE_SECONDS}`, graceSecondsOption, 0)
+    .option('--rate-limit <n>', 'API requests per second per client address, or "off"', rateLimitOption, '200')
     .option('--database <url>', 'postgres://... shared by replicas (default: $MUTUAL_DATABASE_URL, else config.yaml\'s database, else SQLite in the state folder)')
     .option('--database-schema <name>', 'PostgreSQL schema (default: $MUTUAL_DATABASE_SCHEMA, else config.yaml\'s, else public)')
     .option('--sqlite-writer-thread', 'commit SQLite batches on a writer thread (helps with many concurrent clients; measured slower at 8)')
@@ -137,8 +139,8 @@ export function registerServerCommands(program: Command, g: () => Globals): void
   program.command('token')
     .description('make a one-time enrollment token for names (DNS, IP) or one identity (spiffe://...)')
     .argument('<names...>', 'what the token allows')
-    .option('--ttl <duration>', 'lifetime of the token (e.g. 10m, 1h)', '10m')
-    .option('--cert-ttl <duration>', 'lifetime of the certificate it enrolls: 15m, 8h, 90d (5m at least; default: the profile\'s)')
+    .option('--ttl <duration>', 'lifetime of the token: 10m, 1h (at most 7d)', tokenTtlOption, '10m')
+    .option('--cert-ttl <duration>', 'lifetime of the certificate it enrolls: 15m, 8h, 90d (5m at least; default: the profile\'s)', durationOption)
     .option('--out <file>', 'write the token to this file (0600), for `mutual ca enroll --token-file`, instead of stdout')
     .action(async (names: string[], o) => {
       const [{ checkLifetime }, { profileLifetimes }, { loadTokenKey, mintToken }, { openAuthority }, { splitNames }] = await Promise.all([
@@ -151,7 +153,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         const role = sans.uri.length ? 'client' : 'server';
         checkNames(ca.policy, sans, role);
         const certSeconds = o.certTtl === undefined ? undefined : checkLifetime(role, parseDuration(o.certTtl, '--cert-ttl') / 1000, profileLifetimes(ca.config.profiles[role]).maxSeconds);
-        const rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(ca.rootPem, ['CERTIFICATE'])).digest('hex');
+        const rootFingerprint = parseCertificate(readPemOrDer(ca.rootPem, ['CERTIFICATE'])).fingerprint;
         const t = await mintToken({ key: loadTokenKey(ca.layout.keysDir, pass), names: sans, ttlSeconds: parseDuration(o.ttl, '--ttl') / 1000, rootFingerprint, madeBy: 'cli', certLifetimeSeconds: certSeconds });
         await ca.store.audit({ actor: 'cli', action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString(), ...(certSeconds !== undefined ? { certificateTtlSeconds: certSeconds } : {}) } });
         if (o.out) {
@@ -172,7 +174,11 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .requiredOption('--out <dir>', 'folder for cert.pem, key.pem, chain.pem, fullchain.pem, root.pem')
     .addOption(new Option('--key <type>', 'key type').choices(KEY_TYPES).default('p256'))
     .option('--root <file>', 'trust this root instead of the one pinned by the token')
+    .option('--force', 'replace an existing key.pem in --out')
     .action(async (o) => {
+      // Refused before the CA is asked, so the one-time token is not spent on it.
+      const keyPath = path.join(o.out, 'key.pem');
+      if (!o.force && fs.existsSync(keyPath)) throw new MutualError('OUTPUT_EXISTS', { detail: `${keyPath} exists; give --force to replace it, or another --out folder`, path: keyPath });
       const token = resolveToken({ token: o.token, tokenFile: o.tokenFile });
       const { enroll } = await import('../sdk/ca-client.ts');
       const r = await enroll({ caUrl: o.caUrl, token, keyType: o.key as KeyType, root: o.root && fs.readFileSync(o.root, 'utf8') });
@@ -238,9 +244,10 @@ export function registerServerCommands(program: Command, g: () => Globals): void
       out(g(), `Revoked ${r.serial} (${r.reason}).${(r.covered ?? []).map((c) => `\n  also revoked ${c} (renewed from it)`).join('')}\n`, r);
     });
   adminOpts(client.command('list').description('list the CA server\'s inventory'))
-    .option('--expiring <days>', 'only certificates expiring within this many days')
+    .option('--expiring <duration>', 'only certificates expiring within this time: 30d, 12h (a bare number is days)', expiringOption)
     .action(async (o) => {
-      const q = o.expiring ? `?expiringDays=${encodeURIComponent(o.expiring)}` : '';
+      // The API takes days; a duration of hours is a fraction of one.
+      const q = o.expiring ? `?expiringDays=${parseDuration(o.expiring) / 86_400_000}` : '';
       const { adminCall } = await import('../sdk/ca-client.ts');
       const r = (await adminCall({ caUrl: o.caUrl, path: `/v1/certificates${q}`, ...(await adminCreds(o)) })) as { items: { serial: string; role: string; status: string; notAfter: string; identity?: string; names: { dns: string[] } }[] };
       out(g(), r.items.map((i) => `${i.serial}  ${i.role.padEnd(6)}  ${i.status.padEnd(7)}  ${i.notAfter}  ${i.identity ?? i.names.dns.join(',')}`).join('\n') + '\n', r);

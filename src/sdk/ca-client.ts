@@ -89,7 +89,10 @@ function fail(r: { status: number; json?: unknown }): never {
 
 /** The claims of a token, read without verifying it (the CA verifies; the client needs the names and root pin). */
 export function readTokenClaims(token: string): { names: SubjectAltNames; rootFingerprint: string } {
-  const part = token.split('.')[1];
+  // An empty token is a missing one (an empty --token-file, a token command that failed), not a
+  // damaged one: "copy it whole" would send the user looking in the wrong place.
+  if (typeof token !== 'string' || token.trim() === '') throw new MutualError('TOKEN_MISSING', { detail: 'the token is empty' });
+  const part = token.trim().split('.')[1];
   try {
     const p = JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as { sans: SubjectAltNames; sha: string };
     if (!p.sans || typeof p.sha !== 'string') throw new Error('claims');
@@ -116,11 +119,13 @@ export async function fetchPinnedRoot(caUrl: string, fingerprint: string): Promi
  */
 export async function enroll(o: { caUrl: string; token: string; keyType?: KeyType; root?: string }): Promise<IssuedCertificate & { key: KeyObject; root: string }> {
   const claims = readTokenClaims(o.token);
+  // A token read from a file ends in a newline; the header must not.
+  const token = o.token.trim();
   const root = o.root ?? (await fetchPinnedRoot(o.caUrl, claims.rootFingerprint));
   const { privateKey } = generateKeyPair(o.keyType ?? 'p256');
   const cn = claims.names.uri[0]?.split('/').pop() ?? claims.names.dns[0] ?? claims.names.ip[0] ?? 'enrolled';
   const csr = toPem(buildCsr({ privateKey, commonName: cn, names: claims.names }), 'CERTIFICATE REQUEST');
-  const r = await call(`${o.caUrl.replace(/\/+$/, '')}/v1/enroll`, { body: { csr }, headers: { authorization: `Bearer ${o.token}` }, tls: { ca: root } });
+  const r = await call(`${o.caUrl.replace(/\/+$/, '')}/v1/enroll`, { body: { csr }, headers: { authorization: `Bearer ${token}` }, tls: { ca: root } });
   if (r.status !== 201) fail(r);
   return { ...(r.json as IssuedCertificate), key: privateKey, root };
 }

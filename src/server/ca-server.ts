@@ -386,8 +386,10 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     }
     if (p === '/v1/enroll' && m === 'POST') {
       const auth = String(c.req.headers.authorization ?? '');
-      if (!auth.startsWith('Bearer ')) throw new MutualError('AUTH_REQUIRED', { detail: 'send Authorization: Bearer <token>' });
-      const claims = await verifyToken(auth.slice(7).trim(), tokenPublic, now());
+      // `Bearer` with nothing after it (HTTP trims the space) is an empty token: TOKEN_MISSING.
+      const bearer = /^Bearer(?:\s+([^]*))?$/.exec(auth);
+      if (!bearer) throw new MutualError('AUTH_REQUIRED', { detail: 'send Authorization: Bearer <token>' });
+      const claims = await verifyToken((bearer[1] ?? '').trim(), tokenPublic, now());
       const b = await readJson(c.req);
       if (b.days !== undefined || b.ttlSeconds !== undefined) throw new MutualError('ENROLL_LIFETIME_FIXED', { detail: 'the request names a lifetime; the token sets it' });
       const csrText = str(b.csr, 'csr');

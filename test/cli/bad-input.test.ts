@@ -118,7 +118,7 @@ const cases: Case[] = [
   { name: 'fail/sign: garbage text', args: sign('server'), file: 'garbage.txt', code: 'PEM_MALFORMED' },
   { name: 'fail/sign: binary garbage', args: sign('server'), file: 'binary.bin', code: 'PEM_MALFORMED' },
   { name: 'fail/sign: garbage DER', args: sign('server'), file: 'garbage.der', code: 'CSR_MALFORMED' },
-  { name: 'fail/sign: a directory', args: sign('server'), file: 'a-directory', code: 'PEM_MALFORMED' },
+  { name: 'fail/sign: a directory', args: sign('server'), file: 'a-directory', code: 'FILE_UNREADABLE' },
   { name: 'fail/sign: 2 MB file', args: sign('server'), file: 'huge.pem', code: 'INPUT_TOO_LARGE' },
   { name: 'fail/sign: 200 KB PEM', args: sign('server'), file: 'big.pem', code: 'INPUT_TOO_LARGE' },
   // sign: the wrong object

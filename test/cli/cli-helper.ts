@@ -2,12 +2,14 @@
  * Runs the `mutual` CLI as a real subprocess (bin/mutual.mjs under this Node), and keeps every
  * output so a test can check that none of it leaks a secret.
  */
-import { spawn, type StdioOptions } from 'node:child_process';
+import { spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { TEST_PASSPHRASE } from '../helpers/test-ca.ts';
+import { homeLayout } from '../../src/ca/home.ts';
+import { freePort, send, waitFor } from '../helpers/server.ts';
 
 /** The CLI entry point. */
 export const BIN = path.resolve(import.meta.dirname, '../../bin/mutual.mjs');
@@ -163,3 +165,34 @@ export function walk(dir: string): string[] {
   }
   return out;
 }
+
+/** A `mutual serve` process; resolves when /health answers, rejects when it exits first. */
+export async function startServe(home: string): Promise<{ url: string; child: ChildProcess; stderr: () => string }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [BIN, '--home', home, 'serve', '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--rate-limit', 'off'], {
+    env: { ...process.env, MUTUAL_CA_PASSPHRASE: TEST_PASSPHRASE, MUTUAL_DATABASE_URL: undefined, MUTUAL_HOME: undefined }, stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  // Never left behind by a failed test.
+  process.once('exit', () => child.kill('SIGKILL'));
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
+  const url = `https://127.0.0.1:${port}`;
+  const root = fs.readFileSync(homeLayout(home).rootCert, 'utf8');
+  await waitFor(`mutual serve on ${url}`, 60_000, async () => {
+    if (child.exitCode !== null) throw new Error(`mutual serve exited ${child.exitCode} before it served:\n${err}`);
+    try {
+      return (await send(`${url}/health`, { tls: { ca: root } })).status === 200 ? true : undefined;
+    } catch {
+      return undefined;
+    }
+  });
+  return { url, child, stderr: () => err };
+}
+
+/** Stops a process with SIGTERM and waits for it to exit. */
+export const stopProcess = (c: ChildProcess) => new Promise<void>((resolve) => {
+  if (c.exitCode !== null || c.signalCode !== null) return resolve();
+  c.once('exit', () => resolve());
+  c.kill('SIGTERM');
+});
+

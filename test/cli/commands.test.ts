@@ -45,13 +45,13 @@ test('ok/init builds the hierarchy, keeps the root key out of the state folder',
   assert.ok(r.stdout.includes(offline), `the output names the offline folder\n${r.stdout}`);
 
   for (const d of [home, path.join(home, 'keys'), path.join(home, 'admin'), offline]) assert.equal(mode(d), 0o700, d);
-  const keyFiles = [path.join(home, 'keys', 'server-ca.key.pem'), path.join(home, 'keys', 'client-ca.key.pem'), path.join(home, 'admin', 'key.pem'), path.join(offline, 'root.key.pem')];
+  const keyFiles = [path.join(home, 'keys', 'server-ca.key.pem'), path.join(home, 'keys', 'client-ca.key.pem'), path.join(home, 'keys', 'token.key.pem'), path.join(home, 'admin', 'key.pem'), path.join(offline, 'root.key.pem')];
   for (const f of keyFiles) assert.equal(mode(f), 0o600, f);
   assert.equal(mode(path.join(home, 'config.yaml')), 0o600);
 
-  // The only private keys under home: the two intermediates (encrypted) and the admin's leaf key.
+  // The only private keys under home: the two intermediates and the token signing key (encrypted) and the admin's leaf key.
   const withKeys = walk(home).filter((f) => fs.readFileSync(f).includes('PRIVATE KEY')).map((f) => path.relative(home, f)).sort();
-  assert.deepEqual(withKeys, ['admin/key.pem', 'keys/client-ca.key.pem', 'keys/server-ca.key.pem']);
+  assert.deepEqual(withKeys, ['admin/key.pem', 'keys/client-ca.key.pem', 'keys/server-ca.key.pem', 'keys/token.key.pem']);
   // The CA keys are encrypted: unreadable without the passphrase, readable with it.
   for (const f of keyFiles.filter((f) => !f.endsWith('admin/key.pem'))) {
     assert.throws(() => crypto.createPrivateKey(fs.readFileSync(f)), f);
@@ -231,7 +231,7 @@ test('ok/revoke by serial and by certificate file', async (t) => {
   const cases = [
     { name: 'fail/revoke: already revoked', args: ['revoke', serials.api], exit: 3, code: 'CERT_ALREADY_REVOKED' },
     { name: 'fail/revoke: unknown serial', args: ['revoke', 'abcdef0123456789'], exit: 3, code: 'CERT_NOT_FOUND' },
-    { name: 'fail/revoke: not a serial nor a file', args: ['revoke', 'no-such-file.pem'], exit: 3, code: 'CERT_NOT_FOUND' },
+    { name: 'fail/revoke: not a serial nor a file', args: ['revoke', 'no-such-file.pem'], exit: 3, code: 'SERIAL_INVALID' },
   ];
   const results = await Promise.all(cases.map((c) => cli(['--json', ...c.args])));
   for (const [i, c] of cases.entries()) await t.test(c.name, () => expectError(results[i], c.exit, c.code));

@@ -369,7 +369,7 @@ test('fail/admin-routes-with-the-wrong-certificate', async (t: TestContext) => {
   assert.equal((await s.tc.ca.store.getCertificate(victim.serial))?.status, 'valid');
   problem(await call('/v1/revoke', { body: { serial: victim.serial, reason: 'because' } }), 400, 'REVOKE_BAD_REASON', 'fail/revoke-bad-reason');
   problem(await call('/v1/revoke', { body: { serial: 'ab'.repeat(16) } }), 404, 'CERT_NOT_FOUND', 'fail/revoke-unknown-serial');
-  problem(await call('/v1/revoke', { body: { serial: 'not hex' } }), 404, 'CERT_NOT_FOUND', 'fail/revoke-bad-serial');
+  problem(await call('/v1/revoke', { body: { serial: 'not hex' } }), 400, 'SERIAL_INVALID', 'fail/revoke-bad-serial');
   problem(await call('/v1/revoke', { body: {} }), 400, 'REQUEST_MALFORMED', 'fail/revoke-no-serial');
   assert.equal((await s.tc.ca.store.getCertificate(victim.serial))?.status, 'valid');
 });
