@@ -12,7 +12,7 @@ import { describeSpki, generateKeyPair, spkiDer, type KeyType } from '../core/al
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { createCertificateTemplate, newSerial, subjectFor, type CertificateTemplate, type DistributionUrls, type Role } from '../core/certificate-template.ts';
 import { buildCrl, encodeRevokedEntry, type RevocationReason } from '../core/crl.ts';
-import { parseCsr, verifyCsr, verifyCsrOffloaded } from '../core/csr.ts';
+import { parseCsr, verifyCsr, verifyCsrOffloaded, type ParsedCsr } from '../core/csr.ts';
 import { floorSeconds } from '../core/der.ts';
 import { formatDuration } from '../core/duration.ts';
 import { isMutualError, MutualError } from '../core/errors.ts';
@@ -97,8 +97,11 @@ export interface IntermediateCa {
 /** An issuance request. */
 export interface IssueRequest {
   role: LeafRole;
-  /** A CSR (PEM or DER). Without one, a key is made for the caller and returned. */
-  csr?: Uint8Array | string;
+  /**
+   * A CSR (PEM or DER, or already parsed by the caller, so a server parses it once). Without one,
+   * a key is made for the caller and returned.
+   */
+  csr?: Uint8Array | string | ParsedCsr;
   /** Key type when no CSR is given (default from config: p256). */
   keyType?: KeyType;
   /**
@@ -131,10 +134,11 @@ export interface IssueRequest {
   /** With `renewedFrom`: certificates of the lineage expired longer ago than this are left alone (default 0). */
   renewalGraceSeconds?: number;
   /**
-   * Runs after every check (CSR, policy, lint) and before signing: the place to spend a one-time
-   * token, so a request that fails a check does not burn it. Throwing stops the issuance.
+   * A one-time enrollment token to spend: spent in the store after every check (CSR, policy,
+   * lint) and just before signing, so a request that fails a check does not burn it; a token
+   * spent before stops the issuance with TOKEN_REPLAYED.
    */
-  beforeSign?: () => Promise<void>;
+  spendToken?: { jti: string; expiresAt: Date; actor: string };
   now?: Date;
 }
 
@@ -159,8 +163,8 @@ export interface IssueResult {
 export interface RenewRequest {
   /** The certificate presented (DER), whose key the caller proved it holds (the mTLS handshake). */
   certificate: Buffer;
-  /** A CSR for a new key; without one the same key is certified again. */
-  csr?: Uint8Array | string;
+  /** A CSR for a new key (PEM, DER or parsed); without one the same key is certified again. */
+  csr?: Uint8Array | string | ParsedCsr;
   /** Renewal of a certificate expired less than this long ago (default 0: off; at most {@link MAX_RENEWAL_GRACE_SECONDS}). */
   graceSeconds?: number;
   now?: Date;
@@ -281,7 +285,7 @@ export class CertificateAuthority {
     let privateKey: KeyObject | undefined;
     let names = req.names;
     if (req.csr !== undefined) {
-      const csr = parseCsr(readPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
+      const csr = isParsedCsr(req.csr) ? req.csr : parseCsr(readPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
       if (csr.requestsCa) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: 'the CSR asks for a CA certificate' });
       const wanted = req.role === 'server' ? OID.serverAuth : OID.clientAuth;
       const other = csr.requestedEku.find((e) => e !== wanted);
@@ -322,7 +326,7 @@ export class CertificateAuthority {
       if (!isMutualError(e, 'LINT_FAILED') || e.fields.rule !== 'name-constraints') throw e;
       throw new MutualError('POLICY_NAME_NOT_ALLOWED', { detail: `${e.fields.detail} (config.yaml permits it, but the ${ca.role} certificate's name constraints do not: re-sign it with \`mutual intermediate csr --role ${req.role}\`, \`mutual offline sign-intermediate\` and \`mutual intermediate install\`)` });
     }
-    await req.beforeSign?.();
+    if (req.spendToken && !(await this.store.consumeToken(req.spendToken.jti, req.spendToken.expiresAt, req.spendToken.actor))) throw new MutualError('TOKEN_REPLAYED');
     const der = await ca.template.sign(fields);
     // newSerial sets the second-highest bit, so the hex has no leading zeros to strip.
     const serial = fields.serial.toString('hex');
@@ -556,11 +560,34 @@ export class CertificateAuthority {
     return this.store.listCertificates(filter);
   }
 
+  /**
+   * The inventory row of a serial (lowercase hex, as stored), of one issuer when `issuerKeyId` is
+   * given; undefined when there is none. Unlike {@link find}, no parsing and no error: for callers
+   * that decide themselves what a missing row means (an OCSP answer, an admin check).
+   */
+  getCertificate(serial: string, issuerKeyId?: string): Promise<StoredCertificate | undefined> {
+    return this.store.getCertificate(serial, issuerKeyId);
+  }
+
+  /**
+   * Intermediates retired by a key rotation that are still valid at `now`: they keep signing CRLs
+   * and answering OCSP for what they issued, and stay trusted for client certificates, until
+   * they expire.
+   */
+  liveRetired(now: Date = this.now()): IntermediateCa[] {
+    return this.retired.filter((r) => now < r.info.notAfter);
+  }
+
   /** Closes the store (after pending commits). */
   async close(): Promise<void> {
     while (this.#queue.length || this.#committing) await new Promise((r) => setImmediate(r));
     await this.store.close();
   }
+}
+
+/** A CSR the caller already parsed (a byte array or PEM text is not). */
+function isParsedCsr(csr: Uint8Array | string | ParsedCsr): csr is ParsedCsr {
+  return typeof csr === 'object' && !(csr instanceof Uint8Array);
 }
 
 /**

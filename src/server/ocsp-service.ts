@@ -220,7 +220,7 @@ export class OcspService {
   async #single(issuer: Issuer, id: CertId): Promise<{ single: Buffer; validity: number; status: string }> {
     const now = this.#now();
     const thisUpdate = new Date(Math.floor(now.getTime() / 1000) * 1000);
-    const cert = await this.#ca.store.getCertificate(id.serial, issuer.keyId);
+    const cert = await this.#ca.getCertificate(id.serial, issuer.keyId);
     if (!cert) {
       return { single: issuer.responder.encodeSingle({ certId: id.raw, status: 'unknown' }, thisUpdate, new Date(thisUpdate.getTime() + UNKNOWN_VALIDITY_SECONDS * 1000)), validity: UNKNOWN_VALIDITY_SECONDS, status: 'unknown' };
     }
