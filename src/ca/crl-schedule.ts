@@ -40,6 +40,8 @@ export class CrlSchedule {
   readonly #byKeyedName: Map<string, string>;
   readonly #crls = new Map<string, ServedCrl>();
   #dirty = new Set<string>();
+  /** The retired intermediates this schedule was made for (valid when it was made). */
+  readonly retired: readonly IntermediateCa[];
 
   private constructor(o: CrlScheduleOptions) {
     this.#ca = o.ca;
@@ -47,6 +49,7 @@ export class CrlSchedule {
     this.#onAge = o.onAge ?? (() => undefined);
     const ca = o.ca;
     const retired = o.retired ?? ca.liveRetired(o.now());
+    this.retired = retired;
     this.#issuers = new Map([ca.server, ca.client, ...retired].map((inter) => [ca.crlName(inter), inter]));
     this.#byKeyedName = new Map([...this.#issuers].map(([name, inter]) => [ca.keyedName(inter), name]));
   }

@@ -26,10 +26,6 @@ import type { ServerState } from './routes.ts';
 import { ipRe, splitNames } from './split-names.ts';
 
 export { splitNames };
-/** @deprecated Moved to src/ca/revocation-feed.ts; re-exported for existing importers. */
-export { REVOCATION_POLL_MS };
-/** @deprecated Moved to src/ca/crl-schedule.ts; re-exported for existing importers. */
-export { CRL_REFRESH_FRACTION } from '../ca/crl-schedule.ts';
 
 /** Options for {@link startCaServer}. */
 export interface CaServerOptions {
@@ -97,9 +93,6 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   const graceSeconds = o.renewalGraceSeconds ?? 0;
   if (!(graceSeconds >= 0 && graceSeconds <= MAX_RENEWAL_GRACE_SECONDS)) throw new TypeError(`renewalGraceSeconds must be 0 to ${MAX_RENEWAL_GRACE_SECONDS}`);
 
-  // Intermediates retired by a key rotation that are still valid: they keep signing CRLs for what
-  // they issued, and stay trusted for client certificates. Recomputed by reload().
-  let retired = ca.liveRetired(now());
   const onAge = (name: string, seconds: number): void => metrics.crlAge.set({ ca: name }, seconds);
   // The state the routes read; `ocsp` and `crls` are set just below and replaced by reload().
   const s = { ca, now, metrics, graceSeconds, pollMs: REVOCATION_POLL_MS } as ServerState;
@@ -115,16 +108,16 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     onError: (e) => log.error({ err: e }, 'revocation poll failed'),
   });
   s.ocsp = await OcspService.create({ ca, now, metrics });
-  s.crls = await CrlSchedule.create({ ca, now, retired, onAge });
+  s.crls = await CrlSchedule.create({ ca, now, onAge });
   s.enrollment = new Enrollment({ ca, tokenKey, now });
-  s.adminAuth = new AdminAuthenticator({ admins: o.admins ?? [`spiffe://${ca.config.trustDomain}/admin/*`], store: ca, isRevoked: (serial) => s.feed.has(serial), issuerKeyIds: adminIssuers(ca, retired) });
+  s.adminAuth = new AdminAuthenticator({ admins: o.admins ?? [`spiffe://${ca.config.trustDomain}/admin/*`], store: ca, isRevoked: (serial) => s.feed.has(serial), issuerKeyIds: adminIssuers(ca, s.crls.retired) });
   if (o.rateLimit !== false) s.limiter = new RateLimiter(o.rateLimit?.perSecond ?? 200, o.rateLimit?.burst ?? 400);
   s.feed.start();
 
   // The server's own certificate, from its own server CA, renewed on a timer. Retired
-  // intermediates stay trusted for client certificates until they expire: what they issued
-  // (admin certificates among them) keeps working until it is renewed.
-  const secureContext = (c: TlsCredentials) => ({ ...TLS_BASE, ca: [ca.rootPem, ca.client.pem, ca.server.pem, ...retired.map((r) => r.pem)], key: c.key, cert: c.cert });
+  // intermediates (valid ones: the CRL schedule's) stay trusted for client certificates until
+  // they expire: what they issued (admin certificates among them) keeps working until renewed.
+  const secureContext = (c: TlsCredentials) => ({ ...TLS_BASE, ca: [ca.rootPem, ca.client.pem, ca.server.pem, ...s.crls.retired.map((r) => r.pem)], key: c.key, cert: c.cert });
   const renewal = new SelfRenewal({
     ca, names: listenNames(o, host), lifetimeSeconds: o.serverCertSeconds,
     install: (c) => {
@@ -137,43 +130,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   server.maxHeadersCount = 100;
   renewal.start();
 
-  /**
-   * Takes up what `mutual intermediate install` (or an edited config.yaml) changed: the CA reads
-   * its intermediates again (all checked before any is used), then the CRL names, the TLS trust
-   * list, the admin issuers, the OCSP responders and this server's own certificate follow. On
-   * failure nothing changes and the server goes on with what it had.
-   */
-  async function reloadNow(): Promise<void> {
-    const undo = ca.reload(o.passphrase);
-    let nextOcsp: OcspService | undefined;
-    const nextRetired = ca.liveRetired(now());
-    let nextCrls: CrlSchedule;
-    let next: TlsCredentials;
-    try {
-      nextOcsp = await OcspService.create({ ca, now, metrics });
-      nextCrls = await CrlSchedule.create({ ca, now, retired: nextRetired, onAge });
-      next = await renewal.issue();
-    } catch (e) {
-      undo();
-      nextOcsp?.close();
-      throw e;
-    }
-    // Everything built: switch.
-    const oldOcsp = s.ocsp;
-    s.ocsp = nextOcsp;
-    oldOcsp.close();
-    retired = nextRetired;
-    s.crls = nextCrls;
-    s.adminAuth.setIssuers(adminIssuers(ca, retired));
-    server.setSecureContext(secureContext(next));
-    // A revocation the poll took in while the CRLs above were signed went into the old ones:
-    // sign them all again.
-    s.crls.markAllDirty();
-    s.feed.poll();
-    log.info({ server: ca.server.keyId.slice(0, 16), client: ca.client.keyId.slice(0, 16), retired: retired.length, serial: next.serial }, 'reloaded the intermediates');
-  }
   let reloading: Promise<void> = Promise.resolve();
-
   const loop = createRequestLoop(s, log);
   server.on('request', (req, res) => loop.onRequest(req, res, false));
   server.on('checkContinue', (req, res) => loop.onExpectContinue(req, res, false));
@@ -194,7 +151,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     url, port, publicUrl, server, metrics,
     reload() {
       // One at a time: a second SIGHUP waits for the first.
-      reloading = reloading.catch(() => undefined).then(reloadNow);
+      reloading = reloading.catch(() => undefined).then(() => reloadServer({ s, server, renewal, secureContext, passphrase: o.passphrase, onAge, log }));
       return reloading;
     },
     async close() {
@@ -209,8 +166,44 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   };
 }
 
+/**
+ * Takes up what `mutual intermediate install` (or an edited config.yaml) changed: the CA reads
+ * its intermediates again (all checked before any is used), then the CRL names, the TLS trust
+ * list, the admin issuers, the OCSP responders and this server's own certificate follow. On
+ * failure nothing changes and the server goes on with what it had.
+ */
+async function reloadServer(o: { s: ServerState; server: https.Server; renewal: SelfRenewal; secureContext: (c: TlsCredentials) => https.ServerOptions; passphrase: string; onAge: (name: string, seconds: number) => void; log: Logger }): Promise<void> {
+  const { s, server, renewal, onAge, log } = o;
+  const { ca, now, metrics } = s;
+  const undo = ca.reload(o.passphrase);
+  let nextOcsp: OcspService | undefined;
+  let nextCrls: CrlSchedule;
+  let next: TlsCredentials;
+  try {
+    nextOcsp = await OcspService.create({ ca, now, metrics });
+    nextCrls = await CrlSchedule.create({ ca, now, onAge });
+    next = await renewal.issue();
+  } catch (e) {
+    undo();
+    nextOcsp?.close();
+    throw e;
+  }
+  // Everything built: switch.
+  const oldOcsp = s.ocsp;
+  s.ocsp = nextOcsp;
+  oldOcsp.close();
+  s.crls = nextCrls;
+  s.adminAuth.setIssuers(adminIssuers(ca, s.crls.retired));
+  server.setSecureContext(o.secureContext(next));
+  // A revocation the poll took in while the CRLs above were signed went into the old ones:
+  // sign them all again.
+  s.crls.markAllDirty();
+  s.feed.poll();
+  log.info({ server: ca.server.keyId.slice(0, 16), client: ca.client.keyId.slice(0, 16), retired: s.crls.retired.length, serial: next.serial }, 'reloaded the intermediates');
+}
+
 /** Key ids of the client CAs whose certificates may be admins': the current one and retired ones still valid. */
-function adminIssuers(ca: CertificateAuthority, retired: IntermediateCa[]): string[] {
+function adminIssuers(ca: CertificateAuthority, retired: readonly IntermediateCa[]): string[] {
   return [ca.client, ...retired.filter((r) => r.role === 'client-ca')].map((i) => i.keyId);
 }
 

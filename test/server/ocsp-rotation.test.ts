@@ -5,7 +5,8 @@
  */
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
-import { OcspService, RESPONDER_CERT_SECONDS } from '../../src/server/ocsp-service.ts';
+import { RESPONDER_CERT_SECONDS } from '../../src/ca/ocsp-responders.ts';
+import { OcspService } from '../../src/server/ocsp-service.ts';
 import { createMetrics } from '../../src/server/metrics.ts';
 import { makeTestCa } from '../helpers/test-ca.ts';
 
