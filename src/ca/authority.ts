@@ -28,7 +28,7 @@ import { openCaStore } from './open-ca-store.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { profileLifetimes, readConfig, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
-import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
+import type { CaStore, CertificateRecord, ListFilter, StoredCertificate, TokenSpend } from './store.ts';
 
 /**
  * Most certificates committed in one transaction by group commit. Small enough that a burst is
@@ -134,11 +134,12 @@ export interface IssueRequest {
   /** With `renewedFrom`: certificates of the lineage expired longer ago than this are left alone (default 0). */
   renewalGraceSeconds?: number;
   /**
-   * A one-time enrollment token to spend: spent in the store after every check (CSR, policy,
-   * lint) and just before signing, so a request that fails a check does not burn it; a token
-   * spent before stops the issuance with TOKEN_REPLAYED.
+   * A one-time enrollment token to spend: spent in the store in the same transaction that
+   * records the certificate ({@link CaStore.recordEnrollment}), after every check (CSR, policy,
+   * lint), so a request that fails a check does not burn it, a token is never spent without its
+   * certificate, and a token spent before stops the issuance with TOKEN_REPLAYED.
    */
-  spendToken?: { jti: string; expiresAt: Date; actor: string };
+  spendToken?: TokenSpend;
   now?: Date;
 }
 
@@ -278,6 +279,7 @@ export class CertificateAuthority {
    * committed; requests that arrive together share one transaction (group commit).
    */
   async issue(req: IssueRequest): Promise<IssueResult> {
+    if (req.spendToken && req.renewedFrom !== undefined) throw new TypeError('a renewal spends no token');
     const now = req.now ?? this.now();
     const ca = this.issuerFor(req.role);
     const profile = this.config.profiles[req.role];
@@ -326,7 +328,6 @@ export class CertificateAuthority {
       if (!isMutualError(e, 'LINT_FAILED') || e.fields.rule !== 'name-constraints') throw e;
       throw new MutualError('POLICY_NAME_NOT_ALLOWED', { detail: `${e.fields.detail} (config.yaml permits it, but the ${ca.role} certificate's name constraints do not: re-sign it with \`mutual intermediate csr --role ${req.role}\`, \`mutual offline sign-intermediate\` and \`mutual intermediate install\`)` });
     }
-    if (req.spendToken && !(await this.store.consumeToken(req.spendToken.jti, req.spendToken.expiresAt, req.spendToken.actor))) throw new MutualError('TOKEN_REPLAYED');
     const der = await ca.template.sign(fields);
     // newSerial sets the second-highest bit, so the hex has no leading zeros to strip.
     const serial = fields.serial.toString('hex');
@@ -335,7 +336,11 @@ export class CertificateAuthority {
       notBefore, notAfter, fingerprint: crypto.hash('sha256', der, 'hex'), der, renewedFrom: req.renewedFrom, issuedAt: floorSeconds(now), issuedBy: req.actor ?? 'cli',
     };
     let superseded: StoredCertificate[] | undefined;
-    if (req.renewedFrom === undefined) await this.#persist(rec);
+    if (req.spendToken) {
+      // The token is spent in the transaction that records the certificate: never one without
+      // the other. A replay is refused there; what was signed for it is dropped unseen.
+      if (!(await this.store.recordEnrollment(rec, req.spendToken))) throw new MutualError('TOKEN_REPLAYED');
+    } else if (req.renewedFrom === undefined) await this.#persist(rec);
     else {
       // A renewal has its own transaction (not group commit): the checks and the lineage bound
       // must see what other replicas committed, and a refusal must not fail a whole batch.

@@ -2,8 +2,9 @@
  * Enrollment with one-time tokens: an admin mints a token bound to names (and optionally to the
  * lifetime of the certificate it enrolls); a new host presents it once with a CSR. The policy is
  * here, not in the server: which names a token may carry, that the certificate's names are the
- * token's, and that the token is spent in the store by the authority after every check and just
- * before signing (a request that fails a check does not burn it; a replay gets TOKEN_REPLAYED).
+ * token's, and that the authority spends the token in the transaction that records the
+ * certificate, after every check (a request that fails a check does not burn it; a replay gets
+ * TOKEN_REPLAYED; a token is never spent without its certificate).
  */
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
@@ -75,7 +76,7 @@ export class Enrollment {
   /**
    * Enrolls a CSR (parsed once, by the caller) with verified token claims: the names are the
    * CSR's (or the token's when the CSR names none) and must be the token's; the lifetime is the
-   * token's (or the profile's default). The authority spends the token just before signing.
+   * token's (or the profile's default). The authority spends the token as it records the certificate.
    */
   async enroll(claims: TokenClaims, csr: ParsedCsr): Promise<IssueResult> {
     const names = csr.names.dns.length + csr.names.ip.length + csr.names.uri.length ? csr.names : claims.names;
