@@ -198,7 +198,8 @@ function deploymentUnits<T extends { hooks: HookSpec; name?: string; renders?: s
   return [...units.values()];
 }
 
-const asError = (e: unknown): MutualError | Error => (e instanceof Error ? e : new Error(String(e)));
+// Only the message is read; a thrown non-Error (none of ours) still gets one.
+const asError = (e: unknown): { message: string } => (e instanceof Error ? e : { message: String(e) });
 const codeOf = (e: unknown): string => (isMutualError(e) ? e.code : (e as NodeJS.ErrnoException)?.code ?? 'FAILURE');
 const issuerOf = (c: CertificateSpec): 'server' | 'client' => (c.profile === 'server' ? 'server' : 'client');
 const sha256 = (s: string): string => crypto.createHash('sha256').update(s).digest('hex');

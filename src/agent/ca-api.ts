@@ -162,7 +162,7 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
  * (`client.<16 hex digits of its key id>`). Its signature and freshness are checked by the caller.
  */
 export async function fetchCrl(caUrl: string, root: string, issuer: CrlSlot): Promise<Buffer> {
-  if (!/^(root|server|client|(server|client)\.[0-9a-f]{16})$/.test(issuer)) throw new Error(`not a CRL name: ${issuer}`);
+  if (!/^(root|server|client|(server|client)\.[0-9a-f]{16})$/.test(issuer)) throw new MutualError('CA_ANSWER_INVALID', { detail: `${JSON.stringify(issuer.slice(0, 60))} does not name a CRL (root, server, client, or server|client.<16 hex digits>)` });
   const r = await call(`${caUrl}/crl/${issuer}.crl`, { tls: { ca: root }, raw: true });
   if (r.status !== 200) throw refusal(r, `GET /crl/${issuer}.crl`);
   return r.body;

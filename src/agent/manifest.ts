@@ -143,14 +143,14 @@ export interface AgentManifest {
 const DURATION_RE = /^(\d{1,9})(ms|s|m|h|d)$/;
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
 
-/** Parses `500ms`, `30s`, `15m`, `1h`, `2d`, or a number of seconds, into milliseconds. */
+/** Parses `500ms`, `30s`, `15m`, `1h`, `2d`, or a number of seconds, into milliseconds. Throws CONFIG_INVALID (the detail says why). */
 export function parseDuration(v: string | number): number {
   if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new Error('must be a non-negative number of seconds');
+    if (!Number.isFinite(v) || v < 0) throw new MutualError('CONFIG_INVALID', { detail: 'must be a non-negative number of seconds' });
     return v * 1000;
   }
   const m = DURATION_RE.exec(v.trim());
-  if (!m) throw new Error(`${JSON.stringify(v)} is not a duration: use a number and ms, s, m, h or d (e.g. 15m)`);
+  if (!m) throw new MutualError('CONFIG_INVALID', { detail: `${JSON.stringify(v)} is not a duration: use a number and ms, s, m, h or d (e.g. 15m)` });
   return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
 }
 
@@ -158,7 +158,7 @@ const duration = z.union([z.string().max(32), z.number()]).transform((v, ctx) =>
   try {
     return parseDuration(v);
   } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    ctx.addIssue({ code: 'custom', message: (e as MutualError).fields.detail! });
     return z.NEVER;
   }
 });
@@ -285,7 +285,7 @@ type RawCertificate = z.infer<typeof certificateSchema>;
 
 // ---- users and groups (node has no getpwnam)
 
-/** Looks a user or group name up in /etc/passwd or /etc/group; numbers pass through. */
+/** Looks a user or group name up in /etc/passwd or /etc/group; numbers pass through. Throws CONFIG_INVALID (the detail says which name). */
 export function resolveId(kind: 'user' | 'group', v: string | number | undefined, files = { passwd: '/etc/passwd', group: '/etc/group' }): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v === 'number') return v;
@@ -300,7 +300,7 @@ export function resolveId(kind: 'user' | 'group', v: string | number | undefined
     const f = line.split(':');
     if (f[0] === v && f.length >= 3 && /^\d+$/.test(f[2])) return Number(f[2]);
   }
-  throw new Error(`no ${kind} named ${JSON.stringify(v)} on this host`);
+  throw new MutualError('CONFIG_INVALID', { detail: `no ${kind} named ${JSON.stringify(v)} on this host` });
 }
 
 // ---- loading
@@ -385,7 +385,7 @@ function resolve(m: RawManifest, file: string, raw: Record<string, unknown>): Ag
     try {
       return { uid: resolveId('user', o.owner), gid: resolveId('group', o.group), mode: o.mode ?? defMode };
     } catch (e) {
-      throw invalid(at(where), (e as Error).message);
+      throw invalid(at(where), (e as MutualError).fields.detail!);
     }
   };
   const hooks = (o: { check?: CommandSpec; reload?: ReloadSpec; commandTimeout?: number }): HookSpec => ({

@@ -132,7 +132,7 @@ export async function postJson(url: string, body: unknown, o: { timeoutMs: numbe
   const r = await fetchBytes(url, {
     method: 'POST', body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', headers: o.headers, maxBytes: MAX_WEBHOOK_RESPONSE_BYTES,
   });
-  if (r.status < 200 || r.status >= 300) throw new Error(`HTTP ${r.status} from ${new URL(url).host}`);
+  if (r.status < 200 || r.status >= 300) throw new MutualError('MONITOR_ALERT_FAILED', { detail: `HTTP ${r.status} from ${new URL(url).host}` });
 }
 
 /** A webhook channel. */

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import { homeLayout } from '../ca/home.ts';
 import type { CaStore } from '../ca/store.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
-import { isMutualError } from '../core/errors.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
 import { parsePemBlocks } from '../core/pem.ts';
 import { applyRenewalSchedule, certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
 import { makeFinding, severityRank, sortFindings, type Finding, type Severity } from './finding.ts';
@@ -67,7 +67,7 @@ function loadCaMaterial(home: string, findings: Finding[]): CaMaterial {
   for (const [file, kind] of [[l.rootCert, 'root'], [l.serverCaCert, 'intermediate'], [l.clientCaCert, 'intermediate']] as const) {
     try {
       const der = readBundle(file)[0];
-      if (!der) throw new Error('no certificate in the file');
+      if (!der) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: 'no certificate in the file' });
       const info = parseCertificate(der);
       m.certs.push(info);
       (kind === 'root' ? m.anchors : m.intermediates).push(der);
@@ -93,7 +93,7 @@ async function openInventory(inv: NonNullable<MonitorConfig['sources']['inventor
   const { openCaStore, resolveStoreLocation } = await import('../ca/open-ca-store.ts');
   const at = resolveStoreLocation({ home: inv.home! });
   // Opening a missing file would create an empty inventory and report it healthy.
-  if (at.kind === 'sqlite' && !fs.existsSync(at.path)) throw Object.assign(new Error(`no inventory at ${at.path}`), { code: 'ENOENT' });
+  if (at.kind === 'sqlite' && !fs.existsSync(at.path)) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `no inventory at ${at.path}` });
   return openCaStore({ home: inv.home! });
 }
 

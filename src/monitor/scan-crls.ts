@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import crypto from 'node:crypto';
 import type { CertificateInfo } from '../core/certificate.ts';
 import { MAX_CRL_BYTES, parseCrl, verifyCrlSignature, type CrlInfo } from '../core/crl-reader.ts';
-import { isMutualError } from '../core/errors.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import { humanDuration, makeFinding, type Finding } from './finding.ts';
 import { fetchBytes } from './fetch-bytes.ts';
@@ -70,7 +70,7 @@ export interface ScanCrlsOptions {
 /** Reads a CRL file's bytes (DER or PEM), bounded. */
 export function readCrlFile(file: string): Buffer {
   const st = fs.statSync(file);
-  if (st.size > MAX_CRL_BYTES * 2) throw Object.assign(new Error(`larger than ${MAX_CRL_BYTES} bytes`), { code: 'EFBIG' });
+  if (st.size > MAX_CRL_BYTES * 2) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `larger than ${MAX_CRL_BYTES} bytes` });
   return fs.readFileSync(file);
 }
 

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, type KeyType } from '../core/algorithms.ts';
 import { buildCsr } from '../core/csr.ts';
-import { MutualError, ERRORS, type ErrorCode } from '../core/errors.ts';
+import { MutualError, ERRORS, isMutualError, type ErrorCode } from '../core/errors.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 
@@ -54,7 +54,7 @@ export function call(url: string, o: { method?: string; body?: unknown; headers?
       let n = 0;
       res.on('data', (c: Buffer) => {
         n += c.length;
-        if (n > MAX_RESPONSE_BYTES) req.destroy(new Error('response too large'));
+        if (n > MAX_RESPONSE_BYTES) req.destroy(new MutualError('CA_ANSWER_INVALID', { detail: `${url}: answer larger than ${MAX_RESPONSE_BYTES} bytes` }));
         else parts.push(c);
       });
       res.on('end', () => {
@@ -70,9 +70,10 @@ export function call(url: string, o: { method?: string; body?: unknown; headers?
         resolve({ status: res.statusCode ?? 0, body, json });
       });
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
+    req.on('timeout', () => req.destroy(new MutualError('CA_UNAVAILABLE', { detail: `${url}: no answer within ${REQUEST_TIMEOUT_MS} ms` })));
     req.on('error', (e: NodeJS.ErrnoException) => {
-      if (/self.signed|unable to (get|verify)|certificate/i.test(e.message) && !/ECONNREFUSED/.test(e.message)) {
+      if (isMutualError(e)) reject(e);
+      else if (/self.signed|unable to (get|verify)|certificate/i.test(e.message) && !/ECONNREFUSED/.test(e.message)) {
         reject(new MutualError('CA_UNTRUSTED', { detail: e.message }));
       } else reject(new MutualError('CA_UNAVAILABLE', { detail: `${url}: ${e.message}` }));
     });
@@ -92,7 +93,7 @@ export function readTokenClaims(token: string): { names: SubjectAltNames; rootFi
   const part = token.split('.')[1];
   try {
     const p = JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as { sans: SubjectAltNames; sha: string };
-    if (!p.sans || typeof p.sha !== 'string') throw new Error('claims');
+    if (!p.sans || typeof p.sha !== 'string') throw new MutualError('TOKEN_INVALID', { detail: 'the token cannot be read; copy it whole' });
     return { names: { dns: p.sans.dns ?? [], ip: p.sans.ip ?? [], uri: p.sans.uri ?? [] }, rootFingerprint: p.sha };
   } catch {
     throw new MutualError('TOKEN_INVALID', { detail: 'the token cannot be read; copy it whole' });

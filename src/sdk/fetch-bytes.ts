@@ -4,6 +4,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
+import { MutualError } from '../core/errors.ts';
 
 /** Time allowed for one CRL or OCSP fetch. */
 export const FETCH_TIMEOUT_MS = 10_000;
@@ -26,7 +27,8 @@ export type FetchBytes = (url: string, req: FetchBytesRequest) => Promise<{ stat
  * The default fetcher: `node:http`/`node:https`, trusting `ca` (PEM) for HTTPS, no connection
  * reuse (revocation fetches are rare), and one deadline for the whole exchange
  * ({@link FETCH_TIMEOUT_MS}): a distribution point that drips bytes costs no more than one that
- * hangs. Errors carry `code` ETIMEDOUT, EFBIG, EPROTO or the system's.
+ * hangs. Rejects with MutualError FETCH_FAILED (`fields.reason` ETIMEDOUT, EFBIG or EPROTO), or
+ * the system's error (ECONNREFUSED...).
  */
 export function createFetchBytes(o: { ca?: string | string[] | Buffer; timeoutMs?: number; userAgent?: string } = {}): FetchBytes {
   const timeout = o.timeoutMs ?? FETCH_TIMEOUT_MS;
@@ -34,7 +36,7 @@ export function createFetchBytes(o: { ca?: string | string[] | Buffer; timeoutMs
     const u = new URL(url);
     const lib = u.protocol === 'https:' ? https : u.protocol === 'http:' ? http : undefined;
     if (!lib) {
-      reject(Object.assign(new Error(`unsupported URL scheme ${u.protocol}`), { code: 'EPROTO' }));
+      reject(new MutualError('FETCH_FAILED', { reason: 'EPROTO', detail: `unsupported URL scheme ${u.protocol} (use http: or https:)` }));
       return;
     }
     let done = false;
@@ -59,7 +61,7 @@ export function createFetchBytes(o: { ca?: string | string[] | Buffer; timeoutMs
       let n = 0;
       res.on('data', (c: Buffer) => {
         n += c.length;
-        if (n > r.maxBytes) fail(Object.assign(new Error(`answer larger than ${r.maxBytes} bytes`), { code: 'EFBIG' }));
+        if (n > r.maxBytes) fail(new MutualError('FETCH_FAILED', { reason: 'EFBIG', detail: `answer larger than ${r.maxBytes} bytes` }));
         else parts.push(c);
       });
       res.on('end', () => {
@@ -71,7 +73,7 @@ export function createFetchBytes(o: { ca?: string | string[] | Buffer; timeoutMs
       res.on('error', fail);
     });
     req.on('error', fail);
-    const timer = setTimeout(() => fail(Object.assign(new Error(`no complete answer within ${timeout} ms`), { code: 'ETIMEDOUT' })), timeout);
+    const timer = setTimeout(() => fail(new MutualError('FETCH_FAILED', { reason: 'ETIMEDOUT', detail: `no complete answer within ${timeout} ms` })), timeout);
     req.end(r.body);
   });
 }

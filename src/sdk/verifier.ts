@@ -390,7 +390,7 @@ export class PeerVerifier {
       let retryIn = this.#refreshMs;
       try {
         const r = await this.#fetch(url, { maxBytes: MAX_CRL_FETCH_BYTES });
-        if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
+        if (r.status !== 200) throw new MutualError('FETCH_FAILED', { reason: 'EHTTP', detail: `HTTP ${r.status}` });
         this.loadCrl(r.body, url);
         const ca = this.#cas.find((c) => c.crlSource === url);
         const crl = ca?.crl;
@@ -646,18 +646,18 @@ export class PeerVerifier {
       const certId = encodeCertId('sha1', st.ca.ocspHashes, serial);
       const request = seq(seq(seq(seq(certId))));
       const r = await this.#fetch(url, { method: 'POST', body: request, contentType: 'application/ocsp-request', maxBytes: MAX_OCSP_FETCH_BYTES });
-      if (r.status !== 200) throw new Error(`OCSP HTTP ${r.status}`);
+      if (r.status !== 200) throw new MutualError('FETCH_FAILED', { reason: 'EHTTP', detail: `OCSP HTTP ${r.status}` });
       const resp = parseOcspResponse(r.body);
-      if (resp.status !== 'successful') throw new Error(`OCSP ${resp.status}`);
+      if (resp.status !== 'successful') throw new MutualError('OCSP_RESPONSE_INVALID', { detail: `OCSP ${resp.status}` });
       const now = this.#now().getTime();
       const responderKey = this.#ocspResponderKey(resp.certs, st.ca, now, resp.responderKeyHash);
-      if (!responderKey || !verifyOcspResponse(resp, responderKey)) throw new Error('the OCSP response is not signed by the CA or its delegated responder');
+      if (!responderKey || !verifyOcspResponse(resp, responderKey)) throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP response is not signed by the CA or its delegated responder' });
       const single = resp.responses.find((s) => s.certId.serial === serial && matchesIssuer(s.certId, st.ca.ocspHashes));
-      if (!single) throw new Error('the OCSP response does not answer for this certificate');
-      if (single.thisUpdate.getTime() > now + OCSP_CLOCK_SKEW_MS) throw new Error('the OCSP answer is from the future');
+      if (!single) throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP response does not answer for this certificate' });
+      if (single.thisUpdate.getTime() > now + OCSP_CLOCK_SKEW_MS) throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP answer is from the future' });
       const until = single.nextUpdate ? single.nextUpdate.getTime() : now + this.#refreshMs;
-      if (until <= now) throw new Error('the OCSP answer is stale');
-      if (single.status === 'unknown') throw new Error('the OCSP responder does not know the certificate');
+      if (until <= now) throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP answer is stale' });
+      if (single.status === 'unknown') throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP responder does not know the certificate' });
       if (this.#ocspCache.size >= MAX_CACHED_OCSP) this.#ocspCache.delete(this.#ocspCache.keys().next().value!);
       this.#ocspCache.set(serial, { until, ...(single.status === 'revoked' ? { revoked: { at: single.revokedAt!, reason: single.reason } } : {}) });
       if (single.status === 'revoked') {
