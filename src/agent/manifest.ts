@@ -10,6 +10,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
+import { parseDuration } from '../core/duration.ts';
 import { parseSpiffeId } from '../core/identity.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { MAX_SANS } from '../core/policy.ts';
@@ -140,25 +141,11 @@ export interface AgentManifest {
 
 // ---- schema
 
-const DURATION_RE = /^(\d{1,9})(ms|s|m|h|d)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-/** Parses `500ms`, `30s`, `15m`, `1h`, `2d`, or a number of seconds, into milliseconds. */
-export function parseDuration(v: string | number): number {
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new Error('must be a non-negative number of seconds');
-    return v * 1000;
-  }
-  const m = DURATION_RE.exec(v.trim());
-  if (!m) throw new Error(`${JSON.stringify(v)} is not a duration: use a number and ms, s, m, h or d (e.g. 15m)`);
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-}
-
 const duration = z.union([z.string().max(32), z.number()]).transform((v, ctx) => {
   try {
     return parseDuration(v);
   } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    ctx.addIssue({ code: 'custom', message: isMutualError(e) ? (e.fields.detail ?? e.message) : (e as Error).message });
     return z.NEVER;
   }
 });

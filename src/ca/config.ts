@@ -5,7 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
-import { MutualError } from '../core/errors.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
 import { KEY_TYPES } from '../core/algorithms.ts';
 import { checkTrustDomain } from '../core/identity.ts';
 import { parseDuration } from '../core/duration.ts';
@@ -23,8 +23,8 @@ const lifetime = z.string().max(16).superRefine((v, ctx) => {
   let ms: number;
   try {
     ms = parseDuration(v);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a duration: use a whole number and s, m, h or d (e.g. 15m, 8h, 90d)` });
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: isMutualError(e) ? (e.fields.detail ?? e.message) : String(e) });
     return;
   }
   if (ms < MIN_PROFILE_SECONDS * 1000 || ms > MAX_PROFILE_SECONDS * 1000) ctx.addIssue({ code: 'custom', message: `${v} is outside 5m to 3650d` });

@@ -8,7 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { MutualError } from '../core/errors.ts';
+import { parseDuration } from '../core/duration.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
 
 /** Largest monitor config read. */
 export const MAX_MONITOR_CONFIG_BYTES = 1024 * 1024;
@@ -21,17 +22,14 @@ export const DEFAULT_THRESHOLDS_DAYS = [30, 14, 7, 1] as const;
 /** The default thresholds for CA certificates (intermediates live 2 years; replacing one takes a ceremony). */
 export const DEFAULT_CA_THRESHOLDS_DAYS = [90, 60, 30, 14, 7] as const;
 
-const DURATION_RE = /^(\d{1,6})(ms|s|m|h|d)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-/** Parses `500ms`, `5s`, `10m`, `1h`, `30d` into milliseconds; throws CONFIG_INVALID. */
-export function parseMonitorDuration(text: string): number {
-  const m = DURATION_RE.exec(text.trim());
-  if (!m) throw new MutualError('CONFIG_INVALID', { detail: `duration ${JSON.stringify(text)}: use a number and ms, s, m, h or d (e.g. 30s, 1h)` });
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-}
-
-const duration = z.string().regex(DURATION_RE, 'use a number and ms, s, m, h or d (e.g. 5s, 1h)');
+/** A duration in the one grammar of core/duration.ts (`500ms`, `5s`, `10m`, `1h`, `30d`), kept as text. */
+const duration = z.string().max(32).superRefine((v, ctx) => {
+  try {
+    parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: isMutualError(e) ? (e.fields.detail ?? e.message) : String(e) });
+  }
+});
 const hostPort = z.string().max(300).regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'use host:port ([v6]:port for IPv6)');
 const days = z.array(z.number().positive().max(3650)).min(1).max(16);
 
@@ -186,7 +184,7 @@ export function validateMonitorConfig(raw: unknown, baseDir = process.cwd()): Mo
     throw new MutualError('CONFIG_INVALID', { detail: `${issue.path.join('.') || '(root)'}: ${issue.message}` });
   }
   const c = r.data;
-  if (parseMonitorDuration(c.schedule.every) < MIN_SCHEDULE_MS) throw new MutualError('CONFIG_INVALID', { detail: `schedule.every: at least ${MIN_SCHEDULE_MS / 1000}s` });
+  if (parseDuration(c.schedule.every) < MIN_SCHEDULE_MS) throw new MutualError('CONFIG_INVALID', { detail: `schedule.every: at least ${MIN_SCHEDULE_MS / 1000}s` });
   const abs = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
   c.thresholdsDays = [...new Set(c.thresholdsDays)].sort((a, b) => b - a);
   c.caThresholdsDays = [...new Set(c.caThresholdsDays)].sort((a, b) => b - a);

@@ -7,11 +7,12 @@ import fs from 'node:fs';
 import { homeLayout } from '../ca/home.ts';
 import type { CaStore } from '../ca/store.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
+import { parseDuration } from '../core/duration.ts';
 import { isMutualError } from '../core/errors.ts';
 import { readCertificateDers } from '../core/pem.ts';
 import { applyRenewalSchedule, certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
 import { makeFinding, severityRank, sortFindings, type Finding, type Severity } from './finding.ts';
-import { parseMonitorDuration, splitAddress, type MonitorConfig } from './monitor-config.ts';
+import { splitAddress, type MonitorConfig } from './monitor-config.ts';
 import { renewalScheduleOf } from './renewal-schedule.ts';
 import type { TlsProbeOptions, TlsProbeResult } from './probe-tls.ts';
 import { crlFromFile, crlFromUrl, scanCrls, type CrlInput, type CrlObservation } from './scan-crls.ts';
@@ -119,7 +120,7 @@ export async function runScan(config: MonitorConfig, o: RunScanOptions = {}): Pr
   // CRLs: the CA's own files, then the configured ones.
   const crlInputs: CrlInput[] = [...(ca?.crlFiles ?? []).map(crlFromFile)];
   for (const c of config.sources.crls) {
-    crlInputs.push(c.url ? crlFromUrl(c.url, { timeoutMs: parseMonitorDuration(c.timeout), ca: readPemFile(c.ca) }) : crlFromFile(c.file!));
+    crlInputs.push(c.url ? crlFromUrl(c.url, { timeoutMs: parseDuration(c.timeout), ca: readPemFile(c.ca) }) : crlFromFile(c.file!));
   }
   const crlScan = await scanCrls({ inputs: crlInputs, caCertificates: ca?.certs ?? [], now, warnFraction: config.crlWarnFraction });
   findings.push(...crlScan.findings);
@@ -160,7 +161,7 @@ export async function runScan(config: MonitorConfig, o: RunScanOptions = {}): Pr
         const { host, port } = splitAddress(e.address);
         targets.push({
           address: e.address, host, port, servername: e.servername ?? host, anchors: e.ca ? readBundle(e.ca) : (ca?.anchors ?? []), intermediates: ca?.intermediates,
-          cert: readPemFile(e.cert), key: readPemFile(e.key), timeoutMs: parseMonitorDuration(e.timeout),
+          cert: readPemFile(e.cert), key: readPemFile(e.key), timeoutMs: parseDuration(e.timeout),
         });
       } catch (err) {
         findings.push(makeFinding({ kind: 'unreadable', severity: 'warning', code: isMutualError(err) ? err.code : 'MONITOR_SOURCE_UNREADABLE', source, subject: e.address,
