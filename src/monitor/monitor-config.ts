@@ -4,12 +4,11 @@
  * SMTP password comes from a file or the environment. Relative paths are resolved against the
  * config file's folder. See docs/monitor.md for an annotated example.
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
+import { configDir, configInvalid, loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/read-config-file.ts';
 
 /** Largest monitor config read. */
 export const MAX_MONITOR_CONFIG_BYTES = 1024 * 1024;
@@ -177,14 +176,10 @@ export const MIN_SCHEDULE_MS = 10_000;
  * Validates a config object; `baseDir` resolves relative paths (default: the working folder).
  * Throws CONFIG_INVALID naming the field.
  */
-export function validateMonitorConfig(raw: unknown, baseDir = process.cwd()): MonitorConfig {
-  const r = MonitorConfigSchema.safeParse(raw ?? {});
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new MutualError('CONFIG_INVALID', { detail: `${issue.path.join('.') || '(root)'}: ${issue.message}` });
-  }
-  const c = r.data;
-  if (parseDuration(c.schedule.every) < MIN_SCHEDULE_MS) throw new MutualError('CONFIG_INVALID', { detail: `schedule.every: at least ${MIN_SCHEDULE_MS / 1000}s` });
+export function validateMonitorConfig(raw: unknown, baseDir = process.cwd(), yaml?: ConfigYaml): MonitorConfig {
+  // An empty file is a config of defaults.
+  const c = parseConfigValue(MonitorConfigSchema, raw ?? {}, yaml);
+  if (parseDuration(c.schedule.every) < MIN_SCHEDULE_MS) throw configInvalid(yaml, ['schedule', 'every'], `at least ${MIN_SCHEDULE_MS / 1000}s`, raw);
   const abs = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
   c.thresholdsDays = [...new Set(c.thresholdsDays)].sort((a, b) => b - a);
   c.caThresholdsDays = [...new Set(c.caThresholdsDays)].sort((a, b) => b - a);
@@ -203,24 +198,9 @@ export function validateMonitorConfig(raw: unknown, baseDir = process.cwd()): Mo
   return c;
 }
 
-/** Reads and validates a monitor config file. */
+/** Reads and validates a monitor config file (at most {@link MAX_MONITOR_CONFIG_BYTES}). Throws CONFIG_INVALID. */
 export function readMonitorConfig(file: string): MonitorConfig {
-  let text: string;
-  try {
-    const st = fs.statSync(file);
-    if (st.size > MAX_MONITOR_CONFIG_BYTES) throw new MutualError('CONFIG_INVALID', { detail: `${file} is larger than ${MAX_MONITOR_CONFIG_BYTES} bytes` });
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if (e instanceof MutualError) throw e;
-    throw new MutualError('CONFIG_INVALID', { detail: `${file}: ${(e as Error).message}` }, { cause: e });
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { maxAliasCount: 50 });
-  } catch (e) {
-    throw new MutualError('CONFIG_INVALID', { detail: `${file}: ${(e as Error).message.split('\n')[0]}` });
-  }
-  return validateMonitorConfig(raw, path.dirname(path.resolve(file)));
+  return loadConfigFile(file, { maxBytes: MAX_MONITOR_CONFIG_BYTES, validate: (raw, yaml) => validateMonitorConfig(raw, configDir(file), yaml) });
 }
 
 /** Splits `host:port` / `[v6]:port`; port 0 (any free port) only for listening. */
