@@ -70,3 +70,39 @@ for (const c of cases) {
 test('pem/readCertificateDers: exactly the block limit is accepted', () => {
   assert.equal(readCertificateDers(pem(root).repeat(MAX_BUNDLE_CERTS)).length, MAX_BUNDLE_CERTS);
 });
+
+/**
+ * The readers built on it answer alike: the SDK's trust bundles, the monitor's certificate files
+ * and anchor bundles. Before, garbage was [] for two of them ("trust nothing", silently) and
+ * PEM_MALFORMED for the third.
+ */
+test('pem/readCertificateDers: every certificate reader answers alike', async () => {
+  const { readCertificates } = await import('../../src/sdk/verifier.ts');
+  const { readBundle } = await import('../../src/monitor/run-scan.ts');
+  const { readCertificateFile } = await import('../../src/monitor/scan-files.ts');
+  const dir = fs.mkdtempSync(path.join((await import('node:os')).tmpdir(), 'mutual-readers-'));
+  const inputs: [string, Buffer, string[] | string][] = [
+    ['ok/der', leaf, [leaf.toString('hex')]],
+    ['ok/bundle-with-a-key', Buffer.from(pem(leaf) + pem(Buffer.from('key'), 'PRIVATE KEY') + pem(root)), [leaf.toString('hex'), root.toString('hex')]],
+    ['fail/garbage', Buffer.from('this is not a certificate\n'), 'PEM_MALFORMED'],
+    ['fail/empty', Buffer.alloc(0), 'PEM_MALFORMED'],
+  ];
+  const readers: [string, (file: string, bytes: Buffer) => Buffer[]][] = [
+    ['sdk readCertificates', (_f, bytes) => readCertificates(bytes)],
+    ['monitor readBundle', (f) => readBundle(f)],
+    ['monitor readCertificateFile', (f) => readCertificateFile(f).map((i) => i.der)],
+  ];
+  for (const [name, bytes, want] of inputs) {
+    const file = path.join(dir, `${name.replace('/', '-')}.pem`);
+    fs.writeFileSync(file, bytes);
+    for (const [reader, read] of readers) {
+      let got: string[] | string;
+      try {
+        got = read(file, bytes).map((d) => d.toString('hex'));
+      } catch (e) {
+        got = isMutualError(e) ? e.code : String(e);
+      }
+      assert.deepEqual(got, want, `${reader}: ${name}`);
+    }
+  }
+});
