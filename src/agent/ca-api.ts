@@ -8,7 +8,7 @@ import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, type KeyType } from '../core/algorithms.ts';
 import { buildCsr } from '../core/csr.ts';
 import { ERRORS, MutualError, type ErrorCode } from '../core/errors.ts';
-import { parsePemBlocks, readPemOrDer, toPem } from '../core/pem.ts';
+import { readCertificateDers, readPemOrDer, toPem } from '../core/pem.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { call, readTokenClaims, type IssuedCertificate } from '../sdk/ca-client.ts';
 import { parseCertificate } from '../core/certificate.ts';
@@ -127,7 +127,7 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
   ]);
   const rootCert = new crypto.X509Certificate(root);
   // The CA may list more than one root while it rolls over; ours must be among them.
-  if (!untrustedParse('/roots.pem', () => parsePemBlocks(roots)).some((b) => b.label === 'CERTIFICATE' && b.der.equals(rootCert.raw))) {
+  if (!untrustedParse('/roots.pem', () => readCertificateDers(roots, { maxBlocks: 16 })).some((der) => der.equals(rootCert.raw))) {
     throw new MutualError('CA_UNTRUSTED', { detail: 'the CA no longer lists the pinned root in /roots.pem' });
   }
   const current = { server: '', client: '' };
@@ -139,10 +139,11 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
   const retired: RetiredIntermediate[] = [];
   for (const [role, text] of [['server', serverAll], ['client', clientAll]] as const) {
     const what = `/ca/${role}.all.pem`;
-    const blocks = untrustedParse(what, () => parsePemBlocks(text, MAX_RETIRED_PER_ROLE + 1)).filter((b) => b.label === 'CERTIFICATE');
+    // An empty answer (or a 404 from a CA that predates rotation) lists none.
+    const ders = text.trim() === '' ? [] : untrustedParse(what, () => readCertificateDers(text, { maxBlocks: MAX_RETIRED_PER_ROLE + 1 }));
     const seen = new Set([current[role]]);
-    for (const b of blocks) {
-      const c = untrustedParse(what, () => new crypto.X509Certificate(b.der));
+    for (const der of ders) {
+      const c = untrustedParse(what, () => new crypto.X509Certificate(der));
       if (seen.has(c.raw.toString('base64'))) continue;
       seen.add(c.raw.toString('base64'));
       if (!c.ca || !c.verify(rootCert.publicKey)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a certificate that is not a CA signed by the pinned root (${c.subject})` });

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
-import { parsePemBlocks, toPem } from '../core/pem.ts';
+import { readCertificateDers, toPem } from '../core/pem.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { checkCrl, type CrlInfo } from './crl-check.ts';
 import type { BundlePart, CrlIssuer } from './manifest.ts';
@@ -74,11 +74,11 @@ export class TrustCache {
     if (!text) return [];
     const out: CachedRetired[] = [];
     try {
-      for (const b of parsePemBlocks(text)) {
-        const info = parseCertificate(b.der);
+      for (const der of readCertificateDers(text, { maxBlocks: 16 })) {
+        const info = parseCertificate(der);
         if (info.notAfter.getTime() <= now.getTime()) continue;
         const keyId = keyIdOf(info);
-        out.push({ role, pem: toPem(b.der, 'CERTIFICATE'), keyId, slot: retiredSlot(role, keyId), notAfter: info.notAfter });
+        out.push({ role, pem: toPem(der, 'CERTIFICATE'), keyId, slot: retiredSlot(role, keyId), notAfter: info.notAfter });
       }
     } catch {
       // Not what the agent wrote: as if none were cached (the next refresh writes it again).

@@ -8,11 +8,12 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { homeLayout, resolveHome } from '../ca/home.ts';
 import type { CaStore } from '../ca/store.ts';
+import { parseDuration } from '../core/duration.ts';
 import { openInventory } from './compose.ts';
 import { MutualError } from '../core/errors.ts';
 import { diagnoseConnection, formatDoctorReport, type DoctorReport } from '../monitor/doctor.ts';
 import { formatReport, reportJson } from '../monitor/format-report.ts';
-import { parseMonitorDuration, readMonitorConfig, splitAddress, validateMonitorConfig, type MonitorConfig } from '../monitor/monitor-config.ts';
+import { readMonitorConfig, splitAddress, validateMonitorConfig, type MonitorConfig } from '../monitor/monitor-config.ts';
 import { startMonitorDaemon } from '../monitor/monitor-daemon.ts';
 import { readBundle } from '../monitor/run-scan.ts';
 import { runMonitorOnce } from '../monitor/run-monitor.ts';
@@ -106,7 +107,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
       const config = loadConfig(o.config, g());
       if (o.metricsListen) splitAddress(o.metricsListen, true);
       const daemon = await startMonitorDaemon(config, {
-        metricsListen: o.metricsListen, everyMs: o.every ? parseMonitorDuration(o.every) : undefined,
+        metricsListen: o.metricsListen, everyMs: o.every ? parseDuration(o.every) : undefined,
         onCycle: (r) => stderr(`${new Date().toISOString()} scan: ${r.report.counts.critical} critical, ${r.report.counts.warning} warning in ${(r.report.durationMs / 1000).toFixed(2)} s; alerts ${r.deliveries.map((d) => `${d.channel}:${d.ok ? 'sent' : 'FAILED'}`).join(' ') || 'none new'}\n`),
         onError: (e) => stderr(`${new Date().toISOString()} scan failed: ${(e as Error).message}\n`),
       });
@@ -143,7 +144,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
         r = await diagnoseConnection({
           host, port, servername: o.servername, cert: o.cert && fs.readFileSync(o.cert, 'utf8'), key: o.key && fs.readFileSync(o.key, 'utf8'),
           anchors: o.ca ? readBundle(o.ca) : haveCa ? readBundle(l.rootCert) : undefined, intermediates, crls, inventory,
-          timeoutMs: parseMonitorDuration(o.timeout), http: o.http, now,
+          timeoutMs: parseDuration(o.timeout), http: o.http, now,
         });
       } finally {
         await inventory?.close();

@@ -34,5 +34,3 @@ export function reportError(e: unknown, json: boolean): number {
   return EXIT.FAILURE;
 }
 
-/** The one duration parser (src/core/duration.ts), re-exported for the commands. */
-export { parseDuration } from '../core/duration.ts';

@@ -26,7 +26,7 @@ import { resolveToken } from './resolve-token.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { splitNames, startCaServer } from '../server/ca-server.ts';
 import { adminCall, enroll, renew } from '../sdk/ca-client.ts';
-import { parseDuration } from './output.ts';
+import { parseDuration } from '../core/duration.ts';
 
 interface Globals {
   home?: string;

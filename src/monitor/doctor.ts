@@ -11,7 +11,7 @@ import tls from 'node:tls';
 import type { CaStore } from '../ca/store.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { OID } from '../core/oids.ts';
-import { parsePemBlocks } from '../core/pem.ts';
+import { readCertificateDers } from '../core/pem.ts';
 import { analyzeChain, type ChainAnalysis } from './analyze-chain.ts';
 import { applyRenewalSchedule, certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
 import { crlDistributionUrls } from './crl-urls.ts';
@@ -86,7 +86,7 @@ function refusal(r: TlsProbeResult, withCert: boolean): string | undefined {
 
 /** Certificates of a PEM text, leaf first. */
 function pemCertificates(pem: string): Buffer[] {
-  return parsePemBlocks(pem, 16).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
+  return readCertificateDers(pem, { maxBlocks: 16 });
 }
 
 /** The system's trust anchors, as DER. */

@@ -9,7 +9,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { MutualError, isMutualError, type ErrorCode } from '../core/errors.ts';
-import { parsePemBlocks } from '../core/pem.ts';
+import { readCertificateDers } from '../core/pem.ts';
 import { certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
 import { makeFinding, type Finding } from './finding.ts';
 import type { FilesSourceConfig } from './monitor-config.ts';
@@ -19,6 +19,8 @@ import type { CertificateObservation } from './scan-inventory.ts';
 export const MAX_CERT_FILE_BYTES = 1024 * 1024;
 /** Most PEM blocks read from one file. */
 export const MAX_PEM_BLOCKS = 64;
+/** PEM labels read as certificates: OpenSSL's TRUSTED CERTIFICATE files are certificates people deploy too. */
+const SCANNED_LABELS = ['CERTIFICATE', 'TRUSTED CERTIFICATE'];
 /** Most files read under one folder source. */
 export const MAX_FILES_PER_SOURCE = 10_000;
 /** Deepest folder level walked. */
@@ -100,15 +102,8 @@ export function readCertificateFile(file: string, password?: string): Certificat
   if (st.size > MAX_CERT_FILE_BYTES) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `larger than ${MAX_CERT_FILE_BYTES} bytes` });
   const bytes = fs.readFileSync(file);
   if (P12_RE.test(file)) return [readPkcs12Leaf(bytes, password)];
-  if (bytes.length > 0 && bytes[0] === 0x30) return [parseCertificate(bytes)];
-  const blocks = parsePemBlocks(bytes.toString('latin1'), MAX_PEM_BLOCKS);
-  const certs = blocks.filter((b) => b.label === 'CERTIFICATE' || b.label === 'TRUSTED CERTIFICATE');
-  if (certs.length === 0) {
-    // A key or CSR beside the certificates is not ours to judge; anything else is not a certificate.
-    if (blocks.length > 0) return [];
-    throw new MutualError('PEM_MALFORMED', { detail: 'no PEM certificate and not DER' });
-  }
-  return certs.map((b) => parseCertificate(b.der));
+  // A key or CSR beside the certificates is not ours to judge (skipped); anything else is not a certificate (PEM_MALFORMED).
+  return readCertificateDers(bytes, { maxBytes: MAX_CERT_FILE_BYTES, maxBlocks: MAX_PEM_BLOCKS, labels: SCANNED_LABELS }).map((der) => parseCertificate(der));
 }
 
 /**

@@ -45,7 +45,7 @@ import { ACCEPTED_SIGNATURE_OIDS, describeSpki } from '../core/algorithms.ts';
 import { nameConstraintViolation, type PermittedNames } from '../core/lint.ts';
 import { OID } from '../core/oids.ts';
 import { encodeCertId, matchesIssuer, ocspIssuerHashes, parseOcspResponse, verifyOcspResponse, type OcspIssuerHashes } from '../core/ocsp.ts';
-import { parsePemBlocks, readPemOrDer } from '../core/pem.ts';
+import { readCertificateDers, readPemOrDer } from '../core/pem.ts';
 import { createFetchBytes, type FetchBytes } from './fetch-bytes.ts';
 
 /** Default interval between CRL fetches (a CRL is also fetched before its nextUpdate). */
@@ -217,18 +217,14 @@ const crlChannel = diagnostics.channel('mutual:verifier:crl-loaded');
 const crlFailedChannel = diagnostics.channel('mutual:verifier:crl-failed');
 const closedChannel = diagnostics.channel('mutual:verifier:connection-closed');
 
-/** Reads PEM bundles or DER into certificate DERs. Throws TypeError on programmer input. */
+/**
+ * Reads PEM bundles or DER (a Buffer starting with 0x30) into certificate DERs, at most
+ * {@link MAX_TRUST_BUNDLE_CERTS} PEM blocks per item. Throws PEM_MALFORMED for an item that is
+ * neither (empty included).
+ */
 export function readCertificates(input: string | Buffer | readonly (string | Buffer)[]): Buffer[] {
   const list = Array.isArray(input) ? input : [input as string | Buffer];
-  const out: Buffer[] = [];
-  for (const item of list) {
-    if (Buffer.isBuffer(item) && item[0] === 0x30) out.push(item);
-    else {
-      const text = Buffer.isBuffer(item) ? item.toString('utf8') : item;
-      for (const b of parsePemBlocks(text, MAX_TRUST_BUNDLE_CERTS)) if (b.label === 'CERTIFICATE') out.push(b.der);
-    }
-  }
-  return out;
+  return list.flatMap((item) => readCertificateDers(item, { maxBlocks: MAX_TRUST_BUNDLE_CERTS }));
 }
 
 const daysText = (ms: number): string => {
