@@ -39,12 +39,11 @@ import { parseCertificate, certificateIdentity, type CertificateInfo } from '../
 import { revocationUrls } from '../core/cert-urls.ts';
 import { parseCrl, verifyCrlSignature, crlRevocation, type CrlInfo } from '../core/crl-reader.ts';
 import { reasonName } from '../core/crl.ts';
-import { seq } from '../core/der.ts';
 import { MutualError, isMutualError, type ErrorCode, type MutualErrorFields } from '../core/errors.ts';
 import { ACCEPTED_SIGNATURE_OIDS, describeSpki } from '../core/algorithms.ts';
 import { nameConstraintViolation, type PermittedNames } from '../core/lint.ts';
 import { OID } from '../core/oids.ts';
-import { encodeCertId, matchesIssuer, ocspIssuerHashes, parseOcspResponse, verifyOcspResponse, type OcspIssuerHashes } from '../core/ocsp.ts';
+import { buildOcspRequest, encodeCertId, matchesIssuer, ocspIssuerHashes, parseOcspResponse, verifyOcspResponse, type OcspIssuerHashes } from '../core/ocsp.ts';
 import { readCertificateDers, readPemOrDer } from '../core/pem.ts';
 import { createFetchBytes, type FetchBytes } from './fetch-bytes.ts';
 
@@ -639,8 +638,7 @@ export class PeerVerifier {
     const running = this.#ocspInFlight.get(serial);
     if (running) return running;
     const p = (async () => {
-      const certId = encodeCertId('sha1', st.ca.ocspHashes, serial);
-      const request = seq(seq(seq(seq(certId))));
+      const request = buildOcspRequest([encodeCertId('sha1', st.ca.ocspHashes, serial)]);
       const r = await this.#fetch(url, { method: 'POST', body: request, contentType: 'application/ocsp-request', maxBytes: MAX_OCSP_FETCH_BYTES });
       if (r.status !== 200) throw new MutualError('FETCH_FAILED', { reason: 'EHTTP', detail: `OCSP HTTP ${r.status}` });
       const resp = parseOcspResponse(r.body);
