@@ -74,7 +74,7 @@ const CASES: { name: string; answers: () => Record<string, Scripted>; run: () =>
   { name: 'fail/a redirect is not followed', answers: () => ({ '/roots.pem': { status: 302, body: '', headers: { location: 'https://example.invalid/roots.pem' } } }), run: () => fetchPinnedRoot(url, fingerprintOf(pki.root)), code: 'CA_UNAVAILABLE', detail: /HTTP 302/ },
   { name: 'fail/pinned root: another root', answers: () => ({ '/roots.pem': { status: 200, body: other.root } }), run: () => fetchPinnedRoot(url, fingerprintOf(pki.root)), code: 'CA_UNTRUSTED', detail: /pinned root/ },
   { name: 'fail/pinned root: not a certificate', answers: () => ({ '/roots.pem': { status: 200, body: 'hello' } }), run: () => fetchPinnedRoot(url, fingerprintOf(pki.root)), code: 'CA_UNTRUSTED' },
-  { name: 'fail/an answer larger than MAX_RESPONSE_BYTES', answers: () => ({ '/crl/client.crl': { status: 200, body: Buffer.alloc(MAX_RESPONSE_BYTES + 1) } }), run: () => fetchCrl(url, pki.root, 'client'), code: 'CA_UNAVAILABLE', detail: /larger than/ },
+  { name: 'fail/an answer larger than MAX_RESPONSE_BYTES is CA_ANSWER_INVALID (the CA answered, unusably)', answers: () => ({ '/crl/client.crl': { status: 200, body: Buffer.alloc(MAX_RESPONSE_BYTES + 1) } }), run: () => fetchCrl(url, pki.root, 'client'), code: 'CA_ANSWER_INVALID', detail: /larger than/ },
   { name: 'fail/the server is not certified by the pinned root', answers: () => ({ '/crl/client.crl': { status: 200, body: 'x' } }), run: () => fetchCrl(url, other.root, 'client'), code: 'CA_UNTRUSTED' },
   {
     name: 'fail/CA certificates: an intermediate not signed by the pinned root',
