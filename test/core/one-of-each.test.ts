@@ -52,6 +52,7 @@ const RULES: { name: string; pattern: RegExp; allowed: Record<string, string> }[
       'sdk/ca-client.ts': 'the CA client',
       'server/ca-server.ts': 'the CA server (routes, not calls)',
       'server/request-target.ts': 'the CA server\'s route table',
+      'server/routes.ts': 'the CA server\'s route handlers (answers, not calls)',
       'ca/init-ca.ts': 'writes the URLs the CA serves into its certificates and config',
       'ca/authority.ts': 'the URLs the CA names',
       'ca/offline.ts': 'the URLs the offline root names',
