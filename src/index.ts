@@ -18,6 +18,7 @@ export type { CaServerOptions, CaServer } from './server/ca-server.ts';
 export { parseCertificate } from './core/certificate.ts';
 export type { CertificateInfo } from './core/certificate.ts';
 export { parseCsr, verifyCsr, buildCsr } from './core/csr.ts';
+export type { ParsedCsr } from './core/csr.ts';
 export { buildPkcs12 } from './core/pkcs12.ts';
 export { parseSpiffeId, matchIdentity, serviceIdentity } from './core/identity.ts';
 export { keyObjectSigner } from './core/signer.ts';

@@ -26,9 +26,8 @@ import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import { buildPkcs12 } from '../core/pkcs12.ts';
-import { readTokenClaims } from '../sdk/ca-client.ts';
 import { acquireLock, certificateState, readState, writeState, DEFAULT_LOCK_WAIT_MS, MAX_SPENT_TOKENS, type AgentState, type CertificateState, type LastResult } from './agent-state.ts';
-import { enrollWithToken, fetchCaCertificates, fetchCrl, fetchPinnedRoot, fingerprintOf, renewWithCertificate, type Obtained } from './ca-api.ts';
+import { enroll, fetchCaCertificates, fetchCrl, fetchPinnedRoot, fingerprintOf, readTokenClaims, renew, type IssuedCertificate } from '../sdk/ca-client.ts';
 import { checkCrl, isNotOlder } from './crl-check.ts';
 import { discoverTemplates, renderTemplate, templateOwnership, type DeployTemplate } from './deploy-templates.ts';
 import { exitCodeFor } from './exit-codes.ts';
@@ -52,6 +51,9 @@ export const CRL_WARN_FRACTION = 0.25;
 export const MAX_TOKEN_FILE_BYTES = 8 * 1024;
 /** Serial -> obtainedAt entries kept per certificate. */
 export const MAX_OBTAINED_ENTRIES = 8;
+
+/** What enrollment and renewal return: the CA's answer and the key it certifies (when made here). */
+type Obtained = IssuedCertificate & { key?: crypto.KeyObject };
 
 const deployedChannel = diagnostics.channel('mutual:agent:deployed');
 const failedChannel = diagnostics.channel('mutual:agent:failed');
@@ -198,7 +200,8 @@ function deploymentUnits<T extends { hooks: HookSpec; name?: string; renders?: s
   return [...units.values()];
 }
 
-const asError = (e: unknown): MutualError | Error => (e instanceof Error ? e : new Error(String(e)));
+// Only the message is read; a thrown non-Error (none of ours) still gets one.
+const asError = (e: unknown): { message: string } => (e instanceof Error ? e : { message: String(e) });
 const codeOf = (e: unknown): string => (isMutualError(e) ? e.code : (e as NodeJS.ErrnoException)?.code ?? 'FAILURE');
 const issuerOf = (c: CertificateSpec): 'server' | 'client' => (c.profile === 'server' ? 'server' : 'client');
 const sha256 = (s: string): string => crypto.createHash('sha256').update(s).digest('hex');
@@ -730,7 +733,10 @@ export class Agent {
     const h = sha256(token);
     if (cs.spentTokens.includes(h)) throw new MutualError('AGENT_TOKEN_NEEDED', { detail: `${c.name}: ${why}; the token in ${where} was already used` });
     try {
-      const got = await enrollWithToken({ caUrl: this.#m.ca.url, root, token, names: c.names, keyType: c.keyType });
+      if (readTokenClaims(token.trim()).rootFingerprint.toLowerCase() !== fingerprintOf(root)) {
+        throw new MutualError('CA_UNTRUSTED', { detail: 'the token was made by a CA with another root than the one agent.yaml pins' });
+      }
+      const got = await enroll({ caUrl: this.#m.ca.url, root, token, names: c.names, keyType: c.keyType });
       cs.spentTokens = [...cs.spentTokens, h].slice(-MAX_SPENT_TOKENS);
       return got;
     } catch (e) {
@@ -828,7 +834,7 @@ export class Agent {
         let got: Obtained | undefined;
         if (need === 'renew') {
           try {
-            got = await renewWithCertificate({ caUrl: this.#m.ca.url, root, certificate: cur!.certificatePem, key: cur!.keyPem, newKeyType: c.newKey ? c.keyType : undefined });
+            got = await renew({ caUrl: this.#m.ca.url, root, certificate: cur!.certificatePem, key: cur!.keyPem, newKey: c.newKey, keyType: c.keyType });
             action = 'renewed';
           } catch (e) {
             if (isMutualError(e, 'CERT_REVOKED')) {

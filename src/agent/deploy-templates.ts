@@ -90,7 +90,7 @@ export function parseTemplate(text: string, file: string): DeployTemplate {
     try {
       ownership[kind === 'user' ? 'uid' : 'gid'] = resolveId(kind, h.value);
     } catch (e) {
-      bad(h.line, (e as Error).message);
+      bad(h.line, (e as MutualError).fields.detail!);
     }
   }
   const mode = opt('mode');

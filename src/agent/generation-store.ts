@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
-import { MutualError } from '../core/errors.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import { syncDir, writeFileAtomic } from '../io/atomic-file.ts';
 import type { CertificateFiles, Ownership } from './manifest.ts';
@@ -88,7 +88,7 @@ export function atomicSymlink(target: string, p: string): void {
 }
 
 const writeError = (p: string, e: unknown): MutualError =>
-  new MutualError('AGENT_WRITE_FAILED', { detail: `${p}: ${(e as NodeJS.ErrnoException).code ?? ''} ${(e as Error).message}`.trim() }, { cause: e });
+  isMutualError(e, 'AGENT_WRITE_FAILED') ? e : new MutualError('AGENT_WRITE_FAILED', { detail: `${p}: ${(e as NodeJS.ErrnoException).code ?? ''} ${(e as Error).message}`.trim() }, { cause: e });
 
 /** One certificate's generations, `current` link and journal. */
 export class GenerationStore {
@@ -186,8 +186,8 @@ export class GenerationStore {
       fs.chmodSync(tmp, LIVE_DIR_MODE);
       for (const t of found) {
         const st = fs.statSync(t.path);
-        if (!st.isFile()) throw new Error('not a regular file');
-        if (st.size > MAX_ADOPTED_FILE_BYTES) throw new Error(`larger than ${MAX_ADOPTED_FILE_BYTES} bytes`);
+        if (!st.isFile()) throw new MutualError('AGENT_WRITE_FAILED', { detail: `${t.path}: not a regular file` });
+        if (st.size > MAX_ADOPTED_FILE_BYTES) throw new MutualError('AGENT_WRITE_FAILED', { detail: `${t.path}: larger than ${MAX_ADOPTED_FILE_BYTES} bytes` });
         writeNewFile(path.join(tmp, t.file), fs.readFileSync(t.path), { uid: st.uid, gid: st.gid, mode: st.mode & 0o777 });
       }
       syncDir(tmp);
@@ -219,10 +219,10 @@ export class GenerationStore {
     for (const t of targets) {
       try {
         const st = fs.lstatSync(t.path, { throwIfNoEntry: false });
-        if (st?.isDirectory()) throw Object.assign(new Error('is a folder'), { code: 'EISDIR' });
+        if (st?.isDirectory()) throw new MutualError('AGENT_WRITE_FAILED', { detail: `${t.path}: is a folder` });
         let dir = path.dirname(t.path);
         while (!fs.existsSync(dir)) dir = path.dirname(dir);
-        if (!fs.statSync(dir).isDirectory()) throw Object.assign(new Error(`${dir} is not a folder`), { code: 'ENOTDIR' });
+        if (!fs.statSync(dir).isDirectory()) throw new MutualError('AGENT_WRITE_FAILED', { detail: `${t.path}: ${dir} is not a folder` });
         fs.accessSync(dir, fs.constants.W_OK | fs.constants.X_OK);
         // A probe write catches read-only file systems, which access() as root does not.
         const probe = path.join(dir, `.mutual-probe-${crypto.randomBytes(4).toString('hex')}`);
@@ -279,10 +279,10 @@ export class GenerationStore {
     const f = path.join(this.dir, 'journal.json');
     try {
       const text = fs.readFileSync(f, 'utf8');
-      if (text.length > MAX_JOURNAL_BYTES) throw new Error('too large');
-      const j = JSON.parse(text) as Journal;
-      if (typeof j.to !== 'string' || (j.from !== null && typeof j.from !== 'string')) throw new Error('bad journal');
-      return { ...j, attempts: typeof j.attempts === 'number' ? j.attempts : 0 };
+      const j = (text.length > MAX_JOURNAL_BYTES ? null : JSON.parse(text)) as Journal | null;
+      if (j && typeof j.to === 'string' && (j.from === null || typeof j.from === 'string')) return { ...j, attempts: typeof j.attempts === 'number' ? j.attempts : 0 };
+      fs.rmSync(f, { force: true });
+      return undefined;
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       // An unreadable journal cannot be resumed; `current` is complete whatever it points at.

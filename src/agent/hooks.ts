@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import tls from 'node:tls';
 import { spawn } from 'node:child_process';
-import { MutualError } from '../core/errors.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
 import type { CommandSpec, ReloadSpec, VerifySpec } from './manifest.ts';
 
 /** Output of a failed command kept for the error message (its tail). */
@@ -53,14 +53,14 @@ export function runCommand(c: CommandSpec, timeoutMs: number, code: 'AGENT_CHECK
 /** Reloads a service: runs the command, or sends the signal to the pid in the pid file. */
 export async function reloadService(r: ReloadSpec, timeoutMs: number): Promise<void> {
   if ('signal' in r) {
-    let pid: number;
+    let text: string;
     try {
-      const text = fs.readFileSync(r.pidFile, 'utf8').slice(0, MAX_PID_FILE_BYTES).trim();
-      pid = Number(text);
-      if (!/^\d+$/.test(text) || pid <= 1) throw new Error(`${JSON.stringify(text.slice(0, 20))} is not a pid`);
+      text = fs.readFileSync(r.pidFile, 'utf8').slice(0, MAX_PID_FILE_BYTES).trim();
     } catch (e) {
       throw new MutualError('AGENT_RELOAD_FAILED', { detail: `pid file ${r.pidFile}: ${(e as Error).message}` });
     }
+    const pid = Number(text);
+    if (!/^\d+$/.test(text) || pid <= 1) throw new MutualError('AGENT_RELOAD_FAILED', { detail: `pid file ${r.pidFile}: ${JSON.stringify(text.slice(0, 20))} is not a pid` });
     try {
       process.kill(pid, r.signal);
     } catch (e) {
@@ -76,7 +76,7 @@ export function normalizeSerial(s: string): string {
   return s.replace(/:/g, '').toLowerCase().replace(/^0+(?=.)/, '');
 }
 
-/** Reads the serial of the certificate a TLS service presents (no trust decision: only the serial is compared). */
+/** Reads the serial of the certificate a TLS service presents (no trust decision: only the serial is compared). Rejects with AGENT_VERIFY_FAILED or a socket error. */
 export function servedSerial(v: { host: string; port: number; serverName?: string }): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = tls.connect({ host: v.host, port: v.port, servername: v.serverName, rejectUnauthorized: false, timeout: VERIFY_HANDSHAKE_MS });
@@ -84,9 +84,9 @@ export function servedSerial(v: { host: string; port: number; serverName?: strin
       const serial = socket.getPeerCertificate()?.serialNumber;
       socket.destroy();
       if (serial) resolve(normalizeSerial(serial));
-      else reject(new Error('no certificate presented'));
+      else reject(new MutualError('AGENT_VERIFY_FAILED', { detail: 'no certificate presented' }));
     });
-    socket.once('timeout', () => socket.destroy(new Error('handshake timed out')));
+    socket.once('timeout', () => socket.destroy(new MutualError('AGENT_VERIFY_FAILED', { detail: `the TLS handshake did not finish within ${VERIFY_HANDSHAKE_MS} ms` })));
     socket.once('error', reject);
   });
 }
@@ -109,7 +109,7 @@ export async function verifyServed(v: VerifySpec, serial: string, sleep: (ms: nu
       }
       last = `serves ${got}`;
     } catch (e) {
-      last = (e as Error).message;
+      last = isMutualError(e) ? e.fields.detail ?? e.message : (e as Error).message;
     }
     inRow = 0;
     if (Date.now() >= deadline) throw new MutualError('AGENT_VERIFY_FAILED', { detail: `${v.host}:${v.port} did not present ${want} within ${v.timeoutMs} ms (last: ${last})` });

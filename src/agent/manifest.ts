@@ -6,13 +6,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
+import { parseDuration } from '../core/duration.ts';
 import { parseSpiffeId } from '../core/identity.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { MAX_SANS } from '../core/policy.ts';
+import { configFieldPath, parseConfigValue, parseConfigYaml, readConfigFile } from '../io/read-config-file.ts';
 
 /** Largest manifest read. */
 export const MAX_MANIFEST_BYTES = 256 * 1024;
@@ -20,8 +21,6 @@ export const MAX_MANIFEST_BYTES = 256 * 1024;
 export const MAX_CERTIFICATES = 256;
 /** Most trust files (bundles + CRLs). */
 export const MAX_TRUST_FILES = 64;
-/** YAML aliases allowed (a bound against alias-expansion bombs). */
-export const MAX_YAML_ALIASES = 50;
 /** Default renewal point: 2/3 of the lifetime (DESIGN.md). */
 export const DEFAULT_RENEW_FRACTION = 2 / 3;
 /** Default jitter: renewals spread over +-5 % of the lifetime around the renewal point. */
@@ -140,25 +139,11 @@ export interface AgentManifest {
 
 // ---- schema
 
-const DURATION_RE = /^(\d{1,9})(ms|s|m|h|d)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-/** Parses `500ms`, `30s`, `15m`, `1h`, `2d`, or a number of seconds, into milliseconds. */
-export function parseDuration(v: string | number): number {
-  if (typeof v === 'number') {
-    if (!Number.isFinite(v) || v < 0) throw new Error('must be a non-negative number of seconds');
-    return v * 1000;
-  }
-  const m = DURATION_RE.exec(v.trim());
-  if (!m) throw new Error(`${JSON.stringify(v)} is not a duration: use a number and ms, s, m, h or d (e.g. 15m)`);
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-}
-
 const duration = z.union([z.string().max(32), z.number()]).transform((v, ctx) => {
   try {
     return parseDuration(v);
   } catch (e) {
-    ctx.addIssue({ code: 'custom', message: (e as Error).message });
+    ctx.addIssue({ code: 'custom', message: isMutualError(e) ? (e.fields.detail ?? e.message) : (e as Error).message });
     return z.NEVER;
   }
 });
@@ -285,7 +270,7 @@ type RawCertificate = z.infer<typeof certificateSchema>;
 
 // ---- users and groups (node has no getpwnam)
 
-/** Looks a user or group name up in /etc/passwd or /etc/group; numbers pass through. */
+/** Looks a user or group name up in /etc/passwd or /etc/group; numbers pass through. Throws CONFIG_INVALID (the detail says which name). */
 export function resolveId(kind: 'user' | 'group', v: string | number | undefined, files = { passwd: '/etc/passwd', group: '/etc/group' }): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v === 'number') return v;
@@ -300,77 +285,28 @@ export function resolveId(kind: 'user' | 'group', v: string | number | undefined
     const f = line.split(':');
     if (f[0] === v && f.length >= 3 && /^\d+$/.test(f[2])) return Number(f[2]);
   }
-  throw new Error(`no ${kind} named ${JSON.stringify(v)} on this host`);
+  throw new MutualError('CONFIG_INVALID', { detail: `no ${kind} named ${JSON.stringify(v)} on this host` });
 }
 
 // ---- loading
 
-function fieldPath(p: PropertyKey[], raw: unknown): string {
-  let out = '';
-  let node: unknown = raw;
-  for (const k of p) {
-    if (typeof k === 'number') {
-      out += `[${k}]`;
-      node = Array.isArray(node) ? node[k] : undefined;
-      const name = (node as { name?: unknown } | undefined)?.name;
-      if (typeof name === 'string' && name.length <= 64) out += ` (${name})`;
-    } else {
-      out += (out ? '.' : '') + String(k);
-      node = node && typeof node === 'object' ? (node as Record<string, unknown>)[k as string] : undefined;
-    }
-  }
-  return out || '(top level)';
-}
-
-interface Issue {
-  code: string;
-  path: PropertyKey[];
-  message: string;
-  errors?: Issue[][];
-}
-
-/** For a value that matched no branch of a union, the branch that got furthest says what is wrong. */
-function precise(issue: Issue): Issue {
-  if (issue.code !== 'invalid_union' || !issue.errors?.length) return issue;
-  const branches = issue.errors.map((b) => b[0]).filter((i): i is Issue => i !== undefined).map((i) => precise({ ...i, path: [...issue.path, ...i.path] }));
-  // A branch of the wrong type says little ("expected string"); one that got inside the value says what to fix.
-  return branches.find((i) => i.code !== 'invalid_type' || i.path.length > issue.path.length) ?? branches[0] ?? issue;
-}
-
 const invalid = (field: string, why: string): MutualError => new MutualError('CONFIG_INVALID', { detail: `${field}: ${why}` });
 
-/** Reads and validates agent.yaml. Throws CONFIG_INVALID naming the file and the field. */
+/** Reads and validates agent.yaml (at most {@link MAX_MANIFEST_BYTES}). Throws CONFIG_INVALID naming the file, the field and the line. */
 export function loadManifest(file: string): AgentManifest {
   const abs = path.resolve(file);
-  let text: string;
-  try {
-    const st = fs.statSync(abs);
-    if (!st.isFile()) throw invalid(abs, 'not a file');
-    if (st.size > MAX_MANIFEST_BYTES) throw invalid(abs, `larger than ${MAX_MANIFEST_BYTES} bytes`);
-    text = fs.readFileSync(abs, 'utf8');
-  } catch (e) {
-    if (isMutualError(e)) throw e;
-    throw invalid(abs, (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file (pass -c/--config or set MUTUAL_AGENT_CONFIG)' : (e as Error).message);
-  }
+  const text = readConfigFile(abs, { maxBytes: MAX_MANIFEST_BYTES, missing: () => invalid(abs, 'no such file (pass -c/--config or set MUTUAL_AGENT_CONFIG)') });
   return parseManifest(text, abs);
 }
 
 /** Validates manifest text; relative paths are resolved against the manifest's folder. */
 export function parseManifest(text: string, file: string): AgentManifest {
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { maxAliasCount: MAX_YAML_ALIASES, uniqueKeys: true });
-  } catch (e) {
-    throw new MutualError('CONFIG_INVALID', { detail: `${file}: not valid YAML: ${(e as Error).message.split('\n')[0]}` });
-  }
+  const yaml = parseConfigYaml(text, file);
+  const raw = yaml.value;
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new MutualError('CONFIG_INVALID', { detail: `${file}: expected a mapping with ca, stateDir and certificates` });
-  const r = manifestSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = precise(r.error.issues[0]);
-    throw new MutualError('CONFIG_INVALID', { detail: `${file}: ${fieldPath(issue.path, raw)}: ${issue.message}` });
-  }
+  const m = parseConfigValue(manifestSchema, raw, yaml);
   try {
-    return resolve(r.data, file, raw as Record<string, unknown>);
+    return resolve(m, file, raw as Record<string, unknown>);
   } catch (e) {
     if (isMutualError(e)) throw new MutualError('CONFIG_INVALID', { detail: `${file}: ${e.fields.detail ?? e.message}` });
     throw e;
@@ -380,12 +316,12 @@ export function parseManifest(text: string, file: string): AgentManifest {
 function resolve(m: RawManifest, file: string, raw: Record<string, unknown>): AgentManifest {
   const base = path.dirname(file);
   const abs = (p: string) => path.resolve(base, p);
-  const at = (p: PropertyKey[]) => fieldPath(p, raw);
+  const at = (p: PropertyKey[]) => configFieldPath(p, raw);
   const own = (o: { owner?: string | number; group?: string | number; mode?: number }, where: PropertyKey[], defMode: number): Ownership => {
     try {
       return { uid: resolveId('user', o.owner), gid: resolveId('group', o.group), mode: o.mode ?? defMode };
     } catch (e) {
-      throw invalid(at(where), (e as Error).message);
+      throw invalid(at(where), (e as MutualError).fields.detail!);
     }
   };
   const hooks = (o: { check?: CommandSpec; reload?: ReloadSpec; commandTimeout?: number }): HookSpec => ({

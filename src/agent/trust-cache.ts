@@ -6,9 +6,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import crypto from 'node:crypto';
-import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
-import { parsePemBlocks, toPem } from '../core/pem.ts';
+import { keyIdOf, parseCertificate } from '../core/certificate.ts';
+import { readCertificateDers, toPem } from '../core/pem.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { checkCrl, type CrlInfo } from './crl-check.ts';
 import type { BundlePart, CrlIssuer } from './manifest.ts';
@@ -25,11 +24,6 @@ const ROLE_OF: Partial<Record<BundlePart | CrlIssuer, LeafRole>> = { 'server-ca'
  * intermediate's, named as the CA names it: `client.<first 16 hex digits of its key id>`.
  */
 export type CrlSlot = CrlIssuer | `${LeafRole}.${string}`;
-
-/** The key id certificates name their issuer by: the SKI, else SHA-1 of the SPKI (as the CA computes it), hex. */
-export function keyIdOf(info: CertificateInfo): string {
-  return (info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest()).toString('hex');
-}
 
 /** The slot of a retired intermediate's CRL. */
 export const retiredSlot = (role: LeafRole, keyId: string): CrlSlot => `${role}.${keyId.slice(0, 16)}`;
@@ -74,11 +68,11 @@ export class TrustCache {
     if (!text) return [];
     const out: CachedRetired[] = [];
     try {
-      for (const b of parsePemBlocks(text)) {
-        const info = parseCertificate(b.der);
+      for (const der of readCertificateDers(text, { maxBlocks: 16 })) {
+        const info = parseCertificate(der);
         if (info.notAfter.getTime() <= now.getTime()) continue;
         const keyId = keyIdOf(info);
-        out.push({ role, pem: toPem(b.der, 'CERTIFICATE'), keyId, slot: retiredSlot(role, keyId), notAfter: info.notAfter });
+        out.push({ role, pem: toPem(der, 'CERTIFICATE'), keyId, slot: retiredSlot(role, keyId), notAfter: info.notAfter });
       }
     } catch {
       // Not what the agent wrote: as if none were cached (the next refresh writes it again).

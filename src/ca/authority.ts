@@ -12,7 +12,7 @@ import { describeSpki, generateKeyPair, spkiDer, type KeyType } from '../core/al
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { createCertificateTemplate, newSerial, subjectFor, type CertificateTemplate, type DistributionUrls, type Role } from '../core/certificate-template.ts';
 import { buildCrl, encodeRevokedEntry, type RevocationReason } from '../core/crl.ts';
-import { parseCsr, verifyCsr, verifyCsrOffloaded } from '../core/csr.ts';
+import { parseCsr, verifyCsr, verifyCsrOffloaded, type ParsedCsr } from '../core/csr.ts';
 import { floorSeconds } from '../core/der.ts';
 import { formatDuration } from '../core/duration.ts';
 import { isMutualError, MutualError } from '../core/errors.ts';
@@ -28,7 +28,7 @@ import { openCaStore } from './open-ca-store.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { profileLifetimes, readConfig, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
-import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
+import type { CaStore, CertificateRecord, ListFilter, StoredCertificate, TokenSpend } from './store.ts';
 import { MAX_RENEWAL_GRACE_SECONDS } from './limits.ts';
 
 /**
@@ -94,8 +94,11 @@ export interface IntermediateCa {
 /** An issuance request. */
 export interface IssueRequest {
   role: LeafRole;
-  /** A CSR (PEM or DER). Without one, a key is made for the caller and returned. */
-  csr?: Uint8Array | string;
+  /**
+   * A CSR (PEM or DER, or already parsed by the caller, so a server parses it once). Without one,
+   * a key is made for the caller and returned.
+   */
+  csr?: Uint8Array | string | ParsedCsr;
   /** Key type when no CSR is given (default from config: p256). */
   keyType?: KeyType;
   /**
@@ -128,10 +131,12 @@ export interface IssueRequest {
   /** With `renewedFrom`: certificates of the lineage expired longer ago than this are left alone (default 0). */
   renewalGraceSeconds?: number;
   /**
-   * Runs after every check (CSR, policy, lint) and before signing: the place to spend a one-time
-   * token, so a request that fails a check does not burn it. Throwing stops the issuance.
+   * A one-time enrollment token to spend: spent in the store in the same transaction that
+   * records the certificate ({@link CaStore.recordEnrollment}), after every check (CSR, policy,
+   * lint), so a request that fails a check does not burn it, a token is never spent without its
+   * certificate, and a token spent before stops the issuance with TOKEN_REPLAYED.
    */
-  beforeSign?: () => Promise<void>;
+  spendToken?: TokenSpend;
   now?: Date;
 }
 
@@ -156,8 +161,8 @@ export interface IssueResult {
 export interface RenewRequest {
   /** The certificate presented (DER), whose key the caller proved it holds (the mTLS handshake). */
   certificate: Buffer;
-  /** A CSR for a new key; without one the same key is certified again. */
-  csr?: Uint8Array | string;
+  /** A CSR for a new key (PEM, DER or parsed); without one the same key is certified again. */
+  csr?: Uint8Array | string | ParsedCsr;
   /** Renewal of a certificate expired less than this long ago (default 0: off; at most {@link MAX_RENEWAL_GRACE_SECONDS}). */
   graceSeconds?: number;
   now?: Date;
@@ -271,6 +276,7 @@ export class CertificateAuthority {
    * committed; requests that arrive together share one transaction (group commit).
    */
   async issue(req: IssueRequest): Promise<IssueResult> {
+    if (req.spendToken && req.renewedFrom !== undefined) throw new TypeError('a renewal spends no token');
     const now = req.now ?? this.now();
     const ca = this.issuerFor(req.role);
     const profile = this.config.profiles[req.role];
@@ -278,7 +284,7 @@ export class CertificateAuthority {
     let privateKey: KeyObject | undefined;
     let names = req.names;
     if (req.csr !== undefined) {
-      const csr = parseCsr(readPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
+      const csr = isParsedCsr(req.csr) ? req.csr : parseCsr(readPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
       if (csr.requestsCa) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: 'the CSR asks for a CA certificate' });
       const wanted = req.role === 'server' ? OID.serverAuth : OID.clientAuth;
       const other = csr.requestedEku.find((e) => e !== wanted);
@@ -319,7 +325,6 @@ export class CertificateAuthority {
       if (!isMutualError(e, 'LINT_FAILED') || e.fields.rule !== 'name-constraints') throw e;
       throw new MutualError('POLICY_NAME_NOT_ALLOWED', { detail: `${e.fields.detail} (config.yaml permits it, but the ${ca.role} certificate's name constraints do not: re-sign it with \`mutual intermediate csr --role ${req.role}\`, \`mutual offline sign-intermediate\` and \`mutual intermediate install\`)` });
     }
-    await req.beforeSign?.();
     const der = await ca.template.sign(fields);
     // newSerial sets the second-highest bit, so the hex has no leading zeros to strip.
     const serial = fields.serial.toString('hex');
@@ -328,7 +333,11 @@ export class CertificateAuthority {
       notBefore, notAfter, fingerprint: crypto.hash('sha256', der, 'hex'), der, renewedFrom: req.renewedFrom, issuedAt: floorSeconds(now), issuedBy: req.actor ?? 'cli',
     };
     let superseded: StoredCertificate[] | undefined;
-    if (req.renewedFrom === undefined) await this.#persist(rec);
+    if (req.spendToken) {
+      // The token is spent in the transaction that records the certificate: never one without
+      // the other. A replay is refused there; what was signed for it is dropped unseen.
+      if (!(await this.store.recordEnrollment(rec, req.spendToken))) throw new MutualError('TOKEN_REPLAYED');
+    } else if (req.renewedFrom === undefined) await this.#persist(rec);
     else {
       // A renewal has its own transaction (not group commit): the checks and the lineage bound
       // must see what other replicas committed, and a refusal must not fail a whole batch.
@@ -554,11 +563,34 @@ export class CertificateAuthority {
     return this.store.listCertificates(filter);
   }
 
+  /**
+   * The inventory row of a serial (lowercase hex, as stored), of one issuer when `issuerKeyId` is
+   * given; undefined when there is none. Unlike {@link find}, no parsing and no error: for callers
+   * that decide themselves what a missing row means (an OCSP answer, an admin check).
+   */
+  getCertificate(serial: string, issuerKeyId?: string): Promise<StoredCertificate | undefined> {
+    return this.store.getCertificate(serial, issuerKeyId);
+  }
+
+  /**
+   * Intermediates retired by a key rotation that are still valid at `now`: they keep signing CRLs
+   * and answering OCSP for what they issued, and stay trusted for client certificates, until
+   * they expire.
+   */
+  liveRetired(now: Date = this.now()): IntermediateCa[] {
+    return this.retired.filter((r) => now < r.info.notAfter);
+  }
+
   /** Closes the store (after pending commits). */
   async close(): Promise<void> {
     while (this.#queue.length || this.#committing) await new Promise((r) => setImmediate(r));
     await this.store.close();
   }
+}
+
+/** A CSR the caller already parsed (a byte array or PEM text is not). */
+function isParsedCsr(csr: Uint8Array | string | ParsedCsr): csr is ParsedCsr {
+  return typeof csr === 'object' && !(csr instanceof Uint8Array);
 }
 
 /**

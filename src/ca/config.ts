@@ -2,13 +2,13 @@
  * The CA's configuration: `config.yaml` in the state folder. It holds no secrets (passphrases come
  * from the environment, a file or a prompt), and is validated with clear, coded errors.
  */
-import { readFileSync } from 'node:fs';
-import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { stringify as stringifyYaml } from 'yaml';
 import { z } from 'zod';
-import { MutualError } from '../core/errors.ts';
+import { isMutualError } from '../core/errors.ts';
 import { KEY_TYPES } from '../core/algorithms.ts';
 import { checkTrustDomain } from '../core/identity.ts';
 import { parseDuration } from '../core/duration.ts';
+import { loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/read-config-file.ts';
 
 /** Largest config file read. */
 export const MAX_CONFIG_BYTES = 256 * 1024;
@@ -23,8 +23,8 @@ const lifetime = z.string().max(16).superRefine((v, ctx) => {
   let ms: number;
   try {
     ms = parseDuration(v);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is not a duration: use a whole number and s, m, h or d (e.g. 15m, 8h, 90d)` });
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: isMutualError(e) ? (e.fields.detail ?? e.message) : String(e) });
     return;
   }
   if (ms < MIN_PROFILE_SECONDS * 1000 || ms > MAX_PROFILE_SECONDS * 1000) ctx.addIssue({ code: 'custom', message: `${v} is outside 5m to 3650d` });
@@ -103,28 +103,20 @@ export const ConfigSchema = z.object({
 
 export type CaConfig = z.infer<typeof ConfigSchema>;
 
-/** Validates a config object; throws CONFIG_INVALID naming the field. */
-export function validateConfig(raw: unknown): CaConfig {
-  const r = ConfigSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new MutualError('CONFIG_INVALID', { detail: `${issue.path.join('.') || '(root)'}: ${issue.message}` });
-  }
-  checkTrustDomain(r.data.trustDomain);
-  return r.data;
+/** Validates a config object (`yaml`: where it was read from, for messages); throws CONFIG_INVALID naming the field. */
+export function validateConfig(raw: unknown, yaml?: ConfigYaml): CaConfig {
+  const c = parseConfigValue(ConfigSchema, raw, yaml);
+  checkTrustDomain(c.trustDomain);
+  return c;
 }
 
-/** Reads and validates config.yaml. */
+/**
+ * Reads and validates config.yaml (at most {@link MAX_CONFIG_BYTES}). Throws CONFIG_INVALID
+ * naming the file, field and line; a missing file is the system's ENOENT (callers report
+ * CA_NOT_INITIALIZED).
+ */
 export function readConfig(path: string): CaConfig {
-  const text = readFileSync(path, 'utf8');
-  if (text.length > MAX_CONFIG_BYTES) throw new MutualError('CONFIG_INVALID', { detail: `${path} is larger than ${MAX_CONFIG_BYTES} bytes` });
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { maxAliasCount: 50 });
-  } catch (e) {
-    throw new MutualError('CONFIG_INVALID', { detail: `${path}: ${(e as Error).message.split('\n')[0]}` });
-  }
-  return validateConfig(raw);
+  return loadConfigFile(path, { maxBytes: MAX_CONFIG_BYTES, missing: (e) => e, validate: validateConfig });
 }
 
 /** Renders a config as YAML with a header comment. */

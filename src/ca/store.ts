@@ -93,6 +93,15 @@ export interface RenewalInput {
   supersedeExpiringAfter: Date;
 }
 
+/** A one-time token to spend: see {@link CaStore.recordEnrollment} and {@link CaStore.consumeToken}. */
+export interface TokenSpend {
+  jti: string;
+  /** When the token expires: its entry may be forgotten after that (it is refused for its age). */
+  expiresAt: Date;
+  /** Audit actor of the `token-used` entry. */
+  actor: string;
+}
+
 /** A revocation as replicas learn of it. */
 export interface RevocationEvent {
   issuerKeyId: string;
@@ -120,6 +129,13 @@ export interface CaStore {
    * {@link CaStore.recordRenewal} (their checks and the lineage bound need a transaction of their own).
    */
   recordIssued(records: CertificateRecord[]): Promise<void>;
+  /**
+   * Records a certificate enrolled with a one-time token and spends the token, in one transaction
+   * with both audit entries: returns false, recording nothing, when the token was spent before.
+   * So a token is never spent without its certificate recorded, nor two certificates recorded for
+   * one token, across replicas.
+   */
+  recordEnrollment(record: CertificateRecord, token: TokenSpend): Promise<boolean>;
   /**
    * Marks a certificate revoked, stores its CRL entry and the audit entry, in one transaction;
    * with `renewalsExpiringAfter`, its renewals too (each with its CRL and audit entry, action

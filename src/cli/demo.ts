@@ -3,8 +3,8 @@
  * client certificate, a revocation, and the same call refused. Short output that teaches.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import https from 'node:https';
+import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { initCa } from '../ca/init-ca.ts';
@@ -14,6 +14,7 @@ import { parseCertificate, certificateIdentity } from '../core/certificate.ts';
 import { OID } from '../core/oids.ts';
 import { demoPassphrase, demoPassphraseFile } from './server-commands.ts';
 import { openAuthority } from './compose.ts';
+import { createFetchBytes } from '../sdk/fetch-bytes.ts';
 import { resolveStoreLocation } from '../ca/open-ca-store.ts';
 
 const TRUST_DOMAIN = 'demo.internal';
@@ -23,19 +24,20 @@ function say(step: string, text: string) {
 }
 
 
-function call(port: number, ca: string, client?: { cert: string; key: string }): Promise<string> {
-  return new Promise((resolve) => {
-    const req = https.request({ host: '127.0.0.1', port, path: '/', servername: 'localhost', ca, ...client, agent: false, timeout: 5000 }, (res) => {
-      let body = '';
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve(`${res.statusCode} ${body.trim()}`));
-    });
-    req.on('error', (e: NodeJS.ErrnoException) => resolve(`refused: ${explainTlsError(e)}`));
-    req.end();
-  });
+/** Largest answer the demo prints (the demo server says one line). */
+const MAX_DEMO_ANSWER_BYTES = 64 * 1024;
+
+/** One call to the demo server through the project's bounded fetcher; a refusal is described, not thrown. */
+async function call(port: number, ca: string, client?: { cert: string; key: string }): Promise<string> {
+  try {
+    const r = await createFetchBytes({ ca, ...client, httpsOnly: true, timeoutMs: 5000 })(`https://127.0.0.1:${port}/`, { maxBytes: MAX_DEMO_ANSWER_BYTES });
+    return `${r.status} ${r.body.toString('utf8').trim()}`;
+  } catch (e) {
+    return `refused: ${explainTlsError(e as Error)}`;
+  }
 }
 
-function explainTlsError(e: NodeJS.ErrnoException): string {
+function explainTlsError(e: Error): string {
   const m = e.message;
   if (/certificate revoked/i.test(m)) return 'the server says our certificate is revoked (TLS alert 44)';
   if (/certificate required|handshake failure|alert number 116/i.test(m)) return 'the server requires a client certificate (TLS alert 116)';

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { homeLayout, resolveHome } from '../ca/home.ts';
 import type { CaStore } from '../ca/store.ts';
+import { parseDuration } from '../core/duration.ts';
 import { MutualError } from '../core/errors.ts';
 import type { DoctorReport } from '../monitor/doctor.ts';
 import type { MonitorConfig } from '../monitor/monitor-config.ts';
@@ -100,11 +101,11 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics on http://host:port/metrics')
     .option('--every <duration>', 'override schedule.every (e.g. 15m)')
     .action(async (o: { config?: string; metricsListen?: string; every?: string }) => {
-      const [{ parseMonitorDuration, splitAddress }, { startMonitorDaemon }] = await Promise.all([import('../monitor/monitor-config.ts'), import('../monitor/monitor-daemon.ts')]);
+      const [{ splitAddress }, { startMonitorDaemon }] = await Promise.all([import('../monitor/monitor-config.ts'), import('../monitor/monitor-daemon.ts')]);
       const config = await loadConfig(o.config, g());
       if (o.metricsListen) splitAddress(o.metricsListen, true);
       const daemon = await startMonitorDaemon(config, {
-        metricsListen: o.metricsListen, everyMs: o.every ? parseMonitorDuration(o.every) : undefined,
+        metricsListen: o.metricsListen, everyMs: o.every ? parseDuration(o.every) : undefined,
         onCycle: (r) => stderr(`${new Date().toISOString()} scan: ${r.report.counts.critical} critical, ${r.report.counts.warning} warning in ${(r.report.durationMs / 1000).toFixed(2)} s; alerts ${r.deliveries.map((d) => `${d.channel}:${d.ok ? 'sent' : 'FAILED'}`).join(' ') || 'none new'}\n`),
         onError: (e) => stderr(`${new Date().toISOString()} scan failed: ${(e as Error).message}\n`),
       });
@@ -127,7 +128,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--now <iso-time>', 'judge validity as of this time (e.g. 2027-03-01T00:00:00Z)')
     .action(async (address: string, o: { cert?: string; key?: string; ca?: string; servername?: string; crl: string[]; timeout: string; http: boolean; now?: string }) => {
       if (Boolean(o.cert) !== Boolean(o.key)) throw new MutualError('CONFIG_INVALID', { detail: '--cert and --key go together' });
-      const [{ diagnoseConnection, formatDoctorReport }, { parseMonitorDuration, splitAddress }, { readBundle }, { crlFromFile, crlFromUrl }, { openInventory }] = await Promise.all([
+      const [{ diagnoseConnection, formatDoctorReport }, { splitAddress }, { readBundle }, { crlFromFile, crlFromUrl }, { openInventory }] = await Promise.all([
         import('../monitor/doctor.ts'), import('../monitor/monitor-config.ts'), import('../monitor/run-scan.ts'), import('../monitor/scan-crls.ts'), import('./compose.ts')]);
       const now = parseNow(o.now);
       const { host, port } = splitAddress(address);
@@ -143,7 +144,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
         r = await diagnoseConnection({
           host, port, servername: o.servername, cert: o.cert && fs.readFileSync(o.cert, 'utf8'), key: o.key && fs.readFileSync(o.key, 'utf8'),
           anchors: o.ca ? readBundle(o.ca) : haveCa ? readBundle(l.rootCert) : undefined, intermediates, crls, inventory,
-          timeoutMs: parseMonitorDuration(o.timeout), http: o.http, now,
+          timeoutMs: parseDuration(o.timeout), http: o.http, now,
         });
       } finally {
         await inventory?.close();

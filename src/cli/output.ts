@@ -63,5 +63,3 @@ export function reportUsageError(message: string, json: boolean): number {
   return EXIT.USAGE;
 }
 
-/** The one duration parser (src/core/duration.ts), re-exported for the commands. */
-export { parseDuration } from '../core/duration.ts';

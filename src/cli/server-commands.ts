@@ -21,7 +21,7 @@ import { readPrivateKeyFile } from '../keys/encrypted-key-file.ts';
 import { adminPassphrase, readAdminPkcs12 } from './admin-key.ts';
 import { resolveToken } from './resolve-token.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
-import { parseDuration } from './output.ts';
+import { parseDuration } from '../core/duration.ts';
 import { durationOption, expiringOption, graceSecondsOption, hostPortOption, rateLimitOption, tokenTtlOption } from './option-parsers.ts';
 
 interface Globals {
@@ -144,7 +144,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--out <file>', 'write the token to this file (0600), for `mutual ca enroll --token-file`, instead of stdout')
     .action(async (names: string[], o) => {
       const [{ checkLifetime }, { profileLifetimes }, { loadTokenKey, mintToken }, { openAuthority }, { splitNames }] = await Promise.all([
-        import('../ca/authority.ts'), import('../ca/config.ts'), import('../ca/tokens.ts'), import('./compose.ts'), import('../server/ca-server.ts')]);
+        import('../ca/authority.ts'), import('../ca/config.ts'), import('../ca/tokens.ts'), import('./compose.ts'), import('../server/split-names.ts')]);
       const home = resolveHome(g().home);
       const pass = await passphrase();
       const ca = await openAuthority({ home, passphrase: pass });

@@ -270,6 +270,14 @@ function readExtension(buf: Buffer, e: DerElement, info: CertificateInfo): void 
   }
 }
 
+/**
+ * The key id certificates name their issuer by (their AKI): the SKI, else SHA-1 of the whole
+ * SPKI (as the CA computes it), lowercase hex.
+ */
+export function keyIdOf(info: CertificateInfo): string {
+  return (info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest()).toString('hex');
+}
+
 /** The SPIFFE identity of a certificate (its one spiffe:// URI SAN), if any. */
 export function certificateIdentity(info: CertificateInfo): string | undefined {
   return info.names.uri.find((u) => u.startsWith('spiffe://'));

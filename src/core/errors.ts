@@ -83,6 +83,7 @@ export const ERRORS = {
   RENEW_NOT_ALLOWED: { status: 403, message: 'This certificate cannot be renewed', hint: 'Renew before expiry with the current, unrevoked certificate; otherwise enroll again with a new token.' },
   CA_UNAVAILABLE: { status: 503, message: 'The CA server could not be reached', hint: 'Check --ca-url and that `mutual serve` is running; retry later.' },
   CA_UNTRUSTED: { status: 495, message: 'The CA server\'s root does not match the pinned fingerprint', hint: 'Check the CA URL; the token or --root names the root you expect.' },
+  CA_ANSWER_INVALID: { status: 502, message: 'The CA server\'s answer could not be used', hint: 'Check that --ca-url (or ca.url in agent.yaml) points at `mutual serve` and that client and server are of the same mutual release; the detail names what was wrong.' },
   // Agent (mutual agent: renewal and deployment on a host)
   AGENT_TOKEN_NEEDED: { status: 401, message: 'The agent needs a new one-time token to get this certificate', hint: 'Make one with `mutual token <names>` and write it to the certificate\'s tokenFile in agent.yaml; the agent enrolls on its next run.' },
   AGENT_REVOKED: { status: 495, message: 'The agent\'s certificate is on the CA\'s revocation list and cannot be renewed', hint: 'Write a new token (`mutual token <names>`) to the certificate\'s tokenFile; the agent enrolls again and replaces the revoked files.' },
@@ -124,6 +125,8 @@ export const ERRORS = {
   CRL_MALFORMED: { status: 400, message: 'The CRL could not be parsed or cannot be used', hint: 'Fetch a fresh CRL from the CA (GET /crl/client.crl); delta and indirect CRLs are not supported.' },
   CRL_TOO_LARGE: { status: 413, message: 'The CRL has more entries than mutual reads', hint: 'Keep certificate lifetimes short so expired entries drop off the CRL, or raise the entry limit.' },
   CRL_BAD_SIGNATURE: { status: 400, message: 'The CRL is not signed by the CA it names', hint: 'Fetch the CRL of the CA that issued the certificates; check the CRL URL or file in the configuration.' },
+  FETCH_FAILED: { status: 502, message: 'A URL could not be fetched (a CRL, an OCSP responder or a webhook)', hint: 'Check the URL (http: or https:), that its server is reachable from this host and answers within the timeout, and that the answer fits the size limit; `reason` names the cause (ETIMEDOUT, EFBIG, EPROTO, EHTTP).' },
+  OCSP_RESPONSE_INVALID: { status: 502, message: 'The OCSP responder\'s answer cannot be used', hint: 'Check the OCSP URL in the certificates and that the responder (`mutual serve`) has a current responder certificate and the CA\'s clock is right; meanwhile the verifier relies on the CRL or refuses (fail-closed).' },
   ACCESS_DENIED: { status: 403, message: 'The identity is not allowed here', hint: 'Ask the owner of the service to add the identity to the allow list (gateway.yaml routes[].allow, or `allow` of createServer).' },
   XFCC_UNTRUSTED: { status: 403, message: 'A forwarded client identity arrived on a connection that is not a trusted proxy', hint: 'Call the service through the gateway, or add the gateway\'s identity to trustedProxies.' },
   ROUTE_NOT_FOUND: { status: 404, message: 'No gateway route matches this host and path', hint: 'Check the host name and path prefix against the routes in gateway.yaml.' },

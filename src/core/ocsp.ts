@@ -1,5 +1,5 @@
 /**
- * OCSP (RFC 6960): reading requests, and writing responses that are signed ahead of time. A
+ * OCSP (RFC 6960): writing and reading requests, writing responses that are signed ahead of time. A
  * SingleResponse is encoded once per certificate and status, and a whole OCSPResponse once per
  * (issuer, serial); the server then answers from cached bytes, so an answer costs no signature
  * (DESIGN.md, "OCSP"). Only requests with a nonce (RFC 8954) are signed on demand, reusing the
@@ -207,6 +207,18 @@ export function encodeCertId(hashAlgorithm: CertIdHash, hashes: OcspIssuerHashes
   const magnitude = Buffer.from(serial.length % 2 ? '0' + serial : serial, 'hex');
   const serialDer = magnitude[0] & 0x80 ? tlv(Tag.INTEGER, Buffer.from([0]), magnitude) : tlv(Tag.INTEGER, magnitude);
   return seq(seq(oid(OCSP_OID[hashAlgorithm]), Buffer.from([Tag.NULL, 0])), octetString(h.nameHash), octetString(h.keyHash), serialDer);
+}
+
+/**
+ * Encodes an unsigned OCSPRequest (RFC 6960 4.1.1) asking for each CertID (from
+ * {@link encodeCertId}), with no nonce: the verifier caches answers until their nextUpdate, so
+ * a pre-signed answer is what it wants (RFC 5019 2.1.1). At most {@link MAX_OCSP_REQUESTS}, as a
+ * responder reading it with {@link parseOcspRequest} accepts.
+ */
+export function buildOcspRequest(certIds: readonly Buffer[]): Buffer {
+  if (certIds.length < 1 || certIds.length > MAX_OCSP_REQUESTS) throw new TypeError(`an OCSP request asks for 1 to ${MAX_OCSP_REQUESTS} certificates`);
+  // OCSPRequest { tbsRequest TBSRequest { requestList SEQUENCE OF Request { reqCert CertID } } }
+  return seq(seq(seq(...certIds.map((id) => seq(id)))));
 }
 
 /** GeneralizedTime, which every OCSP time is (RFC 6960 4.2.1), in Z and to the second (RFC 5280 4.1.2.5.2). */

@@ -104,3 +104,55 @@ export function readPemOrDer(input: Uint8Array | string, labels: readonly string
   if (found.der.length > maxBytes) throw new MutualError('INPUT_TOO_LARGE', { detail: `${found.der.length} bytes; the limit is ${maxBytes}` });
   return found.der;
 }
+
+/**
+ * Largest certificate file or bundle {@link readCertificateDers} reads (default). A bundle of
+ * {@link MAX_BUNDLE_CERTS} certificates of a few KB each, with comments, fits with room to spare.
+ */
+export const MAX_BUNDLE_BYTES = 1024 * 1024;
+/** Most PEM blocks (certificates, and keys or CSRs beside them) {@link readCertificateDers} reads (default). */
+export const MAX_BUNDLE_CERTS = 64;
+/** PEM labels of a certificate (RFC 7468 section 5). */
+export const CERTIFICATE_LABELS = ['CERTIFICATE'] as const;
+
+/** Options of {@link readCertificateDers}. */
+export interface ReadCertificateDersOptions {
+  /** Largest input, in bytes (default {@link MAX_BUNDLE_BYTES}). */
+  maxBytes?: number;
+  /** Most PEM blocks of any label (default {@link MAX_BUNDLE_CERTS}). */
+  maxBlocks?: number;
+  /** PEM labels read as certificates (default `['CERTIFICATE']`); other blocks are skipped. */
+  labels?: readonly string[];
+}
+
+/**
+ * The one reader of "PEM or DER certificates": bytes (a file, a bundle, an HTTP body) in, the DER
+ * of each certificate out, in order. Bytes that start with a SEQUENCE tag (0x30) are one DER
+ * certificate, returned as is; anything else is read as PEM text, keeping the blocks whose label
+ * is in `labels` and skipping others (a key or CSR beside the certificates is common). Strings are
+ * always PEM. Returns [] only when there are PEM blocks but none with a certificate label. The
+ * DERs are not parsed here: callers parse (or hand to OpenSSL) what they need.
+ *
+ * Throws INPUT_TOO_LARGE over `maxBytes`, DER_TOO_COMPLEX over `maxBlocks`, PEM_MALFORMED for
+ * empty input, input with no PEM block that is not DER, or a block with broken base64.
+ */
+export function readCertificateDers(input: Uint8Array | string, o: ReadCertificateDersOptions = {}): Buffer[] {
+  const maxBytes = o.maxBytes ?? MAX_BUNDLE_BYTES;
+  let text: string;
+  if (typeof input === 'string') {
+    if (input.length > maxBytes) throw new MutualError('INPUT_TOO_LARGE', { detail: `${input.length} characters; the limit is ${maxBytes}` });
+    text = input;
+  } else {
+    const bytes = Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+    if (bytes.length > maxBytes) throw new MutualError('INPUT_TOO_LARGE', { detail: `${bytes.length} bytes; the limit is ${maxBytes}` });
+    if (bytes.length > 0 && bytes[0] === 0x30) return [bytes];
+    // PEM is ASCII; latin1 maps every byte to one character, so nothing non-ASCII can pass as base64.
+    text = bytes.toString('latin1');
+  }
+  const blocks = parsePemBlocks(text, o.maxBlocks ?? MAX_BUNDLE_CERTS);
+  if (blocks.length === 0) {
+    throw new MutualError('PEM_MALFORMED', { detail: text.trim() === '' ? 'empty input: expected PEM certificates or DER' : 'no complete -----BEGIN/END----- block and not DER' });
+  }
+  const labels = o.labels ?? CERTIFICATE_LABELS;
+  return blocks.filter((b) => labels.includes(b.label)).map((b) => b.der);
+}

@@ -3,11 +3,9 @@
  * errors naming the field. Paths are resolved against the config file's folder. It holds no
  * secrets beyond file paths; an enrollment token may be given by file or environment.
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { MutualError } from '../core/errors.ts';
+import { configDir, configInvalid, loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/read-config-file.ts';
 import { normalizeHost, normalizeTarget } from './request-target.ts';
 
 /** Largest gateway.yaml read. */
@@ -154,13 +152,8 @@ export type RouteConfig = z.infer<typeof route>;
 export type LimitsConfig = z.infer<typeof limits>;
 
 /** Validates a parsed config; resolves file paths against `baseDir`. Throws CONFIG_INVALID. */
-export function validateGatewayConfig(raw: unknown, baseDir = process.cwd()): GatewayConfig {
-  const r = GatewayConfigSchema.safeParse(raw);
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new MutualError('CONFIG_INVALID', { detail: `${issue.path.join('.') || '(root)'}: ${issue.message}` });
-  }
-  const c = r.data;
+export function validateGatewayConfig(raw: unknown, baseDir = process.cwd(), yaml?: ConfigYaml): GatewayConfig {
+  const c = parseConfigValue(GatewayConfigSchema, raw, yaml);
   const abs = (p: string) => path.resolve(baseDir, p);
   if ('cert' in c.tls) c.tls = { cert: abs(c.tls.cert), key: abs(c.tls.key) };
   else {
@@ -171,29 +164,14 @@ export function validateGatewayConfig(raw: unknown, baseDir = process.cwd()): Ga
   c.revocation.crlFiles = c.revocation.crlFiles.map(abs);
   const u = c.upstreamTls;
   c.upstreamTls = { ...(u.cert ? { cert: abs(u.cert) } : {}), ...(u.key ? { key: abs(u.key) } : {}), ...(u.ca ? { ca: abs(u.ca) } : {}) };
-  if (!!u.cert !== !!u.key) throw new MutualError('CONFIG_INVALID', { detail: 'upstreamTls: give both cert and key, or neither' });
+  if (!!u.cert !== !!u.key) throw configInvalid(yaml, ['upstreamTls'], 'give both cert and key, or neither', raw);
   for (const [i, rt] of c.routes.entries()) {
-    if (rt.upstream.startsWith('https:') && rt.mtls && !u.cert) throw new MutualError('CONFIG_INVALID', { detail: `routes.${i}: an mTLS upstream needs upstreamTls.cert and key (or set mtls: false)` });
+    if (rt.upstream.startsWith('https:') && rt.mtls && !u.cert) throw configInvalid(yaml, ['routes', i], 'an mTLS upstream needs upstreamTls.cert and key (or set mtls: false)', raw);
   }
   return c;
 }
 
-/** Reads and validates gateway.yaml. Throws CONFIG_INVALID (also for unreadable YAML). */
+/** Reads and validates gateway.yaml (at most {@link MAX_GATEWAY_CONFIG_BYTES}). Throws CONFIG_INVALID (also for unreadable YAML). */
 export function loadGatewayConfig(file: string): GatewayConfig {
-  let text: string;
-  try {
-    const st = fs.statSync(file);
-    if (st.size > MAX_GATEWAY_CONFIG_BYTES) throw new MutualError('CONFIG_INVALID', { detail: `${file} is larger than ${MAX_GATEWAY_CONFIG_BYTES} bytes` });
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if (e instanceof MutualError) throw e;
-    throw new MutualError('CONFIG_INVALID', { detail: `${file}: ${(e as Error).message}` });
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text);
-  } catch (e) {
-    throw new MutualError('CONFIG_INVALID', { detail: `${file}: ${(e as Error).message.split('\n')[0]}` });
-  }
-  return validateGatewayConfig(raw, path.dirname(path.resolve(file)));
+  return loadConfigFile(file, { maxBytes: MAX_GATEWAY_CONFIG_BYTES, validate: (raw, yaml) => validateGatewayConfig(raw, configDir(file), yaml) });
 }

@@ -5,11 +5,12 @@
  */
 import fs from 'node:fs';
 import nodemailer from 'nodemailer';
+import { parseDuration } from '../core/duration.ts';
 import { MutualError } from '../core/errors.ts';
 import { createFetchBytes } from '../sdk/fetch-bytes.ts';
 import { applyPlan, planChannel, type AlertState, type ChannelPlan, type SentEntry } from './alert-state.ts';
 import type { Finding, Severity } from './finding.ts';
-import { parseMonitorDuration, type EmailConfig, type MonitorConfig, type WebhookConfig } from './monitor-config.ts';
+import type { EmailConfig, MonitorConfig, WebhookConfig } from './monitor-config.ts';
 
 /** Most findings written out one by one in a message; the rest are counted. */
 export const MAX_FINDINGS_PER_MESSAGE = 200;
@@ -109,7 +110,7 @@ export function emailChannel(cfg: EmailConfig, env: NodeJS.ProcessEnv = process.
   return {
     id: 'email',
     async send(m) {
-      const timeout = parseMonitorDuration(cfg.timeout);
+      const timeout = parseDuration(cfg.timeout);
       const transport = nodemailer.createTransport({
         host: cfg.host, port: cfg.port, secure: cfg.tls === 'implicit', requireTLS: cfg.tls === 'starttls', ignoreTLS: cfg.tls === 'none',
         auth: cfg.auth ? { user: cfg.auth.user, pass: smtpPassword(cfg.auth, env) } : undefined,
@@ -132,7 +133,7 @@ export async function postJson(url: string, body: unknown, o: { timeoutMs: numbe
   const r = await fetchBytes(url, {
     method: 'POST', body: Buffer.from(JSON.stringify(body)), contentType: 'application/json', headers: o.headers, maxBytes: MAX_WEBHOOK_RESPONSE_BYTES,
   });
-  if (r.status < 200 || r.status >= 300) throw new Error(`HTTP ${r.status} from ${new URL(url).host}`);
+  if (r.status < 200 || r.status >= 300) throw new MutualError('MONITOR_ALERT_FAILED', { detail: `HTTP ${r.status} from ${new URL(url).host}` });
 }
 
 /** A webhook channel. */
@@ -143,7 +144,7 @@ export function webhookChannel(cfg: WebhookConfig, index: number, env: NodeJS.Pr
       const url = cfg.url ?? env[cfg.urlEnv!];
       if (!url) throw new MutualError('CONFIG_INVALID', { detail: `alerts.webhooks[${index}]: $${cfg.urlEnv} is not set` });
       await postJson(url, cfg.format === 'slack' ? slackPayload(m) : jsonPayload(m), {
-        timeoutMs: parseMonitorDuration(cfg.timeout), headers: cfg.headers, ca: cfg.ca ? fs.readFileSync(cfg.ca) : undefined,
+        timeoutMs: parseDuration(cfg.timeout), headers: cfg.headers, ca: cfg.ca ? fs.readFileSync(cfg.ca) : undefined,
       });
     },
   };

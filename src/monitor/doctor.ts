@@ -11,16 +11,25 @@ import tls from 'node:tls';
 import type { CaStore } from '../ca/store.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { OID } from '../core/oids.ts';
-import { parsePemBlocks } from '../core/pem.ts';
+import { readCertificateDers } from '../core/pem.ts';
+import { revocationUrls } from '../core/cert-urls.ts';
 import { analyzeChain, type ChainAnalysis } from './analyze-chain.ts';
 import { applyRenewalSchedule, certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
-import { crlDistributionUrls } from './crl-urls.ts';
 import { humanDuration, makeFinding, severityRank, sortFindings, type Finding } from './finding.ts';
 import { DEFAULT_CA_THRESHOLDS_DAYS, DEFAULT_THRESHOLDS_DAYS } from './monitor-config.ts';
 import { renewalScheduleOf } from './renewal-schedule.ts';
 import { MONITOR_EXIT } from './run-monitor.ts';
 import { probeTls, type TlsProbeOptions, type TlsProbeResult } from './probe-tls.ts';
 import { crlFromUrl, scanCrls, type CrlInput, type RevocationIndex } from './scan-crls.ts';
+
+/** The CRL distribution points of our certificate; none when its extensions cannot be read (the doctor reports what it can). */
+function crlUrlsOf(der: Uint8Array): string[] {
+  try {
+    return revocationUrls(der).crl;
+  } catch {
+    return [];
+  }
+}
 
 /** Bound on fetching our certificate's CRL from its distribution point. */
 export const DOCTOR_CRL_TIMEOUT_MS = 5000;
@@ -86,7 +95,7 @@ function refusal(r: TlsProbeResult, withCert: boolean): string | undefined {
 
 /** Certificates of a PEM text, leaf first. */
 function pemCertificates(pem: string): Buffer[] {
-  return parsePemBlocks(pem, 16).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
+  return readCertificateDers(pem, { maxBlocks: 16 });
 }
 
 /** The system's trust anchors, as DER. */
@@ -185,7 +194,7 @@ export async function diagnoseConnection(o: DoctorOptions): Promise<DoctorReport
     const wrongEku = info.eku.length > 0 && !info.eku.includes(OID.clientAuth);
     // Revocation: the CRLs we were given, the one named in the certificate, and the inventory.
     const crlInputs = [...(o.crls ?? [])];
-    if (o.fetchCrl !== false) for (const url of crlDistributionUrls(ours[0])) crlInputs.push(crlFromUrl(url, { timeoutMs: DOCTOR_CRL_TIMEOUT_MS }));
+    if (o.fetchCrl !== false) for (const url of crlUrlsOf(ours[0])) crlInputs.push(crlFromUrl(url, { timeoutMs: DOCTOR_CRL_TIMEOUT_MS }));
     let index: RevocationIndex | undefined;
     if (crlInputs.length) index = (await scanCrls({ inputs: crlInputs, caCertificates: [], now, warnFraction: 0.25 })).index;
     let revoked = index?.lookup(info);

@@ -4,11 +4,11 @@
  * SMTP password comes from a file or the environment. Relative paths are resolved against the
  * config file's folder. See docs/monitor.md for an annotated example.
  */
-import fs from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { MutualError } from '../core/errors.ts';
+import { parseDuration } from '../core/duration.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
+import { configDir, configInvalid, loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/read-config-file.ts';
 
 /** Largest monitor config read. */
 export const MAX_MONITOR_CONFIG_BYTES = 1024 * 1024;
@@ -21,17 +21,14 @@ export const DEFAULT_THRESHOLDS_DAYS = [30, 14, 7, 1] as const;
 /** The default thresholds for CA certificates (intermediates live 2 years; replacing one takes a ceremony). */
 export const DEFAULT_CA_THRESHOLDS_DAYS = [90, 60, 30, 14, 7] as const;
 
-const DURATION_RE = /^(\d{1,6})(ms|s|m|h|d)$/;
-const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
-
-/** Parses `500ms`, `5s`, `10m`, `1h`, `30d` into milliseconds; throws CONFIG_INVALID. */
-export function parseMonitorDuration(text: string): number {
-  const m = DURATION_RE.exec(text.trim());
-  if (!m) throw new MutualError('CONFIG_INVALID', { detail: `duration ${JSON.stringify(text)}: use a number and ms, s, m, h or d (e.g. 30s, 1h)` });
-  return Number(m[1]) * UNIT_MS[m[2] as keyof typeof UNIT_MS];
-}
-
-const duration = z.string().regex(DURATION_RE, 'use a number and ms, s, m, h or d (e.g. 5s, 1h)');
+/** A duration in the one grammar of core/duration.ts (`500ms`, `5s`, `10m`, `1h`, `30d`), kept as text. */
+const duration = z.string().max(32).superRefine((v, ctx) => {
+  try {
+    parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: isMutualError(e) ? (e.fields.detail ?? e.message) : String(e) });
+  }
+});
 const hostPort = z.string().max(300).regex(/^(\[[0-9a-fA-F:.]+\]|[^\s:[\]]+):\d{1,5}$/, 'use host:port ([v6]:port for IPv6)');
 const days = z.array(z.number().positive().max(3650)).min(1).max(16);
 
@@ -179,14 +176,10 @@ export const MIN_SCHEDULE_MS = 10_000;
  * Validates a config object; `baseDir` resolves relative paths (default: the working folder).
  * Throws CONFIG_INVALID naming the field.
  */
-export function validateMonitorConfig(raw: unknown, baseDir = process.cwd()): MonitorConfig {
-  const r = MonitorConfigSchema.safeParse(raw ?? {});
-  if (!r.success) {
-    const issue = r.error.issues[0];
-    throw new MutualError('CONFIG_INVALID', { detail: `${issue.path.join('.') || '(root)'}: ${issue.message}` });
-  }
-  const c = r.data;
-  if (parseMonitorDuration(c.schedule.every) < MIN_SCHEDULE_MS) throw new MutualError('CONFIG_INVALID', { detail: `schedule.every: at least ${MIN_SCHEDULE_MS / 1000}s` });
+export function validateMonitorConfig(raw: unknown, baseDir = process.cwd(), yaml?: ConfigYaml): MonitorConfig {
+  // An empty file is a config of defaults.
+  const c = parseConfigValue(MonitorConfigSchema, raw ?? {}, yaml);
+  if (parseDuration(c.schedule.every) < MIN_SCHEDULE_MS) throw configInvalid(yaml, ['schedule', 'every'], `at least ${MIN_SCHEDULE_MS / 1000}s`, raw);
   const abs = (p: string | undefined) => (p === undefined ? undefined : path.resolve(baseDir, p));
   c.thresholdsDays = [...new Set(c.thresholdsDays)].sort((a, b) => b - a);
   c.caThresholdsDays = [...new Set(c.caThresholdsDays)].sort((a, b) => b - a);
@@ -205,24 +198,9 @@ export function validateMonitorConfig(raw: unknown, baseDir = process.cwd()): Mo
   return c;
 }
 
-/** Reads and validates a monitor config file. */
+/** Reads and validates a monitor config file (at most {@link MAX_MONITOR_CONFIG_BYTES}). Throws CONFIG_INVALID. */
 export function readMonitorConfig(file: string): MonitorConfig {
-  let text: string;
-  try {
-    const st = fs.statSync(file);
-    if (st.size > MAX_MONITOR_CONFIG_BYTES) throw new MutualError('CONFIG_INVALID', { detail: `${file} is larger than ${MAX_MONITOR_CONFIG_BYTES} bytes` });
-    text = fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    if (e instanceof MutualError) throw e;
-    throw new MutualError('CONFIG_INVALID', { detail: `${file}: ${(e as Error).message}` }, { cause: e });
-  }
-  let raw: unknown;
-  try {
-    raw = parseYaml(text, { maxAliasCount: 50 });
-  } catch (e) {
-    throw new MutualError('CONFIG_INVALID', { detail: `${file}: ${(e as Error).message.split('\n')[0]}` });
-  }
-  return validateMonitorConfig(raw, path.dirname(path.resolve(file)));
+  return loadConfigFile(file, { maxBytes: MAX_MONITOR_CONFIG_BYTES, validate: (raw, yaml) => validateMonitorConfig(raw, configDir(file), yaml) });
 }
 
 /** Splits `host:port` / `[v6]:port`; port 0 (any free port) only for listening. */

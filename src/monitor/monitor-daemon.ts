@@ -2,7 +2,8 @@
  * `mutual monitor run`: the cycle of run-monitor.ts on a schedule, one at a time (a slow scan
  * delays the next instead of overlapping it), with /metrics served between scans.
  */
-import { parseMonitorDuration, splitAddress, type MonitorConfig } from './monitor-config.ts';
+import { parseDuration } from '../core/duration.ts';
+import { splitAddress, type MonitorConfig } from './monitor-config.ts';
 import { createMonitorMetrics, serveMetrics, writeMetricsTextfile } from './monitor-metrics.ts';
 import { runMonitorOnce, type MonitorCycleResult, type RunMonitorOnceOptions } from './run-monitor.ts';
 
@@ -33,7 +34,7 @@ export interface MonitorDaemon {
 /** Starts the schedule: a first cycle at once, then one every `everyMs` after the previous one ends. */
 export async function startMonitorDaemon(config: MonitorConfig, o: MonitorDaemonOptions = {}): Promise<MonitorDaemon> {
   const metrics = createMonitorMetrics();
-  const every = o.everyMs ?? parseMonitorDuration(config.schedule.every);
+  const every = o.everyMs ?? parseDuration(config.schedule.every);
   const listen = o.metricsListen ?? config.metrics.listen;
   const served = listen ? await serveMetrics(metrics, splitAddress(listen, true).host, splitAddress(listen, true).port) : undefined;
   let stopped = false;

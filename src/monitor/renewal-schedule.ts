@@ -1,8 +1,8 @@
 /**
  * Certificates that something renews on its own are judged against that schedule, not against
  * fixed day counts: `mutual serve` issues its OCSP responder certificates (2 days, replaced at
- * half their life, src/server/ocsp-service.ts) and its own TLS certificate (7 days by default,
- * replaced at 2/3, src/server/ca-server.ts). A 47-hour-old responder certificate is not news; one
+ * half their life, src/ca/ocsp-responders.ts) and its own TLS certificate (7 days by default,
+ * replaced at 2/3, src/ca/self-renewal.ts). A 47-hour-old responder certificate is not news; one
  * whose replacement is overdue means serve is down or failing to renew, and the fix is there.
  * They are recognised from what the inventory records: role `ocsp` (only serve issues those) and
  * role `server` issued by actor `serve`.
@@ -28,9 +28,9 @@ export const RENEWAL_CRITICAL_FRACTION = 1 / 4;
 
 const SERVE_FIX = 'mutual serve renews this certificate itself: check that it is running (`systemctl status mutual-serve`) and read its log (`journalctl -u mutual-serve`) for why it did not renew; restarting it issues a fresh one. Do not issue one by hand.';
 
-/** serve's OCSP responder certificates: replaced at half their life (ocsp-service.ts). */
+/** serve's OCSP responder certificates: replaced at half their life (src/ca/ocsp-responders.ts). */
 export const OCSP_RESPONDER_SCHEDULE: RenewalSchedule = { renewAtFraction: 1 / 2, what: 'OCSP responder certificate of mutual serve', fix: SERVE_FIX };
-/** serve's own TLS certificate: replaced at 2/3 of its life (ca-server.ts). */
+/** serve's own TLS certificate: replaced at 2/3 of its life (src/ca/self-renewal.ts). */
 export const SERVE_TLS_SCHEDULE: RenewalSchedule = { renewAtFraction: 2 / 3, what: 'TLS certificate of mutual serve', fix: SERVE_FIX };
 
 /** The actor serve records when it issues its own TLS certificate. */

@@ -7,16 +7,17 @@ import fs from 'node:fs';
 import { homeLayout } from '../ca/home.ts';
 import type { CaStore } from '../ca/store.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
-import { isMutualError } from '../core/errors.ts';
-import { parsePemBlocks } from '../core/pem.ts';
+import { parseDuration } from '../core/duration.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
+import { readCertificateDers } from '../core/pem.ts';
 import { applyRenewalSchedule, certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
 import { makeFinding, severityRank, sortFindings, type Finding, type Severity } from './finding.ts';
-import { parseMonitorDuration, splitAddress, type MonitorConfig } from './monitor-config.ts';
+import { splitAddress, type MonitorConfig } from './monitor-config.ts';
 import { renewalScheduleOf } from './renewal-schedule.ts';
 import type { TlsProbeOptions, TlsProbeResult } from './probe-tls.ts';
 import { crlFromFile, crlFromUrl, scanCrls, type CrlInput, type CrlObservation } from './scan-crls.ts';
 import { scanEndpoints, readPemFile, type EndpointObservation, type EndpointTarget } from './scan-endpoints.ts';
-import { MAX_PEM_BLOCKS, scanFiles } from './scan-files.ts';
+import { MAX_CERT_FILE_BYTES, MAX_PEM_BLOCKS, scanFiles } from './scan-files.ts';
 import { scanInventory, type CertificateObservation, type InventoryScanResult } from './scan-inventory.ts';
 
 /** What one scan found. */
@@ -44,12 +45,9 @@ export interface RunScanOptions {
   probe?: (o: TlsProbeOptions) => Promise<TlsProbeResult>;
 }
 
-/** Reads every certificate of a PEM bundle file (trust anchors). */
+/** Reads every certificate of a PEM bundle or DER file (trust anchors). Throws PEM_MALFORMED for neither. */
 export function readBundle(file: string): Buffer[] {
-  const text = fs.readFileSync(file, 'latin1');
-  const certs = parsePemBlocks(text, MAX_PEM_BLOCKS).filter((b) => b.label === 'CERTIFICATE').map((b) => b.der);
-  if (certs.length === 0 && text.length > 0 && text.charCodeAt(0) === 0x30) return [Buffer.from(text, 'latin1')];
-  return certs;
+  return readCertificateDers(fs.readFileSync(file), { maxBytes: MAX_CERT_FILE_BYTES, maxBlocks: MAX_PEM_BLOCKS });
 }
 
 interface CaMaterial {
@@ -67,7 +65,7 @@ function loadCaMaterial(home: string, findings: Finding[]): CaMaterial {
   for (const [file, kind] of [[l.rootCert, 'root'], [l.serverCaCert, 'intermediate'], [l.clientCaCert, 'intermediate']] as const) {
     try {
       const der = readBundle(file)[0];
-      if (!der) throw new Error('no certificate in the file');
+      if (!der) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: 'no certificate in the file' });
       const info = parseCertificate(der);
       m.certs.push(info);
       (kind === 'root' ? m.anchors : m.intermediates).push(der);
@@ -93,7 +91,7 @@ async function openInventory(inv: NonNullable<MonitorConfig['sources']['inventor
   const { openCaStore, resolveStoreLocation } = await import('../ca/open-ca-store.ts');
   const at = resolveStoreLocation({ home: inv.home! });
   // Opening a missing file would create an empty inventory and report it healthy.
-  if (at.kind === 'sqlite' && !fs.existsSync(at.path)) throw Object.assign(new Error(`no inventory at ${at.path}`), { code: 'ENOENT' });
+  if (at.kind === 'sqlite' && !fs.existsSync(at.path)) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `no inventory at ${at.path}` });
   return openCaStore({ home: inv.home! });
 }
 
@@ -122,7 +120,7 @@ export async function runScan(config: MonitorConfig, o: RunScanOptions = {}): Pr
   // CRLs: the CA's own files, then the configured ones.
   const crlInputs: CrlInput[] = [...(ca?.crlFiles ?? []).map(crlFromFile)];
   for (const c of config.sources.crls) {
-    crlInputs.push(c.url ? crlFromUrl(c.url, { timeoutMs: parseMonitorDuration(c.timeout), ca: readPemFile(c.ca) }) : crlFromFile(c.file!));
+    crlInputs.push(c.url ? crlFromUrl(c.url, { timeoutMs: parseDuration(c.timeout), ca: readPemFile(c.ca) }) : crlFromFile(c.file!));
   }
   const crlScan = await scanCrls({ inputs: crlInputs, caCertificates: ca?.certs ?? [], now, warnFraction: config.crlWarnFraction });
   findings.push(...crlScan.findings);
@@ -163,7 +161,7 @@ export async function runScan(config: MonitorConfig, o: RunScanOptions = {}): Pr
         const { host, port } = splitAddress(e.address);
         targets.push({
           address: e.address, host, port, servername: e.servername ?? host, anchors: e.ca ? readBundle(e.ca) : (ca?.anchors ?? []), intermediates: ca?.intermediates,
-          cert: readPemFile(e.cert), key: readPemFile(e.key), timeoutMs: parseMonitorDuration(e.timeout),
+          cert: readPemFile(e.cert), key: readPemFile(e.key), timeoutMs: parseDuration(e.timeout),
         });
       } catch (err) {
         findings.push(makeFinding({ kind: 'unreadable', severity: 'warning', code: isMutualError(err) ? err.code : 'MONITOR_SOURCE_UNREADABLE', source, subject: e.address,

@@ -9,10 +9,10 @@ import fs from 'node:fs';
 import crypto from 'node:crypto';
 import type { CertificateInfo } from '../core/certificate.ts';
 import { MAX_CRL_BYTES, parseCrl, verifyCrlSignature, type CrlInfo } from '../core/crl-reader.ts';
-import { isMutualError } from '../core/errors.ts';
+import { MutualError, isMutualError } from '../core/errors.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import { humanDuration, makeFinding, type Finding } from './finding.ts';
-import { fetchBytes } from './fetch-bytes.ts';
+import { createFetchBytes } from '../sdk/fetch-bytes.ts';
 
 /** One CRL to read: a label for messages and a loader. */
 export interface CrlInput {
@@ -70,13 +70,24 @@ export interface ScanCrlsOptions {
 /** Reads a CRL file's bytes (DER or PEM), bounded. */
 export function readCrlFile(file: string): Buffer {
   const st = fs.statSync(file);
-  if (st.size > MAX_CRL_BYTES * 2) throw Object.assign(new Error(`larger than ${MAX_CRL_BYTES} bytes`), { code: 'EFBIG' });
+  if (st.size > MAX_CRL_BYTES * 2) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `larger than ${MAX_CRL_BYTES} bytes` });
   return fs.readFileSync(file);
 }
 
 /** A loader for a CRL URL (bounded download; PEM or DER). */
 export function crlFromUrl(url: string, o: { timeoutMs: number; ca?: string }): CrlInput {
-  return { source: `crl:${url}`, load: () => fetchBytes(url, { timeoutMs: o.timeoutMs, maxBytes: MAX_CRL_BYTES * 2, ca: o.ca }) };
+  const fetchBytes = createFetchBytes({ ca: o.ca, timeoutMs: o.timeoutMs, userAgent: 'mutual-monitor' });
+  return {
+    source: `crl:${url}`,
+    load: async () => {
+      // The monitor reports every source it cannot read under one code, whatever the fetcher's reason.
+      const r = await fetchBytes(url, { maxBytes: MAX_CRL_BYTES * 2 }).catch((e: unknown) => {
+        throw isMutualError(e, 'FETCH_FAILED') ? new MutualError('MONITOR_SOURCE_UNREADABLE', { reason: e.fields.reason, detail: e.fields.detail }, { cause: e }) : e;
+      });
+      if (r.status < 200 || r.status >= 300) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { reason: 'EHTTP', detail: `HTTP ${r.status}` });
+      return r.body;
+    },
+  };
 }
 
 /** A loader for a CRL file. */

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
-import { isMutualError, type ErrorCode } from '../core/errors.ts';
-import { parsePemBlocks } from '../core/pem.ts';
+import { MutualError, isMutualError, type ErrorCode } from '../core/errors.ts';
+import { readCertificateDers } from '../core/pem.ts';
 import { certificateLabel, checkCertificate, issuerLabel } from './check-certificate.ts';
 import { makeFinding, type Finding } from './finding.ts';
 import type { FilesSourceConfig } from './monitor-config.ts';
@@ -19,6 +19,8 @@ import type { CertificateObservation } from './scan-inventory.ts';
 export const MAX_CERT_FILE_BYTES = 1024 * 1024;
 /** Most PEM blocks read from one file. */
 export const MAX_PEM_BLOCKS = 64;
+/** PEM labels read as certificates: OpenSSL's TRUSTED CERTIFICATE files are certificates people deploy too. */
+const SCANNED_LABELS = ['CERTIFICATE', 'TRUSTED CERTIFICATE'];
 /** Most files read under one folder source. */
 export const MAX_FILES_PER_SOURCE = 10_000;
 /** Deepest folder level walked. */
@@ -93,22 +95,15 @@ function listFiles(src: FilesSourceConfig, findings: Finding[]): string[] {
   return out;
 }
 
-/** Reads the certificates of one file. Throws MutualError or a system error. */
+/** Reads the certificates of one file. Throws MutualError, or the system's error (ENOENT...) from fs. */
 export function readCertificateFile(file: string, password?: string): CertificateInfo[] {
   const st = fs.statSync(file);
-  if (!st.isFile()) throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
-  if (st.size > MAX_CERT_FILE_BYTES) throw Object.assign(new Error(`larger than ${MAX_CERT_FILE_BYTES} bytes`), { code: 'EFBIG' });
+  if (!st.isFile()) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: 'not a regular file' });
+  if (st.size > MAX_CERT_FILE_BYTES) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `larger than ${MAX_CERT_FILE_BYTES} bytes` });
   const bytes = fs.readFileSync(file);
   if (P12_RE.test(file)) return [readPkcs12Leaf(bytes, password)];
-  if (bytes.length > 0 && bytes[0] === 0x30) return [parseCertificate(bytes)];
-  const blocks = parsePemBlocks(bytes.toString('latin1'), MAX_PEM_BLOCKS);
-  const certs = blocks.filter((b) => b.label === 'CERTIFICATE' || b.label === 'TRUSTED CERTIFICATE');
-  if (certs.length === 0) {
-    // A key or CSR beside the certificates is not ours to judge; anything else is not a certificate.
-    if (blocks.length > 0) return [];
-    throw Object.assign(new Error('no PEM certificate and not DER'), { mutualCode: 'PEM_MALFORMED' });
-  }
-  return certs.map((b) => parseCertificate(b.der));
+  // A key or CSR beside the certificates is not ours to judge (skipped); anything else is not a certificate (PEM_MALFORMED).
+  return readCertificateDers(bytes, { maxBytes: MAX_CERT_FILE_BYTES, maxBlocks: MAX_PEM_BLOCKS, labels: SCANNED_LABELS }).map((der) => parseCertificate(der));
 }
 
 /**
@@ -122,14 +117,14 @@ function readPkcs12Leaf(bytes: Buffer, password: string | undefined): Certificat
   } catch (e) {
     const msg = (e as Error).message;
     const detail = /mac verify|password|decrypt/i.test(msg) ? `PKCS#12: ${password === undefined ? 'no passwordFile configured' : 'wrong password'} (${msg})` : `PKCS#12: ${msg}`;
-    throw Object.assign(new Error(detail), { mutualCode: 'MONITOR_SOURCE_UNREADABLE' });
+    throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail });
   }
   // A socket that never connects exposes the context's certificate through the public API.
   const socket = new tls.TLSSocket(null as never, { secureContext: ctx });
   try {
     const local = socket.getCertificate();
     const raw = local && 'raw' in local ? (local as tls.PeerCertificate).raw : undefined;
-    if (!raw) throw Object.assign(new Error('PKCS#12 without a certificate'), { mutualCode: 'CERT_MALFORMED' });
+    if (!raw) throw new MutualError('CERT_MALFORMED', { detail: 'PKCS#12 without a certificate' });
     return parseCertificate(raw);
   } finally {
     socket.destroy();
@@ -139,7 +134,7 @@ function readPkcs12Leaf(bytes: Buffer, password: string | undefined): Certificat
 function readPassword(file: string | undefined): string | undefined {
   if (!file) return undefined;
   const st = fs.statSync(file);
-  if (st.size > MAX_PASSWORD_FILE_BYTES) throw Object.assign(new Error(`password file ${file} is larger than ${MAX_PASSWORD_FILE_BYTES} bytes`), { code: 'EFBIG' });
+  if (st.size > MAX_PASSWORD_FILE_BYTES) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `password file ${file} is larger than ${MAX_PASSWORD_FILE_BYTES} bytes` });
   return fs.readFileSync(file, 'utf8').replace(/\r?\n$/, '');
 }
 
@@ -154,7 +149,7 @@ export function scanFiles(o: ScanFilesOptions): FilesScanResult {
     try {
       password = readPassword(src.passwordFile);
     } catch (e) {
-      findings.push(unreadable(src.passwordFile!, 'MONITOR_SOURCE_UNREADABLE', (e as NodeJS.ErrnoException).code ?? (e as Error).message));
+      findings.push(unreadable(src.passwordFile!, 'MONITOR_SOURCE_UNREADABLE', isMutualError(e) ? e.message : (e as NodeJS.ErrnoException).code ?? (e as Error).message));
     }
     for (const file of listFiles(src, findings)) {
       files++;
@@ -162,8 +157,8 @@ export function scanFiles(o: ScanFilesOptions): FilesScanResult {
       try {
         certs = readCertificateFile(file, password);
       } catch (e) {
-        const code: ErrorCode = isMutualError(e) ? e.code : ((e as { mutualCode?: ErrorCode }).mutualCode ?? 'MONITOR_SOURCE_UNREADABLE');
-        const detail = isMutualError(e) ? e.message : ((e as NodeJS.ErrnoException).code && !(e as { mutualCode?: string }).mutualCode ? `${(e as NodeJS.ErrnoException).code}: ${(e as Error).message}` : (e as Error).message);
+        const code: ErrorCode = isMutualError(e) ? e.code : 'MONITOR_SOURCE_UNREADABLE';
+        const detail = isMutualError(e) ? e.message : (e as NodeJS.ErrnoException).code ? `${(e as NodeJS.ErrnoException).code}: ${(e as Error).message}` : (e as Error).message;
         findings.push(unreadable(file, code, detail));
         continue;
       }

@@ -1,20 +1,31 @@
 /**
- * A client of `mutual serve`: enrollment with a one-time token (pinning the root named in the
- * token), renewal over mTLS with the current certificate, and the admin calls.
+ * The project's one client of `mutual serve`: enrollment with a one-time token (pinning the root
+ * named in the token), renewal over mTLS with the current certificate, the public CA
+ * certificates and CRLs (what the agent keeps on disk), and the admin calls. Every call goes
+ * through the one bounded fetcher ({@link createFetchBytes}), HTTPS only; every answer is checked
+ * for shape before it is returned, and anything the CA sends that is not what a CA sends is
+ * CA_UNTRUSTED.
  */
-import https from 'node:https';
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, type KeyType } from '../core/algorithms.ts';
+import { keyIdOf, parseCertificate } from '../core/certificate.ts';
 import { buildCsr } from '../core/csr.ts';
-import { MutualError, ERRORS, type ErrorCode } from '../core/errors.ts';
-import { readPemOrDer, toPem } from '../core/pem.ts';
+import { MutualError, ERRORS, isMutualError, type ErrorCode } from '../core/errors.ts';
+import { readCertificateDers, readPemOrDer, toPem } from '../core/pem.ts';
 import type { SubjectAltNames } from '../core/names.ts';
+import { OID } from '../core/oids.ts';
+import { createFetchBytes } from './fetch-bytes.ts';
 
 /** Largest answer read from the CA. */
 export const MAX_RESPONSE_BYTES = 4 * 1024 * 1024;
-/** Time allowed for one call. */
+/** Time allowed for one call, the whole exchange. */
 export const REQUEST_TIMEOUT_MS = 15_000;
+/**
+ * Most retired intermediates of one role taken from the CA: each key rotation retires one for at
+ * most the intermediate's lifetime, so more than this is not a CA we know.
+ */
+export const MAX_RETIRED_PER_ROLE = 8;
 
 /** TLS material for a call. */
 export interface CallTls {
@@ -40,51 +51,77 @@ export interface IssuedCertificate {
   identity?: string;
 }
 
-/** Makes one HTTPS call and returns status and body; CA_UNAVAILABLE when the CA cannot be reached. */
-export function call(url: string, o: { method?: string; body?: unknown; headers?: Record<string, string>; tls?: CallTls; raw?: boolean }): Promise<{ status: number; body: Buffer; json?: unknown }> {
-  return new Promise((resolve, reject) => {
-    const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
-    const req = https.request(url, {
-      method: o.method ?? (payload ? 'POST' : 'GET'),
-      headers: { ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}), ...o.headers },
-      ca: o.tls?.ca, cert: o.tls?.cert, key: o.tls?.key as string | undefined, pfx: o.tls?.pfx, passphrase: o.tls?.passphrase, rejectUnauthorized: !o.tls?.insecure, agent: false, timeout: REQUEST_TIMEOUT_MS,
-      minVersion: 'TLSv1.2',
-    }, (res) => {
-      const parts: Buffer[] = [];
-      let n = 0;
-      res.on('data', (c: Buffer) => {
-        n += c.length;
-        if (n > MAX_RESPONSE_BYTES) req.destroy(new Error('response too large'));
-        else parts.push(c);
-      });
-      res.on('end', () => {
-        const body = Buffer.concat(parts);
-        let json: unknown;
-        if (!o.raw && /json/.test(String(res.headers['content-type']))) {
-          try {
-            json = JSON.parse(body.toString('utf8'));
-          } catch {
-            json = undefined;
-          }
-        }
-        resolve({ status: res.statusCode ?? 0, body, json });
-      });
-    });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${REQUEST_TIMEOUT_MS} ms`)));
-    req.on('error', (e: NodeJS.ErrnoException) => {
-      if (/self.signed|unable to (get|verify)|certificate/i.test(e.message) && !/ECONNREFUSED/.test(e.message)) {
-        reject(new MutualError('CA_UNTRUSTED', { detail: e.message }));
-      } else reject(new MutualError('CA_UNAVAILABLE', { detail: `${url}: ${e.message}` }));
-    });
-    req.end(payload);
-  });
+/** What {@link call} resolves with: the status, the body, and the body parsed when it is JSON. */
+export interface CallResult {
+  status: number;
+  body: Buffer;
+  json?: unknown;
 }
 
-/** Turns a problem+json answer into the MutualError it names. */
-function fail(r: { status: number; json?: unknown }): never {
+const base = (caUrl: string): string => caUrl.replace(/\/+$/, '');
+
+/**
+ * Makes one HTTPS call to the CA and returns status and body (JSON parsed unless `raw`).
+ * Rejects with CA_UNTRUSTED when the server's certificate does not verify against `tls.ca`,
+ * CA_UNAVAILABLE when the CA cannot be reached, does not answer within
+ * {@link REQUEST_TIMEOUT_MS}, answers more than {@link MAX_RESPONSE_BYTES}, or the URL is not https.
+ */
+export async function call(url: string, o: { method?: string; body?: unknown; headers?: Record<string, string>; tls?: CallTls; raw?: boolean }): Promise<CallResult> {
+  const payload = o.body === undefined ? undefined : Buffer.from(JSON.stringify(o.body));
+  const fetchBytes = createFetchBytes({ ...o.tls, httpsOnly: true, timeoutMs: REQUEST_TIMEOUT_MS });
+  let r;
+  try {
+    r = await fetchBytes(url, {
+      method: (o.method ?? (payload ? 'POST' : 'GET')) as 'GET' | 'POST',
+      body: payload, contentType: payload ? 'application/json' : undefined, headers: o.headers, maxBytes: MAX_RESPONSE_BYTES,
+    });
+  } catch (e) {
+    // The CA answered, but more than any CA answer can be: not a reachability problem.
+    if (isMutualError(e, 'FETCH_FAILED') && e.fields.reason === 'EFBIG') throw new MutualError('CA_ANSWER_INVALID', { detail: `${url}: answer larger than ${MAX_RESPONSE_BYTES} bytes` });
+    if (isMutualError(e, 'FETCH_FAILED')) throw new MutualError('CA_UNAVAILABLE', { detail: `${url}: ${e.fields.detail ?? e.message}` });
+    const message = (e as Error).message;
+    if (/self.signed|unable to (get|verify)|certificate/i.test(message) && !/ECONNREFUSED/.test(message)) throw new MutualError('CA_UNTRUSTED', { detail: message });
+    throw new MutualError('CA_UNAVAILABLE', { detail: `${url}: ${message}` });
+  }
+  let json: unknown;
+  if (!o.raw && /json/.test(String(r.contentType))) {
+    try {
+      json = JSON.parse(r.body.toString('utf8'));
+    } catch {
+      json = undefined;
+    }
+  }
+  return { status: r.status, body: r.body, json };
+}
+
+/** Turns a non-2xx answer into the MutualError it names (problem+json `code`), else AUTH_REQUIRED (401) or CA_UNAVAILABLE. */
+function refusal(r: { status: number; json?: unknown }, what: string): MutualError {
   const p = r.json as { code?: string; detail?: string } | undefined;
-  const code = p?.code && Object.hasOwn(ERRORS, p.code) ? (p.code as ErrorCode) : r.status === 401 ? 'AUTH_REQUIRED' : 'CA_UNAVAILABLE';
-  throw new MutualError(code, { detail: p?.detail ?? `HTTP ${r.status}` });
+  const code: ErrorCode = p?.code !== undefined && Object.hasOwn(ERRORS, p.code) ? (p.code as ErrorCode) : r.status === 401 ? 'AUTH_REQUIRED' : 'CA_UNAVAILABLE';
+  return new MutualError(code, { detail: `${what}: ${p?.detail ?? `HTTP ${r.status}`}` });
+}
+
+/** Runs a parse of something the CA sent; a failure is CA_UNTRUSTED (what it sent is not what a CA sends). */
+function untrustedParse<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new MutualError('CA_UNTRUSTED', { detail: `${what}: the CA sent something that is not a certificate (${(e as Error).message})` });
+  }
+}
+
+/** The CA's 201 answer to an enrollment or renewal, checked for shape. */
+function issuedFrom(r: CallResult, what: string): IssuedCertificate {
+  const j = r.json as Partial<IssuedCertificate> | undefined;
+  if (!j || typeof j.certificate !== 'string' || typeof j.chain !== 'string' || typeof j.fullchain !== 'string' || typeof j.serial !== 'string') {
+    throw new MutualError('CA_UNTRUSTED', { detail: `${what}: the CA's answer has no certificate, chain and fullchain` });
+  }
+  return j as IssuedCertificate;
+}
+
+/** SHA-256 of a certificate's DER (PEM or DER in), lowercase hex. */
+export function fingerprintOf(pem: string): string {
+  return crypto.createHash('sha256').update(readPemOrDer(pem, ['CERTIFICATE'])).digest('hex');
 }
 
 /** The claims of a token, read without verifying it (the CA verifies; the client needs the names and root pin). */
@@ -95,42 +132,47 @@ export function readTokenClaims(token: string): { names: SubjectAltNames; rootFi
   const part = token.trim().split('.')[1];
   try {
     const p = JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as { sans: SubjectAltNames; sha: string };
-    if (!p.sans || typeof p.sha !== 'string') throw new Error('claims');
+    if (!p.sans || typeof p.sha !== 'string') throw new MutualError('TOKEN_INVALID', { detail: 'the token cannot be read; copy it whole' });
     return { names: { dns: p.sans.dns ?? [], ip: p.sans.ip ?? [], uri: p.sans.uri ?? [] }, rootFingerprint: p.sha };
   } catch {
     throw new MutualError('TOKEN_INVALID', { detail: 'the token cannot be read; copy it whole' });
   }
 }
 
-/** Fetches the CA's root and checks it against a pinned SHA-256 fingerprint. */
+/**
+ * Fetches /roots.pem without trusting the server yet, and accepts it only if it has the pinned
+ * SHA-256 fingerprint (hex, any case, colons allowed). CA_UNTRUSTED otherwise.
+ */
 export async function fetchPinnedRoot(caUrl: string, fingerprint: string): Promise<string> {
-  const r = await call(`${caUrl.replace(/\/+$/, '')}/roots.pem`, { tls: { insecure: true }, raw: true });
-  if (r.status !== 200) fail(r);
+  const r = await call(`${base(caUrl)}/roots.pem`, { tls: { insecure: true }, raw: true });
+  if (r.status !== 200) throw refusal(r, 'GET /roots.pem');
   const pem = r.body.toString('utf8');
-  const der = readPemOrDer(pem, ['CERTIFICATE']);
-  const got = crypto.createHash('sha256').update(der).digest('hex');
-  if (got !== fingerprint.toLowerCase().replace(/:/g, '')) throw new MutualError('CA_UNTRUSTED', { detail: `root ${got.slice(0, 16)}.. is not the pinned ${fingerprint.slice(0, 16)}..` });
+  const got = untrustedParse('/roots.pem', () => fingerprintOf(pem));
+  const pin = fingerprint.toLowerCase().replace(/:/g, '');
+  if (got !== pin) throw new MutualError('CA_UNTRUSTED', { detail: `the CA's root is ${got.slice(0, 16)}..; the pinned root is ${pin.slice(0, 16)}..` });
   return pem;
 }
 
 /**
- * Enrolls with a one-time token: makes a key and a CSR for the token's names. The certificate's
- * lifetime is the one the admin set in the token (or the profile's default): the holder has no say.
+ * Enrolls with a one-time token: makes a key (`keyType`, default p256) and a CSR for `names`
+ * (default the token's; the CA checks them against the token). Without `root`, the root is
+ * fetched and pinned by the fingerprint the token names. The certificate's lifetime is the one
+ * the admin set in the token (or the profile's default): the holder has no say.
  */
-export async function enroll(o: { caUrl: string; token: string; keyType?: KeyType; root?: string }): Promise<IssuedCertificate & { key: KeyObject; root: string }> {
-  const claims = readTokenClaims(o.token);
-  // A token read from a file ends in a newline; the header must not.
+export async function enroll(o: { caUrl: string; token: string; keyType?: KeyType; root?: string; names?: SubjectAltNames }): Promise<IssuedCertificate & { key: KeyObject; root: string }> {
   const token = o.token.trim();
+  const claims = readTokenClaims(token);
   const root = o.root ?? (await fetchPinnedRoot(o.caUrl, claims.rootFingerprint));
+  const names = o.names ?? claims.names;
   const { privateKey } = generateKeyPair(o.keyType ?? 'p256');
-  const cn = claims.names.uri[0]?.split('/').pop() ?? claims.names.dns[0] ?? claims.names.ip[0] ?? 'enrolled';
-  const csr = toPem(buildCsr({ privateKey, commonName: cn, names: claims.names }), 'CERTIFICATE REQUEST');
-  const r = await call(`${o.caUrl.replace(/\/+$/, '')}/v1/enroll`, { body: { csr }, headers: { authorization: `Bearer ${token}` }, tls: { ca: root } });
-  if (r.status !== 201) fail(r);
-  return { ...(r.json as IssuedCertificate), key: privateKey, root };
+  const cn = names.uri[0]?.split('/').pop() ?? names.dns[0] ?? names.ip[0] ?? 'enrolled';
+  const csr = toPem(buildCsr({ privateKey, commonName: cn, names }), 'CERTIFICATE REQUEST');
+  const r = await call(`${base(o.caUrl)}/v1/enroll`, { body: { csr }, headers: { authorization: `Bearer ${token}` }, tls: { ca: root } });
+  if (r.status !== 201) throw refusal(r, 'enrollment');
+  return { ...issuedFrom(r, 'enrollment'), key: privateKey, root };
 }
 
-/** Renews over mTLS with the current certificate; with `newKey`, a new key and CSR. */
+/** Renews over mTLS with the current certificate; with `newKey`, a new key (`keyType`, default p256) and CSR. */
 export async function renew(o: { caUrl: string; certificate: string; key: string | KeyObject; root: string; newKey?: boolean; keyType?: KeyType }): Promise<IssuedCertificate & { key?: KeyObject }> {
   let key: KeyObject | undefined;
   let body: unknown = {};
@@ -139,14 +181,96 @@ export async function renew(o: { caUrl: string; certificate: string; key: string
     body = { csr: toPem(buildCsr({ privateKey: key, commonName: 'renewal' }), 'CERTIFICATE REQUEST') };
   }
   const keyPem = typeof o.key === 'string' ? o.key : (o.key.export({ type: 'pkcs8', format: 'pem' }) as string);
-  const r = await call(`${o.caUrl.replace(/\/+$/, '')}/v1/renew`, { body, tls: { ca: o.root, cert: o.certificate, key: keyPem } });
-  if (r.status !== 201) fail(r);
-  return { ...(r.json as IssuedCertificate), key };
+  const r = await call(`${base(o.caUrl)}/v1/renew`, { body, tls: { ca: o.root, cert: o.certificate, key: keyPem } });
+  if (r.status !== 201) throw refusal(r, 'renewal');
+  return { ...issuedFrom(r, 'renewal'), key };
 }
 
 /** An admin call (mTLS with an admin certificate: `cert` and `key` PEM, or a PKCS#12 `pfx` and its `passphrase`). */
 export async function adminCall(o: { caUrl: string; path: string; method?: string; body?: unknown; cert?: string; key?: string; pfx?: Buffer; passphrase?: string; root: string }): Promise<unknown> {
-  const r = await call(`${o.caUrl.replace(/\/+$/, '')}${o.path}`, { method: o.method, body: o.body, tls: { ca: o.root, cert: o.cert, key: o.key, pfx: o.pfx, passphrase: o.passphrase } });
-  if (r.status >= 300) fail(r);
+  const r = await call(`${base(o.caUrl)}${o.path}`, { method: o.method, body: o.body, tls: { ca: o.root, cert: o.cert, key: o.key, pfx: o.pfx, passphrase: o.passphrase } });
+  if (r.status >= 300) throw refusal(r, `${o.method ?? (o.body === undefined ? 'GET' : 'POST')} ${o.path}`);
   return r.json;
+}
+
+/** An intermediate replaced by a key rotation that the CA still lists while it is valid. */
+export interface RetiredIntermediate {
+  role: 'server' | 'client';
+  pem: string;
+  /** Its key id, hex ({@link keyIdOf}): what the certificates it issued carry as AKI. */
+  keyId: string;
+}
+
+/**
+ * The CA certificates: the root (checked against the pin), the two current intermediates and the
+ * retired ones still valid (checked against the root).
+ */
+export interface CaCertificates {
+  root: string;
+  'server-ca': string;
+  'client-ca': string;
+  retired: RetiredIntermediate[];
+}
+
+/**
+ * Fetches the CA certificates over TLS pinned to `root`: /roots.pem must still list the root,
+ * each intermediate must be a CA signed by it, and each retired one (/ca/<role>.all.pem, at most
+ * {@link MAX_RETIRED_PER_ROLE}) a CA signed by it that issues that role; expired retired ones
+ * (at `now`) are dropped. A CA from before key rotations (404 on the .all.pem lists) lists none.
+ */
+export async function fetchCaCertificates(caUrl: string, root: string, now: Date = new Date()): Promise<CaCertificates> {
+  const get = async (p: string, optional = false): Promise<string> => {
+    const r = await call(`${base(caUrl)}${p}`, { tls: { ca: root }, raw: true });
+    if (optional && r.status === 404) return '';
+    if (r.status !== 200) throw refusal(r, `GET ${p}`);
+    return r.body.toString('utf8');
+  };
+  const [roots, server, client, serverAll, clientAll] = await Promise.all([
+    get('/roots.pem'), get('/ca/server.pem'), get('/ca/client.pem'), get('/ca/server.all.pem', true), get('/ca/client.all.pem', true),
+  ]);
+  const rootCert = new crypto.X509Certificate(root);
+  // The CA may list more than one root while it rolls over; ours must be among them.
+  if (!untrustedParse('/roots.pem', () => readCertificateDers(roots, { maxBlocks: 16 })).some((der) => der.equals(rootCert.raw))) {
+    throw new MutualError('CA_UNTRUSTED', { detail: 'the CA no longer lists the pinned root in /roots.pem' });
+  }
+  const current = { server: '', client: '' };
+  for (const [name, role, pem] of [['server CA', 'server', server], ['client CA', 'client', client]] as const) {
+    const c = untrustedParse(`the ${name} certificate`, () => new crypto.X509Certificate(pem));
+    if (!c.ca || !c.verify(rootCert.publicKey)) throw new MutualError('CA_UNTRUSTED', { detail: `the ${name} certificate the CA serves is not signed by the pinned root` });
+    current[role] = c.raw.toString('base64');
+  }
+  const retired: RetiredIntermediate[] = [];
+  for (const [role, text] of [['server', serverAll], ['client', clientAll]] as const) {
+    const what = `/ca/${role}.all.pem`;
+    // An empty answer (or a 404 from a CA that predates rotation) lists none.
+    const ders = text.trim() === '' ? [] : untrustedParse(what, () => readCertificateDers(text, { maxBlocks: MAX_RETIRED_PER_ROLE + 1 }));
+    const seen = new Set([current[role]]);
+    for (const der of ders) {
+      const c = untrustedParse(what, () => new crypto.X509Certificate(der));
+      if (seen.has(c.raw.toString('base64'))) continue;
+      seen.add(c.raw.toString('base64'));
+      if (!c.ca || !c.verify(rootCert.publicKey)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a certificate that is not a CA signed by the pinned root (${c.subject})` });
+      const info = untrustedParse(what, () => parseCertificate(c.raw));
+      // A server CA among the client CAs would let a relying party accept what it issued as clients.
+      if (!info.eku.includes(role === 'server' ? OID.serverAuth : OID.clientAuth)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a CA that does not issue ${role} certificates (${c.subject})` });
+      // Expired: nothing it issued is valid any more (the CA stops listing it too).
+      if (c.validToDate.getTime() <= now.getTime()) continue;
+      retired.push({ role, pem: toPem(c.raw, 'CERTIFICATE'), keyId: keyIdOf(info) });
+    }
+  }
+  return { root: toPem(rootCert.raw, 'CERTIFICATE'), 'server-ca': server, 'client-ca': client, retired };
+}
+
+/** The CRL names the CA serves: an issuer's current one, or a retired intermediate's by its key (`client.<16 hex digits>`). */
+export type CrlName = 'root' | 'server' | 'client' | `${'server' | 'client'}.${string}`;
+
+/**
+ * Fetches one CRL (DER) over TLS pinned to `root`. Its signature and freshness are the caller's
+ * to check. A name that is not a {@link CrlName} is a TypeError (it is never sent).
+ */
+export async function fetchCrl(caUrl: string, root: string, name: CrlName): Promise<Buffer> {
+  if (!/^(root|server|client|(server|client)\.[0-9a-f]{16})$/.test(name)) throw new TypeError(`not a CRL name: ${name}`);
+  const r = await call(`${base(caUrl)}/crl/${name}.crl`, { tls: { ca: root }, raw: true });
+  if (r.status !== 200) throw refusal(r, `GET /crl/${name}.crl`);
+  return r.body;
 }

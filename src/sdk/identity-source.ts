@@ -153,7 +153,8 @@ export function loadIdentity(o: LoadIdentityOptions): IdentitySource {
       if (next.cert !== src.current.cert || next.key !== src.current.key || next.ca !== src.current.ca) src.update(next);
     } catch (e) {
       // Half-written rotation (or a bad file): keep the material in force, look again later.
-      src.fail(e instanceof Error ? e : new Error(String(e)));
+      // read() throws MutualErrors or the system's Errors, never other values.
+      src.fail(e as Error);
     }
   };
   const soon = () => {
@@ -251,7 +252,7 @@ export async function enrollIdentity(o: EnrollIdentityOptions): Promise<Identity
       src.update(next);
       plan();
     } catch (e) {
-      src.fail(e instanceof Error ? e : new Error(String(e)));
+      src.fail(e as Error); // renew() rejects with MutualErrors or the system's Errors
       const left = src.current.info.notAfter.getTime() - now().getTime();
       if (!closed) schedule(Math.max(1000, Math.min(RENEW_RETRY_MS, left / 10)));
     }

@@ -39,13 +39,12 @@ import { parseCertificate, certificateIdentity, type CertificateInfo } from '../
 import { revocationUrls } from '../core/cert-urls.ts';
 import { parseCrl, verifyCrlSignature, crlRevocation, type CrlInfo } from '../core/crl-reader.ts';
 import { reasonName } from '../core/crl.ts';
-import { seq } from '../core/der.ts';
 import { MutualError, isMutualError, type ErrorCode, type MutualErrorFields } from '../core/errors.ts';
 import { ACCEPTED_SIGNATURE_OIDS, describeSpki } from '../core/algorithms.ts';
 import { nameConstraintViolation, type PermittedNames } from '../core/lint.ts';
 import { OID } from '../core/oids.ts';
-import { encodeCertId, matchesIssuer, ocspIssuerHashes, parseOcspResponse, verifyOcspResponse, type OcspIssuerHashes } from '../core/ocsp.ts';
-import { parsePemBlocks, readPemOrDer } from '../core/pem.ts';
+import { buildOcspRequest, encodeCertId, matchesIssuer, ocspIssuerHashes, parseOcspResponse, verifyOcspResponse, type OcspIssuerHashes } from '../core/ocsp.ts';
+import { readCertificateDers, readPemOrDer } from '../core/pem.ts';
 import { createFetchBytes, type FetchBytes } from './fetch-bytes.ts';
 
 /** Default interval between CRL fetches (a CRL is also fetched before its nextUpdate). */
@@ -217,18 +216,14 @@ const crlChannel = diagnostics.channel('mutual:verifier:crl-loaded');
 const crlFailedChannel = diagnostics.channel('mutual:verifier:crl-failed');
 const closedChannel = diagnostics.channel('mutual:verifier:connection-closed');
 
-/** Reads PEM bundles or DER into certificate DERs. Throws TypeError on programmer input. */
+/**
+ * Reads PEM bundles or DER (a Buffer starting with 0x30) into certificate DERs, at most
+ * {@link MAX_TRUST_BUNDLE_CERTS} PEM blocks per item. Throws PEM_MALFORMED for an item that is
+ * neither (empty included).
+ */
 export function readCertificates(input: string | Buffer | readonly (string | Buffer)[]): Buffer[] {
   const list = Array.isArray(input) ? input : [input as string | Buffer];
-  const out: Buffer[] = [];
-  for (const item of list) {
-    if (Buffer.isBuffer(item) && item[0] === 0x30) out.push(item);
-    else {
-      const text = Buffer.isBuffer(item) ? item.toString('utf8') : item;
-      for (const b of parsePemBlocks(text, MAX_TRUST_BUNDLE_CERTS)) if (b.label === 'CERTIFICATE') out.push(b.der);
-    }
-  }
-  return out;
+  return list.flatMap((item) => readCertificateDers(item, { maxBlocks: MAX_TRUST_BUNDLE_CERTS }));
 }
 
 const daysText = (ms: number): string => {
@@ -390,7 +385,7 @@ export class PeerVerifier {
       let retryIn = this.#refreshMs;
       try {
         const r = await this.#fetch(url, { maxBytes: MAX_CRL_FETCH_BYTES });
-        if (r.status !== 200) throw new Error(`HTTP ${r.status}`);
+        if (r.status !== 200) throw new MutualError('FETCH_FAILED', { reason: 'EHTTP', detail: `HTTP ${r.status}` });
         this.loadCrl(r.body, url);
         const ca = this.#cas.find((c) => c.crlSource === url);
         const crl = ca?.crl;
@@ -643,21 +638,20 @@ export class PeerVerifier {
     const running = this.#ocspInFlight.get(serial);
     if (running) return running;
     const p = (async () => {
-      const certId = encodeCertId('sha1', st.ca.ocspHashes, serial);
-      const request = seq(seq(seq(seq(certId))));
+      const request = buildOcspRequest([encodeCertId('sha1', st.ca.ocspHashes, serial)]);
       const r = await this.#fetch(url, { method: 'POST', body: request, contentType: 'application/ocsp-request', maxBytes: MAX_OCSP_FETCH_BYTES });
-      if (r.status !== 200) throw new Error(`OCSP HTTP ${r.status}`);
+      if (r.status !== 200) throw new MutualError('FETCH_FAILED', { reason: 'EHTTP', detail: `OCSP HTTP ${r.status}` });
       const resp = parseOcspResponse(r.body);
-      if (resp.status !== 'successful') throw new Error(`OCSP ${resp.status}`);
+      if (resp.status !== 'successful') throw new MutualError('OCSP_RESPONSE_INVALID', { detail: `OCSP ${resp.status}` });
       const now = this.#now().getTime();
       const responderKey = this.#ocspResponderKey(resp.certs, st.ca, now, resp.responderKeyHash);
-      if (!responderKey || !verifyOcspResponse(resp, responderKey)) throw new Error('the OCSP response is not signed by the CA or its delegated responder');
+      if (!responderKey || !verifyOcspResponse(resp, responderKey)) throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP response is not signed by the CA or its delegated responder' });
       const single = resp.responses.find((s) => s.certId.serial === serial && matchesIssuer(s.certId, st.ca.ocspHashes));
-      if (!single) throw new Error('the OCSP response does not answer for this certificate');
-      if (single.thisUpdate.getTime() > now + OCSP_CLOCK_SKEW_MS) throw new Error('the OCSP answer is from the future');
+      if (!single) throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP response does not answer for this certificate' });
+      if (single.thisUpdate.getTime() > now + OCSP_CLOCK_SKEW_MS) throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP answer is from the future' });
       const until = single.nextUpdate ? single.nextUpdate.getTime() : now + this.#refreshMs;
-      if (until <= now) throw new Error('the OCSP answer is stale');
-      if (single.status === 'unknown') throw new Error('the OCSP responder does not know the certificate');
+      if (until <= now) throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP answer is stale' });
+      if (single.status === 'unknown') throw new MutualError('OCSP_RESPONSE_INVALID', { detail: 'the OCSP responder does not know the certificate' });
       if (this.#ocspCache.size >= MAX_CACHED_OCSP) this.#ocspCache.delete(this.#ocspCache.keys().next().value!);
       this.#ocspCache.set(serial, { until, ...(single.status === 'revoked' ? { revoked: { at: single.revokedAt!, reason: single.reason } } : {}) });
       if (single.status === 'revoked') {

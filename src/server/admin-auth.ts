@@ -76,7 +76,8 @@ export class AdminAuthenticator {
     }
     if (this.#isRevoked(peer.serial) || status === 'revoked') throw new MutualError('CERT_REVOKED', { serial: peer.serial, detail: peer.serial });
     if (!this.#isAdminIdentity(peer)) throw new MutualError('AUTH_FORBIDDEN', { detail: `${certificateIdentity(peer) ?? peer.subject} is not an admin` });
-    if (status === undefined) throw new Error('AdminAuthenticator.require without readStatus for this request');
+    // A programmer error (a route that did not call readStatus), not a refusal of input: TypeError, a 500.
+    if (status === undefined) throw new TypeError('AdminAuthenticator.require without readStatus for this request');
     if (status === 'mismatch') throw new MutualError('AUTH_FORBIDDEN', { detail: 'the inventory holds another certificate under this serial' });
     // Fail closed: a certificate the shared store does not know could not be revoked there, so it
     // is no admin credential (an admin made on a SQLite home before the replicas moved to PostgreSQL).

@@ -1,25 +1,20 @@
 /**
- * The OCSP responder (RFC 6960) of `mutual serve`: GET and POST, one delegated responder
- * certificate per intermediate (EKU OCSPSigning, ocsp-nocheck, short-lived, rotated at half its
- * life). Answers are signed once and served as cached bytes until half their validity has passed;
- * a revocation drops that serial's cached answers; nonce requests (RFC 8954) are signed on demand.
+ * The OCSP responder (RFC 6960) of `mutual serve`: GET and POST, answered by the delegated
+ * responders of src/ca/ocsp-responders.ts (which issues and rotates their certificates). Answers
+ * are signed once and served as cached bytes until half their validity has passed; a revocation
+ * drops that serial's cached answers; nonce requests (RFC 8954) are signed on demand.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CertificateAuthority, IntermediateCa } from '../ca/authority.ts';
+import type { CertificateAuthority } from '../ca/authority.ts';
+import { OcspResponders, type OcspIssuer } from '../ca/ocsp-responders.ts';
 import type { RevocationEvent } from '../ca/store.ts';
 import { isMutualError } from '../core/errors.ts';
 import {
-  MAX_OCSP_REQUEST_BYTES, OCSP_INTERNAL_ERROR, OCSP_MALFORMED, OCSP_UNAUTHORIZED, createOcspResponder, matchesIssuer, parseOcspRequest,
-  type CertId, type OcspResponder,
+  MAX_OCSP_REQUEST_BYTES, OCSP_INTERNAL_ERROR, OCSP_MALFORMED, OCSP_UNAUTHORIZED, parseOcspRequest, type CertId,
 } from '../core/ocsp.ts';
-import { keyObjectSigner } from '../core/signer.ts';
 import { readBody } from './http-util.ts';
 import type { CaMetrics } from './metrics.ts';
 
-/** Lifetime of a delegated responder certificate. */
-export const RESPONDER_CERT_SECONDS = 2 * 86_400;
-/** After a failed responder rotation, the next attempt comes this soon (the old one is still valid). */
-export const ROTATION_RETRY_MS = 60_000;
 /** Validity (thisUpdate..nextUpdate) of a signed answer; it is re-signed after half of it. */
 export const ANSWER_VALIDITY_SECONDS = 3600;
 /** Validity of an `unknown` answer (short: a replica may learn of the certificate a moment later). */
@@ -35,13 +30,6 @@ interface Cached {
   serial: string;
 }
 
-interface Issuer {
-  inter: IntermediateCa;
-  keyId: string;
-  responder: OcspResponder;
-  rotateAt: number;
-}
-
 const OCSP_TYPE = 'application/ocsp-response';
 
 /** RFC 5019 6.2: caches may keep an answer until its nextUpdate, never longer. */
@@ -52,76 +40,25 @@ export class OcspService {
   readonly #ca: CertificateAuthority;
   readonly #now: () => Date;
   readonly #metrics: CaMetrics;
-  #issuers: Issuer[] = [];
+  readonly #responders: OcspResponders;
   readonly #cache = new Map<string, Cached>();
   readonly #bySerial = new Map<string, string[]>();
-  #rotating: Promise<void> | undefined;
-  #rotationTimer: NodeJS.Timeout | undefined;
-  #closed = false;
 
-  private constructor(ca: CertificateAuthority, now: () => Date, metrics: CaMetrics) {
+  private constructor(ca: CertificateAuthority, now: () => Date, metrics: CaMetrics, responders: OcspResponders) {
     this.#ca = ca;
+    this.#responders = responders;
     this.#now = now;
     this.#metrics = metrics;
     this.#cachedCounter = metrics.ocspResponses.labels('cached');
   }
 
   /**
-   * Makes the responder certificates and returns a ready service. It answers for the current
-   * intermediates and for those retired by a key rotation while they are valid: what they issued
-   * is still in use, and its AIA points here.
+   * Makes the responder certificates (rotated on their own timer) and returns a ready service.
+   * It answers for the current intermediates and for those retired by a key rotation while they
+   * are valid.
    */
   static async create(o: { ca: CertificateAuthority; now: () => Date; metrics: CaMetrics }): Promise<OcspService> {
-    const s = new OcspService(o.ca, o.now, o.metrics);
-    const now = o.now();
-    const served = [o.ca.server, o.ca.client, ...o.ca.retired.filter((r) => now >= r.info.notBefore && now < r.info.notAfter)];
-    s.#issuers = await Promise.all(served.map((inter) => s.#makeIssuer(inter)));
-    s.#scheduleRotation();
-    return s;
-  }
-
-  /**
-   * Rotation runs on a timer as well as on request: an idle server must not let its responder
-   * certificates run out (the monitor would rightly call the renewal overdue), and the first
-   * request after a quiet spell must not be answered by an expiring responder.
-   */
-  #scheduleRotation(): void {
-    clearTimeout(this.#rotationTimer);
-    if (this.#closed || this.#issuers.length === 0) return;
-    const due = Math.min(...this.#issuers.map((i) => i.rotateAt)) - this.#now().getTime();
-    this.#rotationTimer = setTimeout(() => {
-      this.#maybeRotate();
-      // A failed rotation keeps the old responders (still valid): try again in a minute.
-      void (this.#rotating ?? Promise.resolve()).then(() => {
-        if (this.#closed) return;
-        if (this.#issuers.some((i) => this.#now().getTime() >= i.rotateAt)) {
-          this.#rotationTimer = setTimeout(() => this.#scheduleRotation(), ROTATION_RETRY_MS);
-          this.#rotationTimer.unref();
-        } else this.#scheduleRotation();
-      });
-    }, Math.max(0, due));
-    this.#rotationTimer.unref();
-  }
-
-  async #makeIssuer(inter: IntermediateCa): Promise<Issuer> {
-    const now = this.#now();
-    const r = await this.#ca.issueOcspResponder(inter, RESPONDER_CERT_SECONDS, now);
-    const responder = createOcspResponder({ issuerCertDer: inter.info.der, responderCertDer: r.certificate, signer: keyObjectSigner(r.privateKey) });
-    return { inter, keyId: inter.keyId, responder, rotateAt: now.getTime() + (r.notAfter.getTime() - now.getTime()) / 2 };
-  }
-
-  /** Rotates responder certificates at half their life (answers signed by the old one stay valid). */
-  #maybeRotate(): void {
-    const t = this.#now().getTime();
-    if (this.#rotating || !this.#issuers.some((i) => t >= i.rotateAt)) return;
-    // A retired intermediate that has expired is dropped: nothing it issued is valid any more.
-    const live = this.#issuers.filter((i) => t < i.inter.info.notAfter.getTime());
-    this.#rotating = Promise.all(live.map((i) => (t >= i.rotateAt ? this.#makeIssuer(i.inter) : i)))
-      .then((next) => {
-        this.#issuers = next;
-      })
-      .catch(() => undefined)
-      .finally(() => (this.#rotating = undefined));
+    return new OcspService(o.ca, o.now, o.metrics, await OcspResponders.create({ ca: o.ca, now: o.now }));
   }
 
   /** Forgets cached answers for a revoked serial; the next request is answered `revoked`. */
@@ -172,7 +109,7 @@ export class OcspService {
       this.#send(res, isMutualError(e) ? OCSP_MALFORMED : OCSP_INTERNAL_ERROR, 'malformed');
       return;
     }
-    this.#maybeRotate();
+    this.#responders.maybeRotate();
     try {
       if (request.requests.length === 1 && !request.nonce) {
         const id = request.requests[0];
@@ -213,14 +150,14 @@ export class OcspService {
     }
   }
 
-  #issuerOf(id: CertId): Issuer | undefined {
-    return this.#issuers.find((i) => matchesIssuer(id, i.responder.issuerHashes));
+  #issuerOf(id: CertId): OcspIssuer | undefined {
+    return this.#responders.find(id);
   }
 
-  async #single(issuer: Issuer, id: CertId): Promise<{ single: Buffer; validity: number; status: string }> {
+  async #single(issuer: OcspIssuer, id: CertId): Promise<{ single: Buffer; validity: number; status: string }> {
     const now = this.#now();
     const thisUpdate = new Date(Math.floor(now.getTime() / 1000) * 1000);
-    const cert = await this.#ca.store.getCertificate(id.serial, issuer.keyId);
+    const cert = await this.#ca.getCertificate(id.serial, issuer.keyId);
     if (!cert) {
       return { single: issuer.responder.encodeSingle({ certId: id.raw, status: 'unknown' }, thisUpdate, new Date(thisUpdate.getTime() + UNKNOWN_VALIDITY_SECONDS * 1000)), validity: UNKNOWN_VALIDITY_SECONDS, status: 'unknown' };
     }
@@ -253,8 +190,7 @@ export class OcspService {
 
   /** Stops background work. */
   close(): void {
-    this.#closed = true;
-    clearTimeout(this.#rotationTimer);
+    this.#responders.close();
     this.#cache.clear();
   }
 }

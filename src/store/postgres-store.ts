@@ -20,7 +20,7 @@ import { dropExpired, encodeRevokedEntry, REVOCATION_REASONS } from '../core/crl
 import { MutualError } from '../core/errors.ts';
 import type { RevocationReason } from '../core/crl.ts';
 import type {
-  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RenewalInput, RevocationEvent, RevocationInput, RevocationRecorded, StoredCertificate,
+  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RenewalInput, RevocationEvent, RevocationInput, RevocationRecorded, StoredCertificate, TokenSpend,
 } from '../ca/store.ts';
 import { POSTGRES_MIGRATIONS } from './migrations.ts';
 import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows.ts';
@@ -208,6 +208,27 @@ export class PostgresStore implements CaStore {
 
   async recordIssued(records: CertificateRecord[]): Promise<void> {
     if (records.length === 0) return;
+    try {
+      await this.#tx((c) => this.#insertIssued(c, records));
+    } catch (e) {
+      throw new MutualError('STORE_FAILED', { detail: (e as Error).message }, { cause: e });
+    }
+  }
+
+  async recordEnrollment(record: CertificateRecord, token: TokenSpend): Promise<boolean> {
+    try {
+      return await this.#tx(async (c) => {
+        if (!(await this.#spendToken(c, token))) return false;
+        await this.#insertIssued(c, [record]);
+        return true;
+      });
+    } catch (e) {
+      throw storeFailed(e);
+    }
+  }
+
+  /** Inserts certificates and their audit entries inside the caller's transaction. */
+  async #insertIssued(c: PoolClient, records: CertificateRecord[]): Promise<void> {
     // One array per column: $1-$8 and $10-$14 of INSERT_CERTS; $9 is all the DER, concatenated.
     const cols = Array.from({ length: 13 }, () => new Array<unknown>(records.length));
     let offset = 0;
@@ -218,19 +239,13 @@ export class PostgresStore implements CaStore {
       offset += r.der.length;
     });
     const values = [...cols.slice(0, 8), Buffer.concat(records.map((r) => r.der)), ...cols.slice(8)];
-    try {
-      await this.#tx(async (c) => {
-        // The certificates go in before the audit lock is taken: a duplicate serial fails here
-        // without holding up other replicas, and the lock is held only for the append and commit.
-        await c.query({ name: 'mutual-insert-certs', text: INSERT_CERTS, values });
-        await this.#appendAudit(c, records.map((r) => ({
-          actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
-          details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, ...(r.renewedFrom ? { renewedFrom: r.renewedFrom } : {}) },
-        })));
-      });
-    } catch (e) {
-      throw new MutualError('STORE_FAILED', { detail: (e as Error).message }, { cause: e });
-    }
+    // The certificates go in before the audit lock is taken: a duplicate serial fails here
+    // without holding up other replicas, and the lock is held only for the append and commit.
+    await c.query({ name: 'mutual-insert-certs', text: INSERT_CERTS, values });
+    await this.#appendAudit(c, records.map((r) => ({
+      actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
+      details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, ...(r.renewedFrom ? { renewedFrom: r.renewedFrom } : {}) },
+    })));
   }
 
   async recordRevocation(r: RevocationInput, actor: string): Promise<RevocationRecorded> {
@@ -424,19 +439,22 @@ export class PostgresStore implements CaStore {
 
   async consumeToken(jti: string, expiresAt: Date, actor: string): Promise<boolean> {
     try {
-      return await this.#tx(async (c) => {
-        // Replicas forget old tokens concurrently: SKIP LOCKED leaves rows another one is
-        // deleting, instead of waiting for it (or deadlocking with it).
-        await c.query('DELETE FROM used_tokens WHERE jti IN (SELECT jti FROM used_tokens WHERE expires_at < $1 FOR UPDATE SKIP LOCKED)', [sec(new Date()) - 86_400]);
-        // A concurrent insert of the same jti waits for the first transaction, then does nothing.
-        const r = await c.query('INSERT INTO used_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING', [jti, sec(expiresAt)]);
-        if (r.rowCount === 0) return false;
-        await this.#appendAudit(c, [{ actor, action: 'token-used', target: jti, details: {} }]);
-        return true;
-      });
+      return await this.#tx((c) => this.#spendToken(c, { jti, expiresAt, actor }));
     } catch (e) {
       throw storeFailed(e);
     }
+  }
+
+  /** Marks a token used inside the caller's transaction; false when it was used before. */
+  async #spendToken(c: PoolClient, t: TokenSpend): Promise<boolean> {
+    // Replicas forget old tokens concurrently: SKIP LOCKED leaves rows another one is
+    // deleting, instead of waiting for it (or deadlocking with it).
+    await c.query('DELETE FROM used_tokens WHERE jti IN (SELECT jti FROM used_tokens WHERE expires_at < $1 FOR UPDATE SKIP LOCKED)', [sec(new Date()) - 86_400]);
+    // A concurrent insert of the same jti waits for the first transaction, then does nothing.
+    const r = await c.query('INSERT INTO used_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING', [t.jti, sec(t.expiresAt)]);
+    if (r.rowCount === 0) return false;
+    await this.#appendAudit(c, [{ actor: t.actor, action: 'token-used', target: t.jti, details: {} }]);
+    return true;
   }
 
   async revocationsSince(cursor: number, limit = 10_000): Promise<{ cursor: number; items: RevocationEvent[] }> {

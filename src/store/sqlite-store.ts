@@ -28,7 +28,7 @@ import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
 import { dropExpired, encodeRevokedEntry, REVOCATION_REASONS } from '../core/crl.ts';
 import { MutualError } from '../core/errors.ts';
 import type {
-  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RenewalInput, RevocationEvent, RevocationInput, RevocationRecorded, StoredCertificate,
+  AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RenewalInput, RevocationEvent, RevocationInput, RevocationRecorded, StoredCertificate, TokenSpend,
 } from '../ca/store.ts';
 import type { RevocationReason } from '../core/crl.ts';
 import { SQLITE_MIGRATIONS } from './migrations.ts';
@@ -393,16 +393,40 @@ export class SqliteStore implements CaStore {
   recordIssuedSync(records: CertificateRecord[]): void {
     try {
       this.#tx(() => {
-        for (const r of records) {
-          this.#insertCert.run(serialBytes(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
-            r.der, r.renewedFrom ?? null, sec(r.issuedAt), r.issuedBy);
-          this.#appendAudit({ actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
-            details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, ...(r.renewedFrom ? { renewedFrom: r.renewedFrom } : {}) } });
-        }
+        for (const r of records) this.#insertIssued(r);
       }, records.length);
     } catch (e) {
       throw new MutualError('STORE_FAILED', { detail: (e as Error).message }, { cause: e });
     }
+  }
+
+  async recordEnrollment(record: CertificateRecord, token: TokenSpend): Promise<boolean> {
+    if (this.#hold) await this.#unheld();
+    const fresh = this.#tx(() => {
+      if (!this.#spendToken(token)) return false;
+      this.#insertIssued(record);
+      return true;
+    }, 1);
+    // Returned once on disk: a crash cannot lose the certificate nor let the token be replayed.
+    if (fresh) await this.#durable();
+    return fresh;
+  }
+
+  /** Inserts one certificate and its audit entry (inside the caller's transaction). */
+  #insertIssued(r: CertificateRecord): void {
+    this.#insertCert.run(serialBytes(r.serial), r.issuerKeyId, r.role, r.subject, r.identity ?? null, JSON.stringify(r.names), sec(r.notBefore), sec(r.notAfter),
+      r.der, r.renewedFrom ?? null, sec(r.issuedAt), r.issuedBy);
+    this.#appendAudit({ actor: r.issuedBy, action: 'issue', target: r.serial, at: r.issuedAt,
+      details: { issuer: r.issuerKeyId, role: r.role, subject: r.subject, fingerprint: r.fingerprint, ...(r.renewedFrom ? { renewedFrom: r.renewedFrom } : {}) } });
+  }
+
+  /** Marks a token used (inside the caller's transaction); false when it was used before. */
+  #spendToken(t: TokenSpend): boolean {
+    this.db.prepare('DELETE FROM used_tokens WHERE expires_at < ?').run(sec(new Date()) - 86_400);
+    const r = this.db.prepare('INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING').run(t.jti, sec(t.expiresAt));
+    if (r.changes === 0) return false;
+    this.#appendAudit({ actor: t.actor, action: 'token-used', target: t.jti, details: {} });
+    return true;
   }
 
   async recordRevocation(r: RevocationInput, actor: string): Promise<RevocationRecorded> {
@@ -558,13 +582,7 @@ export class SqliteStore implements CaStore {
 
   async consumeToken(jti: string, expiresAt: Date, actor: string): Promise<boolean> {
     if (this.#hold) await this.#unheld();
-    const fresh = this.#tx(() => {
-      this.db.prepare('DELETE FROM used_tokens WHERE expires_at < ?').run(sec(new Date()) - 86_400);
-      const r = this.db.prepare('INSERT INTO used_tokens (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING').run(jti, sec(expiresAt));
-      if (r.changes === 0) return false;
-      this.#appendAudit({ actor, action: 'token-used', target: jti, details: {} });
-      return true;
-    });
+    const fresh = this.#tx(() => this.#spendToken({ jti, expiresAt, actor }));
     // A token is spent once its use is on disk: a crash cannot let it be replayed.
     if (fresh) await this.#durable();
     return fresh;

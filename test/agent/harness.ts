@@ -21,7 +21,7 @@ import { installIntermediate, intermediateCsr } from '../../src/ca/intermediate.
 import { signIntermediate } from '../../src/ca/offline.ts';
 import { defaultNamePolicy } from '../../src/core/policy.ts';
 import { loadManifest, type AgentManifest } from '../../src/agent/manifest.ts';
-import { fetchCrl } from '../../src/agent/ca-api.ts';
+import { fetchCrl } from '../../src/sdk/ca-client.ts';
 import { parseCrl } from '../../src/core/crl-reader.ts';
 export { freePort, runAsync } from '../helpers/tools.ts';
 import { freePort, runAsync } from '../helpers/tools.ts';

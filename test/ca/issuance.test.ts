@@ -440,7 +440,7 @@ describe(`ca/issuance: accepted requests${how}`, () => {
       assert.deepEqual(info.names, c.want);
       assert.deepEqual(info.eku, [req.role === 'server' ? OID.serverAuth : OID.clientAuth]);
       if (req.csr !== undefined) {
-        const csr = parseCsr(readPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
+        const csr = parseCsr(readPemOrDer(req.csr as string | Uint8Array, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
         assert.deepEqual(info.spki, csr.spki, 'the certificate carries the CSR key');
         assert.equal(r.privateKey, undefined);
       } else {

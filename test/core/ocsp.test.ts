@@ -7,7 +7,7 @@ import path from 'node:path';
 import { AsnConvert, OctetString } from '@peculiar/asn1-schema';
 import { OCSPRequest, OCSPResponse, BasicOCSPResponse, id_pkix_ocsp_nonce } from '@peculiar/asn1-ocsp';
 import {
-  createOcspResponder, encodeCertId, matchesIssuer, ocspIssuerHashes, parseOcspRequest, parseOcspResponse, verifyOcspResponse,
+  buildOcspRequest, createOcspResponder, encodeCertId, matchesIssuer, ocspIssuerHashes, parseOcspRequest, parseOcspResponse, verifyOcspResponse,
   MAX_OCSP_REQUEST_BYTES, MAX_OCSP_REQUESTS, OCSP_INTERNAL_ERROR, OCSP_MALFORMED, OCSP_OID, OCSP_TRY_LATER, OCSP_UNAUTHORIZED,
   type OcspCertStatus, type OcspIssuerHashes, type OcspResponder,
 } from '../../src/core/ocsp.ts';
@@ -169,6 +169,37 @@ for (const c of CASES) {
     assert.deepEqual(Buffer.from(pBasic.tbsResponseData.responderID.byKey!.buffer), crypto.createHash('sha1').update(spkiDer(responderKey).subarray(-65)).digest());
   });
 }
+
+test('ok/buildOcspRequest: byte-identical to OpenSSL\'s request without a nonce, read by openssl ocsp -reqin', async (t) => {
+  if (!requireTool(t, 'openssl')) return;
+  for (const hash of ['sha1', 'sha256'] as const) {
+    const ours = buildOcspRequest([encodeCertId(hash, clientHashes, leaf.serial)]);
+    assert.deepEqual(ours, opensslRequest(`req-openssl-${hash}.der`, hash === 'sha256' ? ['-sha256', '-no_nonce'] : ['-no_nonce']));
+    fs.writeFileSync(file(`req-ours-${hash}.der`), ours);
+    const text = openssl(['ocsp', '-reqin', file(`req-ours-${hash}.der`), '-req_text', '-noverify']);
+    assert.equal(text.status, 0, text.stderr);
+    assert.match(text.stdout, new RegExp(`Hash Algorithm: ${hash}`, 'i'));
+    assert.match(text.stdout, new RegExp(`Serial Number: ${leaf.serial}`, 'i'));
+    const parsed = parseOcspRequest(ours);
+    assert.equal(parsed.nonce, undefined);
+    assert.equal(parsed.requests[0].serial, leaf.serial);
+    assert.ok(matchesIssuer(parsed.requests[0], clientHashes));
+    // The responder's answer to it verifies in OpenSSL against the same request.
+    const r = opensslCheck(await answer(ours, { status: 'good' }), `req-ours-${hash}.der`, hash === 'sha256' ? ['-sha256'] : []);
+    assert.equal(r.nonceStatus, 0, r.nonceOut);
+    assert.match(r.nonceOut, /Response verify OK/);
+    assert.match(r.out, /leaf\.pem: good/);
+  }
+  const two = parseOcspRequest(buildOcspRequest([encodeCertId('sha1', clientHashes, leaf.serial), encodeCertId('sha256', serverHashes, '01')]));
+  assert.deepEqual(two.requests.map((id) => [id.hashAlgorithm, id.serial]), [['sha1', leaf.serial], ['sha256', '01']]);
+});
+
+test('fail/buildOcspRequest: no CertID, or more than a responder reads, is a TypeError', () => {
+  assert.throws(() => buildOcspRequest([]), TypeError);
+  const id = encodeCertId('sha1', clientHashes, leaf.serial);
+  assert.throws(() => buildOcspRequest(Array.from({ length: MAX_OCSP_REQUESTS + 1 }, () => id)), TypeError);
+  assert.equal(parseOcspRequest(buildOcspRequest(Array.from({ length: MAX_OCSP_REQUESTS }, () => id))).requests.length, MAX_OCSP_REQUESTS);
+});
 
 test('ok/nonce: a mismatched nonce fails, a missing one warns', async (t) => {
   if (!requireTool(t, 'openssl')) return;

@@ -186,6 +186,37 @@ const CASES: Case[] = [
     },
   },
   {
+    name: 'ok/enrollment-records-the-certificate-and-spends-the-token-together',
+    async run(h) {
+      const { store } = h;
+      const exp = new Date(Date.now() + 10 * 60_000);
+      const token = { jti: 'jti-e', expiresAt: exp, actor: 'token:admin' };
+      const first = record({ role: 'client' });
+      assert.equal(await store.recordEnrollment(first, token), true);
+      assert.deepEqual(await store.getCertificate(first.serial), stored(first));
+      // A replay records nothing.
+      const second = record({ role: 'client' });
+      assert.equal(await store.recordEnrollment(second, token), false);
+      assert.equal(await store.getCertificate(second.serial), undefined);
+      assert.equal(await store.consumeToken('jti-e', exp, 'x'), false, 'the same token table as consumeToken');
+      const entries = [];
+      for await (const e of store.auditEntries()) entries.push([e.action, e.target]);
+      assert.deepEqual(entries, [['token-used', 'jti-e'], ['issue', first.serial]]);
+      assert.equal(await count(h, 'SELECT count(*) AS n FROM certificates'), 1);
+    },
+  },
+  {
+    name: 'fail/enrollment-that-cannot-be-recorded-leaves-the-token-unspent',
+    async run({ store }) {
+      const exp = new Date(Date.now() + 10 * 60_000);
+      const taken = record({ role: 'client' });
+      await store.recordIssued([taken]);
+      // The certificate cannot be recorded (its serial is taken): the token must not be spent.
+      await assert.rejects(store.recordEnrollment({ ...record({ role: 'client' }), serial: taken.serial }, { jti: 'jti-f', expiresAt: exp, actor: 'token:admin' }), code('STORE_FAILED'));
+      assert.equal(await store.consumeToken('jti-f', exp, 'token:admin'), true, 'still unspent');
+    },
+  },
+  {
     name: 'ok/token-consumed-once',
     async run({ store }) {
       const exp = new Date(Date.now() + 10 * 60_000);
