@@ -7,9 +7,9 @@
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
 import { isMutualError, MutualError } from '../core/errors.ts';
 import type { CaStore } from './store.ts';
+import { MIN_HEAD_PREFIX } from './limits.ts';
 
-/** Shortest hash prefix {@link VerifyAuditOptions.head} takes (64 bits: no accidental match). */
-export const MIN_HEAD_PREFIX = 16;
+export { MIN_HEAD_PREFIX };
 
 /** Options of {@link verifyAuditLog}. */
 export interface VerifyAuditOptions {

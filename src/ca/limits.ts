@@ -7,5 +7,8 @@
 /** Longest time after expiry that a certificate may still be renewed (`serve --grace-seconds`). */
 export const MAX_RENEWAL_GRACE_SECONDS = 30 * 86_400;
 
+/** Fewest hex digits of an audit head that `audit verify --head` takes. */
+export const MIN_HEAD_PREFIX = 16;
+
 /** Longest token lifetime an admin may ask for. */
 export const MAX_TOKEN_TTL_SECONDS = 7 * 86_400;

@@ -4,7 +4,7 @@
  * the SQLite file in the state folder), decided in one place: src/ca/open-ca-store.ts.
  */
 import fs from 'node:fs';
-import { CertificateAuthority, type OpenAuthorityOptions } from '../ca/authority.ts';
+import type { CertificateAuthority, OpenAuthorityOptions } from '../ca/authority.ts';
 import { openCaStore, resolveStoreLocation } from '../ca/open-ca-store.ts';
 import type { CaStore } from '../ca/store.ts';
 
@@ -16,11 +16,13 @@ export async function openAuthority(o: Omit<OpenAuthorityOptions, 'store'>): Pro
   const at = resolveStoreLocation({ home: o.home, databaseUrl: o.databaseUrl, databaseSchema: o.databaseSchema, env: cliEnv() });
   // The keys are unlocked before the store is opened (CertificateAuthority.open's order), so a wrong
   // passphrase never touches the database.
+  // Loaded here, not by openInventory's callers (list, inspect, audit verify), which need no keys.
+  const { CertificateAuthority } = await import('../ca/authority.ts');
   return CertificateAuthority.open({ ...o, ...(at.kind === 'postgres' ? { databaseUrl: at.url, databaseSchema: at.schema } : {}) });
 }
 
 /**
- * Opens the inventory of the CA in `home` without its keys (inspect, audit verify, doctor).
+ * Opens the inventory of the CA in `home` without its keys (list, inspect, audit verify, doctor).
  * With `ifPresent`, an embedded SQLite file that does not exist yet gives `undefined` instead of a
  * new, empty inventory that would look healthy.
  */

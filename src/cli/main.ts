@@ -10,22 +10,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { CertificateAuthority, LeafRole } from '../ca/authority.ts';
+import type { CaStore } from '../ca/store.ts';
 import { defaultOfflineDir, homeLayout, resolveHome, type HomeLayout } from '../ca/home.ts';
-import { MIN_HEAD_PREFIX, verifyAuditLog } from '../ca/audit.ts';
-import { parseCertificate } from '../core/certificate.ts';
-import { parseRevocationReason, REVOCATION_REASONS } from '../core/crl.ts';
-import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
+import { MIN_HEAD_PREFIX } from '../ca/limits.ts';
+import { REVOCATION_REASONS } from '../core/revocation-reasons.ts';
+import { KEY_TYPES, type KeyType } from '../core/key-types.ts';
 import { MutualError } from '../core/errors.ts';
-import { serviceIdentity } from '../core/identity.ts';
-import { readPemOrDer, toPem } from '../core/pem.ts';
-import { defaultNamePolicy } from '../core/policy.ts';
-import { resolvePassphrase } from '../keys/passphrase.ts';
 import { parseDuration } from '../core/duration.ts';
-import { EXIT, reportError, reportUsageError, writeIssued } from './output.ts';
-import { describeCertificate } from './describe.ts';
+import { EXIT, reportError, reportUsageError } from './output.ts';
 import { durationOption, expiringOption, positiveInt } from './option-parsers.ts';
 import { registerServerCommands } from './server-commands.ts';
-import { ADMIN_PASSPHRASE_ENV, adminPassphrase } from './admin-key.ts';
 import { commandExitCode, registerMonitorCommands } from './monitor-command.ts';
 import { agentExitCode, registerAgentCommand } from './agent-command.ts';
 import { registerGatewayCommand } from './gateway-command.ts';
@@ -46,12 +40,17 @@ function readInput(file: string): Buffer {
   return fs.readFileSync(file);
 }
 
+/** The passphrase reader, loaded when a command needs a key (not by --help). */
+const passphrases = () => import('../keys/passphrase.ts');
+
 async function caPassphrase(g: GlobalOptions, confirm = false): Promise<string> {
+  const { resolvePassphrase } = await passphrases();
   return resolvePassphrase({ passphraseFile: g.passphraseFile, purpose: 'the CA keys', confirm });
 }
 
 async function rootPassphrase(file: string | undefined, g: GlobalOptions): Promise<string> {
   const env = { ...process.env, MUTUAL_CA_PASSPHRASE: process.env.MUTUAL_ROOT_PASSPHRASE || process.env.MUTUAL_CA_PASSPHRASE };
+  const { resolvePassphrase } = await passphrases();
   return resolvePassphrase({ passphraseFile: file ?? g.passphraseFile, env, purpose: 'the offline root key' });
 }
 
@@ -60,6 +59,7 @@ async function p12Password(o: { p12?: boolean; p12PasswordFile?: string }): Prom
   if (o.p12PasswordFile) return fs.readFileSync(o.p12PasswordFile, 'utf8').replace(/\r?\n$/, '');
   if (process.env.MUTUAL_P12_PASSWORD) return process.env.MUTUAL_P12_PASSWORD;
   const env = { MUTUAL_CA_PASSPHRASE: undefined };
+  const { resolvePassphrase } = await passphrases();
   return resolvePassphrase({ env, purpose: 'the PKCS#12 bundle (MUTUAL_P12_PASSWORD)', confirm: true });
 }
 
@@ -82,6 +82,19 @@ function headOption(v: string): string {
 /** `--ttl`: a certificate lifetime such as 8h, 15m or 90d (5 minutes at least; the CA checks the bounds). */
 const ttlOption = () => new Option('--ttl <duration>', 'lifetime as a duration: 15m, 8h, 90d (5m at least; default: the profile\'s)').argParser(durationOption).conflicts('days');
 
+/** Runs `fn` on the CA's inventory (SQLite or PostgreSQL, as configured), without its keys. */
+async function withInventory<T>(g: GlobalOptions, fn: (store: CaStore) => Promise<T>): Promise<T> {
+  const home = requireHome(g).home;
+  const { openInventory } = await import('./compose.ts');
+  const store = await openInventory(home);
+  if (!store) throw new MutualError('CA_NOT_INITIALIZED', { detail: `no inventory in ${home}` });
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
 async function withCa<T>(g: GlobalOptions, fn: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
   const home = requireHome(g).home;
   const { openAuthority } = await import('./compose.ts');
@@ -103,7 +116,10 @@ const collect = (v: string, prev: string[]) => [...prev, v];
  * SHA-256 of a certificate's DER, 64 lowercase hex digits: what a token's `sha` claim carries and
  * agent.yaml's `ca.rootFingerprint` takes.
  */
-const rootFingerprint = (pemOrDer: string | Buffer): string => parseCertificate(readPemOrDer(pemOrDer, ['CERTIFICATE'])).fingerprint;
+async function rootFingerprint(pemOrDer: string | Buffer): Promise<string> {
+  const [{ parseCertificate }, { readPemOrDer }] = await Promise.all([import('../core/certificate.ts'), import('../core/pem.ts')]);
+  return parseCertificate(readPemOrDer(pemOrDer, ['CERTIFICATE'])).fingerprint;
+}
 
 /** The issue request field for a `--ttl` option, if given. */
 const ttl = (v: string | undefined): { ttlSeconds?: number } => (v === undefined ? {} : { ttlSeconds: parseDuration(v) / 1000 });
@@ -149,7 +165,8 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     .option('--database <url>', 'keep the inventory in PostgreSQL (postgres://user@host/db, no password: PGPASSWORD or ~/.pgpass give it); written to config.yaml')
     .option('--database-schema <name>', 'its PostgreSQL schema (default public)')
     .action(async (o) => {
-      const [{ initCa }, { resolveStoreLocation }] = await Promise.all([import('../ca/init-ca.ts'), import('../ca/open-ca-store.ts')]);
+      const [{ initCa }, { resolveStoreLocation }, { ADMIN_PASSPHRASE_ENV, adminPassphrase }, { writeIssued }] = await Promise.all([
+        import('../ca/init-ca.ts'), import('../ca/open-ca-store.ts'), import('./admin-key.ts'), import('../ca/write-issued.ts')]);
       const home = resolveHome(g().home);
       const passphrase = await caPassphrase(g(), true);
       const rootPass = o.rootPassphraseFile || process.env.MUTUAL_ROOT_PASSPHRASE ? await rootPassphrase(o.rootPassphraseFile, g()) : passphrase;
@@ -165,6 +182,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
         ...(at?.kind === 'postgres' ? { databaseUrl: at.url, databaseSchema: at.schema } : {}),
       });
       const adminDir = homeLayout(home).adminDir;
+      const fingerprint = await rootFingerprint(r.rootPem);
       if (p12 !== undefined) writeIssued(adminDir, r.admin, { p12Password: p12, keyPassphrase: adminPass, force: true });
       print(g(), [
         `Created CA "${r.config.name}" for trust domain ${r.config.trustDomain} in ${home}`,
@@ -172,13 +190,13 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
         `  server CA     ${homeLayout(home).serverCaCert}`,
         `  client CA     ${homeLayout(home).clientCaCert}`,
         `  admin         ${adminDir}/cert.pem (${r.admin.identity})`,
-        `  root SHA-256  ${rootFingerprint(r.rootPem)}   (agent.yaml's ca.rootFingerprint; \`mutual fingerprint\` prints it again)`,
+        `  root SHA-256  ${fingerprint}   (agent.yaml's ca.rootFingerprint; \`mutual fingerprint\` prints it again)`,
         '',
         `The ROOT KEY is in ${r.offline.dir} (encrypted). Move that folder off this host`,
         '(e.g. to an encrypted USB drive kept offline). The online CA never needs it; only',
         '`mutual offline sign-intermediate` and `mutual offline crl` do.',
         '',
-      ].join('\n'), { home, offlineDir: r.offline.dir, trustDomain: r.config.trustDomain, rootFingerprint: rootFingerprint(r.rootPem), admin: { identity: r.admin.identity, serial: r.admin.serial } });
+      ].join('\n'), { home, offlineDir: r.offline.dir, trustDomain: r.config.trustDomain, rootFingerprint: fingerprint, admin: { identity: r.admin.identity, serial: r.admin.serial } });
     });
 
   const issue = program.command('issue').description('issue a certificate with a new key');
@@ -206,7 +224,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     .option('--p12-password-file <file>', 'PKCS#12 password file')
     .option('--force', 'replace an existing key.pem in --out')
     .action(async (service: string, o) => {
-      const { readConfig } = await import('../ca/config.ts');
+      const [{ readConfig }, { serviceIdentity }] = await Promise.all([import('../ca/config.ts'), import('../core/identity.ts')]);
       const config = readConfig(requireHome(g()).config);
       const id = service.startsWith('spiffe://') ? service : serviceIdentity(config.trustDomain, o.env, service).uri;
       await issueAndWrite('client', { dns: [], ip: [], uri: [id] }, o);
@@ -216,6 +234,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     const keyPath = path.join(o.out, 'key.pem');
     if (!o.force && fs.existsSync(keyPath)) throw new MutualError('OUTPUT_EXISTS', { detail: keyPath });
     const password = await p12Password(o);
+    const { writeIssued } = await import('../ca/write-issued.ts');
     await withCa(g(), async (ca) => {
       const r = await ca.issue({ role, names, days: o.days, ...ttl(o.ttl), keyType: o.key, actor: 'cli' });
       const files = writeIssued(o.out, r, { p12Password: password, force: o.force });
@@ -251,6 +270,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     .addOption(new Option('--reason <reason>', 'RFC 5280 reason').choices(Object.keys(REVOCATION_REASONS)).default('unspecified'))
     .action(async (ref: string, o) => {
       const byFile = fs.existsSync(ref);
+      const { parseRevocationReason } = await import('../core/revocation-reasons.ts');
       await withCa(g(), async (ca) => {
         const r = await ca.revoke({ ...(byFile ? { certificate: readInput(ref) } : { serial: ref }), reason: parseRevocationReason(o.reason), actor: 'cli' });
         const covered = r.covered.map((c) => `\n  also revoked ${c.serial} (renewed from it), reason ${c.reason}`).join('');
@@ -268,7 +288,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
       let der: Buffer;
       if (o.issuer === 'root') der = fs.readFileSync(requireHome(g()).rootCrl);
       else der = await withCa(g(), (ca) => ca.writeCrl(o.issuer));
-      const pem = toPem(der, 'X509 CRL');
+      const pem = (await import('../core/pem.ts')).toPem(der, 'X509 CRL');
       if (o.out) {
         fs.writeFileSync(o.out, /\.(crl|der)$/.test(o.out) ? der : pem);
         print(g(), `Wrote the ${o.issuer} CRL to ${o.out}\n`, { file: o.out });
@@ -283,9 +303,11 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     .option('--all', 'include expired certificates')
     .option('--limit <n>', 'at most this many', positiveInt, 1000)
     .action(async (o) => {
-      await withCa(g(), async (ca) => {
-        const now = ca.now();
-        const rows = await ca.list({
+      // The inventory is read without the CA keys: listing needs no passphrase, and does not pay
+      // the key files' 600,000 PBKDF2 rounds (~90 ms a key).
+      await withInventory(g(), async (store) => {
+        const now = new Date();
+        const rows = await store.listCertificates({
           role: o.role, status: o.status, limit: o.limit, notExpiredAt: o.all ? undefined : now,
           expiringBefore: o.expiring ? new Date(now.getTime() + parseDuration(o.expiring)) : undefined,
         });
@@ -299,6 +321,8 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     .description('explain a certificate: names, validity, issuer, and its status in the inventory')
     .argument('<file>', 'certificate (PEM or DER)')
     .action(async (file: string) => {
+      const [{ parseCertificate }, { readPemOrDer }, { describeCertificate }] = await Promise.all([
+        import('../core/certificate.ts'), import('../core/pem.ts'), import('./describe.ts')]);
       const info = parseCertificate(readPemOrDer(readInput(file), ['CERTIFICATE']));
       const home = resolveHome(g().home);
       let status: string | undefined;
@@ -339,7 +363,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     .option('--head <hash>', `a head printed by an earlier run (at least ${MIN_HEAD_PREFIX} hex digits): the log must still hold it, so entries cut off since show`, headOption)
     .action(async (o: { head?: string }) => {
       const l = requireHome(g());
-      const { openInventory } = await import('./compose.ts');
+      const [{ openInventory }, { verifyAuditLog }] = await Promise.all([import('./compose.ts'), import('../ca/audit.ts')]);
       const store = (await openInventory(l.home))!;
       try {
         const r = await verifyAuditLog(store, { head: o.head });
@@ -359,7 +383,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     .option('--days <n>', 'lifetime in days', positiveInt, 730)
     .requiredOption('--out <file>', 'where to write the certificate (PEM)')
     .action(async (file: string, o) => {
-      const [{ readConfig }, { signIntermediate }] = await Promise.all([import('../ca/config.ts'), import('../ca/offline.ts')]);
+      const [{ readConfig }, { signIntermediate }, { defaultNamePolicy }] = await Promise.all([import('../ca/config.ts'), import('../ca/offline.ts'), import('../core/policy.ts')]);
       const home = requireHome(g()).home;
       const config = readConfig(homeLayout(home).config);
       const pem = await signIntermediate({

@@ -2,7 +2,6 @@
  * How the CLI writes what it issued and how it reports failures.
  */
 import { MutualError, isMutualError } from '../core/errors.ts';
-export { writeIssued, type IssuedFiles } from '../ca/write-issued.ts';
 
 /** Exit codes (documented in docs/cli.md). */
 export const EXIT = {

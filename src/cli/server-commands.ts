@@ -10,15 +10,9 @@ import type { Command } from 'commander';
 import { Option } from 'commander';
 import { MAX_RENEWAL_GRACE_SECONDS } from '../ca/limits.ts';
 import { homeLayout, resolveHome } from '../ca/home.ts';
-import { KEY_TYPES, type KeyType } from '../core/algorithms.ts';
-import { parseCertificate } from '../core/certificate.ts';
+import { KEY_TYPES, type KeyType } from '../core/key-types.ts';
 import { MutualError } from '../core/errors.ts';
-import { readPemOrDer } from '../core/pem.ts';
-import { checkNames } from '../core/policy.ts';
-import { REVOCATION_REASONS } from '../core/crl.ts';
-import { resolvePassphrase } from '../keys/passphrase.ts';
-import { readPrivateKeyFile } from '../keys/encrypted-key-file.ts';
-import { adminPassphrase, readAdminPkcs12 } from './admin-key.ts';
+import { REVOCATION_REASONS } from '../core/revocation-reasons.ts';
 import { resolveToken } from './resolve-token.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { parseDuration } from '../core/duration.ts';
@@ -50,7 +44,7 @@ function writeFiles(dir: string, r: { certificate: string; chain: string; fullch
 
 /** Adds the server-side and client-side commands to the program. */
 export function registerServerCommands(program: Command, g: () => Globals): void {
-  const passphrase = () => resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
+  const passphrase = async () => (await import('../keys/passphrase.ts')).resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
 
   async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string; sqliteWriterThread?: boolean; cryptoThreads?: boolean }, home: string, pass: string, banner: boolean, passFlag = '') {
     const [{ readConfig }, { openAuthority }, { startCaServer }, { pino }] = await Promise.all([
@@ -143,8 +137,9 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--cert-ttl <duration>', 'lifetime of the certificate it enrolls: 15m, 8h, 90d (5m at least; default: the profile\'s)', durationOption)
     .option('--out <file>', 'write the token to this file (0600), for `mutual ca enroll --token-file`, instead of stdout')
     .action(async (names: string[], o) => {
-      const [{ checkLifetime }, { profileLifetimes }, { loadTokenKey, mintToken }, { openAuthority }, { splitNames }] = await Promise.all([
-        import('../ca/authority.ts'), import('../ca/config.ts'), import('../ca/tokens.ts'), import('./compose.ts'), import('../server/split-names.ts')]);
+      const [{ checkLifetime }, { profileLifetimes }, { loadTokenKey, mintToken }, { openAuthority }, { splitNames }, { checkNames }, { parseCertificate }, { readPemOrDer }] = await Promise.all([
+        import('../ca/authority.ts'), import('../ca/config.ts'), import('../ca/tokens.ts'), import('./compose.ts'), import('../server/split-names.ts'),
+        import('../core/policy.ts'), import('../core/certificate.ts'), import('../core/pem.ts')]);
       const home = resolveHome(g().home);
       const pass = await passphrase();
       const ca = await openAuthority({ home, passphrase: pass });
@@ -196,6 +191,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--force', 'renew even before 2/3 of the lifetime')
     .action(async (certFile: string, keyFile: string, o) => {
       const certPem = fs.readFileSync(certFile, 'utf8');
+      const [{ parseCertificate }, { readPemOrDer }] = await Promise.all([import('../core/certificate.ts'), import('../core/pem.ts')]);
       const info = parseCertificate(readPemOrDer(certPem, ['CERTIFICATE']));
       const life = info.notAfter.getTime() - info.notBefore.getTime();
       const due = new Date(info.notBefore.getTime() + (life * 2) / 3);
@@ -226,6 +222,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--root <file>', 'trusted root (default: <home>/ca/root.pem)');
   const adminCreds = async (o: { cert?: string; key?: string; root?: string; adminPassphraseFile?: string; p12?: string; p12PasswordFile?: string }) => {
     const l = homeLayout(resolveHome(g().home));
+    const [{ adminPassphrase, readAdminPkcs12 }, { readPrivateKeyFile }] = await Promise.all([import('./admin-key.ts'), import('../keys/encrypted-key-file.ts')]);
     if (o.p12) return { ...(await readAdminPkcs12(o.p12, { p12PasswordFile: o.p12PasswordFile })), root: fs.readFileSync(o.root ?? l.rootCert, 'utf8') };
     // The same custody check as the CA keys: a key others can read is refused, encrypted or not.
     const key = await readPrivateKeyFile(o.key ?? path.join(l.adminDir, 'key.pem'), () => adminPassphrase({ adminPassphraseFile: o.adminPassphraseFile, caPassphraseFile: g().passphraseFile }));

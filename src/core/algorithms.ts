@@ -8,9 +8,9 @@ import { checkWellFormed, derNull, oid, seq, readElement, readOid, expect, child
 import { OID } from './oids.ts';
 import { MutualError } from './errors.ts';
 
-/** Key types mutual makes and accepts. */
-export const KEY_TYPES = ['p256', 'p384', 'ed25519', 'rsa2048', 'rsa3072', 'rsa4096'] as const;
-export type KeyType = (typeof KEY_TYPES)[number];
+import { KEY_TYPES, type KeyType } from './key-types.ts';
+/** Key types mutual makes and accepts (defined in ./key-types.ts, which imports nothing). */
+export { KEY_TYPES, type KeyType };
 
 /** A signature algorithm with its DER AlgorithmIdentifier. */
 export interface SignatureAlgorithm {

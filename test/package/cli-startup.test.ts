@@ -23,7 +23,7 @@ process.on('exit', () => fs.writeFileSync(process.env.MUTUAL_MODULE_LOG, seen.jo
 `)}`;
 
 /** The modules `mutual ...args` loaded: npm packages by name, the project's files relative to the repo. */
-async function loaded(args: string[]): Promise<{ packages: Set<string>; files: string[]; stdout: string }> {
+async function loaded(args: string[], o: { cli?: boolean } = {}): Promise<{ packages: Set<string>; files: string[]; stdout: string }> {
   const log = path.join(tempDir('mutual-modules-'), 'modules.txt');
   const r = await mutual(args, { env: { MUTUAL_MODULE_LOG: log, NODE_OPTIONS: `--import=${HOOK}` } });
   assert.equal(r.status, 0, explain(r));
@@ -36,7 +36,7 @@ async function loaded(args: string[]): Promise<{ packages: Set<string>; files: s
     if (m) packages.add(m[1]);
     else files.push(path.relative(REPO, p));
   }
-  assert.ok(files.includes('src/cli/main.ts'), `the hook saw the CLI load:\n${urls.join('\n')}`);
+  assert.ok(files.includes(o.cli === false ? 'bin/mutual.mjs' : 'src/cli/main.ts'), `the hook saw the CLI load:\n${urls.join('\n')}`);
   return { packages, files, stdout: r.stdout };
 }
 
@@ -47,17 +47,27 @@ const heavy = (files: string[]) => files.filter((f) => HEAVY.test(f));
 /** The servers, the agent (but its exit codes), the monitor and the SDK. */
 const SERVING = /^src\/(server|gateway|monitor|sdk)\/|^src\/agent\/(?!exit-codes\.ts$)/;
 
-for (const args of [['--version'], ['--help']]) {
-  test(`ok/mutual ${args[0]} loads commander and the CLI's light helpers only`, async () => {
-    const r = await loaded(args);
-    assert.deepEqual([...r.packages], ['commander']);
-    assert.deepEqual(heavy(r.files), []);
-  });
-}
+/** Key, certificate and PKCS#12 code: what a command that reads or signs needs, not the help text. */
+const KEY_CODE = /^src\/keys\/|^src\/core\/(certificate|der|pkcs12|algorithms|crl|csr|ocsp)\.ts$/;
 
-test('ok/--version prints the package version', async () => {
-  const r = await loaded(['--version']);
-  assert.equal(r.stdout.trim(), (JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version);
+test('ok/mutual --help loads commander and the CLI\'s light helpers only', async () => {
+  const r = await loaded(['--help']);
+  assert.deepEqual([...r.packages], ['commander']);
+  assert.deepEqual(heavy(r.files), []);
+  assert.deepEqual(r.files.filter((f) => KEY_CODE.test(f)), []);
+});
+
+test('ok/--version alone is answered by the launcher, before the CLI or commander loads', async () => {
+  const version = (JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+  for (const flag of ['--version', '-V']) {
+    const r = await loaded([flag], { cli: false });
+    assert.equal(r.stdout.trim(), version);
+    assert.deepEqual([...r.packages], []);
+    assert.deepEqual(r.files, ['bin/mutual.mjs']);
+  }
+  // With other options, commander answers it the same.
+  const r = await loaded(['--json', '--version']);
+  assert.equal(r.stdout.trim(), version);
 });
 
 test('ok/--help lists every command without importing them', async () => {
@@ -79,13 +89,16 @@ test('ok/inspect without a CA loads neither the servers, the agent, the monitor 
   assert.deepEqual(r.files.filter((f) => SERVING.test(f)), []);
 });
 
-test('ok/list --json loads the CA and its store, not the servers, the agent or the monitor', async () => {
+test('ok/list --json loads the store, not the CA keys, the servers, the agent or the monitor', async () => {
   const home = path.join(tempDir('mutual-list-'), 'home');
   const init = await mutual(['--home', home, 'init', '--trust-domain', 'example.internal']);
   assert.equal(init.status, 0, explain(init));
   const r = await loaded(['--home', home, '--json', 'list']);
   assert.ok(Array.isArray(JSON.parse(r.stdout)));
-  assert.ok(r.files.includes('src/ca/authority.ts'));
+  assert.ok(r.files.some((f) => f.startsWith('src/store/')), 'the inventory is read from the store');
+  // The inventory needs no key: the passphrase is never read, no key file unlocked (600,000 rounds each).
+  assert.ok(!r.files.includes('src/keys/passphrase.ts'), 'list read a passphrase');
+  assert.ok(!r.files.includes('src/ca/authority.ts'), 'list opened the authority (and its keys)');
   assert.deepEqual(r.files.filter((f) => SERVING.test(f)), []);
   for (const p of ['pino', 'undici', 'prom-client', 'nodemailer', 'jose']) assert.ok(!r.packages.has(p), `list loaded ${p}`);
 });
