@@ -345,7 +345,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     .argument('[cert]', 'a certificate file (PEM or DER) instead of the root in --home')
     .action(async (file: string | undefined) => {
       const source = file ?? requireHome(g()).rootCert;
-      const fingerprint = rootFingerprint(readInput(source));
+      const fingerprint = await rootFingerprint(readInput(source));
       print(g(), `${fingerprint}\n`, { fingerprint, file: source });
     });
 
