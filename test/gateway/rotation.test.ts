@@ -50,18 +50,24 @@ test('ok/rotating the server and upstream client certificates under load: zero f
   const until = async (what: string, cond: () => boolean | Promise<boolean>) => {
     const t0 = Date.now();
     while (!(await cond())) {
-      if (Date.now() - t0 > 10_000) throw new Error(`timed out waiting for ${what}`);
+      if (Date.now() - t0 > 60_000) throw new Error(`timed out waiting for ${what}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   };
+  // Traffic is counted, not timed: each step waits until 20 more requests went through (a loaded
+  // machine answers fewer per second; the test asserts on what crossed each step, not on a rate).
+  const moreRequests = async (n = 20) => {
+    const target = ok + n;
+    await until(`${n} more requests`, () => ok >= target || failures.length > 0);
+  };
   try {
-    await new Promise((r) => setTimeout(r, 300));
+    await moreRequests();
     // 1. The gateway's server certificate (files replaced as the agent does: key, then chain).
     const nextServer = await h.pki.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'gw-server-2');
     replaceFile(h.gwServer.keyFile, nextServer.key);
     replaceFile(h.gwServer.fullchainFile, nextServer.fullchain);
     await until('the new server certificate', async () => (await servedSerial()) === nextServer.serial);
-    await new Promise((r) => setTimeout(r, 200));
+    await moreRequests();
     // 2. The upstream client certificate.
     const firstUpstream = [...upstreamSerials];
     const nextClient = await h.pki.issue('client', names({ uri: [GATEWAY] }), 'gw-client-2');
@@ -72,7 +78,7 @@ test('ok/rotating the server and upstream client certificates under load: zero f
     // 3. A config reload and a CRL refresh in the middle of it all.
     assert.equal((await h.gateway.reload()).ok, true);
     await h.gateway.verifier.refresh();
-    await new Promise((r) => setTimeout(r, 300));
+    await moreRequests();
   } finally {
     stop = true;
     await Promise.all(workers);
@@ -80,5 +86,5 @@ test('ok/rotating the server and upstream client certificates under load: zero f
     await h.close();
   }
   assert.deepEqual(failures, []);
-  assert.ok(ok > 50, `only ${ok} requests went through`);
+  assert.ok(ok >= 60, `only ${ok} requests went through`);
 });
