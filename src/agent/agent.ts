@@ -30,9 +30,6 @@ import { pinnedRoot, recordTrustFailure, refreshTrust, trustChanges, trustDueAt 
 import { TrustCache } from './trust-cache.ts';
 
 export type { AgentLogger, CycleOptions, CycleReport, CertificateOutcome, TrustOutcome, TemplateOutcome } from './cycle-report.ts';
-export { CRL_REFRESH_FRACTION, CRL_WARN_FRACTION } from './trust-refresh.ts';
-export { MAX_TOKEN_FILE_BYTES } from './obtain-certificate.ts';
-export { MAX_OBTAINED_ENTRIES } from './plan-certificate.ts';
 
 /** Longest the daemon sleeps between cycles, so manual changes on disk are noticed. */
 export const MAX_IDLE_MS = 5 * 60_000;
