@@ -7,7 +7,7 @@ import path from 'node:path';
 import { readState, type LastResult } from './agent-state.ts';
 import { GenerationStore, targetsOf } from './generation-store.ts';
 import type { AgentManifest } from './manifest.ts';
-import { renewalTime } from './schedule.ts';
+import { renewAt as renewalPoint } from './renewal-decision.ts';
 import { TrustCache } from './trust-cache.ts';
 import { discoverTemplates } from './deploy-templates.ts';
 
@@ -74,8 +74,7 @@ export function agentStatus(m: AgentManifest, now: Date = new Date()): AgentStat
     if (gen && store.has(gen)) {
       try {
         const { info } = store.read(gen);
-        const got = cs?.obtained[info.serial];
-        const renewAt = renewalTime({ serial: info.serial, notBefore: info.notBefore, notAfter: info.notAfter, obtainedAt: got ? new Date(got) : undefined, fraction: m.renewal.fraction, jitter: m.renewal.jitter });
+        const renewAt = renewalPoint(info, cs?.obtained ?? {}, m.renewal);
         const left = info.notAfter.getTime() - now.getTime();
         const life = info.notAfter.getTime() - info.notBefore.getTime();
         Object.assign(out, { serial: info.serial, notBefore: info.notBefore.toISOString(), notAfter: info.notAfter.toISOString(), renewAt: renewAt.toISOString(), secondsLeft: Math.floor(left / 1000) });

@@ -6,7 +6,7 @@
 import type { CertificateInfo } from '../core/certificate.ts';
 import type { AgentState } from './agent-state.ts';
 import type { AgentManifest } from './manifest.ts';
-import { renewalTime } from './schedule.ts';
+import { renewAt } from './renewal-decision.ts';
 import type { TrustCache } from './trust-cache.ts';
 
 const esc = (v: string): string => v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
@@ -24,11 +24,7 @@ export function renderMetrics(m: AgentManifest, s: AgentState, current: (name: s
   };
   const certs = m.certificates.map((c) => ({ c, info: current(c.name), st: s.certificates[c.name] }));
   metric('mutual_agent_certificate_expiry_timestamp_seconds', 'notAfter of the deployed certificate.', certs.filter((x) => x.info).map((x) => [{ name: x.c.name, serial: x.info!.serial }, secs(x.info!.notAfter)]));
-  metric('mutual_agent_certificate_renewal_timestamp_seconds', 'When the agent renews the deployed certificate.', certs.filter((x) => x.info).map((x) => {
-    const got = x.st?.obtained[x.info!.serial];
-    const at = renewalTime({ serial: x.info!.serial, notBefore: x.info!.notBefore, notAfter: x.info!.notAfter, obtainedAt: got ? new Date(got) : undefined, fraction: m.renewal.fraction, jitter: m.renewal.jitter });
-    return [{ name: x.c.name }, secs(at)];
-  }));
+  metric('mutual_agent_certificate_renewal_timestamp_seconds', 'When the agent renews the deployed certificate.', certs.filter((x) => x.info).map((x) => [{ name: x.c.name }, secs(renewAt(x.info!, x.st?.obtained ?? {}, m.renewal))]));
   metric('mutual_agent_certificate_failures', 'Consecutive failed attempts (0 when the last one succeeded).', certs.map((x) => [{ name: x.c.name, code: x.st?.lastResult?.ok === false ? x.st.lastResult.code ?? '' : '' }, String(x.st?.failures ?? 0)]));
   metric('mutual_agent_certificate_last_success_timestamp_seconds', 'Last successful enrollment, renewal or deployment.', certs.filter((x) => x.st?.lastSuccessAt).map((x) => [{ name: x.c.name }, secs(x.st!.lastSuccessAt!)]));
   metric('mutual_agent_crl_next_update_timestamp_seconds', 'nextUpdate of the CRL in use.', Object.entries(s.trust.crls).filter(([i, c]) => c.nextUpdate && cache.crl(i as 'root')).map(([i, c]) => [{ issuer: i }, secs(c.nextUpdate!)]));
