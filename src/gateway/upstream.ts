@@ -27,36 +27,21 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import type { Readable } from 'node:stream';
-import { MutualError } from '../core/errors.ts';
 import type { IdentitySource } from '../sdk/identity-source.ts';
-import { ResponseParser, type ResponseHead, type ResponseParserHandler } from './response-parser.ts';
+import { Connection, type ConnectionOwner, type OnRead } from './upstream-connection.ts';
+import { Exchange, requestHead, type ExchangeQueue, unavailable, validateRequest, type UpstreamCall, type UpstreamHandler, type UpstreamRequest } from './upstream-exchange.ts';
+
+export { UPSTREAM_IDLE_MS, KEEP_ALIVE_MARGIN_MS, READ_BUFFER_BYTES } from './upstream-connection.ts';
+export type { UpstreamRequest, UpstreamHandler, UpstreamCall } from './upstream-exchange.ts';
 
 /** Longest time to open a connection (TCP connect and TLS handshake) when `timeoutMs` is longer. */
 export const UPSTREAM_CONNECT_TIMEOUT_MS = 10_000;
-/** An idle upstream connection is closed after this long. */
-export const UPSTREAM_IDLE_MS = 30_000;
-/** An idle connection is not reused this close to the upstream's announced keep-alive timeout (its close may be on the way). */
-export const KEEP_ALIVE_MARGIN_MS = 1000;
 /**
  * Most time between two checks of a pool's deadlines (response timeouts, idle connections past
  * their time); a pool checks 8 times per timeout, at least every 10 ms. A timeout fires at most one
  * check late; reuse checks an idle connection's age itself, exactly.
  */
 export const MAX_SWEEP_MS = 1000;
-
-/** Size of each connection's read buffer (bytes read per read call at most). */
-export const READ_BUFFER_BYTES = 16 * 1024;
-/** Body chunks at least this large are handed on in place (and the connection reads into a new buffer); smaller ones are copied. */
-const LEND_ABOVE_BYTES = 2048;
-
-/** Methods that may be sent again after a failure (RFC 9110 9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-// RFC 9110 5.1, 5.5: field names are tokens; values hold no CR, LF or NUL (and no other controls but HTAB).
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
-const BAD_VALUE = /[\0-\x08\x0a-\x1f\x7f]/;
-// The request target is sent as is: no whitespace or controls (RFC 9112 3.2).
-const BAD_TARGET = /[\0-\x20\x7f]/;
 
 /** TLS settings of a pool for an `https:` upstream. */
 export interface UpstreamTlsOptions {
@@ -82,55 +67,11 @@ export interface UpstreamPoolOptions {
   tls?: UpstreamTlsOptions;
 }
 
-/** One request to send. */
-export interface UpstreamRequest {
-  method: string;
-  /** The request target, an absolute path with its query. */
-  path: string;
-  /** `[name, value, ...]`, without hop-by-hop or framing fields (Content-Length, Transfer-Encoding); `host` is added when missing. */
-  headers: string[];
-  /** The body, streamed with backpressure; null for none. */
-  body: Readable | null;
-  /** The body's length when known (sent as Content-Length, and enforced); otherwise a body is sent chunked. With no body, 0 sends `content-length: 0`. */
-  contentLength?: number;
-  /** More body bytes than this fail the request with BODY_TOO_LARGE (413). */
-  maxBodyBytes: number;
-}
-
-/** What a request reports, in order: onHeaders, onData*, onComplete; or onError at any point. */
-export interface UpstreamHandler {
-  /** The final response head (interim 1xx responses are skipped). */
-  onHeaders(head: ResponseHead): void;
-  /** A piece of the body (a slice of what was read; it stays valid). Return false to pause until {@link UpstreamCall.resume}. */
-  onData(chunk: Buffer): boolean;
-  onComplete(): void;
-  /** UPSTREAM_UNAVAILABLE, UPSTREAM_TIMEOUT, BODY_TOO_LARGE or REQUEST_MALFORMED; nothing is reported after it. */
-  onError(e: MutualError): void;
-}
-
-/** A request in progress. */
-export interface UpstreamCall {
-  /** Resumes reading after onData returned false. */
-  resume(): void;
-  /** Abandons the request (the client went away): its connection is closed, nothing more is reported. */
-  abort(): void;
-}
-
-/** net.Socket's `onread` option: reads into a buffer of ours, handed to the callback. */
-interface OnRead {
-  buffer: () => Buffer;
-  callback: (n: number, buf: Buffer) => boolean;
-}
-
-const unavailable = (detail: string) => new MutualError('UPSTREAM_UNAVAILABLE', { detail });
-const timedOut = (detail: string) => new MutualError('UPSTREAM_TIMEOUT', { detail });
-const cause = (e: Error) => unavailable(`${(e as { code?: string }).code ?? e.name}: ${e.message}`);
-
 /**
  * The connections to one upstream origin. Safe to call while serving: {@link close} lets requests
  * in flight (and queued ones) finish, then closes every connection.
  */
-export class UpstreamPool {
+export class UpstreamPool implements ConnectionOwner, ExchangeQueue {
   readonly #o: UpstreamPoolOptions;
   readonly #host: string;
   readonly #port: number;
@@ -185,13 +126,13 @@ export class UpstreamPool {
   /** Sends a request; the outcome comes through `handler` (never synchronously thrown). */
   request(r: UpstreamRequest, handler: UpstreamHandler): UpstreamCall {
     const ex = new Exchange(this, r, handler);
-    const bad = this.#validate(r);
+    const bad = validateRequest(r);
     if (bad) {
       ex.done = true;
       handler.onError(bad);
       return ex;
     }
-    ex.head = this.#head(r);
+    ex.head = requestHead(r, this.#hostHeader);
     this.dispatch(ex, false);
     return ex;
   }
@@ -216,31 +157,6 @@ export class UpstreamPool {
     this.#queueHead = 0;
     for (const c of [...this.#all]) c.fail(unavailable('the gateway is shutting down'));
     this.#checkClosed();
-  }
-
-  #validate(r: UpstreamRequest): MutualError | undefined {
-    if (BAD_TARGET.test(r.path) || !TOKEN.test(r.method)) return new MutualError('REQUEST_MALFORMED', { detail: 'a method or request target that cannot be forwarded' });
-    const h = r.headers;
-    for (let i = 0; i < h.length; i += 2) {
-      if (!TOKEN.test(h[i]) || BAD_VALUE.test(h[i + 1])) return new MutualError('REQUEST_MALFORMED', { detail: `the field "${h[i].slice(0, 64)}" cannot be forwarded` });
-    }
-    return undefined;
-  }
-
-  /** The request head, as one string written in one call. */
-  #head(r: UpstreamRequest): string {
-    let head = `${r.method} ${r.path} HTTP/1.1\r\n`;
-    let host = false;
-    const h = r.headers;
-    for (let i = 0; i < h.length; i += 2) {
-      const name = h[i];
-      if (name.length === 4 && name.toLowerCase() === 'host') host = true;
-      head += `${name}: ${h[i + 1]}\r\n`;
-    }
-    if (!host) head += `host: ${this.#hostHeader}\r\n`;
-    if (r.contentLength !== undefined) head += `content-length: ${r.contentLength}\r\n`;
-    else if (r.body) head += 'transfer-encoding: chunked\r\n';
-    return head + '\r\n';
   }
 
   /** @internal Gives the exchange a connection: an idle one, a new one, or a place in the queue. */
@@ -353,349 +269,5 @@ export class UpstreamPool {
     // Request heads and small bodies go out at once (Nagle would hold a body behind its head).
     socket.setNoDelay(true);
     return socket;
-  }
-}
-
-/**
- * One upstream connection. Its socket listeners are set once; the exchange it serves changes.
- * It reports the response to the exchange and decides, at the end, whether it can be reused.
- */
-class Connection implements ResponseParserHandler {
-  readonly pool: UpstreamPool;
-  readonly socket: net.Socket;
-  readonly parser: ResponseParser;
-  readonly generation: number;
-  exchange: Exchange | undefined;
-  /** Requests this connection has carried (a failure on a reused one may be retried). */
-  uses = 0;
-  idleSince = 0;
-  idleLimit = UPSTREAM_IDLE_MS;
-  #connecting: NodeJS.Timeout | undefined;
-  /** When the request in progress times out (performance.now() ms), checked by the pool's sweep. */
-  #deadline = Infinity;
-  #paused = false;
-  #dead = false;
-  #error: Error | undefined;
-  /** The read buffer, reused unless a body chunk handed on still points into it. */
-  #buffer: Buffer;
-  #bufferLent = false;
-
-  constructor(pool: UpstreamPool, generation: number, connectTimeoutMs: number, secure: boolean, open: (onread: OnRead) => net.Socket) {
-    this.pool = pool;
-    this.generation = generation;
-    this.parser = new ResponseParser(this);
-    // Reads go straight to the parser through `onread` (no stream buffering, no 'data' events).
-    this.#buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-    const socket = (this.socket = open({
-      buffer: () => this.#nextBuffer(),
-      callback: (n: number, buf: Buffer) => {
-        this.#onData(n === buf.length ? buf : buf.subarray(0, n));
-        // Pausing is done through socket.pause() (backpressure), never by this return value.
-        return true;
-      },
-    }));
-    this.#connecting = setTimeout(() => this.fail(timedOut(`no connection to the upstream within ${connectTimeoutMs} ms`)), connectTimeoutMs);
-    socket.once(secure ? 'secureConnect' : 'connect', () => {
-      clearTimeout(this.#connecting);
-      this.#connecting = undefined;
-      this.#arm();
-    });
-    socket.on('end', () => this.#onEnd());
-    socket.on('error', (e: Error) => {
-      this.#error ??= e;
-    });
-    socket.on('close', () => this.#onClose());
-    socket.on('drain', () => this.exchange?.drained());
-  }
-
-  /** Starts an exchange on this connection: writes its head, then its body if it has one. */
-  assign(ex: Exchange): void {
-    this.exchange = ex;
-    ex.conn = this;
-    ex.reused = this.uses > 0;
-    this.uses++;
-    this.#paused = false;
-    this.parser.expect(ex.isHead);
-    if (!this.#connecting) this.#arm();
-    this.socket.write(ex.head, 'latin1');
-    if (ex.body) ex.sendBody();
-    else ex.bodySent = true;
-  }
-
-  /** (Re)starts the response timeout: after the request (or the last body byte either way). */
-  #arm(): void {
-    this.#deadline = performance.now() + this.pool.timeoutMs;
-  }
-
-  /** Called as the request body is written: the upstream cannot answer before it has it. */
-  activity(): void {
-    if (!this.#connecting) this.#arm();
-  }
-
-  pause(): void {
-    this.#paused = true;
-    this.socket.pause();
-  }
-
-  resume(): void {
-    if (!this.#paused) return;
-    this.#paused = false;
-    this.#arm();
-    this.socket.resume();
-  }
-
-  /** Fails the request in progress if its deadline passed (not while connecting or paused by the client). */
-  check(now: number): void {
-    const ex = this.exchange;
-    if (!ex || this.#paused || this.#connecting || now < this.#deadline) return;
-    this.fail(timedOut(ex.responded ? `no response data for ${this.pool.timeoutMs} ms` : `no response within ${this.pool.timeoutMs} ms`));
-  }
-
-  #onData(b: Buffer): void {
-    const ex = this.exchange;
-    if (!ex) {
-      // Bytes on an idle connection: nothing asked for them, so nothing read after them can be trusted.
-      this.destroy();
-      return;
-    }
-    let extra: number;
-    try {
-      extra = this.parser.execute(b);
-    } catch (e) {
-      this.fail(e as MutualError);
-      return;
-    }
-    if (this.exchange !== ex) return;
-    if (extra < 0) {
-      if (ex.responded) this.#arm();
-      return;
-    }
-    this.#complete(ex, extra === 0);
-  }
-
-  // ResponseParserHandler
-  onHead(head: ResponseHead): void {
-    this.exchange!.onHead(head);
-  }
-
-  onBody(chunk: Buffer): void {
-    const ex = this.exchange!;
-    // The handler may keep the chunk (collected, or queued in a write): small ones are copied
-    // (from Node's buffer pool), large ones are lent and the next read gets a new buffer.
-    let data: Buffer;
-    if (chunk.length < LEND_ABOVE_BYTES) data = Buffer.from(chunk);
-    else {
-      data = chunk;
-      this.#bufferLent = true;
-    }
-    if (!ex.handler.onData(data) && this.exchange === ex) this.pause();
-  }
-
-  #nextBuffer(): Buffer {
-    if (this.#bufferLent) {
-      this.#bufferLent = false;
-      this.#buffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
-    }
-    return this.#buffer;
-  }
-
-  #complete(ex: Exchange, clean: boolean): void {
-    this.exchange = undefined;
-    ex.conn = undefined;
-    const reuse = clean && this.parser.keepAlive && ex.bodySent && !this.#dead;
-    if (reuse) {
-      const ms = ex.keepAliveMs;
-      this.idleLimit = ms === undefined ? UPSTREAM_IDLE_MS : Math.min(UPSTREAM_IDLE_MS, ms - KEEP_ALIVE_MARGIN_MS);
-      if (this.idleLimit > 0) this.pool.release(this);
-      else this.destroy();
-    } else this.destroy();
-    ex.complete();
-  }
-
-  #onEnd(): void {
-    const ex = this.exchange;
-    if (!ex) return this.destroy();
-    let ended: boolean;
-    try {
-      ended = this.parser.finish();
-    } catch (e) {
-      this.fail(e as MutualError);
-      return;
-    }
-    if (ended) this.#complete(ex, false);
-  }
-
-  #onClose(): void {
-    const ex = this.exchange;
-    if (ex) this.fail(this.#error ? cause(this.#error) : unavailable(ex.responded ? 'the upstream closed the connection inside the response' : 'the upstream closed the connection before any response'));
-    else this.destroy();
-  }
-
-  /** Ends the exchange in progress with `e` (or retries it, see the module doc) and closes the connection. */
-  fail(e: MutualError): void {
-    const ex = this.exchange;
-    this.exchange = undefined;
-    this.destroy();
-    if (!ex) return;
-    ex.conn = undefined;
-    if (ex.reused && !this.parser.received && !ex.retried && ex.retryable && e.code === 'UPSTREAM_UNAVAILABLE') {
-      ex.retried = true;
-      this.pool.dispatch(ex, true);
-      return;
-    }
-    ex.fail(e);
-  }
-
-  /** Closes the connection; it is never reused. */
-  destroy(): void {
-    if (this.#dead) return;
-    this.#dead = true;
-    this.parser.stop();
-    if (this.#connecting) clearTimeout(this.#connecting);
-    this.socket.destroy();
-    this.pool.removed(this);
-    const ex = this.exchange;
-    if (ex) {
-      this.exchange = undefined;
-      ex.conn = undefined;
-      ex.fail(unavailable('the upstream connection was closed'));
-    }
-  }
-}
-
-/** One request and its response. */
-class Exchange implements UpstreamCall {
-  readonly pool: UpstreamPool;
-  readonly handler: UpstreamHandler;
-  readonly body: Readable | null;
-  readonly isHead: boolean;
-  readonly retryable: boolean;
-  readonly #contentLength: number | undefined;
-  readonly #maxBodyBytes: number;
-  head = '';
-  conn: Connection | undefined;
-  reused = false;
-  retried = false;
-  responded = false;
-  bodySent = false;
-  done = false;
-  keepAliveMs: number | undefined;
-  #sent = 0;
-  #queued: NodeJS.Timeout | undefined;
-  #onChunk: ((c: Buffer) => void) | undefined;
-  #onEnd: (() => void) | undefined;
-
-  constructor(pool: UpstreamPool, r: UpstreamRequest, handler: UpstreamHandler) {
-    this.pool = pool;
-    this.handler = handler;
-    this.body = r.body;
-    this.isHead = r.method === 'HEAD';
-    this.retryable = !r.body && IDEMPOTENT.has(r.method);
-    this.#contentLength = r.contentLength;
-    this.#maxBodyBytes = r.maxBodyBytes;
-  }
-
-  queue(): void {
-    this.#queued = setTimeout(() => {
-      this.pool.unqueue(this);
-      this.fail(timedOut(`no upstream connection free within ${this.pool.timeoutMs} ms`));
-    }, this.pool.timeoutMs);
-  }
-
-  unqueued(): void {
-    clearTimeout(this.#queued);
-  }
-
-  onHead(head: ResponseHead): void {
-    this.responded = true;
-    this.keepAliveMs = head.keepAliveMs;
-    this.handler.onHeaders(head);
-  }
-
-  /** Streams the body: Content-Length or chunked framing, the byte limit, backpressure both ways. */
-  sendBody(): void {
-    const body = this.body!;
-    const chunked = this.#contentLength === undefined;
-    this.#onChunk = (c: Buffer) => {
-      const conn = this.conn;
-      if (!conn) return;
-      this.#sent += c.length;
-      if (this.#sent > this.#maxBodyBytes) return conn.fail(new MutualError('BODY_TOO_LARGE', { detail: `more than ${this.#maxBodyBytes} bytes` }));
-      if (!chunked && this.#sent > this.#contentLength!) return conn.fail(new MutualError('REQUEST_MALFORMED', { detail: 'a request body longer than its Content-Length' }));
-      if (c.length === 0) return;
-      conn.activity();
-      let ok: boolean;
-      if (chunked) {
-        conn.socket.cork();
-        conn.socket.write(`${c.length.toString(16)}\r\n`, 'latin1');
-        conn.socket.write(c);
-        ok = conn.socket.write('\r\n', 'latin1');
-        conn.socket.uncork();
-      } else ok = conn.socket.write(c);
-      if (!ok) body.pause();
-    };
-    this.#onEnd = () => {
-      const conn = this.conn;
-      this.#detachBody();
-      if (!conn) return;
-      if (!chunked && this.#sent !== this.#contentLength) return conn.fail(new MutualError('REQUEST_MALFORMED', { detail: 'a request body shorter than its Content-Length' }));
-      if (chunked) conn.socket.write('0\r\n\r\n', 'latin1');
-      conn.activity();
-      this.bodySent = true;
-    };
-    // A caller that goes away mid-body closes the response too (which abandons this request); a
-    // body stream that fails otherwise fails the request.
-    // The error listener stays after the exchange (then a noop: `conn` is gone), so a late error is never thrown.
-    body.on('error', (e: Error) => this.conn?.fail(unavailable(`the request body failed: ${e.message}`)));
-    body.on('data', this.#onChunk);
-    body.on('end', this.#onEnd);
-    if (body.isPaused()) body.resume();
-  }
-
-  drained(): void {
-    if (this.#onChunk && !this.bodySent) this.body!.resume();
-  }
-
-  #detachBody(): void {
-    if (!this.#onChunk) return;
-    this.body!.off('data', this.#onChunk);
-    this.body!.off('end', this.#onEnd!);
-    this.#onChunk = undefined;
-    // The exchange ended before the body did (an early answer, a failure): the rest is read and
-    // dropped, so the caller's connection can carry its next request (Node bounds it by requestTimeout).
-    if (!this.bodySent) this.body!.resume();
-  }
-
-  resume(): void {
-    this.conn?.resume();
-  }
-
-  abort(): void {
-    if (this.done) return;
-    this.done = true;
-    this.#detachBody();
-    clearTimeout(this.#queued);
-    this.pool.unqueue(this);
-    const c = this.conn;
-    this.conn = undefined;
-    if (c) {
-      c.exchange = undefined;
-      c.destroy();
-    }
-  }
-
-  complete(): void {
-    if (this.done) return;
-    this.done = true;
-    this.#detachBody();
-    this.handler.onComplete();
-  }
-
-  fail(e: MutualError): void {
-    if (this.done) return;
-    this.done = true;
-    this.#detachBody();
-    clearTimeout(this.#queued);
-    this.handler.onError(e);
   }
 }
