@@ -10,10 +10,10 @@
  * - comments are blanked first (block comments line by line, so line numbers stay);
  * - a function starts on a line whose code ends with `{` and that holds `function`, ends with
  *   `=> {`, or is a method/constructor/accessor header (`name(...) {`, `async #name(...): T {`,
- *   `get name() {`), not a control statement (`if`, `for`, `while`, `switch`, `catch`, ...);
+ *   `get name() {`: a `)` before the `{`), not a control statement (`if`, `for`, `switch`, ...);
  *   a `function` header may also end in `(` or `,` (its parameters on the next lines);
- * - it ends at the first later line with the same indentation that starts with `}`
- *   (or, should none come, before the first later line indented less);
+ * - it ends at the first later line with the same indentation that starts with `}`; a function
+ *   without one (less indented code comes first) fails the test, since the measure is then wrong;
  * - its length is end - start + 1 lines, signature and closing brace included.
  * Nested functions are measured on their own as well; the outer one counts them in its length.
  * A class body is not a function: its length is bounded by the file limit.
@@ -74,24 +74,38 @@ function opensFunction(code: string): boolean {
   if (/=>\s*\{$/.test(t)) return true;
   const rest = t.replace(MODIFIERS, '').replace(/^\*\s*/, '');
   const m = /^([#$\w]+)\s*(?:<[^(]*>)?\s*\(/.exec(rest);
-  return m !== null && !CONTROL.has(m[1]) && !/^(class|interface|type|enum|namespace)$/.test(m[1]);
+  // A header closes its parameters before the body (`) {`, `): T {`); a call such as `send(res, {` does not.
+  return m !== null && !CONTROL.has(m[1]) && /\)(\s*:.*)?\s*\{$/.test(rest);
 }
 
 const indentOf = (line: string): number => /^\s*/.exec(line)![0].length;
 
+/** A function found by the scan. */
+interface Measured {
+  /** Its first line, 1-based. */
+  line: number;
+  /** Its length in lines. */
+  lines: number;
+  header: string;
+  /** False when no `}` at its indentation closed it (the scan's assumption about formatting failed). */
+  closed: boolean;
+}
+
 /** Every function of a source text: its first line (1-based) and its length in lines. */
-export function measureFunctions(text: string): { line: number; lines: number; header: string }[] {
+export function measureFunctions(text: string): Measured[] {
   const lines = codeLines(text);
-  const out: { line: number; lines: number; header: string }[] = [];
+  const out: Measured[] = [];
   for (let i = 0; i < lines.length; i++) {
     if (!opensFunction(lines[i])) continue;
     const indent = indentOf(lines[i]);
     let end = lines.length - 1;
+    let closed = false;
     for (let j = i + 1; j < lines.length; j++) {
       if (lines[j].trim() === '') continue;
       const k = indentOf(lines[j]);
       if (k === indent && lines[j].trim().startsWith('}')) {
         end = j;
+        closed = true;
         break;
       }
       if (k < indent) {
@@ -99,7 +113,7 @@ export function measureFunctions(text: string): { line: number; lines: number; h
         break;
       }
     }
-    out.push({ line: i + 1, lines: end - i + 1, header: lines[i].trim().slice(0, 80) });
+    out.push({ line: i + 1, lines: end - i + 1, header: lines[i].trim().slice(0, 80), closed });
   }
   return out;
 }
@@ -116,7 +130,9 @@ function overLimits(text: string): string[] {
   const out: string[] = [];
   const n = text.split('\n').length;
   if (n > MAX_FILE_LINES) out.push(`${n} lines`);
-  for (const f of measureFunctions(text)) if (f.lines > MAX_FUNCTION_LINES) out.push(`function at line ${f.line} (${f.header}) is ${f.lines} lines`);
+  for (const f of measureFunctions(text)) {
+    if (f.lines > MAX_FUNCTION_LINES) out.push(`function at line ${f.line} (${f.header}) is ${f.lines} lines`);
+  }
   return out;
 }
 
@@ -148,9 +164,13 @@ test('ok/the measure finds functions, methods and arrows, and their lengths', ()
     '  });', //                                 24
     '}', //                                     25
     'const s = "// not a comment {";', //       26
+    'send(res, 200, {', //                      27: a call, not a function
+    '  a: 1,', //                               28
+    '});', //                                   29
   ].join('\n');
   const got = measureFunctions(text).map((f) => [f.line, f.lines]);
   assert.deepEqual(got, [[2, 6], [9, 6], [10, 3], [15, 3], [19, 7], [22, 3]]);
+  assert.ok(measureFunctions(text).every((f) => f.closed));
 });
 
 test('ok/a size: line in the top comment is the reason, elsewhere it is not', () => {
@@ -162,6 +182,11 @@ test('ok/a size: line in the top comment is the reason, elsewhere it is not', ()
 
 test('ok/sources found', () => {
   assert.ok(sources().some((s) => s.file === 'sdk/verifier.ts'), 'the scan reads src/');
+});
+
+test('fail/a function the scan cannot close (its formatting breaks the measure)', () => {
+  const bad = sources().flatMap((s) => measureFunctions(s.text).filter((f) => !f.closed).map((f) => `${s.file}:${f.line} ${f.header}`));
+  assert.deepEqual(bad, [], 'each function ends with a `}` line at the indentation of its first line');
 });
 
 test('fail/file or function over the limits without a size: reason', () => {
