@@ -147,6 +147,25 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
     .exitOverride();
   const g = () => program.opts<GlobalOptions>();
 
+  registerIssuingCommands(program, g);
+  registerSigningCommands(program, g);
+  registerReadingCommands(program, g);
+  registerOfflineCommands(program, g);
+
+  registerServerCommands(program, g);
+  registerMonitorCommands(program);
+  registerAgentCommand(program);
+  registerGatewayCommand(program);
+
+  program.command('demo')
+    .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')
+    .action(async () => (await import('./demo.ts')).runDemo({ home: resolveHome(g().home ?? '.mutual') }));
+
+  return program;
+}
+
+/** `init` and `issue`: making the CA and certificates with new keys. */
+function registerIssuingCommands(program: Command, g: () => GlobalOptions): void {
   program.command('init')
     .description('create the root, server and client intermediates, the root CRL and an admin certificate')
     .requiredOption('--trust-domain <domain>', 'SPIFFE trust domain, e.g. acme.internal')
@@ -242,7 +261,10 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
         { serial: r.serial, notAfter: r.notAfter, identity: r.identity, files });
     });
   }
+}
 
+/** Signing CSRs, revocation and CRLs. */
+function registerSigningCommands(program: Command, g: () => GlobalOptions): void {
   program.command('sign')
     .description('sign a CSR (the key stays with the requester)')
     .argument('<csr>', 'CSR file (PEM or DER)')
@@ -295,6 +317,10 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
       } else process.stdout.write(o.der ? der : pem);
     });
 
+}
+
+/** Reading the inventory, certificates and the audit log: no CA key needed. */
+function registerReadingCommands(program: Command, g: () => GlobalOptions): void {
   program.command('list')
     .description('list the inventory')
     .option('--expiring <duration>', 'only certificates expiring within this time: 30d, 12h (a bare number is days)', expiringOption)
@@ -372,7 +398,10 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
         await store.close();
       }
     });
+}
 
+/** The offline root and the air-gapped re-signing of intermediates. */
+function registerOfflineCommands(program: Command, g: () => GlobalOptions): void {
   const offline = program.command('offline').description('operations with the offline root key');
   offline.command('sign-intermediate')
     .description('sign an intermediate CA certificate from its CSR with the root key')
@@ -441,17 +470,6 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
       // A running server keeps the intermediate it started with until it reloads.
       print(g(), `Installed the ${o.role} CA certificate. Reload \`mutual serve\` (every replica: kill -HUP <pid>, or systemctl reload) or restart it, so it issues from it.\n`, { ok: true });
     });
-
-  registerServerCommands(program, g);
-  registerMonitorCommands(program);
-  registerAgentCommand(program);
-  registerGatewayCommand(program);
-
-  program.command('demo')
-    .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')
-    .action(async () => (await import('./demo.ts')).runDemo({ home: resolveHome(g().home ?? '.mutual') }));
-
-  return program;
 }
 
 /** Runs the CLI; returns the exit code. */
