@@ -160,6 +160,11 @@ export function registerServerCommands(program: Command, g: () => Globals): void
       }
     });
 
+  registerClientCommands(program, g);
+}
+
+/** `mutual ca ...`: enrollment, renewal and admin calls to a running CA server. */
+function registerClientCommands(program: Command, g: () => Globals): void {
   const client = program.command('ca').description('talk to a running CA server');
   client.command('enroll')
     .description('get a certificate with a one-time token (makes the key here)')
