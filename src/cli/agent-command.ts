@@ -42,19 +42,43 @@ async function loadAgent() {
 }
 type AgentModules = Awaited<ReturnType<typeof loadAgent>>;
 
+/** The options every agent subcommand takes. */
+const common = (c: Command, level: string) => c
+  .option('-c, --config <file>', `agent.yaml (default: $MUTUAL_AGENT_CONFIG, else ${DEFAULT_AGENT_CONFIG})`)
+  .addOption(new Option('--log-level <level>', 'JSON log lines on stderr at this level and above').choices(['debug', 'info', 'warn', 'error', 'silent']).default(level))
+  .option('--json', 'machine-readable output on stdout');
+
+const opts = (cmd: Command): AgentCliOptions => cmd.optsWithGlobals<AgentCliOptions>();
+const manifestOf = (m: AgentModules, c: AgentCliOptions): AgentManifest => m.loadManifest(c.config ?? process.env.MUTUAL_AGENT_CONFIG ?? DEFAULT_AGENT_CONFIG);
+const loggerOf = (m: AgentModules, c: AgentCliOptions) => m.pino({ level: c.logLevel ?? 'info', base: { component: 'mutual-agent' } }, m.pino.destination({ dest: 2, sync: true }));
+
+/** Prints a cycle's report: JSON with --json, else a line per certificate, trust file and deployment file. */
+function printReport(c: AgentCliOptions, r: CycleReport): void {
+  if (c.json) {
+    process.stdout.write(JSON.stringify(r, null, 2) + '\n');
+    return;
+  }
+  const lines: string[] = [];
+  for (const x of r.certificates) {
+    if (!x.ok) lines.push(`${x.name}: error[${x.code}]: ${x.message}`);
+    else if (x.action === 'none') lines.push(`${x.name}: nothing to do (${x.serial ?? '-'}, renews at ${x.renewAt ?? '-'})`);
+    else lines.push(`${x.name}: ${x.action} ${x.previousSerial && x.previousSerial !== x.serial ? `${x.previousSerial} -> ` : ''}${x.serial}, valid until ${x.notAfter}`);
+  }
+  if (!r.trust.ok) lines.push(`trust: error[${r.trust.code}]: ${r.trust.message}`);
+  for (const f of r.trust.changed) lines.push(`trust: updated ${f}`);
+  for (const t of r.templates) {
+    if (!t.ok) lines.push(`${t.file}: error[${t.code}]: ${t.message}`);
+    else if (t.action === 'written') lines.push(`${t.file}: wrote ${t.target}`);
+  }
+  for (const w of r.warnings) lines.push(`warning[${w.code}]: ${w.message}`);
+  lines.push(r.exitCode === 0 ? 'ok' : `exit ${r.exitCode} (see docs/agent.md, "Exit codes")`);
+  process.stdout.write(lines.join('\n') + '\n');
+}
+
 /** Adds `agent` and its subcommands to the program (the root `mutual` command). */
 export function registerAgentCommand(program: Command, o: RegisterAgentOptions = {}): void {
   const exit = o.exit ?? ((code: number) => void exitCodes.set(program, code));
   const agent = program.command('agent').description('keep this host\'s certificates, keys, trust bundles and CRLs fresh and reload its services (docs/agent.md)');
-
-  const common = (c: Command, level: string) => c
-    .option('-c, --config <file>', `agent.yaml (default: $MUTUAL_AGENT_CONFIG, else ${DEFAULT_AGENT_CONFIG})`)
-    .addOption(new Option('--log-level <level>', 'JSON log lines on stderr at this level and above').choices(['debug', 'info', 'warn', 'error', 'silent']).default(level))
-    .option('--json', 'machine-readable output on stdout');
-
-  const opts = (cmd: Command): AgentCliOptions => cmd.optsWithGlobals<AgentCliOptions>();
-  const manifestOf = (m: AgentModules, c: AgentCliOptions): AgentManifest => m.loadManifest(c.config ?? process.env.MUTUAL_AGENT_CONFIG ?? DEFAULT_AGENT_CONFIG);
-  const loggerOf = (m: AgentModules, c: AgentCliOptions) => m.pino({ level: c.logLevel ?? 'info', base: { component: 'mutual-agent' } }, m.pino.destination({ dest: 2, sync: true }));
 
   /** Prints a failure that stopped a command before any cycle, and exits with its code. */
   const fail = (c: AgentCliOptions, e: unknown): void => {
@@ -63,28 +87,6 @@ export function registerAgentCommand(program: Command, o: RegisterAgentOptions =
       else process.stderr.write(`error[${e.code}]: ${e.message}\n  hint: ${e.hint}\n`);
     } else process.stderr.write(`error: ${(e as Error)?.stack ?? String(e)}\n`);
     exit(exitCodeOf(e));
-  };
-
-  const printReport = (c: AgentCliOptions, r: CycleReport): void => {
-    if (c.json) {
-      process.stdout.write(JSON.stringify(r, null, 2) + '\n');
-      return;
-    }
-    const lines: string[] = [];
-    for (const x of r.certificates) {
-      if (!x.ok) lines.push(`${x.name}: error[${x.code}]: ${x.message}`);
-      else if (x.action === 'none') lines.push(`${x.name}: nothing to do (${x.serial ?? '-'}, renews at ${x.renewAt ?? '-'})`);
-      else lines.push(`${x.name}: ${x.action} ${x.previousSerial && x.previousSerial !== x.serial ? `${x.previousSerial} -> ` : ''}${x.serial}, valid until ${x.notAfter}`);
-    }
-    if (!r.trust.ok) lines.push(`trust: error[${r.trust.code}]: ${r.trust.message}`);
-    for (const f of r.trust.changed) lines.push(`trust: updated ${f}`);
-    for (const t of r.templates) {
-      if (!t.ok) lines.push(`${t.file}: error[${t.code}]: ${t.message}`);
-      else if (t.action === 'written') lines.push(`${t.file}: wrote ${t.target}`);
-    }
-    for (const w of r.warnings) lines.push(`warning[${w.code}]: ${w.message}`);
-    lines.push(r.exitCode === 0 ? 'ok' : `exit ${r.exitCode} (see docs/agent.md, "Exit codes")`);
-    process.stdout.write(lines.join('\n') + '\n');
   };
 
   common(agent.command('once'), 'warn')
