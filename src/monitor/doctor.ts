@@ -178,78 +178,87 @@ export async function diagnoseConnection(o: DoctorOptions): Promise<DoctorReport
   }
 
   // Our client certificate.
-  if (o.cert) {
-    const ours = pemCertificates(o.cert);
-    if (ours.length === 0) {
-      problems.push(makeFinding({ kind: 'unreadable', severity: 'critical', code: 'PEM_MALFORMED', source: 'client-cert', subject: 'client certificate', message: 'The client certificate file holds no PEM certificate' }));
-      return finish(report);
-    }
-    const info = parseCertificate(ours[0]);
-    const label = certificateLabel(info);
-    report.client = { info, label };
-    const clientSource = 'client-cert';
-    const local = checkCertificate(info, { source: clientSource, now, ...thresholds, subject: `our client certificate (${label})`, notYetValidSeverity: 'critical' });
-    const expired = local.find((f) => f.kind === 'expired');
-    const notYet = local.find((f) => f.kind === 'not-yet-valid');
-    const wrongEku = info.eku.length > 0 && !info.eku.includes(OID.clientAuth);
-    // Revocation: the CRLs we were given, the one named in the certificate, and the inventory.
-    const crlInputs = [...(o.crls ?? [])];
-    if (o.fetchCrl !== false) for (const url of crlUrlsOf(ours[0])) crlInputs.push(crlFromUrl(url, { timeoutMs: DOCTOR_CRL_TIMEOUT_MS }));
-    let index: RevocationIndex | undefined;
-    if (crlInputs.length) index = (await scanCrls({ inputs: crlInputs, caCertificates: [], now, warnFraction: 0.25 })).index;
-    let revoked = index?.lookup(info);
-    if (!revoked && o.inventory) {
-      const rec = await o.inventory.getCertificate(info.serial);
-      if (rec?.status === 'revoked') revoked = { revokedAt: rec.revokedAt ?? now, via: `the CA's inventory (${rec.reason ?? 'unspecified'})` };
-    }
-    // Trust: does our certificate lead to the anchors we were given? (The server usually trusts the same root.)
-    const ourChain = analyzeChain({ sent: ours, anchors, intermediates: o.intermediates, now, purpose: 'client', source: clientSource, ...thresholds });
-    const untrusted = ourChain.findings.find((f) => f.kind === 'chain-untrusted');
-
-    const r = withCert!;
-    const why = r.handshake || r.error?.alert ? refusal(r, true) : undefined;
-    report.client.refused = why !== undefined || (!r.handshake && r.connected);
-    report.client.refusedBecause = why ?? (r.handshake ? undefined : r.error?.message);
-    const alert = r.error?.alert;
-    const refusedMsg = report.client.refused ? `The server refused our client certificate (${report.client.refusedBecause ?? 'handshake failed'})` : undefined;
-    const add = (code: Finding['code'], kind: Finding['kind'], reason: string, fix: string, severity: Finding['severity'] = 'critical') => {
-      problems.push(makeFinding({ kind, severity, code, source: clientSource, subject: label, serial: info.serial, issuer: issuerLabel(info), notAfter: info.notAfter,
-        key: `${clientSource}|${code}`, message: refusedMsg ? `${refusedMsg}: ${reason}` : `Our client certificate ${reason}`, fix }));
-    };
-    const identity = info.names.uri.find((u) => u.startsWith('spiffe://')) ?? 'SERVICE';
-    let explained = false;
-    if (expired || alert === 'certificate_expired') {
-      const ago = info.notAfter < now ? `expired ${humanDuration(now.getTime() - info.notAfter.getTime())} ago (${info.notAfter.toISOString()})` : 'is considered expired by the server (check its clock)';
-      add('CERT_EXPIRED', 'expired', ago, `Renew it: \`mutual ca renew cert.pem key.pem --ca-url URL\` works only before expiry (or within the CA's grace); after that get a new one: \`mutual issue client ${identity} --out DIR\`.`);
-      explained = true;
-    }
-    if (notYet) {
-      add('CERT_NOT_YET_VALID', 'not-yet-valid', `is not valid until ${info.notBefore.toISOString()}`, 'Check the clocks of this host, the server and the CA (`timedatectl`).');
-      explained = true;
-    }
-    if (revoked || alert === 'certificate_revoked') {
-      add('CERT_REVOKED', 'revoked-served', revoked ? `is revoked (since ${revoked.revokedAt.toISOString()}, ${revoked.via})` : 'is revoked (the server says so)',
-        `A revoked certificate cannot be used again; get a new one: \`mutual issue client ${identity} --out DIR\` (or \`mutual ca enroll\` with a new token).`);
-      explained = true;
-    }
-    if (wrongEku || (alert === 'unsupported_certificate' && !explained)) {
-      add('CERT_WRONG_EKU', 'wrong-eku', wrongEku ? 'is a server certificate (EKU serverAuth, not clientAuth): a server certificate cannot be used as a client certificate' : 'is not accepted for client authentication (unsupported_certificate)',
-        `Use a client certificate: \`mutual issue client ${identity} --out DIR\`, and present its cert.pem and key.pem.`);
-      explained = true;
-    }
-    if (untrusted || (alert === 'unknown_ca' && !explained)) {
-      add('CERT_UNTRUSTED', 'chain-untrusted', untrusted ? `is issued by "${info.issuer}", a CA the server does not trust (it does not lead to the trust bundle)` : `is issued by "${info.issuer}", a CA the server does not trust (unknown_ca)`,
-        `Get a client certificate from the CA the server trusts: \`mutual issue client ${identity} --out DIR\` on that CA; or add "${issuerLabel(info)}"'s root to the server's client CA list (nginx: ssl_client_certificate).`);
-      explained = true;
-    }
-    if (report.client.refused && !explained) {
-      add('CLIENT_CERT_REFUSED', 'client-cert-refused', 'the certificate itself looks valid here',
-        'Check the server\'s log for the reason; check that the server trusts the client CA (and, when it checks CRLs, that it has a fresh CRL for every CA in the chain: `mutual crl --issuer client`, root.crl).');
-    }
-    // Not refused, but worth a warning (expiring soon).
-    if (!report.client.refused) for (const f of local) if (f.kind === 'expiring' || f.kind === 'weak-key' || f.kind === 'weak-signature') problems.push(f);
-  }
+  if (o.cert) await diagnoseClientCertificate({ ...o, cert: o.cert }, report, { now, anchors, thresholds });
   return finish(report);
+}
+
+/**
+ * Our client certificate: what the server made of it (refused or not), explained by what is wrong
+ * with it here (expired, not yet valid, revoked, wrong EKU, untrusted issuer), into `report`.
+ */
+async function diagnoseClientCertificate(o: DoctorOptions & { cert: string }, report: DoctorReport, c: { now: Date; anchors: Buffer[]; thresholds: { thresholdsDays: number[]; caThresholdsDays: number[]; criticalDays: number } }): Promise<void> {
+  const { now, anchors, thresholds } = c;
+  const problems = report.problems;
+  const ours = pemCertificates(o.cert);
+  if (ours.length === 0) {
+    problems.push(makeFinding({ kind: 'unreadable', severity: 'critical', code: 'PEM_MALFORMED', source: 'client-cert', subject: 'client certificate', message: 'The client certificate file holds no PEM certificate' }));
+    return;
+  }
+  const info = parseCertificate(ours[0]);
+  const label = certificateLabel(info);
+  report.client = { info, label };
+  const clientSource = 'client-cert';
+  const local = checkCertificate(info, { source: clientSource, now, ...thresholds, subject: `our client certificate (${label})`, notYetValidSeverity: 'critical' });
+  const expired = local.find((f) => f.kind === 'expired');
+  const notYet = local.find((f) => f.kind === 'not-yet-valid');
+  const wrongEku = info.eku.length > 0 && !info.eku.includes(OID.clientAuth);
+  // Revocation: the CRLs we were given, the one named in the certificate, and the inventory.
+  const crlInputs = [...(o.crls ?? [])];
+  if (o.fetchCrl !== false) for (const url of crlUrlsOf(ours[0])) crlInputs.push(crlFromUrl(url, { timeoutMs: DOCTOR_CRL_TIMEOUT_MS }));
+  let index: RevocationIndex | undefined;
+  if (crlInputs.length) index = (await scanCrls({ inputs: crlInputs, caCertificates: [], now, warnFraction: 0.25 })).index;
+  let revoked = index?.lookup(info);
+  if (!revoked && o.inventory) {
+    const rec = await o.inventory.getCertificate(info.serial);
+    if (rec?.status === 'revoked') revoked = { revokedAt: rec.revokedAt ?? now, via: `the CA's inventory (${rec.reason ?? 'unspecified'})` };
+  }
+  // Trust: does our certificate lead to the anchors we were given? (The server usually trusts the same root.)
+  const ourChain = analyzeChain({ sent: ours, anchors, intermediates: o.intermediates, now, purpose: 'client', source: clientSource, ...thresholds });
+  const untrusted = ourChain.findings.find((f) => f.kind === 'chain-untrusted');
+
+  const r = report.withCert!;
+  const why = r.handshake || r.error?.alert ? refusal(r, true) : undefined;
+  report.client.refused = why !== undefined || (!r.handshake && r.connected);
+  report.client.refusedBecause = why ?? (r.handshake ? undefined : r.error?.message);
+  const alert = r.error?.alert;
+  const refusedMsg = report.client.refused ? `The server refused our client certificate (${report.client.refusedBecause ?? 'handshake failed'})` : undefined;
+  const add = (code: Finding['code'], kind: Finding['kind'], reason: string, fix: string, severity: Finding['severity'] = 'critical') => {
+    problems.push(makeFinding({ kind, severity, code, source: clientSource, subject: label, serial: info.serial, issuer: issuerLabel(info), notAfter: info.notAfter,
+      key: `${clientSource}|${code}`, message: refusedMsg ? `${refusedMsg}: ${reason}` : `Our client certificate ${reason}`, fix }));
+  };
+  const identity = info.names.uri.find((u) => u.startsWith('spiffe://')) ?? 'SERVICE';
+  let explained = false;
+  if (expired || alert === 'certificate_expired') {
+    const ago = info.notAfter < now ? `expired ${humanDuration(now.getTime() - info.notAfter.getTime())} ago (${info.notAfter.toISOString()})` : 'is considered expired by the server (check its clock)';
+    add('CERT_EXPIRED', 'expired', ago, `Renew it: \`mutual ca renew cert.pem key.pem --ca-url URL\` works only before expiry (or within the CA's grace); after that get a new one: \`mutual issue client ${identity} --out DIR\`.`);
+    explained = true;
+  }
+  if (notYet) {
+    add('CERT_NOT_YET_VALID', 'not-yet-valid', `is not valid until ${info.notBefore.toISOString()}`, 'Check the clocks of this host, the server and the CA (`timedatectl`).');
+    explained = true;
+  }
+  if (revoked || alert === 'certificate_revoked') {
+    add('CERT_REVOKED', 'revoked-served', revoked ? `is revoked (since ${revoked.revokedAt.toISOString()}, ${revoked.via})` : 'is revoked (the server says so)',
+      `A revoked certificate cannot be used again; get a new one: \`mutual issue client ${identity} --out DIR\` (or \`mutual ca enroll\` with a new token).`);
+    explained = true;
+  }
+  if (wrongEku || (alert === 'unsupported_certificate' && !explained)) {
+    add('CERT_WRONG_EKU', 'wrong-eku', wrongEku ? 'is a server certificate (EKU serverAuth, not clientAuth): a server certificate cannot be used as a client certificate' : 'is not accepted for client authentication (unsupported_certificate)',
+      `Use a client certificate: \`mutual issue client ${identity} --out DIR\`, and present its cert.pem and key.pem.`);
+    explained = true;
+  }
+  if (untrusted || (alert === 'unknown_ca' && !explained)) {
+    add('CERT_UNTRUSTED', 'chain-untrusted', untrusted ? `is issued by "${info.issuer}", a CA the server does not trust (it does not lead to the trust bundle)` : `is issued by "${info.issuer}", a CA the server does not trust (unknown_ca)`,
+      `Get a client certificate from the CA the server trusts: \`mutual issue client ${identity} --out DIR\` on that CA; or add "${issuerLabel(info)}"'s root to the server's client CA list (nginx: ssl_client_certificate).`);
+    explained = true;
+  }
+  if (report.client.refused && !explained) {
+    add('CLIENT_CERT_REFUSED', 'client-cert-refused', 'the certificate itself looks valid here',
+      'Check the server\'s log for the reason; check that the server trusts the client CA (and, when it checks CRLs, that it has a fresh CRL for every CA in the chain: `mutual crl --issuer client`, root.crl).');
+  }
+  // Not refused, but worth a warning (expiring soon).
+  if (!report.client.refused) for (const f of local) if (f.kind === 'expiring' || f.kind === 'weak-key' || f.kind === 'weak-signature') problems.push(f);
+
 }
 
 function finish(r: DoctorReport): DoctorReport {

@@ -40,7 +40,6 @@ const PENDING: Record<string, string> = {
   'store/sqlite-store.ts': 'issue 15: the store split (queries vs the durability engine); 703 lines',
   'store/postgres-store.ts': 'issue 15: the store split; 563 lines',
   'ca/authority.ts': 'issue 15: the signer seam / store split around the authority; 674 lines',
-  'monitor/doctor.ts': 'issue 15: no split assigned yet; diagnoseConnection is 147 lines',
 };
 
 const CONTROL = new Set(['if', 'for', 'while', 'switch', 'catch', 'with', 'do', 'else', 'try', 'finally', 'return', 'await', 'yield', 'new', 'typeof', 'throw', 'case']);
