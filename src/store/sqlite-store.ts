@@ -21,9 +21,9 @@ import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows
 import { SqliteEngine, type CheckpointStats, type SqliteEngineOptions } from './sqlite-engine.ts';
 import { checkRenewalLimit, CRL_PACK_THRESHOLD } from './store-rules.ts';
 
-// Importers of these from here (tests, benches, postgres-store.ts before the split) keep working.
-export { CHECKPOINT_AFTER_BYTES, type CheckpointStats } from './sqlite-engine.ts';
-export { checkRenewalLimit, CRL_PACK_THRESHOLD } from './store-rules.ts';
+// The type checkpointStats() returns, and the threshold the CRL tests and bench pack by.
+export type { CheckpointStats } from './sqlite-engine.ts';
+export { CRL_PACK_THRESHOLD } from './store-rules.ts';
 
 /** Options for {@link openSqliteStore} and {@link SqliteStore}: the engine's, and the CRL packing. */
 export interface SqliteStoreOptions extends SqliteEngineOptions {
