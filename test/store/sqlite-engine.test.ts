@@ -1,7 +1,7 @@
 /**
  * The SQLite durability engine on its own, under the store's queries: what a transaction does on
  * commit and on failure (the `reread` hook inside the write lock, the error it throws), when
- * `durable()` syncs the WAL, and its option checks. The store-level guarantees (every write call
+ * `durable()` syncs the WAL, the writer thread, and its option checks. The store-level guarantees (every write call
  * resolves after a sync that began after its commit; the checkpointer) are in
  * sqlite-durability.test.ts and sqlite-checkpoint.test.ts.
  */
@@ -13,6 +13,8 @@ import path from 'node:path';
 import { after, test } from 'node:test';
 import { isMutualError, MutualError } from '../../src/core/errors.ts';
 import { SqliteEngine } from '../../src/store/sqlite-engine.ts';
+import { openSqliteStore } from '../../src/store/sqlite-store.ts';
+import { record } from './fixtures.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-engine-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -124,5 +126,38 @@ test('ok/durable-with-fsync-commit-does-not-sync', async () => {
 test('fail/bad-checkpointAfterBytes-is-a-TypeError', () => {
   for (const checkpointAfterBytes of [0, -1, Number.NaN]) {
     assert.throws(() => new SqliteEngine({ path: ':memory:', checkpointAfterBytes }), TypeError, String(checkpointAfterBytes));
+  }
+});
+
+test('ok/writer-thread-commits-issued-certificates-durably', async () => {
+  const file = path.join(dir, 'writer.db');
+  const store = openSqliteStore({ path: file, writerThread: true });
+  const recs = Array.from({ length: 5 }, () => record());
+  try {
+    // Two batches in flight at once, as the authority's group commit sends them.
+    await Promise.all([store.recordIssued(recs.slice(0, 3)), store.recordIssued(recs.slice(3))]);
+    // Committed on the writer's own connection: this one reads them from the file.
+    assert.deepEqual((await store.listCertificates({ limit: 10 })).map((c) => c.serial).sort(), recs.map((r) => r.serial).sort());
+    const actions: string[] = [];
+    for await (const e of store.auditEntries()) actions.push(`${e.action}:${e.target}`);
+    assert.deepEqual(actions.sort(), recs.map((r) => `issue:${r.serial}`).sort());
+    // The thread commits with synchronous=FULL: no fdatasync of the WAL is left to this side.
+    assert.equal(await countSyncs(() => store.recordIssued([record()])), 0);
+  } finally {
+    await store.close();
+  }
+});
+
+test('fail/writer-thread-failure-is-STORE_FAILED', async () => {
+  const store = openSqliteStore({ path: path.join(dir, 'writer-fail.db'), writerThread: true });
+  try {
+    const r = record();
+    await store.recordIssued([r]);
+    await assert.rejects(store.recordIssued([record(), { ...r }]), (e: unknown) => isMutualError(e, 'STORE_FAILED') && /UNIQUE/.test(e.message));
+    assert.equal((await store.listCertificates({ limit: 10 })).length, 1, 'the failed batch left nothing');
+    await store.recordIssued([record()]);
+    assert.equal((await store.listCertificates({ limit: 10 })).length, 2, 'the thread goes on after a failed batch');
+  } finally {
+    await store.close();
   }
 });
