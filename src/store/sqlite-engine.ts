@@ -60,8 +60,9 @@ export interface SqliteEngineOptions {
   /** Database file; created with mode 0600 if missing. */
   path: string;
   /**
-   * Commit issued certificates on a writer thread (default false). A server turns it on: the
-   * fsync of one batch then overlaps the signing of the next instead of blocking the event loop.
+   * Commit issued certificates on a writer thread (default false; `mutual serve
+   * --sqlite-writer-thread` turns it on): the fsync of one batch then overlaps the signing of the
+   * next instead of blocking the event loop.
    */
   writerThread?: boolean;
   /**
