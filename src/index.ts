@@ -10,7 +10,9 @@ export { signIntermediate, renewRootCrl } from './ca/offline.ts';
 export { intermediateCsr, installIntermediate } from './ca/intermediate.ts';
 export { verifyAuditLog } from './ca/audit.ts';
 export { mintToken, verifyToken } from './ca/tokens.ts';
-export type { CaStore, CertificateRecord, StoredCertificate, ListFilter } from './ca/store.ts';
+export type {
+  CaStore, IssuanceStore, RevocationStore, RevocationLog, AuditStore, TokenStore, InventoryQueries, JobLock, CertificateRecord, StoredCertificate, ListFilter,
+} from './ca/store.ts';
 export { openSqliteStore } from './store/sqlite-store.ts';
 export { openPostgresStore } from './store/postgres-store.ts';
 export { startCaServer } from './server/ca-server.ts';

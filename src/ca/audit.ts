@@ -6,9 +6,10 @@
  */
 import { AUDIT_GENESIS, auditHash } from '../core/audit-hash.ts';
 import { isMutualError, MutualError } from '../core/errors.ts';
-import type { CaStore } from './store.ts';
+import type { AuditStore, InventoryQueries } from './store.ts';
 import { MIN_HEAD_PREFIX } from './limits.ts';
 
+/** Shortest hash prefix {@link VerifyAuditOptions.head} takes (64 bits: no accidental match; defined in ./limits.ts). */
 export { MIN_HEAD_PREFIX };
 
 /** Options of {@link verifyAuditLog}. */
@@ -28,7 +29,7 @@ export interface VerifyAuditOptions {
  * `seq` naming the entry where it knows one). A row that cannot be read as an entry is tampering
  * too (see the store's row reader).
  */
-export async function verifyAuditLog(store: Pick<CaStore, 'auditEntries' | 'listCertificates'>, o: VerifyAuditOptions = {}): Promise<{ entries: number; head: string; certificates: number }> {
+export async function verifyAuditLog(store: Pick<AuditStore, 'auditEntries'> & Pick<InventoryQueries, 'listCertificates'>, o: VerifyAuditOptions = {}): Promise<{ entries: number; head: string; certificates: number }> {
   const wanted = o.head?.toLowerCase();
   if (wanted !== undefined && !new RegExp(`^[0-9a-f]{${MIN_HEAD_PREFIX},64}$`).test(wanted)) {
     throw new TypeError(`head must be ${MIN_HEAD_PREFIX} to 64 hex digits`);

@@ -15,7 +15,7 @@ import { writeFileAtomic } from '../io/atomic-file.ts';
 import { readConfig } from './config.ts';
 import { homeLayout } from './home.ts';
 import { openCaStore } from './open-ca-store.ts';
-import type { CaStore } from './store.ts';
+import type { AuditStore } from './store.ts';
 
 const paths = (home: string, role: 'server-ca' | 'client-ca') => {
   const l = homeLayout(home);
@@ -45,7 +45,7 @@ export function intermediateCsr(o: { home: string; role: 'server-ca' | 'client-c
  * key; then records it in the audit log of `store` (default: the CA's configured store, see
  * openCaStore; a store passed in stays open).
  */
-export async function installIntermediate(o: { home: string; role: 'server-ca' | 'client-ca'; certificate: Uint8Array | string; passphrase: string; store?: Pick<CaStore, 'audit'> }): Promise<void> {
+export async function installIntermediate(o: { home: string; role: 'server-ca' | 'client-ca'; certificate: Uint8Array | string; passphrase: string; store?: Pick<AuditStore, 'audit'> }): Promise<void> {
   const p = paths(o.home, o.role);
   const der = readPemOrDer(o.certificate, ['CERTIFICATE']);
   const info = parseCertificate(der);

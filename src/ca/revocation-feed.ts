@@ -7,7 +7,7 @@
  * CRL schedule marks the issuer's CRL for rebuilding.
  */
 import type { CertificateAuthority } from './authority.ts';
-import type { RevocationEvent } from './store.ts';
+import type { RevocationEvent, RevocationLog } from './store.ts';
 
 /** How often a replica polls the store for revocations made elsewhere. */
 export const REVOCATION_POLL_MS = 1000;
@@ -16,8 +16,8 @@ const MAX_LOADED_REVOCATIONS = 10_000_000;
 
 /** Options for {@link RevocationFeed.open}. */
 export interface RevocationFeedOptions {
-  /** The authority whose store's revocation log is followed. */
-  ca: CertificateAuthority;
+  /** The authority whose store's revocation log is followed (and whose inventory lists the revoked at start). */
+  ca: Pick<CertificateAuthority, 'list'> & { store: RevocationLog };
   now: () => Date;
   /** Hears serials new to this replica, each once, synchronously. */
   onRevoked?: (events: RevocationEvent[]) => void;

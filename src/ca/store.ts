@@ -76,7 +76,7 @@ export interface RevocationRecorded extends StoredCertificate {
   covered: StoredCertificate[];
 }
 
-/** A renewal to record (see {@link CaStore.recordRenewal}). */
+/** A renewal to record (see {@link IssuanceStore.recordRenewal}). */
 export interface RenewalInput {
   /** The new certificate; `renewedFrom` names the certificate it renews. */
   record: CertificateRecord & { renewedFrom: string };
@@ -93,7 +93,7 @@ export interface RenewalInput {
   supersedeExpiringAfter: Date;
 }
 
-/** A one-time token to spend: see {@link CaStore.recordEnrollment} and {@link CaStore.consumeToken}. */
+/** A one-time token to spend: see {@link IssuanceStore.recordEnrollment} and {@link TokenStore.consumeToken}. */
 export interface TokenSpend {
   jti: string;
   /** When the token expires: its entry may be forgotten after that (it is refused for its age). */
@@ -122,11 +122,18 @@ export interface ListFilter {
   limit?: number;
 }
 
-/** The store the authority uses. Every method that writes does so in one transaction with its audit entry. */
-export interface CaStore {
+/*
+ * The store, cut along its consumers (STYLE.md: the consumer declares the interface). Each part of
+ * the authority and each tool outside it takes the smallest of these it needs; {@link CaStore} is
+ * all of them, which the SQLite and PostgreSQL stores implement. Every method that writes does so
+ * in one transaction with its audit entry.
+ */
+
+/** Recording certificates as they are issued: the authority's issue, enroll and renew paths. */
+export interface IssuanceStore {
   /**
    * Records issued certificates and their audit entries in one transaction. Renewals go through
-   * {@link CaStore.recordRenewal} (their checks and the lineage bound need a transaction of their own).
+   * {@link IssuanceStore.recordRenewal} (their checks and the lineage bound need a transaction of their own).
    */
   recordIssued(records: CertificateRecord[]): Promise<void>;
   /**
@@ -137,12 +144,6 @@ export interface CaStore {
    */
   recordEnrollment(record: CertificateRecord, token: TokenSpend): Promise<boolean>;
   /**
-   * Marks a certificate revoked, stores its CRL entry and the audit entry, in one transaction;
-   * with `renewalsExpiringAfter`, its renewals too (each with its CRL and audit entry, action
-   * `revoke`, details `coveredBy`). Serialized with renewals of the same lineage across replicas.
-   */
-  recordRevocation(r: RevocationInput, actor: string): Promise<RevocationRecorded>;
-  /**
    * Records a renewal in one transaction: checks that the certificate renewed is in the inventory
    * (CERT_NOT_FOUND) and still valid (CERT_REVOKED: a revocation that covered it committed first),
    * applies the per-certificate interval (RENEWAL_TOO_SOON, with `retryAfter` seconds), inserts
@@ -152,30 +153,64 @@ export interface CaStore {
    * across replicas. Returns the certificates superseded.
    */
   recordRenewal(r: RenewalInput): Promise<{ superseded: StoredCertificate[] }>;
-  getCertificate(serial: string, issuerKeyId?: string): Promise<StoredCertificate | undefined>;
-  listCertificates(filter: ListFilter): Promise<StoredCertificate[]>;
+}
+
+/** Recording revocations and reading what a CRL lists: the authority's revoke path and its CRLs. */
+export interface RevocationStore {
+  /**
+   * Marks a certificate revoked, stores its CRL entry and the audit entry, in one transaction;
+   * with `renewalsExpiringAfter`, its renewals too (each with its CRL and audit entry, action
+   * `revoke`, details `coveredBy`). Serialized with renewals of the same lineage across replicas.
+   */
+  recordRevocation(r: RevocationInput, actor: string): Promise<RevocationRecorded>;
   /** The pre-encoded CRL entries of one issuer, without those of certificates expired at `now`. */
   crlEntries(issuerKeyId: string, now: Date): Promise<Buffer[]>;
   /** Allocates the next CRL number for an issuer. */
   nextCrlNumber(issuerKeyId: string): Promise<bigint>;
-  /** Appends an audit entry (for actions other than issue/revoke). */
-  audit(entry: AuditInput): Promise<void>;
-  /**
-   * Marks a one-time token used. Returns false when it was used before (a replay). Entries can be
-   * forgotten after `expiresAt`, when the token is refused for its age anyway.
-   */
-  consumeToken(jti: string, expiresAt: Date, actor: string): Promise<boolean>;
+}
+
+/** The revocations other replicas recorded, as the revocation feed follows them. */
+export interface RevocationLog {
   /**
    * Revocations recorded after `cursor` (an audit sequence number), oldest first, and the new
    * cursor. Replicas poll this to update their OCSP and CRL answers within seconds.
    */
   revocationsSince(cursor: number, limit?: number): Promise<{ cursor: number; items: RevocationEvent[] }>;
+}
+
+/** The audit log: appending entries of its own, and reading it all (`mutual audit verify`). */
+export interface AuditStore {
+  /** Appends an audit entry (for actions other than issue/revoke). */
+  audit(entry: AuditInput): Promise<void>;
+  /** Reads the audit log in order. */
+  auditEntries(): AsyncIterable<AuditEntry>;
+}
+
+/** Spending one-time tokens. */
+export interface TokenStore {
+  /**
+   * Marks a one-time token used. Returns false when it was used before (a replay). Entries can be
+   * forgotten after `expiresAt`, when the token is refused for its age anyway.
+   */
+  consumeToken(jti: string, expiresAt: Date, actor: string): Promise<boolean>;
+}
+
+/** Reading the inventory: admin authentication, the monitor, doctor, the admin API. */
+export interface InventoryQueries {
+  getCertificate(serial: string, issuerKeyId?: string): Promise<StoredCertificate | undefined>;
+  listCertificates(filter: ListFilter): Promise<StoredCertificate[]>;
+}
+
+/** Scheduled jobs that one replica at a time runs (CRL refresh). */
+export interface JobLock {
   /**
    * Runs `fn` only if no other replica holds the named job lock (PostgreSQL advisory lock; the
    * embedded store has one process, so it always runs). Returns false when skipped.
    */
   withJobLock(name: string, fn: () => Promise<void>): Promise<boolean>;
-  /** Reads the audit log in order. */
-  auditEntries(): AsyncIterable<AuditEntry>;
+}
+
+/** The whole store the authority opens: every part above, and closing it. */
+export interface CaStore extends IssuanceStore, RevocationStore, RevocationLog, AuditStore, TokenStore, InventoryQueries, JobLock {
   close(): Promise<void>;
 }

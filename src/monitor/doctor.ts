@@ -8,7 +8,7 @@
  * not trust, or a server certificate offered as a client certificate. Every problem has its fix.
  */
 import tls from 'node:tls';
-import type { CaStore } from '../ca/store.ts';
+import type { InventoryQueries } from '../ca/store.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { OID } from '../core/oids.ts';
 import { readCertificateDers } from '../core/pem.ts';
@@ -52,7 +52,7 @@ export interface DoctorOptions {
   intermediates?: Buffer[];
   /** Extra CRLs (files or URLs) and the CA's inventory, to tell whether our certificate is revoked. */
   crls?: CrlInput[];
-  inventory?: CaStore;
+  inventory?: InventoryQueries;
   /** Fetch the CRL named in our certificate (default true). */
   fetchCrl?: boolean;
   timeoutMs?: number;

@@ -3,7 +3,7 @@
  * alert (deduped against the state file), write the state and the metrics textfile, and say how
  * it went as an exit code.
  */
-import type { CaStore } from '../ca/store.ts';
+import type { InventoryQueries } from '../ca/store.ts';
 import { readAlertState, writeAlertState } from './alert-state.ts';
 import { createChannels, deliverAlerts, type AlertChannel, type DeliveryResult } from './deliver-alerts.ts';
 import type { MonitorConfig } from './monitor-config.ts';
@@ -33,7 +33,7 @@ export interface RunMonitorOnceOptions {
   metrics?: MonitorMetrics;
   /** Textfile to write (default: metrics.textfile of the config). */
   textfile?: string;
-  store?: CaStore;
+  store?: InventoryQueries;
   probe?: (o: TlsProbeOptions) => Promise<TlsProbeResult>;
   env?: NodeJS.ProcessEnv;
 }

@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import { homeLayout } from '../ca/home.ts';
-import type { CaStore } from '../ca/store.ts';
+import type { CaStore, InventoryQueries } from '../ca/store.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { parseDuration } from '../core/duration.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
@@ -40,7 +40,7 @@ export interface RunScanOptions {
   /** Scan time (tests freeze it). Default: now. */
   now?: Date;
   /** The inventory store; default: opened from sources.inventory. */
-  store?: CaStore;
+  store?: InventoryQueries;
   /** The TLS prober (benchmarks wrap it). */
   probe?: (o: TlsProbeOptions) => Promise<TlsProbeResult>;
 }
@@ -126,12 +126,13 @@ export async function runScan(config: MonitorConfig, o: RunScanOptions = {}): Pr
   findings.push(...crlScan.findings);
 
   // The inventory.
-  let store = o.store;
+  let store: InventoryQueries | undefined = o.store;
+  /** The store opened here, closed here; one passed in stays open. */
+  let own: CaStore | undefined;
   let inventory: InventoryScanResult['stats'] | undefined;
-  const ownStore = !store && inv !== undefined;
-  if (ownStore) {
+  if (!store && inv !== undefined) {
     try {
-      store = await openInventory(inv!);
+      store = own = await openInventory(inv!);
     } catch (e) {
       findings.push(makeFinding({ kind: 'unreadable', severity: 'warning', code: isMutualError(e) ? e.code : 'MONITOR_SOURCE_UNREADABLE', source: 'inventory',
         subject: inv!.home ?? 'database', message: `The inventory could not be opened: ${(e as Error).message}` }));
@@ -204,6 +205,6 @@ export async function runScan(config: MonitorConfig, o: RunScanOptions = {}): Pr
       startedAt, durationMs: performance.now() - t0, findings: all, certificates, crls: crlScan.crls, endpoints: ep.endpoints, inventory, files: files.files, counts,
     };
   } finally {
-    if (ownStore && store) await store.close();
+    await own?.close();
   }
 }

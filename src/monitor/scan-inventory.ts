@@ -5,7 +5,7 @@
  * finding. The SQLite store does the grouping itself ({@link ExpiryScanStore}); any other CaStore
  * is read through `listCertificates` and grouped here.
  */
-import type { CaStore } from '../ca/store.ts';
+import type { InventoryQueries } from '../ca/store.ts';
 import { classifyExpiry, expiryText, renewalFix } from './check-certificate.ts';
 import { makeFinding, type Finding } from './finding.ts';
 import { renewalScheduleOf } from './renewal-schedule.ts';
@@ -56,7 +56,7 @@ export interface InventoryScanResult {
 
 /** Options of {@link scanInventory}. */
 export interface ScanInventoryOptions {
-  store: CaStore | (CaStore & ExpiryScanStore);
+  store: InventoryQueries | (InventoryQueries & ExpiryScanStore);
   now: Date;
   thresholdsDays: readonly number[];
   criticalDays: number;
@@ -115,7 +115,7 @@ export async function scanInventory(o: ScanInventoryOptions): Promise<InventoryS
 }
 
 /** The same grouping over `listCertificates`, for stores without scanExpiry. */
-async function scanByListing(store: CaStore, from: Date, to: Date, now: Date, cb: (row: ExpiryRow) => void): Promise<{ total: number; unexpired: number }> {
+async function scanByListing(store: InventoryQueries, from: Date, to: Date, now: Date, cb: (row: ExpiryRow) => void): Promise<{ total: number; unexpired: number }> {
   const rows = await store.listCertificates({ status: 'valid', notExpiredAt: from, limit: MAX_LISTED_CERTIFICATES });
   const newest = new Map<string, (typeof rows)[number]>();
   for (const r of rows) {

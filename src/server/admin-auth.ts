@@ -10,7 +10,7 @@
  * returns; one indexed read (issuer key id, serial), and only for certificates that could be an
  * admin's, makes every replica refuse it from that moment. Admin calls are rare.
  */
-import type { CaStore } from '../ca/store.ts';
+import type { InventoryQueries } from '../ca/store.ts';
 import { certificateIdentity, type CertificateInfo } from '../core/certificate.ts';
 import { MutualError } from '../core/errors.ts';
 import { matchIdentity } from '../core/identity.ts';
@@ -29,7 +29,7 @@ export interface AdminAuthenticatorOptions {
   admins: string[];
   /** Key ids (hex) of the client CAs whose certificates may be admins': the current one and retired ones still valid. */
   issuerKeyIds: Iterable<string>;
-  store: Pick<CaStore, 'getCertificate'>;
+  store: Pick<InventoryQueries, 'getCertificate'>;
   /** This replica's revocation set (serial, lowercase hex). */
   isRevoked: (serial: string) => boolean;
 }
@@ -37,7 +37,7 @@ export interface AdminAuthenticatorOptions {
 /** See the module comment. */
 export class AdminAuthenticator {
   readonly #admins: string[];
-  readonly #store: Pick<CaStore, 'getCertificate'>;
+  readonly #store: Pick<InventoryQueries, 'getCertificate'>;
   readonly #isRevoked: (serial: string) => boolean;
   #issuers: Set<string>;
 

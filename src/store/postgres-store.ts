@@ -22,15 +22,10 @@ import type { RevocationReason } from '../core/crl.ts';
 import type {
   AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RenewalInput, RevocationEvent, RevocationInput, RevocationRecorded, StoredCertificate, TokenSpend,
 } from '../ca/store.ts';
-import { POSTGRES_MIGRATIONS } from './migrations.ts';
+import { hold, LOCK_CLASS } from './postgres-connection.ts';
+import { migratePostgres } from './postgres-migrate.ts';
 import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows.ts';
-import { checkRenewalLimit, CRL_PACK_THRESHOLD } from './sqlite-store.ts';
-
-/**
- * Advisory lock classes (the first key of pg_advisory_lock(int, int)); "mut" followed by 1 to 4,
- * chosen to stay clear of other applications' locks on a shared server (4: a renewal lineage).
- */
-const LOCK_CLASS = { migrate: 0x6d757401, audit: 0x6d757402, job: 0x6d757403, lineage: 0x6d757404 } as const;
+import { checkRenewalLimit, CRL_PACK_THRESHOLD } from './store-rules.ts';
 
 /** Audit rows read per query by auditEntries(). */
 const AUDIT_PAGE = 1000;
@@ -40,39 +35,6 @@ const DEFAULT_POOL_SIZE = 10;
 
 /** Unquoted PostgreSQL identifier (no quoting needed anywhere, 63 bytes at most). */
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
-
-
-
-
-
-
-/**
- * A pooled connection held by the store. pg-pool listens for 'error' only on idle connections; one
- * that dies while checked out (server restart, network) would emit an unhandled 'error' and end
- * the process. The listener records the loss instead (the pending or next query fails too), and
- * `release` then destroys the connection rather than pooling it.
- */
-interface Held {
-  c: PoolClient;
-  /** Marks the connection unusable (it is destroyed on release). */
-  fail(e: Error): void;
-  release(): void;
-}
-
-async function hold(pool: Pool): Promise<Held> {
-  const c = await pool.connect();
-  let lost: Error | undefined;
-  const onError = (e: Error) => void (lost ??= e);
-  c.on('error', onError);
-  return {
-    c,
-    fail: onError,
-    release() {
-      c.off('error', onError);
-      c.release(lost);
-    },
-  };
-}
 
 /** Wraps a database failure (not a coded rejection such as CERT_NOT_FOUND) as STORE_FAILED. */
 function storeFailed(e: unknown): MutualError {
@@ -110,7 +72,7 @@ export interface PostgresStoreOptions {
 
 /**
  * Opens the PostgreSQL store: connects, creates the schema if needed and applies the pending
- * {@link POSTGRES_MIGRATIONS} under an advisory lock. Throws TypeError on bad options.
+ * POSTGRES_MIGRATIONS (see postgres-migrate.ts) under an advisory lock. Throws TypeError on bad options.
  */
 export async function openPostgresStore(o: PostgresStoreOptions): Promise<PostgresStore> {
   const schema = o.schema ?? 'public';
@@ -131,7 +93,7 @@ export async function openPostgresStore(o: PostgresStoreOptions): Promise<Postgr
   // listener the 'error' event would end the process. The next query reports the failure.
   pool.on('error', () => {});
   try {
-    await migrate(pool, schema);
+    await migratePostgres(pool, schema);
     const { rows } = await pool.query('SELECT hashtext($1) AS k', [`${schema}/audit`]);
     return new PostgresStore(pool, schema, Number(rows[0].k), crlPackThreshold);
   } catch (e) {
@@ -519,44 +481,5 @@ export class PostgresStore implements CaStore {
     if (this.#closed) return;
     this.#closed = true;
     await this.pool.end();
-  }
-}
-
-/** Creates the schema and applies pending migrations, one transaction each, under a session advisory lock. */
-async function migrate(pool: Pool, schema: string): Promise<void> {
-  const h = await hold(pool);
-  const { c } = h;
-  try {
-    await c.query('SELECT pg_advisory_lock($1, hashtext($2))', [LOCK_CLASS.migrate, schema]);
-    try {
-      // Checked first: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege even when the
-      // schema exists, which an application role given a ready schema may not have.
-      const exists = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [schema]);
-      if (exists.rows.length === 0) await c.query(`CREATE SCHEMA ${schema}`);
-      // Again, now that the schema exists (the pool set it when the connection opened).
-      await c.query(`SET search_path TO ${schema}`);
-      await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, applied_at bigint NOT NULL)');
-      const done = new Set((await c.query('SELECT version FROM schema_migrations')).rows.map((r) => Number(r.version)));
-      for (const m of POSTGRES_MIGRATIONS) {
-        if (done.has(m.version)) continue;
-        await c.query('BEGIN');
-        try {
-          await c.query(m.sql);
-          await c.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [m.version, sec(new Date())]);
-          await c.query('COMMIT');
-        } catch (e) {
-          await c.query('ROLLBACK').catch(h.fail);
-          throw e;
-        }
-      }
-    } finally {
-      // If unlocking fails the connection is destroyed, and the server drops the lock with it.
-      await c.query('SELECT pg_advisory_unlock($1, hashtext($2))', [LOCK_CLASS.migrate, schema]).catch(h.fail);
-    }
-  } catch (e) {
-    h.fail(e as Error);
-    throw e;
-  } finally {
-    h.release();
   }
 }

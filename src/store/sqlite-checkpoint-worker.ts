@@ -1,5 +1,5 @@
 /**
- * The SQLite store's checkpointer (see sqlite-store.ts): copies the WAL back into the database
+ * The SQLite store's checkpointer (see sqlite-engine.ts): copies the WAL back into the database
  * file on its own connection and thread, so the event loop never waits in the checkpoint's two
  * fsyncs. SQLite does the checkpoint exactly as it would inside COMMIT (synchronous=NORMAL: the WAL
  * is synced before pages are copied, the database file after), so it is as safe against power

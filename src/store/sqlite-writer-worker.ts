@@ -8,7 +8,7 @@ import { SqliteStore } from './sqlite-store.ts';
 import type { CertificateRecord } from '../ca/store.ts';
 
 // This thread may block in fsync: SQLite's own synchronous=FULL inside COMMIT.
-const store = new SqliteStore(workerData.path as string, undefined, false, 'commit');
+const store = new SqliteStore({ path: workerData.path as string, fsync: 'commit' });
 parentPort!.on('message', (m: { id: number; records: CertificateRecord[] }) => {
   try {
     store.recordIssuedSync(m.records.map((r) => ({ ...r, der: Buffer.from(r.der) })));
