@@ -31,7 +31,7 @@ function writeLoopScript(file: string): void {
   fs.writeFileSync(file, `
 import path from 'node:path';
 import { CertificateAuthority } from ${url('src/ca/authority.ts')};
-import { writeIssued } from ${url('src/cli/output.ts')};
+import { writeIssued } from ${url('src/ca/write-issued.ts')};
 const [home, out] = process.argv.slice(2);
 const ca = await CertificateAuthority.open({ home, passphrase: process.env.MUTUAL_CA_PASSPHRASE });
 let n = 0;
