@@ -22,8 +22,7 @@ import { readPemOrDer, toPem } from '../core/pem.ts';
 import { checkNames, defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
 import { encodeName, type SubjectAltNames } from '../core/names.ts';
 import type { Signer } from '../core/signer.ts';
-import { readEncryptedKey } from '../keys/encrypted-key-file.ts';
-import { keyObjectSigner } from '../core/signer.ts';
+import { generateSigner, openSigner } from '../keys/open-signer.ts';
 import { openCaStore } from './open-ca-store.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { profileLifetimes, readConfig, type CaConfig } from './config.ts';
@@ -423,21 +422,22 @@ export class CertificateAuthority {
    * Issues a delegated OCSP responder certificate (EKU OCSPSigning, ocsp-nocheck, RFC 6960
    * 4.2.2.2) for one intermediate, with a new key; recorded in the inventory like every other.
    */
-  async issueOcspResponder(ca: IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; privateKey: KeyObject; notAfter: Date }> {
+  async issueOcspResponder(ca: IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; signer: Signer; notAfter: Date }> {
     const which = ca.role === 'server-ca' ? 'server' : 'client';
-    const kp = generateKeyPair('p256');
+    // The responder's key lives only in memory: a new one comes with every responder certificate.
+    const signer = generateSigner('p256');
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
     const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeSeconds * 1000, ca.info.notAfter.getTime())));
     let template = this.#ocspTemplates.get(ca.keyId);
     if (!template) this.#ocspTemplates.set(ca.keyId, (template = createCertificateTemplate(ca.template.issuer, { role: 'ocsp' })));
-    const fields = { serial: newSerial(), notBefore, notAfter, subject: subjectFor(`${this.config.name} ${which} OCSP responder`), spki: spkiDer(kp.publicKey) };
+    const fields = { serial: newSerial(), notBefore, notAfter, subject: subjectFor(`${this.config.name} ${which} OCSP responder`), spki: spkiDer(signer.publicKey) };
     lintCertificate('ocsp', fields, ca.lint);
     const der = await template.sign(fields);
     await this.#persist({
       issuerKeyId: ca.keyId, serial: fields.serial.toString('hex'), role: 'ocsp', subject: `CN=${this.config.name} ${which} OCSP responder`, names: { dns: [], ip: [], uri: [] },
       notBefore, notAfter, fingerprint: crypto.hash('sha256', der, 'hex'), der, issuedAt: floorSeconds(now), issuedBy: 'ocsp-responder',
     });
-    return { certificate: der, privateKey: kp.privateKey, notAfter };
+    return { certificate: der, signer, notAfter };
   }
 
   /** Responder certificate templates by issuer key id. */
@@ -642,8 +642,7 @@ function loadIntermediates(layout: HomeLayout, passphrase: string, url: string |
   const load = (role: 'server-ca' | 'client-ca', certPath: string, keyPath: string, leaf: LeafRole): IntermediateCa => {
     const pem = readFileSync(certPath, 'utf8');
     const info = parseCertificate(readPemOrDer(pem, ['CERTIFICATE']));
-    const key = readEncryptedKey(keyPath, passphrase);
-    const signer = keyObjectSigner(key, { offload: offloadCrypto });
+    const signer = openSigner(keyPath, passphrase, { offload: offloadCrypto });
     if (!spkiDer(signer.publicKey).equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `${keyPath} does not belong to ${certPath}` });
     const keyId = info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest();
     // The CRL and CA certificate URLs name the issuing key (keyedName): after a key rotation the
