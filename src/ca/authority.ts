@@ -2,180 +2,49 @@
  * The online authority: loads the two intermediates from a state folder and runs the issuance
  * pipeline of DESIGN.md (request -> policy -> build -> lint -> sign -> persist -> return), and
  * revocation (inventory + audit in one transaction -> that issuer's CRL regenerated).
+ * Its parts live beside it: loading the intermediates and their Signers (load-intermediates.ts),
+ * the request and its checks (issue-request.ts), group commit (group-commit.ts).
  */
-import fs, { readFileSync } from 'node:fs';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import crypto from 'node:crypto';
-import type { KeyObject } from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
-import { describeSpki, generateKeyPair, spkiDer, type KeyType } from '../core/algorithms.ts';
+import { spkiDer } from '../core/algorithms.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { createCertificateTemplate, newSerial, subjectFor, type CertificateTemplate, type DistributionUrls, type Role } from '../core/certificate-template.ts';
 import { buildCrl, encodeRevokedEntry, type RevocationReason } from '../core/crl.ts';
-import { parseCsr, verifyCsr, verifyCsrOffloaded, type ParsedCsr } from '../core/csr.ts';
 import { floorSeconds } from '../core/der.ts';
-import { formatDuration } from '../core/duration.ts';
 import { isMutualError, MutualError } from '../core/errors.ts';
-import { lintCertificate, type LintIssuer } from '../core/lint.ts';
-import { OID } from '../core/oids.ts';
+import { lintCertificate } from '../core/lint.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import { checkNames, defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
-import { encodeName, type SubjectAltNames } from '../core/names.ts';
+import { encodeName } from '../core/names.ts';
 import type { Signer } from '../core/signer.ts';
-import { readEncryptedKey } from '../keys/encrypted-key-file.ts';
-import { keyObjectSigner } from '../core/signer.ts';
+import { generateSigner } from '../keys/open-signer.ts';
 import { openCaStore } from './open-ca-store.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
-import { profileLifetimes, readConfig, type CaConfig } from './config.ts';
+import { profileLifetimes, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
-import type { CaStore, CertificateRecord, ListFilter, StoredCertificate, TokenSpend } from './store.ts';
-import { MAX_RENEWAL_GRACE_SECONDS } from './limits.ts';
+import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
+import { GroupCommit } from './group-commit.ts';
+import { keyedName, loadIntermediates, type IntermediateCa, type LeafRole } from './load-intermediates.ts';
+import {
+  BACKDATE_MS, MAX_RENEWAL_GRACE_SECONDS, RENEWAL_WINDOW_SECONDS, RENEWALS_PER_WINDOW, leafCommonName, leafLifetimeMs, subjectKey,
+  type IssueRequest, type IssueResult, type RenewRequest, type RevokeResult,
+} from './issue-request.ts';
 
-/**
- * Most certificates committed in one transaction by group commit. Small enough that a burst is
- * split: while one batch's fsync runs, the callers of the batch before it are already issuing
- * their next certificates (with one batch holding every request in flight, each fsync stalled the
- * event loop).
- */
-export const MAX_COMMIT_BATCH = 32;
+// What moved out of this file, still exported from here for its callers.
+export { MAX_COMMIT_BATCH } from './group-commit.ts';
+export { distributionUrls, type IntermediateCa, type LeafRole } from './load-intermediates.ts';
+export {
+  BACKDATE_MS, MAX_RENEWAL_GRACE_SECONDS, MIN_CERT_LIFETIME_SECONDS, RENEWAL_WINDOW_SECONDS, RENEWALS_PER_WINDOW, checkLifetime, leafCommonName,
+  type IssueRequest, type IssueResult, type RenewRequest, type RevokeResult,
+} from './issue-request.ts';
 
-/** `server.<first 16 hex digits of the key id>`: see {@link CertificateAuthority.keyedName}. */
-function keyedName(which: LeafRole, keyIdHex: string): string {
-  return `${which}.${keyIdHex.slice(0, 16)}`;
-}
-
-/**
- * Shortest certificate lifetime a person or a token may ask for (`--ttl 5m`): below it a
- * certificate would expire before an agent renewing at 2/3 of its lifetime could replace it
- * across a CA restart. (`lifetimeSeconds`, for the server's own certificate and tests, is not held to it.)
- */
-export const MIN_CERT_LIFETIME_SECONDS = 300;
-
-/**
- * Renewals of one certificate allowed within {@link RENEWAL_WINDOW_SECONDS}. More than one: a
- * client (an agent killed after the CA answered, before it saved the certificate) retries at
- * once, and each retry supersedes the certificate it lost. A loop renewing the same certificate
- * is refused with RENEWAL_TOO_SOON and Retry-After (300 renewals in 7 s were all issued before).
- */
-export const RENEWALS_PER_WINDOW = 3;
-
-/**
- * The window of {@link RENEWALS_PER_WINDOW}: short enough for the 5-minute certificates
- * ({@link MIN_CERT_LIFETIME_SECONDS}) renewed at 2/3 of their lifetime.
- */
-export const RENEWAL_WINDOW_SECONDS = 60;
-
-/** See ./limits.ts (kept there so option parsing need not load this file). */
-export { MAX_RENEWAL_GRACE_SECONDS };
-
-/** Backdating of notBefore, for clock skew between hosts. */
-export const BACKDATE_MS = 60_000;
 /** Lifetime of the CRLs the intermediates sign (regenerated on every revocation and long before this). */
 export const CRL_LIFETIME_MS = 7 * 86_400_000;
 
 const issuedChannel = diagnostics.channel('mutual:ca:issued');
 const revokedChannel = diagnostics.channel('mutual:ca:revoked');
-
-/** The leaf roles the online CA issues. */
-export type LeafRole = 'server' | 'client';
-
-/** One loaded intermediate. */
-export interface IntermediateCa {
-  role: 'server-ca' | 'client-ca';
-  info: CertificateInfo;
-  pem: string;
-  /** Subject key identifier, hex: the issuer half of the inventory key. */
-  keyId: string;
-  template: CertificateTemplate;
-  lint: LintIssuer;
-  signer: Signer;
-}
-
-/** An issuance request. */
-export interface IssueRequest {
-  role: LeafRole;
-  /**
-   * A CSR (PEM or DER, or already parsed by the caller, so a server parses it once). Without one,
-   * a key is made for the caller and returned.
-   */
-  csr?: Uint8Array | string | ParsedCsr;
-  /** Key type when no CSR is given (default from config: p256). */
-  keyType?: KeyType;
-  /**
-   * The subject's SubjectPublicKeyInfo when the caller already proved possession another way (a
-   * renewal over mTLS re-certifies the key the TLS handshake proved). Not for untrusted input.
-   */
-  spki?: Buffer;
-  /** Names to issue for; with a CSR, defaults to the CSR's. */
-  names?: SubjectAltNames;
-  /** Lifetime in days (default: the profile's), up to the profile's maximum. */
-  days?: number;
-  /**
-   * Lifetime chosen by a person (`--ttl 8h`) or carried by an enrollment token, in seconds: from
-   * {@link MIN_CERT_LIFETIME_SECONDS} (POLICY_VALIDITY_TOO_SHORT) to the profile's maximum
-   * (POLICY_VALIDITY_TOO_LONG). Wins over `days`.
-   */
-  ttlSeconds?: number;
-  /** Exact lifetime in seconds, at least 1, for programmatic callers (the server's own certificate, tests). */
-  lifetimeSeconds?: number;
-  /** Who asks (audit actor). */
-  actor?: string;
-  /**
-   * Serial of the certificate this renews: the renewal is recorded with the lineage bound
-   * ({@link CaStore.recordRenewal}): RENEWAL_TOO_SOON past {@link RENEWALS_PER_WINDOW} renewals
-   * of that certificate within {@link RENEWAL_WINDOW_SECONDS}, and what the lineage holds beyond that certificate and
-   * the new one is revoked as superseded. Use {@link CertificateAuthority.renew}, which checks the
-   * certificate renewed first.
-   */
-  renewedFrom?: string;
-  /** With `renewedFrom`: certificates of the lineage expired longer ago than this are left alone (default 0). */
-  renewalGraceSeconds?: number;
-  /**
-   * A one-time enrollment token to spend: spent in the store in the same transaction that
-   * records the certificate ({@link CaStore.recordEnrollment}), after every check (CSR, policy,
-   * lint), so a request that fails a check does not burn it, a token is never spent without its
-   * certificate, and a token spent before stops the issuance with TOKEN_REPLAYED.
-   */
-  spendToken?: TokenSpend;
-  now?: Date;
-}
-
-/** What issuance returns. */
-export interface IssueResult {
-  serial: string;
-  certificate: Buffer;
-  certificatePem: string;
-  /** The issuing CA certificate (PEM). */
-  chainPem: string;
-  /** Certificate + issuing CA (PEM). */
-  fullchainPem: string;
-  /** The key made for the caller, when no CSR was given. */
-  privateKey?: KeyObject;
-  notAfter: Date;
-  identity?: string;
-  /** For a renewal: the certificates of the lineage it revoked as superseded. */
-  superseded?: StoredCertificate[];
-}
-
-/** A renewal request: see {@link CertificateAuthority.renew}. */
-export interface RenewRequest {
-  /** The certificate presented (DER), whose key the caller proved it holds (the mTLS handshake). */
-  certificate: Buffer;
-  /** A CSR for a new key (PEM, DER or parsed); without one the same key is certified again. */
-  csr?: Uint8Array | string | ParsedCsr;
-  /** Renewal of a certificate expired less than this long ago (default 0: off; at most {@link MAX_RENEWAL_GRACE_SECONDS}). */
-  graceSeconds?: number;
-  now?: Date;
-}
-
-/** What a revocation did. */
-export interface RevokeResult extends StoredCertificate {
-  /**
-   * Certificates renewed from it, directly or not, revoked with it (same time and reason): a
-   * revocation for any reason but superseded covers them, since they were authorized by it.
-   */
-  covered: StoredCertificate[];
-}
 
 /** Options for {@link CertificateAuthority.open}. */
 export interface OpenAuthorityOptions {
@@ -215,10 +84,7 @@ export class CertificateAuthority {
   policy: NamePolicy;
   readonly now: () => Date;
   readonly #offloadCrypto: boolean;
-  #queue: { rec: CertificateRecord; resolve: () => void; reject: (e: unknown) => void }[] = [];
-  /** Batches handed to the store and not yet durable. */
-  #committing = 0;
-  #scheduled = false;
+  readonly #commits: GroupCommit;
 
   /** Intermediates retired by a key rotation (revocation and CRLs only). */
   retired: IntermediateCa[];
@@ -230,6 +96,7 @@ export class CertificateAuthority {
     this.config = o.config;
     this.layout = o.layout;
     this.store = o.store;
+    this.#commits = new GroupCommit(o.store);
     this.rootPem = o.root;
     this.root = parseCertificate(readPemOrDer(o.root, ['CERTIFICATE']));
     this.server = o.server;
@@ -280,36 +147,10 @@ export class CertificateAuthority {
     const now = req.now ?? this.now();
     const ca = this.issuerFor(req.role);
     const profile = this.config.profiles[req.role];
-    let spki: Buffer;
-    let privateKey: KeyObject | undefined;
-    let names = req.names;
-    if (req.csr !== undefined) {
-      const csr = isParsedCsr(req.csr) ? req.csr : parseCsr(readPemOrDer(req.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
-      if (csr.requestsCa) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: 'the CSR asks for a CA certificate' });
-      const wanted = req.role === 'server' ? OID.serverAuth : OID.clientAuth;
-      const other = csr.requestedEku.find((e) => e !== wanted);
-      if (other) throw new MutualError('CSR_FORBIDDEN_EXTENSION', { detail: `the CSR asks for extended key usage ${other}; a ${req.role} certificate has ${wanted} only` });
-      // The key's type is checked before its signature: a weak key is refused without the work.
-      describeSpki(csr.spki);
-      if (this.#offloadCrypto) await verifyCsrOffloaded(csr);
-      else verifyCsr(csr);
-      spki = csr.spki;
-      names ??= csr.names;
-    } else if (req.spki) {
-      describeSpki(req.spki);
-      spki = req.spki;
-    } else {
-      const kp = generateKeyPair(req.keyType ?? this.config.keyTypes.leaf);
-      privateKey = kp.privateKey;
-      spki = spkiDer(kp.publicKey);
-    }
-    const checked = checkNames(this.policy, names ?? { dns: [], ip: [], uri: [] }, req.role);
-    const limits = profileLifetimes(profile);
-    const lifetimeMs = req.ttlSeconds !== undefined ? checkLifetime(req.role, req.ttlSeconds, limits.maxSeconds) * 1000
-      : req.lifetimeSeconds !== undefined ? req.lifetimeSeconds * 1000 : req.days !== undefined ? req.days * 86_400_000 : limits.defaultSeconds * 1000;
-    if (!(lifetimeMs >= 1000) || lifetimeMs > limits.maxSeconds * 1000) {
-      throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `the ${req.role} profile allows up to ${formatDuration(limits.maxSeconds)}` });
-    }
+    const key = subjectKey(req, req.keyType ?? this.config.keyTypes.leaf, this.#offloadCrypto);
+    const { spki, privateKey, csrNames } = key instanceof Promise ? await key : key;
+    const checked = checkNames(this.policy, req.names ?? csrNames ?? { dns: [], ip: [], uri: [] }, req.role);
+    const lifetimeMs = leafLifetimeMs(req, profile);
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
     const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeMs, ca.info.notAfter.getTime())));
     if (now < ca.info.notBefore || now >= ca.info.notAfter) throw new MutualError('CA_ISSUER_EXPIRED', { detail: `${ca.role} is valid ${ca.info.notBefore.toISOString()} to ${ca.info.notAfter.toISOString()}` });
@@ -337,7 +178,7 @@ export class CertificateAuthority {
       // The token is spent in the transaction that records the certificate: never one without
       // the other. A replay is refused there; what was signed for it is dropped unseen.
       if (!(await this.store.recordEnrollment(rec, req.spendToken))) throw new MutualError('TOKEN_REPLAYED');
-    } else if (req.renewedFrom === undefined) await this.#persist(rec);
+    } else if (req.renewedFrom === undefined) await this.#commits.add(rec);
     else {
       // A renewal has its own transaction (not group commit): the checks and the lineage bound
       // must see what other replicas committed, and a refusal must not fail a whole batch.
@@ -387,57 +228,26 @@ export class CertificateAuthority {
     });
   }
 
-  #persist(rec: CertificateRecord): Promise<void> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ rec, resolve, reject });
-      if (!this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(() => this.#flush());
-      }
-    });
-  }
-
-  /**
-   * Group commit, pipelined: each batch is handed to the store without waiting for the one
-   * before it to be durable. SQLite commits inside the call and then waits for the WAL's fsync on
-   * the thread pool, so the next batch commits (and the event loop signs) while the disk flushes;
-   * each batch's callers are answered when their own batch is durable.
-   */
-  #flush(): void {
-    this.#scheduled = false;
-    while (this.#queue.length > 0) {
-      const batch = this.#queue.splice(0, MAX_COMMIT_BATCH);
-      this.#committing++;
-      this.store.recordIssued(batch.map((b) => b.rec)).then(
-        () => {
-          for (const b of batch) b.resolve();
-        },
-        (e: unknown) => {
-          for (const b of batch) b.reject(e);
-        },
-      ).finally(() => this.#committing--);
-    }
-  }
-
   /**
    * Issues a delegated OCSP responder certificate (EKU OCSPSigning, ocsp-nocheck, RFC 6960
    * 4.2.2.2) for one intermediate, with a new key; recorded in the inventory like every other.
    */
-  async issueOcspResponder(ca: IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; privateKey: KeyObject; notAfter: Date }> {
+  async issueOcspResponder(ca: IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; signer: Signer; notAfter: Date }> {
     const which = ca.role === 'server-ca' ? 'server' : 'client';
-    const kp = generateKeyPair('p256');
+    // The responder's key lives only in memory: a new one comes with every responder certificate.
+    const signer = generateSigner('p256');
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
     const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeSeconds * 1000, ca.info.notAfter.getTime())));
     let template = this.#ocspTemplates.get(ca.keyId);
     if (!template) this.#ocspTemplates.set(ca.keyId, (template = createCertificateTemplate(ca.template.issuer, { role: 'ocsp' })));
-    const fields = { serial: newSerial(), notBefore, notAfter, subject: subjectFor(`${this.config.name} ${which} OCSP responder`), spki: spkiDer(kp.publicKey) };
+    const fields = { serial: newSerial(), notBefore, notAfter, subject: subjectFor(`${this.config.name} ${which} OCSP responder`), spki: spkiDer(signer.publicKey) };
     lintCertificate('ocsp', fields, ca.lint);
     const der = await template.sign(fields);
-    await this.#persist({
+    await this.#commits.add({
       issuerKeyId: ca.keyId, serial: fields.serial.toString('hex'), role: 'ocsp', subject: `CN=${this.config.name} ${which} OCSP responder`, names: { dns: [], ip: [], uri: [] },
       notBefore, notAfter, fingerprint: crypto.hash('sha256', der, 'hex'), der, issuedAt: floorSeconds(now), issuedBy: 'ocsp-responder',
     });
-    return { certificate: der, privateKey: kp.privateKey, notAfter };
+    return { certificate: der, signer, notAfter };
   }
 
   /** Responder certificate templates by issuer key id. */
@@ -583,91 +393,9 @@ export class CertificateAuthority {
 
   /** Closes the store (after pending commits). */
   async close(): Promise<void> {
-    while (this.#queue.length || this.#committing) await new Promise((r) => setImmediate(r));
+    await this.#commits.drain();
     await this.store.close();
   }
 }
 
-/** A CSR the caller already parsed (a byte array or PEM text is not). */
-function isParsedCsr(csr: Uint8Array | string | ParsedCsr): csr is ParsedCsr {
-  return typeof csr === 'object' && !(csr instanceof Uint8Array);
-}
-
-/**
- * Checks a lifetime a person or a token chose, in seconds: a whole number from
- * {@link MIN_CERT_LIFETIME_SECONDS} (POLICY_VALIDITY_TOO_SHORT) to the profile's `maxSeconds`
- * (POLICY_VALIDITY_TOO_LONG; see profileLifetimes). Returns it.
- */
-export function checkLifetime(role: LeafRole, seconds: number, maxSeconds: number): number {
-  if (!Number.isInteger(seconds) || seconds < MIN_CERT_LIFETIME_SECONDS) {
-    throw new MutualError('POLICY_VALIDITY_TOO_SHORT', { detail: `${seconds} s; certificates live ${formatDuration(MIN_CERT_LIFETIME_SECONDS)} at least` });
-  }
-  if (seconds > maxSeconds) throw new MutualError('POLICY_VALIDITY_TOO_LONG', { detail: `${formatDuration(seconds)}; the ${role} profile allows ${formatDuration(maxSeconds)} at most` });
-  return seconds;
-}
-
-/**
- * The CN of a leaf, for tools that only read CNs: the service name of a client, the first DNS
- * name of a server. Left out when it would look like a host name that is not among the DNS SANs
- * (an IP, or a service with a dot): verifiers check such a CN against the intermediate's DNS
- * name constraints when there is no DNS SAN, and it would fail there.
- */
-export function leafCommonName(role: LeafRole, names: SubjectAltNames): string | undefined {
-  if (role === 'server') return names.dns[0];
-  const uri = names.uri[0];
-  const service = uri.slice(uri.lastIndexOf('/') + 1);
-  return service.includes('.') ? undefined : service;
-}
-
-/** The URLs written into certificates, from the configured public base URL. */
-export function distributionUrls(url: string | undefined): { base: string } | undefined {
-  return url ? { base: url.replace(/\/+$/, '') } : undefined;
-}
-
 export type { DistributionUrls, Role };
-
-/**
- * Reads config.yaml and loads the current and retired intermediates of a state folder, their keys
- * decrypted and checked against their certificates. Throws CA_NOT_INITIALIZED, KEY_* errors.
- */
-function loadIntermediates(layout: HomeLayout, passphrase: string, url: string | undefined, offloadCrypto: boolean): { config: CaConfig; server: IntermediateCa; client: IntermediateCa; retired: IntermediateCa[] } {
-  let config: CaConfig;
-  try {
-    config = readConfig(layout.config);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MutualError('CA_NOT_INITIALIZED', { detail: `no ${layout.config}` });
-    throw e;
-  }
-  const urls = distributionUrls(url ?? config.url);
-  const load = (role: 'server-ca' | 'client-ca', certPath: string, keyPath: string, leaf: LeafRole): IntermediateCa => {
-    const pem = readFileSync(certPath, 'utf8');
-    const info = parseCertificate(readPemOrDer(pem, ['CERTIFICATE']));
-    const key = readEncryptedKey(keyPath, passphrase);
-    const signer = keyObjectSigner(key, { offload: offloadCrypto });
-    if (!spkiDer(signer.publicKey).equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `${keyPath} does not belong to ${certPath}` });
-    const keyId = info.subjectKeyId ?? crypto.createHash('sha1').update(info.spki).digest();
-    // The CRL and CA certificate URLs name the issuing key (keyedName): after a key rotation the
-    // certificates the old key issued still lead to its CRL, not to the new key's.
-    const keyed = keyedName(leaf, keyId.toString('hex'));
-    const template = createCertificateTemplate({ name: info.subjectName, keyId, signer }, {
-      role: leaf,
-      urls: urls && { crl: `${urls.base}/crl/${keyed}.crl`, ocsp: `${urls.base}/ocsp`, caIssuers: `${urls.base}/ca/${keyed}.crt` },
-    });
-    const constraints = info.permitted && { trustDomain: info.permitted.uri[0] ?? config.trustDomain, permittedDns: info.permitted.dns, permittedIp: info.permitted.ip };
-    return {
-      role, info, pem, keyId: keyId.toString('hex'), template, signer,
-      lint: { role, notBefore: info.notBefore, notAfter: info.notAfter, signatureOid: signer.algorithm.oid, constraints },
-    };
-  };
-  const server = load('server-ca', layout.serverCaCert, layout.serverCaKey, 'server');
-  const client = load('client-ca', layout.clientCaCert, layout.clientCaKey, 'client');
-  // Intermediates replaced by a key rotation: they no longer issue, but still revoke what they
-  // issued and sign CRLs for it.
-  const retired: IntermediateCa[] = [];
-  for (const f of fs.readdirSync(layout.caDir)) {
-    const m = /^(server|client)-ca\.prev-(\d+)\.pem$/.exec(f);
-    const key = m && path.join(layout.keysDir, `${m[1]}-ca.prev-${m[2]}.key.pem`);
-    if (m && key && fs.existsSync(key)) retired.push(load(`${m[1]}-ca` as 'server-ca' | 'client-ca', path.join(layout.caDir, f), key, m[1] as LeafRole));
-  }
-  return { config, server, client, retired };
-}

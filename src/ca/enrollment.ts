@@ -8,6 +8,7 @@
  */
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
+import type { Signer } from '../core/signer.ts';
 import type { ParsedCsr } from '../core/csr.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { readPemOrDer } from '../core/pem.ts';
@@ -19,8 +20,8 @@ import { checkTokenNames, mintToken, verifyToken, type TokenClaims } from './tok
 /** Options for {@link Enrollment}. */
 export interface EnrollmentOptions {
   ca: CertificateAuthority;
-  /** The token signing key (see loadTokenKey). */
-  tokenKey: KeyObject;
+  /** The token signing key, as a Signer (see loadTokenKey). */
+  tokenKey: Signer;
   /** Default: the CA's clock. */
   now?: () => Date;
 }
@@ -38,7 +39,7 @@ export interface MintRequest {
 /** See the module comment. */
 export class Enrollment {
   readonly #ca: CertificateAuthority;
-  readonly #key: KeyObject;
+  readonly #key: Signer;
   readonly #public: KeyObject;
   readonly #now: () => Date;
   /** SHA-256 of the root certificate (DER), hex: carried by every token so a new host can pin the root. */
@@ -47,7 +48,7 @@ export class Enrollment {
   constructor(o: EnrollmentOptions) {
     this.#ca = o.ca;
     this.#key = o.tokenKey;
-    this.#public = crypto.createPublicKey(o.tokenKey);
+    this.#public = o.tokenKey.publicKey;
     this.#now = o.now ?? o.ca.now;
     this.rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(o.ca.rootPem, ['CERTIFICATE'])).digest('hex');
   }

@@ -5,19 +5,20 @@
  */
 import fs from 'node:fs';
 import crypto from 'node:crypto';
-import type { KeyObject } from 'node:crypto';
-import { generateKeyPair, keyIdentifier, spkiDer, type KeyType } from '../core/algorithms.ts';
+import { keyIdentifier, spkiDer, type KeyType } from '../core/algorithms.ts';
 import { createCertificateTemplate, newSerial, subjectFor, type Role } from '../core/certificate-template.ts';
 import { buildCrl, encodeRevokedEntry, parseRevocationReason } from '../core/crl.ts';
 import { floorSeconds } from '../core/der.ts';
 import { MutualError } from '../core/errors.ts';
 import { toPem } from '../core/pem.ts';
 import { defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
-import { keyObjectSigner, type Signer } from '../core/signer.ts';
-import { MIN_PASSPHRASE_LENGTH, writeEncryptedKey } from '../keys/encrypted-key-file.ts';
+import type { Signer } from '../core/signer.ts';
+import { MIN_PASSPHRASE_LENGTH } from '../keys/encrypted-key-file.ts';
+import { generateSigner, type GeneratedSigner } from '../keys/open-signer.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { writeIssued } from './write-issued.ts';
-import { CertificateAuthority, distributionUrls, type IssueResult } from './authority.ts';
+import { CertificateAuthority, type IssueResult } from './authority.ts';
+import { distributionUrls } from './load-intermediates.ts';
 import { renderConfig, validateConfig, type CaConfig } from './config.ts';
 import { defaultOfflineDir, homeLayout, offlineLayout, type OfflineLayout } from './home.ts';
 import { openCaStore } from './open-ca-store.ts';
@@ -135,9 +136,8 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     fs.chmodSync(layout.home, 0o700);
 
     // Root: self-signed, pathLen 1, no EKU.
-    const rootKey = generateKeyPair(config.keyTypes.root);
-    const rootSigner = keyObjectSigner(rootKey.privateKey);
-    const rootSpki = spkiDer(rootKey.publicKey);
+    const rootSigner = generateSigner(config.keyTypes.root);
+    const rootSpki = spkiDer(rootSigner.publicKey);
     const rootKeyId = keyIdentifier(rootSpki);
     const rootSubject = subjectFor(`${config.name} Root CA`, config.name);
     const rootDer = await signCaCertificate({
@@ -145,15 +145,15 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
       notBefore: now, notAfter: new Date(now.getTime() + days(ROOT_DAYS)),
     });
 
-    const intermediate = async (role: 'server-ca' | 'client-ca', label: string): Promise<{ pem: string; key: KeyObject }> => {
-      const kp = generateKeyPair(config.keyTypes.intermediate);
+    const intermediate = async (role: 'server-ca' | 'client-ca', label: string): Promise<{ pem: string; key: GeneratedSigner }> => {
+      const key = generateSigner(config.keyTypes.intermediate);
       const der = await signCaCertificate({
         role, issuerName: rootSubject, issuerKeyId: rootKeyId, signer: rootSigner,
-        subject: subjectFor(`${config.name} ${label}`, config.name), spki: spkiDer(kp.publicKey),
+        subject: subjectFor(`${config.name} ${label}`, config.name), spki: spkiDer(key.publicKey),
         notBefore: now, notAfter: new Date(now.getTime() + days(INTERMEDIATE_DAYS)), nameConstraints: policy,
         crlUrl: urls && `${urls.base}/crl/root.crl`,
       });
-      return { pem: toPem(der, 'CERTIFICATE'), key: kp.privateKey };
+      return { pem: toPem(der, 'CERTIFICATE'), key };
     };
     const server = await intermediate('server-ca', 'Server CA');
     const client = await intermediate('client-ca', 'Client CA');
@@ -164,9 +164,9 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
 
     // Keys first (they refuse to overwrite), then the public files, then config last: a CA is
     // "initialized" only once config.yaml exists.
-    writeEncryptedKey(offline.rootKey, rootKey.privateKey, o.rootPassphrase ?? o.passphrase);
-    writeEncryptedKey(layout.serverCaKey, server.key, o.passphrase);
-    writeEncryptedKey(layout.clientCaKey, client.key, o.passphrase);
+    rootSigner.save(offline.rootKey, o.rootPassphrase ?? o.passphrase);
+    server.key.save(layout.serverCaKey, o.passphrase);
+    client.key.save(layout.clientCaKey, o.passphrase);
     // Made here, not on first use: replicas started from copies of this folder, or started
     // together on it, must all verify the tokens any of them (or `mutual token`) signs.
     createTokenKey(layout.keysDir, o.passphrase);

@@ -4,13 +4,14 @@
  */
 import fs from 'node:fs';
 import crypto from 'node:crypto';
-import { generateKeyPair, spkiDer } from '../core/algorithms.ts';
+import { spkiDer } from '../core/algorithms.ts';
 import { parseCertificate } from '../core/certificate.ts';
-import { buildCsr } from '../core/csr.ts';
+import { signCsr } from '../core/csr.ts';
 import { MutualError } from '../core/errors.ts';
 import { OID } from '../core/oids.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
-import { readEncryptedKey, writeEncryptedKey } from '../keys/encrypted-key-file.ts';
+import type { Signer } from '../core/signer.ts';
+import { generateSigner, openSigner } from '../keys/open-signer.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { readConfig } from './config.ts';
 import { homeLayout } from './home.ts';
@@ -24,20 +25,24 @@ const paths = (home: string, role: 'server-ca' | 'client-ca') => {
   return { l, cert, key, nextKey: key.replace(/\.key\.pem$/, '.next.key.pem') };
 };
 
-/** Makes the CSR the offline root signs. With `newKey`, a new key is made and kept as the next key. */
-export function intermediateCsr(o: { home: string; role: 'server-ca' | 'client-ca'; passphrase: string; newKey?: boolean }): string {
+/**
+ * Makes the CSR the offline root signs (PEM). With `newKey`, a new key is made and kept as the next
+ * key. Async: the intermediate's key signs through its Signer.
+ */
+export async function intermediateCsr(o: { home: string; role: 'server-ca' | 'client-ca'; passphrase: string; newKey?: boolean }): Promise<string> {
   const p = paths(o.home, o.role);
   const config = readConfig(p.l.config);
   const current = parseCertificate(readPemOrDer(fs.readFileSync(p.cert), ['CERTIFICATE']));
-  let key;
+  let signer: Signer;
   if (o.newKey) {
     if (fs.existsSync(p.nextKey)) fs.rmSync(p.nextKey);
-    key = generateKeyPair(config.keyTypes.intermediate).privateKey;
-    writeEncryptedKey(p.nextKey, key, o.passphrase);
+    const made = generateSigner(config.keyTypes.intermediate);
+    made.save(p.nextKey, o.passphrase);
+    signer = made;
   } else {
-    key = readEncryptedKey(p.key, o.passphrase);
+    signer = openSigner(p.key, o.passphrase);
   }
-  return toPem(buildCsr({ privateKey: key, commonName: current.commonName ?? o.role, organization: config.name, ca: true }), 'CERTIFICATE REQUEST');
+  return toPem(await signCsr({ signer, commonName: current.commonName ?? o.role, organization: config.name, ca: true }), 'CERTIFICATE REQUEST');
 }
 
 /**
@@ -53,10 +58,10 @@ export async function installIntermediate(o: { home: string; role: 'server-ca' |
   if (!new crypto.X509Certificate(der).verify(root.publicKey)) throw new MutualError('CERT_WRONG_ISSUER', { detail: 'not signed by this CA\'s root' });
   const wantEku = o.role === 'server-ca' ? OID.serverAuth : OID.clientAuth;
   if (!info.isCa || info.eku.length !== 1 || info.eku[0] !== wantEku) throw new MutualError('CERT_WRONG_EKU', { detail: `not a ${o.role} certificate` });
-  const current = readEncryptedKey(p.key, o.passphrase);
-  if (spkiDer(crypto.createPublicKey(current)).equals(info.spki)) {
+  // Decrypting is the only way to the public half: an encrypted PKCS#8 file does not carry it.
+  if (spkiDer(openSigner(p.key, o.passphrase).publicKey).equals(info.spki)) {
     writeFileAtomic(p.cert, toPem(der, 'CERTIFICATE'));
-  } else if (fs.existsSync(p.nextKey) && spkiDer(crypto.createPublicKey(readEncryptedKey(p.nextKey, o.passphrase))).equals(info.spki)) {
+  } else if (fs.existsSync(p.nextKey) && spkiDer(openSigner(p.nextKey, o.passphrase).publicKey).equals(info.spki)) {
     // The old key and certificate are kept (as .prev-<time>) so the retired intermediate can still
     // revoke what it issued and sign CRLs for it (CertificateAuthority.open loads them).
     const stamp = Date.now();

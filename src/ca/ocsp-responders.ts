@@ -8,7 +8,6 @@
  * must not be answered by an expiring responder. Answers signed by the old one stay valid.
  */
 import { createOcspResponder, matchesIssuer, type CertId, type OcspResponder } from '../core/ocsp.ts';
-import { keyObjectSigner } from '../core/signer.ts';
 import type { CertificateAuthority, IntermediateCa } from './authority.ts';
 
 /** Lifetime of a delegated responder certificate. */
@@ -98,7 +97,7 @@ export class OcspResponders {
   async #make(inter: IntermediateCa): Promise<OcspIssuer> {
     const now = this.#now();
     const r = await this.#ca.issueOcspResponder(inter, RESPONDER_CERT_SECONDS, now);
-    const responder = createOcspResponder({ issuerCertDer: inter.info.der, responderCertDer: r.certificate, signer: keyObjectSigner(r.privateKey) });
+    const responder = createOcspResponder({ issuerCertDer: inter.info.der, responderCertDer: r.certificate, signer: r.signer });
     return { inter, keyId: inter.keyId, responder, rotateAt: now.getTime() + (r.notAfter.getTime() - now.getTime()) / 2 };
   }
 }

@@ -14,8 +14,7 @@ import { MutualError } from '../core/errors.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import { encodeName } from '../core/names.ts';
 import type { NamePolicy } from '../core/policy.ts';
-import { keyObjectSigner } from '../core/signer.ts';
-import { readEncryptedKey } from '../keys/encrypted-key-file.ts';
+import { openSigner } from '../keys/open-signer.ts';
 import { writeFileAtomic } from '../io/atomic-file.ts';
 import { offlineLayout } from './home.ts';
 import { INTERMEDIATE_DAYS, buildRootCrl, signCaCertificate, type RootState } from './init-ca.ts';
@@ -23,7 +22,7 @@ import { INTERMEDIATE_DAYS, buildRootCrl, signCaCertificate, type RootState } fr
 function loadRoot(offlineDir: string, passphrase: string) {
   const l = offlineLayout(offlineDir);
   if (!fs.existsSync(l.rootKey)) throw new MutualError('KEY_FILE_MISSING', { detail: `${l.rootKey} (is --offline-dir right?)` });
-  const signer = keyObjectSigner(readEncryptedKey(l.rootKey, passphrase));
+  const signer = openSigner(l.rootKey, passphrase);
   const info = parseCertificate(readPemOrDer(fs.readFileSync(l.rootCert), ['CERTIFICATE']));
   const keyId = info.subjectKeyId ?? keyIdentifier(info.spki);
   const state = JSON.parse(fs.readFileSync(l.state, 'utf8')) as RootState;

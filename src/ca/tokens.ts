@@ -8,12 +8,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
-import { generateKeyPair } from '../core/algorithms.ts';
+import { jwtVerify, errors as joseErrors } from 'jose';
 import { MutualError, isMutualError } from '../core/errors.ts';
+import { signCompactJws } from '../core/jws.ts';
 import type { SubjectAltNames } from '../core/names.ts';
-import { readEncryptedKey, writeEncryptedKey } from '../keys/encrypted-key-file.ts';
-import { MIN_CERT_LIFETIME_SECONDS, type LeafRole } from './authority.ts';
+import { keyObjectSigner, type Signer } from '../core/signer.ts';
+import { generateSigner, openSigner } from '../keys/open-signer.ts';
+import { MIN_CERT_LIFETIME_SECONDS } from './issue-request.ts';
+import type { LeafRole } from './load-intermediates.ts';
 import { MAX_TOKEN_TTL_SECONDS } from './limits.ts';
 
 /** Longest token accepted. */
@@ -62,7 +64,7 @@ export function createTokenKey(keysDir: string, passphrase: string): void {
   try {
     // writeEncryptedKey links a complete temporary file into place, so a reader never sees half
     // a key, and a second maker gets KEY_FILE_EXISTS instead of replacing the first one's.
-    writeEncryptedKey(file, generateKeyPair('p256').privateKey, passphrase);
+    generateSigner('p256').save(file, passphrase);
   } catch (e) {
     // Another process (`mutual serve` and `mutual token` started together, two replicas) made it
     // first: theirs is the one every token is signed with.
@@ -71,20 +73,21 @@ export function createTokenKey(keysDir: string, passphrase: string): void {
 }
 
 /**
- * Loads the token signing key from the state folder. A folder made before `mutual init` made the
- * key gets one on first use, made safely against another process making it at the same time.
+ * Opens the token signing key of the state folder, as a Signer. A folder made before `mutual init`
+ * made the key gets one on first use, made safely against another process making it at the same time.
  */
-export function loadTokenKey(keysDir: string, passphrase: string): KeyObject {
+export function loadTokenKey(keysDir: string, passphrase: string): Signer {
   createTokenKey(keysDir, passphrase);
-  return readEncryptedKey(tokenKeyFile(keysDir), passphrase);
+  return openSigner(tokenKeyFile(keysDir), passphrase);
 }
 
 /**
- * Makes a token for the given names. `certLifetimeSeconds` (checked by the caller against the
- * profile with checkLifetime) fixes the lifetime of the certificate it enrolls.
+ * Makes a token for the given names, signed ES256 by `key`: the token Signer (see loadTokenKey),
+ * or a P-256 private KeyObject the caller holds. `certLifetimeSeconds` (checked by the caller
+ * against the profile with checkLifetime) fixes the lifetime of the certificate it enrolls.
  */
 export async function mintToken(o: {
-  key: KeyObject; names: SubjectAltNames; ttlSeconds: number; rootFingerprint: string; madeBy: string; now?: Date; certLifetimeSeconds?: number;
+  key: Signer | KeyObject; names: SubjectAltNames; ttlSeconds: number; rootFingerprint: string; madeBy: string; now?: Date; certLifetimeSeconds?: number;
 }): Promise<{ token: string; jti: string; expiresAt: Date }> {
   if (!(o.ttlSeconds > 0 && o.ttlSeconds <= MAX_TOKEN_TTL_SECONDS)) throw new MutualError('CONFIG_INVALID', { detail: `token ttl must be 1 s to ${MAX_TOKEN_TTL_SECONDS / 86_400} days` });
   if (o.names.dns.length + o.names.ip.length + o.names.uri.length === 0) throw new MutualError('POLICY_NO_NAMES', { detail: 'a token needs the names it allows' });
@@ -93,16 +96,13 @@ export async function mintToken(o: {
   }
   const now = Math.floor((o.now ?? new Date()).getTime() / 1000);
   const jti = crypto.randomBytes(16).toString('base64url');
-  const token = await new SignJWT({ sans: o.names, sha: o.rootFingerprint, ...(o.certLifetimeSeconds !== undefined ? { lft: o.certLifetimeSeconds } : {}) })
-    .setProtectedHeader({ alg: 'ES256', typ: 'JWT' })
-    .setIssuer(ISSUER)
-    .setAudience(AUDIENCE)
-    .setSubject(o.madeBy)
-    .setJti(jti)
-    .setIssuedAt(now)
-    .setNotBefore(now - TOKEN_CLOCK_TOLERANCE_SECONDS)
-    .setExpirationTime(now + o.ttlSeconds)
-    .sign(o.key);
+  // The claims in the order jose's SignJWT wrote them.
+  const claims = {
+    sans: o.names, sha: o.rootFingerprint, ...(o.certLifetimeSeconds !== undefined ? { lft: o.certLifetimeSeconds } : {}),
+    iss: ISSUER, aud: AUDIENCE, sub: o.madeBy, jti, iat: now, nbf: now - TOKEN_CLOCK_TOLERANCE_SECONDS, exp: now + o.ttlSeconds,
+  };
+  const signer = o.key instanceof crypto.KeyObject ? keyObjectSigner(o.key) : o.key;
+  const token = await signCompactJws({ typ: 'JWT' }, claims, signer);
   return { token, jti, expiresAt: new Date((now + o.ttlSeconds) * 1000) };
 }
 

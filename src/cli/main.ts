@@ -449,7 +449,7 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .requiredOption('--out <file>', 'CSR file')
     .action(async (o) => {
       const { intermediateCsr } = await import('../ca/intermediate.ts');
-      const pem = intermediateCsr({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey });
+      const pem = await intermediateCsr({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey });
       fs.writeFileSync(o.out, pem);
       print(g(), `Wrote ${o.out}. Sign it offline: \`mutual offline sign-intermediate ${o.out} --role ${o.role} --out ${o.role}-ca.pem\`.\n`, { file: o.out });
     });

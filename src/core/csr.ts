@@ -11,7 +11,8 @@ import {
 } from './der.ts';
 import { MutualError, isMutualError } from './errors.ts';
 import { OID } from './oids.ts';
-import { ACCEPTED_SIGNATURE_OIDS, describeSpki, readSignatureAlgorithm, readSpki, signatureAlgorithmFor } from './algorithms.ts';
+import { ACCEPTED_SIGNATURE_OIDS, describeSpki, readSignatureAlgorithm, readSpki, signatureAlgorithmFor, spkiDer } from './algorithms.ts';
+import type { Signer } from './signer.ts';
 import { bytesToIp, encodeGeneralNames, encodeName, type SubjectAltNames } from './names.ts';
 
 /** Largest CSR accepted, in DER bytes (an RSA-4096 CSR with 100 names is ~4 KB). */
@@ -259,17 +260,33 @@ export interface BuildCsrOptions {
   ca?: boolean;
 }
 
-/** Builds and signs a DER CSR. */
+/** Builds and signs a DER CSR with a key the caller holds (a leaf key). */
 export function buildCsr(o: BuildCsrOptions): Buffer {
   const publicKey = crypto.createPublicKey(o.privateKey);
+  const info = csrInfo(publicKey.export({ type: 'spki', format: 'der' }), o);
+  const alg = signatureAlgorithmFor(publicKey);
+  return seq(info, alg.der, bitString(crypto.sign(alg.hash, info, o.privateKey)));
+}
+
+/** Options for {@link signCsr}. */
+export interface SignCsrOptions extends Omit<BuildCsrOptions, 'privateKey'> {
+  /** Signs with the key the CSR asks a certificate for (a CA key, behind the Signer seam). */
+  signer: Signer;
+}
+
+/** Builds a DER CSR and signs it through a Signer (an intermediate's key, for the offline root). */
+export async function signCsr(o: SignCsrOptions): Promise<Buffer> {
+  const info = csrInfo(spkiDer(o.signer.publicKey), o);
+  return seq(info, o.signer.algorithm.der, bitString(await o.signer.sign(info)));
+}
+
+/** The CertificationRequestInfo (RFC 2986 section 4.1) of a CSR for `spki`. */
+function csrInfo(spki: Buffer, o: Omit<BuildCsrOptions, 'privateKey'>): Buffer {
   const exts: Buffer[] = [];
   if (o.names && o.names.dns.length + o.names.ip.length + o.names.uri.length > 0) {
     exts.push(seq(oid(OID.subjectAltName), octetString(encodeGeneralNames(o.names))));
   }
   if (o.ca) exts.push(seq(oid(OID.basicConstraints), octetString(seq(Buffer.from([Tag.BOOLEAN, 1, 0xff])))));
   const attrs = exts.length ? [seq(oid(OID.extensionRequest), set(seq(...exts)))] : [];
-  const info = seq(integer(0), encodeName({ commonName: o.commonName, organization: o.organization }), publicKey.export({ type: 'spki', format: 'der' }), explicit(0, ...attrs));
-  const alg = signatureAlgorithmFor(publicKey);
-  const sig = crypto.sign(alg.hash, info, o.privateKey);
-  return seq(info, alg.der, bitString(sig));
+  return seq(integer(0), encodeName({ commonName: o.commonName, organization: o.organization }), spki, explicit(0, ...attrs));
 }

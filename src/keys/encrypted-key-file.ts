@@ -15,7 +15,6 @@ import { MutualError } from '../core/errors.ts';
 import { parsePemBlocks, toPem } from '../core/pem.ts';
 import { encryptPrivateKeyInfo } from '../core/pkcs12.ts';
 import { children, expect, Tag } from '../core/der.ts';
-import { keyObjectSigner, type Signer } from '../core/signer.ts';
 
 /**
  * PBKDF2-HMAC-SHA256 rounds for key files: OWASP's 2023 figure for that PRF, about 90 ms to unlock
@@ -175,16 +174,6 @@ function decrypt(der: Buffer, passphrase: string, path: string): KeyObject {
     // apart. Its error (which holds no secrets) is kept as the cause for the rare other case.
     throw new MutualError('KEY_PASSPHRASE_WRONG', { detail: `decryption of ${path} failed`, path }, { cause });
   }
-}
-
-/**
- * A {@link Signer} over the key in an encrypted key file. The file is read and decrypted once, now;
- * the decrypted key stays in memory for the Signer's life.
- *
- * @throws as {@link readEncryptedKey}, and `KEY_WEAK` for a key type mutual does not sign with.
- */
-export function encryptedFileSigner(path: string, passphrase: string): Signer {
-  return keyObjectSigner(readEncryptedKey(path, passphrase));
 }
 
 /** Whether anything, even a dangling symlink, has this name (`fs.existsSync` follows symlinks). */

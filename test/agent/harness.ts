@@ -134,7 +134,7 @@ export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: num
       // The air-gapped flow of docs/operations.md, in process: CSR for a new key, signed with the
       // offline root, installed; then the CA is reopened (it loads the old key as retired).
       const config = readConfig(tc.layout.config);
-      const csr = intermediateCsr({ home: tc.home, role, passphrase: TEST_PASSPHRASE, newKey: true });
+      const csr = await intermediateCsr({ home: tc.home, role, passphrase: TEST_PASSPHRASE, newKey: true });
       const pem = await signIntermediate({
         offlineDir: tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, csr, role, url: config.url, organization: config.name, now: now?.(),
         policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }),

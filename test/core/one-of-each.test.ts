@@ -54,7 +54,7 @@ const RULES: { name: string; pattern: RegExp; allowed: Record<string, string> }[
       'server/request-target.ts': 'the CA server\'s route table',
       'server/routes.ts': 'the CA server\'s route handlers (answers, not calls)',
       'ca/init-ca.ts': 'writes the URLs the CA serves into its certificates and config',
-      'ca/authority.ts': 'the URLs the CA names',
+      'ca/load-intermediates.ts': 'the URLs the CA names in the certificates it issues',
       'ca/offline.ts': 'the URLs the offline root names',
       'core/errors.ts': 'error messages that tell the reader which URL to check',
     },

@@ -18,7 +18,6 @@ import { buildCsr, parseCsr } from '../../src/core/csr.ts';
 import { createOcspResponder, encodeCertId, ocspIssuerHashes, OCSP_MALFORMED, OCSP_OID } from '../../src/core/ocsp.ts';
 import { explicit, floorSeconds, oid, octetString, seq } from '../../src/core/der.ts';
 import { readPemOrDer, toPem } from '../../src/core/pem.ts';
-import { keyObjectSigner } from '../../src/core/signer.ts';
 
 const NOW = floorSeconds(new Date('2027-03-01T09:30:00Z'));
 const HOUR = 3_600_000;
@@ -83,7 +82,7 @@ try {
   const nonce = explicit(2, seq(seq(oid(OCSP_OID.nonce), octetString(octetString(Buffer.alloc(16, 7))))));
   put('ocsp-request-two.der', seq(seq(seq(...ids.map((id) => seq(id))), nonce)));
   const resp = await ca.issueOcspResponder(ca.client, 86_400, NOW);
-  const responder = createOcspResponder({ issuerCertDer: issuerDer, responderCertDer: resp.certificate, signer: keyObjectSigner(resp.privateKey) });
+  const responder = createOcspResponder({ issuerCertDer: issuerDer, responderCertDer: resp.certificate, signer: resp.signer });
   const next = new Date(NOW.getTime() + HOUR);
   const singles = [
     responder.encodeSingle({ status: 'good', certId: ids[0] }, NOW, next),

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import util from 'node:util';
 import { spawn, spawnSync } from 'node:child_process';
-import { writeEncryptedKey, readEncryptedKey, encryptedFileSigner, KEY_FILE_KDF_ITERATIONS } from '../../src/keys/index.ts';
+import { writeEncryptedKey, readEncryptedKey, openSigner, KEY_FILE_KDF_ITERATIONS } from '../../src/keys/index.ts';
 import { generateKeyPair, type KeyType } from '../../src/core/algorithms.ts';
 import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
 
@@ -59,7 +59,7 @@ test('ok/round trip', async (t) => {
       assert.equal(back.type, 'private');
       assert.deepEqual(back.export({ type: 'pkcs8', format: 'der' }), key.export({ type: 'pkcs8', format: 'der' }));
 
-      const signer = encryptedFileSigner(file, PASSPHRASE);
+      const signer = openSigner(file, PASSPHRASE);
       const data = Buffer.from('tbs certificate');
       const sig = signer.sign(data) as Uint8Array;
       assert.ok(crypto.verify(signer.algorithm.hash, data, crypto.createPublicKey(key), sig));

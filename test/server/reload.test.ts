@@ -39,7 +39,7 @@ const file = (name: string, text: string) => {
 /** Re-signs an intermediate with a new key and installs it, as docs/operations.md does with the CLI. */
 async function rotate(role: 'server-ca' | 'client-ca'): Promise<void> {
   const config = readConfig(tc.layout.config);
-  const csr = intermediateCsr({ home: tc.home, role, passphrase: TEST_PASSPHRASE, newKey: true });
+  const csr = await intermediateCsr({ home: tc.home, role, passphrase: TEST_PASSPHRASE, newKey: true });
   const pem = await signIntermediate({
     offlineDir: tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, csr, role, organization: config.name,
     policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }),
