@@ -7,8 +7,8 @@ import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { OcspResponders, RESPONDER_CERT_SECONDS } from '../../src/ca/ocsp-responders.ts';
 import { makeTestCa } from '../helpers/test-ca.ts';
+import { tick } from '../helpers/wait.ts';
 
-const tick = () => new Promise((r) => setImmediate(r));
 
 test('ok/rotated-at-half-life-by-the-timer', async () => {
   let t = Date.now();

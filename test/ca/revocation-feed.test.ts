@@ -10,18 +10,11 @@ import { CertificateAuthority } from '../../src/ca/authority.ts';
 import { RevocationFeed, REVOCATION_POLL_MS } from '../../src/ca/revocation-feed.ts';
 import type { RevocationEvent } from '../../src/ca/store.ts';
 import { makeTestCa, TEST_PASSPHRASE } from '../helpers/test-ca.ts';
+import { tick, until } from '../helpers/wait.ts';
 
 const NOW = new Date('2026-06-01T12:00:00Z');
 const ID = (svc: string) => `spiffe://acme.internal/prod/${svc}`;
 
-const tick = () => new Promise((r) => setImmediate(r));
-async function until(what: string, cond: () => boolean): Promise<void> {
-  // A renewal writes to the store on real I/O: bound the wait by time, not by a count of ticks
-  // (500 ticks ran out on a loaded machine). Only setTimeout is mocked, so Date.now is real.
-  const deadline = Date.now() + 30_000;
-  while (!cond() && Date.now() < deadline) await tick();
-  assert.ok(cond(), what);
-}
 
 test('ok/open-loads-the-revoked-set', async () => {
   const tc = await makeTestCa({ now: NOW });

@@ -11,18 +11,11 @@ import { parseCertificate } from '../../src/core/certificate.ts';
 import { readPemOrDer } from '../../src/core/pem.ts';
 import { SELF_RENEWAL_FRACTION, SELF_RENEWAL_RETRY_MS, SelfRenewal, type TlsCredentials } from '../../src/ca/self-renewal.ts';
 import { makeTestCa } from '../helpers/test-ca.ts';
+import { tick, until } from '../helpers/wait.ts';
 
 const LIFETIME = 3600;
 const NAMES = { dns: ['localhost'], ip: ['127.0.0.1'], uri: [] };
 
-const tick = () => new Promise((r) => setImmediate(r));
-async function until(what: string, cond: () => boolean): Promise<void> {
-  // A renewal writes to the store on real I/O: bound the wait by time, not by a count of ticks
-  // (500 ticks ran out on a loaded machine). Only setTimeout is mocked, so Date.now is real.
-  const deadline = Date.now() + 30_000;
-  while (!cond() && Date.now() < deadline) await tick();
-  assert.ok(cond(), what);
-}
 
 test('ok/renews-at-two-thirds-of-its-lifetime', async () => {
   const tc = await makeTestCa();
