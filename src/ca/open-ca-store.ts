@@ -24,8 +24,8 @@ export const DATABASE_SCHEMA_ENV = 'MUTUAL_DATABASE_SCHEMA';
 
 /** Options of {@link openCaStore} and {@link resolveStoreLocation}. */
 export interface OpenCaStoreOptions {
-  /** The CA's state folder. */
-  home: string;
+  /** The CA's state folder (its config.yaml and SQLite file). May be absent only with `databaseUrl`. */
+  home?: string;
   /** `postgres://...`; overrides the environment and config.yaml. Default: none. */
   databaseUrl?: string;
   /** PostgreSQL schema; overrides the environment and config.yaml. Default: public. */
@@ -49,14 +49,17 @@ export type StoreLocation =
  *   is not a lowercase PostgreSQL identifier; as {@link readConfig} for a broken config.yaml.
  */
 export function resolveStoreLocation(o: OpenCaStoreOptions): StoreLocation {
-  const layout = homeLayout(o.home);
-  const config = fs.existsSync(layout.config) ? readConfig(layout.config).database : undefined;
+  const layout = o.home === undefined ? undefined : homeLayout(o.home);
+  const config = layout && fs.existsSync(layout.config) ? readConfig(layout.config).database : undefined;
   // An empty variable counts as unset, as for MUTUAL_CA_PASSPHRASE.
   const env = (name: string) => o.env?.[name] || undefined;
   const pick = (
     [[o.databaseUrl, 'option'], [env(DATABASE_URL_ENV), 'environment'], [config?.url, 'config']] as const
   ).find(([url]) => url !== undefined);
-  if (!pick) return { kind: 'sqlite', path: layout.database, from: 'default' };
+  if (!pick) {
+    if (!layout) throw new MutualError('CONFIG_INVALID', { detail: 'no database URL and no state folder: give one of them' });
+    return { kind: 'sqlite', path: layout.database, from: 'default' };
+  }
   const [url, from] = pick;
   if (!POSTGRES_URL.test(url!)) {
     const where = from === 'option' ? '--database' : from === 'environment' ? DATABASE_URL_ENV : 'config.yaml database.url';

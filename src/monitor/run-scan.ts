@@ -83,16 +83,14 @@ function loadCaMaterial(home: string, findings: Finding[]): CaMaterial {
 }
 
 async function openInventory(inv: NonNullable<MonitorConfig['sources']['inventory']>): Promise<CaStore> {
-  if (inv.databaseUrl) {
-    const { openStore } = await import('../store/open-store.ts');
-    return openStore({ databaseUrl: inv.databaseUrl, sqlitePath: '', schema: inv.databaseSchema });
-  }
-  // The CA's own setting (config.yaml's database) decides, as for every other command.
+  // The one composition root: a database named here, else the CA's own setting (config.yaml's
+  // database), else its SQLite file, as for every other command.
   const { openCaStore, resolveStoreLocation } = await import('../ca/open-ca-store.ts');
-  const at = resolveStoreLocation({ home: inv.home! });
+  const where = { home: inv.home, databaseUrl: inv.databaseUrl, databaseSchema: inv.databaseSchema };
+  const at = resolveStoreLocation(where);
   // Opening a missing file would create an empty inventory and report it healthy.
   if (at.kind === 'sqlite' && !fs.existsSync(at.path)) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `no inventory at ${at.path}` });
-  return openCaStore({ home: inv.home! });
+  return openCaStore(where);
 }
 
 /** Runs one scan. */

@@ -66,3 +66,18 @@ for (const c of FAILS) {
     assert.throws(c.run, (e) => isMutualError(e, 'CONFIG_INVALID') && !String((e as Error).message).includes('s3cret'));
   });
 }
+
+// The monitor's inventory source may name a database without a state folder (monitor.yaml
+// `sources.inventory.databaseUrl`): it goes through the same resolution, URL checks included.
+test('ok/a-database-url-without-a-state-folder', () => {
+  assert.deepEqual(resolveStoreLocation({ databaseUrl: 'postgres://mon@db.internal/ca', databaseSchema: 'mutual' }),
+    { kind: 'postgres', url: 'postgres://mon@db.internal/ca', schema: 'mutual', from: 'option' });
+});
+
+test('fail/no-database-url-and-no-state-folder', () => {
+  assert.throws(() => resolveStoreLocation({}), (e) => isMutualError(e, 'CONFIG_INVALID') && /no state folder/.test(String(e.fields.detail)));
+});
+
+test('fail/a-database-url-that-is-not-postgres-without-a-state-folder', () => {
+  assert.throws(() => resolveStoreLocation({ databaseUrl: 'mysql://mon@db.internal/ca' }), (e) => isMutualError(e, 'CONFIG_INVALID') && /postgres/.test(String(e.fields.detail)));
+});
