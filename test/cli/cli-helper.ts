@@ -172,8 +172,10 @@ export async function startServe(home: string): Promise<{ url: string; child: Ch
   const child = spawn(process.execPath, [BIN, '--home', home, 'serve', '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--rate-limit', 'off'], {
     env: { ...process.env, MUTUAL_CA_PASSPHRASE: TEST_PASSPHRASE, MUTUAL_DATABASE_URL: undefined, MUTUAL_HOME: undefined }, stdio: ['ignore', 'ignore', 'pipe'],
   });
-  // Never left behind by a failed test.
-  process.once('exit', () => child.kill('SIGKILL'));
+  // Never left behind by a failed test (the hook goes when the child does: one per live server).
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  child.once('exit', () => process.off('exit', kill));
   let err = '';
   child.stderr!.on('data', (d: Buffer) => (err += d.toString('utf8')));
   const url = `https://127.0.0.1:${port}`;
