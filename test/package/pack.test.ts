@@ -12,6 +12,7 @@ import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { hasTool, run, type RunResult } from '../helpers/tools.ts';
 import { tempDir, TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 
@@ -74,7 +75,7 @@ before(() => {
 
 test('ok/the tarball ships compiled JS, types and the bin, and no TypeScript sources', { skip }, () => {
   const files = JSON.parse(fs.readFileSync(path.join(work, 'files.json'), 'utf8')) as string[];
-  for (const f of ['bin/mutual.mjs', 'dist/cli/main.js', 'dist/index.js', 'dist/index.d.ts', 'dist/sdk/index.js', 'dist/sdk/index.d.ts', 'dist/sdk/index.js.map', 'package.json', 'README.md']) {
+  for (const f of ['bin/mutual.mjs', 'dist/cli/main.js', 'dist/cli/help.txt', 'dist/index.js', 'dist/index.d.ts', 'dist/sdk/index.js', 'dist/sdk/index.d.ts', 'dist/sdk/index.js.map', 'package.json', 'README.md']) {
     assert.ok(files.includes(f), `${f} is missing from the tarball`);
   }
   assert.deepEqual(files.filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts')), []);
@@ -94,6 +95,24 @@ test('ok/npx mutual runs the installed CLI (--version, --help, init, issue)', { 
   const inspected = check(mutual(['--json', 'inspect', 'payments/cert.pem']), 'mutual inspect').stdout;
   assert.match(inspected, /spiffe:\/\/example\.internal\/prod\/payments/);
   assert.match(inspected, /valid \(in inventory\)/);
+});
+
+test('ok/the installed --help on a pipe is the text the build rendered, the same as commander prints', { skip }, () => {
+  const fast = check(run(path.join(app, 'node_modules/.bin/mutual'), ['--help'], { cwd: app, env }), 'mutual --help').stdout;
+  // The same help through the compiled CLI (commander, 80 columns on a pipe), not the launcher's copy.
+  const main = JSON.stringify(pathToFileURL(path.join(app, 'node_modules/mutual/dist/cli/main.js')).href);
+  const slow = check(run(process.execPath, ['--input-type=module', '-e', `const { run } = await import(${main}); process.exitCode = await run(['--help']);`], { cwd: app, env }), 'run([--help])').stdout;
+  assert.ok(fs.existsSync(path.join(app, 'node_modules/mutual/dist/cli/help.txt')), 'the build rendered dist/cli/help.txt');
+  assert.match(fast, /^Usage: mutual /);
+  assert.equal(fast, slow);
+  // And the launcher answers from that file (without loading commander): a marked copy shows through.
+  const file = path.join(app, 'node_modules/mutual/dist/cli/help.txt');
+  fs.writeFileSync(file, `${fast}(marked)\n`);
+  try {
+    assert.match(check(run(path.join(app, 'node_modules/.bin/mutual'), ['--help'], { cwd: app, env }), 'mutual --help').stdout, /\(marked\)\n$/);
+  } finally {
+    fs.writeFileSync(file, fast);
+  }
 });
 
 test('ok/an ES module imports mutual and mutual/sdk and verifies a client certificate', { skip }, () => {
