@@ -7,19 +7,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WATCH_POLL_MS } from './tls-material.ts';
+import { statStamp } from '../sdk/identity-source.ts';
 
 /** Changes are applied this long after the last file event, so files written together land together. */
 export const RELOAD_SETTLE_MS = 100;
 
 /** A file's identity, size and mtime, or 'missing'. */
-function stamp(f: string): string {
-  try {
-    const st = fs.statSync(f);
-    return `${st.ino}:${st.size}:${st.mtimeMs}`;
-  } catch {
-    return 'missing';
-  }
-}
 
 /** See the module doc. Disabled (`enabled` false), it watches nothing and never calls `onChange`. */
 export class ReloadWatcher {
@@ -42,7 +35,7 @@ export class ReloadWatcher {
     for (const w of this.#watchers.splice(0)) w.close();
     this.#watched.clear();
     if (!this.#enabled) return;
-    for (const f of files) this.#watched.set(f, stamp(f));
+    for (const f of files) this.#watched.set(f, statStamp(f));
     for (const dir of new Set(files.map((f) => path.dirname(f)))) {
       try {
         const w = fs.watch(dir, { persistent: false }, (_e, name) => {
@@ -58,7 +51,7 @@ export class ReloadWatcher {
 
   /** Takes the files as they are now as applied (after a failed reload, so the next change of any file tries again). */
   restamp(): void {
-    for (const f of this.#watched.keys()) this.#watched.set(f, stamp(f));
+    for (const f of this.#watched.keys()) this.#watched.set(f, statStamp(f));
   }
 
   /** Stops watching and polling. */
@@ -72,7 +65,7 @@ export class ReloadWatcher {
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      if ([...this.#watched].some(([f, st]) => stamp(f) !== st)) this.#onChange();
+      if ([...this.#watched].some(([f, st]) => statStamp(f) !== st)) this.#onChange();
     }, RELOAD_SETTLE_MS);
     this.#timer.unref();
   }

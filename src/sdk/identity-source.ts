@@ -185,7 +185,8 @@ export function loadIdentity(o: LoadIdentityOptions): IdentitySource {
   return src;
 }
 
-function statStamp(file: string): string {
+/** A file's identity for change detection: inode, size and mtime, or `missing`. */
+export function statStamp(file: string): string {
   try {
     const st = fs.statSync(file);
     return `${st.ino}:${st.size}:${st.mtimeMs}`;
