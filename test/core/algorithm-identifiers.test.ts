@@ -15,10 +15,11 @@ import { parseCertificate } from '../../src/core/certificate.ts';
 import { parseCrl } from '../../src/core/crl-reader.ts';
 import { parseCsr } from '../../src/core/csr.ts';
 import { children, derNull, elementBytes, explicit, integer, oid, readElement, readOid, seq, tlv, type DerElement } from '../../src/core/der.ts';
-import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
+import { isMutualError } from '../../src/core/errors.ts';
 import { OID } from '../../src/core/oids.ts';
 import { parseOcspResponse } from '../../src/core/ocsp.ts';
 import { readPemOrDer } from '../../src/core/pem.ts';
+import { parseCaseTests, type ParseCase } from '../helpers/parse-cases.ts';
 
 const CORPUS = path.join(import.meta.dirname, '..', 'fuzz-corpus', 'der');
 const corpus = (name: string): Buffer => fs.readFileSync(path.join(CORPUS, name));
@@ -66,13 +67,7 @@ const algOf = (der: Buffer): Buffer => Buffer.from(elementBytes(der, children(de
 
 const csrDer = () => readPemOrDer(corpus('csr-openssl-p384.pem'), ['CERTIFICATE REQUEST']);
 
-interface Case {
-  name: string;
-  input: () => Buffer;
-  parse: (b: Buffer) => unknown;
-  /** Expected code; none when the input must parse. */
-  code?: ErrorCode;
-}
+type Case = ParseCase;
 
 const CASES: Case[] = [
   // --- certificates
@@ -120,20 +115,7 @@ const CASES: Case[] = [
 ];
 
 describe('core/algorithm-identifiers: signature algorithms are read strictly', () => {
-  for (const c of CASES) {
-    test(c.name, () => {
-      const input = c.input();
-      if (!c.code) {
-        c.parse(input);
-        return;
-      }
-      assert.throws(() => c.parse(input), (e) => {
-        assert.ok(isMutualError(e), `not a MutualError: ${String(e)}`);
-        assert.equal(e.code, c.code, `got ${e.code}: ${e.message}`);
-        return true;
-      });
-    });
-  }
+  parseCaseTests(CASES);
 
   test('ok/canonical-encodings-of-the-algorithms-mutual-writes-and-openssl-writes', () => {
     for (const name of ['cert-server-leaf.der', 'cert-root.der', 'cert-openssl-rsa.der', 'cert-openssl-rsa-pss.der', 'crl-client.der']) {
