@@ -6,16 +6,15 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Command } from 'commander';
 import { diagnoseConnection, formatDoctorReport, type DoctorOptions, type DoctorReport } from '../../src/monitor/doctor.ts';
 import { crlFromFile } from '../../src/monitor/scan-crls.ts';
 import { readPemOrDer } from '../../src/core/pem.ts';
-import { commandExitCode, registerMonitorCommands } from '../../src/cli/monitor-command.ts';
 import { hasTool } from '../helpers/tools.ts';
 import type { TestCa } from '../helpers/test-ca.ts';
 import {
   DAY, clientNames, closedPort, crlPems, issuePem, makePastCa, serverNames, startHangingServer, startNginx, startResettingServer, startTlsServer, type Running,
 } from './support.ts';
+import { runMonitorCli } from './run-monitor-cli.ts';
 
 type Pem = { certificatePem: string; fullchainPem: string; keyPem: string };
 
@@ -171,13 +170,7 @@ describe('doctor with endpoints that hang, reset or are closed', () => {
 });
 
 describe('the doctor command', () => {
-  const runCli = async (args: string[]) => {
-    let out = '';
-    const program = new Command('mutual').option('--home <dir>').option('--json').exitOverride();
-    registerMonitorCommands(program, { stdout: (s) => (out += s), stderr: (s) => (out += s) });
-    await program.parseAsync(args, { from: 'user' });
-    return { out, code: commandExitCode(program) };
-  };
+  const runCli = runMonitorCli;
 
   test('fail/revoked client certificate, found through --home', async () => {
     const dir = fs.mkdtempSync(path.join(ca.dir, 'cli-'));

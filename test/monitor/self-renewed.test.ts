@@ -9,13 +9,12 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { Command } from 'commander';
-import { registerMonitorCommands, commandExitCode } from '../../src/cli/monitor-command.ts';
 import { classifyExpiry } from '../../src/monitor/check-certificate.ts';
 import { OCSP_RESPONDER_SCHEDULE, RENEWAL_OVERDUE_FRACTION, SERVE_TLS_SCHEDULE, renewalScheduleOf, type RenewalSchedule } from '../../src/monitor/renewal-schedule.ts';
 import type { StoredCertificate } from '../../src/ca/store.ts';
 import { startTestServer, type TestServer } from '../helpers/server.ts';
 import { mutual } from '../cli/cli-helper.ts';
+import { runMonitorCli } from './run-monitor-cli.ts';
 
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
@@ -65,13 +64,7 @@ describe('monitor once and doctor against a real mutual serve', () => {
   });
   after(() => ts.close());
 
-  const runCli = async (args: string[]) => {
-    let out = '';
-    const program = new Command('mutual').option('--home <dir>').option('--json').exitOverride();
-    registerMonitorCommands(program, { stdout: (s) => (out += s), stderr: (s) => (out += s) });
-    await program.parseAsync(args, { from: 'user' });
-    return { out, code: commandExitCode(program) };
-  };
+  const runCli = runMonitorCli;
   /** The renewal moment and the overdue moment of each of serve's own certificates. */
   const windows = () => own.map((r) => {
     const s = renewalScheduleOf(r)!;
