@@ -17,6 +17,7 @@ import { isMutualError } from '../../src/core/errors.ts';
 import { TEST_PASSPHRASE, tempDir } from '../helpers/test-ca.ts';
 import { dropSchema, freshSchema, pgSkip, pgUrl, send } from '../helpers/server.ts';
 import { errorCode, explain, mutual, startServe, stopProcess, type CliResult } from './cli-helper.ts';
+import { assertEncryptedKeyFile } from '../helpers/key-files.ts';
 
 const dir = tempDir('mutual-token-key-');
 /** A CA made by init, copied for each case. */
@@ -45,7 +46,7 @@ function expectOk(r: CliResult): void {
 describe('issue 14 item 1: one token key per CA, made safely', () => {
   test('ok/init-makes-the-token-key', () => {
     const file = tokenKeyFile(homeLayout(base).keysDir);
-    assert.match(fs.readFileSync(file, 'utf8'), /^-----BEGIN ENCRYPTED PRIVATE KEY-----/);
+    assertEncryptedKeyFile(fs.readFileSync(file, 'utf8'), TEST_PASSPHRASE);
     assert.equal(fs.statSync(file).mode & 0o777, 0o600);
   });
 
