@@ -19,11 +19,11 @@ import path from 'node:path';
 import { spawn, execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { initCa } from '../src/ca/init-ca.ts';
-import { CertificateAuthority } from '../src/ca/authority.ts';
 import { generateKeyPair } from '../src/core/algorithms.ts';
 import { buildCsr } from '../src/core/csr.ts';
 import { toPem } from '../src/core/pem.ts';
 import { Worker } from 'node:worker_threads';
+import { openAuthority } from '../src/ca/open-authority.ts';
 
 const AGENTS = Number(process.argv[2] ?? 10_000);
 const CONCURRENCY = Number(process.argv[3] ?? 64);
@@ -49,7 +49,7 @@ const pct = (xs: number[], p: number) => xs[Math.min(xs.length - 1, Math.floor((
 // ---- setup: the CA and the fleet's certificates
 let t = performance.now();
 await initCa({ home, offlineDir: path.join(work, 'offline'), trustDomain: 'fleet.internal', name: 'Fleet Bench', passphrase: PASSPHRASE });
-const ca = await CertificateAuthority.open({ home, passphrase: PASSPHRASE });
+const ca = await openAuthority({ home, passphrase: PASSPHRASE });
 const root = ca.rootPem;
 const fleet: { cert: string; key: string; csr: string }[] = new Array(AGENTS);
 for (let i = 0; i < AGENTS; i += 512) {

@@ -12,14 +12,14 @@ import path from 'node:path';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { initCa } from '../src/ca/init-ca.ts';
-import { CertificateAuthority } from '../src/ca/authority.ts';
+import { openAuthority } from '../src/ca/open-authority.ts';
 
 const n = Number(process.argv[2] ?? 1000);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-bench-peers-'));
 const passphrase = 'bench-passphrase-0123456789';
 const home = path.join(dir, 'home');
 await initCa({ home, offlineDir: path.join(dir, 'offline'), trustDomain: 'acme.internal', name: 'Bench', passphrase });
-const ca = await CertificateAuthority.open({ home, passphrase });
+const ca = await openAuthority({ home, passphrase });
 const issued = await ca.issue({ role: 'server', names: { dns: ['localhost'], ip: [], uri: [] } });
 await ca.close();
 const cert = issued.fullchainPem;

@@ -14,10 +14,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { initCa } from '../src/ca/init-ca.ts';
-import { CertificateAuthority } from '../src/ca/authority.ts';
 import { formatTable, median } from './lib/measure.ts';
 import { freePort, startServer, stop, cpuSeconds } from './lib/procs.ts';
 import { prepareOpensslCa } from './peers/openssl-ca.ts';
+import { openAuthority } from '../src/ca/open-authority.ts';
 
 const seconds = Number(process.argv[2] ?? 10);
 const rounds = Number(process.argv[3] ?? 3);
@@ -46,7 +46,7 @@ const passphrase = 'bench-passphrase-not-secret';
 const home = path.join(work, 'mutual');
 await initCa({ home, trustDomain: 'bench.internal', name: 'Bench', passphrase });
 {
-  const ca = await CertificateAuthority.open({ home, passphrase });
+  const ca = await openAuthority({ home, passphrase });
   const leaf = await ca.issue({ role: 'client', names: { dns: [], ip: [], uri: ['spiffe://bench.internal/prod/payments'] } });
   fs.writeFileSync(path.join(work, 'leaf.pem'), leaf.certificatePem);
   await ca.close();

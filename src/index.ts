@@ -2,21 +2,13 @@
  * `mutual`: the certificate authority as a library (the CLI is a thin layer over these).
  * Exports by name only; the mTLS side for services is `mutual/sdk`.
  */
-export { CertificateAuthority } from './ca/authority.ts';
-export type { IssueRequest, IssueResult, OpenAuthorityOptions, LeafRole, IntermediateCa } from './ca/authority.ts';
-export { initCa } from './ca/init-ca.ts';
-export type { InitCaOptions, InitCaResult } from './ca/init-ca.ts';
-export { signIntermediate, renewRootCrl } from './ca/offline.ts';
-export { intermediateCsr, installIntermediate } from './ca/intermediate.ts';
-export { verifyAuditLog } from './ca/audit.ts';
-export { mintToken, verifyToken } from './ca/tokens.ts';
+export { CertificateAuthority, openAuthority, initCa, signIntermediate, renewRootCrl, intermediateCsr, installIntermediate, verifyAuditLog, mintToken, verifyToken } from './ca/index.ts';
+export type { IssueRequest, IssueResult, OpenAuthorityOptions, OpenAuthorityAtOptions, LeafRole, IntermediateCa, InitCaOptions, InitCaResult } from './ca/index.ts';
 export type {
   CaStore, IssuanceStore, RevocationStore, RevocationLog, AuditStore, TokenStore, InventoryQueries, JobLock, CertificateRecord, StoredCertificate, ListFilter,
 } from './ca/store.ts';
-export { openSqliteStore } from './store/sqlite-store.ts';
-export { openPostgresStore } from './store/postgres-store.ts';
-export { startCaServer } from './server/ca-server.ts';
-export type { CaServerOptions, CaServer } from './server/ca-server.ts';
+export { openSqliteStore, openPostgresStore } from './store/index.ts';
+export { startCaServer, type CaServerOptions, type CaServer } from './server/index.ts';
 export { parseCertificate } from './core/certificate.ts';
 export type { CertificateInfo } from './core/certificate.ts';
 export { parseCsr, verifyCsr, buildCsr } from './core/csr.ts';

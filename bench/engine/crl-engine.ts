@@ -11,9 +11,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { initCa } from '../../src/ca/init-ca.ts';
-import { CertificateAuthority } from '../../src/ca/authority.ts';
 import { encodeRevokedEntry } from '../../src/core/crl.ts';
 import { CRL_PACK_THRESHOLD, SqliteStore } from '../../src/store/sqlite-store.ts';
+import { openAuthority } from '../../src/ca/open-authority.ts';
 
 const [mode, dir] = process.argv.slice(2);
 const passphrase = 'bench-passphrase-not-secret';
@@ -23,7 +23,7 @@ if (mode === 'setup') {
   const count = Number(process.argv[4]);
   const order = process.argv[5];
   await initCa({ home, trustDomain: 'bench.internal', name: 'Bench', passphrase });
-  const ca = await CertificateAuthority.open({ home, passphrase });
+  const ca = await openAuthority({ home, passphrase });
   const store = ca.store as SqliteStore;
   // The rows revocations leave behind, written in bulk instead of one transaction each.
   const kid = ca.client.keyId;
@@ -42,7 +42,7 @@ if (mode === 'setup') {
   process.stdout.write(JSON.stringify({ count, order }) + '\n');
 } else {
   const out = process.argv[4];
-  const ca = await CertificateAuthority.open({ home, passphrase });
+  const ca = await openAuthority({ home, passphrase });
   const t0 = process.hrtime.bigint();
   const der = await ca.buildCrl('client');
   const seconds = Number(process.hrtime.bigint() - t0) / 1e9;

@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { MutualError } from '../core/errors.ts';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { writeFileAtomic } from '../io/index.ts';
 import { makeDirs } from './owned-file.ts';
 
 /** Largest state file read. */

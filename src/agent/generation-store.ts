@@ -19,7 +19,7 @@ import crypto from 'node:crypto';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
 import { readPemOrDer } from '../core/pem.ts';
-import { syncDir, writeFileAtomic } from '../io/atomic-file.ts';
+import { syncDir, writeFileAtomic } from '../io/index.ts';
 import type { CertificateFiles, Ownership } from './manifest.ts';
 import { makeDirs, writeNewFile } from './owned-file.ts';
 

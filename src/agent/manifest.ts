@@ -13,7 +13,7 @@ import { parseDuration } from '../core/duration.ts';
 import { parseSpiffeId } from '../core/identity.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { MAX_SANS } from '../core/policy.ts';
-import { configFieldPath, parseConfigValue, parseConfigYaml, readConfigFile } from '../io/read-config-file.ts';
+import { configFieldPath, parseConfigValue, parseConfigYaml, readConfigFile } from '../io/index.ts';
 
 /** Largest manifest read. */
 export const MAX_MANIFEST_BYTES = 256 * 1024;

@@ -11,7 +11,7 @@ import { MutualError, isMutualError } from '../core/errors.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import { buildPkcs12 } from '../core/pkcs12.ts';
 import { MAX_SPENT_TOKENS, type CertificateState } from './agent-state.ts';
-import { enroll, fingerprintOf, readTokenClaims, renew, type IssuedCertificate } from '../sdk/ca-client.ts';
+import { enroll, fingerprintOf, readTokenClaims, renew, type IssuedCertificate } from '../sdk/index.ts';
 import { GENERATION_FILES, type GenerationMaterial, type GenerationStore } from './generation-store.ts';
 import type { CertificateSpec } from './manifest.ts';
 import { writeOwnedFile } from './owned-file.ts';

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { MutualError } from '../core/errors.ts';
-import { syncDir } from '../io/atomic-file.ts';
+import { syncDir } from '../io/index.ts';
 import type { Ownership } from './manifest.ts';
 
 /** What was at a path before a write (for a rollback). */

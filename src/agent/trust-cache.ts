@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { keyIdOf, parseCertificate } from '../core/certificate.ts';
 import { readCertificateDers, toPem } from '../core/pem.ts';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { writeFileAtomic } from '../io/index.ts';
 import { checkCrl, type CrlInfo } from './crl-check.ts';
 import type { BundlePart, CrlIssuer } from './manifest.ts';
 

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import { MutualError, isMutualError } from '../core/errors.ts';
-import { fetchCaCertificates, fetchCrl, fetchPinnedRoot, fingerprintOf, readTokenClaims } from '../sdk/ca-client.ts';
+import { fetchCaCertificates, fetchCrl, fetchPinnedRoot, fingerprintOf, readTokenClaims } from '../sdk/index.ts';
 import { checkCrl, isNotOlder } from './crl-check.ts';
 import { asError, codeOf, type AgentContext, type Cycle, type TrustOutcome } from './cycle-report.ts';
 import type { FileChange } from './deploy.ts';

@@ -19,9 +19,8 @@ import { readPemOrDer, toPem } from '../core/pem.ts';
 import { checkNames, defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
 import { encodeName } from '../core/names.ts';
 import type { Signer } from '../core/signer.ts';
-import { generateSigner } from '../keys/open-signer.ts';
-import { openCaStore } from './open-ca-store.ts';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { generateSigner } from '../keys/index.ts';
+import { writeFileAtomic } from '../io/index.ts';
 import { profileLifetimes, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
 import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
@@ -51,14 +50,12 @@ export interface OpenAuthorityOptions {
   home: string;
   /** Passphrase of the intermediates' keys. */
   passphrase: string;
-  /** Default: the store `databaseUrl`, else config.yaml's `database`, names; else the SQLite file in the state folder (see openCaStore). */
-  store?: CaStore;
-  /** `postgres://...` to share the inventory between replicas (also MUTUAL_DATABASE_URL in the CLI). */
-  databaseUrl?: string;
-  /** PostgreSQL schema (default public). */
-  databaseSchema?: string;
-  /** SQLite: commit on a writer thread (servers; see SqliteStoreOptions.writerThread). */
-  writerThread?: boolean;
+  /**
+   * The inventory: a store, or how to open one. A function is called once the keys are unlocked,
+   * so a wrong passphrase never touches the database. Which store (SQLite or PostgreSQL) is the
+   * caller's choice: {@link openAuthority} (ca/open-authority.ts) makes it from the CA's config.
+   */
+  store: CaStore | (() => Promise<CaStore>);
   /** Public base URL for CRL Distribution Points and AIA; overrides the config's `url` (`mutual serve --url`). */
   url?: string;
   /**
@@ -110,7 +107,7 @@ export class CertificateAuthority {
   static async open(o: OpenAuthorityOptions): Promise<CertificateAuthority> {
     const layout = homeLayout(o.home);
     const { config, server, client, retired } = loadIntermediates(layout, o.passphrase, o.url, o.offloadCrypto === true);
-    const store = o.store ?? (await openCaStore({ home: o.home, databaseUrl: o.databaseUrl, databaseSchema: o.databaseSchema, writerThread: o.writerThread }));
+    const store = typeof o.store === 'function' ? await o.store() : o.store;
     return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, retired, now: o.now ?? (() => new Date()), offloadCrypto: o.offloadCrypto === true, url: o.url });
   }
 

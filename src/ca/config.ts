@@ -8,7 +8,7 @@ import { isMutualError } from '../core/errors.ts';
 import { KEY_TYPES } from '../core/algorithms.ts';
 import { checkTrustDomain } from '../core/identity.ts';
 import { parseDuration } from '../core/duration.ts';
-import { loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/read-config-file.ts';
+import { loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/index.ts';
 
 /** Largest config file read. */
 export const MAX_CONFIG_BYTES = 256 * 1024;

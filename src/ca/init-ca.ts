@@ -13,9 +13,8 @@ import { MutualError } from '../core/errors.ts';
 import { toPem } from '../core/pem.ts';
 import { defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
 import type { Signer } from '../core/signer.ts';
-import { MIN_PASSPHRASE_LENGTH } from '../keys/encrypted-key-file.ts';
-import { generateSigner, type GeneratedSigner } from '../keys/open-signer.ts';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { MIN_PASSPHRASE_LENGTH, generateSigner, type GeneratedSigner } from '../keys/index.ts';
+import { writeFileAtomic } from '../io/index.ts';
 import { writeIssued } from './write-issued.ts';
 import { CertificateAuthority, type IssueResult } from './authority.ts';
 import { distributionUrls } from './load-intermediates.ts';
@@ -179,7 +178,7 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     writeFileAtomic(layout.clientCaCert, client.pem);
     writeFileAtomic(layout.config, renderConfig(config), { mode: 0o600 });
 
-    const ca = await CertificateAuthority.open({ home: o.home, passphrase: o.passphrase, now: () => now, store });
+    const ca = await CertificateAuthority.open({ home: o.home, passphrase: o.passphrase, now: () => now, store: store ?? (() => openCaStore({ home: o.home })) });
     handed = true;
     try {
       await ca.writeCrl('server', now);

@@ -14,7 +14,7 @@ import { MutualError } from '../core/errors.ts';
 import type { LintIssuer } from '../core/lint.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import type { Signer } from '../core/signer.ts';
-import { openSigner } from '../keys/open-signer.ts';
+import { openSigner } from '../keys/index.ts';
 import { readConfig, type CaConfig } from './config.ts';
 import type { HomeLayout } from './home.ts';
 

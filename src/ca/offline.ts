@@ -14,8 +14,8 @@ import { MutualError } from '../core/errors.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import { encodeName } from '../core/names.ts';
 import type { NamePolicy } from '../core/policy.ts';
-import { openSigner } from '../keys/open-signer.ts';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { openSigner } from '../keys/index.ts';
+import { writeFileAtomic } from '../io/index.ts';
 import { offlineLayout } from './home.ts';
 import { INTERMEDIATE_DAYS, buildRootCrl, signCaCertificate, type RootState } from './init-ca.ts';
 

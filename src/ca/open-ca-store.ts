@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import type { CaStore } from './store.ts';
 import { MutualError } from '../core/errors.ts';
-import { openStore } from '../store/open-store.ts';
+import { openStore } from '../store/index.ts';
 import { POSTGRES_URL, readConfig, SCHEMA_NAME } from './config.ts';
 import { homeLayout } from './home.ts';
 

@@ -13,7 +13,7 @@ import { MutualError, isMutualError } from '../core/errors.ts';
 import { signCompactJws } from '../core/jws.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { keyObjectSigner, type Signer } from '../core/signer.ts';
-import { generateSigner, openSigner } from '../keys/open-signer.ts';
+import { generateSigner, openSigner } from '../keys/index.ts';
 import { MIN_CERT_LIFETIME_SECONDS } from './issue-request.ts';
 import type { LeafRole } from './load-intermediates.ts';
 import { MAX_TOKEN_TTL_SECONDS } from './limits.ts';

@@ -8,9 +8,9 @@ import type { KeyObject } from 'node:crypto';
 import { MutualError } from '../core/errors.ts';
 import { buildPkcs12, encryptPrivateKeyInfo } from '../core/pkcs12.ts';
 import { toPem } from '../core/pem.ts';
-import { KEY_FILE_KDF_ITERATIONS, MIN_PASSPHRASE_LENGTH } from '../keys/encrypted-key-file.ts';
+import { KEY_FILE_KDF_ITERATIONS, MIN_PASSPHRASE_LENGTH } from '../keys/index.ts';
 import { readPemOrDer } from '../core/pem.ts';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { writeFileAtomic } from '../io/index.ts';
 
 /** What `--out DIR` receives. */
 export interface IssuedFiles {

@@ -3,8 +3,7 @@
  * CA keys are: the admin key can have any certificate signed, so it is a secret of the same weight.
  */
 import { MutualError } from '../core/errors.ts';
-import { readSecretFile } from '../keys/encrypted-key-file.ts';
-import { PASSPHRASE_ENV, resolvePassphrase } from '../keys/passphrase.ts';
+import { readSecretFile, PASSPHRASE_ENV, resolvePassphrase } from '../keys/index.ts';
 
 /** The environment variable holding the admin key's passphrase. */
 export const ADMIN_PASSPHRASE_ENV = 'MUTUAL_ADMIN_PASSPHRASE';

@@ -8,9 +8,8 @@
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { isMutualError } from '../core/errors.ts';
-import type { CycleReport } from '../agent/agent.ts';
+import type { CycleReport, AgentManifest } from '../agent/index.ts';
 import { AGENT_EXIT, exitCodeOf } from '../agent/exit-codes.ts';
-import type { AgentManifest } from '../agent/manifest.ts';
 
 /** Where agent.yaml is looked for without -c: $MUTUAL_AGENT_CONFIG, else this. */
 export const DEFAULT_AGENT_CONFIG = '/etc/mutual/agent.yaml';
@@ -36,8 +35,7 @@ export function agentExitCode(program: Command): number | undefined {
 
 /** The agent and its logger, imported when an agent command runs. */
 async function loadAgent() {
-  const [{ Agent }, { agentStatus, formatStatus }, { discoverTemplates }, { loadManifest }, { runDaemon }, { pino }] = await Promise.all([
-    import('../agent/agent.ts'), import('../agent/agent-status.ts'), import('../agent/deploy-templates.ts'), import('../agent/manifest.ts'), import('../agent/run-daemon.ts'), import('pino')]);
+  const [{ Agent, agentStatus, formatStatus, discoverTemplates, loadManifest, runDaemon }, { pino }] = await Promise.all([import('../agent/index.ts'), import('pino')]);
   return { Agent, agentStatus, formatStatus, discoverTemplates, loadManifest, runDaemon, pino };
 }
 type AgentModules = Awaited<ReturnType<typeof loadAgent>>;

@@ -4,7 +4,7 @@
  * the SQLite file in the state folder), decided in one place: src/ca/open-ca-store.ts.
  */
 import fs from 'node:fs';
-import type { CertificateAuthority, OpenAuthorityOptions } from '../ca/authority.ts';
+import type { CertificateAuthority, OpenAuthorityAtOptions } from '../ca/index.ts';
 import { openCaStore, resolveStoreLocation } from '../ca/open-ca-store.ts';
 import type { CaStore } from '../ca/store.ts';
 
@@ -12,13 +12,10 @@ import type { CaStore } from '../ca/store.ts';
 const cliEnv = (): NodeJS.ProcessEnv => process.env;
 
 /** Opens the CA in `home` on the store it is configured with (the caller closes it). */
-export async function openAuthority(o: Omit<OpenAuthorityOptions, 'store'>): Promise<CertificateAuthority> {
-  const at = resolveStoreLocation({ home: o.home, databaseUrl: o.databaseUrl, databaseSchema: o.databaseSchema, env: cliEnv() });
-  // The keys are unlocked before the store is opened (CertificateAuthority.open's order), so a wrong
-  // passphrase never touches the database.
+export async function openAuthority(o: Omit<OpenAuthorityAtOptions, 'env'>): Promise<CertificateAuthority> {
   // Loaded here, not by openInventory's callers (list, inspect, audit verify), which need no keys.
-  const { CertificateAuthority } = await import('../ca/authority.ts');
-  return CertificateAuthority.open({ ...o, ...(at.kind === 'postgres' ? { databaseUrl: at.url, databaseSchema: at.schema } : {}) });
+  const ca = await import('../ca/index.ts');
+  return ca.openAuthority({ ...o, env: cliEnv() });
 }
 
 /**

@@ -7,14 +7,14 @@ import https from 'node:https';
 import path from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import { initCa } from '../ca/init-ca.ts';
+import { initCa } from '../ca/index.ts';
 import { defaultOfflineDir, homeLayout } from '../ca/home.ts';
 import { toPem } from '../core/pem.ts';
 import { parseCertificate, certificateIdentity } from '../core/certificate.ts';
 import { OID } from '../core/oids.ts';
 import { demoPassphrase, demoPassphraseFile } from './server-commands.ts';
 import { openAuthority } from './compose.ts';
-import { createFetchBytes } from '../sdk/fetch-bytes.ts';
+import { createFetchBytes } from '../sdk/index.ts';
 import { resolveStoreLocation } from '../ca/open-ca-store.ts';
 
 const TRUST_DOMAIN = 'demo.internal';

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import type { CertificateAuthority, LeafRole } from '../ca/authority.ts';
+import type { CertificateAuthority, LeafRole } from '../ca/index.ts';
 import type { CaStore } from '../ca/store.ts';
 import { defaultOfflineDir, homeLayout, resolveHome, type HomeLayout } from '../ca/home.ts';
 import { MIN_HEAD_PREFIX } from '../ca/limits.ts';
@@ -41,7 +41,7 @@ function readInput(file: string): Buffer {
 }
 
 /** The passphrase reader, loaded when a command needs a key (not by --help). */
-const passphrases = () => import('../keys/passphrase.ts');
+const passphrases = () => import('../keys/index.ts');
 
 async function caPassphrase(g: GlobalOptions, confirm = false): Promise<string> {
   const { resolvePassphrase } = await passphrases();
@@ -185,7 +185,7 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
     .option('--database-schema <name>', 'its PostgreSQL schema (default public)')
     .action(async (o) => {
       const [{ initCa }, { resolveStoreLocation }, { ADMIN_PASSPHRASE_ENV, adminPassphrase }, { writeIssued }] = await Promise.all([
-        import('../ca/init-ca.ts'), import('../ca/open-ca-store.ts'), import('./admin-key.ts'), import('../ca/write-issued.ts')]);
+        import('../ca/index.ts'), import('../ca/open-ca-store.ts'), import('./admin-key.ts'), import('../ca/index.ts')]);
       const home = resolveHome(g().home);
       const passphrase = await caPassphrase(g(), true);
       const rootPass = o.rootPassphraseFile || process.env.MUTUAL_ROOT_PASSPHRASE ? await rootPassphrase(o.rootPassphraseFile, g()) : passphrase;
@@ -243,7 +243,7 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
     .option('--p12-password-file <file>', 'PKCS#12 password file')
     .option('--force', 'replace an existing key.pem in --out')
     .action(async (service: string, o) => {
-      const [{ readConfig }, { serviceIdentity }] = await Promise.all([import('../ca/config.ts'), import('../core/identity.ts')]);
+      const [{ readConfig }, { serviceIdentity }] = await Promise.all([import('../ca/index.ts'), import('../core/identity.ts')]);
       const config = readConfig(requireHome(g()).config);
       const id = service.startsWith('spiffe://') ? service : serviceIdentity(config.trustDomain, o.env, service).uri;
       await issueAndWrite('client', { dns: [], ip: [], uri: [id] }, o);
@@ -253,7 +253,7 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
     const keyPath = path.join(o.out, 'key.pem');
     if (!o.force && fs.existsSync(keyPath)) throw new MutualError('OUTPUT_EXISTS', { detail: keyPath });
     const password = await p12Password(o);
-    const { writeIssued } = await import('../ca/write-issued.ts');
+    const { writeIssued } = await import('../ca/index.ts');
     await withCa(g(), async (ca) => {
       const r = await ca.issue({ role, names, days: o.days, ...ttl(o.ttl), keyType: o.key, actor: 'cli' });
       const files = writeIssued(o.out, r, { p12Password: password, force: o.force });
@@ -389,7 +389,7 @@ function registerReadingCommands(program: Command, g: () => GlobalOptions): void
     .option('--head <hash>', `a head printed by an earlier run (at least ${MIN_HEAD_PREFIX} hex digits): the log must still hold it, so entries cut off since show`, headOption)
     .action(async (o: { head?: string }) => {
       const l = requireHome(g());
-      const [{ openInventory }, { verifyAuditLog }] = await Promise.all([import('./compose.ts'), import('../ca/audit.ts')]);
+      const [{ openInventory }, { verifyAuditLog }] = await Promise.all([import('./compose.ts'), import('../ca/index.ts')]);
       const store = (await openInventory(l.home))!;
       try {
         const r = await verifyAuditLog(store, { head: o.head });
@@ -412,7 +412,7 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .option('--days <n>', 'lifetime in days', positiveInt, 730)
     .requiredOption('--out <file>', 'where to write the certificate (PEM)')
     .action(async (file: string, o) => {
-      const [{ readConfig }, { signIntermediate }, { defaultNamePolicy }] = await Promise.all([import('../ca/config.ts'), import('../ca/offline.ts'), import('../core/policy.ts')]);
+      const [{ readConfig, signIntermediate }, { defaultNamePolicy }] = await Promise.all([import('../ca/index.ts'), import('../core/policy.ts')]);
       const home = requireHome(g()).home;
       const config = readConfig(homeLayout(home).config);
       const pem = await signIntermediate({
@@ -430,7 +430,7 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .option('--revoke <cert>', 'an intermediate certificate to revoke')
     .addOption(new Option('--reason <reason>').choices(Object.keys(REVOCATION_REASONS)).default('cessationOfOperation'))
     .action(async (o) => {
-      const { renewRootCrl } = await import('../ca/offline.ts');
+      const { renewRootCrl } = await import('../ca/index.ts');
       const home = resolveHome(g().home);
       const der = await renewRootCrl({
         offlineDir: path.resolve(o.offlineDir ?? defaultOfflineDir(home)), rootPassphrase: await rootPassphrase(o.rootPassphraseFile, g()),
@@ -448,7 +448,7 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .option('--new-key', 'make a new key (installed with the certificate)')
     .requiredOption('--out <file>', 'CSR file')
     .action(async (o) => {
-      const { intermediateCsr } = await import('../ca/intermediate.ts');
+      const { intermediateCsr } = await import('../ca/index.ts');
       const pem = await intermediateCsr({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey });
       fs.writeFileSync(o.out, pem);
       print(g(), `Wrote ${o.out}. Sign it offline: \`mutual offline sign-intermediate ${o.out} --role ${o.role} --out ${o.role}-ca.pem\`.\n`, { file: o.out });
@@ -460,7 +460,7 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .action(async (file: string, o) => {
       const home = requireHome(g()).home;
       const passphrase = await caPassphrase(g());
-      const [{ openInventory }, { installIntermediate }] = await Promise.all([import('./compose.ts'), import('../ca/intermediate.ts')]);
+      const [{ openInventory }, { installIntermediate }] = await Promise.all([import('./compose.ts'), import('../ca/index.ts')]);
       const store = (await openInventory(home))!;
       try {
         await installIntermediate({ home, role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase, store });

@@ -11,8 +11,7 @@ import { homeLayout, resolveHome } from '../ca/home.ts';
 import type { CaStore } from '../ca/store.ts';
 import { parseDuration } from '../core/duration.ts';
 import { MutualError } from '../core/errors.ts';
-import type { DoctorReport } from '../monitor/doctor.ts';
-import type { MonitorConfig } from '../monitor/monitor-config.ts';
+import type { DoctorReport, MonitorConfig } from '../monitor/index.ts';
 
 /** Where the commands write (tests capture it). */
 export interface MonitorCommandIo {
@@ -36,7 +35,7 @@ interface Globals {
 
 /** The config: --config, else <home>/monitor.yaml, else one that watches the CA in <home>. */
 async function loadConfig(file: string | undefined, g: Globals): Promise<MonitorConfig> {
-  const { readMonitorConfig, validateMonitorConfig } = await import('../monitor/monitor-config.ts');
+  const { readMonitorConfig, validateMonitorConfig } = await import('../monitor/index.ts');
   if (file) return readMonitorConfig(file);
   const home = resolveHome(g.home);
   const beside = path.join(home, 'monitor.yaml');
@@ -83,7 +82,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--metrics-textfile <file>', 'write Prometheus metrics here (node_exporter textfile collector)')
     .option('--now <iso-time>', 'judge as of this time (e.g. 2027-03-01T00:00:00Z), to see what a date will bring')
     .action(async (o: { config?: string; alerts: boolean; metricsTextfile?: string; now?: string }) => {
-      const [{ runMonitorOnce }, { formatReport, reportJson }] = await Promise.all([import('../monitor/run-monitor.ts'), import('../monitor/format-report.ts')]);
+      const { runMonitorOnce, formatReport, reportJson } = await import('../monitor/index.ts');
       const config = await loadConfig(o.config, g());
       const now = parseNow(o.now);
       const r = await runMonitorOnce(config, { now, noAlerts: !o.alerts, textfile: o.metricsTextfile });
@@ -101,7 +100,7 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--metrics-listen <host:port>', 'serve Prometheus metrics on http://host:port/metrics')
     .option('--every <duration>', 'override schedule.every (e.g. 15m)')
     .action(async (o: { config?: string; metricsListen?: string; every?: string }) => {
-      const [{ splitAddress }, { startMonitorDaemon }] = await Promise.all([import('../monitor/monitor-config.ts'), import('../monitor/monitor-daemon.ts')]);
+      const { splitAddress, startMonitorDaemon } = await import('../monitor/index.ts');
       const config = await loadConfig(o.config, g());
       if (o.metricsListen) splitAddress(o.metricsListen, true);
       const daemon = await startMonitorDaemon(config, {
@@ -128,8 +127,8 @@ export function registerMonitorCommands(program: Command, io: MonitorCommandIo =
     .option('--now <iso-time>', 'judge validity as of this time (e.g. 2027-03-01T00:00:00Z)')
     .action(async (address: string, o: { cert?: string; key?: string; ca?: string; servername?: string; crl: string[]; timeout: string; http: boolean; now?: string }) => {
       if (Boolean(o.cert) !== Boolean(o.key)) throw new MutualError('CONFIG_INVALID', { detail: '--cert and --key go together' });
-      const [{ diagnoseConnection, formatDoctorReport }, { splitAddress }, { readBundle }, { crlFromFile, crlFromUrl }, { openInventory }] = await Promise.all([
-        import('../monitor/doctor.ts'), import('../monitor/monitor-config.ts'), import('../monitor/run-scan.ts'), import('../monitor/scan-crls.ts'), import('./compose.ts')]);
+      const [{ diagnoseConnection, formatDoctorReport, splitAddress, readBundle, crlFromFile, crlFromUrl }, { openInventory }] = await Promise.all([
+        import('../monitor/index.ts'), import('./compose.ts')]);
       const now = parseNow(o.now);
       const { host, port } = splitAddress(address);
       const l = homeLayout(resolveHome(g().home));

@@ -44,11 +44,11 @@ function writeFiles(dir: string, r: { certificate: string; chain: string; fullch
 
 /** Adds the server-side and client-side commands to the program. */
 export function registerServerCommands(program: Command, g: () => Globals): void {
-  const passphrase = async () => (await import('../keys/passphrase.ts')).resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
+  const passphrase = async () => (await import('../keys/index.ts')).resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
 
   async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string; sqliteWriterThread?: boolean; cryptoThreads?: boolean }, home: string, pass: string, banner: boolean, passFlag = '') {
     const [{ readConfig }, { openAuthority }, { startCaServer }, { pino }] = await Promise.all([
-      import('../ca/config.ts'), import('./compose.ts'), import('../server/ca-server.ts'), import('pino')]);
+      import('../ca/index.ts'), import('./compose.ts'), import('../server/index.ts'), import('pino')]);
     const [host, portText] = splitHostPort(o.listen);
     const pub = o.publicListen ? splitHostPort(o.publicListen) : undefined;
     // The public base URL written into certificates (CRL DP, AIA): --url, else the config's, else
@@ -137,8 +137,8 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--cert-ttl <duration>', 'lifetime of the certificate it enrolls: 15m, 8h, 90d (5m at least; default: the profile\'s)', durationOption)
     .option('--out <file>', 'write the token to this file (0600), for `mutual ca enroll --token-file`, instead of stdout')
     .action(async (names: string[], o) => {
-      const [{ checkLifetime }, { profileLifetimes }, { loadTokenKey, mintToken }, { openAuthority }, { splitNames }, { checkNames }, { parseCertificate }, { readPemOrDer }] = await Promise.all([
-        import('../ca/authority.ts'), import('../ca/config.ts'), import('../ca/tokens.ts'), import('./compose.ts'), import('../server/split-names.ts'),
+      const [{ checkLifetime, profileLifetimes, loadTokenKey, mintToken }, { openAuthority }, { splitNames }, { checkNames }, { parseCertificate }, { readPemOrDer }] = await Promise.all([
+        import('../ca/index.ts'), import('./compose.ts'), import('../core/names.ts'),
         import('../core/policy.ts'), import('../core/certificate.ts'), import('../core/pem.ts')]);
       const home = resolveHome(g().home);
       const pass = await passphrase();
@@ -180,7 +180,7 @@ function registerClientCommands(program: Command, g: () => Globals): void {
       const keyPath = path.join(o.out, 'key.pem');
       if (!o.force && fs.existsSync(keyPath)) throw new MutualError('OUTPUT_EXISTS', { detail: `${keyPath} exists; give --force to replace it, or another --out folder`, path: keyPath });
       const token = resolveToken({ token: o.token, tokenFile: o.tokenFile });
-      const { enroll } = await import('../sdk/ca-client.ts');
+      const { enroll } = await import('../sdk/index.ts');
       const r = await enroll({ caUrl: o.caUrl, token, keyType: o.key as KeyType, root: o.root && fs.readFileSync(o.root, 'utf8') });
       const files = writeFiles(o.out, r, r.key.export({ type: 'pkcs8', format: 'pem' }) as string, r.root);
       out(g(), `Enrolled: certificate ${r.serial}${r.identity ? ` for ${r.identity}` : ''}, valid until ${r.notAfter}\n${files.map((f) => '  ' + f).join('\n')}\n`, { serial: r.serial, notAfter: r.notAfter, files });
@@ -206,7 +206,7 @@ function registerClientCommands(program: Command, g: () => Globals): void {
       }
       const rootFile = o.root ?? path.join(path.dirname(certFile), 'root.pem');
       if (!fs.existsSync(rootFile)) throw new MutualError('CA_UNTRUSTED', { detail: `no trusted root: pass --root (looked for ${rootFile})` });
-      const { renew } = await import('../sdk/ca-client.ts');
+      const { renew } = await import('../sdk/index.ts');
       const r = await renew({ caUrl: o.caUrl, certificate: certPem, key: fs.readFileSync(keyFile, 'utf8'), root: fs.readFileSync(rootFile, 'utf8'), newKey: o.newKey });
       // New key first (if any), then the certificate: each replaced atomically.
       if (r.key) writeFileAtomic(keyFile, r.key.export({ type: 'pkcs8', format: 'pem' }) as string, { mode: 0o600 });
@@ -227,7 +227,7 @@ function registerClientCommands(program: Command, g: () => Globals): void {
     .option('--root <file>', 'trusted root (default: <home>/ca/root.pem)');
   const adminCreds = async (o: { cert?: string; key?: string; root?: string; adminPassphraseFile?: string; p12?: string; p12PasswordFile?: string }) => {
     const l = homeLayout(resolveHome(g().home));
-    const [{ adminPassphrase, readAdminPkcs12 }, { readPrivateKeyFile }] = await Promise.all([import('./admin-key.ts'), import('../keys/encrypted-key-file.ts')]);
+    const [{ adminPassphrase, readAdminPkcs12 }, { readPrivateKeyFile }] = await Promise.all([import('./admin-key.ts'), import('../keys/index.ts')]);
     if (o.p12) return { ...(await readAdminPkcs12(o.p12, { p12PasswordFile: o.p12PasswordFile })), root: fs.readFileSync(o.root ?? l.rootCert, 'utf8') };
     // The same custody check as the CA keys: a key others can read is refused, encrypted or not.
     const key = await readPrivateKeyFile(o.key ?? path.join(l.adminDir, 'key.pem'), () => adminPassphrase({ adminPassphraseFile: o.adminPassphraseFile, caPassphraseFile: g().passphraseFile }));
@@ -241,7 +241,7 @@ function registerClientCommands(program: Command, g: () => Globals): void {
   adminOpts(client.command('revoke').description('revoke a certificate through the CA server').argument('<serial>'))
     .addOption(new Option('--reason <reason>').choices(Object.keys(REVOCATION_REASONS)).default('unspecified'))
     .action(async (serial: string, o) => {
-      const { adminCall } = await import('../sdk/ca-client.ts');
+      const { adminCall } = await import('../sdk/index.ts');
       const r = (await adminCall({ caUrl: o.caUrl, path: '/v1/revoke', body: { serial, reason: o.reason }, ...(await adminCreds(o)) })) as { serial: string; reason: string; covered?: string[] };
       out(g(), `Revoked ${r.serial} (${r.reason}).${(r.covered ?? []).map((c) => `\n  also revoked ${c} (renewed from it)`).join('')}\n`, r);
     });
@@ -250,7 +250,7 @@ function registerClientCommands(program: Command, g: () => Globals): void {
     .action(async (o) => {
       // The API takes days; a duration of hours is a fraction of one.
       const q = o.expiring ? `?expiringDays=${parseDuration(o.expiring) / 86_400_000}` : '';
-      const { adminCall } = await import('../sdk/ca-client.ts');
+      const { adminCall } = await import('../sdk/index.ts');
       const r = (await adminCall({ caUrl: o.caUrl, path: `/v1/certificates${q}`, ...(await adminCreds(o)) })) as { items: { serial: string; role: string; status: string; notAfter: string; identity?: string; names: { dns: string[] } }[] };
       out(g(), r.items.map((i) => `${i.serial}  ${i.role.padEnd(6)}  ${i.status.padEnd(7)}  ${i.notAfter}  ${i.identity ?? i.names.dns.join(',')}`).join('\n') + '\n', r);
     });

@@ -25,6 +25,18 @@ export interface SubjectAltNames {
   uri: string[];
 }
 
+/** An IPv4 or IPv6 address literal, to sort names people type (the policy checks it properly). */
+export const ipRe = /^(\d+\.\d+\.\d+\.\d+|[0-9a-f:]+)$/i;
+
+/** Splits names as people type them (`api.internal`, `10.0.0.7`, `spiffe://acme.internal/svc/x`) into DNS, IP and URI. */
+export function splitNames(names: string[]): SubjectAltNames {
+  return {
+    dns: names.filter((n) => !n.includes('://') && !ipRe.test(n)),
+    ip: names.filter((n) => ipRe.test(n) && !n.includes('://')),
+    uri: names.filter((n) => n.includes('://')),
+  };
+}
+
 const V4_OCTET = '(25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)';
 const V4_RE = new RegExp(`^${V4_OCTET}(\\.${V4_OCTET}){3}$`);
 const HEX_GROUP_RE = /^[0-9a-fA-F]{1,4}$/;

@@ -4,7 +4,7 @@
  * holding at least one fresh revocation source).
  */
 import http from 'node:http';
-import type { PeerVerifier } from '../sdk/verifier.ts';
+import type { PeerVerifier } from '../sdk/index.ts';
 import type { GatewayMetrics } from './metrics.ts';
 
 /** What the admin listener reads (current after a reload). */

@@ -5,7 +5,7 @@
  */
 import path from 'node:path';
 import { z } from 'zod';
-import { configDir, configInvalid, loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/read-config-file.ts';
+import { configDir, configInvalid, loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/index.ts';
 import { normalizeHost, normalizeTarget } from './request-target.ts';
 
 /** Largest gateway.yaml read. */

@@ -11,7 +11,7 @@ import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { MutualError, isMutualError } from '../core/errors.ts';
-import type { PeerVerifier } from '../sdk/verifier.ts';
+import type { PeerVerifier } from '../sdk/index.ts';
 import type { LimitsConfig } from './config.ts';
 import type { GatewayMetrics } from './metrics.ts';
 

@@ -6,8 +6,7 @@
  */
 import { MutualError } from '../core/errors.ts';
 import { certificateIdentity } from '../core/certificate.ts';
-import { serverIdentityChecker } from '../sdk/client.ts';
-import type { IdentitySource } from '../sdk/identity-source.ts';
+import { serverIdentityChecker, type IdentitySource } from '../sdk/index.ts';
 import type { GatewayConfig } from './config.ts';
 import { Router, authorize, type Route } from './router.ts';
 import { HeaderPolicy } from './header-policy.ts';

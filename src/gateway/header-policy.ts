@@ -4,8 +4,9 @@
  * request the policy allowed), plus what the gateway vouches for (X-Forwarded-For/-Proto, XFCC,
  * RFC 9440 Client-Cert). Built once per configuration and swapped with it on reload.
  */
-import type { PeerIdentity } from '../sdk/verifier.ts';
-import { xfccFor, formatClientCert, formatClientCertChain, XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER } from '../sdk/xfcc.ts';
+import {
+  type PeerIdentity, xfccFor, formatClientCert, formatClientCertChain, XFCC_HEADER, CLIENT_CERT_HEADER, CLIENT_CERT_CHAIN_HEADER,
+} from '../sdk/index.ts';
 
 // Request fields never forwarded as received: hop-by-hop ones (RFC 9110 7.6.1), HTTP/2 connection-specific
 // ones (RFC 9113 8.2.2), the host (set once, below), the framing (the upstream client frames the body

@@ -3,7 +3,7 @@
  * several gateways and the CA server can live in one process).
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { PeerVerifier } from '../sdk/verifier.ts';
+import type { PeerVerifier } from '../sdk/index.ts';
 
 /** The gateway's metrics. */
 export interface GatewayMetrics {

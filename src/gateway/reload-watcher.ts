@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { WATCH_POLL_MS } from './tls-material.ts';
-import { statStamp } from '../sdk/identity-source.ts';
+import { statStamp } from '../sdk/index.ts';
 
 /** Changes are applied this long after the last file event, so files written together land together. */
 export const RELOAD_SETTLE_MS = 100;

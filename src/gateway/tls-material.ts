@@ -10,9 +10,7 @@ import { constants as cryptoConstants } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { MutualError } from '../core/errors.ts';
-import { PeerVerifier } from '../sdk/verifier.ts';
-import { loadIdentity, enrollIdentity, type IdentitySource } from '../sdk/identity-source.ts';
-import type { FetchBytes } from '../sdk/fetch-bytes.ts';
+import { PeerVerifier, loadIdentity, enrollIdentity, type IdentitySource, type FetchBytes } from '../sdk/index.ts';
 import type { GatewayConfig } from './config.ts';
 import type { UpstreamTlsMaterial } from './gateway-state.ts';
 

@@ -27,7 +27,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import type { IdentitySource } from '../sdk/identity-source.ts';
+import type { IdentitySource } from '../sdk/index.ts';
 import { Connection, type ConnectionOwner, type OnRead } from './upstream-connection.ts';
 import { Exchange, requestHead, type ExchangeQueue, unavailable, validateRequest, type UpstreamCall, type UpstreamHandler, type UpstreamRequest } from './upstream-exchange.ts';
 

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import { MutualError } from '../core/errors.ts';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { writeFileAtomic } from '../io/index.ts';
 import { levelRank, severityRank, type Finding, type Severity } from './finding.ts';
 
 /** Largest state file read. */

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import nodemailer from 'nodemailer';
 import { parseDuration } from '../core/duration.ts';
 import { MutualError } from '../core/errors.ts';
-import { createFetchBytes } from '../sdk/fetch-bytes.ts';
+import { createFetchBytes } from '../sdk/index.ts';
 import { applyPlan, planChannel, type AlertState, type ChannelPlan, type SentEntry } from './alert-state.ts';
 import type { Finding, Severity } from './finding.ts';
 import type { EmailConfig, MonitorConfig, WebhookConfig } from './monitor-config.ts';

@@ -11,3 +11,6 @@ export { analyzeChain, type ChainAnalysis } from './analyze-chain.ts';
 export { createMonitorMetrics, serveMetrics, writeMetricsTextfile, type MonitorMetrics } from './monitor-metrics.ts';
 export { formatReport, reportJson } from './format-report.ts';
 export { FINDING_KINDS, SEVERITIES, type Finding, type FindingKind, type Severity } from './finding.ts';
+export { splitAddress } from './monitor-config.ts';
+export { readBundle } from './run-scan.ts';
+export { crlFromFile, crlFromUrl } from './scan-crls.ts';

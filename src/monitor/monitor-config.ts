@@ -8,7 +8,7 @@ import path from 'node:path';
 import { z } from 'zod';
 import { parseDuration } from '../core/duration.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
-import { configDir, configInvalid, loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/read-config-file.ts';
+import { configDir, configInvalid, loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/index.ts';
 
 /** Largest monitor config read. */
 export const MAX_MONITOR_CONFIG_BYTES = 1024 * 1024;

@@ -7,7 +7,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Registry } from 'prom-client';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { writeFileAtomic } from '../io/index.ts';
 import { FINDING_KINDS, SEVERITIES } from './finding.ts';
 import type { DeliveryResult } from './deliver-alerts.ts';
 import type { MonitorReport } from './run-scan.ts';

@@ -12,7 +12,7 @@ import { MAX_CRL_BYTES, parseCrl, verifyCrlSignature, type CrlInfo } from '../co
 import { MutualError, isMutualError } from '../core/errors.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import { humanDuration, makeFinding, type Finding } from './finding.ts';
-import { createFetchBytes } from '../sdk/fetch-bytes.ts';
+import { createFetchBytes } from '../sdk/index.ts';
 
 /** One CRL to read: a label for messages and a loader. */
 export interface CrlInput {

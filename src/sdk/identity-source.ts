@@ -15,7 +15,7 @@ import type { KeyType } from '../core/algorithms.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { MutualError } from '../core/errors.ts';
 import { readPemOrDer } from '../core/pem.ts';
-import { writeFileAtomic } from '../io/atomic-file.ts';
+import { writeFileAtomic } from '../io/index.ts';
 import { enroll, renew } from './ca-client.ts';
 
 /** Default poll interval for file identities (the fallback when a watch misses a change). */

@@ -1,10 +1,11 @@
 /**
  * `mutual/sdk`: mTLS inside a Node service, with the same verification as the gateway.
- * Exports by name only; see docs/sdk.md.
+ * Exports by name only; see docs/sdk.md. It is also the SDK's face to the other parts of mutual
+ * (the gateway, agent and monitor import only this file).
  */
-export { PeerVerifier, readCertificates, CRL_REFRESH_MS, MAX_CACHED_CERTIFICATES } from './verifier.ts';
+export { PeerVerifier, verifiedChain, readCertificates, CRL_REFRESH_MS, MAX_CACHED_CERTIFICATES } from './verifier.ts';
 export type { VerifierOptions, RevocationOptions, RevocationMode, PeerIdentity, PeerChain, IssuerRevocationStatus } from './verifier.ts';
-export { IdentitySource, loadIdentity, enrollIdentity, identityMaterial, RENEW_FRACTION, IDENTITY_POLL_MS } from './identity-source.ts';
+export { IdentitySource, statStamp, loadIdentity, enrollIdentity, identityMaterial, RENEW_FRACTION, IDENTITY_POLL_MS } from './identity-source.ts';
 export type { IdentityMaterial, LoadIdentityOptions, EnrollIdentityOptions } from './identity-source.ts';
 export { createServer, peerIdentity, setPeerIdentity, sendError, checkAllowed } from './server.ts';
 export type { CreateServerOptions, MtlsServer, MtlsHandler, MtlsRequest, MtlsResponse } from './server.ts';
@@ -16,6 +17,7 @@ export { allow, fastifyAllow, callerIdentity } from './middleware.ts';
 export type { AllowOptions, FastifyLikeRequest, FastifyLikeReply } from './middleware.ts';
 export { createFetchBytes } from './fetch-bytes.ts';
 export type { FetchBytes, FetchBytesRequest } from './fetch-bytes.ts';
-export { enroll, renew } from './ca-client.ts';
+export { enroll, renew, adminCall, fetchCaCertificates, fetchCrl, fetchPinnedRoot, fingerprintOf, readTokenClaims } from './ca-client.ts';
+export type { IssuedCertificate } from './ca-client.ts';
 export { MutualError, isMutualError } from '../core/errors.ts';
 export type { ErrorCode } from '../core/errors.ts';

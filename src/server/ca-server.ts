@@ -10,12 +10,9 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
-import { MAX_RENEWAL_GRACE_SECONDS, type CertificateAuthority, type IntermediateCa } from '../ca/authority.ts';
-import { CrlSchedule } from '../ca/crl-schedule.ts';
-import { Enrollment } from '../ca/enrollment.ts';
-import { RevocationFeed, REVOCATION_POLL_MS } from '../ca/revocation-feed.ts';
-import { SelfRenewal, type TlsCredentials } from '../ca/self-renewal.ts';
-import { loadTokenKey } from '../ca/tokens.ts';
+import {
+  MAX_RENEWAL_GRACE_SECONDS, type CertificateAuthority, type IntermediateCa, CrlSchedule, Enrollment, RevocationFeed, REVOCATION_POLL_MS, SelfRenewal, type TlsCredentials, loadTokenKey,
+} from '../ca/index.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { AdminAuthenticator } from './admin-auth.ts';
 import { RateLimiter } from './http-util.ts';
@@ -23,9 +20,8 @@ import { createMetrics, type CaMetrics } from './metrics.ts';
 import { OcspService } from './ocsp-service.ts';
 import { createRequestLoop } from './request-loop.ts';
 import type { ServerState } from './routes.ts';
-import { ipRe, splitNames } from './split-names.ts';
+import { ipRe, splitNames } from '../core/names.ts';
 
-export { splitNames };
 
 /** Options for {@link startCaServer}. */
 export interface CaServerOptions {

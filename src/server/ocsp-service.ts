@@ -5,8 +5,7 @@
  * drops that serial's cached answers; nonce requests (RFC 8954) are signed on demand.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { CertificateAuthority } from '../ca/authority.ts';
-import { OcspResponders, type OcspIssuer } from '../ca/ocsp-responders.ts';
+import { type CertificateAuthority, OcspResponders, type OcspIssuer } from '../ca/index.ts';
 import type { RevocationEvent } from '../ca/store.ts';
 import { isMutualError } from '../core/errors.ts';
 import {

@@ -6,12 +6,10 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import fs from 'node:fs';
-import type { CertificateAuthority, IssueResult, LeafRole } from '../ca/authority.ts';
-import type { CrlSchedule } from '../ca/crl-schedule.ts';
-import type { Enrollment } from '../ca/enrollment.ts';
-import type { RevocationFeed } from '../ca/revocation-feed.ts';
+import {
+  type CertificateAuthority, type IssueResult, type LeafRole, type CrlSchedule, type Enrollment, type RevocationFeed, MAX_TOKEN_TTL_SECONDS,
+} from '../ca/index.ts';
 import type { StoredCertificate } from '../ca/store.ts';
-import { MAX_TOKEN_TTL_SECONDS } from '../ca/tokens.ts';
 import type { CertificateInfo } from '../core/certificate.ts';
 import { parseCsr } from '../core/csr.ts';
 import { parseRevocationReason } from '../core/crl.ts';
@@ -22,7 +20,7 @@ import { readJson, sendJson, type RateLimiter } from './http-util.ts';
 import type { CaMetrics } from './metrics.ts';
 import type { OcspService } from './ocsp-service.ts';
 import { parseRequestTarget } from './request-target.ts';
-import { splitNames } from './split-names.ts';
+import { splitNames } from '../core/names.ts';
 
 /** How long without a store answer before /ready says 503, in revocation polls. */
 const READY_STALE_POLLS = 5;

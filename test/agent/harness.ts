@@ -10,7 +10,8 @@ import crypto from 'node:crypto';
 import { pino } from 'pino';
 import { stringify as toYaml } from 'yaml';
 import { makeTestCa, tempDir, TEST_PASSPHRASE, type TestCa } from '../helpers/test-ca.ts';
-import { startCaServer, splitNames, type CaServer } from '../../src/server/ca-server.ts';
+import { startCaServer, type CaServer } from '../../src/server/ca-server.ts';
+import { splitNames } from '../../src/core/names.ts';
 import { loadTokenKey, mintToken } from '../../src/ca/tokens.ts';
 import { adminCall } from '../../src/sdk/ca-client.ts';
 import { readPemOrDer } from '../../src/core/pem.ts';
@@ -25,6 +26,7 @@ import { fetchCrl } from '../../src/sdk/ca-client.ts';
 import { parseCrl } from '../../src/core/crl-reader.ts';
 export { freePort, runAsync } from '../helpers/tools.ts';
 import { freePort, runAsync } from '../helpers/tools.ts';
+import { openAuthority } from '../../src/ca/open-authority.ts';
 
 /**
  * How far behind the wall clock a {@link testClock} starts. Real peers (nginx, curl, OpenSSL, Node's
@@ -143,7 +145,7 @@ export async function startAgentCa(o: { leafSeconds?: number; graceSeconds?: num
       srv = undefined;
       await tc.ca.close();
       await installIntermediate({ home: tc.home, role, certificate: pem, passphrase: TEST_PASSPHRASE });
-      tc.ca = await CertificateAuthority.open({ home: tc.home, passphrase: TEST_PASSPHRASE, now });
+      tc.ca = await openAuthority({ home: tc.home, passphrase: TEST_PASSPHRASE, now });
       wrapIssue(tc.ca);
       srv = await start();
     },

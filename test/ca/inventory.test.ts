@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { makeTestCa, tempDir, TEST_PASSPHRASE, type TestCa } from '../helpers/test-ca.ts';
-import { CertificateAuthority, MAX_COMMIT_BATCH, type IssueRequest, type IssueResult } from '../../src/ca/authority.ts';
+import { MAX_COMMIT_BATCH, type IssueRequest, type IssueResult } from '../../src/ca/authority.ts';
 import { verifyAuditLog } from '../../src/ca/audit.ts';
 import type { AuditEntry, CaStore, CertificateRecord, StoredCertificate } from '../../src/ca/store.ts';
 import { auditHash } from '../../src/core/audit-hash.ts';
@@ -21,6 +21,7 @@ import { buildCsr } from '../../src/core/csr.ts';
 import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
 import type { SubjectAltNames } from '../../src/core/names.ts';
 import { openSqliteStore } from '../../src/store/sqlite-store.ts';
+import { openAuthority } from '../../src/ca/open-authority.ts';
 
 const NOW = new Date('2027-03-01T09:30:00Z');
 const DAY = 86_400_000;
@@ -377,7 +378,7 @@ describe('ca/inventory: reopening the CA', () => {
       const first = await ca.ca.issue({ role: 'server', names: names({ dns: ['one.acme.internal'] }), now: NOW });
       const headBefore = await verifyAuditLog(ca.ca.store);
       await ca.ca.close();
-      const again = await CertificateAuthority.open({ home: ca.home, passphrase: TEST_PASSPHRASE, now: () => NOW });
+      const again = await openAuthority({ home: ca.home, passphrase: TEST_PASSPHRASE, now: () => NOW });
       try {
         assert.equal((await again.find({ serial: first.serial })).serial, first.serial);
         const second = await again.issue({ role: 'client', names: names({ uri: [id('two')] }) });

@@ -6,11 +6,11 @@
  */
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
-import { CertificateAuthority } from '../../src/ca/authority.ts';
 import { RevocationFeed, REVOCATION_POLL_MS } from '../../src/ca/revocation-feed.ts';
 import type { RevocationEvent } from '../../src/ca/store.ts';
 import { makeTestCa, TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 import { tick, until } from '../helpers/wait.ts';
+import { openAuthority } from '../../src/ca/open-authority.ts';
 
 const NOW = new Date('2026-06-01T12:00:00Z');
 const ID = (svc: string) => `spiffe://acme.internal/prod/${svc}`;
@@ -39,7 +39,7 @@ test('ok/open-loads-the-revoked-set', async () => {
 
 test('ok/poll-picks-up-a-revocation-made-by-another-replica', async () => {
   const tc = await makeTestCa({ now: NOW });
-  const other = await CertificateAuthority.open({ home: tc.home, passphrase: TEST_PASSPHRASE, now: () => NOW });
+  const other = await openAuthority({ home: tc.home, passphrase: TEST_PASSPHRASE, now: () => NOW });
   try {
     const a = await tc.ca.issue({ role: 'client', names: { dns: [], ip: [], uri: [ID('a')] } });
     const heard: RevocationEvent[] = [];

@@ -513,8 +513,8 @@ test('ok/issue --ttl: lifetimes in minutes and hours', async (t) => {
 
 test('ok/revoke reports the renewals it covered', async () => {
   // A renewal in the inventory (renewals come through `mutual serve`; here the authority directly).
-  const { CertificateAuthority } = await import('../../src/ca/authority.ts');
-  const ca = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE });
+  const { openAuthority } = await import('../../src/ca/open-authority.ts');
+  const ca = await openAuthority({ home, passphrase: TEST_PASSPHRASE });
   let first: string;
   let renewal: string;
   try {

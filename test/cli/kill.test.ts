@@ -30,10 +30,10 @@ function writeLoopScript(file: string): void {
   const url = (rel: string) => JSON.stringify(pathToFileURL(path.join(REPO, rel)).href);
   fs.writeFileSync(file, `
 import path from 'node:path';
-import { CertificateAuthority } from ${url('src/ca/authority.ts')};
+import { openAuthority } from ${url('src/ca/open-authority.ts')};
 import { writeIssued } from ${url('src/ca/write-issued.ts')};
 const [home, out] = process.argv.slice(2);
-const ca = await CertificateAuthority.open({ home, passphrase: process.env.MUTUAL_CA_PASSPHRASE });
+const ca = await openAuthority({ home, passphrase: process.env.MUTUAL_CA_PASSPHRASE });
 let n = 0;
 for (;;) {
   // Several at once, so some share a group-commit transaction.

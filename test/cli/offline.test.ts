@@ -10,10 +10,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pino } from 'pino';
 import { hasTool, openssl, runAsync } from '../helpers/tools.ts';
-import { CertificateAuthority } from '../../src/ca/authority.ts';
 import { startCaServer } from '../../src/server/ca-server.ts';
 import { tempDir, TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 import { errorCode, explain, json, leaks, mode, mutual, sha256, WRONG_PASSPHRASE, type CliResult } from './cli-helper.ts';
+import { openAuthority } from '../../src/ca/open-authority.ts';
 
 const dir = tempDir('mutual-cli-offline-');
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -104,7 +104,7 @@ test('ok/a certificate issued before the key rotation can still be revoked', ski
 });
 
 test('ok/the CA server answers OCSP for the retired intermediate and serves its CRL', skipNoOpenssl, async () => {
-  const authority = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE });
+  const authority = await openAuthority({ home, passphrase: TEST_PASSPHRASE });
   const srv = await startCaServer({ ca: authority, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), rateLimit: false });
   try {
     assert.equal(authority.retired.length, 1);
@@ -244,7 +244,7 @@ test('ok/after a client CA key rotation, what the old key issued still works: th
   expectOk(await cli(['intermediate', 'csr', '--role', 'client', '--new-key', '--out', p('client.csr')]));
   expectOk(await cli(['offline', 'sign-intermediate', p('client.csr'), '--role', 'client', ...offlineDir, '--out', p('client-new.pem')]));
   expectOk(await cli(['intermediate', 'install', p('client-new.pem'), '--role', 'client']));
-  const authority = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE });
+  const authority = await openAuthority({ home, passphrase: TEST_PASSPHRASE });
   const srv = await startCaServer({ ca: authority, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), rateLimit: false });
   try {
     assert.ok(authority.retired.some((r) => r.role === 'client-ca'), 'the old client CA is retired, not gone');

@@ -6,6 +6,10 @@
  * may use (`any`, or a list). Imports are read from the code with comments removed: static
  * `import`/`export ... from`, side-effect `import '...'` and dynamic `import('...')`, type-only
  * imports included.
+ *
+ * The faces table of the same page (between `<!-- faces:begin -->` and `<!-- faces:end -->`) is
+ * checked here too: an import that leaves a part names the target part's `index.ts` or a face the
+ * table lists for it (`every file` for core).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -81,6 +85,38 @@ export function violations(files: Map<string, string>, rules: Map<string, Rule>)
   return out;
 }
 
+/** The faces table of ARCHITECTURE.md: part -> its faces (file names in the part), or 'all'. */
+export function parseFaces(doc: string): Map<string, string[] | 'all'> {
+  const m = /<!-- faces:begin -->([\s\S]*?)<!-- faces:end -->/.exec(doc);
+  if (!m) throw new Error('docs/ARCHITECTURE.md has no faces table');
+  const faces = new Map<string, string[] | 'all'>();
+  for (const line of m[1].split('\n')) {
+    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    if (cells.length !== 3 || cells[0] === 'part' || /^-+$/.test(cells[0])) continue;
+    const files = cells[1] === 'every file' ? 'all' : [...cells[1].matchAll(/`([^`]+)`/g)].map((f) => f[1]);
+    for (const part of cells[0].matchAll(/`([^`]+)`/g)) faces.set(part[1], files);
+  }
+  return faces;
+}
+
+/** The imports of `files` that leave their part for a file that is not one of the target part's faces. */
+export function faceViolations(files: Map<string, string>, faces: Map<string, string[] | 'all'>): string[] {
+  const out: string[] = [];
+  for (const [file, text] of files) {
+    for (const spec of importsOf(text)) {
+      if (!spec.startsWith('.')) continue;
+      const target = path.posix.normalize(path.posix.join(path.posix.dirname(file), spec));
+      const targetPart = partOf(target);
+      if (targetPart === partOf(file) || targetPart === target) continue;
+      const face = faces.get(targetPart);
+      if (face === 'all') continue;
+      const name = target.slice(targetPart.length + 1);
+      if (!face?.includes(name)) out.push(`${file}: ${spec} (${targetPart}'s faces are ${face?.join(', ') ?? 'not in the table'})`);
+    }
+  }
+  return out;
+}
+
 function sources(dir = SRC): Map<string, string> {
   const out = new Map<string, string>();
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
@@ -130,4 +166,35 @@ test('ok/the checker reads the forms of import and applies each kind of rule', (
 
 test('fail/an import the table of docs/ARCHITECTURE.md does not allow', () => {
   assert.deepEqual(violations(sources(), rules), [], 'change the code, or the table in docs/ARCHITECTURE.md in review');
+});
+
+const faces = parseFaces(fs.readFileSync(DOC, 'utf8'));
+
+test('ok/every part but the CLI and the top-level entry has a face, and each face is a file of its part', () => {
+  const files = new Set(sources().keys());
+  const parts = new Set([...files].map(partOf).filter((p) => p.includes('.') === false && p !== 'cli'));
+  assert.deepEqual([...faces.keys()].sort(), [...parts].sort());
+  for (const [part, list] of faces) {
+    if (list === 'all') continue;
+    assert.ok(list.includes('index.ts'), `${part}: index.ts is its face`);
+    for (const f of list) assert.ok(files.has(`${part}/${f}`), `${part}/${f} exists`);
+  }
+});
+
+test('ok/the faces checker lets imports in a part, to an index, to a listed face and into core pass', () => {
+  const table = new Map<string, string[] | 'all'>([['core', 'all'], ['ca', ['index.ts', 'limits.ts']], ['store', ['index.ts']]]);
+  const files = new Map([
+    ['ca/a.ts', "import { b } from './b.ts';\nimport { der } from '../core/der.ts';\nimport { openStore } from '../store/index.ts';\n"],
+    ['cli/x.ts', "import { MIN } from '../ca/limits.ts';\nconst { issue } = await import('../ca/authority.ts');\nimport type { S } from '../store/sqlite.ts';\n"],
+    ['index.ts', "export { openStore } from './store/index.ts';\nexport { x } from './ca/x.ts';\n"],
+  ]);
+  assert.deepEqual(faceViolations(files, table), [
+    "cli/x.ts: ../ca/authority.ts (ca's faces are index.ts, limits.ts)",
+    "cli/x.ts: ../store/sqlite.ts (store's faces are index.ts)",
+    "index.ts: ./ca/x.ts (ca's faces are index.ts, limits.ts)",
+  ]);
+});
+
+test('fail/an import past a part\'s face (docs/ARCHITECTURE.md, "Faces")', () => {
+  assert.deepEqual(faceViolations(sources(), faces), [], 'import the part\'s index.ts (export the name there), or add a face to the table in review');
 });

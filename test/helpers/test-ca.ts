@@ -7,6 +7,7 @@ import path from 'node:path';
 import { initCa, type InitCaOptions, type InitCaResult } from '../../src/ca/init-ca.ts';
 import { CertificateAuthority } from '../../src/ca/authority.ts';
 import { homeLayout, type HomeLayout } from '../../src/ca/home.ts';
+import { openAuthority } from '../../src/ca/open-authority.ts';
 
 /** The passphrase of every test CA (not a secret: these CAs live for one test). */
 export const TEST_PASSPHRASE = 'test-passphrase-0123456789';
@@ -41,7 +42,7 @@ export async function makeTestCa(options: Partial<InitCaOptions> & { offloadCryp
   const home = path.join(dir, 'home');
   const offlineDir = path.join(dir, 'offline');
   const init = await initCa({ home, offlineDir, trustDomain: 'acme.internal', name: 'Acme Test', passphrase: TEST_PASSPHRASE, ...o });
-  const ca = await CertificateAuthority.open({ home, passphrase: TEST_PASSPHRASE, now: clock ?? (o.now ? () => o.now! : undefined), offloadCrypto });
+  const ca = await openAuthority({ home, passphrase: TEST_PASSPHRASE, now: clock ?? (o.now ? () => o.now! : undefined), offloadCrypto });
   const self: TestCa = {
     dir, home, offlineDir, layout: homeLayout(home), init, ca,
     file(name, data) {

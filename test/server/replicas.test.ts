@@ -23,6 +23,7 @@ import type { PostgresStore } from '../../src/store/postgres-store.ts';
 import { makeTestCa, TEST_PASSPHRASE, type TestCa } from '../helpers/test-ca.ts';
 import { requireTool } from '../helpers/tools.ts';
 import { curlTo, dropSchema, freshSchema, opensslAsync, pgSkip, pgUrl, send, waitFor, type SendTls } from '../helpers/server.ts';
+import { openAuthority } from '../../src/ca/open-authority.ts';
 
 /** How soon a revocation on one replica must show on the other. */
 const PROPAGATION_MS = 3000;
@@ -46,7 +47,7 @@ describe('replicas on one PostgreSQL', { skip: pgSkip() }, () => {
     tc = await makeTestCa({ databaseUrl: url, databaseSchema: schema });
     await tc.ca.close();
     for (let i = 0; i < 2; i++) {
-      const ca = await CertificateAuthority.open({ home: tc.home, passphrase: TEST_PASSPHRASE, databaseUrl: url, databaseSchema: schema });
+      const ca = await openAuthority({ home: tc.home, passphrase: TEST_PASSPHRASE, databaseUrl: url, databaseSchema: schema });
       cas.push(ca);
       servers.push(await startCaServer({ ca, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port: 0, logger: pino({ level: 'silent' }), rateLimit: false }));
     }

@@ -1,0 +1,21 @@
+/**
+ * The authority's face to the other parts: issuing, renewing and revoking, CA init and the offline
+ * ceremonies, tokens, the audit chain, the storage interface it declares and the services `serve` runs.
+ * Exports by name only. `home.ts`, `limits.ts`, `open-ca-store.ts` and `store.ts` are faces of their
+ * own (docs/ARCHITECTURE.md, "Faces").
+ */
+export { CertificateAuthority, type IssueRequest, type IssueResult, type OpenAuthorityOptions, type LeafRole, type IntermediateCa, MAX_RENEWAL_GRACE_SECONDS } from './authority.ts';
+export { openAuthority, type OpenAuthorityAtOptions } from './open-authority.ts';
+export { initCa, type InitCaOptions, type InitCaResult } from './init-ca.ts';
+export { signIntermediate, renewRootCrl } from './offline.ts';
+export { intermediateCsr, installIntermediate } from './intermediate.ts';
+export { verifyAuditLog } from './audit.ts';
+export { mintToken, verifyToken, loadTokenKey, MAX_TOKEN_TTL_SECONDS } from './tokens.ts';
+export { CrlSchedule } from './crl-schedule.ts';
+export { Enrollment } from './enrollment.ts';
+export { RevocationFeed, REVOCATION_POLL_MS } from './revocation-feed.ts';
+export { SelfRenewal, type TlsCredentials } from './self-renewal.ts';
+export { OcspResponders, type OcspIssuer } from './ocsp-responders.ts';
+export { writeIssued } from './write-issued.ts';
+export { readConfig, profileLifetimes } from './config.ts';
+export { checkLifetime } from './issue-request.ts';
