@@ -4,7 +4,13 @@
  * TLS 1.3 with X25519, no session resumption anywhere, 1 worker each, the same load generator
  * (bench/gateway-client.ts, its own process, its own CPU accounting).
  *
- *   npx node bench/gateway.ts [--seconds 15] [--rounds 3] [--json out.json]
+ *   npx node bench/gateway.ts [--seconds 15] [--rounds 3] [--json out.json] [--profile dir]
+ *     [--modes handshake,keepalive] [--compare <checkout>]
+ *
+ * `--compare <checkout>` adds, to the keep-alive rounds, a gateway run from another checkout's
+ * src/ (the same config, load and upstream), to pair a before and an after in one run.
+ * `--profile dir` writes a V8 CPU profile of each mutual gateway process into dir (open it in
+ * Chrome's DevTools, or summarize it with `node bench/lib/profile-top.ts file.cpuprofile`).
  *
  * Measures, in interleaved rounds (the order flips every round), medians reported:
  * - full mTLS handshakes/s: a new connection per request, 8 concurrent;
@@ -35,6 +41,9 @@ const arg = (name: string, def: number) => {
 const SECONDS = arg('seconds', 15);
 const ROUNDS = arg('rounds', 3);
 const jsonOut = process.argv.includes('--json') ? process.argv[process.argv.indexOf('--json') + 1] : undefined;
+const modes = process.argv.includes('--modes') ? process.argv[process.argv.indexOf('--modes') + 1].split(',') : ['handshake', 'keepalive'];
+const compareTree = process.argv.includes('--compare') ? path.resolve(process.argv[process.argv.indexOf('--compare') + 1]) : undefined;
+const profileDir = process.argv.includes('--profile') ? path.resolve(process.argv[process.argv.indexOf('--profile') + 1]) : undefined;
 const CRL_ENTRIES = 100_000;
 const CLK_TCK = 100;
 
@@ -92,11 +101,12 @@ ${body.replaceAll('PORT', String(port))}
   return { name, port, pid: child.pid!, child };
 }
 
-async function startMutual(name: string, dir: string, config: Record<string, unknown>): Promise<Server> {
+async function startMutual(name: string, dir: string, config: Record<string, unknown>, tree = path.join(here, '..')): Promise<Server> {
   const port = await freePort();
   const file = path.join(dir, `${name}.yaml`);
   fs.writeFileSync(file, stringify({ ...config, listen: { host: '127.0.0.1', port } }));
-  const child = spawn(process.execPath, [path.join(here, 'gateway-server.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const prof = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, `--cpu-prof-name=${name}-\${pid}.cpuprofile`] : [];
+  const child = spawn(process.execPath, [...prof, path.join(tree, 'bench', 'gateway-server.ts'), file], { stdio: ['ignore', 'pipe', 'inherit'] });
   children.push(child);
   await new Promise<void>((resolve, reject) => {
     let out = '';
@@ -186,7 +196,8 @@ async function main(): Promise<void> {
     nginx: await startNginx('nginx', dir, terminator(false)),
     'mutual+crl100k': await startMutual('mutual-crl', dir, gatewayConfig({ mode: 'fail-closed', crlFiles: [crlFile], ocsp: false })),
     'nginx+crl100k': await startNginx('nginx-crl', dir, terminator(true)),
-  };
+    ...(compareTree ? { compared: await startMutual('compared', dir, gatewayConfig({ mode: 'off' }), compareTree) } : {}),
+  } as Record<string, Server>;
   const load = (s: Server, mode: LoadOptions['mode'], seconds: number): LoadOptions => ({
     mode, port: s.port, concurrency: mode === 'handshake' ? 8 : 32, seconds, ca: tc.ca.rootPem, cert: client.fullchain, key: client.key, servername: 'localhost',
   });
@@ -200,10 +211,10 @@ async function main(): Promise<void> {
 
   type Row = LoadResult & { serverCpuSeconds: number; serverCpuMsPerRequest: number };
   const results: Record<string, Record<string, Row[]>> = { handshake: {}, keepalive: {} };
-  const plan: [LoadOptions['mode'], (keyof typeof servers)[]][] = [
+  const plan = ([
     ['handshake', ['mutual', 'nginx', 'mutual+crl100k', 'nginx+crl100k']],
-    ['keepalive', ['mutual', 'nginx']],
-  ];
+    ['keepalive', ['mutual', 'nginx', ...(compareTree ? ['compared'] : [])]],
+  ] as [LoadOptions['mode'], string[]][]).filter(([mode]) => modes.includes(mode));
   for (let round = 0; round < ROUNDS; round++) {
     for (const [mode, names] of plan) {
       for (const name of round % 2 ? [...names].reverse() : names) {
@@ -228,21 +239,22 @@ async function main(): Promise<void> {
       };
     }
   }
-  const hs = summary.handshake;
-  const ka = summary.keepalive;
+  const hs = summary.handshake ?? {};
+  const ka = summary.keepalive ?? {};
   const rows = [
     ...Object.entries(hs).map(([name, s]) => ({ test: 'full mTLS handshakes (new connection per request, 8 concurrent)', server: name, 'req/s': Math.round(s.perSecond), 'p50 ms': s.p50Ms, 'p99 ms': s.p99Ms, 'server CPU ms/req': s.serverCpuMsPerRequest, 'client CPU ms/req': s.clientCpuMsPerRequest, errors: s.errors })),
     ...Object.entries(ka).map(([name, s]) => ({ test: 'keep-alive proxied (32 connections)', server: name, 'req/s': Math.round(s.perSecond), 'p50 ms': s.p50Ms, 'p99 ms': s.p99Ms, 'server CPU ms/req': s.serverCpuMsPerRequest, 'client CPU ms/req': s.clientCpuMsPerRequest, errors: s.errors })),
   ];
   const pct = (a: number, b: number) => `${((a / b) * 100).toFixed(0)}%`;
-  const ratios: Record<string, string> = {
+  const ratios: Record<string, string> = {};
+  if (ka.mutual) ratios['proxied req/s, mutual / nginx (goal >= 60%)'] = pct(ka.mutual.perSecond, ka.nginx.perSecond);
+  if (hs.mutual) Object.assign(ratios, {
     'handshakes/s, mutual / nginx (goal >= 90%)': pct(hs.mutual.perSecond, hs.nginx.perSecond),
     'server CPU per handshake, nginx / mutual': pct(hs.nginx.serverCpuMsPerRequest, hs.mutual.serverCpuMsPerRequest),
     'handshakes/s with 100k CRL, mutual / nginx without CRL': pct(hs['mutual+crl100k'].perSecond, hs.nginx.perSecond),
-    'proxied req/s, mutual / nginx (goal >= 60%)': pct(ka.mutual.perSecond, ka.nginx.perSecond),
     'revocation cost with 100k CRL, mutual (goal < 5%)': `${((1 - hs['mutual+crl100k'].perSecond / hs.mutual.perSecond) * 100).toFixed(1)}% of the handshake rate, ${((hs['mutual+crl100k'].serverCpuMsPerRequest / hs.mutual.serverCpuMsPerRequest - 1) * 100).toFixed(1)}% server CPU per handshake`,
     'revocation cost with 100k CRL, nginx ssl_crl': `${((1 - hs['nginx+crl100k'].perSecond / hs.nginx.perSecond) * 100).toFixed(1)}% of the handshake rate, ${((hs['nginx+crl100k'].serverCpuMsPerRequest / hs.nginx.serverCpuMsPerRequest - 1) * 100).toFixed(1)}% server CPU per handshake`,
-  };
+  });
   // The revocation check itself, in this process and without the network: what a connection costs
   // the verifier with no revocation data vs with the 100,000-entry CRL loaded (and the load itself).
   const leaf = new crypto.X509Certificate(client.fullchain).raw;
@@ -265,7 +277,7 @@ async function main(): Promise<void> {
   }
   const verifyOff = median(offUs);
   const verifyOn = median(onUs);
-  ratios['revocation check per connection, in-process (100k CRL vs none)'] =
+  if (hs.mutual) ratios['revocation check per connection, in-process (100k CRL vs none)'] =
     `${verifyOn.toFixed(2)} us vs ${verifyOff.toFixed(2)} us, i.e. ${(((verifyOn - verifyOff) / 1000 / hs.mutual.serverCpuMsPerRequest) * 100).toPrecision(2)}% of mutual's server CPU per handshake; loading the CRL (parse + signature) took ${crlLoadMs.toFixed(0)} ms once`;
 
   process.stdout.write(`\n## mutual gateway vs nginx ${ROUNDS} rounds x ${SECONDS} s, medians (node ${process.version})\n\n${formatTable(rows)}\n\n`);
