@@ -25,3 +25,5 @@ export type {
   AcmeService, AcmeAccount, AcmeAuthorization, AcmeCertificateChain, AcmeChallenge, AcmeChallengeType, AcmeIdentifier, AcmeMeta, AcmeOrder, AcmeSubproblem, FlattenedJws, RenewalInfo,
 } from './acme/acme-api.ts';
 export { acmeConfig, type AcmeConfig } from './config.ts';
+export { createEabKey, checkEabNames } from './acme/eab-keys.ts';
+export type { AcmeEabKey, AcmeStore } from './acme/acme-store.ts';
