@@ -46,7 +46,7 @@ test('ok/account-order-http01-finalize-download-verify-renewalinfo-revoke', asyn
     assert.equal(stored?.issuedBy, `acme:${acct.id}`);
     const chain = await h.acme.certificate(acct.id, done.certificateId!, 0);
     assert.equal(chain.alternates, 0);
-    const v = opensslVerify(h, chain.pem);
+    const v = opensslVerify(h.tc, chain.pem, h.now());
     assert.equal(v.status, 0, v.output);
     const leaf = parseCertificate(readPemOrDer(chain.pem, ['CERTIFICATE']));
     assert.deepEqual(leaf.names, { dns: ['api.eu.acme.internal'], ip: ['127.0.0.1'], uri: [] });
