@@ -19,3 +19,11 @@ export { OcspResponders, type OcspIssuer } from './ocsp-responders.ts';
 export { writeIssued } from './write-issued.ts';
 export { readConfig, profileLifetimes } from './config.ts';
 export { checkLifetime } from './issue-request.ts';
+export { AcmeAuthority, type AcmeAuthorityOptions } from './acme/acme-authority.ts';
+export { challengeValidators, type AcmeValidators, type ValidationOptions } from './acme/acme-validators.ts';
+export type {
+  AcmeService, AcmeAccount, AcmeAuthorization, AcmeCertificateChain, AcmeChallenge, AcmeChallengeType, AcmeIdentifier, AcmeMeta, AcmeOrder, AcmeSubproblem, FlattenedJws, RenewalInfo,
+} from './acme/acme-api.ts';
+export { acmeConfig, type AcmeConfig } from './config.ts';
+export { createEabKey, checkEabNames } from './acme/eab-keys.ts';
+export type { AcmeEabKey, AcmeStore } from './acme/acme-store.ts';
