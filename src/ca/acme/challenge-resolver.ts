@@ -23,7 +23,7 @@ export interface ResolvedRecords {
 /** Where validation connects for a name: addresses in the order to try, and how they were found (for details). */
 export interface ConnectTargets {
   addresses: string[];
-  /** "resolved by 10.0.0.53: 2001:db8::1, 192.0.2.1" or "hostOverride 127.0.0.1". */
+  /** "example.com resolved to 2001:db8::1, 192.0.2.1 by resolver 10.0.0.53", "hostOverride" or "the IP identifier". */
   how: string;
 }
 
@@ -96,18 +96,19 @@ export function createChallengeResolver(o: ValidationOptions, signal: AbortSigna
   };
 
   const connectTargets = async (name: string): Promise<ConnectTargets> => {
-    if (o.hostOverride) return { addresses: [o.hostOverride], how: `hostOverride ${o.hostOverride}` };
+    if (o.hostOverride) return { addresses: [o.hostOverride], how: 'hostOverride' };
     if (net.isIP(name)) return { addresses: [name], how: 'the IP identifier' };
     const settled = await Promise.allSettled([lookup(name, 'AAAA'), lookup(name, 'A')]);
     const [v6, v4] = settled.map((s) => (s.status === 'fulfilled' ? s.value.values : []));
     if (v6.length === 0 && v4.length === 0) {
-      const failed = settled.find((s) => s.status === 'rejected');
+      // Both failed, or one found nothing: the A lookup's failure is the one to name (IPv4 is the common case).
+      const failed = [settled[1], settled[0]].find((s) => s.status === 'rejected');
       if (failed) throw failed.reason;
       throw dnsError('A/AAAA', name, [normalize(name)], 'no A or AAAA records');
     }
     // Like Boulder: the first IPv6 address, then the first IPv4 one if IPv6 does not connect.
     const addresses = [v6[0], v4[0]].filter((a): a is string => a !== undefined);
-    return { addresses, how: `resolved by ${servers}: ${[...v6, ...v4].join(', ')}` };
+    return { addresses, how: `${name} resolved to ${[...v6, ...v4].join(', ')} by resolver ${servers}` };
   };
 
   return { servers, lookup, connectTargets };

@@ -100,7 +100,7 @@ async function get(url: URL, resolver: ChallengeResolver, o: ValidationOptions, 
   const hostname = url.hostname.replace(/^\[(.*)\]$/, '$1');
   const targets = await resolver.connectTargets(hostname);
   for (let i = 0; ; i++) {
-    const from = `from ${targets.addresses[i]}, ${targets.how}`;
+    const from = `address ${targets.addresses[i]}: ${targets.how}`;
     try {
       return await request(url, targets.addresses[i], hostname, o, signal, from);
     } catch (e) {
