@@ -122,7 +122,7 @@ function checkCertificate(der: Buffer, identifier: AcmeIdentifier, keyAuthorizat
   }
   const names = [...info.names.dns.map((n) => `DNS:${n}`), ...info.names.ip.map((n) => `IP:${n}`), ...info.names.uri.map((n) => `URI:${n}`)];
   const expected = identifier.type === 'ip' ? `IP:${canonicalIp(identifier.value)}` : `DNS:${identifier.value.toLowerCase()}`;
-  const seen = names.map((n) => (n.startsWith('DNS:') ? n.toLowerCase() : n.startsWith('IP:') ? `IP:${canonicalIp(n.slice(3))}` : n));
+  const seen = names.map((n) => (n.startsWith('DNS:') ? `DNS:${n.slice(4).toLowerCase()}` : n.startsWith('IP:') ? `IP:${canonicalIp(n.slice(3))}` : n));
   if (info.sanEntries !== 1 || seen.length !== 1 || seen[0] !== expected) {
     refuse(`must name exactly ${expected} in its subjectAltName, it names ${info.sanEntries ? `${info.sanEntries} entr${info.sanEntries === 1 ? 'y' : 'ies'}${names.length ? `: ${printable(names.join(', '))}` : ''}` : 'none'}`);
   }
