@@ -79,7 +79,7 @@ interface Responder {
 }
 
 /** A real TLS server answering acme-tls/1 (or the given protocols; 'none': no ALPN at all) with `made`. */
-async function startResponder(made: Made, alpn: string[] | 'none' = [ACME_TLS_ALPN_PROTOCOL]): Promise<Responder> {
+async function startResponder(made: Made, alpn: string[] | 'none' = [ACME_TLS_ALPN_PROTOCOL], host = '127.0.0.1'): Promise<Responder> {
   const servernames: string[] = [];
   const context = tls.createSecureContext({ cert: made.cert, key: made.key });
   const server = tls.createServer({
@@ -92,7 +92,7 @@ async function startResponder(made: Made, alpn: string[] | 'none' = [ACME_TLS_AL
     },
   }, (s) => s.end());
   server.on('tlsClientError', () => {});
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
     servernames,
@@ -135,6 +135,17 @@ test('ok/tls-alpn-01: an IP identifier, SNI its reverse-DNS name (RFC 8738 secti
     await validateTlsAlpn01({ type: 'ip', value: '127.0.0.1' }, ka, { ...o, dnsServers: undefined });
     assert.deepEqual(r.servernames, ['1.0.0.127.in-addr.arpa']);
   });
+});
+
+test('ok/tls-alpn-01: an IPv6 identifier, SNI its ip6.arpa name, the SAN compared as an address', async () => {
+  const made = makeCert({ san: 'IP:0:0:0:0:0:0:0:1', acmeId: acmeId(digestHex) });
+  const r = await startResponder(made, [ACME_TLS_ALPN_PROTOCOL], '::1');
+  try {
+    await validateTlsAlpn01({ type: 'ip', value: '::1' }, ka, { ...options(r.port), dnsServers: undefined });
+    assert.deepEqual(r.servernames, [`1.${'0.'.repeat(31)}ip6.arpa`]);
+  } finally {
+    await r.close();
+  }
 });
 
 test('fail/tls-alpn-01: a server that does not negotiate ALPN is ACME_TLS', async () => {
