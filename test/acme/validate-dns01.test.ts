@@ -59,6 +59,18 @@ test('ok/dns-01: a CNAME-delegated _acme-challenge is followed to its TXT record
   await validateDns01({ type: 'dns', value: 'delegated.test' }, ka, o);
 });
 
+test('ok/dns-01: a resolver that chases the CNAME itself (CNAME and TXT in one answer) needs no second query', async () => {
+  const recursive = await startDnsServer({ chaseCnames: true });
+  try {
+    recursive.set('_acme-challenge.delegated.test', 'CNAME', ['delegated.acme-zone.test']);
+    recursive.set('delegated.acme-zone.test', 'TXT', ['other', digest]);
+    await validateDns01({ type: 'dns', value: 'delegated.test' }, ka, { ...o, dnsServers: [`${recursive.address}:${recursive.port}`] });
+    assert.deepEqual(recursive.queries, [{ name: '_acme-challenge.delegated.test', type: 'TXT' }]);
+  } finally {
+    await recursive.close();
+  }
+});
+
 test('fail/dns-01: a wrong TXT record is ACME_INCORRECT_RESPONSE naming the record, resolver, expected and seen', async () => {
   dns.set('_acme-challenge.wrong.test', 'TXT', ['not-the-digest\u0001']);
   const detail = await rejects(validateDns01({ type: 'dns', value: 'wrong.test' }, ka, o), 'ACME_INCORRECT_RESPONSE');

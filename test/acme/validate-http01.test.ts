@@ -117,6 +117,17 @@ test('ok/http-01: an IP identifier connects to the IP, Host the IP (RFC 8738 sec
   assert.deepEqual(web.seen.slice(before), [{ path: challengePath, host: `127.0.0.1:${web.port}`, remote: '127.0.0.1' }]);
 });
 
+test('ok/http-01: an IPv6 identifier connects to it, Host the bracketed address', async () => {
+  const v6 = await startHttp('::1');
+  try {
+    v6.routes.set(challengePath, answer(200, ka));
+    await validateHttp01({ type: 'ip', value: '::1' }, token, ka, { ...o, httpPort: v6.port });
+    assert.deepEqual(v6.seen, [{ path: challengePath, host: `[::1]:${v6.port}`, remote: '::1' }]);
+  } finally {
+    await v6.close();
+  }
+});
+
 test('ok/http-01: hostOverride connects there, Host stays the identifier', async () => {
   web.routes.set(challengePath, answer(200, ka));
   const before = web.seen.length;

@@ -42,7 +42,7 @@ type Check = (token: string, keyAuth: string, wrongKeyAuth: string, o: Validatio
  * Runs lego with `solver` (its flag: tls or http) against pebble behind the proxy; runs `check`
  * when lego says the `type` challenge is ready. Returns what each check saw.
  */
-async function orderWithLego(t: TestContext, solver: 'tls' | 'http', type: 'tls-alpn-01' | 'http-01', check: Check): Promise<{ right: string; wrong: string }[]> {
+async function orderWithLego(t: TestContext, solver: 'tls' | 'http', type: 'tls-alpn-01' | 'http-01', check: Check): Promise<{ results: { right: string; wrong: string }[]; log: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-lego-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   // One self-signed certificate for 127.0.0.1 serves pebble and the proxy; lego trusts it (LEGO_CA_CERTIFICATES).
@@ -54,7 +54,8 @@ async function orderWithLego(t: TestContext, solver: 'tls' | 'http', type: 'tls-
   fs.writeFileSync(path.join(dir, 'pebble.json'), JSON.stringify({
     pebble: { listenAddress: `127.0.0.1:${pebblePort}`, managementListenAddress: `127.0.0.1:${managementPort}`, certificate: cert, privateKey: key, httpPort: solverPort, tlsPort: solverPort, ocspResponderURL: '', externalAccountBindingRequired: false },
   }));
-  const pebble = spawn('pebble', ['-config', path.join(dir, 'pebble.json')], { env: { ...process.env, PEBBLE_VA_ALWAYS_VALID: '1', PEBBLE_VA_NOSLEEP: '1' }, stdio: 'ignore' });
+  // Pebble rejects 5% of nonces by default; lego would then send "ready" twice, and the check run twice.
+  const pebble = spawn('pebble', ['-config', path.join(dir, 'pebble.json')], { env: { ...process.env, PEBBLE_VA_ALWAYS_VALID: '1', PEBBLE_VA_NOSLEEP: '1', PEBBLE_WFE_NONCEREJECT: '0' }, stdio: 'ignore' });
   t.after(() => pebble.kill());
   await waitForPort(pebblePort);
 
@@ -91,25 +92,25 @@ async function orderWithLego(t: TestContext, solver: 'tls' | 'http', type: 'tls-
     '--domains', 'site.test', `--${solver}`, `--${solver}.port`, `127.0.0.1:${solverPort}`, '--path', path.join(dir, 'lego'), 'run',
   ], { env: { ...process.env, LEGO_CA_CERTIFICATES: cert }, timeoutMs: 90_000 });
   assert.equal(lego.status, 0, lego.stderr);
-  return results;
+  return { results, log: lego.stderr };
 }
 
 const site = { type: 'dns', value: 'site.test' } as const;
 
 test('ok/tls-alpn-01: lego\'s challenge responder passes mutual\'s validator, and a wrong key authorization does not', { timeout: 120_000 }, async (t) => {
   if (!requireTool(t, 'lego') || !requireTool(t, 'pebble')) return;
-  const results = await orderWithLego(t, 'tls', 'tls-alpn-01', async (_token, ka, wrong, o) => ({
+  const { results, log } = await orderWithLego(t, 'tls', 'tls-alpn-01', async (_token, ka, wrong, o) => ({
     right: await outcome(validateTlsAlpn01(site, ka, o)),
     wrong: await outcome(validateTlsAlpn01(site, wrong, o)),
   }));
-  assert.deepEqual(results, [{ right: 'valid', wrong: 'ACME_INCORRECT_RESPONSE' }], 'validated once, while lego\'s responder was up');
+  assert.deepEqual(results, [{ right: 'valid', wrong: 'ACME_INCORRECT_RESPONSE' }], `validated once, while lego's responder was up; lego said:\n${log}`);
 });
 
 test('ok/http-01: lego\'s challenge responder passes mutual\'s validator (Host as lego expects it), and a wrong key authorization does not', { timeout: 120_000 }, async (t) => {
   if (!requireTool(t, 'lego') || !requireTool(t, 'pebble')) return;
-  const results = await orderWithLego(t, 'http', 'http-01', async (token, ka, wrong, o) => ({
+  const { results, log } = await orderWithLego(t, 'http', 'http-01', async (token, ka, wrong, o) => ({
     right: await outcome(validateHttp01(site, token, ka, o)),
     wrong: await outcome(validateHttp01(site, token, wrong, o)),
   }));
-  assert.deepEqual(results, [{ right: 'valid', wrong: 'ACME_INCORRECT_RESPONSE' }], 'validated once, while lego\'s responder was up');
+  assert.deepEqual(results, [{ right: 'valid', wrong: 'ACME_INCORRECT_RESPONSE' }], `validated once, while lego's responder was up; lego said:\n${log}`);
 });

@@ -17,6 +17,9 @@ import { ACME_TLS_ALPN_PROTOCOL, reverseDnsName, validateTlsAlpn01 } from '../..
 import { keyAuthorization } from '../../src/ca/acme/key-authorization.ts';
 import type { ValidationOptions } from '../../src/ca/acme/validation-options.ts';
 import { isMutualError, type ErrorCode } from '../../src/core/errors.ts';
+import { Tag, children, elementBytes, expect, readOid, seq, tlv } from '../../src/core/der.ts';
+import { OID } from '../../src/core/oids.ts';
+import { readCertificateDers, toPem } from '../../src/core/pem.ts';
 
 const ka = keyAuthorization('KTUCmPT1hBX3u7WWfOBGBAOr9-Bd41-hxFoRvWe1Y_I', 'NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs');
 const digestHex = crypto.createHash('sha256').update(ka).digest('hex');
@@ -79,7 +82,7 @@ interface Responder {
 }
 
 /** A real TLS server answering acme-tls/1 (or the given protocols; 'none': no ALPN at all) with `made`. */
-async function startResponder(made: Made, alpn: string[] | 'none' = [ACME_TLS_ALPN_PROTOCOL]): Promise<Responder> {
+async function startResponder(made: Made, alpn: string[] | 'none' = [ACME_TLS_ALPN_PROTOCOL], host = '127.0.0.1'): Promise<Responder> {
   const servernames: string[] = [];
   const context = tls.createSecureContext({ cert: made.cert, key: made.key });
   const server = tls.createServer({
@@ -92,7 +95,7 @@ async function startResponder(made: Made, alpn: string[] | 'none' = [ACME_TLS_AL
     },
   }, (s) => s.end());
   server.on('tlsClientError', () => {});
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(0, host, resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
     servernames,
@@ -135,6 +138,17 @@ test('ok/tls-alpn-01: an IP identifier, SNI its reverse-DNS name (RFC 8738 secti
     await validateTlsAlpn01({ type: 'ip', value: '127.0.0.1' }, ka, { ...o, dnsServers: undefined });
     assert.deepEqual(r.servernames, ['1.0.0.127.in-addr.arpa']);
   });
+});
+
+test('ok/tls-alpn-01: an IPv6 identifier, SNI its ip6.arpa name, the SAN compared as an address', async () => {
+  const made = makeCert({ san: 'IP:0:0:0:0:0:0:0:1', acmeId: acmeId(digestHex) });
+  const r = await startResponder(made, [ACME_TLS_ALPN_PROTOCOL], '::1');
+  try {
+    await validateTlsAlpn01({ type: 'ip', value: '::1' }, ka, { ...options(r.port), dnsServers: undefined });
+    assert.deepEqual(r.servernames, [`1.${'0.'.repeat(31)}ip6.arpa`]);
+  } finally {
+    await r.close();
+  }
 });
 
 test('fail/tls-alpn-01: a server that does not negotiate ALPN is ACME_TLS', async () => {
@@ -182,6 +196,27 @@ test('fail/tls-alpn-01: a certificate signed by another key is ACME_INCORRECT_RE
   const issuer = makeCert({ san: 'DNS:issuer.test' });
   const detail = await against(makeCert({ san: 'DNS:site.test', acmeId: acmeId(digestHex), issuer }), (o) => rejects(validateTlsAlpn01(site, ka, o), 'ACME_INCORRECT_RESPONSE'));
   assert.match(detail, /not self-signed/);
+});
+
+/**
+ * The certificate with its acmeIdentifier extension written twice (signature left as it was: the
+ * TLS server does not check its own certificate, and the validator's reader refuses it first).
+ */
+function withAcmeIdentifierTwice(made: Made): Made {
+  const der = readCertificateDers(made.cert)[0];
+  const [tbs, sigAlg, sig] = children(der, expect(der, 0, Tag.SEQUENCE, der.length, 'Certificate'), 3);
+  const fields = children(der, tbs, 11);
+  const wrapper = fields[fields.length - 1];
+  const exts = children(der, children(der, wrapper, 1)[0], 32);
+  const acme = exts.find((e) => readOid(der, children(der, e, 3)[0]) === OID.acmeIdentifier)!;
+  const newTbs = seq(...fields.slice(0, -1).map((f) => elementBytes(der, f)), tlv(0xa3, seq(...exts.map((e) => elementBytes(der, e)), elementBytes(der, acme))));
+  return { cert: toPem(seq(newTbs, elementBytes(der, sigAlg), elementBytes(der, sig)), 'CERTIFICATE'), key: made.key };
+}
+
+test('fail/tls-alpn-01: two acmeIdentifier extensions are ACME_INCORRECT_RESPONSE (the reader refuses the certificate, RFC 5280 4.2)', async () => {
+  const twice = withAcmeIdentifierTwice(makeCert({ san: 'DNS:site.test', acmeId: acmeId(digestHex) }));
+  const detail = await against(twice, (o) => rejects(validateTlsAlpn01(site, ka, o), 'ACME_INCORRECT_RESPONSE'));
+  assert.match(detail, /cannot be read \(two acmeIdentifier extensions/);
 });
 
 test('fail/tls-alpn-01: a server that never finishes the handshake is ACME_TLS within the deadline', async () => {

@@ -3,7 +3,8 @@
  * CNAME queries from a table the test changes between queries, NXDOMAIN for names it does not
  * hold, NODATA (no error, no answer) for a type a name lacks. A name with a CNAME answers other
  * types with the CNAME alone, as an authoritative server does when the target lies in another
- * zone: the client follows the chain itself. It can be told to stay silent (timeouts) or to
+ * zone: the client follows the chain itself (or, with `chaseCnames`, with the chain and the
+ * target's records, as a recursive resolver does). It can be told to stay silent (timeouts) or to
  * answer SERVFAIL. Point a resolver at it with `${address}:${port}`.
  */
 import dgram from 'node:dgram';
@@ -95,8 +96,32 @@ function readQuestion(msg: Buffer): { nameBytes: Buffer; name: string; type: num
   return { nameBytes: msg.subarray(12, o), name: labels.join('.').toLowerCase(), type: msg.readUInt16BE(o), end: o + 4 };
 }
 
+/** Options of {@link startDnsServer}. */
+export interface DnsServerOptions {
+  /**
+   * Answer as a recursive resolver does: a CNAME followed by the records of its target (within the
+   * table, at most {@link MAX_CHASE} hops, stopping at a loop). Default false: the CNAME alone.
+   */
+  chaseCnames?: boolean;
+}
+
+/** Most CNAME hops the server chases in one answer. */
+const MAX_CHASE = 16;
+
+/** One resource record: the owner name (pointer to the question's when `owner` is undefined), type, data. */
+function resourceRecord(owner: string | undefined, type: DnsRecordType, value: string): Buffer {
+  const data = rdata(type, value);
+  const rr = Buffer.alloc(10);
+  // TYPE, CLASS IN, TTL, RDLENGTH after the NAME (offset 12 is the question's name).
+  rr.writeUInt16BE(TYPE_CODES[type], 0);
+  rr.writeUInt16BE(1, 2);
+  rr.writeUInt32BE(TTL_SECONDS, 4);
+  rr.writeUInt16BE(data.length, 8);
+  return Buffer.concat([owner === undefined ? Buffer.from([0xc0, 0x0c]) : encodeName(owner), rr, data]);
+}
+
 /** Starts the server on 127.0.0.1, a free UDP port. */
-export async function startDnsServer(): Promise<DnsServer> {
+export async function startDnsServer(o: DnsServerOptions = {}): Promise<DnsServer> {
   const table = new Map<string, Map<DnsRecordType, string[]>>();
   const queries: { name: string; type: string }[] = [];
   let mode: DnsServerMode = 'answer';
@@ -125,19 +150,24 @@ export async function startDnsServer(): Promise<DnsServer> {
     const records = table.get(q.name);
     if (!records) return reply(RCODE.NXDOMAIN, []);
     const type = TYPE_NAMES.get(q.type) as DnsRecordType | undefined;
-    const found = type ? records.get(type) : undefined;
-    const [answerType, values] = found ? [type!, found] : records.has('CNAME') ? ['CNAME' as const, records.get('CNAME')!] : [undefined, []];
-    const rrs = values.map((v) => {
-      const data = rdata(answerType!, v);
-      const rr = Buffer.alloc(12);
-      // NAME: a pointer to the question's name (offset 12), TYPE, CLASS IN, TTL, RDLENGTH.
-      rr.writeUInt16BE(0xc00c, 0);
-      rr.writeUInt16BE(TYPE_CODES[answerType!], 2);
-      rr.writeUInt16BE(1, 4);
-      rr.writeUInt32BE(TTL_SECONDS, 6);
-      rr.writeUInt16BE(data.length, 10);
-      return Buffer.concat([rr, data]);
-    });
+    const rrs: Buffer[] = [];
+    const seen = new Set<string>();
+    for (let name = q.name, at = records; ;) {
+      const owner = name === q.name ? undefined : name;
+      const found = type ? at.get(type) : undefined;
+      if (found) {
+        rrs.push(...found.map((v) => resourceRecord(owner, type!, v)));
+        break;
+      }
+      const cname = at.get('CNAME');
+      if (!cname) break;
+      rrs.push(resourceRecord(owner, 'CNAME', cname[0]));
+      seen.add(name);
+      name = normalize(cname[0]);
+      const next = table.get(name);
+      if (!o.chaseCnames || !next || seen.has(name) || seen.size >= MAX_CHASE) break;
+      at = next;
+    }
     return reply(RCODE.NOERROR, rrs);
   };
 

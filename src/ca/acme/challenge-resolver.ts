@@ -23,7 +23,7 @@ export interface ResolvedRecords {
 /** Where validation connects for a name: addresses in the order to try, and how they were found (for details). */
 export interface ConnectTargets {
   addresses: string[];
-  /** "example.com resolved to 2001:db8::1, 192.0.2.1 by resolver 10.0.0.53", "hostOverride" or "the IP identifier". */
+  /** "example.com resolved to 2001:db8::1, 192.0.2.1 by resolver 10.0.0.53", "hostOverride" or "an IP address". */
   how: string;
 }
 
@@ -97,7 +97,7 @@ export function createChallengeResolver(o: ValidationOptions, signal: AbortSigna
 
   const connectTargets = async (name: string): Promise<ConnectTargets> => {
     if (o.hostOverride) return { addresses: [o.hostOverride], how: 'hostOverride' };
-    if (net.isIP(name)) return { addresses: [name], how: 'the IP identifier' };
+    if (net.isIP(name)) return { addresses: [name], how: 'an IP address' };
     const settled = await Promise.allSettled([lookup(name, 'AAAA'), lookup(name, 'A')]);
     const [v6, v4] = settled.map((s) => (s.status === 'fulfilled' ? s.value.values : []));
     if (v6.length === 0 && v4.length === 0) {

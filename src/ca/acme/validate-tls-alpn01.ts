@@ -55,7 +55,8 @@ export async function validateTlsAlpn01(identifier: AcmeIdentifier, keyAuthoriza
   const servername = identifier.type === 'ip' ? reverseDnsName(identifier.value) : identifier.value;
   const targets = await resolver.connectTargets(identifier.value);
   for (let i = 0; ; i++) {
-    const where = `${targets.addresses[i]}:${o.tlsAlpnPort} with SNI ${servername} (${targets.how})`;
+    const address = net.isIPv6(targets.addresses[i]) ? `[${targets.addresses[i]}]` : targets.addresses[i];
+    const where = `${address}:${o.tlsAlpnPort} with SNI ${servername} (${targets.how})`;
     try {
       const der = await handshake(targets.addresses[i], servername, o, signal, where);
       checkCertificate(der, identifier, keyAuthorization, where);
