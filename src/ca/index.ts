@@ -19,3 +19,6 @@ export { OcspResponders, type OcspIssuer } from './ocsp-responders.ts';
 export { writeIssued } from './write-issued.ts';
 export { readConfig, profileLifetimes } from './config.ts';
 export { checkLifetime } from './issue-request.ts';
+export type {
+  AcmeService, AcmeAccount, AcmeOrder, AcmeAuthorization, AcmeChallenge, AcmeChallengeType, AcmeIdentifier, AcmeSubproblem, AcmeMeta, AcmeCertificateChain, FlattenedJws, RenewalInfo,
+} from './acme/acme-api.ts';

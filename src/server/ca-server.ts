@@ -11,9 +11,10 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import {
-  MAX_RENEWAL_GRACE_SECONDS, type CertificateAuthority, type IntermediateCa, CrlSchedule, Enrollment, RevocationFeed, REVOCATION_POLL_MS, SelfRenewal, type TlsCredentials, loadTokenKey,
+  MAX_RENEWAL_GRACE_SECONDS, type AcmeService, type CertificateAuthority, type IntermediateCa, CrlSchedule, Enrollment, RevocationFeed, REVOCATION_POLL_MS, SelfRenewal, type TlsCredentials, loadTokenKey,
 } from '../ca/index.ts';
 import type { SubjectAltNames } from '../core/names.ts';
+import { openAcme } from './acme/open-acme.ts';
 import { AdminAuthenticator } from './admin-auth.ts';
 import { RateLimiter } from './http-util.ts';
 import { createMetrics, type CaMetrics } from './metrics.ts';
@@ -51,6 +52,11 @@ export interface CaServerOptions {
    */
   publicPort?: number;
   publicHost?: string;
+  /**
+   * The ACME lifecycle to serve under `/acme/` on the HTTPS listener (never on the plain-HTTP one).
+   * Default: the one config.yaml enables (`acme.enabled`), built by {@link openAcme}; none otherwise.
+   */
+  acme?: AcmeService;
   now?: () => Date;
 }
 
@@ -133,6 +139,8 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   server.on('tlsClientError', (e) => log.debug({ err: e.message }, 'TLS handshake failed'));
   const port = await listen(server, o.port ?? 8443, host);
   const url = o.url ?? `https://${bracket(host)}:${port}`;
+  s.baseUrl = url;
+  s.acme = o.acme ?? openAcme({ ca, now });
   let publicServer: http.Server | undefined;
   let publicUrl: string | undefined;
   if (o.publicPort !== undefined) {
