@@ -55,8 +55,9 @@ export interface CaServerOptions {
   /**
    * The ACME lifecycle to serve under `/acme/` on the HTTPS listener (never on the plain-HTTP one).
    * Default: the one config.yaml enables (`acme.enabled`), built by {@link openAcme}; none otherwise.
+   * False turns ACME off whatever the config says.
    */
-  acme?: AcmeService;
+  acme?: AcmeService | false;
   now?: () => Date;
 }
 
@@ -140,7 +141,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   const port = await listen(server, o.port ?? 8443, host);
   const url = o.url ?? `https://${bracket(host)}:${port}`;
   s.baseUrl = url;
-  s.acme = o.acme ?? openAcme({ ca, now });
+  s.acme = o.acme === false ? undefined : (o.acme ?? openAcme({ ca, now }));
   let publicServer: http.Server | undefined;
   let publicUrl: string | undefined;
   if (o.publicPort !== undefined) {
