@@ -141,6 +141,7 @@ export class CertificateAuthority {
    */
   async issue(req: IssueRequest): Promise<IssueResult> {
     if (req.spendToken && req.renewedFrom !== undefined) throw new TypeError('a renewal spends no token');
+    if (req.persist && (req.spendToken || req.renewedFrom !== undefined)) throw new TypeError('persist is for plain issuance');
     const now = req.now ?? this.now();
     const ca = this.issuerFor(req.role);
     const profile = this.config.profiles[req.role];
@@ -171,7 +172,8 @@ export class CertificateAuthority {
       notBefore, notAfter, fingerprint: crypto.hash('sha256', der, 'hex'), der, renewedFrom: req.renewedFrom, issuedAt: floorSeconds(now), issuedBy: req.actor ?? 'cli',
     };
     let superseded: StoredCertificate[] | undefined;
-    if (req.spendToken) {
+    if (req.persist) await req.persist(rec);
+    else if (req.spendToken) {
       // The token is spent in the transaction that records the certificate: never one without
       // the other. A replay is refused there; what was signed for it is dropped unseen.
       if (!(await this.store.recordEnrollment(rec, req.spendToken))) throw new MutualError('TOKEN_REPLAYED');

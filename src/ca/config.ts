@@ -78,6 +78,50 @@ const database = z.object({
   schema: z.string().regex(SCHEMA_NAME, 'must be a lowercase PostgreSQL identifier').optional(),
 }).strict();
 
+/** A duration (`10s`, `1h`) between `min` and `max` milliseconds. */
+const durationBetween = (min: number, max: number) => z.string().max(16).superRefine((v, ctx) => {
+  let ms: number;
+  try {
+    ms = parseDuration(v);
+  } catch (e) {
+    ctx.addIssue({ code: 'custom', message: isMutualError(e) ? (e.fields.detail ?? e.message) : String(e) });
+    return;
+  }
+  if (ms < min || ms > max) ctx.addIssue({ code: 'custom', message: `${v} is outside ${min / 1000}s to ${max / 1000}s` });
+});
+
+/** A DNS server as `host:port` (IPv6 in brackets: `[::1]:53`). */
+const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+
+/** The ACME challenge types, all enabled by default. */
+export const ACME_CHALLENGE_TYPES = ['http-01', 'dns-01', 'tls-alpn-01'] as const;
+
+/** ACME (RFC 8555) on `mutual serve`: docs/acme.md documents each field and its default. */
+const acme = z.object({
+  enabled: z.boolean().default(false),
+  externalAccountRequired: z.boolean().default(false),
+  termsOfService: z.string().url().max(2048).optional(),
+  website: z.string().url().max(2048).optional(),
+  caaIdentities: z.array(z.string().max(253)).max(16).default([]),
+  challenges: z.array(z.enum(ACME_CHALLENGE_TYPES)).min(1).max(3).default([...ACME_CHALLENGE_TYPES]),
+  certificateLifetime: lifetime.default('24h'),
+  orderLifetime: durationBetween(60_000, 7 * 86_400_000).default('1h'),
+  authorizationLifetime: durationBetween(60_000, 30 * 86_400_000).default('8h'),
+  ordersPerHour: z.number().int().min(1).max(1_000_000).default(300),
+  httpPort: z.number().int().min(1).max(65_535).default(80),
+  tlsAlpnPort: z.number().int().min(1).max(65_535).default(443),
+  dns: z.object({ servers: z.array(z.string().max(300).regex(HOST_PORT, 'must be host:port')).max(8).optional() }).strict().default({}),
+  validationTimeout: durationBetween(100, 120_000).default('10s'),
+}).strict();
+
+/** The `acme:` section of config.yaml, defaults applied. */
+export type AcmeConfig = z.infer<typeof acme>;
+
+/** A config's ACME settings: its `acme:` section, or every default (ACME disabled) when there is none. */
+export function acmeConfig(c: Pick<CaConfig, 'acme'>): AcmeConfig {
+  return c.acme ?? acme.parse({});
+}
+
 /** The schema of config.yaml. */
 export const ConfigSchema = z.object({
   trustDomain: z.string().min(1).max(255),
@@ -99,6 +143,8 @@ export const ConfigSchema = z.object({
   }).strict().default({ root: 'p384', intermediate: 'p256', leaf: 'p256' }),
   /** The shared inventory (PostgreSQL); absent: the SQLite file `mutual.db` in the state folder. */
   database: database.optional(),
+  /** ACME; absent: disabled. */
+  acme: acme.optional(),
 }).strict();
 
 export type CaConfig = z.infer<typeof ConfigSchema>;

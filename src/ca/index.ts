@@ -19,6 +19,10 @@ export { OcspResponders, type OcspIssuer } from './ocsp-responders.ts';
 export { writeIssued } from './write-issued.ts';
 export { readConfig, profileLifetimes } from './config.ts';
 export { checkLifetime } from './issue-request.ts';
+export { AcmeAuthority, type AcmeAuthorityOptions } from './acme/acme-authority.ts';
+export type { AcmeValidators, ValidationOptions } from './acme/acme-validators.ts';
 export type {
-  AcmeService, AcmeAccount, AcmeOrder, AcmeAuthorization, AcmeChallenge, AcmeChallengeType, AcmeIdentifier, AcmeSubproblem, AcmeMeta, AcmeCertificateChain, FlattenedJws, RenewalInfo,
+  AcmeService, AcmeAccount, AcmeAuthorization, AcmeCertificateChain, AcmeChallenge, AcmeChallengeType, AcmeIdentifier, AcmeMeta, AcmeOrder, AcmeSubproblem, FlattenedJws, RenewalInfo,
 } from './acme/acme-api.ts';
+export { acmeConfig, type AcmeConfig } from './config.ts';
+export { openAcme, challengeValidators } from './acme/open-acme.ts';

@@ -14,7 +14,7 @@ import { OID } from '../core/oids.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import { profileLifetimes, type CaConfig } from './config.ts';
 import type { LeafRole } from './load-intermediates.ts';
-import type { StoredCertificate, TokenSpend } from './store.ts';
+import type { CertificateRecord, StoredCertificate, TokenSpend } from './store.ts';
 import { MAX_RENEWAL_GRACE_SECONDS } from './limits.ts';
 
 /**
@@ -90,6 +90,13 @@ export interface IssueRequest {
    * certificate, and a token spent before stops the issuance with TOKEN_REPLAYED.
    */
   spendToken?: TokenSpend;
+  /**
+   * Records the certificate (with its audit entry) in the caller's own transaction instead of
+   * group commit, after every check and the signature: ACME's finalize commits the certificate and
+   * the order that hands it out together (AcmeStore.completeFinalize). Not with `spendToken` or
+   * `renewedFrom`. When it throws, nothing is returned and the signed certificate is dropped.
+   */
+  persist?: (record: CertificateRecord) => Promise<void>;
   now?: Date;
 }
 

@@ -5,6 +5,7 @@
 import type { Role } from '../core/certificate-template.ts';
 import type { RevocationReason } from '../core/crl.ts';
 import type { SubjectAltNames } from '../core/names.ts';
+import type { AcmeStore } from './acme/acme-store.ts';
 
 /** A certificate as the inventory keeps it. */
 export interface CertificateRecord {
@@ -210,7 +211,11 @@ export interface JobLock {
   withJobLock(name: string, fn: () => Promise<void>): Promise<boolean>;
 }
 
-/** The whole store the authority opens: every part above, and closing it. */
+/**
+ * The whole store the authority opens: every part above, the ACME lifecycle's tables (in the same
+ * database, so finalize records a certificate and its order in one transaction), and closing it.
+ */
 export interface CaStore extends IssuanceStore, RevocationStore, RevocationLog, AuditStore, TokenStore, InventoryQueries, JobLock {
+  readonly acme: AcmeStore;
   close(): Promise<void>;
 }

@@ -11,10 +11,9 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import {
-  MAX_RENEWAL_GRACE_SECONDS, type AcmeService, type CertificateAuthority, type IntermediateCa, CrlSchedule, Enrollment, RevocationFeed, REVOCATION_POLL_MS, SelfRenewal, type TlsCredentials, loadTokenKey,
+  MAX_RENEWAL_GRACE_SECONDS, type AcmeService, type CertificateAuthority, openAcme, type IntermediateCa, CrlSchedule, Enrollment, RevocationFeed, REVOCATION_POLL_MS, SelfRenewal, type TlsCredentials, loadTokenKey,
 } from '../ca/index.ts';
 import type { SubjectAltNames } from '../core/names.ts';
-import { openAcme } from './acme/open-acme.ts';
 import { AdminAuthenticator } from './admin-auth.ts';
 import { RateLimiter } from './http-util.ts';
 import { createMetrics, type CaMetrics } from './metrics.ts';
@@ -54,7 +53,7 @@ export interface CaServerOptions {
   publicHost?: string;
   /**
    * The ACME lifecycle to serve under `/acme/` on the HTTPS listener (never on the plain-HTTP one).
-   * Default: the one config.yaml enables (`acme.enabled`), built by {@link openAcme}; none otherwise.
+   * Default: the one config.yaml enables (`acme.enabled`), built by `openAcme` (src/ca/acme/open-acme.ts); none otherwise.
    * False turns ACME off whatever the config says.
    */
   acme?: AcmeService | false;
@@ -141,7 +140,9 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   const port = await listen(server, o.port ?? 8443, host);
   const url = o.url ?? `https://${bracket(host)}:${port}`;
   s.baseUrl = url;
-  s.acme = o.acme === false ? undefined : (o.acme ?? openAcme({ ca, now }));
+  // Built here only when not given: then this server owns it and lets its validations end on close.
+  const ownAcme = o.acme === undefined ? openAcme({ ca, now }) : undefined;
+  s.acme = o.acme === false ? undefined : (o.acme ?? ownAcme);
   let publicServer: http.Server | undefined;
   let publicUrl: string | undefined;
   if (o.publicPort !== undefined) {
@@ -167,6 +168,8 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
         srv.close(() => resolve());
         srv.closeIdleConnections();
       })));
+      // Challenge validations started by requests end before the caller closes the CA and its store.
+      await ownAcme?.settle();
     },
   };
 }

@@ -87,6 +87,69 @@ export const SQLITE_MIGRATIONS: readonly Migration[] = [
       UPDATE certificates SET lineage = (SELECT root FROM l WHERE l.id = certificates.id) WHERE renewed_from IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    sql: `
+      -- ACME (RFC 8555; ca/acme/acme-store.ts). Times are epoch seconds; lists and challenges are
+      -- JSON text. A challenge's id is its authorization's id and an index, so it needs no table.
+      CREATE TABLE acme_secrets (name TEXT PRIMARY KEY, value BLOB NOT NULL);
+      CREATE TABLE acme_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+      CREATE INDEX acme_nonces_expires_at ON acme_nonces (expires_at);
+      CREATE TABLE acme_accounts (
+        id TEXT PRIMARY KEY,
+        thumbprint TEXT NOT NULL UNIQUE,
+        jwk TEXT NOT NULL,
+        status TEXT NOT NULL,
+        contact TEXT NOT NULL,
+        tos_agreed INTEGER NOT NULL,
+        eab_key_id TEXT,
+        created_at INTEGER NOT NULL
+      );
+      CREATE TABLE acme_eab_keys (
+        key_id TEXT PRIMARY KEY,
+        hmac_key BLOB NOT NULL,
+        names TEXT NOT NULL,
+        client_profile INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER,
+        account_id TEXT UNIQUE
+      );
+      CREATE TABLE acme_orders (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        identifiers TEXT NOT NULL,
+        not_before INTEGER,
+        not_after INTEGER,
+        certificate_id TEXT,
+        replaces TEXT,
+        error TEXT,
+        created_at INTEGER NOT NULL
+      );
+      CREATE INDEX acme_orders_account ON acme_orders (account_id, created_at);
+      CREATE INDEX acme_orders_expires_at ON acme_orders (expires_at);
+      CREATE TABLE acme_authorizations (
+        id TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        value TEXT NOT NULL,
+        wildcard INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        expires_at INTEGER NOT NULL,
+        challenges TEXT NOT NULL
+      );
+      CREATE INDEX acme_authorizations_identifier ON acme_authorizations (account_id, value);
+      CREATE INDEX acme_authorizations_expires_at ON acme_authorizations (expires_at);
+      CREATE TABLE acme_order_authorizations (
+        order_id TEXT NOT NULL,
+        authorization_id TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        PRIMARY KEY (order_id, authorization_id)
+      );
+      CREATE INDEX acme_order_authorizations_authz ON acme_order_authorizations (authorization_id);
+    `,
+  },
 ];
 
 /**
@@ -166,6 +229,68 @@ export const POSTGRES_MIGRATIONS: readonly Migration[] = [
         SELECT c.id, l.root FROM l JOIN certificates p ON p.id = l.id JOIN certificates c ON c.renewed_from = encode(p.serial, 'hex')
       )
       UPDATE certificates SET lineage = l.root FROM l WHERE l.id = certificates.id AND certificates.renewed_from IS NOT NULL;
+    `,
+  },
+  {
+    version: 3,
+    sql: `
+      -- ACME: see SQLITE_MIGRATIONS version 3.
+      CREATE TABLE acme_secrets (name text PRIMARY KEY, value bytea NOT NULL);
+      CREATE TABLE acme_nonces (nonce text PRIMARY KEY, expires_at bigint NOT NULL);
+      CREATE INDEX acme_nonces_expires_at ON acme_nonces (expires_at);
+      CREATE TABLE acme_accounts (
+        id text PRIMARY KEY,
+        thumbprint text NOT NULL UNIQUE,
+        jwk text NOT NULL,
+        status text NOT NULL,
+        contact text NOT NULL,
+        tos_agreed boolean NOT NULL,
+        eab_key_id text,
+        created_at bigint NOT NULL
+      );
+      CREATE TABLE acme_eab_keys (
+        key_id text PRIMARY KEY,
+        hmac_key bytea NOT NULL,
+        names text NOT NULL,
+        client_profile boolean NOT NULL,
+        created_at bigint NOT NULL,
+        expires_at bigint,
+        account_id text UNIQUE
+      );
+      CREATE TABLE acme_orders (
+        id text PRIMARY KEY,
+        account_id text NOT NULL,
+        status text NOT NULL,
+        expires_at bigint NOT NULL,
+        identifiers text NOT NULL,
+        not_before bigint,
+        not_after bigint,
+        certificate_id text,
+        replaces text,
+        error text,
+        created_at bigint NOT NULL
+      );
+      CREATE INDEX acme_orders_account ON acme_orders (account_id, created_at);
+      CREATE INDEX acme_orders_expires_at ON acme_orders (expires_at);
+      CREATE TABLE acme_authorizations (
+        id text PRIMARY KEY,
+        account_id text NOT NULL,
+        type text NOT NULL,
+        value text NOT NULL,
+        wildcard boolean NOT NULL,
+        status text NOT NULL,
+        expires_at bigint NOT NULL,
+        challenges text NOT NULL
+      );
+      CREATE INDEX acme_authorizations_identifier ON acme_authorizations (account_id, value);
+      CREATE INDEX acme_authorizations_expires_at ON acme_authorizations (expires_at);
+      CREATE TABLE acme_order_authorizations (
+        order_id text NOT NULL,
+        authorization_id text NOT NULL,
+        position integer NOT NULL,
+        PRIMARY KEY (order_id, authorization_id)
+      );
+      CREATE INDEX acme_order_authorizations_authz ON acme_order_authorizations (authorization_id);
     `,
   },
 ];

@@ -23,6 +23,7 @@ import type {
   AuditEntry, AuditInput, CaStore, CertificateRecord, ListFilter, RenewalInput, RevocationEvent, RevocationInput, RevocationRecorded, StoredCertificate, TokenSpend,
 } from '../ca/store.ts';
 import { hold, LOCK_CLASS } from './postgres-connection.ts';
+import { AcmePostgresStore } from './acme-postgres.ts';
 import { migratePostgres } from './postgres-migrate.ts';
 import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows.ts';
 import { checkRenewalLimit, CRL_PACK_THRESHOLD } from './store-rules.ts';
@@ -110,6 +111,8 @@ export class PostgresStore implements CaStore {
   readonly #auditLockKey: number;
   readonly #packThreshold: number;
   #closed = false;
+  /** The ACME lifecycle's tables, written with this store's transactions and certificate insert (acme-postgres.ts). */
+  readonly acme: AcmePostgresStore;
 
   /** Use {@link openPostgresStore}, which migrates first. */
   constructor(pool: Pool, schema: string, auditLockKey: number, crlPackThreshold: number) {
@@ -117,6 +120,7 @@ export class PostgresStore implements CaStore {
     this.schema = schema;
     this.#auditLockKey = auditLockKey;
     this.#packThreshold = crlPackThreshold;
+    this.acme = new AcmePostgresStore(pool, { tx: (fn) => this.#tx(fn), insertIssued: (c, r) => this.#insertIssued(c, [r]) });
   }
 
   /** Runs `fn` in one transaction on one pooled connection; rolls back and rethrows on failure. */

@@ -20,6 +20,7 @@ import { SQLITE_MIGRATIONS } from './migrations.ts';
 import { date, sec, serialBytes, toAuditEntry, toStored, type Row } from './rows.ts';
 import { SqliteEngine, type CheckpointStats, type SqliteEngineOptions } from './sqlite-engine.ts';
 import { checkRenewalLimit, CRL_PACK_THRESHOLD } from './store-rules.ts';
+import { AcmeSqliteStore } from './acme-sqlite.ts';
 
 // The type checkpointStats() returns, and the threshold the CRL tests and bench pack by.
 export type { CheckpointStats } from './sqlite-engine.ts';
@@ -44,6 +45,8 @@ export class SqliteStore implements CaStore {
   /** The connection (tests and operational tooling). */
   readonly db: DatabaseSync;
   readonly #engine: SqliteEngine;
+  /** The ACME lifecycle's tables, written in this store's transactions (acme-sqlite.ts). */
+  readonly acme: AcmeSqliteStore;
   #insertCert: StatementSync;
   #insertAudit: StatementSync;
   #lastHash = AUDIT_GENESIS;
@@ -70,6 +73,15 @@ export class SqliteStore implements CaStore {
     this.#certBySerialAndIssuer = this.db.prepare('SELECT * FROM certificates WHERE serial = ? AND issuer_kid = ?');
     this.#certBySerial = this.db.prepare('SELECT * FROM certificates WHERE serial = ?');
     this.#readHead();
+    this.acme = new AcmeSqliteStore(this.db, {
+      write: async (fn, records = 0) => {
+        if (this.#engine.holding) await this.#engine.unheld();
+        const out = this.#tx(fn, records);
+        await this.#engine.durable();
+        return out;
+      },
+      insertIssued: (r) => this.#insertIssued(r),
+    });
   }
 
   #certBySerialAndIssuer: StatementSync;

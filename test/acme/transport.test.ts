@@ -178,8 +178,8 @@ test('ok/the whole life of an account: order, http-01, finalize, download, renew
 
   // Key change: the new key works, the old one no longer does.
   const oldKey = c.key;
-  const newKey = await clientKey('ES384');
-  const inner = await new FlattenedSign(Buffer.from(JSON.stringify({ account: c.kid, oldKey: oldKey.jwk }))).setProtectedHeader({ alg: 'ES384', jwk: newKey.jwk, url: c.dir.keyChange }).sign(newKey.privateKey);
+  const newKey = await clientKey('ES256');
+  const inner = await new FlattenedSign(Buffer.from(JSON.stringify({ account: c.kid, oldKey: oldKey.jwk }))).setProtectedHeader({ alg: 'ES256', jwk: newKey.jwk, url: c.dir.keyChange }).sign(newKey.privateKey);
   const kc = await c.post(c.dir.keyChange, inner);
   assert.equal(kc.status, 200, kc.body.toString());
   const stale = await c.post(c.kid!, '');
