@@ -291,6 +291,22 @@ test('fail/bad input: each refused with its ACME type and a fresh nonce, nothing
   });
   await t.test('fail/finalize-before-ready', async () => problem(await c.post(finalizeUrl, { csr: csrFor().toString('base64url') }), 403, 'orderNotReady'));
   await t.test('fail/unsupported-identifier', async () => problem(await c.post(c.dir.newOrder, { identifiers: [{ type: 'email', value: 'a@b' }] }), 400, 'unsupportedIdentifier'));
+  await t.test('fail/terms-not-agreed', async () => {
+    const e = new AcmeTestClient(`${base}/acme/directory`, tc.init.rootPem, await clientKey());
+    await e.start();
+    const r = await e.post(e.dir.newAccount, { contact: ['mailto:ops@acme.internal'] }, { jwk: true });
+    problem(r, 403, 'userActionRequired');
+    assert.ok(String(r.headers.link).includes(`<${TOS}>;rel="terms-of-service"`));
+  });
+  await t.test('fail/rejected-identifier', async () => problem(await c.post(c.dir.newOrder, { identifiers: [{ type: 'dns', value: 'www.example.com' }] }), 400, 'rejectedIdentifier'));
+  await t.test('fail/key-change-to-a-key-in-use', async () => {
+    const d = await client();
+    await register(d);
+    const inner = await new FlattenedSign(Buffer.from(JSON.stringify({ account: c.kid, oldKey: c.key.jwk }))).setProtectedHeader({ alg: d.key.alg, jwk: d.key.jwk, url: c.dir.keyChange }).sign(d.key.privateKey);
+    const r = await c.post(c.dir.keyChange, inner);
+    problem(r, 409, 'malformed');
+    assert.equal(r.headers.location, d.kid, 'Location names the account that has the key (RFC 8555 section 7.3.5)');
+  });
   await t.test('fail/acme-not-on-the-plain-http-listener', async () => {
     const r = await new Promise<number>((resolve, reject) => http.get(`${srv.publicUrl}/acme/directory`, (res) => {
       res.resume();
