@@ -223,6 +223,26 @@ test('ok/revoke by the certificate\'s own key (jwk), and authorization deactivat
   assert.equal(off.json.status, 'deactivated');
 });
 
+test('fail/a challenge answered wrongly: the challenge and the order invalid, with the error as a problem', async () => {
+  const c = await client();
+  await register(c);
+  const created = await c.post(c.dir.newOrder, { identifiers: [{ type: 'ip', value: '127.0.0.1' }] });
+  const authz = (await c.post(created.json.authorizations[0], '')).json;
+  const ch = authz.challenges.find((x: any) => x.type === 'http-01');
+  served.set(ch.token, `${ch.token}.not-the-thumbprint`);
+  const r = await c.post(ch.url, {});
+  assert.equal(r.status, 200);
+  // The validator tries a few times, with a backoff, before it gives up.
+  const failed = await waitFor('the challenge to be invalid', 30_000, async () => {
+    const x = (await c.post(ch.url, '')).json;
+    return x.status === 'invalid' ? x : undefined;
+  });
+  assert.equal(failed.error.type, `${URN}incorrectResponse`);
+  assert.equal(failed.error.status, 403);
+  assert.match(failed.error.detail, /127\.0\.0\.1/);
+  assert.equal((await c.post(created.headers.location as string, '')).json.status, 'invalid');
+});
+
 /** A test ClientKey over a node KeyObject (a certificate's key). */
 async function keyFromNode(k: crypto.KeyObject): Promise<Awaited<ReturnType<typeof clientKey>>> {
   const { calculateJwkThumbprint } = await import('jose');

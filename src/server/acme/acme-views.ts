@@ -4,7 +4,7 @@
  * The lifecycle's objects (ca/acme/acme-api.ts) hold ids; the URLs are the transport's.
  */
 import type { AcmeAccount, AcmeAuthorization, AcmeChallenge, AcmeMeta, AcmeOrder, AcmeSubproblem, RenewalInfo } from '../../ca/index.ts';
-import { acmeTypeOfCode, acmeUrn } from './problems.ts';
+import { acmeTypeAndStatus, acmeTypeOfCode, acmeUrn } from './problems.ts';
 
 /** The URLs of the ACME resources under a base URL (`https://ca.example:8443`). */
 export interface AcmeUrls {
@@ -67,11 +67,16 @@ export function accountView(u: AcmeUrls, a: AcmeAccount) {
   return { status: a.status, contact: a.contact, termsOfServiceAgreed: a.termsOfServiceAgreed, orders: u.orders(a.id) };
 }
 
-/** An error inside an order or a challenge (a problem document without a status, RFC 8555 section 7.1.3). */
+/**
+ * An error inside an order or a challenge (a problem document, RFC 8555 sections 7.1.3 and 8), with
+ * the status its code is registered with, as clients print it (lego shows 0 without one).
+ */
 export function errorView(e: { code: string; detail: string; subproblems?: AcmeSubproblem[] }) {
+  const { type, status } = acmeTypeAndStatus(e.code);
   return {
-    type: acmeUrn(acmeTypeOfCode(e.code)),
+    type: acmeUrn(type),
     detail: e.detail,
+    status,
     ...(e.subproblems?.length ? { subproblems: e.subproblems.map((s) => ({ type: acmeUrn(acmeTypeOfCode(s.code)), detail: s.detail, identifier: s.identifier })) } : {}),
   };
 }

@@ -81,9 +81,14 @@ export const acmeUrn = (type: AcmeErrorType): string => `urn:ietf:params:acme:er
 
 /** The ACME type of a bare code (for subproblems and the errors inside orders and challenges). */
 export function acmeTypeOfCode(code: string): AcmeErrorType {
+  return acmeTypeAndStatus(code).type;
+}
+
+/** The ACME type and the HTTP status of a bare code (500 for a code mutual does not know). */
+export function acmeTypeAndStatus(code: string): { type: AcmeErrorType; status: number } {
   const known = Object.hasOwn(ERRORS, code) ? ERRORS[code as ErrorCode] : undefined;
-  if (!known || known.status >= 500) return 'serverInternal';
-  return TYPES[code as ErrorCode] ?? 'malformed';
+  if (!known || known.status >= 500) return { type: 'serverInternal', status: known?.status ?? 500 };
+  return { type: TYPES[code as ErrorCode] ?? 'malformed', status: known.status };
 }
 
 /**
