@@ -302,6 +302,12 @@ test('fail/bad input: each refused with its ACME type and a fresh nonce, nothing
     problem(r, 405, 'malformed');
     assert.equal(r.headers.allow, 'POST');
   });
+  await t.test('fail/POST-on-new-nonce', async () => {
+    const r = await c.post(c.dir.newNonce, '');
+    problem(r, 405, 'malformed');
+    assert.equal(r.headers.allow, 'GET, HEAD');
+  });
+  await t.test('fail/unknown-acme-path', async () => problem(await c.post(`${base}/acme/nothing-here`, ''), 404, 'malformed'));
   await t.test('fail/wrong-content-type', async () => problem(await c.post(c.kid!, '', { contentType: 'application/json' }), 415, 'malformed'));
   await t.test('fail/payload-not-an-object', async () => problem(await c.post(c.dir.newOrder, ['x']), 400, 'malformed'));
   await t.test('fail/unknown-account-key-on-onlyReturnExisting', async () => {

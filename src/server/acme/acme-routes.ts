@@ -95,7 +95,9 @@ export async function acmeRoute(s: ServerState, c: RequestContext, path: string,
     const a = await authenticate(acme, c.req, { url: `${s.baseUrl.replace(/\/+$/, '')}${path}${query}`, accountUrlPrefix: u.accountPrefix, key: found.r.post.key });
     return found.r.post.handler(x, a);
   }
-  throw new MutualError('METHOD_NOT_ALLOWED', { detail: found.r.post ? 'this ACME resource is read with POST-as-GET (RFC 8555 section 6.3)' : `${method.slice(0, 10)} on ${path.slice(0, 60)}` });
+  throw new MutualError('METHOD_NOT_ALLOWED', found.r.post
+    ? { detail: 'this ACME resource is read with POST-as-GET (RFC 8555 section 6.3)', allow: 'POST' }
+    : { detail: `${method.slice(0, 10)} on ${path.slice(0, 60)}`, allow: 'GET, HEAD' });
 }
 
 // ---- GET resources

@@ -147,7 +147,7 @@ function addHeaders(res: ServerResponse, e: MutualError, ctx: AcmeProblemContext
   else if (e.code === 'RATE_LIMITED') res.setHeader('retry-after', '1');
   if (e.code === 'ACME_KEY_IN_USE' && typeof e.fields.accountId === 'string' && ctx.accountUrl) res.setHeader('location', ctx.accountUrl(e.fields.accountId));
   if (e.code === 'ACME_TERMS_NOT_AGREED' && ctx.termsOfService) appendLink(res, `<${ctx.termsOfService}>;rel="terms-of-service"`);
-  if (e.code === 'METHOD_NOT_ALLOWED') res.setHeader('allow', 'POST');
+  if (e.code === 'METHOD_NOT_ALLOWED' && typeof e.fields.allow === 'string') res.setHeader('allow', e.fields.allow);
   if (e.code === 'INPUT_TOO_LARGE' || e.code === 'REQUEST_TOO_LARGE') {
     // The rest of an oversized body is drained, not read: close after the answer, the way the API does.
     res.setHeader('connection', 'close');
