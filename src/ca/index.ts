@@ -20,9 +20,11 @@ export { writeIssued } from './write-issued.ts';
 export { readConfig, profileLifetimes } from './config.ts';
 export { checkLifetime } from './issue-request.ts';
 export { AcmeAuthority, type AcmeAuthorityOptions } from './acme/acme-authority.ts';
-export type { AcmeValidators, ValidationOptions } from './acme/acme-validators.ts';
+export { challengeValidators, type AcmeValidators, type ValidationOptions } from './acme/acme-validators.ts';
 export type {
   AcmeService, AcmeAccount, AcmeAuthorization, AcmeCertificateChain, AcmeChallenge, AcmeChallengeType, AcmeIdentifier, AcmeMeta, AcmeOrder, AcmeSubproblem, FlattenedJws, RenewalInfo,
 } from './acme/acme-api.ts';
 export { acmeConfig, type AcmeConfig } from './config.ts';
-export { openAcme, challengeValidators } from './acme/open-acme.ts';
+export { createEabKey, checkEabNames } from './acme/eab-keys.ts';
+export type { AcmeEabKey, AcmeStore } from './acme/acme-store.ts';
+export { openAcme } from './acme/open-acme.ts';

@@ -23,6 +23,7 @@ import { registerServerCommands } from './server-commands.ts';
 import { commandExitCode, registerMonitorCommands } from './monitor-command.ts';
 import { agentExitCode, registerAgentCommand } from './agent-command.ts';
 import { registerGatewayCommand } from './gateway-command.ts';
+import { registerAcmeCommand } from './acme-command.ts';
 
 /** Global options every command sees. */
 interface GlobalOptions {
@@ -156,6 +157,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
   registerMonitorCommands(program);
   registerAgentCommand(program);
   registerGatewayCommand(program);
+  registerAcmeCommand(program, g);
 
   program.command('demo')
     .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')

@@ -117,7 +117,7 @@ test('fail/challenge-answered-wrong-makes-authorization-and-order-invalid', asyn
     const after = await h.acme.authorization(acct.id, a.id);
     assert.equal(after.status, 'invalid');
     assert.equal(after.challenges[0].error?.code, 'ACME_INCORRECT_RESPONSE');
-    assert.match(after.challenges[0].error!.detail, /127\.0\.0\.1.*something else.*expected/, 'what was fetched, from where, what was expected');
+    assert.match(after.challenges[0].error!.detail, /127\.0\.0\.1.*expected.*key authorization.*"something else"/, 'what was fetched, from where, what was expected');
     const o = await h.acme.order(acct.id, order.id);
     assert.equal(o.status, 'invalid');
     assert.equal(o.error?.code, 'ACME_INCORRECT_RESPONSE');

@@ -1,8 +1,8 @@
 /**
  * The ACME lifecycle tests' harness: a real test CA (SQLite), an AcmeAuthority on it with a clock
- * the test moves, a real http-01 responder (node:http on a random port of 127.0.0.1) and a small
- * real http-01 validator that fetches from it, account keys, EAB JWSs and CSRs made with the
- * real libraries, and `openssl verify` for what is issued.
+ * the test moves and the real validators (http-01 connecting to 127.0.0.1 by `hostOverride`), a
+ * real http-01 responder (node:http on a random port of 127.0.0.1), account keys, EAB JWSs and
+ * CSRs made with the real libraries, and `openssl verify` for what is issued.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -11,11 +11,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { calculateJwkThumbprint, FlattenedSign } from 'jose';
 import { AcmeAuthority } from '../../src/ca/acme/acme-authority.ts';
-import type { AcmeIdentifier, FlattenedJws } from '../../src/ca/acme/acme-api.ts';
-import type { AcmeValidators, ValidationOptions } from '../../src/ca/acme/acme-validators.ts';
+import type { FlattenedJws } from '../../src/ca/acme/acme-api.ts';
 import { acmeConfig, type AcmeConfig } from '../../src/ca/config.ts';
 import { buildCsr } from '../../src/core/csr.ts';
-import { MutualError } from '../../src/core/errors.ts';
 import { makeTestCa, type TestCa } from '../helpers/test-ca.ts';
 import { openssl } from '../helpers/tools.ts';
 
@@ -36,32 +34,6 @@ export async function startResponder(): Promise<Responder> {
   return { port: (server.address() as AddressInfo).port, answers, close: () => new Promise((r) => server.close(() => r())) };
 }
 
-/**
- * A tiny real http-01 validator (until src/ca/acme/validate-http01.ts lands): fetches the token's
- * URL with the identifier as Host, on `hostOverride` and `httpPort`, and compares the body.
- */
-export const testValidators: AcmeValidators = {
-  async http01(identifier: AcmeIdentifier, token: string, keyAuthorization: string, o: ValidationOptions): Promise<void> {
-    const url = `http://${o.hostOverride ?? identifier.value}:${o.httpPort}/.well-known/acme-challenge/${token}`;
-    let res: Response;
-    try {
-      res = await fetch(url, { headers: { host: identifier.value }, signal: AbortSignal.timeout(o.timeoutMs) });
-    } catch (e) {
-      throw new MutualError('ACME_CONNECTION', { detail: `GET ${url}: ${(e as Error).message}` });
-    }
-    const body = (await res.text()).trim();
-    if (res.status !== 200 || body !== keyAuthorization) {
-      throw new MutualError('ACME_INCORRECT_RESPONSE', { detail: `GET ${url} answered ${res.status} ${JSON.stringify(body.slice(0, 100))}; expected ${JSON.stringify(keyAuthorization)}` });
-    }
-  },
-  async dns01(identifier: AcmeIdentifier): Promise<void> {
-    throw new MutualError('ACME_DNS', { detail: `no TXT record for _acme-challenge.${identifier.value} (the test has no DNS server)` });
-  },
-  async tlsAlpn01(identifier: AcmeIdentifier): Promise<void> {
-    throw new MutualError('ACME_TLS', { detail: `no acme-tls/1 server for ${identifier.value} in this test` });
-  },
-};
-
 /** A CA, its ACME service on a movable clock, and an http-01 responder. */
 export interface AcmeHarness {
   tc: TestCa;
@@ -81,7 +53,7 @@ export async function makeHarness(config: Partial<AcmeConfig> = {}): Promise<Acm
   const tc = await makeTestCa({ clock });
   const responder = await startResponder();
   const cfg: AcmeConfig = { ...acmeConfig({}), enabled: true, challenges: ['http-01'], httpPort: responder.port, validationTimeout: '2s', ...config };
-  const acme = new AcmeAuthority({ ca: tc.ca, config: cfg, validators: testValidators, now: clock, retry: { attempts: 2, backoffMs: 5 }, hostOverride: '127.0.0.1' });
+  const acme = new AcmeAuthority({ ca: tc.ca, config: cfg, now: clock, retry: { attempts: 2, backoffMs: 5 }, hostOverride: '127.0.0.1' });
   return {
     tc, acme, responder, now: clock,
     advance(ms) {

@@ -24,7 +24,8 @@ import { checkAccountKey, checkContacts, eabKeyId, verifyEab } from './acme-acco
 import { checkIdentifiers } from './acme-identifiers.ts';
 import { AcmeNonces } from './acme-nonces.ts';
 import { authorizationOfChallenge, type AcmeAuthorizationRecord, type AcmeOrderRecord, type AcmeStore } from './acme-store.ts';
-import type { AcmeValidators, ValidationOptions } from './acme-validators.ts';
+import { challengeValidators, type AcmeValidators, type ValidationOptions } from './acme-validators.ts';
+import { keyAuthorization as keyAuthorizationOf } from './key-authorization.ts';
 import { parseCertId, renewalWindow } from './renewal-window.ts';
 
 /** Attempts of one challenge validation before it is invalid (RFC 8555 section 8.2 lets the server retry). */
@@ -45,7 +46,8 @@ export interface AcmeAuthorityOptions {
   store?: AcmeStore;
   /** Default: config.yaml's `acme:` section of the CA (`acmeConfig(ca.config)`). */
   config?: AcmeConfig;
-  validators: AcmeValidators;
+  /** Default: {@link challengeValidators}, the real ones. */
+  validators?: AcmeValidators;
   /** Default: the CA's clock. */
   now?: () => Date;
   /** Validation attempts and the backoff between them; default {@link VALIDATION_ATTEMPTS}, {@link VALIDATION_BACKOFF_MS}. */
@@ -73,7 +75,7 @@ export class AcmeAuthority implements AcmeService {
     this.#ca = o.ca;
     this.#store = o.store ?? o.ca.store.acme;
     this.#config = o.config ?? acmeConfig(o.ca.config);
-    this.#validators = o.validators;
+    this.#validators = o.validators ?? challengeValidators;
     this.#now = o.now ?? o.ca.now;
     this.#nonces = new AcmeNonces(this.#store, this.#now);
     this.#retry = o.retry ?? { attempts: VALIDATION_ATTEMPTS, backoffMs: VALIDATION_BACKOFF_MS };
@@ -255,7 +257,7 @@ export class AcmeAuthority implements AcmeService {
 
   /** Validates a challenge with bounded attempts and records the outcome; never rejects. */
   async #validate(a: AcmeAuthorizationRecord, c: AcmeChallenge, thumbprint: string): Promise<void> {
-    const keyAuthorization = `${c.token}.${thumbprint}`;
+    const keyAuthorization = keyAuthorizationOf(c.token, thumbprint);
     const o: ValidationOptions = {
       httpPort: this.#config.httpPort, tlsAlpnPort: this.#config.tlsAlpnPort, timeoutMs: parseDuration(this.#config.validationTimeout),
       ...(this.#config.dns.servers ? { dnsServers: this.#config.dns.servers } : {}), ...(this.#hostOverride ? { hostOverride: this.#hostOverride } : {}),

@@ -1,25 +1,17 @@
 /**
  * The challenge validators the lifecycle calls (RFC 8555 section 8, RFC 8737), behind one small
- * interface the authority receives: `mutual serve` passes the real ones (validate-*.ts), tests
- * may pass them too against local responders. Each resolves when the challenge is met and throws
- * a MutualError ACME_CONNECTION, ACME_DNS, ACME_INCORRECT_RESPONSE or ACME_TLS whose detail says
- * what was fetched, from where, and what was expected.
+ * interface the authority receives: `mutual serve` passes {@link challengeValidators} (the real
+ * ones, validate-*.ts); a test may pass its own. Each resolves when the challenge is met and
+ * throws a MutualError ACME_CONNECTION, ACME_DNS, ACME_INCORRECT_RESPONSE or ACME_TLS whose
+ * detail says what was fetched, from where, and what was expected.
  */
 import type { AcmeIdentifier } from './acme-api.ts';
+import { validateDns01 } from './validate-dns01.ts';
+import { validateHttp01 } from './validate-http01.ts';
+import { validateTlsAlpn01 } from './validate-tls-alpn01.ts';
+import type { ValidationOptions } from './validation-options.ts';
 
-/** Where and how long a validator looks. */
-export interface ValidationOptions {
-  /** Port of http-01 requests (80 in production). */
-  httpPort: number;
-  /** Port of tls-alpn-01 handshakes (443 in production). */
-  tlsAlpnPort: number;
-  /** DNS servers (`host:port`) for dns-01 and name lookups; absent: the system's. */
-  dnsServers?: string[];
-  /** Limit of one attempt. */
-  timeoutMs: number;
-  /** Connect here instead of resolving the identifier (tests). */
-  hostOverride?: string;
-}
+export type { ValidationOptions };
 
 /** The three validators. */
 export interface AcmeValidators {
@@ -27,3 +19,6 @@ export interface AcmeValidators {
   dns01(identifier: AcmeIdentifier, keyAuthorization: string, o: ValidationOptions): Promise<void>;
   tlsAlpn01(identifier: AcmeIdentifier, keyAuthorization: string, o: ValidationOptions): Promise<void>;
 }
+
+/** The real validators: http-01, dns-01 and tls-alpn-01 against the hosts themselves. */
+export const challengeValidators: AcmeValidators = { http01: validateHttp01, dns01: validateDns01, tlsAlpn01: validateTlsAlpn01 };
