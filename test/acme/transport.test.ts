@@ -14,6 +14,7 @@ import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { FlattenedSign } from 'jose';
 import crypto from 'node:crypto';
+import { createEabKey } from '../../src/ca/acme/eab-keys.ts';
 import { openAuthority } from '../../src/ca/open-authority.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
 import { buildCsr } from '../../src/core/csr.ts';
@@ -241,6 +242,21 @@ test('fail/a challenge answered wrongly: the challenge and the order invalid, wi
   assert.equal(failed.error.status, 403);
   assert.match(failed.error.detail, /127\.0\.0\.1/);
   assert.equal((await c.post(created.headers.location as string, '')).json.status, 'invalid');
+});
+
+test('ok/external account binding passes through to the lifecycle (RFC 8555 section 7.3.4); a wrong HMAC is unauthorized', async () => {
+  const key = await createEabKey(tc.ca.store.acme, { names: ['127.0.0.1'], now: new Date() });
+  const eab = async (c: AcmeTestClient, hmac: Buffer) => {
+    const s = await new FlattenedSign(Buffer.from(JSON.stringify(c.key.jwk))).setProtectedHeader({ alg: 'HS256', kid: key.keyId, url: c.dir.newAccount }).sign(hmac);
+    return { protected: s.protected, payload: s.payload, signature: s.signature };
+  };
+  const bad = await client();
+  problem(await bad.post(bad.dir.newAccount, { termsOfServiceAgreed: true, externalAccountBinding: await eab(bad, crypto.randomBytes(32)) }, { jwk: true }), 403, 'unauthorized');
+  const good = await client();
+  const r = await good.post(good.dir.newAccount, { termsOfServiceAgreed: true, externalAccountBinding: await eab(good, key.hmacKey) }, { jwk: true });
+  assert.equal(r.status, 201, r.body.toString());
+  assert.equal(r.json.status, 'valid');
+  problem(await good.post(good.dir.newAccount, { termsOfServiceAgreed: true, externalAccountBinding: 'not a jws' }, { jwk: true }), 400, 'malformed');
 });
 
 /** A test ClientKey over a node KeyObject (a certificate's key). */
