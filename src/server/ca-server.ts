@@ -18,7 +18,7 @@ import { AdminAuthenticator } from './admin-auth.ts';
 import { RateLimiter } from './http-util.ts';
 import { createMetrics, type CaMetrics } from './metrics.ts';
 import { OcspService } from './ocsp-service.ts';
-import { createRequestLoop } from './request-loop.ts';
+import { createRequestLoop, type RequestLoop } from './request-loop.ts';
 import type { ServerState } from './routes.ts';
 import { ipRe, splitNames } from '../core/names.ts';
 
@@ -114,6 +114,9 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   s.enrollment = new Enrollment({ ca, tokenKey, now });
   s.adminAuth = new AdminAuthenticator({ admins: o.admins ?? [`spiffe://${ca.config.trustDomain}/admin/*`], store: ca, isRevoked: (serial) => s.feed.has(serial), issuerKeyIds: adminIssuers(ca, s.crls.retired) });
   if (o.rateLimit !== false) s.limiter = new RateLimiter(o.rateLimit?.perSecond ?? 200, o.rateLimit?.burst ?? 400);
+  // Built here only when not given: then this server owns it and lets its validations end on close.
+  const ownAcme = o.acme === undefined ? openAcme({ ca, now }) : undefined;
+  s.acme = o.acme === false ? undefined : (o.acme ?? ownAcme);
   s.feed.start();
 
   // The server's own certificate, from its own server CA, renewed on a timer. Retired
@@ -140,18 +143,9 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   const port = await listen(server, o.port ?? 8443, host);
   const url = o.url ?? `https://${bracket(host)}:${port}`;
   s.baseUrl = url;
-  // Built here only when not given: then this server owns it and lets its validations end on close.
-  const ownAcme = o.acme === undefined ? openAcme({ ca, now }) : undefined;
-  s.acme = o.acme === false ? undefined : (o.acme ?? ownAcme);
-  let publicServer: http.Server | undefined;
-  let publicUrl: string | undefined;
-  if (o.publicPort !== undefined) {
-    publicServer = http.createServer(SOCKET_OPTIONS, (req, res) => loop.onRequest(req, res, true));
-    publicServer.on('checkContinue', (req, res) => loop.onExpectContinue(req, res, true));
-    const publicHost = o.publicHost ?? host;
-    publicUrl = `http://${bracket(publicHost)}:${await listen(publicServer, o.publicPort, publicHost)}`;
-    log.info({ url: publicUrl }, 'public OCSP/CRL listener');
-  }
+  const pub = o.publicPort === undefined ? undefined : await startPublicListener(loop, o.publicPort, o.publicHost ?? host);
+  if (pub) log.info({ url: pub.url }, 'public OCSP/CRL listener');
+  const publicUrl = pub?.url;
   log.info({ url, rootFingerprint: s.enrollment.rootFingerprint }, 'mutual CA server listening');
   return {
     url, port, publicUrl, server, metrics,
@@ -164,7 +158,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       s.feed.close();
       renewal.close();
       s.ocsp.close();
-      await Promise.all([server, publicServer].filter((x) => x !== undefined).map((srv) => new Promise<void>((resolve) => {
+      await Promise.all([server, pub?.server].filter((x) => x !== undefined).map((srv) => new Promise<void>((resolve) => {
         srv.close(() => resolve());
         srv.closeIdleConnections();
       })));
@@ -172,6 +166,13 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       await ownAcme?.settle();
     },
   };
+}
+
+/** The plain-HTTP listener of the public, signed data (see {@link CaServerOptions.publicPort}). */
+async function startPublicListener(loop: RequestLoop, port: number, host: string): Promise<{ server: http.Server; url: string }> {
+  const server = http.createServer(SOCKET_OPTIONS, (req, res) => loop.onRequest(req, res, true));
+  server.on('checkContinue', (req, res) => loop.onExpectContinue(req, res, true));
+  return { server, url: `http://${bracket(host)}:${await listen(server, port, host)}` };
 }
 
 /**
