@@ -74,6 +74,9 @@ export interface CaServer {
   close(): Promise<void>;
 }
 
+/** How often expired ACME orders, authorizations and spent nonces are removed (their lifetimes are config.yaml's). */
+const ACME_SWEEP_MS = 10 * 60_000;
+
 /** Options of the listeners' sockets (Node's defaults are for trusted peers). */
 const SOCKET_OPTIONS = { keepAliveTimeout: 65_000, requestTimeout: 30_000, headersTimeout: 10_000 };
 const TLS_BASE = {
@@ -117,6 +120,10 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   // Built here only when not given: then this server owns it and lets its validations end on close.
   const ownAcme = o.acme === undefined ? openAcme({ ca, now }) : undefined;
   s.acme = o.acme === false ? undefined : (o.acme ?? ownAcme);
+  // Abandoned orders, unused authorizations and spent nonces leave the store once expired; every
+  // replica sweeps (the delete is idempotent), so none depends on another being up.
+  const acmeSweep = ownAcme ? setInterval(() => ownAcme.expire().catch((e) => log.error({ err: e }, 'ACME cleanup failed')), ACME_SWEEP_MS) : undefined;
+  acmeSweep?.unref();
   s.feed.start();
 
   // The server's own certificate, from its own server CA, renewed on a timer. Retired
@@ -147,6 +154,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   if (pub) log.info({ url: pub.url }, 'public OCSP/CRL listener');
   const publicUrl = pub?.url;
   log.info({ url, rootFingerprint: s.enrollment.rootFingerprint }, 'mutual CA server listening');
+  if (s.acme) log.info({ directory: `${url.replace(/\/+$/, '')}/acme/directory` }, 'ACME enabled');
   return {
     url, port, publicUrl, server, metrics,
     reload() {
@@ -158,6 +166,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       s.feed.close();
       renewal.close();
       s.ocsp.close();
+      clearInterval(acmeSweep);
       await Promise.all([server, pub?.server].filter((x) => x !== undefined).map((srv) => new Promise<void>((resolve) => {
         srv.close(() => resolve());
         srv.closeIdleConnections();
