@@ -259,6 +259,23 @@ test('ok/external account binding passes through to the lifecycle (RFC 8555 sect
   problem(await good.post(good.dir.newAccount, { termsOfServiceAgreed: true, externalAccountBinding: 'not a jws' }, { jwk: true }), 400, 'malformed');
 });
 
+test('ok/replicas: a nonce from one server is good once at another behind the same URL', async () => {
+  // A second `mutual serve` on the same CA and store, with the same public base URL (as behind a load balancer).
+  const replica = await startCaServer({ ca: tc.ca, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port: 0, url: base, logger: pino({ level: 'silent' }), rateLimit: false });
+  try {
+    const c = await client();
+    await register(c);
+    const nonce = await c.freshNonce();
+    const at = (u: string) => u.replace(base, `https://127.0.0.1:${replica.port}`);
+    const r = await c.post(at(c.kid!), '', { url: c.kid, header: { nonce } });
+    assert.equal(r.status, 200, r.body.toString());
+    assert.equal(r.json.status, 'valid');
+    problem(await c.post(c.kid!, '', { header: { nonce } }), 400, 'badNonce');
+  } finally {
+    await replica.close();
+  }
+});
+
 /** A test ClientKey over a node KeyObject (a certificate's key). */
 async function keyFromNode(k: crypto.KeyObject): Promise<Awaited<ReturnType<typeof clientKey>>> {
   const { calculateJwkThumbprint } = await import('jose');
