@@ -111,6 +111,7 @@ test('ok/directory and nonces', async () => {
   for (const k of ['newNonce', 'newAccount', 'newOrder', 'revokeCert', 'keyChange', 'renewalInfo']) assert.match(r.json[k], new RegExp(`^${base}/acme/`), k);
   assert.equal(r.json.meta.termsOfService, TOS);
   assert.equal(r.json.meta.externalAccountRequired, false);
+  assert.match(String(r.headers['replay-nonce']), /^[A-Za-z0-9_-]+$/, 'every ACME answer carries a nonce');
   const head = await send(r.json.newNonce, { method: 'HEAD', tls: { ca: tc.init.rootPem } });
   assert.equal(head.status, 200);
   assert.match(String(head.headers['replay-nonce']), /^[A-Za-z0-9_-]+$/);

@@ -2,9 +2,9 @@
  * The ACME endpoints of `mutual serve` (RFC 8555 section 7, RFC 9773), under `/acme/` on the HTTPS
  * listener only. Each POST is authenticated by its JWS first (jws.ts), its payload parsed here, and
  * the lifecycle (`AcmeService`, src/ca/acme/) decides; this file answers with the RFC's objects
- * (acme-views.ts) and headers. Every answer carries Link rel="index"; every answer to a POST and to
- * new-nonce a fresh Replay-Nonce, set before the handler runs so refusals carry one too
- * (RFC 8555 section 6.5). Refusals are problem documents (problems.ts, from the request loop).
+ * (acme-views.ts) and headers. Every answer carries Link rel="index" and a fresh Replay-Nonce,
+ * both set before the handler runs so refusals carry them too (RFC 8555 section 6.5). Refusals
+ * are problem documents (problems.ts, from the request loop).
  */
 import type { AcmeAccount, AcmeIdentifier, AcmeService } from '../../ca/index.ts';
 import { MutualError } from '../../core/errors.ts';
@@ -88,10 +88,11 @@ export async function acmeRoute(s: ServerState, c: RequestContext, path: string,
   if (!found) throw new MutualError('ACME_NOT_FOUND', { detail: path.slice(0, 100) });
   const method = c.req.method ?? 'GET';
   const x: Call = { acme, u, c, m: found.m, query: new URLSearchParams(query) };
+  // Every answer, a refusal included, carries a fresh nonce to go on with (RFC 8555 section 6.5);
+  // making one is an HMAC, no store write.
+  c.res.setHeader('replay-nonce', await acme.newNonce());
   if ((method === 'GET' || method === 'HEAD') && found.r.get) return found.r.get(x);
   if (method === 'POST' && found.r.post) {
-    // Before the JWS is read: a refusal carries a fresh nonce to retry with.
-    c.res.setHeader('replay-nonce', await acme.newNonce());
     const a = await authenticate(acme, c.req, { url: `${s.baseUrl.replace(/\/+$/, '')}${path}${query}`, accountUrlPrefix: u.accountPrefix, key: found.r.post.key });
     return found.r.post.handler(x, a);
   }
@@ -106,9 +107,9 @@ function directory(x: Call): void {
   sendJson(x.c.res, 200, directoryView(x.u, x.acme.meta()));
 }
 
-/** RFC 8555 section 7.2: HEAD answers 200, GET 204; never cached. */
-async function newNonce(x: Call): Promise<void> {
-  x.c.res.writeHead(x.c.req.method === 'HEAD' ? 200 : 204, { 'replay-nonce': await x.acme.newNonce(), 'cache-control': 'no-store' });
+/** RFC 8555 section 7.2: HEAD answers 200, GET 204, with the Replay-Nonce every answer has; never cached. */
+function newNonce(x: Call): void {
+  x.c.res.writeHead(x.c.req.method === 'HEAD' ? 200 : 204, { 'cache-control': 'no-store' });
   x.c.res.end();
 }
 
