@@ -154,6 +154,8 @@ export function parseProtectedHeader(jws: FlattenedJws, o: { inner?: boolean } =
   if (typeof alg !== 'string' || !(ACME_ALGORITHMS as readonly string[]).includes(alg)) {
     throw new MutualError('ACME_BAD_SIGNATURE_ALGORITHM', { detail: `alg ${JSON.stringify(alg ?? null).slice(0, 20)}`, algorithms: [...ACME_ALGORITHMS] });
   }
+  // RFC 8555 uses neither: refused rather than handed to jose, which would honour b64: false (RFC 7797).
+  if (h.crit !== undefined || h.b64 !== undefined) throw malformed('crit and b64 are not used in ACME');
   if ((h.jwk === undefined) === (h.kid === undefined)) throw malformed('the protected header must have exactly one of jwk and kid');
   if (o.inner && h.jwk === undefined) throw malformed('the inner JWS of a key change must carry the new key as jwk');
   const url = field(h, 'url');

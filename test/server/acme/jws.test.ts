@@ -99,6 +99,7 @@ test('fail/protected header refusals', async (t) => {
     { name: 'fail/no-url', jws: () => sign(k, {}, { jwk: k.jwk, nonce: 'bm9uY2U' }), code: 'ACME_MALFORMED' },
     { name: 'fail/url-not-a-string', jws: () => unsigned({ alg: 'ES256', jwk: k.jwk, nonce: 'bm9uY2U', url: 7 }), code: 'ACME_MALFORMED' },
     { name: 'fail/url-too-long', jws: () => sign(k, {}, { jwk: k.jwk, nonce: 'bm9uY2U', url: `https://x/${'a'.repeat(2000)}` }), code: 'ACME_MALFORMED' },
+    { name: 'fail/crit-b64-unencoded-payload', jws: () => unsigned({ alg: 'ES256', jwk: k.jwk, nonce: 'bm9uY2U', url: URL_, b64: false, crit: ['b64'] }), code: 'ACME_MALFORMED' },
     { name: 'fail/header-not-json', jws: () => ({ protected: b64('{alg'), payload: '', signature: 'AA' }), code: 'ACME_MALFORMED' },
     { name: 'fail/header-an-array', jws: () => unsigned([1]), code: 'ACME_MALFORMED' },
   ];
