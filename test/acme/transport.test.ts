@@ -22,6 +22,7 @@ import { generateKeyPair } from '../../src/core/algorithms.ts';
 import { readPemOrDer } from '../../src/core/pem.ts';
 import { startCaServer, type CaServer } from '../../src/server/ca-server.ts';
 import { MAX_JWS_BYTES } from '../../src/server/acme/jws.ts';
+import { prng } from '../helpers/prng.ts';
 import { freePort, send, waitFor, type SendAnswer } from '../helpers/server.ts';
 import { makeTestCa, TEST_PASSPHRASE, type TestCa } from '../helpers/test-ca.ts';
 import { AcmeTestClient, clientKey } from './transport-client.ts';
@@ -275,6 +276,35 @@ test('ok/replicas: a nonce from one server is good once at another behind the sa
   } finally {
     await replica.close();
   }
+});
+
+test('fail/mutated JWS bodies: always a 4xx ACME problem, never a 5xx, nothing issued', async () => {
+  const seed = 1603;
+  const rnd = prng(seed);
+  const c = await client();
+  await register(c);
+  const before = await inventory();
+  const good = await c.jws(c.dir.newOrder, { identifiers: [{ type: 'ip', value: '127.0.0.1' }] });
+  const parsed = JSON.parse(good) as Record<string, string>;
+  const headerJson = Buffer.from(parsed.protected, 'base64url').toString();
+  const mutations: (() => string)[] = [
+    // A byte of the JWS text flipped.
+    () => { const b = Buffer.from(good); b[Math.floor(rnd() * b.length)] ^= 1 << Math.floor(rnd() * 7); return b.toString('latin1'); },
+    // A byte of the protected header's JSON flipped (then re-encoded).
+    () => { const h = Buffer.from(headerJson); h[Math.floor(rnd() * h.length)] ^= 1 << Math.floor(rnd() * 7); return JSON.stringify({ ...parsed, protected: h.toString('base64url') }); },
+    // The body cut short.
+    () => good.slice(0, Math.floor(rnd() * good.length)),
+    // A member replaced by another type.
+    () => JSON.stringify({ ...parsed, [['protected', 'payload', 'signature'][Math.floor(rnd() * 3)]]: [null, 1, {}, [], true][Math.floor(rnd() * 5)] }),
+  ];
+  for (let i = 0; i < 120; i++) {
+    const raw = mutations[i % mutations.length]();
+    const r = await c.post(c.dir.newOrder, '', { raw });
+    assert.ok(r.status >= 400 && r.status < 500, `seed ${seed} case ${i}: ${r.status} ${r.body.toString().slice(0, 200)} for ${raw.slice(0, 200)}`);
+    assert.equal(r.headers['content-type'], 'application/problem+json', `seed ${seed} case ${i}`);
+    assert.match(r.json.type, /^urn:ietf:params:acme:error:/);
+  }
+  assert.deepEqual(await inventory(), before);
 });
 
 /** A test ClientKey over a node KeyObject (a certificate's key). */
