@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import { parseCertificate } from '../../src/core/certificate.ts';
 import { readPemOrDer } from '../../src/core/pem.ts';
 import { isMutualError } from '../../src/core/errors.ts';
@@ -46,7 +47,7 @@ test('ok/account-order-http01-finalize-download-verify-renewalinfo-revoke', asyn
     assert.equal(stored?.issuedBy, `acme:${acct.id}`);
     const chain = await h.acme.certificate(acct.id, done.certificateId!, 0);
     assert.equal(chain.alternates, 0);
-    const v = opensslVerify(h, chain.pem);
+    const v = opensslVerify(h.tc, chain.pem, h.now());
     assert.equal(v.status, 0, v.output);
     const leaf = parseCertificate(readPemOrDer(chain.pem, ['CERTIFICATE']));
     assert.deepEqual(leaf.names, { dns: ['api.eu.acme.internal'], ip: ['127.0.0.1'], uri: [] });
@@ -107,6 +108,9 @@ test('fail/challenge-answered-wrong-makes-authorization-and-order-invalid', asyn
     const order = await h.acme.newOrder(acct.id, { identifiers: [{ type: 'dns', value: 'bad.acme.internal' }] });
     const a = await h.acme.authorization(acct.id, order.authorizationIds[0]);
     const c = a.challenges[0];
+    const seen: { challengeId: string; valid: boolean; error?: { code: string } }[] = [];
+    const listen = (m: unknown) => seen.push(m as (typeof seen)[number]);
+    diagnostics.subscribe('mutual:acme:validated', listen);
     h.responder.answers.set(c.token, 'something else');
     const r = await h.acme.respondChallenge(acct.id, c.id);
     assert.equal(r.challenge.status, 'processing');
@@ -114,6 +118,8 @@ test('fail/challenge-answered-wrong-makes-authorization-and-order-invalid', asyn
     const again = await h.acme.respondChallenge(acct.id, c.id);
     assert.ok(['processing', 'invalid'].includes(again.challenge.status), 'idempotent while processing');
     await h.acme.settle();
+    diagnostics.unsubscribe('mutual:acme:validated', listen);
+    assert.deepEqual(seen.map((m) => [m.challengeId, m.valid, m.error?.code]), [[c.id, false, 'ACME_INCORRECT_RESPONSE']], 'one validation, announced once');
     const after = await h.acme.authorization(acct.id, a.id);
     assert.equal(after.status, 'invalid');
     assert.equal(after.challenges[0].error?.code, 'ACME_INCORRECT_RESPONSE');

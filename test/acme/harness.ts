@@ -114,12 +114,12 @@ export async function inventoryCount(h: AcmeHarness): Promise<number> {
 }
 
 /** `openssl verify -x509_strict -purpose sslserver` of a downloaded chain against the test CA's root. */
-export function opensslVerify(h: AcmeHarness, chainPem: string): { status: number; output: string } {
+export function opensslVerify(tc: TestCa, chainPem: string, at: Date): { status: number; output: string } {
   const blocks = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n?/g) ?? [];
-  const leaf = h.tc.file(`leaf-${crypto.randomBytes(4).toString('hex')}.pem`, blocks[0] ?? '');
-  const untrusted = h.tc.file(`chain-${crypto.randomBytes(4).toString('hex')}.pem`, blocks.slice(1).join(''));
-  const root = path.join(h.tc.dir, 'root-for-verify.pem');
-  if (!fs.existsSync(root)) fs.writeFileSync(root, h.tc.ca.rootPem);
-  const r = openssl(['verify', '-x509_strict', '-purpose', 'sslserver', '-attime', String(Math.floor(h.now().getTime() / 1000)), '-CAfile', root, '-untrusted', untrusted, leaf]);
+  const leaf = tc.file(`leaf-${crypto.randomBytes(4).toString('hex')}.pem`, blocks[0] ?? '');
+  const untrusted = tc.file(`chain-${crypto.randomBytes(4).toString('hex')}.pem`, blocks.slice(1).join(''));
+  const root = path.join(tc.dir, 'root-for-verify.pem');
+  if (!fs.existsSync(root)) fs.writeFileSync(root, tc.ca.rootPem);
+  const r = openssl(['verify', '-x509_strict', '-purpose', 'sslserver', '-attime', String(Math.floor(at.getTime() / 1000)), '-CAfile', root, '-untrusted', untrusted, leaf]);
   return { status: r.status, output: r.stdout + r.stderr };
 }

@@ -127,3 +127,9 @@ test('fail/dns-01: a resolver that never answers is ACME_DNS within the deadline
 test('fail/dns-01: an IP identifier is ACME_MALFORMED (RFC 8738 section 7)', async () => {
   await rejects(validateDns01({ type: 'ip', value: '192.0.2.1' }, ka, o), 'ACME_MALFORMED');
 });
+
+test('fail/validators: options no validation can run with are a TypeError (programmer error)', async () => {
+  for (const bad of [{ timeoutMs: 0 }, { timeoutMs: Number.NaN }, { httpPort: 0 }, { tlsAlpnPort: 70_000 }, { hostOverride: '' }]) {
+    await assert.rejects(validateDns01({ type: 'dns', value: 'right.test' }, ka, { ...o, ...bad }), TypeError, JSON.stringify(bad));
+  }
+});

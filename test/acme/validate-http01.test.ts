@@ -5,10 +5,15 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import http from 'node:http';
-import type net from 'node:net';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type tls from 'node:tls';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.ts';
-import { freePort } from '../helpers/tools.ts';
+import { freePort, openssl } from '../helpers/tools.ts';
 import { validateHttp01 } from '../../src/ca/acme/validate-http01.ts';
 import { keyAuthorization } from '../../src/ca/acme/key-authorization.ts';
 import { MAX_HTTP01_BODY_BYTES, MAX_HTTP01_REDIRECTS, type ValidationOptions } from '../../src/ca/acme/validation-options.ts';
@@ -134,6 +139,57 @@ test('ok/http-01: IPv6 is tried first (AAAA), IPv4 after when IPv6 refuses the c
     assert.equal(web.seen.slice(before)[0].remote, '127.0.0.1');
   } finally {
     await v6.close();
+  }
+});
+
+/**
+ * One port speaking HTTP and HTTPS (a TCP front that looks at the first byte: 0x16 starts a TLS
+ * handshake), so that a redirect to https stays on the configured port. Records each SNI.
+ */
+async function startDualPort(plain: TestHttpServer): Promise<{ port: number; sni: (string | false | null)[]; close(): Promise<void> }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-http01-'));
+  const made = openssl(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1', '-subj', '/CN=not-the-name.test', '-keyout', path.join(dir, 'k.pem'), '-out', path.join(dir, 'c.pem')]);
+  assert.equal(made.status, 0, made.stderr);
+  const sni: (string | false | null)[] = [];
+  const secure = https.createServer({ cert: fs.readFileSync(path.join(dir, 'c.pem')), key: fs.readFileSync(path.join(dir, 'k.pem')) }, (req, res) => {
+    sni.push((req.socket as tls.TLSSocket).servername);
+    res.writeHead(200).end(ka);
+  });
+  fs.rmSync(dir, { recursive: true, force: true });
+  await new Promise<void>((resolve) => secure.listen(0, '127.0.0.1', resolve));
+  const securePort = (secure.address() as net.AddressInfo).port;
+  const sockets = new Set<net.Socket>();
+  const front = net.createServer((s) => {
+    sockets.add(s);
+    s.once('data', (first) => {
+      const back = net.connect(first[0] === 0x16 ? securePort : plain.port, '127.0.0.1');
+      sockets.add(back);
+      back.write(first);
+      s.pipe(back).pipe(s);
+      back.on('error', () => s.destroy());
+    });
+    s.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => front.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (front.address() as net.AddressInfo).port,
+    sni,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => front.close(resolve));
+      await new Promise((resolve) => secure.close(resolve));
+    },
+  };
+}
+
+test('ok/http-01: a redirect to https on an allowed port is followed, SNI the name, the certificate not checked', async () => {
+  const dual = await startDualPort(web);
+  try {
+    web.routes.set(challengePath, redirect(302, `https://site.test:${dual.port}/secure`));
+    await validateHttp01({ type: 'dns', value: 'site.test' }, token, ka, { ...o, httpPort: dual.port });
+    assert.deepEqual(dual.sni, ['site.test']);
+  } finally {
+    await dual.close();
   }
 });
 

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import tls from 'node:tls';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.ts';
-import { freePort, openssl } from '../helpers/tools.ts';
+import { freePort, openssl, runAsync } from '../helpers/tools.ts';
 import { ACME_TLS_ALPN_PROTOCOL, reverseDnsName, validateTlsAlpn01 } from '../../src/ca/acme/validate-tls-alpn01.ts';
 import { keyAuthorization } from '../../src/ca/acme/key-authorization.ts';
 import type { ValidationOptions } from '../../src/ca/acme/validation-options.ts';
@@ -206,4 +206,19 @@ test('fail/tls-alpn-01: nothing listening is ACME_CONNECTION', async () => {
 
 test('fail/tls-alpn-01: a wildcard is ACME_MALFORMED (RFC 8737 section 3)', async () => {
   await rejects(validateTlsAlpn01({ type: 'dns', value: '*.site.test' }, ka, options(443)), 'ACME_MALFORMED');
+});
+
+test('ok/tls-alpn-01: openssl s_client negotiates acme-tls/1 with the test responder and sees the critical acmeIdentifier', async () => {
+  await against(makeCert({ san: 'DNS:site.test', acmeId: acmeId(digestHex) }), async (o, r) => {
+    const s = await runAsync('openssl', ['s_client', '-connect', `127.0.0.1:${o.tlsAlpnPort}`, '-servername', 'site.test', '-alpn', ACME_TLS_ALPN_PROTOCOL], { input: '', timeoutMs: 10_000 });
+    assert.match(s.stdout, /ALPN protocol: acme-tls\/1/);
+    const pem = s.stdout.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/)?.[0];
+    assert.ok(pem, s.stdout);
+    const text = openssl(['x509', '-noout', '-text'], { input: pem }).stdout;
+    assert.match(text, /1\.3\.6\.1\.5\.5\.7\.1\.31: critical/);
+    // The extension's value is the DER OCTET STRING of the digest (RFC 8737 section 3), as OpenSSL reads it.
+    const asn1 = openssl(['asn1parse'], { input: pem }).stdout;
+    assert.match(asn1, new RegExp(`:1\\.3\\.6\\.1\\.5\\.5\\.7\\.1\\.31\\n.*BOOLEAN +:255\\n.*OCTET STRING +\\[HEX DUMP\\]:0420${digestHex.toUpperCase()}\\n`));
+    assert.deepEqual(r.servernames, ['site.test']);
+  });
 });

@@ -27,8 +27,8 @@ const badKey = (detail: string): never => {
 
 /**
  * Checks an account key: a public JWK of ECDSA P-256/P-384, RSA 2048-4096 with e = 65537, or
- * Ed25519; anything else (private parts included) is ACME_BAD_PUBLIC_KEY. Returns its RFC 7638
- * thumbprint, which must equal the one the transport computed (`thumbprint`).
+ * Ed25519; anything else (private parts included) is ACME_BAD_PUBLIC_KEY, as is a `thumbprint`
+ * (computed by the transport) that is not the key's RFC 7638 thumbprint.
  */
 export async function checkAccountKey(jwk: JsonWebKey, thumbprint: string): Promise<void> {
   if (jwk === null || typeof jwk !== 'object') badKey('the key is not a JWK');

@@ -8,6 +8,7 @@
  * but the validations this process runs ({@link AcmeAuthority.settle}).
  */
 import crypto from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import { parseCertificate } from '../../core/certificate.ts';
 import { parseCsr } from '../../core/csr.ts';
 import { parseDuration } from '../../core/duration.ts';
@@ -23,7 +24,7 @@ import type {
 import { checkAccountKey, checkContacts, eabKeyId, verifyEab } from './acme-accounts.ts';
 import { checkIdentifiers } from './acme-identifiers.ts';
 import { AcmeNonces } from './acme-nonces.ts';
-import { authorizationOfChallenge, type AcmeAuthorizationRecord, type AcmeOrderRecord, type AcmeStore } from './acme-store.ts';
+import { authorizationOfChallenge, type AcmeAuthorizationRecord, type AcmeOrderRecord, type AcmeStore, type ChallengeOutcome } from './acme-store.ts';
 import { challengeValidators, type AcmeValidators, type ValidationOptions } from './acme-validators.ts';
 import { keyAuthorization as keyAuthorizationOf } from './key-authorization.ts';
 import { parseCertId, renewalWindow } from './renewal-window.ts';
@@ -36,7 +37,14 @@ export const VALIDATION_BACKOFF_MS = 2000;
 export const MAX_LISTED_ORDERS = 1000;
 /** Revocation reasons ACME clients may give (RFC 8555 section 7.6; certificateHold (6) is not supported). */
 export const ACME_REVOCATION_REASONS: ReadonlySet<number> = new Set([0, 1, 3, 4, 5, 9]);
-/** An rate-limit window of one hour (`acme.ordersPerHour`). */
+/**
+ * Every validation's end: `{ authorizationId, challengeId, type, identifier, valid, error?, storeError? }`
+ * (`storeError` when the outcome could not be recorded: the challenge stays processing until its
+ * authorization expires).
+ */
+const validatedChannel = diagnostics.channel('mutual:acme:validated');
+
+/** The rate-limit window: one hour (`acme.ordersPerHour`). */
 const ORDER_WINDOW_SECONDS = 3600;
 
 /** Options of {@link AcmeAuthority}. */
@@ -202,10 +210,13 @@ export class AcmeAuthority implements AcmeService {
     return o;
   }
 
-  /** An order as the client sees it: past its expiry, an order not yet issued reads as invalid. */
+  /**
+   * An order as the client sees it: past its expiry, an order not yet issued reads as invalid (one
+   * left processing by a process killed while it issued included).
+   */
   #orderView(o: AcmeOrderRecord): AcmeOrder {
     const { createdAt: _, ...order } = o;
-    if ((o.status === 'pending' || o.status === 'ready') && o.expires.getTime() <= this.#now().getTime()) {
+    if (o.status !== 'valid' && o.status !== 'invalid' && o.expires.getTime() <= this.#now().getTime()) {
       return { ...order, status: 'invalid', error: { code: 'ACME_UNAUTHORIZED', detail: `the order expired at ${o.expires.toISOString()}` } };
     }
     return order;
@@ -269,7 +280,7 @@ export class AcmeAuthority implements AcmeService {
         if (c.type === 'http-01') await this.#validators.http01(identifier, c.token, keyAuthorization, o);
         else if (c.type === 'dns-01') await this.#validators.dns01(identifier, keyAuthorization, o);
         else await this.#validators.tlsAlpn01(identifier, keyAuthorization, o);
-        await this.#store.finishChallenge(a.id, c.id, { valid: true, at: this.#now() }).catch(() => undefined);
+        await this.#finish(a, c, { valid: true, at: this.#now() });
         return;
       } catch (e) {
         last = isMutualError(e) ? { code: e.code, detail: e.fields.detail ?? e.message } : { code: 'ACME_CONNECTION', detail: (e as Error)?.message ?? String(e) };
@@ -277,8 +288,20 @@ export class AcmeAuthority implements AcmeService {
       if (attempt < this.#retry.attempts) await new Promise((r) => setTimeout(r, this.#retry.backoffMs * attempt));
     }
     const detail = `${c.type} for ${identifier.value}: ${last.detail} (after ${this.#retry.attempts} attempt${this.#retry.attempts > 1 ? 's' : ''})`;
-    // A store failure here leaves the challenge processing; the authorization expires and is removed.
-    await this.#store.finishChallenge(a.id, c.id, { valid: false, error: { code: last.code, detail } }).catch(() => undefined);
+    await this.#finish(a, c, { valid: false, error: { code: last.code, detail } });
+  }
+
+  /** Records a validation's outcome and announces it; a store failure is announced, not thrown. */
+  async #finish(a: AcmeAuthorizationRecord, c: AcmeChallenge, outcome: ChallengeOutcome): Promise<void> {
+    let storeError: string | undefined;
+    try {
+      await this.#store.finishChallenge(a.id, c.id, outcome);
+    } catch (e) {
+      storeError = (e as Error).message;
+    }
+    if (validatedChannel.hasSubscribers) {
+      validatedChannel.publish({ authorizationId: a.id, challengeId: c.id, type: c.type, identifier: a.identifier, valid: outcome.valid, ...(outcome.valid ? {} : { error: outcome.error }), ...(storeError ? { storeError } : {}) });
+    }
   }
 
   /** Resolves once every validation this process started (and those they lead to) has ended (tests, shutdown). */

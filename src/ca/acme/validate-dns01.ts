@@ -10,7 +10,7 @@ import type { AcmeIdentifier } from './acme-api.ts';
 import { createChallengeResolver } from './challenge-resolver.ts';
 import { dnsDigest } from './key-authorization.ts';
 import { printable } from './printable.ts';
-import type { ValidationOptions } from './validation-options.ts';
+import { checkValidationOptions, type ValidationOptions } from './validation-options.ts';
 
 /**
  * Validates a dns-01 challenge; resolves when one TXT record at the challenge name is the digest.
@@ -22,6 +22,7 @@ export async function validateDns01(identifier: AcmeIdentifier, keyAuthorization
   if (identifier.type !== 'dns' || net.isIP(identifier.value)) {
     throw new MutualError('ACME_MALFORMED', { detail: `dns-01 cannot validate the ${identifier.type} identifier ${identifier.value} (RFC 8738 section 7)` });
   }
+  checkValidationOptions(o);
   const base = identifier.value.startsWith('*.') ? identifier.value.slice(2) : identifier.value;
   const name = `_acme-challenge.${base}`;
   const expected = dnsDigest(keyAuthorization);

@@ -19,7 +19,7 @@ import { MutualError } from '../../core/errors.ts';
 import type { AcmeIdentifier } from './acme-api.ts';
 import { createChallengeResolver, type ChallengeResolver } from './challenge-resolver.ts';
 import { printable } from './printable.ts';
-import { MAX_HTTP01_BODY_BYTES, MAX_HTTP01_REDIRECTS, type ValidationOptions } from './validation-options.ts';
+import { MAX_HTTP01_BODY_BYTES, MAX_HTTP01_REDIRECTS, checkValidationOptions, type ValidationOptions } from './validation-options.ts';
 
 /** Statuses followed as redirects (RFC 9110 section 15.4). */
 const REDIRECT_STATUSES = new Set([301, 302, 303, 307, 308]);
@@ -51,6 +51,7 @@ export async function validateHttp01(identifier: AcmeIdentifier, token: string, 
   if (identifier.value.startsWith('*.')) throw new MutualError('ACME_MALFORMED', { detail: `http-01 cannot validate the wildcard ${identifier.value} (RFC 8555 section 7.1.3); use dns-01` });
   if (identifier.type === 'ip' ? !net.isIP(identifier.value) : net.isIP(identifier.value) !== 0) throw new MutualError('ACME_MALFORMED', { detail: `${identifier.value} is not a ${identifier.type} identifier` });
   if (!TOKEN.test(token)) throw new TypeError('an http-01 token is base64url');
+  checkValidationOptions(o);
   const signal = AbortSignal.timeout(o.timeoutMs);
   const resolver = createChallengeResolver(o, signal);
   const host = net.isIPv6(identifier.value) ? `[${identifier.value}]` : identifier.value;
@@ -135,7 +136,8 @@ function request(url: URL, address: string, hostname: string, o: ValidationOptio
     const req = url.protocol === 'https:'
       ? https.request({ ...options, servername: net.isIP(hostname) ? '' : hostname, rejectUnauthorized: false, minVersion: 'TLSv1.2' })
       : http.request(options);
-    req.on('socket', (s) => s.once(url.protocol === 'https:' ? 'secureConnect' : 'connect', () => (connected = true)));
+    // Connected once TCP is: a failed TLS handshake is the server's answer, not a reason to try the next address.
+    req.on('socket', (s) => s.once('connect', () => (connected = true)));
     req.on('error', (e: NodeJS.ErrnoException) => {
       const why = connected ? `the connection failed (${e.code ?? e.message})` : `could not connect (${e.code ?? e.message})`;
       finish(new MutualError('ACME_CONNECTION', { detail: `${what}: ${why}`, connectFailed: !connected }, { cause: e }));

@@ -16,7 +16,7 @@ import { OID } from '../../core/oids.ts';
 import type { AcmeIdentifier } from './acme-api.ts';
 import { createChallengeResolver } from './challenge-resolver.ts';
 import { printable } from './printable.ts';
-import type { ValidationOptions } from './validation-options.ts';
+import { checkValidationOptions, type ValidationOptions } from './validation-options.ts';
 
 /** The ALPN protocol of tls-alpn-01 (RFC 8737 section 6.2). */
 export const ACME_TLS_ALPN_PROTOCOL = 'acme-tls/1';
@@ -49,6 +49,7 @@ function expandIpv6(ip: string): string[] {
 export async function validateTlsAlpn01(identifier: AcmeIdentifier, keyAuthorization: string, o: ValidationOptions): Promise<void> {
   if (identifier.value.startsWith('*.')) throw new MutualError('ACME_MALFORMED', { detail: `tls-alpn-01 cannot validate the wildcard ${identifier.value} (RFC 8737 section 3); use dns-01` });
   if (identifier.type === 'ip' ? !net.isIP(identifier.value) : net.isIP(identifier.value) !== 0) throw new MutualError('ACME_MALFORMED', { detail: `${identifier.value} is not a ${identifier.type} identifier` });
+  checkValidationOptions(o);
   const signal = AbortSignal.timeout(o.timeoutMs);
   const resolver = createChallengeResolver(o, signal);
   const servername = identifier.type === 'ip' ? reverseDnsName(identifier.value) : identifier.value;

@@ -32,3 +32,11 @@ export const MAX_HTTP01_REDIRECTS = 10;
 export const MAX_HTTP01_BODY_BYTES = 8 * 1024;
 /** Characters of a seen answer quoted in an error's detail. */
 export const DETAIL_QUOTE_CHARS = 80;
+
+/** Refuses options no validation can run with (a programmer's error, TypeError). */
+export function checkValidationOptions(o: ValidationOptions): void {
+  const port = (n: number) => Number.isInteger(n) && n > 0 && n < 65536;
+  if (!port(o.httpPort) || !port(o.tlsAlpnPort)) throw new TypeError(`validation ports must be 1-65535 (httpPort ${o.httpPort}, tlsAlpnPort ${o.tlsAlpnPort})`);
+  if (!Number.isFinite(o.timeoutMs) || o.timeoutMs <= 0) throw new TypeError(`validation timeoutMs must be a positive number of ms, not ${o.timeoutMs}`);
+  if (o.hostOverride === '') throw new TypeError('hostOverride, when given, is an address');
+}
