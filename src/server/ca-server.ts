@@ -33,6 +33,11 @@ export interface CaServerOptions {
   port?: number;
   /** Public base URL (default https://<host>:<port>). */
   url?: string;
+  /**
+   * The HTTPS base URL of ACME's URLs (RFC 8555 section 7.1: absolute). Default: `url` when it is
+   * https:, else each request's Host (`url` may name the plain-HTTP listener, which serves no ACME).
+   */
+  acmeUrl?: string;
   /** Renewal of certificates expired less than this long ago (default 0: off; at most 30 days, MAX_RENEWAL_GRACE_SECONDS). */
   renewalGraceSeconds?: number;
   /** Per-client-address limit on /v1 requests; false turns it off. Default 200/s, burst 400. */
@@ -120,6 +125,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   // Built here only when not given: then this server owns it and lets its validations end on close.
   const ownAcme = o.acme === undefined ? openAcme({ ca, now }) : undefined;
   s.acme = o.acme === false ? undefined : (o.acme ?? ownAcme);
+  s.acmeBaseUrl = o.acmeUrl ?? (o.url?.startsWith('https:') ? o.url : undefined);
   // Abandoned orders, unused authorizations and spent nonces leave the store once expired; every
   // replica sweeps (the delete is idempotent), so none depends on another being up.
   const acmeSweep = ownAcme ? setInterval(() => ownAcme.expire().catch((e) => log.error({ err: e }, 'ACME cleanup failed')), ACME_SWEEP_MS) : undefined;
@@ -149,12 +155,11 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   server.on('tlsClientError', (e) => log.debug({ err: e.message }, 'TLS handshake failed'));
   const port = await listen(server, o.port ?? 8443, host);
   const url = o.url ?? `https://${bracket(host)}:${port}`;
-  s.baseUrl = url;
   const pub = o.publicPort === undefined ? undefined : await startPublicListener(loop, o.publicPort, o.publicHost ?? host);
   if (pub) log.info({ url: pub.url }, 'public OCSP/CRL listener');
   const publicUrl = pub?.url;
   log.info({ url, rootFingerprint: s.enrollment.rootFingerprint }, 'mutual CA server listening');
-  if (s.acme) log.info({ directory: `${url.replace(/\/+$/, '')}/acme/directory` }, 'ACME enabled');
+  if (s.acme) log.info({ directory: `${(s.acmeBaseUrl ?? url).replace(/\/+$/, '')}/acme/directory` }, 'ACME enabled');
   return {
     url, port, publicUrl, server, metrics,
     reload() {

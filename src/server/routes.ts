@@ -48,8 +48,11 @@ export interface ServerState {
   graceSeconds: number;
   /** The revocation poll interval (for readiness). */
   pollMs: number;
-  /** The public base URL (`https://ca.example:8443`): ACME's URLs are absolute (RFC 8555 section 7.1). */
-  baseUrl: string;
+  /**
+   * The HTTPS base URL ACME's absolute URLs start with (`https://ca.example:8443`, RFC 8555 section
+   * 7.1); absent, each request's own (its Host), see acme-routes.ts.
+   */
+  acmeBaseUrl?: string;
   /** The ACME lifecycle, when `acme.enabled` in config.yaml; `/acme/` answers ACME_DISABLED without it. */
   acme?: AcmeService;
 }

@@ -10,6 +10,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http from 'node:http';
+import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
 import { FlattenedSign } from 'jose';
@@ -405,6 +406,30 @@ test('fail/bad input: each refused with its ACME type and a fresh nonce, nothing
     assert.equal(r, 404);
   });
   assert.deepEqual(await inventory(), before, 'no bad request issued anything');
+});
+
+test('ok/without an https base URL, ACME URLs follow the request\'s Host (the plain listener may be --url)', async () => {
+  const plainUrl = await startCaServer({ ca: tc.ca, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port: 0, url: 'http://127.0.0.1:1', logger: pino({ level: 'silent' }), rateLimit: false });
+  try {
+    const here = `https://127.0.0.1:${plainUrl.port}`;
+    const c = await new AcmeTestClient(`${here}/acme/directory`, tc.init.rootPem, await clientKey()).start();
+    assert.equal(c.dir.newAccount, `${here}/acme/new-account`);
+    const r = await register(c);
+    assert.equal(r.status, 201, r.body.toString());
+    assert.match(c.kid!, new RegExp(`^${here}/acme/acct/`));
+    // A Host no URL can be built on (sent raw: Node's client would check the certificate against it).
+    const raw = await new Promise<string>((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port: plainUrl.port, ca: tc.init.rootPem, servername: 'localhost' }, () => sock.end('GET /acme/directory HTTP/1.1\r\nHost: a_b\r\nConnection: close\r\n\r\n'));
+      let text = '';
+      sock.on('data', (d) => (text += d));
+      sock.on('end', () => resolve(text));
+      sock.on('error', reject);
+    });
+    assert.match(raw, /^HTTP\/1\.1 400 /);
+    assert.match(raw, /urn:ietf:params:acme:error:malformed/);
+  } finally {
+    await plainUrl.close();
+  }
 });
 
 test('fail/a server with ACME turned off answers 404 under /acme/ (ACME_DISABLED)', async () => {

@@ -74,7 +74,8 @@ const ROUTES: AcmeRoute[] = [
 export async function acmeRoute(s: ServerState, c: RequestContext, path: string, query: string): Promise<void> {
   const acme = s.acme;
   if (!acme) throw new MutualError('ACME_DISABLED');
-  const u = acmeUrls(s.baseUrl);
+  const base = s.acmeBaseUrl ?? requestBase(c);
+  const u = acmeUrls(base);
   c.acme = { accountUrl: u.account, termsOfService: acme.meta().termsOfService };
   c.res.setHeader('link', `<${u.directory}>;rel="index"`);
   let found: { r: AcmeRoute; m: RegExpExecArray } | undefined;
@@ -93,12 +94,26 @@ export async function acmeRoute(s: ServerState, c: RequestContext, path: string,
   c.res.setHeader('replay-nonce', await acme.newNonce());
   if ((method === 'GET' || method === 'HEAD') && found.r.get) return found.r.get(x);
   if (method === 'POST' && found.r.post) {
-    const a = await authenticate(acme, c.req, { url: `${s.baseUrl.replace(/\/+$/, '')}${path}${query}`, accountUrlPrefix: u.accountPrefix, key: found.r.post.key });
+    const a = await authenticate(acme, c.req, { url: `${base.replace(/\/+$/, '')}${path}${query}`, accountUrlPrefix: u.accountPrefix, key: found.r.post.key });
     return found.r.post.handler(x, a);
   }
   throw new MutualError('METHOD_NOT_ALLOWED', found.r.post
     ? { detail: 'this ACME resource is read with POST-as-GET (RFC 8555 section 6.3)', allow: 'POST' }
     : { detail: `${method.slice(0, 10)} on ${path.slice(0, 60)}`, allow: 'GET, HEAD' });
+}
+
+/** A Host header: a DNS name or an IPv4 address, or a bracketed IPv6 address, and an optional port. */
+const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*|\[[0-9a-f:.]{2,45}\])(?::\d{1,5})?$/;
+
+/**
+ * The base URL of a request when the server has no configured one: `https://` and its Host. The
+ * URLs a client gets then point where it connected, and "the URL requested" of RFC 8555 section
+ * 6.4 is the one it used. A missing or malformed Host is ACME_MALFORMED.
+ */
+function requestBase(c: RequestContext): string {
+  const host = String(c.req.headers.host ?? '').toLowerCase();
+  if (host.length > 260 || !HOST.test(host)) throw new MutualError('ACME_MALFORMED', { detail: 'the request has no valid Host header' });
+  return `https://${host}`;
 }
 
 // ---- GET resources
