@@ -24,6 +24,10 @@ const MAX_CONTACTS = 10;
 const MAX_VALUE_CHARS = 1024;
 /** Orders per page of an account's orders list (RFC 8555 section 7.1.2.1, Link rel="next"). */
 const ORDERS_PAGE_SIZE = 100;
+/** Highest `?alt=N` read on a certificate URL (the CA has a handful of alternate chains at most). */
+const MAX_ALTERNATE = 100;
+/** Longest Host header a base URL is made of (a 253-character name, `:`, a port). */
+const MAX_HOST_CHARS = 260;
 
 const ID = '([A-Za-z0-9_-]{1,128})';
 /** An RFC 9773 certificate id: base64url(AKI keyIdentifier) "." base64url(serial). */
@@ -112,7 +116,7 @@ const HOST = /^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{
  */
 function requestBase(c: RequestContext): string {
   const host = String(c.req.headers.host ?? '').toLowerCase();
-  if (host.length > 260 || !HOST.test(host)) throw new MutualError('ACME_MALFORMED', { detail: 'the request has no valid Host header' });
+  if (host.length > MAX_HOST_CHARS || !HOST.test(host)) throw new MutualError('ACME_MALFORMED', { detail: 'the request has no valid Host header' });
   return `https://${host}`;
 }
 
@@ -261,7 +265,7 @@ async function challenge(x: Call, a: AcmeRequest & { account: AcmeAccount }): Pr
 async function certificate(x: Call, a: AcmeRequest & { account: AcmeAccount }): Promise<void> {
   postAsGet(a);
   const alt = Number(x.query.get('alt') ?? 0);
-  if (!Number.isInteger(alt) || alt < 0 || alt > 100) throw malformed('alt must be a small whole number');
+  if (!Number.isInteger(alt) || alt < 0 || alt > MAX_ALTERNATE) throw malformed(`alt must be a whole number from 0 to ${MAX_ALTERNATE}`);
   const chain = await x.acme.certificate(a.account.id, x.m[1], alt);
   const url = x.u.certificate(x.m[1]);
   for (let n = 0; n <= chain.alternates; n++) if (n !== alt) appendLink(x.c.res, `<${n === 0 ? url : `${url}?alt=${n}`}>;rel="alternate"`);
