@@ -24,7 +24,7 @@ import { readPemOrDer } from '../../src/core/pem.ts';
 import { startCaServer, type CaServer } from '../../src/server/ca-server.ts';
 import { MAX_JWS_BYTES } from '../../src/server/acme/jws.ts';
 import { prng } from '../helpers/prng.ts';
-import { freePort, send, waitFor, type SendAnswer } from '../helpers/server.ts';
+import { freePort, opensslAsync, send, waitFor, type SendAnswer } from '../helpers/server.ts';
 import { makeTestCa, TEST_PASSPHRASE, type TestCa } from '../helpers/test-ca.ts';
 import { AcmeTestClient, clientKey } from './transport-client.ts';
 
@@ -195,6 +195,10 @@ test('ok/the whole life of an account: order, http-01, finalize, download, renew
   const revoked = await c.post(c.dir.revokeCert, { certificate: readPemOrDer(pems[0], ['CERTIFICATE']).toString('base64url'), reason: 4 });
   assert.equal(revoked.status, 200, revoked.body.toString());
   assert.equal((await tc.ca.getCertificate(leaf.serial))?.status, 'revoked');
+  // This server's OCSP says so as soon as the revocation has returned, as after /v1/revoke.
+  const leafFile = tc.file('acme-leaf.pem', pems[0]);
+  const ocsp = await opensslAsync(['ocsp', '-url', `${base}/ocsp`, '-issuer', tc.layout.serverCaCert, '-cert', leafFile, '-CAfile', tc.layout.rootCert, '-no_nonce']);
+  assert.match(ocsp.stdout, /: revoked/, ocsp.stdout + ocsp.stderr);
   problem(await c.post(c.dir.revokeCert, { certificate: readPemOrDer(pems[0], ['CERTIFICATE']).toString('base64url') }), 409, 'alreadyRevoked');
 
   // Deactivation is final.

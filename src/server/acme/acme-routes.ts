@@ -7,6 +7,7 @@
  * are problem documents (problems.ts, from the request loop).
  */
 import type { AcmeAccount, AcmeIdentifier, AcmeService } from '../../ca/index.ts';
+import { parseCertificate } from '../../core/certificate.ts';
 import { MutualError } from '../../core/errors.ts';
 import { sendJson } from '../http-util.ts';
 import type { RequestContext, ServerState } from '../routes.ts';
@@ -36,6 +37,7 @@ const B64URL = /^[A-Za-z0-9_-]+$/;
 
 /** One ACME request being answered: the service, its URLs and the request. */
 interface Call {
+  s: ServerState;
   acme: AcmeService;
   u: AcmeUrls;
   c: RequestContext;
@@ -92,7 +94,7 @@ export async function acmeRoute(s: ServerState, c: RequestContext, path: string,
   }
   if (!found) throw new MutualError('ACME_NOT_FOUND', { detail: path.slice(0, 100) });
   const method = c.req.method ?? 'GET';
-  const x: Call = { acme, u, c, m: found.m, query: new URLSearchParams(query) };
+  const x: Call = { s, acme, u, c, m: found.m, query: new URLSearchParams(query) };
   // Every answer, a refusal included, carries a fresh nonce to go on with (RFC 8555 section 6.5);
   // making one is an HMAC, no store write.
   c.res.setHeader('replay-nonce', await acme.newNonce());
@@ -281,9 +283,22 @@ async function revokeCert(x: Call, a: AcmeRequest): Promise<void> {
   const reason = p.reason;
   if (reason !== undefined && !(typeof reason === 'number' && Number.isInteger(reason))) throw new MutualError('ACME_BAD_REVOCATION_REASON', { detail: 'reason must be an RFC 5280 reason code (an integer)' });
   const by = a.account ? { accountId: a.account.id } : { jwk: a.jwk! };
-  await x.acme.revoke({ certificateDer: Buffer.from(p.certificate, 'base64url'), ...(reason !== undefined ? { reason } : {}), by });
+  const der = Buffer.from(p.certificate, 'base64url');
+  await x.acme.revoke({ certificateDer: der, ...(reason !== undefined ? { reason } : {}), by });
+  await announceRevocation(x.s, der);
   x.c.res.writeHead(200, { 'content-length': 0, 'cache-control': 'no-store' });
   x.c.res.end();
+}
+
+/**
+ * Tells this server's OCSP and CRLs at once, as /v1/revoke does, rather than at the next poll of
+ * the revocation feed (other replicas hear it then). The lifecycle parsed the certificate already;
+ * this reads only its serial back from the inventory.
+ */
+async function announceRevocation(s: ServerState, der: Buffer): Promise<void> {
+  const r = await s.ca.getCertificate(parseCertificate(der).serial);
+  if (r?.status !== 'revoked' || !r.revokedAt) return;
+  if (s.feed.record([{ issuerKeyId: r.issuerKeyId, serial: r.serial, revokedAt: r.revokedAt, reason: r.reason ?? 'unspecified' }]).length > 0) s.metrics.revoked.inc();
 }
 
 // ---- payloads
