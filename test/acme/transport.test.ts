@@ -153,6 +153,8 @@ test('ok/the whole life of an account: order, http-01, finalize, download, renew
   assert.ok(String(read.headers.link).includes(`<${order.authorizations[0]}>;rel="up"`));
 
   const before = await inventory();
+  const issuedCount = async () => (await srv.metrics.issued.get()).values.find((v) => v.labels.role === 'server')?.value ?? 0;
+  const counted = await issuedCount();
   const fin = await c.post(order.finalize, { csr: csrFor().toString('base64url') });
   assert.equal(fin.status, 200, fin.body.toString());
   assert.equal(fin.headers.location, url);
@@ -168,6 +170,7 @@ test('ok/the whole life of an account: order, http-01, finalize, download, renew
   assert.ok(pems.length >= 2, 'leaf and intermediate');
   const leaf = parseCertificate(readPemOrDer(pems[0], ['CERTIFICATE']));
   assert.deepEqual(await inventory(), [...before, leaf.serial].sort(), 'the certificate handed out is in the inventory');
+  assert.equal(await issuedCount(), counted + 1, 'counted in mutual_certificates_issued_total');
 
   // RFC 9773: the window for the certificate, with Retry-After.
   const serial = leaf.serialBytes[0] >= 0x80 ? Buffer.concat([Buffer.from([0]), leaf.serialBytes]) : leaf.serialBytes;

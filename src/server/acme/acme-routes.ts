@@ -229,6 +229,8 @@ async function finalize(x: Call, a: AcmeRequest & { account: AcmeAccount }): Pro
   const csr = objectPayload(a).csr;
   if (typeof csr !== 'string' || csr.length === 0 || !B64URL.test(csr)) throw malformed('csr must be the DER CSR in base64url');
   const o = await x.acme.finalize(a.account.id, x.m[1], Buffer.from(csr, 'base64url'));
+  // Counted with the API's issuances (ACME issues server certificates only).
+  if (o.status === 'valid') x.s.metrics.issued.inc({ role: 'server' });
   x.c.res.setHeader('location', x.u.order(o.id));
   sendOrder(x, o);
 }
