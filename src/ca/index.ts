@@ -27,3 +27,4 @@ export type {
 export { acmeConfig, type AcmeConfig } from './config.ts';
 export { createEabKey, checkEabNames } from './acme/eab-keys.ts';
 export type { AcmeEabKey, AcmeStore } from './acme/acme-store.ts';
+export { openAcme } from './acme/open-acme.ts';

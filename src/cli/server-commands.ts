@@ -59,8 +59,9 @@ export function registerServerCommands(program: Command, g: () => Globals): void
       offloadCrypto: o.cryptoThreads === true });
     const logger = pino({ level: o.logLevel });
     const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
+    // ACME's URLs are the HTTPS API's: --url or the config's when https:, else each request's Host.
     const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), serverNames: o.url ? [new URL(o.url).hostname] : [], logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
-      publicHost: pub?.[0], publicPort: pub ? Number(pub[1]) : undefined });
+      publicHost: pub?.[0], publicPort: pub ? Number(pub[1]) : undefined, acmeUrl: [o.url, config.url].find((u) => u?.startsWith('https:')) });
     if (banner) {
       const rel = path.relative(process.cwd(), home) || home;
       process.stderr.write([

@@ -140,6 +140,7 @@ export const ERRORS = {
   // ACME (RFC 8555): the transport maps each to an urn:ietf:params:acme:error type (server/acme)
   ACME_DISABLED: { status: 404, message: 'ACME is not enabled on this CA', hint: 'Enable it in config.yaml (`acme: { enabled: true }`) and reload `mutual serve`; docs/acme.md.' },
   ACME_MALFORMED: { status: 400, message: 'The ACME request is malformed', hint: 'The detail names the field; check the client\'s version and its RFC 8555 support.' },
+  ACME_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'An ACME POST must have Content-Type application/jose+json', hint: 'Send the flattened JWS with Content-Type: application/jose+json (RFC 8555 section 6.2); every ACME client does.' },
   ACME_BAD_NONCE: { status: 400, message: 'The ACME request\'s nonce is unknown, expired or was used before', hint: 'ACME clients retry with the fresh nonce in the Replay-Nonce header; a client that does not is broken.' },
   ACME_BAD_SIGNATURE_ALGORITHM: { status: 400, message: 'The JWS signature algorithm is not accepted', hint: 'Use an account key with ES256, ES384, RS256 (RSA 2048-4096) or EdDSA (Ed25519).' },
   ACME_BAD_SIGNATURE: { status: 403, message: 'The JWS signature does not verify with the account key', hint: 'Sign with the account\'s current key (after a key rollover, the new one).' },

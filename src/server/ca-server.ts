@@ -11,14 +11,14 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import {
-  MAX_RENEWAL_GRACE_SECONDS, type CertificateAuthority, type IntermediateCa, CrlSchedule, Enrollment, RevocationFeed, REVOCATION_POLL_MS, SelfRenewal, type TlsCredentials, loadTokenKey,
+  MAX_RENEWAL_GRACE_SECONDS, type AcmeService, type CertificateAuthority, openAcme, type IntermediateCa, CrlSchedule, Enrollment, RevocationFeed, REVOCATION_POLL_MS, SelfRenewal, type TlsCredentials, loadTokenKey,
 } from '../ca/index.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { AdminAuthenticator } from './admin-auth.ts';
 import { RateLimiter } from './http-util.ts';
 import { createMetrics, type CaMetrics } from './metrics.ts';
 import { OcspService } from './ocsp-service.ts';
-import { createRequestLoop } from './request-loop.ts';
+import { createRequestLoop, type RequestLoop } from './request-loop.ts';
 import type { ServerState } from './routes.ts';
 import { ipRe, splitNames } from '../core/names.ts';
 
@@ -33,6 +33,11 @@ export interface CaServerOptions {
   port?: number;
   /** Public base URL (default https://<host>:<port>). */
   url?: string;
+  /**
+   * The HTTPS base URL of ACME's URLs (RFC 8555 section 7.1: absolute). Default: `url` when it is
+   * https:, else each request's Host (`url` may name the plain-HTTP listener, which serves no ACME).
+   */
+  acmeUrl?: string;
   /** Renewal of certificates expired less than this long ago (default 0: off; at most 30 days, MAX_RENEWAL_GRACE_SECONDS). */
   renewalGraceSeconds?: number;
   /** Per-client-address limit on /v1 requests; false turns it off. Default 200/s, burst 400. */
@@ -51,6 +56,12 @@ export interface CaServerOptions {
    */
   publicPort?: number;
   publicHost?: string;
+  /**
+   * The ACME lifecycle to serve under `/acme/` on the HTTPS listener (never on the plain-HTTP one).
+   * Default: the one config.yaml enables (`acme.enabled`), built by `openAcme` (src/ca/acme/open-acme.ts); none otherwise.
+   * False turns ACME off whatever the config says.
+   */
+  acme?: AcmeService | false;
   now?: () => Date;
 }
 
@@ -67,6 +78,9 @@ export interface CaServer {
   /** Stops accepting, finishes in-flight requests, closes timers (not the CA). */
   close(): Promise<void>;
 }
+
+/** How often expired ACME orders, authorizations and spent nonces are removed (their lifetimes are config.yaml's). */
+const ACME_SWEEP_MS = 10 * 60_000;
 
 /** Options of the listeners' sockets (Node's defaults are for trusted peers). */
 const SOCKET_OPTIONS = { keepAliveTimeout: 65_000, requestTimeout: 30_000, headersTimeout: 10_000 };
@@ -108,6 +122,14 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   s.enrollment = new Enrollment({ ca, tokenKey, now });
   s.adminAuth = new AdminAuthenticator({ admins: o.admins ?? [`spiffe://${ca.config.trustDomain}/admin/*`], store: ca, isRevoked: (serial) => s.feed.has(serial), issuerKeyIds: adminIssuers(ca, s.crls.retired) });
   if (o.rateLimit !== false) s.limiter = new RateLimiter(o.rateLimit?.perSecond ?? 200, o.rateLimit?.burst ?? 400);
+  // Built here only when not given: then this server owns it and lets its validations end on close.
+  const ownAcme = o.acme === undefined ? openAcme({ ca, now }) : undefined;
+  s.acme = o.acme === false ? undefined : (o.acme ?? ownAcme);
+  s.acmeBaseUrl = o.acmeUrl ?? (o.url?.startsWith('https:') ? o.url : undefined);
+  // Abandoned orders, unused authorizations and spent nonces leave the store once expired; every
+  // replica sweeps (the delete is idempotent), so none depends on another being up.
+  const acmeSweep = ownAcme ? setInterval(() => ownAcme.expire().catch((e) => log.error({ err: e }, 'ACME cleanup failed')), ACME_SWEEP_MS) : undefined;
+  acmeSweep?.unref();
   s.feed.start();
 
   // The server's own certificate, from its own server CA, renewed on a timer. Retired
@@ -133,16 +155,11 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   server.on('tlsClientError', (e) => log.debug({ err: e.message }, 'TLS handshake failed'));
   const port = await listen(server, o.port ?? 8443, host);
   const url = o.url ?? `https://${bracket(host)}:${port}`;
-  let publicServer: http.Server | undefined;
-  let publicUrl: string | undefined;
-  if (o.publicPort !== undefined) {
-    publicServer = http.createServer(SOCKET_OPTIONS, (req, res) => loop.onRequest(req, res, true));
-    publicServer.on('checkContinue', (req, res) => loop.onExpectContinue(req, res, true));
-    const publicHost = o.publicHost ?? host;
-    publicUrl = `http://${bracket(publicHost)}:${await listen(publicServer, o.publicPort, publicHost)}`;
-    log.info({ url: publicUrl }, 'public OCSP/CRL listener');
-  }
+  const pub = o.publicPort === undefined ? undefined : await startPublicListener(loop, o.publicPort, o.publicHost ?? host);
+  if (pub) log.info({ url: pub.url }, 'public OCSP/CRL listener');
+  const publicUrl = pub?.url;
   log.info({ url, rootFingerprint: s.enrollment.rootFingerprint }, 'mutual CA server listening');
+  if (s.acme) log.info({ directory: `${(s.acmeBaseUrl ?? url).replace(/\/+$/, '')}/acme/directory` }, 'ACME enabled');
   return {
     url, port, publicUrl, server, metrics,
     reload() {
@@ -154,12 +171,22 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
       s.feed.close();
       renewal.close();
       s.ocsp.close();
-      await Promise.all([server, publicServer].filter((x) => x !== undefined).map((srv) => new Promise<void>((resolve) => {
+      clearInterval(acmeSweep);
+      await Promise.all([server, pub?.server].filter((x) => x !== undefined).map((srv) => new Promise<void>((resolve) => {
         srv.close(() => resolve());
         srv.closeIdleConnections();
       })));
+      // Challenge validations started by requests end before the caller closes the CA and its store.
+      await ownAcme?.settle();
     },
   };
+}
+
+/** The plain-HTTP listener of the public, signed data (see {@link CaServerOptions.publicPort}). */
+async function startPublicListener(loop: RequestLoop, port: number, host: string): Promise<{ server: http.Server; url: string }> {
+  const server = http.createServer(SOCKET_OPTIONS, (req, res) => loop.onRequest(req, res, true));
+  server.on('checkContinue', (req, res) => loop.onExpectContinue(req, res, true));
+  return { server, url: `http://${bracket(host)}:${await listen(server, port, host)}` };
 }
 
 /**

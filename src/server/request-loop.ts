@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { isMutualError } from '../core/errors.ts';
 import { isClientGone, MAX_BODY_BYTES, newRequestId, sendProblem } from './http-util.ts';
+import { sendAcmeProblem } from './acme/problems.ts';
 import { route, routeLabel, type RequestContext, type ServerState } from './routes.ts';
 
 /** Longest request target written to a log line (a refused target may be up to Node's 16 KiB header limit). */
@@ -78,7 +79,7 @@ export function createRequestLoop(s: ServerState, log: Logger): RequestLoop {
         res.destroy();
         return;
       }
-      const { status, code } = sendProblem(res, e, id);
+      const { status, code } = ctx.acme ? sendAcmeProblem(res, e, id, ctx.acme) : sendProblem(res, e, id);
       s.metrics.errors.inc({ code });
       if (status >= 500) log.error({ err: e, requestId: id, path: logPath(req.url) }, 'request failed');
       else log.info({ requestId: id, code, path: logPath(req.url) }, 'request refused');

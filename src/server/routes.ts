@@ -7,7 +7,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import fs from 'node:fs';
 import {
-  type CertificateAuthority, type IssueResult, type LeafRole, type CrlSchedule, type Enrollment, type RevocationFeed, MAX_TOKEN_TTL_SECONDS,
+  type AcmeService, type CertificateAuthority, type IssueResult, type LeafRole, type CrlSchedule, type Enrollment, type RevocationFeed, MAX_TOKEN_TTL_SECONDS,
 } from '../ca/index.ts';
 import type { StoredCertificate } from '../ca/store.ts';
 import type { CertificateInfo } from '../core/certificate.ts';
@@ -15,6 +15,8 @@ import { parseCsr } from '../core/csr.ts';
 import { parseRevocationReason } from '../core/crl.ts';
 import { MutualError } from '../core/errors.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
+import { acmeRoute } from './acme/acme-routes.ts';
+import type { AcmeProblemContext } from './acme/problems.ts';
 import type { AdminAuthenticator, AdminStatus } from './admin-auth.ts';
 import { readJson, sendJson, type RateLimiter } from './http-util.ts';
 import type { CaMetrics } from './metrics.ts';
@@ -46,6 +48,13 @@ export interface ServerState {
   graceSeconds: number;
   /** The revocation poll interval (for readiness). */
   pollMs: number;
+  /**
+   * The HTTPS base URL ACME's absolute URLs start with (`https://ca.example:8443`, RFC 8555 section
+   * 7.1); absent, each request's own (its Host), see acme-routes.ts.
+   */
+  acmeBaseUrl?: string;
+  /** The ACME lifecycle, when `acme.enabled` in config.yaml; `/acme/` answers ACME_DISABLED without it. */
+  acme?: AcmeService;
 }
 
 /** One request, as the routes see it. */
@@ -60,6 +69,8 @@ export interface RequestContext {
   isPublic: boolean;
   /** The store's word on a presented admin certificate, read for this request before an API route runs. */
   adminStatus?: AdminStatus;
+  /** Set for `/acme/` requests: refusals are answered as ACME problem documents (acme/problems.ts). */
+  acme?: AcmeProblemContext;
 }
 
 type Handler = (s: ServerState, c: RequestContext, url: URL, match: RegExpExecArray | undefined) => Promise<void> | void;
@@ -92,11 +103,15 @@ const API_ROUTES: Route[] = [
   { method: 'POST', path: '/v1/tokens', handler: tokens },
 ];
 
+/** The ACME resources, as latency labels (`/acme/order`: every order). */
+const ACME_LABELS = new Set(['directory', 'new-nonce', 'new-account', 'new-order', 'revoke-cert', 'key-change', 'renewal-info', 'acct', 'order', 'authz', 'chall', 'cert']);
+
 /** The label of a request in the latency histogram (a bounded set). */
 export function routeLabel(u: string | undefined): string {
   const p = (u ?? '/').split('?')[0];
   if (p.startsWith('/ocsp')) return '/ocsp';
   if (p.startsWith('/v1/certificates/')) return '/v1/certificates/:serial';
+  if (p.startsWith('/acme/')) return ACME_LABELS.has(p.split('/')[2]) ? `/acme/${p.split('/')[2]}` : '/acme';
   if ([...PUBLIC_ROUTES, ...API_ROUTES].some((r) => r.path === p)) return p;
   return p.startsWith('/crl/') ? '/crl' : p.startsWith('/ca/') ? '/ca' : 'other';
 }
@@ -121,6 +136,11 @@ export async function route(s: ServerState, c: RequestContext): Promise<void> {
   const m = c.req.method ?? 'GET';
   const pub = m === 'GET' || m === 'HEAD' ? find(PUBLIC_ROUTES, 'GET', p) : undefined;
   if (pub) return pub.route.handler(s, c, url, pub.match);
+  if (p.startsWith('/acme/')) {
+    c.acme = {};
+    if (s.limiter && !s.limiter.take(c.req.socket.remoteAddress ?? '?')) throw new MutualError('RATE_LIMITED');
+    return acmeRoute(s, c, p, target.query);
+  }
   if (p.startsWith('/v1/')) {
     if (s.limiter && !s.limiter.take(c.req.socket.remoteAddress ?? '?')) throw new MutualError('RATE_LIMITED');
     c.adminStatus = await s.adminAuth.readStatus(c.peer, c.peerChainOk);
