@@ -1,0 +1,37 @@
+/**
+ * The ACME interop matrix (matrix.ts) against pebble, Let's Encrypt's test server: certbot
+ * (standalone and webroot http-01, dns-01 by manual hooks), lego (http-01, dns-01 by `exec`,
+ * tls-alpn-01, EAB with pebble's example keys) and dehydrated (http-01 by WELLKNOWN) each obtain a
+ * certificate that `openssl verify` accepts to pebble's root, renew it and revoke it. This is the
+ * reference run: interop-mutual.test.ts runs the same cases against `mutual serve`.
+ *
+ * Each case has its own pebble (its validator ports are the case's responder ports), so cases run
+ * side by side; they share one pebble-challtestsrv for DNS. A missing tool skips, or fails under
+ * MUTUAL_INTEROP=require.
+ */
+import { after, before, describe, test } from 'node:test';
+import type { TestContext } from 'node:test';
+import { hasTool } from '../helpers/tools.ts';
+import { MATRIX, requireCaseTools, runCase } from './matrix.ts';
+import { startPebble } from './pebble.ts';
+import { startChallTestSrv, type TestDns } from './test-dns.ts';
+
+/** Cases at once: each is a client process or two plus a pebble, on 2 cores. */
+const CONCURRENCY = 4;
+
+describe('acme interop: pebble', { concurrency: CONCURRENCY, timeout: 300_000 }, () => {
+  let dns: TestDns | undefined;
+  before(async () => {
+    if (hasTool('pebble-challtestsrv')) dns = await startChallTestSrv();
+  });
+  after(async () => {
+    await dns?.close();
+  });
+
+  for (const c of MATRIX) {
+    test(c.name, async (t: TestContext) => {
+      if (!requireCaseTools(t, c, true)) return;
+      await runCase(c, startPebble, dns!);
+    });
+  }
+});
