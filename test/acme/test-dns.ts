@@ -7,6 +7,9 @@
  * (`POST /set-txt {"host","value"}`, `POST /clear-txt {"host"}`), so the same hook scripts work
  * whichever server answers the queries.
  */
+import fs from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { freePort, waitForPort } from '../helpers/tools.ts';
 
@@ -64,4 +67,94 @@ export async function startChallTestSrv(): Promise<TestDns> {
       await exited;
     },
   };
+}
+
+/** The project's test DNS server (branch acme-validators, test/helpers/dns-server.ts), as this file expects it. */
+interface ProjectDnsServer {
+  port: number;
+  address: string;
+  set(name: string, type: string, values: string[]): void | Promise<void>;
+  delete(name: string): void | Promise<void>;
+  close(): Promise<void>;
+}
+
+/** Largest record API request body read: a name and a TXT value. */
+const MAX_CONTROL_BODY = 4096;
+
+/** Reads a small JSON body. */
+function readJson(req: http.IncomingMessage): Promise<{ host?: string; value?: string }> {
+  return new Promise((resolve, reject) => {
+    let body = '';
+    req.setEncoding('utf8').on('data', (d: string) => {
+      body += d;
+      if (body.length > MAX_CONTROL_BODY) req.destroy(new Error('record API body too large'));
+    });
+    req.on('end', () => {
+      try {
+        resolve(JSON.parse(body));
+      } catch (e) {
+        reject(e);
+      }
+    });
+    req.on('error', reject);
+  });
+}
+
+/**
+ * Puts challtestsrv's record API in front of the project's DNS server, so the same hooks drive
+ * it. Names are given to it without the final dot; TXT values of one name accumulate until cleared.
+ */
+async function bridge(server: ProjectDnsServer): Promise<TestDns> {
+  const txt = new Map<string, string[]>();
+  const bare = (n: string) => n.replace(/\.$/, '');
+  const setTxt = async (host: string, value: string) => {
+    const values = [...(txt.get(bare(host)) ?? []), value];
+    txt.set(bare(host), values);
+    await server.set(bare(host), 'TXT', values);
+  };
+  const api = http.createServer((req, res) => {
+    void readJson(req).then(async (b) => {
+      if (typeof b.host !== 'string') throw new Error('host missing');
+      if (req.url === '/set-txt' && typeof b.value === 'string') await setTxt(b.host, b.value);
+      else if (req.url === '/clear-txt') {
+        txt.delete(bare(b.host));
+        await server.delete(bare(b.host));
+      } else throw new Error(`no such call: ${req.url}`);
+      res.end();
+    }).catch((e: Error) => res.writeHead(400).end(e.message));
+  });
+  await new Promise<void>((r) => api.listen(0, '127.0.0.1', () => r()));
+  const controlUrl = `http://127.0.0.1:${(api.address() as { port: number }).port}`;
+  return {
+    port: server.port,
+    controlUrl,
+    addHost: async (name) => {
+      await server.set(bare(name), 'A', ['127.0.0.1']);
+    },
+    setTxt,
+    async close() {
+      await new Promise<void>((r) => {
+        api.close(() => r());
+        api.closeAllConnections();
+      });
+      await server.close();
+    },
+  };
+}
+
+/** Where branch acme-validators puts the project's test DNS server. */
+const PROJECT_DNS = path.resolve(import.meta.dirname, '../helpers/dns-server.ts');
+
+/** True once the project's test DNS server is in the tree (then pebble-challtestsrv is not needed for mutual). */
+export const PROJECT_DNS_PRESENT = fs.existsSync(PROJECT_DNS);
+
+/**
+ * The test DNS for `mutual serve`: the project's own DNS server once it is in the tree (behind the
+ * record API, {@link bridge}), pebble-challtestsrv until then.
+ */
+export async function startTestDns(): Promise<TestDns> {
+  if (!PROJECT_DNS_PRESENT) return startChallTestSrv();
+  // Loaded by path so this file type-checks before that helper exists.
+  const mod = (await import(PROJECT_DNS)) as { startDnsServer: () => Promise<ProjectDnsServer> };
+  return bridge(await mod.startDnsServer());
 }
