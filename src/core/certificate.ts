@@ -44,6 +44,10 @@ export interface CertificateInfo {
   permitted?: { dns: string[]; ip: IpRange[]; uri: string[] };
   /** OIDs of the extensions marked critical (a verifier refuses those it does not process, RFC 5280 4.2). */
   criticalExtensions: string[];
+  /** How many GeneralNames the subjectAltName holds, of every type (`names` keeps DNS, URI and IP only); set when it is present. */
+  sanEntries?: number;
+  /** The acmeIdentifier extension's Authorization, the OCTET STRING's contents (a tls-alpn-01 certificate, RFC 8737 section 3). */
+  acmeIdentifier?: Buffer;
 }
 
 /**
@@ -237,6 +241,7 @@ function readExtension(buf: Buffer, e: DerElement, info: CertificateInfo): void 
     case OID.subjectAltName:
       needs(Tag.SEQUENCE);
       for (const gn of children(buf, inner, MAX_CERT_ELEMENTS)) {
+        info.sanEntries = (info.sanEntries ?? 0) + 1;
         const v = contentBytes(buf, gn);
         if (gn.tag === 0x82) info.names.dns.push(Buffer.from(v).toString('latin1'));
         else if (gn.tag === 0x86) info.names.uri.push(Buffer.from(v).toString('latin1'));
@@ -267,6 +272,12 @@ function readExtension(buf: Buffer, e: DerElement, info: CertificateInfo): void 
       info.permitted = permitted;
       break;
     }
+    case OID.acmeIdentifier:
+      // Authorization ::= OCTET STRING (SIZE (32)) (RFC 8737 section 6.1); the size is the validator's check.
+      needs(Tag.OCTET_STRING);
+      if (info.acmeIdentifier) bad('two acmeIdentifier extensions (RFC 5280 4.2)');
+      info.acmeIdentifier = Buffer.from(contentBytes(buf, inner));
+      break;
   }
 }
 

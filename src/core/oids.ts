@@ -1,4 +1,4 @@
-/** Object identifiers used by mutual (RFC 5280, 5480, 5758, 8410, 6960). */
+/** Object identifiers used by mutual (RFC 5280, 5480, 5758, 8410, 6960, 8737). */
 export const OID = {
   // attribute types
   commonName: '2.5.4.3',
@@ -17,6 +17,8 @@ export const OID = {
   extKeyUsage: '2.5.29.37',
   authorityInfoAccess: '1.3.6.1.5.5.7.1.1',
   ocspNoCheck: '1.3.6.1.5.5.7.48.1.5',
+  /** id-pe-acmeIdentifier: the tls-alpn-01 challenge certificate's digest (RFC 8737 section 6.1). */
+  acmeIdentifier: '1.3.6.1.5.5.7.1.31',
   extensionRequest: '1.2.840.113549.1.9.14',
   // EKUs
   serverAuth: '1.3.6.1.5.5.7.3.1',

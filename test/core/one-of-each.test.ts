@@ -33,6 +33,7 @@ const RULES: { name: string; pattern: RegExp; allowed: Record<string, string> }[
     allowed: {
       'sdk/fetch-bytes.ts': 'the bounded fetcher (size cap, deadline, no redirects)',
       'sdk/client.ts': 'createFetch: the mTLS client the SDK gives applications (undici), not a fetcher of the project\'s own',
+      'ca/acme/validate-http01.ts': 'ACME http-01 validation (RFC 8555 8.3): connects to the address it resolved itself with the identifier as Host/SNI, follows redirects under Boulder\'s rules and ignores certificates, none of which the bounded fetcher does (and ca does not import sdk)',
     },
   },
   {
@@ -43,6 +44,7 @@ const RULES: { name: string; pattern: RegExp; allowed: Record<string, string> }[
       'gateway/upstream.ts': 'the gateway\'s upstream connections (proxying, streamed, with its own limits)',
       'monitor/probe-tls.ts': 'the monitor\'s TLS probe (reads the handshake step by step)',
       'sdk/client.ts': 'the SDK\'s mTLS dispatcher for applications',
+      'ca/acme/validate-tls-alpn01.ts': 'ACME tls-alpn-01 validation (RFC 8737): the handshake (ALPN acme-tls/1, the certificate presented) is the proof',
     },
   },
   {
