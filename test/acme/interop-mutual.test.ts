@@ -6,8 +6,8 @@
  * verified to the root) and still say good for the certificate before the renewal.
  *
  * Skipped, by itself, while src/server/acme/ does not exist; it turns on when the ACME server is
- * merged. The DNS is the project's test DNS server once test/helpers/dns-server.ts is in the tree,
- * pebble-challtestsrv until then (test-dns.ts).
+ * merged. The DNS is the project's test DNS server (test/helpers/dns-server.ts) behind the same
+ * record API the hooks use with pebble-challtestsrv (test-dns.ts).
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
@@ -16,8 +16,7 @@ import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
 import { MATRIX, requireCaseTools, runCase, type CaseOutcome } from './matrix.ts';
 import { ACME_SERVER_PRESENT, startMutual } from './mutual.ts';
-import { hasTool, requireTool } from '../helpers/tools.ts';
-import { PROJECT_DNS_PRESENT, startTestDns, type TestDns } from './test-dns.ts';
+import { startTestDns, type TestDns } from './test-dns.ts';
 
 /** Cases at once: each is a client and a `mutual serve` process, on 2 cores. */
 const CONCURRENCY = 4;
@@ -33,7 +32,7 @@ async function checkMutualCertificate(o: CaseOutcome): Promise<void> {
 describe('acme interop: mutual serve', { concurrency: CONCURRENCY, timeout: 300_000, skip: ACME_SERVER_PRESENT ? false : 'ACME server not merged yet' }, () => {
   let dns: TestDns | undefined;
   before(async () => {
-    if (PROJECT_DNS_PRESENT || hasTool('pebble-challtestsrv')) dns = await startTestDns();
+    dns = await startTestDns();
   });
   after(async () => {
     await dns?.close();
@@ -42,7 +41,6 @@ describe('acme interop: mutual serve', { concurrency: CONCURRENCY, timeout: 300_
   for (const c of MATRIX) {
     test(c.name, async (t: TestContext) => {
       if (!requireCaseTools(t, c, false)) return;
-      if (!PROJECT_DNS_PRESENT && !requireTool(t, 'pebble-challtestsrv', 'pebble')) return;
       await runCase(c, startMutual, dns!, checkMutualCertificate);
     });
   }

@@ -6,15 +6,15 @@
  * reference run: interop-mutual.test.ts runs the same cases against `mutual serve`.
  *
  * Each case has its own pebble (its validator ports are the case's responder ports), so cases run
- * side by side; they share one pebble-challtestsrv for DNS. A missing tool skips, or fails under
- * MUTUAL_INTEROP=require.
+ * side by side. They share one test DNS: the project's own server (test/helpers/dns-server.ts), the
+ * one the mutual run uses too, rather than pebble-challtestsrv, so the two runs differ only in the
+ * server under test. A missing tool skips, or fails under MUTUAL_INTEROP=require.
  */
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { hasTool } from '../helpers/tools.ts';
 import { MATRIX, requireCaseTools, runCase } from './matrix.ts';
 import { startPebble } from './pebble.ts';
-import { startChallTestSrv, type TestDns } from './test-dns.ts';
+import { startTestDns, type TestDns } from './test-dns.ts';
 
 /** Cases at once: each is a client process or two plus a pebble, on 2 cores. */
 const CONCURRENCY = 4;
@@ -22,7 +22,7 @@ const CONCURRENCY = 4;
 describe('acme interop: pebble', { concurrency: CONCURRENCY, timeout: 300_000 }, () => {
   let dns: TestDns | undefined;
   before(async () => {
-    if (hasTool('pebble-challtestsrv')) dns = await startChallTestSrv();
+    dns = await startTestDns();
   });
   after(async () => {
     await dns?.close();

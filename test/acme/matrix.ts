@@ -48,10 +48,10 @@ export const MATRIX: readonly MatrixCase[] = [
 /** The DNS name a case's certificate is for. */
 export const caseDomain = (c: MatrixCase): string => `${c.name.replace(/^(ok|fail)\//, '')}.acme.internal`;
 
-/** The tools a case needs (with `pebble`, pebble's own too); false when one is missing and the test was skipped. */
+/** The tools a case needs (with `pebble`, pebble too); false when one is missing and the test was skipped. */
 export function requireCaseTools(t: TestContext, c: MatrixCase, pebble: boolean): boolean {
-  const tools = [c.client, 'openssl', 'curl', ...(pebble ? ['pebble', 'pebble-challtestsrv'] : [])];
-  return tools.every((tool) => requireTool(t, tool, tool.startsWith('pebble') ? 'pebble' : tool));
+  const tools = [c.client, 'openssl', 'curl', ...(pebble ? ['pebble'] : [])];
+  return tools.every((tool) => requireTool(t, tool));
 }
 
 /** A failure message: what the client said, then the tail of what the server said. */

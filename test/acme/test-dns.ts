@@ -1,16 +1,17 @@
 /**
- * The test DNS for the ACME interop tests: answers A queries for every name with 127.0.0.1 (so a
- * validator reaches the client's challenge responder on loopback, never an AAAA ::1 it does not
- * listen on) and serves the TXT records a client's dns-01 hook sets.
+ * The test DNS for the ACME interop tests: answers A queries for the case's names with 127.0.0.1
+ * (so a validator reaches the client's challenge responder on loopback, never an AAAA ::1 it does
+ * not listen on) and serves the TXT records a client's dns-01 hook sets.
  *
- * The hooks (clients.ts) set and clear records over HTTP, with pebble-challtestsrv's management API
- * (`POST /set-txt {"host","value"}`, `POST /clear-txt {"host"}`), so the same hook scripts work
- * whichever server answers the queries.
+ * The tests use the project's DNS server (test/helpers/dns-server.ts) for pebble and mutual alike;
+ * the benchmark uses pebble-challtestsrv, which answers A for any name. The hooks (clients.ts) set
+ * and clear records over HTTP with challtestsrv's management API (`POST /set-txt {"host","value"}`,
+ * `POST /clear-txt {"host"}`), which {@link startTestDns} puts in front of the project's server,
+ * so the same hook scripts work with either.
  */
-import fs from 'node:fs';
 import http from 'node:http';
-import path from 'node:path';
 import { spawn } from 'node:child_process';
+import { startDnsServer, type DnsServer } from '../helpers/dns-server.ts';
 import { freePort, waitForPort } from '../helpers/tools.ts';
 
 /** A running test DNS server. */
@@ -69,15 +70,6 @@ export async function startChallTestSrv(): Promise<TestDns> {
   };
 }
 
-/** The project's test DNS server (branch acme-validators, test/helpers/dns-server.ts), as this file expects it. */
-interface ProjectDnsServer {
-  port: number;
-  address: string;
-  set(name: string, type: string, values: string[]): void | Promise<void>;
-  delete(name: string): void | Promise<void>;
-  close(): Promise<void>;
-}
-
 /** Largest record API request body read: a name and a TXT value. */
 const MAX_CONTROL_BODY = 4096;
 
@@ -104,13 +96,13 @@ function readJson(req: http.IncomingMessage): Promise<{ host?: string; value?: s
  * Puts challtestsrv's record API in front of the project's DNS server, so the same hooks drive
  * it. Names are given to it without the final dot; TXT values of one name accumulate until cleared.
  */
-async function bridge(server: ProjectDnsServer): Promise<TestDns> {
+async function bridge(server: DnsServer): Promise<TestDns> {
   const txt = new Map<string, string[]>();
   const bare = (n: string) => n.replace(/\.$/, '');
   const setTxt = async (host: string, value: string) => {
     const values = [...(txt.get(bare(host)) ?? []), value];
     txt.set(bare(host), values);
-    await server.set(bare(host), 'TXT', values);
+    server.set(bare(host), 'TXT', values);
   };
   const api = http.createServer((req, res) => {
     void readJson(req).then(async (b) => {
@@ -118,7 +110,7 @@ async function bridge(server: ProjectDnsServer): Promise<TestDns> {
       if (req.url === '/set-txt' && typeof b.value === 'string') await setTxt(b.host, b.value);
       else if (req.url === '/clear-txt') {
         txt.delete(bare(b.host));
-        await server.delete(bare(b.host));
+        server.delete(bare(b.host));
       } else throw new Error(`no such call: ${req.url}`);
       res.end();
     }).catch((e: Error) => res.writeHead(400).end(e.message));
@@ -128,9 +120,7 @@ async function bridge(server: ProjectDnsServer): Promise<TestDns> {
   return {
     port: server.port,
     controlUrl,
-    addHost: async (name) => {
-      await server.set(bare(name), 'A', ['127.0.0.1']);
-    },
+    addHost: async (name) => server.set(bare(name), 'A', ['127.0.0.1']),
     setTxt,
     async close() {
       await new Promise<void>((r) => {
@@ -142,19 +132,10 @@ async function bridge(server: ProjectDnsServer): Promise<TestDns> {
   };
 }
 
-/** Where branch acme-validators puts the project's test DNS server. */
-const PROJECT_DNS = path.resolve(import.meta.dirname, '../helpers/dns-server.ts');
-
-/** True once the project's test DNS server is in the tree (then pebble-challtestsrv is not needed for mutual). */
-export const PROJECT_DNS_PRESENT = fs.existsSync(PROJECT_DNS);
-
 /**
- * The test DNS for `mutual serve`: the project's own DNS server once it is in the tree (behind the
- * record API, {@link bridge}), pebble-challtestsrv until then.
+ * The project's test DNS server (test/helpers/dns-server.ts, UDP) behind the record API: names
+ * resolve only once added ({@link TestDns.addHost}), as a validator meets them.
  */
 export async function startTestDns(): Promise<TestDns> {
-  if (!PROJECT_DNS_PRESENT) return startChallTestSrv();
-  // Loaded by path so this file type-checks before that helper exists.
-  const mod = (await import(PROJECT_DNS)) as { startDnsServer: () => Promise<ProjectDnsServer> };
-  return bridge(await mod.startDnsServer());
+  return bridge(await startDnsServer());
 }
