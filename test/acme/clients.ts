@@ -211,11 +211,15 @@ export interface Webroot {
 /** A token is base64url (RFC 8555 section 8.1); anything else is not looked up on disk. */
 const TOKEN = /^\/\.well-known\/acme-challenge\/([A-Za-z0-9_-]{1,256})$/;
 
+/** What a webroot responder answers for a token file that exists, when told to answer wrongly. */
+export const WRONG_KEY_AUTHORIZATION = 'not-the-key-authorization';
+
 /**
  * Serves `dir/.well-known/acme-challenge/<token>` over plain HTTP on 127.0.0.1:`port`: the
- * http-01 responder of the webroot mode, for any client.
+ * http-01 responder of the webroot mode, for any client. With `wrong`, it answers
+ * {@link WRONG_KEY_AUTHORIZATION} instead of the file's content (a validation that must fail).
  */
-export function startWebroot(dir: string, port: number): Promise<Webroot> {
+export function startWebroot(dir: string, port: number, o: { wrong?: boolean } = {}): Promise<Webroot> {
   const requests: string[] = [];
   const server = http.createServer((req, res) => {
     requests.push(req.url ?? '');
@@ -225,7 +229,7 @@ export function startWebroot(dir: string, port: number): Promise<Webroot> {
       res.writeHead(404).end();
       return;
     }
-    res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(fs.readFileSync(file));
+    res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(o.wrong ? WRONG_KEY_AUTHORIZATION : fs.readFileSync(file));
   });
   return new Promise((resolve, reject) => {
     server.once('error', reject);

@@ -14,7 +14,7 @@ import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { MATRIX, requireCaseTools, runCase, type CaseOutcome } from './matrix.ts';
+import { FAILURES, MATRIX, requireCaseTools, runCase, runFailCase, type CaseOutcome } from './matrix.ts';
 import { ACME_SERVER_PRESENT, startMutual } from './mutual.ts';
 import { startTestDns, type TestDns } from './test-dns.ts';
 
@@ -42,6 +42,12 @@ describe('acme interop: mutual serve', { concurrency: CONCURRENCY, timeout: 300_
     test(c.name, async (t: TestContext) => {
       if (!requireCaseTools(t, c, false)) return;
       await runCase(c, startMutual, dns!, checkMutualCertificate);
+    });
+  }
+  for (const c of FAILURES) {
+    test(c.name, async (t: TestContext) => {
+      if (!requireCaseTools(t, c, false)) return;
+      await runFailCase(c, startMutual, dns!);
     });
   }
 });

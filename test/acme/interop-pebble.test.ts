@@ -12,7 +12,7 @@
  */
 import { after, before, describe, test } from 'node:test';
 import type { TestContext } from 'node:test';
-import { MATRIX, requireCaseTools, runCase } from './matrix.ts';
+import { FAILURES, MATRIX, requireCaseTools, runCase, runFailCase } from './matrix.ts';
 import { startPebble } from './pebble.ts';
 import { startTestDns, type TestDns } from './test-dns.ts';
 
@@ -32,6 +32,12 @@ describe('acme interop: pebble', { concurrency: CONCURRENCY, timeout: 300_000 },
     test(c.name, async (t: TestContext) => {
       if (!requireCaseTools(t, c, true)) return;
       await runCase(c, startPebble, dns!);
+    });
+  }
+  for (const c of FAILURES) {
+    test(c.name, async (t: TestContext) => {
+      if (!requireCaseTools(t, c, true)) return;
+      await runFailCase(c, startPebble, dns!);
     });
   }
 });

@@ -49,7 +49,7 @@ export const MATRIX: readonly MatrixCase[] = [
 export const caseDomain = (c: MatrixCase): string => `${c.name.replace(/^(ok|fail)\//, '')}.acme.internal`;
 
 /** The tools a case needs (with `pebble`, pebble too); false when one is missing and the test was skipped. */
-export function requireCaseTools(t: TestContext, c: MatrixCase, pebble: boolean): boolean {
+export function requireCaseTools(t: TestContext, c: { client: AcmeClient['name'] }, pebble: boolean): boolean {
   const tools = [c.client, 'openssl', 'curl', ...(pebble ? ['pebble'] : [])];
   return tools.every((tool) => requireTool(t, tool));
 }
@@ -143,6 +143,60 @@ export async function runCase(c: MatrixCase, start: StartTarget, dns: TestDns, m
     const before = await target.revoked(first.cert, first.chain);
     assert.ok(!before.revoked, `${target.name} says the first certificate is revoked too: ${before.detail}`);
     await more?.({ target, domain, first, renewed });
+  } finally {
+    await webroot?.close();
+    await target.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A case that must fail, with the ACME problem type (RFC 8555 section 6.7) each server answers. */
+export interface FailCase {
+  name: string;
+  client: 'certbot' | 'lego';
+  /**
+   * What goes wrong: `nobody-listens`, the client's responder listens on another port than the one
+   * the validator connects to; `wrong-key-authorization`, the webroot answers something else.
+   */
+  breaks: 'nobody-listens' | 'wrong-key-authorization';
+  /**
+   * The problem type each server answers with. RFC 8555 names none for a wrong answer: pebble
+   * says `unauthorized` (as Boulder does), mutual `incorrectResponse` (section 6.7's meaning).
+   */
+  problem: Record<AcmeTarget['name'], string>;
+}
+
+/** Validations that must fail, the same way for every client. */
+export const FAILURES: readonly FailCase[] = [
+  { name: 'fail/lego-http-01-nobody-listens', client: 'lego', breaks: 'nobody-listens', problem: { pebble: 'connection', mutual: 'connection' } },
+  { name: 'fail/certbot-http-01-wrong-key-authorization', client: 'certbot', breaks: 'wrong-key-authorization', problem: { pebble: 'unauthorized', mutual: 'incorrectResponse' } },
+];
+
+/** Runs a failing case against a fresh target: obtain fails with the expected problem type, and no certificate. */
+export async function runFailCase(c: FailCase, start: StartTarget, dns: TestDns): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-acme-'));
+  const [httpPort, tlsPort] = [await freePort(), await freePort()];
+  const domain = `${c.name.replace(/^fail\//, '')}.acme.internal`;
+  await dns.addHost(domain);
+  const target = await start({ httpPort, tlsPort, dns, eab: false });
+  let webroot: Webroot | undefined;
+  try {
+    let mode: ChallengeMode;
+    if (c.breaks === 'nobody-listens') mode = { type: 'http-01', via: 'standalone', port: await freePort() };
+    else {
+      webroot = await startWebroot(path.join(dir, 'webroot'), httpPort, { wrong: true });
+      fs.mkdirSync(webroot.dir);
+      mode = { type: 'http-01', via: 'webroot', dir: webroot.dir };
+    }
+    fs.mkdirSync(path.join(dir, 'client'));
+    const client = CLIENTS[c.client]({ directoryUrl: target.directoryUrl, caBundle: target.tlsCaFile, domain, challenge: mode, dir: path.join(dir, 'client') });
+    const run = await client.obtain();
+    assert.notEqual(run.status, 0, `obtain succeeded:\n${run.output}`);
+    assert.equal(run.files, undefined);
+    // lego prints the type's URN; certbot prints `Type:   <type>` with the URN's prefix cut.
+    const type = c.problem[target.name];
+    assert.match(run.output, new RegExp(`(urn:ietf:params:acme:error:${type}|Type:\\s+${type})\\b`), `not the ${type} problem:\n${run.output}`);
+    if (webroot) assert.ok(webroot.requests.length > 0, 'the validator never fetched from the webroot');
   } finally {
     await webroot?.close();
     await target.close();
