@@ -28,12 +28,15 @@ export const ACME_SERVER_PRESENT = fs.existsSync(path.resolve(import.meta.dirnam
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /** Starts `mutual serve` with ACME for one matrix case (see the file's top). */
-export async function startMutual(o: TargetOptions): Promise<AcmeTarget> {
+export const startMutual = (o: TargetOptions): Promise<AcmeTarget> => startMutualWith(o, {});
+
+/** {@link startMutual} with more `acme:` settings (the benchmark lifts `ordersPerHour`). */
+export async function startMutualWith(o: TargetOptions, more: Record<string, unknown>): Promise<AcmeTarget> {
   const port = await freePort();
   const url = `https://127.0.0.1:${port}`;
   const tc = await makeTestCa({ url });
   const config = parseYaml(fs.readFileSync(tc.layout.config, 'utf8')) as Record<string, unknown>;
-  config.acme = { enabled: true, httpPort: o.httpPort, tlsAlpnPort: o.tlsPort, dns: { servers: [`127.0.0.1:${o.dns.port}`] }, externalAccountRequired: o.eab };
+  config.acme = { enabled: true, httpPort: o.httpPort, tlsAlpnPort: o.tlsPort, dns: { servers: [`127.0.0.1:${o.dns.port}`] }, externalAccountRequired: o.eab, ...more };
   fs.writeFileSync(tc.layout.config, stringifyYaml(config), { mode: 0o600 });
   // The CLI's server opens the CA itself; the test's copy only made it.
   const files = caFiles(tc);
