@@ -3,7 +3,8 @@
  * (standalone and webroot http-01, dns-01 by manual hooks), lego (http-01, dns-01 by `exec`,
  * tls-alpn-01, EAB with pebble's example keys) and dehydrated (http-01 by WELLKNOWN) each obtain a
  * certificate that `openssl verify` accepts to pebble's root, renew it and revoke it. This is the
- * reference run: interop-mutual.test.ts runs the same cases against `mutual serve`.
+ * reference run: interop-mutual.test.ts runs the same cases against `mutual serve`. Two validations
+ * must fail with the problem type the client reports (nobody listening; a wrong key authorization).
  *
  * Each case has its own pebble (its validator ports are the case's responder ports), so cases run
  * side by side. They share one test DNS: the project's own server (test/helpers/dns-server.ts), the

@@ -11,10 +11,10 @@
  */
 import fs from 'node:fs';
 import https from 'node:https';
+import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { tempDir } from '../helpers/test-ca.ts';
 import { freePort, runAsync, waitForPort } from '../helpers/tools.ts';
 import type { AcmeTarget, TargetOptions } from './target.ts';
 
@@ -60,7 +60,7 @@ export const pebbleSerial = (certPem: string): string => BigInt(`0x${new X509Cer
 
 /** Starts pebble for one matrix case (see the file's top). */
 export async function startPebble(o: TargetOptions): Promise<AcmeTarget> {
-  const dir = tempDir('mutual-pebble-');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mutual-pebble-'));
   const tls = await makeLoopbackTls(dir);
   const [acmePort, mgmtPort] = [await freePort(), await freePort()];
   const macKeys: Record<string, string> = o.eab ? JSON.parse(fs.readFileSync(PEBBLE_EAB_EXAMPLE, 'utf8')).pebble.externalAccountMACKeys : {};
