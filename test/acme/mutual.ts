@@ -7,8 +7,8 @@
  *
  * so its validator reaches the case's responders and resolves names with the test DNS. The
  * directory is `<url>/acme/directory`; EAB keys come from `mutual acme eab create --names ...
- * --json` (`{ keyId, hmacKey }`); "revoked" is what the server's OCSP responder answers to
- * `openssl ocsp`. Every caller checks `requireTool(t, 'openssl')` first.
+ * --json` (`{ keyId, hmacKey }`); a certificate's status is what the server's OCSP responder
+ * answers to `openssl ocsp`, the response verified to the root. Every caller checks `requireTool(t, 'openssl')` first.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -64,11 +64,12 @@ export async function startMutualWith(o: TargetOptions, more: Record<string, unk
       const { keyId, hmacKey } = JSON.parse(r.stdout) as { keyId: string; hmacKey: string };
       return { kid: keyId, hmac: hmacKey };
     },
-    async revoked(certFile, issuerFile) {
+    async status(certFile, issuerFile) {
       const r = await runAsync('openssl', ['ocsp', '-url', `${url}/ocsp`, '-issuer', issuerFile, '-cert', certFile, '-CAfile', files.root]);
       const detail = `${r.stdout}${r.stderr}`;
       if (!/Response verify OK/.test(r.stderr)) throw new Error(`the OCSP response did not verify: ${detail}`);
-      return { revoked: new RegExp(`${escape(certFile)}: revoked`).test(r.stdout), detail };
+      const said = new RegExp(`${escape(certFile)}: (\\w+)`).exec(r.stdout)?.[1];
+      return { status: said === 'good' || said === 'revoked' ? said : 'other', detail };
     },
     output: () => srv.output(),
     close,

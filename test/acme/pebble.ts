@@ -105,10 +105,11 @@ export async function startPebble(o: TargetOptions): Promise<AcmeTarget> {
         if (!kids.length) throw new Error('this pebble was started without EAB keys');
         return { kid: kids[0], hmac: macKeys[kids[0]] };
       },
-      async revoked(certFile) {
+      async status(certFile) {
         const serial = pebbleSerial(fs.readFileSync(certFile, 'utf8'));
         const detail = await getText(`https://127.0.0.1:${mgmtPort}/cert-status-by-serial/${serial}`, tlsCa);
-        return { revoked: JSON.parse(detail).Status === 'Revoked', detail };
+        const said = JSON.parse(detail).Status;
+        return { status: said === 'Valid' ? 'good' : said === 'Revoked' ? 'revoked' : 'other', detail };
       },
       output: () => out,
       close,

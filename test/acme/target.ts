@@ -35,8 +35,11 @@ export interface AcmeTarget {
   rootFile: string;
   /** Fresh EAB credentials for one account, on a target started with `eab: true`. */
   eab(names: string[]): Promise<EabCredentials>;
-  /** Whether the server now says the certificate (leaf PEM file, its issuer in `issuerFile`) is revoked, with what it said. */
-  revoked(certFile: string, issuerFile: string): Promise<{ revoked: boolean; detail: string }>;
+  /**
+   * What the server now says of the certificate (leaf PEM file, its issuer in `issuerFile`):
+   * good, revoked, or anything else (unknown, no answer), with what it said.
+   */
+  status(certFile: string, issuerFile: string): Promise<{ status: 'good' | 'revoked' | 'other'; detail: string }>;
   /** The tail of the server's own output, for failure messages. */
   output(): string;
   close(): Promise<void>;
