@@ -1,7 +1,8 @@
 /**
  * The ACME interop matrix (matrix.ts) against pebble, Let's Encrypt's test server: certbot
- * (standalone and webroot http-01, dns-01 by manual hooks), lego (http-01, dns-01 by `exec`,
- * tls-alpn-01, EAB with pebble's example keys) and dehydrated (http-01 by WELLKNOWN) each obtain a
+ * (standalone and webroot http-01, dns-01 by manual hooks, EAB), lego (http-01, dns-01 by `exec`,
+ * tls-alpn-01, EAB with pebble's example keys) and dehydrated (http-01 by WELLKNOWN, dns-01 by its
+ * hook) each obtain a
  * certificate that `openssl verify` accepts to pebble's root, renew it and revoke it. This is the
  * reference run: interop-mutual.test.ts runs the same cases against `mutual serve`. Two validations
  * must fail with the problem type the client reports (nobody listening; a wrong key authorization).
