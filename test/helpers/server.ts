@@ -233,9 +233,12 @@ export interface Running {
   output: () => string;
 }
 
-/** Starts `mutual serve` (the real CLI) as a process and waits until /health answers; `extra` are more serve options. */
-export async function spawnServe(tc: TestCa, db?: { url: string; schema: string }, extra: string[] = []): Promise<Running> {
-  const port = await freePort();
+/**
+ * Starts `mutual serve` (the real CLI) as a process and waits until /health answers; `extra` are
+ * more serve options; `port` (default: a free one) is for a CA whose configured URL names it.
+ */
+export async function spawnServe(tc: TestCa, db?: { url: string; schema: string }, extra: string[] = [], port?: number): Promise<Running> {
+  port ??= await freePort();
   const args = [MUTUAL_BIN, '--home', tc.home, 'serve', '--listen', `127.0.0.1:${port}`, '--log-level', 'warn', '--rate-limit', 'off', ...extra];
   if (db) args.push('--database', db.url, '--database-schema', db.schema);
   const child = spawn(process.execPath, args, { env: { ...process.env, MUTUAL_CA_PASSPHRASE: TEST_PASSPHRASE, MUTUAL_DATABASE_URL: undefined }, stdio: ['ignore', 'pipe', 'pipe'] });
