@@ -49,7 +49,7 @@ test('ok/manifest/minimal resolves paths, defaults and names', () => {
   assert.equal(m.certificates[0].keyMode, 0o600);
   assert.equal(m.certificates[0].ownership.mode, 0o644);
   assert.equal(m.certificates[0].newKey, true);
-  assert.equal(m.ca.rootFingerprint, FP);
+  assert.equal(m.ca?.rootFingerprint, FP);
 });
 
 test('ok/manifest/full: client identity, hooks, verify, pkcs12, trust files beside the certificate', () => {
@@ -82,8 +82,8 @@ certificates:
     verify: { port: 8443 }
 `);
   const c = m.certificates[0];
-  assert.equal(m.ca.url, 'https://ca:8443');
-  assert.equal(m.ca.rootFile, path.join(dir, 'root.pem'));
+  assert.equal(m.ca?.url, 'https://ca:8443');
+  assert.equal(m.ca?.rootFile, path.join(dir, 'root.pem'));
   assert.deepEqual(c.names.uri, ['spiffe://acme.internal/prod/payments']);
   assert.deepEqual(c.hooks.check, { argv: ['app', '--check'] });
   assert.deepEqual(c.hooks.reload, { shell: 'systemctl reload app' });
