@@ -1,0 +1,184 @@
+/**
+ * `mutual agent` in ACME mode, against real ACME servers: a real `mutual serve` with ACME enabled
+ * (the real CLI, its validator resolving names with the test DNS) and pebble, Let's Encrypt's test
+ * server. The same agent obtains and deploys from both; against mutual it renews when the server's
+ * renewal information (RFC 9773) says so (a revoked certificate's window is moved into the past),
+ * on the agent's injected clock; a name outside the CA's policy is refused with a coded error and
+ * nothing is deployed or changed. Every certificate passes `openssl verify -x509_strict -purpose sslserver`.
+ */
+import { after, before, describe, test } from 'node:test';
+import type { TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { Agent } from '../../src/agent/agent.ts';
+import { loadManifest } from '../../src/agent/manifest.ts';
+import { readState } from '../../src/agent/agent-state.ts';
+import { accountKeyFile } from '../../src/agent/obtain-acme.ts';
+import { adminCall } from '../../src/sdk/ca-client.ts';
+import { X509Certificate } from 'node:crypto';
+import { makeTestCa, tempDir, type TestCa } from '../helpers/test-ca.ts';
+import { caFiles, spawnServe, type Running } from '../helpers/server.ts';
+import { freePort, requireTool, runAsync } from '../helpers/tools.ts';
+import { startPebble } from '../acme/pebble.ts';
+import { startTestDns, type TestDns } from '../acme/test-dns.ts';
+import type { AcmeTarget } from '../acme/target.ts';
+
+/** A clock the test moves; starts at the wall clock (real peers judge the certificates by it). */
+function clock() {
+  let t = Math.floor(Date.now() / 1000) * 1000;
+  return { now: () => new Date(t), set: (to: number) => (t = Math.max(t, to)) };
+}
+
+/** Writes agent.yaml for one ACME certificate and returns the loaded manifest's file. */
+function manifest(dir: string, o: { directory: string; tlsCa: string; httpPort: number; names: string[]; name?: string }): string {
+  const file = path.join(dir, 'agent.yaml');
+  const out = path.join(dir, 'out');
+  const name = o.name ?? 'web';
+  fs.writeFileSync(file, stringifyYaml({
+    stateDir: path.join(dir, 'state'),
+    certificates: [{
+      name, profile: 'server', names: o.names,
+      acme: { directory: o.directory, ca: o.tlsCa, challenge: { type: 'http-01', listen: `127.0.0.1:${o.httpPort}` } },
+      files: { cert: path.join(out, `${name}.crt`), key: path.join(out, `${name}.key`), chain: path.join(out, `${name}-chain.pem`), fullchain: path.join(out, `${name}-full.pem`) },
+    }],
+  }));
+  return file;
+}
+
+/** `openssl verify -x509_strict -purpose sslserver` of a deployed certificate to `rootFile`. */
+async function verify(dir: string, rootFile: string, name = 'web'): Promise<void> {
+  const out = path.join(dir, 'out');
+  const r = await runAsync('openssl', ['verify', '-x509_strict', '-purpose', 'sslserver', '-CAfile', rootFile, '-untrusted', path.join(out, `${name}-chain.pem`), path.join(out, `${name}.crt`)]);
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  assert.match(r.stdout, /: OK/);
+}
+
+const serialOf = (file: string): string => new X509Certificate(fs.readFileSync(file)).serialNumber.toLowerCase().replace(/^0+/, '');
+
+describe('agent acme: mutual serve', { timeout: 180_000 }, () => {
+  let dns: TestDns;
+  let tc: TestCa;
+  let srv: Running | undefined;
+  let httpPort: number;
+  let directory: string;
+  let root: string;
+  const dir = tempDir('mutual-agent-acme-');
+
+  before(async () => {
+    dns = await startTestDns();
+    httpPort = await freePort();
+    const port = await freePort();
+    const url = `https://127.0.0.1:${port}`;
+    tc = await makeTestCa({ url });
+    const config = parseYaml(fs.readFileSync(tc.layout.config, 'utf8')) as Record<string, unknown>;
+    config.acme = { enabled: true, httpPort, challenges: ['http-01'], dns: { servers: [`127.0.0.1:${dns.port}`] }, validationTimeout: '5s' };
+    fs.writeFileSync(tc.layout.config, stringifyYaml(config), { mode: 0o600 });
+    srv = await spawnServe(tc, undefined, [], port);
+    directory = `${url}/acme/directory`;
+    root = caFiles(tc).root;
+    await dns.addHost('web.acme.internal');
+  });
+  after(async () => {
+    if (srv && srv.child.exitCode === null) srv.child.kill('SIGTERM');
+    await srv?.exited;
+    await tc?.close();
+    await dns?.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('ok/agent obtains over ACME, waits inside the ARI window, renews once the window is past (revoked)', async (t: TestContext) => {
+    if (!requireTool(t, 'openssl')) return;
+    const ck = clock();
+    const file = manifest(dir, { directory, tlsCa: root, httpPort, names: ['web.acme.internal'] });
+    const agent = new Agent({ manifest: loadManifest(file), now: ck.now, random: () => 0.5 });
+    const first = await agent.cycle();
+    assert.equal(first.exitCode, 0, JSON.stringify(first) + srv!.output());
+    assert.equal(first.certificates[0].action, 'enrolled');
+    await verify(dir, root);
+    const serial1 = serialOf(path.join(dir, 'out', 'web.crt'));
+    assert.equal(first.certificates[0].serial, serial1);
+    // The account key is made once, readable by the agent alone.
+    assert.equal(fs.statSync(accountKeyFile(path.join(dir, 'state'), directory)).mode & 0o777, 0o600);
+
+    // In good standing: the server's window is the last third of the lifetime; the agent waits.
+    const second = await agent.cycle();
+    assert.equal(second.certificates[0].action, 'none');
+    const ari = readState(path.join(dir, 'state')).certificates.web.ari!;
+    assert.equal(ari.serial, serial1);
+    assert.ok(Date.parse(ari.start) > ck.now().getTime(), JSON.stringify(ari));
+    assert.ok(Date.parse(ari.renewAt) >= Date.parse(ari.start) && Date.parse(ari.renewAt) <= Date.parse(ari.end));
+    assert.equal(second.certificates[0].renewAt, ari.renewAt);
+
+    // Revoked: the server moves the window into the past; the agent sees it at the next re-check time.
+    const cert = fs.readFileSync(path.join(tc.layout.adminDir, 'cert.pem'), 'utf8');
+    const key = fs.readFileSync(path.join(tc.layout.adminDir, 'key.pem'), 'utf8');
+    await adminCall({ caUrl: directory.replace(/\/acme\/directory$/, ''), path: '/v1/revoke', body: { serial: serial1, reason: 'keyCompromise' }, cert, key, root: tc.init.rootPem });
+    const before = await agent.cycle();
+    assert.equal(before.certificates[0].action, 'none', 'the kept window holds until its re-check time');
+    ck.set(Date.parse(ari.checkAfter) + 1000);
+    const third = await agent.cycle();
+    assert.equal(third.exitCode, 0, JSON.stringify(third) + srv!.output());
+    assert.equal(third.certificates[0].action, 'renewed');
+    const serial2 = serialOf(path.join(dir, 'out', 'web.crt'));
+    assert.notEqual(serial2, serial1);
+    assert.equal(third.certificates[0].previousSerial, serial1);
+    await verify(dir, root);
+  });
+
+  test('fail/a name outside the CA policy: coded error, nothing deployed, the old certificate untouched', async (t: TestContext) => {
+    if (!requireTool(t, 'openssl')) return;
+    const d = tempDir('mutual-agent-acme-bad-');
+    try {
+      await dns.addHost('bad.example.com');
+      // A new certificate for a name the CA will not certify: nothing is written.
+      const fresh = new Agent({ manifest: loadManifest(manifest(d, { directory, tlsCa: root, httpPort, names: ['bad.example.com'], name: 'outside' })) });
+      const r1 = await fresh.cycle();
+      assert.notEqual(r1.exitCode, 0);
+      assert.equal(r1.certificates[0].code, 'ACME_CLIENT_FAILED');
+      assert.match(r1.certificates[0].message ?? '', /rejectedIdentifier|unauthorized|policy/i);
+      assert.equal(fs.existsSync(path.join(d, 'out', 'outside.crt')), false);
+
+      // A certificate in place, then asked with a name outside the policy: the files in place stay.
+      const ok = new Agent({ manifest: loadManifest(manifest(d, { directory, tlsCa: root, httpPort, names: ['web.acme.internal'] })) });
+      assert.equal((await ok.cycle()).exitCode, 0);
+      const before = fs.readFileSync(path.join(d, 'out', 'web.crt'));
+      const keyBefore = fs.readFileSync(path.join(d, 'out', 'web.key'));
+      const bad = new Agent({ manifest: loadManifest(manifest(d, { directory, tlsCa: root, httpPort, names: ['web.acme.internal', 'bad.example.com'] })) });
+      const r2 = await bad.cycle({ force: ['web'] });
+      assert.notEqual(r2.exitCode, 0);
+      assert.equal(r2.certificates[0].code, 'ACME_CLIENT_FAILED');
+      assert.deepEqual(fs.readFileSync(path.join(d, 'out', 'web.crt')), before);
+      assert.deepEqual(fs.readFileSync(path.join(d, 'out', 'web.key')), keyBefore);
+      await verify(d, root);
+    } finally {
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('agent acme: pebble', { timeout: 120_000 }, () => {
+  test('ok/the same agent obtains and deploys a certificate from pebble', async (t: TestContext) => {
+    if (!requireTool(t, 'pebble') || !requireTool(t, 'openssl')) return;
+    const dns = await startTestDns();
+    const httpPort = await freePort();
+    let pebble: AcmeTarget | undefined;
+    const d = tempDir('mutual-agent-pebble-');
+    try {
+      pebble = await startPebble({ httpPort, tlsPort: await freePort(), dns, eab: false });
+      await dns.addHost('web.pebble.test');
+      const agent = new Agent({ manifest: loadManifest(manifest(d, { directory: pebble.directoryUrl, tlsCa: pebble.tlsCaFile, httpPort, names: ['web.pebble.test'] })) });
+      const r = await agent.cycle();
+      assert.equal(r.exitCode, 0, JSON.stringify(r) + pebble.output());
+      assert.equal(r.certificates[0].action, 'enrolled');
+      await verify(d, pebble.rootFile);
+      const st = await pebble.status(path.join(d, 'out', 'web.crt'), path.join(d, 'out', 'web-chain.pem'));
+      assert.equal(st.status, 'good', st.detail);
+    } finally {
+      await pebble?.close();
+      await dns.close();
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
