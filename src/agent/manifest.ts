@@ -362,8 +362,7 @@ function resolve(m: RawManifest, file: string, raw: Record<string, unknown>): Ag
     timeoutMs: o.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT_MS,
   });
   if (!m.ca) {
-    const i = m.certificates.findIndex((c) => !c.acme);
-    if (i >= 0) throw invalid(at(['certificates', i]), 'give an acme: section, or the mutual CA in ca: (url and root) to enroll with a token');
+    if (!m.certificates.length || m.certificates.some((c) => !c.acme)) throw invalid('ca', 'give the mutual CA (url and root), or an acme: section in every certificate');
   } else {
     if (!m.ca.root && !m.ca.rootFingerprint && m.certificates.every((c) => !c.token && !c.tokenFile)) {
       throw invalid('ca', 'pin the CA root: give ca.root (a PEM file) or ca.rootFingerprint (SHA-256), or a token that names it');

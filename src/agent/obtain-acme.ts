@@ -36,13 +36,14 @@ export const accountKeyFile = (stateDir: string, directory: string): string =>
 /** The client for a certificate's ACME server: its account key (made once), EAB key and trust anchors. */
 export function acmeClientFor(stateDir: string, a: AcmeSpec, now: () => Date): AcmeClient {
   const read = (file: string, what: string, max: number): string => {
+    let st: fs.Stats;
     try {
-      const st = fs.statSync(file);
-      if (!st.isFile() || st.size > max) throw new Error(`not a file of at most ${max} bytes`);
-      return fs.readFileSync(file, 'utf8');
+      st = fs.statSync(file);
+      if (st.isFile() && st.size <= max) return fs.readFileSync(file, 'utf8');
     } catch (e) {
       throw new MutualError('CONFIG_INVALID', { detail: `acme.${what} ${file}: ${(e as Error).message}` });
     }
+    throw new MutualError('CONFIG_INVALID', { detail: `acme.${what} ${file}: not a file of at most ${max} bytes` });
   };
   const hmac = a.eabHmacKeyFile ? read(a.eabHmacKeyFile, 'eabHmacKeyFile', MAX_EAB_KEY_FILE_BYTES).trim() : undefined;
   if (hmac !== undefined && !/^[A-Za-z0-9_-]+={0,2}$/.test(hmac)) throw new MutualError('CONFIG_INVALID', { detail: `acme.eabHmacKeyFile ${a.eabHmacKeyFile}: expected the base64url HMAC key the CA gave` });
