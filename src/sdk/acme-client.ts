@@ -310,7 +310,7 @@ export class AcmeClient {
       const nonce = await this.#nonce();
       const protectedHeader = { alg: 'ES256', nonce, url, ...(o.jwk ? { jwk: this.#jwk } : { kid: await this.account() }) };
       const jws = await new FlattenedSign(Buffer.from(payload === undefined ? '' : JSON.stringify(payload))).setProtectedHeader(protectedHeader).sign(this.#o.accountKey);
-      const res = await this.#fetch(url, {
+      const res = await this.#send(url, {
         method: 'POST', body: Buffer.from(JSON.stringify(jws)), contentType: 'application/jose+json', maxBytes: o.maxBytes ?? MAX_ACME_JSON_BYTES, ...(o.accept ? { headers: { accept: o.accept } } : {}),
       });
       this.#keepNonce(res);
@@ -324,8 +324,18 @@ export class AcmeClient {
     }
   }
 
+  /** One exchange; a server that cannot be reached is CA_UNAVAILABLE, as for the CA client. */
+  async #send(url: string, req: Parameters<FetchBytes>[1]): Promise<FetchBytesResult> {
+    try {
+      return await this.#fetch(url, req);
+    } catch (e) {
+      if (isMutualError(e)) throw e;
+      throw new MutualError('CA_UNAVAILABLE', { detail: `ACME server ${url}: ${(e as Error).message}` }, { cause: e });
+    }
+  }
+
   async #get(url: string, maxBytes: number): Promise<FetchBytesResult> {
-    const res = await this.#fetch(url, { maxBytes });
+    const res = await this.#send(url, { maxBytes });
     this.#keepNonce(res);
     if (res.status >= 400 && res.status !== 404) throw this.#problem(res, url);
     return res;
@@ -335,7 +345,7 @@ export class AcmeClient {
     const spare = this.#nonces.pop();
     if (spare) return spare;
     const d = await this.directory();
-    const res = await this.#fetch(d.newNonce, { maxBytes: MAX_ACME_JSON_BYTES });
+    const res = await this.#send(d.newNonce, { maxBytes: MAX_ACME_JSON_BYTES });
     const n = header(res, 'replay-nonce');
     if (!n) throw this.#bad(d.newNonce, `no Replay-Nonce in the answer (HTTP ${res.status})`);
     return n;

@@ -13,6 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { Agent } from '../../src/agent/agent.ts';
+import { AGENT_EXIT } from '../../src/agent/exit-codes.ts';
 import { loadManifest } from '../../src/agent/manifest.ts';
 import { readState } from '../../src/agent/agent-state.ts';
 import { accountKeyFile } from '../../src/agent/obtain-acme.ts';
@@ -135,7 +136,7 @@ describe('agent acme: mutual serve', { timeout: 180_000 }, () => {
       // A new certificate for a name the CA will not certify: nothing is written.
       const fresh = new Agent({ manifest: loadManifest(manifest(d, { directory, tlsCa: root, httpPort, names: ['bad.example.com'], name: 'outside' })) });
       const r1 = await fresh.cycle();
-      assert.notEqual(r1.exitCode, 0);
+      assert.equal(r1.exitCode, AGENT_EXIT.NEEDS_OPERATOR);
       assert.equal(r1.certificates[0].code, 'ACME_CLIENT_FAILED');
       assert.match(r1.certificates[0].message ?? '', /rejectedIdentifier|unauthorized|policy/i);
       assert.equal(fs.existsSync(path.join(d, 'out', 'outside.crt')), false);
@@ -147,7 +148,7 @@ describe('agent acme: mutual serve', { timeout: 180_000 }, () => {
       const keyBefore = fs.readFileSync(path.join(d, 'out', 'web.key'));
       const bad = new Agent({ manifest: loadManifest(manifest(d, { directory, tlsCa: root, httpPort, names: ['web.acme.internal', 'bad.example.com'] })) });
       const r2 = await bad.cycle({ force: ['web'] });
-      assert.notEqual(r2.exitCode, 0);
+      assert.equal(r2.exitCode, AGENT_EXIT.NEEDS_OPERATOR);
       assert.equal(r2.certificates[0].code, 'ACME_CLIENT_FAILED');
       assert.deepEqual(fs.readFileSync(path.join(d, 'out', 'web.crt')), before);
       assert.deepEqual(fs.readFileSync(path.join(d, 'out', 'web.key')), keyBefore);
