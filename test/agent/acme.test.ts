@@ -11,6 +11,8 @@ import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { Agent } from '../../src/agent/agent.ts';
 import { AGENT_EXIT } from '../../src/agent/exit-codes.ts';
@@ -19,6 +21,11 @@ import { readState } from '../../src/agent/agent-state.ts';
 import { accountKeyFile } from '../../src/agent/obtain-acme.ts';
 import { adminCall } from '../../src/sdk/ca-client.ts';
 import { X509Certificate } from 'node:crypto';
+import { DatabaseSync } from 'node:sqlite';
+import { ariCertificateId } from '../../src/sdk/acme-client.ts';
+import { certIdOf } from '../../src/ca/acme/renewal-window.ts';
+import { parseCertificate } from '../../src/core/certificate.ts';
+import { readPemOrDer } from '../../src/core/pem.ts';
 import { makeTestCa, tempDir, type TestCa } from '../helpers/test-ca.ts';
 import { caFiles, spawnServe, type Running } from '../helpers/server.ts';
 import { freePort, requireTool, runAsync } from '../helpers/tools.ts';
@@ -33,7 +40,7 @@ function clock() {
 }
 
 /** Writes agent.yaml for one ACME certificate and returns the loaded manifest's file. */
-function manifest(dir: string, o: { directory: string; tlsCa: string; httpPort: number; names: string[]; name?: string }): string {
+function manifest(dir: string, o: { directory: string; tlsCa: string; httpPort: number; names: string[]; name?: string; challenge?: Record<string, string> }): string {
   const file = path.join(dir, 'agent.yaml');
   const out = path.join(dir, 'out');
   const name = o.name ?? 'web';
@@ -41,7 +48,7 @@ function manifest(dir: string, o: { directory: string; tlsCa: string; httpPort: 
     stateDir: path.join(dir, 'state'),
     certificates: [{
       name, profile: 'server', names: o.names,
-      acme: { directory: o.directory, ca: o.tlsCa, challenge: { type: 'http-01', listen: `127.0.0.1:${o.httpPort}` } },
+      acme: { directory: o.directory, ca: o.tlsCa, challenge: o.challenge ?? { type: 'http-01', listen: `127.0.0.1:${o.httpPort}` } },
       files: { cert: path.join(out, `${name}.crt`), key: path.join(out, `${name}.key`), chain: path.join(out, `${name}-chain.pem`), fullchain: path.join(out, `${name}-full.pem`) },
     }],
   }));
@@ -100,6 +107,10 @@ describe('agent acme: mutual serve', { timeout: 180_000 }, () => {
     await verify(dir, root);
     const serial1 = serialOf(path.join(dir, 'out', 'web.crt'));
     assert.equal(first.certificates[0].serial, serial1);
+    // The client's RFC 9773 id is the server's.
+    const info = parseCertificate(readPemOrDer(fs.readFileSync(path.join(dir, 'out', 'web.crt'), 'utf8'), ['CERTIFICATE']));
+    const id1 = ariCertificateId(fs.readFileSync(path.join(dir, 'out', 'web.crt')));
+    assert.equal(id1, certIdOf(info.authorityKeyId!.toString('hex'), info.serial));
     // The account key is made once, readable by the agent alone.
     assert.equal(fs.statSync(accountKeyFile(path.join(dir, 'state'), directory)).mode & 0o777, 0o600);
 
@@ -126,6 +137,14 @@ describe('agent acme: mutual serve', { timeout: 180_000 }, () => {
     assert.notEqual(serial2, serial1);
     assert.equal(third.certificates[0].previousSerial, serial1);
     await verify(dir, root);
+    // The renewal's order named the certificate it replaces (RFC 9773 5).
+    const db = new DatabaseSync(tc.layout.database, { readOnly: true });
+    try {
+      const rows = db.prepare('SELECT replaces FROM acme_orders WHERE replaces IS NOT NULL').all() as { replaces: string }[];
+      assert.deepEqual(rows.map((r) => r.replaces), [id1]);
+    } finally {
+      db.close();
+    }
   });
 
   test('fail/a name outside the CA policy: coded error, nothing deployed, the old certificate untouched', async (t: TestContext) => {
@@ -159,24 +178,54 @@ describe('agent acme: mutual serve', { timeout: 180_000 }, () => {
   });
 });
 
+/** A static file server for a webroot (what nginx would be), on a free loopback port. */
+async function serveWebroot(webroot: string): Promise<{ port: number; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const rel = path.normalize(decodeURIComponent(req.url ?? '/')).replace(/^(\.\.[/\\])+/, '');
+    fs.readFile(path.join(webroot, rel), (e, body) => res.writeHead(e ? 404 : 200).end(e ? 'not found' : body));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(() => r())) };
+}
+
+/** A dns-01 hook script: sets and clears the TXT record through the test DNS's record API (curl). */
+function dnsHook(dir: string, controlUrl: string): string {
+  const file = path.join(dir, 'dns-hook.sh');
+  fs.writeFileSync(file, `#!/bin/sh
+set -e
+case "$1" in
+  set) curl -fsS -X POST -d "{\\"host\\":\\"$MUTUAL_ACME_NAME.\\",\\"value\\":\\"$MUTUAL_ACME_VALUE\\"}" ${controlUrl}/set-txt ;;
+  clear) curl -fsS -X POST -d "{\\"host\\":\\"$MUTUAL_ACME_NAME.\\"}" ${controlUrl}/clear-txt ;;
+  *) exit 2 ;;
+esac
+`, { mode: 0o755 });
+  return file;
+}
+
 describe('agent acme: pebble', { timeout: 120_000 }, () => {
-  test('ok/the same agent obtains and deploys a certificate from pebble', async (t: TestContext) => {
-    if (!requireTool(t, 'pebble') || !requireTool(t, 'openssl')) return;
+  for (const how of ['http-01 responder', 'http-01 webroot', 'dns-01 hook'] as const) test(`ok/the same agent obtains and deploys a certificate from pebble (${how})`, async (t: TestContext) => {
+    if (!requireTool(t, 'pebble') || !requireTool(t, 'openssl') || (how === 'dns-01 hook' && !requireTool(t, 'curl'))) return;
     const dns = await startTestDns();
-    const httpPort = await freePort();
-    let pebble: AcmeTarget | undefined;
     const d = tempDir('mutual-agent-pebble-');
+    const webroot = path.join(d, 'www');
+    const web = how === 'http-01 webroot' ? await serveWebroot(webroot) : undefined;
+    const httpPort = web?.port ?? await freePort();
+    let pebble: AcmeTarget | undefined;
     try {
       pebble = await startPebble({ httpPort, tlsPort: await freePort(), dns, eab: false });
       await dns.addHost('web.pebble.test');
-      const agent = new Agent({ manifest: loadManifest(manifest(d, { directory: pebble.directoryUrl, tlsCa: pebble.tlsCaFile, httpPort, names: ['web.pebble.test'] })) });
+      const challenge: Record<string, string> | undefined = how === 'http-01 webroot' ? { type: 'http-01', webroot } : how === 'dns-01 hook' ? { type: 'dns-01', hook: dnsHook(d, dns.controlUrl) } : undefined;
+      const agent = new Agent({ manifest: loadManifest(manifest(d, { directory: pebble.directoryUrl, tlsCa: pebble.tlsCaFile, httpPort, names: ['web.pebble.test'], challenge })) });
       const r = await agent.cycle();
       assert.equal(r.exitCode, 0, JSON.stringify(r) + pebble.output());
       assert.equal(r.certificates[0].action, 'enrolled');
       await verify(d, pebble.rootFile);
       const st = await pebble.status(path.join(d, 'out', 'web.crt'), path.join(d, 'out', 'web-chain.pem'));
       assert.equal(st.status, 'good', st.detail);
+      // Nothing of the challenge is left behind.
+      if (how === 'http-01 webroot') assert.deepEqual(fs.readdirSync(path.join(webroot, '.well-known', 'acme-challenge')), []);
     } finally {
+      await web?.close();
       await pebble?.close();
       await dns.close();
       fs.rmSync(d, { recursive: true, force: true });
