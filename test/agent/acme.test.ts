@@ -30,6 +30,7 @@ import { makeTestCa, tempDir, type TestCa } from '../helpers/test-ca.ts';
 import { caFiles, spawnServe, type Running } from '../helpers/server.ts';
 import { freePort, requireTool, runAsync } from '../helpers/tools.ts';
 import { startPebble } from '../acme/pebble.ts';
+import { startMutual } from '../acme/mutual.ts';
 import { startTestDns, type TestDns } from '../acme/test-dns.ts';
 import type { AcmeTarget } from '../acme/target.ts';
 
@@ -40,7 +41,7 @@ function clock() {
 }
 
 /** Writes agent.yaml for one ACME certificate and returns the loaded manifest's file. */
-function manifest(dir: string, o: { directory: string; tlsCa: string; httpPort: number; names: string[]; name?: string; challenge?: Record<string, string> }): string {
+function manifest(dir: string, o: { directory: string; tlsCa: string; httpPort: number; names: string[]; name?: string; challenge?: Record<string, string>; eab?: { kid: string; hmacFile: string } }): string {
   const file = path.join(dir, 'agent.yaml');
   const out = path.join(dir, 'out');
   const name = o.name ?? 'web';
@@ -48,7 +49,7 @@ function manifest(dir: string, o: { directory: string; tlsCa: string; httpPort: 
     stateDir: path.join(dir, 'state'),
     certificates: [{
       name, profile: 'server', names: o.names,
-      acme: { directory: o.directory, ca: o.tlsCa, challenge: o.challenge ?? { type: 'http-01', listen: `127.0.0.1:${o.httpPort}` } },
+      acme: { directory: o.directory, ca: o.tlsCa, ...(o.eab ? { eabKeyId: o.eab.kid, eabHmacKeyFile: o.eab.hmacFile } : {}), challenge: o.challenge ?? { type: 'http-01', listen: `127.0.0.1:${o.httpPort}` } },
       files: { cert: path.join(out, `${name}.crt`), key: path.join(out, `${name}.key`), chain: path.join(out, `${name}-chain.pem`), fullchain: path.join(out, `${name}-full.pem`) },
     }],
   }));
@@ -227,6 +228,39 @@ describe('agent acme: pebble', { timeout: 120_000 }, () => {
     } finally {
       await web?.close();
       await pebble?.close();
+      await dns.close();
+      fs.rmSync(d, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('agent acme: mutual serve with external account binding', { timeout: 120_000 }, () => {
+  test('ok/the agent registers with the EAB key from its file, then obtains', async (t: TestContext) => {
+    if (!requireTool(t, 'openssl')) return;
+    const dns = await startTestDns();
+    const httpPort = await freePort();
+    let target: AcmeTarget | undefined;
+    const d = tempDir('mutual-agent-eab-');
+    try {
+      target = await startMutual({ httpPort, tlsPort: await freePort(), dns, eab: true });
+      await dns.addHost('eab.acme.internal');
+      const { kid, hmac } = await target.eab(['eab.acme.internal']);
+      const hmacFile = path.join(d, 'eab.key');
+      fs.writeFileSync(hmacFile, `${hmac}\n`, { mode: 0o600 });
+      const r = await new Agent({ manifest: loadManifest(manifest(d, { directory: target.directoryUrl, tlsCa: target.tlsCaFile, httpPort, names: ['eab.acme.internal'], eab: { kid, hmacFile } })) }).cycle();
+      assert.equal(r.exitCode, 0, JSON.stringify(r) + target.output());
+      assert.equal(r.certificates[0].action, 'enrolled');
+      await verify(d, target.rootFile);
+
+      // Without the binding the same server refuses the account: a coded refusal, nothing written.
+      const d2 = path.join(d, 'no-eab');
+      fs.mkdirSync(d2);
+      const r2 = await new Agent({ manifest: loadManifest(manifest(d2, { directory: target.directoryUrl, tlsCa: target.tlsCaFile, httpPort, names: ['eab.acme.internal'] })) }).cycle();
+      assert.equal(r2.certificates[0].code, 'ACME_CLIENT_FAILED');
+      assert.match(r2.certificates[0].message ?? '', /externalAccountRequired/);
+      assert.equal(fs.existsSync(path.join(d2, 'out', 'web.crt')), false);
+    } finally {
+      await target?.close();
       await dns.close();
       fs.rmSync(d, { recursive: true, force: true });
     }
