@@ -137,3 +137,48 @@ test('ok/account key: made once (P-256, 0600), read after; another kind of key i
   fs.writeFileSync(other, generateKeyPair('rsa2048').privateKey.export({ type: 'pkcs8', format: 'pem' }) as string);
   assert.throws(() => acmeAccountKey(other), (e) => isMutualError(e, 'CONFIG_INVALID'));
 });
+
+/** A whole order on the scripted server: the order is `processing` (with `retryAfter`) `busy` times before it is ready. */
+function scriptOrder(busy: number, retryAfter: string | undefined, chain: string): void {
+  let polls = 0;
+  script((req, _b, res) => {
+    const u = req.url!;
+    if (u === '/acct') return json(res, 200, { status: 'valid' }, { location: `${base}/acct/1` });
+    const order = (status: string) => ({ status, identifiers: [{ type: 'dns', value: 'web.acme.internal' }], authorizations: [`${base}/authz/1`], finalize: `${base}/fin/1`, ...(status === 'valid' ? { certificate: `${base}/cert/1` } : {}) });
+    if (u === '/order') return json(res, 201, order('pending'), { location: `${base}/order/1` });
+    if (u === '/authz/1') return json(res, 200, { status: 'valid', identifier: { type: 'dns', value: 'web.acme.internal' }, challenges: [] });
+    if (u === '/order/1') return polls++ < busy ? json(res, 200, order('processing'), retryAfter ? { 'retry-after': retryAfter } : {}) : json(res, 200, order(polls > busy + 1 ? 'valid' : 'ready'));
+    if (u === '/fin/1') return json(res, 200, order('processing'));
+    if (u === '/cert/1') return res.writeHead(200, { 'content-type': 'application/pem-certificate-chain' }).end(chain);
+    res.writeHead(404).end();
+  });
+}
+
+const noSolver = { type: 'http-01' as const, present: async () => assert.fail('no challenge is pending'), cleanup: async () => {} };
+
+test('ok/order: polls wait as Retry-After says (capped), finalize, the chain split into leaf and issuers', async () => {
+  const chainPem = `${leafPem}${tc.init.rootPem}`;
+  scriptOrder(2, '3', chainPem);
+  const waits: number[] = [];
+  const c = new AcmeClient({ directoryUrl: `${base}/dir`, accountKey: generateKeyPair('p256').privateKey, now: () => new Date('2026-12-03T12:00:00Z'), sleep: async (ms) => void waits.push(ms) });
+  const key = generateKeyPair('p256').privateKey;
+  const got = await c.obtain({ names: { dns: ['web.acme.internal'], ip: [] }, csr: buildCsr({ privateKey: key, commonName: 'web.acme.internal', names: { dns: ['web.acme.internal'], ip: [], uri: [] } }), solver: noSolver });
+  assert.equal(got.certificate.trim(), leafPem.trim());
+  assert.equal(got.chain.trim(), tc.init.rootPem.trim());
+  // Two waits of Retry-After (3 s) before ready; after finalize the first poll finds it valid.
+  assert.deepEqual(waits, [3000, 3000]);
+  assert.ok(seen.some((s) => s.url === '/cert/1' && s.method === 'POST'));
+  // A Retry-After beyond the cap waits the cap.
+  scriptOrder(1, '3600', chainPem);
+  waits.length = 0;
+  await c.obtain({ names: { dns: ['web.acme.internal'], ip: [] }, csr: Buffer.from('30', 'hex'), solver: noSolver });
+  assert.equal(waits[0], 30_000);
+});
+
+test('fail/order: still processing after the poll bound: ACME_CLIENT_FAILED, no endless wait', async () => {
+  scriptOrder(Number.MAX_SAFE_INTEGER, undefined, '');
+  let waits = 0;
+  const c = new AcmeClient({ directoryUrl: `${base}/dir`, accountKey: generateKeyPair('p256').privateKey, sleep: async () => void waits++ });
+  await assert.rejects(c.obtain({ names: { dns: ['web.acme.internal'], ip: [] }, csr: Buffer.from('30', 'hex'), solver: noSolver }), (e) => isMutualError(e, 'ACME_CLIENT_FAILED') && /after 60 polls/.test(String(e.fields.detail)));
+  assert.equal(waits, 59);
+});
