@@ -18,8 +18,7 @@ import { challengeSolver } from './acme-challenges.ts';
 import type { CertificateState } from './agent-state.ts';
 import { asError, type AgentContext } from './cycle-report.ts';
 import type { AcmeSpec, CertificateSpec } from './manifest.ts';
-import type { ObtainResult } from './obtain-certificate.ts';
-import { pkcs12Of } from './obtain-certificate.ts';
+import { pkcs12Of, type ObtainResult } from './obtain-certificate.ts';
 import type { Current } from './plan-certificate.ts';
 
 /** Largest EAB HMAC key file read. */
@@ -36,9 +35,8 @@ export const accountKeyFile = (stateDir: string, directory: string): string =>
 /** The client for a certificate's ACME server: its account key (made once), EAB key and trust anchors. */
 export function acmeClientFor(stateDir: string, a: AcmeSpec, now: () => Date): AcmeClient {
   const read = (file: string, what: string, max: number): string => {
-    let st: fs.Stats;
     try {
-      st = fs.statSync(file);
+      const st = fs.statSync(file);
       if (st.isFile() && st.size <= max) return fs.readFileSync(file, 'utf8');
     } catch (e) {
       throw new MutualError('CONFIG_INVALID', { detail: `acme.${what} ${file}: ${(e as Error).message}` });
