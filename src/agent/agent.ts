@@ -177,9 +177,9 @@ export class Agent {
       const cur = readCurrent(ctx.store(c.name));
       if (cs?.nextAttemptAt) next = Math.min(next, Date.parse(cs.nextAttemptAt));
       else if (cur && cs) next = Math.min(next, renewAt(cur.info, cs.obtained, m.renewal, cs.ari).getTime());
+      else if (!cur) next = Math.min(next, now + m.renewal.retryInitialMs);
       // The ACME server's renewal information is asked again when it said to.
       if (cur && c.acme && cs?.ari) next = Math.min(next, Date.parse(cs.ari.checkAfter));
-      else if (!cur) next = Math.min(next, now + m.renewal.retryInitialMs);
     }
     next = Math.min(next, trustDueAt(m, cx));
     return new Date(Math.max(next, now + MIN_CYCLE_GAP_MS));
