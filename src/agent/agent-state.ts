@@ -44,6 +44,21 @@ export interface CertificateState {
   revokedSerial?: string;
   /** Set once an expiry warning for this serial was logged. */
   warnedSerial?: string;
+  /** An ACME certificate's renewal information (RFC 9773) and the time chosen in its window. */
+  ari?: AriState;
+}
+
+/** What the ACME server last suggested for a certificate's renewal, and when to ask again. */
+export interface AriState {
+  serial: string;
+  /** The RFC 9773 certificate id (sent as `replaces` when renewing). */
+  id: string;
+  start: string;
+  end: string;
+  /** The time chosen inside the window (now when the window had begun). */
+  renewAt: string;
+  /** When to fetch it again (the server's Retry-After). */
+  checkAfter: string;
 }
 
 /** Remembered for the trust files. */

@@ -74,7 +74,7 @@ export function agentStatus(m: AgentManifest, now: Date = new Date()): AgentStat
     if (gen && store.has(gen)) {
       try {
         const { info } = store.read(gen);
-        const renewAt = renewalPoint(info, cs?.obtained ?? {}, m.renewal);
+        const renewAt = renewalPoint(info, cs?.obtained ?? {}, m.renewal, cs?.ari);
         const left = info.notAfter.getTime() - now.getTime();
         const life = info.notAfter.getTime() - info.notBefore.getTime();
         Object.assign(out, { serial: info.serial, notBefore: info.notBefore.toISOString(), notAfter: info.notAfter.toISOString(), renewAt: renewAt.toISOString(), secondsLeft: Math.floor(left / 1000) });

@@ -111,7 +111,8 @@ export class Agent {
     let root: string | undefined;
     let rootError: unknown;
     try {
-      root = await pinnedRoot(m, cx);
+      // Without ca: every certificate is ACME's and needs no pinned root.
+      if (m.ca) root = await pinnedRoot(m, cx);
     } catch (e) {
       rootError = e;
     }
@@ -175,8 +176,10 @@ export class Agent {
       const cs = cx.state.certificates[c.name];
       const cur = readCurrent(ctx.store(c.name));
       if (cs?.nextAttemptAt) next = Math.min(next, Date.parse(cs.nextAttemptAt));
-      else if (cur && cs) next = Math.min(next, renewAt(cur.info, cs.obtained, m.renewal).getTime());
+      else if (cur && cs) next = Math.min(next, renewAt(cur.info, cs.obtained, m.renewal, cs.ari).getTime());
       else if (!cur) next = Math.min(next, now + m.renewal.retryInitialMs);
+      // The ACME server's renewal information is asked again when it said to.
+      if (cur && c.acme && cs?.ari) next = Math.min(next, Date.parse(cs.ari.checkAfter));
     }
     next = Math.min(next, trustDueAt(m, cx));
     return new Date(Math.max(next, now + MIN_CYCLE_GAP_MS));

@@ -38,9 +38,18 @@ export function exitCodeOf(e: unknown): number {
   if (e.code === 'AGENT_LOCKED') return AGENT_EXIT.LOCKED;
   if (DEPLOY.includes(e.code)) return AGENT_EXIT.DEPLOY_FAILED;
   if (CONFIG.includes(e.code)) return AGENT_EXIT.CONFIG;
+  if (e.code === 'ACME_CLIENT_FAILED') return acmeRefused(e.fields) ? AGENT_EXIT.NEEDS_OPERATOR : AGENT_EXIT.CA_UNAVAILABLE;
   if (UNAVAILABLE.includes(e.code) || e.status >= 500) return AGENT_EXIT.CA_UNAVAILABLE;
   // Every other coded refusal (4xx, 495): revoked, expired, token, policy, authentication, pinning.
   return AGENT_EXIT.NEEDS_OPERATOR;
+}
+
+/** Problems of an ACME server that a retry may cure (RFC 8555 6.7); any other problem is a refusal an operator must look at. */
+const ACME_TRANSIENT = new Set(['serverInternal', 'rateLimited', 'badNonce'].map((t) => `urn:ietf:params:acme:error:${t}`));
+
+/** True when an ACME failure is the server's refusal (a problem document, not a 5xx or a transient one). */
+function acmeRefused(f: Record<string, unknown>): boolean {
+  return typeof f.problem === 'string' && !ACME_TRANSIENT.has(f.problem) && !(typeof f.status === 'number' && f.status >= 500);
 }
 
 const SEVERITY: readonly number[] = [AGENT_EXIT.ROLLBACK_FAILED, AGENT_EXIT.DEPLOY_FAILED, AGENT_EXIT.NEEDS_OPERATOR, AGENT_EXIT.CA_UNAVAILABLE, AGENT_EXIT.CONFIG, AGENT_EXIT.LOCKED, AGENT_EXIT.FAILURE];

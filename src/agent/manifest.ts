@@ -102,6 +102,22 @@ export interface VerifySpec {
   timeoutMs: number;
 }
 
+/** How the agent answers an ACME server's challenges. */
+export type AcmeChallengeSpec =
+  | { type: 'http-01'; listen: { host: string; port: number } }
+  | { type: 'http-01'; webroot: string }
+  | { type: 'dns-01'; hook: string };
+
+/** A certificate obtained from an ACME server (RFC 8555) instead of with a token. */
+export interface AcmeSpec {
+  directory: string;
+  eabKeyId?: string;
+  eabHmacKeyFile?: string;
+  challenge: AcmeChallengeSpec;
+  /** Trust anchors (PEM file) for the ACME server's HTTPS; default the system's. */
+  caFile?: string;
+}
+
 /** One managed certificate. */
 export interface CertificateSpec {
   name: string;
@@ -113,6 +129,8 @@ export interface CertificateSpec {
   /** A one-time token, inline (prefer tokenFile: agent.yaml is not a secret store). */
   token?: string;
   tokenFile?: string;
+  /** Obtained and renewed over ACME instead of the token and mTLS renewal. */
+  acme?: AcmeSpec;
   files: CertificateFiles;
   /** Certificate files (cert, chain, fullchain): default 0644. */
   ownership: Ownership;
@@ -126,7 +144,8 @@ export interface CertificateSpec {
 export interface AgentManifest {
   /** The manifest file, absolute. */
   file: string;
-  ca: { url: string; rootFile?: string; rootFingerprint?: string };
+  /** The mutual CA (token enrollment, mTLS renewal, trust files); absent when every certificate is ACME's. */
+  ca?: { url: string; rootFile?: string; rootFingerprint?: string };
   stateDir: string;
   renewal: { fraction: number; jitter: number; retryInitialMs: number; retryMaxMs: number; warnFraction: number };
   trust: { refreshMs: number; bundles: BundleSpec[]; crls: CrlFileSpec[] };
@@ -211,6 +230,18 @@ const crlSchema = z.object({
   ...hookFields,
 }).strict();
 
+const acmeSchema = z.object({
+  directory: z.string().url().refine((u) => /^https?:\/\//.test(u), 'the ACME directory must be an http(s) URL'),
+  eabKeyId: z.string().min(1).max(1024).optional(),
+  eabHmacKeyFile: filePath.optional(),
+  challenge: z.union([
+    z.object({ type: z.literal('http-01'), listen: z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'listen is address:port, e.g. "0.0.0.0:80"') }).strict(),
+    z.object({ type: z.literal('http-01'), webroot: filePath }).strict(),
+    z.object({ type: z.literal('dns-01'), hook: filePath }).strict(),
+  ]),
+  ca: filePath.optional(),
+}).strict();
+
 const certificateSchema = z.object({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,63}$/, 'use 1-64 lowercase letters, digits, ".", "-" or "_" (it names a folder)'),
   profile: z.enum(['server', 'client']),
@@ -220,6 +251,7 @@ const certificateSchema = z.object({
   newKey: z.boolean().default(true),
   token: z.string().min(1).max(8192).optional(),
   tokenFile: filePath.optional(),
+  acme: acmeSchema.optional(),
   files: z.object({
     cert: filePath.optional(),
     key: filePath.optional(),
@@ -246,7 +278,7 @@ const manifestSchema = z.object({
     url: z.string().url().refine((u) => u.startsWith('https://'), 'the CA URL must be https://'),
     root: filePath.optional(),
     rootFingerprint: z.string().regex(/^([0-9a-fA-F]{2}:?){31}[0-9a-fA-F]{2}$/, 'a SHA-256 fingerprint: 64 hex digits (colons allowed)').optional(),
-  }).strict(),
+  }).strict().optional(),
   stateDir: filePath,
   renewal: z.object({
     fraction: z.number().gt(0).lt(1).default(DEFAULT_RENEW_FRACTION),
@@ -329,10 +361,14 @@ function resolve(m: RawManifest, file: string, raw: Record<string, unknown>): Ag
     reload: o.reload && ('pidFile' in o.reload ? { ...o.reload, pidFile: abs(o.reload.pidFile) } : o.reload),
     timeoutMs: o.commandTimeout ?? DEFAULT_COMMAND_TIMEOUT_MS,
   });
-  if (!m.ca.root && !m.ca.rootFingerprint && m.certificates.every((c) => !c.token && !c.tokenFile)) {
-    throw invalid('ca', 'pin the CA root: give ca.root (a PEM file) or ca.rootFingerprint (SHA-256), or a token that names it');
+  if (!m.ca) {
+    if (!m.certificates.length || m.certificates.some((c) => !c.acme)) throw invalid('ca', 'give the mutual CA (url and root), or an acme: section in every certificate');
+  } else {
+    if (!m.ca.root && !m.ca.rootFingerprint && m.certificates.every((c) => !c.token && !c.tokenFile)) {
+      throw invalid('ca', 'pin the CA root: give ca.root (a PEM file) or ca.rootFingerprint (SHA-256), or a token that names it');
+    }
+    if (m.ca.root && m.ca.rootFingerprint) throw invalid('ca', 'give ca.root or ca.rootFingerprint, not both');
   }
-  if (m.ca.root && m.ca.rootFingerprint) throw invalid('ca', 'give ca.root or ca.rootFingerprint, not both');
 
   const retryInitialMs = m.renewal.retryInitial ?? DEFAULT_RETRY_INITIAL_MS;
   const retryMaxMs = m.renewal.retryMax ?? Math.max(DEFAULT_RETRY_MAX_MS, retryInitialMs);
@@ -369,6 +405,7 @@ function resolve(m: RawManifest, file: string, raw: Record<string, unknown>): Ag
     }
     return spec;
   });
+  if (!m.ca && bundles.length + crls.length) throw invalid((bundles[0] ?? crls[0]).source, 'trust files come from the mutual CA: give ca: (url and root)');
   for (const c of crls) {
     if (c.format === 'der' && c.issuers.length !== 1) throw invalid(c.source, 'a DER file holds one CRL: name one issuer, or use format: pem');
   }
@@ -396,7 +433,7 @@ function resolve(m: RawManifest, file: string, raw: Record<string, unknown>): Ag
 
   return {
     file,
-    ca: { url: m.ca.url.replace(/\/+$/, ''), rootFile: m.ca.root && abs(m.ca.root), rootFingerprint: m.ca.rootFingerprint?.replace(/:/g, '').toLowerCase() },
+    ca: m.ca && { url: m.ca.url.replace(/\/+$/, ''), rootFile: m.ca.root && abs(m.ca.root), rootFingerprint: m.ca.rootFingerprint?.replace(/:/g, '').toLowerCase() },
     stateDir,
     renewal: { fraction: m.renewal.fraction, jitter: m.renewal.jitter, retryInitialMs, retryMaxMs, warnFraction: m.renewal.warnFraction },
     trust: { refreshMs: m.trust?.refresh ?? DEFAULT_TRUST_REFRESH_MS, bundles, crls },
@@ -429,6 +466,9 @@ function certificate(c: RawCertificate, where: string, abs: (p: string) => strin
     }
   }
   if (c.token && c.tokenFile) throw invalid(where, 'give token or tokenFile, not both');
+  if (c.acme && (c.token || c.tokenFile)) throw invalid(`${where}.acme`, 'an ACME certificate needs no token: give acme or token/tokenFile, not both');
+  if (c.acme && c.profile !== 'server') throw invalid(`${where}.acme`, 'ACME issues server certificates (DNS names, IP addresses): use profile: server');
+  if (c.acme && !!c.acme.eabKeyId !== !!c.acme.eabHmacKeyFile) throw invalid(`${where}.acme`, 'give eabKeyId and eabHmacKeyFile together');
   const f = c.files;
   const files: CertificateFiles = {
     cert: f.cert && abs(f.cert), key: f.key && abs(f.key), chain: f.chain && abs(f.chain), fullchain: f.fullchain && abs(f.fullchain),
@@ -440,7 +480,19 @@ function certificate(c: RawCertificate, where: string, abs: (p: string) => strin
     host: c.verify.host, port: c.verify.port, serverName: c.verify.serverName ?? names.dns[0], timeoutMs: c.verify.timeout ?? DEFAULT_VERIFY_TIMEOUT_MS,
   };
   return {
-    name: c.name, profile: c.profile, names, keyType: c.keyType, newKey: c.newKey, token: c.token, tokenFile: c.tokenFile && abs(c.tokenFile),
+    name: c.name, profile: c.profile, names, keyType: c.keyType, newKey: c.newKey, token: c.token, tokenFile: c.tokenFile && abs(c.tokenFile), acme: c.acme && acmeSpec(c.acme, abs),
     files, ownership, keyMode: c.keyMode ?? 0o600, hooks, verify,
   };
+}
+
+/** The resolved acme: section (absolute paths, the listen address split). */
+function acmeSpec(a: NonNullable<RawCertificate['acme']>, abs: (p: string) => string): AcmeSpec {
+  const ch = a.challenge;
+  let challenge: AcmeChallengeSpec;
+  if ('listen' in ch) {
+    const i = ch.listen.lastIndexOf(':');
+    challenge = { type: 'http-01', listen: { host: ch.listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(ch.listen.slice(i + 1)) } };
+  } else if ('webroot' in ch) challenge = { type: 'http-01', webroot: abs(ch.webroot) };
+  else challenge = { type: 'dns-01', hook: abs(ch.hook) };
+  return { directory: a.directory, eabKeyId: a.eabKeyId, eabHmacKeyFile: a.eabHmacKeyFile && abs(a.eabHmacKeyFile), challenge, caFile: a.ca && abs(a.ca) };
 }

@@ -24,7 +24,7 @@ export function renderMetrics(m: AgentManifest, s: AgentState, current: (name: s
   };
   const certs = m.certificates.map((c) => ({ c, info: current(c.name), st: s.certificates[c.name] }));
   metric('mutual_agent_certificate_expiry_timestamp_seconds', 'notAfter of the deployed certificate.', certs.filter((x) => x.info).map((x) => [{ name: x.c.name, serial: x.info!.serial }, secs(x.info!.notAfter)]));
-  metric('mutual_agent_certificate_renewal_timestamp_seconds', 'When the agent renews the deployed certificate.', certs.filter((x) => x.info).map((x) => [{ name: x.c.name }, secs(renewAt(x.info!, x.st?.obtained ?? {}, m.renewal))]));
+  metric('mutual_agent_certificate_renewal_timestamp_seconds', 'When the agent renews the deployed certificate.', certs.filter((x) => x.info).map((x) => [{ name: x.c.name }, secs(renewAt(x.info!, x.st?.obtained ?? {}, m.renewal, x.st?.ari))]));
   metric('mutual_agent_certificate_failures', 'Consecutive failed attempts (0 when the last one succeeded).', certs.map((x) => [{ name: x.c.name, code: x.st?.lastResult?.ok === false ? x.st.lastResult.code ?? '' : '' }, String(x.st?.failures ?? 0)]));
   metric('mutual_agent_certificate_last_success_timestamp_seconds', 'Last successful enrollment, renewal or deployment.', certs.filter((x) => x.st?.lastSuccessAt).map((x) => [{ name: x.c.name }, secs(x.st!.lastSuccessAt!)]));
   metric('mutual_agent_crl_next_update_timestamp_seconds', 'nextUpdate of the CRL in use.', Object.entries(s.trust.crls).filter(([i, c]) => c.nextUpdate && cache.crl(i as 'root')).map(([i, c]) => [{ issuer: i }, secs(c.nextUpdate!)]));

@@ -121,7 +121,7 @@ export function nameMismatch(c: CertificateSpec, info: CertificateInfo): string 
 }
 
 /** The PKCS#12 bundle agent.yaml asks for, if any; its password file is made on first use. */
-function pkcs12Of(c: CertificateSpec, keyPem: string, certificatePem: string, chainPem: string): Buffer | undefined {
+export function pkcs12Of(c: CertificateSpec, keyPem: string, certificatePem: string, chainPem: string): Buffer | undefined {
   if (!c.files.pkcs12) return undefined;
   const pwFile = c.files.pkcs12.passwordFile;
   let password: string;

@@ -13,7 +13,8 @@ import { asError, codeOf, type AgentContext, type CertificateOutcome, type Cycle
 import type { CertChange } from './deploy.ts';
 import { GENERATION_FILES, targetsOf, type GenerationMaterial, type GenerationStore, type Journal } from './generation-store.ts';
 import type { CertificateSpec, Ownership } from './manifest.ts';
-import { currentMaterial, freshToken, nameMismatch, obtainCertificate } from './obtain-certificate.ts';
+import { currentMaterial, freshToken, nameMismatch, obtainCertificate, type ObtainResult } from './obtain-certificate.ts';
+import { obtainWithAcme, refreshRenewalInfo } from './obtain-acme.ts';
 import { canResume, decideRenewal, expiryWarning, inBackoff, renewAt, type DecisionCertificate } from './renewal-decision.ts';
 import { retryDelay } from './schedule.ts';
 import type { CrlInfo } from './crl-check.ts';
@@ -101,7 +102,9 @@ export async function planCertificate(ctx: AgentContext, cx: Cycle, c: Certifica
   try {
     store.sweep();
     cur = readCurrent(store);
-    if (cur) Object.assign(out, { serial: cur.info.serial, notAfter: cur.info.notAfter.toISOString(), renewAt: renewAt(cur.info, cs.obtained, m.renewal).toISOString() });
+    // An ACME certificate's renewal time comes from its server's renewal information when it gives some.
+    if (cur && c.acme) await refreshRenewalInfo(ctx, { ...c, acme: c.acme }, cs, cur, now);
+    if (cur) Object.assign(out, { serial: cur.info.serial, notAfter: cur.info.notAfter.toISOString(), renewAt: renewAt(cur.info, cs.obtained, m.renewal, cs.ari).toISOString() });
     const forced = cx.force.has(c.name);
     if (inBackoff({ now, nextAttemptAt: cs.nextAttemptAt, lastCode: cs.lastResult?.code, ignoreBackoff: cx.ignoreBackoff, forced, hasFreshToken: () => Boolean(freshToken(c, cs)) })) {
       Object.assign(out, { action: 'waiting', ok: true, code: cs.lastResult?.code, message: `retrying at ${cs.nextAttemptAt}` });
@@ -112,7 +115,7 @@ export async function planCertificate(ctx: AgentContext, cx: Cycle, c: Certifica
     if (resume) return { out, change: { kind: 'cert', c, cs, store, journal: resume, serial: store.read(resume.to).info.serial, action: 'resumed', cur, out, hooks: c.hooks } };
     // 2. What is needed now.
     const decision = decideRenewal({
-      now, current: cur?.info, schedule: m.renewal, obtained: cs.obtained, revokedSerial: cs.revokedSerial, crl: cur ? crlFor(cx, c, cur.info) : undefined, forced, drift: () => drifted(store, cur!.gen, c),
+      now, current: cur?.info, schedule: m.renewal, obtained: cs.obtained, ari: cs.ari, revokedSerial: cs.revokedSerial, crl: cur ? crlFor(cx, c, cur.info) : undefined, forced, drift: () => drifted(store, cur!.gen, c),
     });
     if (decision.need === 'none') return { out };
     if (decision.need === 'enroll' && decision.revoked && cs.revokedSerial !== cur!.info.serial) {
@@ -130,8 +133,10 @@ export async function planCertificate(ctx: AgentContext, cx: Cycle, c: Certifica
       action = 'redeployed';
       serial = cur!.info.serial;
     } else {
-      if (!root) throw rootError;
-      const got = await obtainCertificate({ caUrl: m.ca.url, root, c, cs, cur, need: decision.need, why: decision.why });
+      let got: ObtainResult;
+      if (c.acme) got = await obtainWithAcme({ stateDir: m.stateDir, c: { ...c, acme: c.acme }, cs, cur, now: () => now });
+      else if (!root || !m.ca) throw rootError;
+      else got = await obtainCertificate({ caUrl: m.ca.url, root, c, cs, cur, need: decision.need, why: decision.why });
       ({ material, action } = got);
       serial = got.info.serial;
       const mismatch = nameMismatch(c, got.info);
@@ -195,5 +200,5 @@ export function commitCertificate(ctx: AgentContext, cx: Cycle, ch: CertChange):
   if (cs.revokedSerial && cs.revokedSerial !== serial) cs.revokedSerial = undefined;
   ctx.log.info({ name: c.name, action, serial, previous, notAfter: cur.info.notAfter.toISOString() }, `certificate ${action}`);
   if (deployedChannel.hasSubscribers) deployedChannel.publish({ name: c.name, action, serial, previous });
-  Object.assign(ch.out, { ...ch.out, action, ok: true, serial, previousSerial: previous, notAfter: cur.info.notAfter.toISOString(), renewAt: renewAt(cur.info, cs.obtained, ctx.manifest.renewal).toISOString(), code: undefined, message: undefined });
+  Object.assign(ch.out, { ...ch.out, action, ok: true, serial, previousSerial: previous, notAfter: cur.info.notAfter.toISOString(), renewAt: renewAt(cur.info, cs.obtained, ctx.manifest.renewal, cs.ari).toISOString(), code: undefined, message: undefined });
 }

@@ -4,6 +4,7 @@
  * certificate, the CRL and the token, and acts on the answer (enroll, renew, redeploy, wait).
  */
 import type { CertificateInfo } from '../core/certificate.ts';
+import type { AriState } from './agent-state.ts';
 import type { CrlInfo } from './crl-check.ts';
 import { renewalTime } from './schedule.ts';
 
@@ -19,10 +20,13 @@ export interface RenewalSchedule {
 export type DecisionCertificate = Pick<CertificateInfo, 'serial' | 'notBefore' | 'notAfter' | 'authorityKeyId'>;
 
 /**
- * When a certificate is due for renewal. `obtained` maps serials to when the agent obtained them
- * (the state file's `obtained`): the lifetime counts from then when the CA backdated notBefore.
+ * When a certificate is due for renewal: the time chosen in the ACME server's suggested window
+ * when it gave one for this serial (`ari`), else the schedule's point of the lifetime. `obtained`
+ * maps serials to when the agent obtained them (the state file's `obtained`): the lifetime counts
+ * from then when the CA backdated notBefore.
  */
-export function renewAt(info: Pick<CertificateInfo, 'serial' | 'notBefore' | 'notAfter'>, obtained: Record<string, string>, schedule: RenewalSchedule): Date {
+export function renewAt(info: Pick<CertificateInfo, 'serial' | 'notBefore' | 'notAfter'>, obtained: Record<string, string>, schedule: RenewalSchedule, ari?: AriState): Date {
+  if (ari?.serial === info.serial) return new Date(ari.renewAt);
   const got = obtained[info.serial];
   return renewalTime({ serial: info.serial, notBefore: info.notBefore, notAfter: info.notAfter, obtainedAt: got ? new Date(got) : undefined, fraction: schedule.fraction, jitter: schedule.jitter });
 }
@@ -81,6 +85,8 @@ export interface RenewalInput {
   schedule: RenewalSchedule;
   /** The state file's serial -> obtainedAt. */
   obtained: Record<string, string>;
+  /** The ACME server's renewal information, when it gave some (it replaces the schedule). */
+  ari?: AriState;
   /** The serial the CA refused to renew as revoked, if any. */
   revokedSerial?: string;
   /** The cached CRL covering `current`. */
@@ -110,7 +116,7 @@ export function decideRenewal(o: RenewalInput): RenewalDecision {
   const cur = o.current;
   if (!cur) return { need: 'enroll', why: 'no certificate yet', revoked: false };
   if (isRevoked(cur, o.revokedSerial, o.crl)) return { need: 'enroll', why: `${cur.serial} is revoked`, revoked: true };
-  if (o.forced || o.now >= renewAt(cur, o.obtained, o.schedule)) return { need: 'renew', why: '' };
+  if (o.forced || o.now >= renewAt(cur, o.obtained, o.schedule, o.ari)) return { need: 'renew', why: '' };
   const drift = o.drift();
   return drift ? { need: 'redeploy', why: drift } : { need: 'none' };
 }

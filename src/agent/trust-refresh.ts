@@ -28,6 +28,7 @@ export const CRL_WARN_FRACTION = 0.25;
  */
 export async function pinnedRoot(m: AgentManifest, cx: Cycle): Promise<string> {
   const ca = m.ca;
+  if (!ca) throw new MutualError('CONFIG_INVALID', { detail: `${m.file} has no ca: section (every certificate is obtained over ACME)` });
   if (ca.rootFile) {
     let pem: string;
     try {
@@ -61,7 +62,8 @@ function crlIssuersNeeded(m: AgentManifest): Set<CrlIssuer> {
   const s = new Set<CrlIssuer>();
   for (const c of m.trust.crls) for (const i of c.issuers) s.add(i);
   // The CRL of each managed certificate's issuer tells the agent when its own certificate is revoked.
-  for (const c of m.certificates) s.add(c.profile === 'server' ? 'server' : 'client');
+  // ACME certificates come from another issuer, whose revocations ARI reports.
+  for (const c of m.certificates) if (!c.acme) s.add(c.profile === 'server' ? 'server' : 'client');
   return s;
 }
 
@@ -82,7 +84,7 @@ function crlSlots(m: AgentManifest, cx: Cycle): CrlSlot[] {
 /** When the trust material is next due (ms since the epoch; 0 when something is missing, Infinity when nothing is managed). */
 export function trustDueAt(m: AgentManifest, cx: Cycle): number {
   const t = cx.state.trust;
-  if (m.trust.bundles.length + m.trust.crls.length + m.certificates.length === 0) return Infinity;
+  if (!m.ca || m.trust.bundles.length + m.trust.crls.length + m.certificates.filter((c) => !c.acme).length === 0) return Infinity;
   let due = t.lastFetchAt ? Date.parse(t.lastFetchAt) + m.trust.refreshMs : 0;
   for (const issuer of crlSlots(m, cx)) {
     const c = t.crls[issuer];
@@ -144,7 +146,8 @@ export async function refreshTrust(ctx: AgentContext, cx: Cycle, root: string | 
 /** Fetches and checks every CA certificate and CRL, then updates the cache; nothing changes unless all check out. */
 async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<void> {
   const m = ctx.manifest;
-  const cas = await fetchCaCertificates(m.ca.url, root, cx.now);
+  const url = m.ca!.url;
+  const cas = await fetchCaCertificates(url, root, cx.now);
   const wanted: { slot: CrlSlot; signer: string }[] = [];
   for (const issuer of crlIssuersNeeded(m)) {
     wanted.push({ slot: issuer, signer: cas[CRL_SIGNER[issuer]] });
@@ -152,7 +155,7 @@ async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<v
   }
   const fresh = new Map<CrlSlot, { der: Buffer; info: ReturnType<typeof checkCrl> }>();
   for (const { slot, signer } of wanted) {
-    const der = await fetchCrl(m.ca.url, root, slot);
+    const der = await fetchCrl(url, root, slot);
     const info = checkCrl(der, signer, cx.now, `the ${slot} CRL`);
     fresh.set(slot, { der, info });
   }

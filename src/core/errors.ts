@@ -164,6 +164,8 @@ export const ERRORS = {
   ACME_INCORRECT_RESPONSE: { status: 403, message: 'The challenge response was not the expected one', hint: 'Serve exactly the key authorization (http-01), its digest (dns-01 TXT), or the acmeIdentifier certificate (tls-alpn-01); the detail says what was seen.' },
   ACME_TLS: { status: 400, message: 'The TLS handshake for tls-alpn-01 failed', hint: 'Offer the acme-tls/1 protocol with a certificate for the name carrying the acmeIdentifier extension.' },
   ACME_COMPOUND: { status: 403, message: 'Several identifiers in the request were refused', hint: 'Each subproblem names an identifier and why.' },
+  // The ACME client (mutual agent's acme mode, sdk/acme-client.ts)
+  ACME_CLIENT_FAILED: { status: 502, message: 'An ACME server refused or failed a request of the agent', hint: 'The detail holds the server\'s problem type and detail (e.g. rejectedIdentifier: ask only for names its policy allows; unauthorized or incorrectResponse: check the challenge settings in agent.yaml); the files in place were kept and the agent retries with backoff.' },
 } as const satisfies Record<string, ErrorSpec>;
 
 export type ErrorCode = keyof typeof ERRORS;

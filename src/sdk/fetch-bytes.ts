@@ -2,7 +2,7 @@
  * The project's one bounded HTTP(S) fetcher: one request, a size limit, one deadline, the
  * caller's trust anchors and (for mTLS) client certificate, no redirects followed. Used by the CA
  * client (`ca-client.ts`: enrollment, renewal, the CA certificates and CRLs the agent keeps), the
- * verifier's CRL and OCSP fetches, and the monitor's CRL downloads and webhooks. Injectable in
+ * ACME client (`acme-client.ts`), the verifier's CRL and OCSP fetches, and the monitor's CRL downloads and webhooks. Injectable in
  * the verifier so tests and the gateway can swap it. test/core/one-of-each.test.ts keeps it the
  * only one.
  */
@@ -31,6 +31,8 @@ export interface FetchBytesResult {
   body: Buffer;
   /** The answer's content-type header, when it has one. */
   contentType?: string;
+  /** Every header of the answer (ACME reads Replay-Nonce, Location, Retry-After, Link). */
+  headers?: http.IncomingHttpHeaders;
 }
 
 /** Fetches bytes from a URL; resolves with the status and body, rejects on network errors. */
@@ -104,7 +106,7 @@ export function createFetchBytes(o: CreateFetchBytesOptions = {}): FetchBytes {
         done = true;
         clearTimeout(timer);
         const type = res.headers['content-type'];
-        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts), ...(type ? { contentType: type } : {}) });
+        resolve({ status: res.statusCode ?? 0, body: Buffer.concat(parts), headers: res.headers, ...(type ? { contentType: type } : {}) });
       });
       res.on('error', fail);
     });

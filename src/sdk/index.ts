@@ -19,5 +19,7 @@ export { createFetchBytes } from './fetch-bytes.ts';
 export type { FetchBytes, FetchBytesRequest } from './fetch-bytes.ts';
 export { enroll, renew, adminCall, fetchCaCertificates, fetchCrl, fetchPinnedRoot, fingerprintOf, readTokenClaims } from './ca-client.ts';
 export type { IssuedCertificate } from './ca-client.ts';
+export { AcmeClient, acmeAccountKey, ariCertificateId } from './acme-client.ts';
+export type { AcmeClientOptions, AcmeOrderOptions, AcmeCertificate, AcmeChallenge, AcmeChallengeSolver, AcmeChallengeType, RenewalInfo } from './acme-client.ts';
 export { MutualError, isMutualError } from '../core/errors.ts';
 export type { ErrorCode } from '../core/errors.ts';

@@ -49,7 +49,7 @@ test('ok/manifest/minimal resolves paths, defaults and names', () => {
   assert.equal(m.certificates[0].keyMode, 0o600);
   assert.equal(m.certificates[0].ownership.mode, 0o644);
   assert.equal(m.certificates[0].newKey, true);
-  assert.equal(m.ca.rootFingerprint, FP);
+  assert.equal(m.ca?.rootFingerprint, FP);
 });
 
 test('ok/manifest/full: client identity, hooks, verify, pkcs12, trust files beside the certificate', () => {
@@ -82,8 +82,8 @@ certificates:
     verify: { port: 8443 }
 `);
   const c = m.certificates[0];
-  assert.equal(m.ca.url, 'https://ca:8443');
-  assert.equal(m.ca.rootFile, path.join(dir, 'root.pem'));
+  assert.equal(m.ca?.url, 'https://ca:8443');
+  assert.equal(m.ca?.rootFile, path.join(dir, 'root.pem'));
   assert.deepEqual(c.names.uri, ['spiffe://acme.internal/prod/payments']);
   assert.deepEqual(c.hooks.check, { argv: ['app', '--check'] });
   assert.deepEqual(c.hooks.reload, { shell: 'systemctl reload app' });
@@ -98,7 +98,43 @@ certificates:
   assert.equal(m.renewal.retryInitialMs, 5000);
 });
 
+const acme = `
+stateDir: ./state
+certificates:
+  - name: web
+    profile: server
+    names: [web.acme.internal]
+    acme:
+      directory: https://ca.acme.internal/acme/directory
+      eabKeyId: kid-1
+      eabHmacKeyFile: ./eab.key
+      challenge: { type: http-01, listen: "0.0.0.0:80" }
+      ca: ./acme-ca.pem
+    files: { fullchain: /etc/x/web.pem, key: /etc/x/web.key }
+`;
+
+test('ok/manifest/acme: no ca section, challenge forms resolved', () => {
+  const m = parse(acme);
+  assert.equal(m.ca, undefined);
+  const a = m.certificates[0].acme!;
+  assert.equal(a.directory, 'https://ca.acme.internal/acme/directory');
+  assert.deepEqual(a.challenge, { type: 'http-01', listen: { host: '0.0.0.0', port: 80 } });
+  assert.equal(a.eabHmacKeyFile, path.join(dir, 'eab.key'));
+  assert.equal(a.caFile, path.join(dir, 'acme-ca.pem'));
+  assert.deepEqual(parse(acme.replace('{ type: http-01, listen: "0.0.0.0:80" }', '{ type: http-01, webroot: ./www }')).certificates[0].acme!.challenge, { type: 'http-01', webroot: path.join(dir, 'www') });
+  assert.deepEqual(parse(acme.replace('{ type: http-01, listen: "0.0.0.0:80" }', '{ type: dns-01, hook: ./dns-hook }')).certificates[0].acme!.challenge, { type: 'dns-01', hook: path.join(dir, 'dns-hook') });
+  assert.deepEqual(parse(acme.replace('"0.0.0.0:80"', '"[::1]:8080"')).certificates[0].acme!.challenge, { type: 'http-01', listen: { host: '::1', port: 8080 } });
+});
+
 const bad: { name: string; text: string; field: RegExp }[] = [
+  { name: 'fail/acme/token-too', text: acme.replace('    acme:', '    tokenFile: ./t\n    acme:'), field: /acme: an ACME certificate needs no token/ },
+  { name: 'fail/acme/client-profile', text: acme.replace('profile: server', 'profile: client').replace('names: [web.acme.internal]', 'identity: spiffe://acme.internal/prod/web'), field: /acme: ACME issues server certificates/ },
+  { name: 'fail/acme/eab-half', text: acme.replace('      eabKeyId: kid-1\n', ''), field: /eabKeyId and eabHmacKeyFile together/ },
+  { name: 'fail/acme/challenge', text: acme.replace('type: http-01, listen', 'type: tls-alpn-01, listen'), field: /acme\.challenge/ },
+  { name: 'fail/acme/listen', text: acme.replace('"0.0.0.0:80"', '"port 80"'), field: /listen is address:port/ },
+  { name: 'fail/acme/directory', text: acme.replace('https://ca.acme.internal/acme/directory', 'ftp://x/dir'), field: /must be an http\(s\) URL/ },
+  { name: 'fail/acme/token-certificate-without-ca', text: acme + '  - { name: api, profile: server, names: [a.acme.internal], tokenFile: ./t, files: { cert: /a.crt, key: /a.key } }\n', field: /ca: give the mutual CA/ },
+  { name: 'fail/acme/trust-without-ca', text: acme + 'trust: { bundles: [{ path: /etc/x/b.pem }] }\n', field: /trust files come from the mutual CA/ },
   { name: 'fail/yaml/syntax', text: 'ca: [', field: /not valid YAML/ },
   { name: 'fail/yaml/not-a-mapping', text: '- 1\n- 2', field: /expected a mapping/ },
   { name: 'fail/yaml/duplicate-key', text: base + 'stateDir: /x\n', field: /not valid YAML/ },
