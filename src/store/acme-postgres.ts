@@ -148,9 +148,11 @@ export class AcmePostgresStore implements AcmeStore {
     return this.#write(async (c) => {
       // The account's row lock: its orders are counted and stored one at a time on every replica.
       await c.query('SELECT 1 FROM acme_accounts WHERE id = $1 FOR UPDATE', [order.accountId]);
-      const recent = (await c.query('SELECT created_at FROM acme_orders WHERE account_id = $1 AND created_at > $2 ORDER BY created_at LIMIT $3',
-        [order.accountId, sec(order.createdAt) - limit.windowSeconds, limit.max])).rows;
-      if (recent.length >= limit.max) throw rateLimited(limit.max, limit.windowSeconds, Number(recent[0].created_at), order.createdAt);
+      const since = sec(order.createdAt) - limit.windowSeconds;
+      const window = 'SELECT created_at FROM acme_orders WHERE account_id = $1 AND created_at > $2 ORDER BY created_at LIMIT 1';
+      if ((await c.query(`${window} OFFSET $3`, [order.accountId, since, limit.max - 1])).rows.length > 0) {
+        throw rateLimited(limit.max, limit.windowSeconds, Number((await c.query(window, [order.accountId, since])).rows[0].created_at), order.createdAt);
+      }
       for (const a of authorizations) {
         await c.query(`INSERT INTO acme_authorizations (id, account_id, type, value, wildcard, status, expires_at, challenges) VALUES (${params(8)})`, authorizationValues(a, bool));
       }

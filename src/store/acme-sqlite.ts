@@ -4,7 +4,7 @@
  * compare-and-sets and the rate limit) and answers once it is on disk (the engine's WAL sync), so
  * finalize's certificate and order are one commit, safe against kill -9.
  */
-import type { DatabaseSync } from 'node:sqlite';
+import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import type { CertificateRecord } from '../ca/store.ts';
 import type {
   AcmeAccount, AcmeAuthorizationRecord, AcmeEabKey, AcmeIdentifier, AcmeOrderError, AcmeOrderRecord, AcmeStore, ChallengeOutcome,
@@ -35,16 +35,25 @@ export class AcmeSqliteStore implements AcmeStore {
     this.#w = writes;
   }
 
+  /** Statements compiled once: preparing costs more than running most of these queries. */
+  readonly #statements = new Map<string, StatementSync>();
+
+  #prepared(sql: string): StatementSync {
+    let st = this.#statements.get(sql);
+    if (!st) this.#statements.set(sql, (st = this.#db.prepare(sql)));
+    return st;
+  }
+
   #get(sql: string, ...args: unknown[]): Row | undefined {
-    return this.#db.prepare(sql).get(...(args as never[])) as Row | undefined;
+    return this.#prepared(sql).get(...(args as never[])) as Row | undefined;
   }
 
   #all(sql: string, ...args: unknown[]): Row[] {
-    return this.#db.prepare(sql).all(...(args as never[])) as Row[];
+    return this.#prepared(sql).all(...(args as never[])) as Row[];
   }
 
   #run(sql: string, ...args: unknown[]): number {
-    return Number(this.#db.prepare(sql).run(...(args as never[])).changes);
+    return Number(this.#prepared(sql).run(...(args as never[])).changes);
   }
 
   async secret(name: string, fresh: Buffer): Promise<Buffer> {
@@ -126,9 +135,13 @@ export class AcmeSqliteStore implements AcmeStore {
   createOrder(order: AcmeOrderRecord, authorizations: AcmeAuthorizationRecord[], limit: { max: number; windowSeconds: number }): Promise<void> {
     return this.#w.write(() => {
       // Inside the write lock: no other order of this account can be counted or stored meanwhile.
-      const recent = this.#all('SELECT created_at FROM acme_orders WHERE account_id = ? AND created_at > ? ORDER BY created_at LIMIT ?',
-        order.accountId, sec(order.createdAt) - limit.windowSeconds, limit.max);
-      if (recent.length >= limit.max) throw rateLimited(limit.max, limit.windowSeconds, Number(recent[0].created_at), order.createdAt);
+      // The max-th order in the window, if there is one (read on the index, no rows materialized), then the oldest.
+      const since = sec(order.createdAt) - limit.windowSeconds;
+      const full = this.#get('SELECT created_at FROM acme_orders WHERE account_id = ? AND created_at > ? ORDER BY created_at LIMIT 1 OFFSET ?', order.accountId, since, limit.max - 1);
+      if (full) {
+        const oldest = this.#get('SELECT created_at FROM acme_orders WHERE account_id = ? AND created_at > ? ORDER BY created_at LIMIT 1', order.accountId, since)!;
+        throw rateLimited(limit.max, limit.windowSeconds, Number(oldest.created_at), order.createdAt);
+      }
       for (const a of authorizations) {
         this.#run('INSERT INTO acme_authorizations (id, account_id, type, value, wildcard, status, expires_at, challenges) VALUES (?,?,?,?,?,?,?,?)', ...authorizationValues(a, bool));
       }

@@ -20,15 +20,16 @@ const LENGTH = RANDOM + 8 + MAC;
 export class AcmeNonces {
   readonly #store: AcmeStore;
   readonly #now: () => Date;
-  #key: Promise<Buffer> | undefined;
+  /** The HMAC key as a KeyObject, made once (a Buffer key is re-imported by every createHmac). */
+  #key: Promise<crypto.KeyObject> | undefined;
 
   constructor(store: AcmeStore, now: () => Date) {
     this.#store = store;
     this.#now = now;
   }
 
-  #hmacKey(): Promise<Buffer> {
-    this.#key ??= this.#store.secret(NONCE_KEY, crypto.randomBytes(32)).catch((e: unknown) => {
+  #hmacKey(): Promise<crypto.KeyObject> {
+    this.#key ??= this.#store.secret(NONCE_KEY, crypto.randomBytes(32)).then((k) => crypto.createSecretKey(k)).catch((e: unknown) => {
       this.#key = undefined;
       throw e;
     });

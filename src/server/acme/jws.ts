@@ -8,10 +8,14 @@
  * key), then the account (a read), then the signature (CPU), and the nonce is spent last, so a
  * request that fails anything else does not use up the client's nonce, and only a request that
  * verified with the right key can spend one.
+ *
+ * The signature is checked with node:crypto on the calling thread (jose's verify goes through
+ * WebCrypto, a thread-pool hop per request), and account keys are imported once and kept
+ * (bounded), since an ACME client signs every request with the same key.
  */
 import crypto from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
-import { calculateJwkThumbprint, flattenedVerify } from 'jose';
+import { calculateJwkThumbprint } from 'jose';
 import type { AcmeAccount, AcmeService, FlattenedJws } from '../../ca/index.ts';
 import { isMutualError, MutualError } from '../../core/errors.ts';
 import { readBody } from '../http-util.ts';
@@ -197,6 +201,9 @@ export function publicKeyOf(jwk: JsonWebKey, alg: AcmeAlgorithm): crypto.KeyObje
   const wanted = jwk.kty === 'RSA' ? 'RS256' : jwk.kty === 'OKP' ? (jwk.crv === 'Ed25519' ? 'EdDSA' : undefined) : jwk.crv === 'P-256' ? 'ES256' : jwk.crv === 'P-384' ? 'ES384' : undefined;
   if (!wanted) throw new MutualError('ACME_BAD_PUBLIC_KEY', { detail: `curve ${String(jwk.crv).slice(0, 20)}` });
   if (wanted !== alg) throw new MutualError('ACME_BAD_SIGNATURE_ALGORITHM', { detail: `alg ${alg} does not go with a ${jwk.kty} ${jwk.crv ?? ''} key; use ${wanted}`, algorithms: [...ACME_ALGORITHMS] });
+  const id = `${jwk.kty}|${jwk.crv ?? ''}|${jwk.x ?? ''}|${jwk.y ?? ''}|${jwk.n ?? ''}|${jwk.e ?? ''}`;
+  const known = importedKeys.get(id);
+  if (known) return known;
   let key: crypto.KeyObject;
   try {
     key = crypto.createPublicKey({ key: jwk as crypto.JsonWebKey, format: 'jwk' });
@@ -208,17 +215,43 @@ export function publicKeyOf(jwk: JsonWebKey, alg: AcmeAlgorithm): crypto.KeyObje
     if (bits < RSA_MIN_BITS || bits > RSA_MAX_BITS || bits % 8 !== 0) throw new MutualError('ACME_BAD_PUBLIC_KEY', { detail: `RSA key of ${bits} bits; use ${RSA_MIN_BITS} to ${RSA_MAX_BITS}` });
     if (jwk.e !== 'AQAB') throw new MutualError('ACME_BAD_PUBLIC_KEY', { detail: 'RSA public exponent must be 65537' });
   }
+  if (importedKeys.size >= MAX_IMPORTED_KEYS) importedKeys.clear();
+  importedKeys.set(id, key);
   return key;
 }
 
-/** Verifies the signature with jose; returns the payload bytes. ACME_BAD_SIGNATURE when it does not verify. */
+/** Account keys already imported (and checked), by their public members: see the module comment. */
+const importedKeys = new Map<string, crypto.KeyObject>();
+/** Keys kept before the cache starts over (a few MB at most). */
+const MAX_IMPORTED_KEYS = 10_000;
+
+/** The digest and signature encoding of each algorithm for node:crypto (RFC 7518 section 3; RFC 8037). */
+const VERIFY_PARAMS: Record<AcmeAlgorithm, { digest: string | null; dsaEncoding?: 'ieee-p1363' }> = {
+  ES256: { digest: 'sha256', dsaEncoding: 'ieee-p1363' },
+  ES384: { digest: 'sha384', dsaEncoding: 'ieee-p1363' },
+  RS256: { digest: 'sha256' },
+  EdDSA: { digest: null },
+};
+/** The signature length each ECDSA algorithm must have (r || s, RFC 7518 section 3.4). */
+const ECDSA_SIGNATURE_BYTES: Partial<Record<AcmeAlgorithm, number>> = { ES256: 64, ES384: 96 };
+
+/** Verifies the signature over `protected.payload`; returns the payload bytes. ACME_BAD_SIGNATURE when it does not verify. */
 export async function verifySignature(jws: FlattenedJws, key: crypto.KeyObject, alg: AcmeAlgorithm): Promise<Uint8Array> {
+  const bad = () => new MutualError('ACME_BAD_SIGNATURE', { detail: 'the signature does not verify with the key' });
+  if (!B64URL.test(jws.signature) || !B64URL.test(jws.payload)) throw bad();
+  const signature = Buffer.from(jws.signature, 'base64url');
+  const wantLength = ECDSA_SIGNATURE_BYTES[alg];
+  if (signature.length === 0 || (wantLength !== undefined && signature.length !== wantLength)) throw bad();
+  const { digest, dsaEncoding } = VERIFY_PARAMS[alg];
+  const input = Buffer.from(`${jws.protected}.${jws.payload}`, 'ascii');
+  let ok: boolean;
   try {
-    const r = await flattenedVerify(jws, key, { algorithms: [alg] });
-    return r.payload;
+    ok = crypto.verify(digest, input, dsaEncoding ? { key, dsaEncoding } : key, signature);
   } catch (e) {
     throw new MutualError('ACME_BAD_SIGNATURE', { detail: 'the signature does not verify with the key' }, { cause: e });
   }
+  if (!ok) throw bad();
+  return Buffer.from(jws.payload, 'base64url');
 }
 
 /** The payload: empty for POST-as-GET (undefined), else a JSON object (ACME_MALFORMED otherwise). */
