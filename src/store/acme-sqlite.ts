@@ -65,8 +65,25 @@ export class AcmeSqliteStore implements AcmeStore {
     });
   }
 
+  /** Nonce spends waiting for the next batch: one transaction spends all those of an event-loop turn. */
+  #spends: { nonce: string; expiresAt: Date; resolve: (spent: boolean) => void; reject: (e: unknown) => void }[] = [];
+
   spendNonce(nonce: string, expiresAt: Date): Promise<boolean> {
-    return this.#w.write(() => this.#run('INSERT INTO acme_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING', nonce, sec(expiresAt)) === 1);
+    return new Promise((resolve, reject) => {
+      if (this.#spends.push({ nonce, expiresAt, resolve, reject }) === 1) setImmediate(() => this.#spendBatch());
+    });
+  }
+
+  /**
+   * Spends the nonces queued since the last batch in one transaction (every ACME request spends
+   * one, so a transaction each was the store's largest write load). Each insert still decides its
+   * own nonce: a second spend of one nonce, in this batch or any other, inserts nothing and is false.
+   */
+  #spendBatch(): void {
+    const batch = this.#spends;
+    this.#spends = [];
+    this.#w.write(() => batch.map((b) => this.#run('INSERT INTO acme_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING', b.nonce, sec(b.expiresAt)) === 1))
+      .then((spent) => batch.forEach((b, i) => b.resolve(spent[i])), (e: unknown) => batch.forEach((b) => b.reject(e)));
   }
 
   createAccount(a: AcmeAccount, eab?: { keyId: string; at: Date }): Promise<{ account: AcmeAccount; created: boolean }> {
