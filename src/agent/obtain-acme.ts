@@ -10,15 +10,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { generateKeyPair } from '../core/algorithms.ts';
 import { buildCsr } from '../core/csr.ts';
-import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
+import type { CertificateInfo } from '../core/certificate.ts';
 import { MutualError } from '../core/errors.ts';
-import { readPemOrDer } from '../core/pem.ts';
 import { AcmeClient, acmeAccountKey, ariCertificateId, type AcmeCertificate } from '../sdk/index.ts';
 import { challengeSolver } from './acme-challenges.ts';
 import type { CertificateState } from './agent-state.ts';
 import { asError, type AgentContext } from './cycle-report.ts';
 import type { AcmeSpec, CertificateSpec } from './manifest.ts';
-import { pkcs12Of, type ObtainResult } from './obtain-certificate.ts';
+import { pkcs12Of, readAnswer, type ObtainResult } from './obtain-certificate.ts';
 import type { Current } from './plan-certificate.ts';
 
 /** Largest EAB HMAC key file read. */
@@ -88,18 +87,7 @@ export async function obtainWithAcme(o: AcmeObtainOptions): Promise<ObtainResult
 
 /** The answer's leaf is for our key and signed by the first certificate of its chain (the server's TLS vouched for the rest). */
 function checkAcmeAnswer(got: AcmeCertificate, keyPem: string): CertificateInfo {
-  let info: CertificateInfo;
-  let leaf: crypto.X509Certificate;
-  let issuer: crypto.X509Certificate;
-  try {
-    info = parseCertificate(readPemOrDer(got.certificate, ['CERTIFICATE']));
-    leaf = new crypto.X509Certificate(got.certificate);
-    issuer = new crypto.X509Certificate(got.chain);
-  } catch (e) {
-    throw new MutualError('ACME_CLIENT_FAILED', { detail: `the downloaded chain does not hold readable certificates (${(e as Error).message}); nothing was written` });
-  }
-  const spki = crypto.createPublicKey(keyPem).export({ type: 'spki', format: 'der' });
-  if (!spki.equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `the ACME server returned ${info.serial} for another key; nothing was written` });
+  const { info, leaf, issuer } = readAnswer(got, keyPem, 'ACME_CLIENT_FAILED', 'the ACME server');
   if (!leaf.checkIssued(issuer) || !leaf.verify(issuer.publicKey)) throw new MutualError('ACME_CLIENT_FAILED', { detail: `${info.serial} is not signed by the chain's first certificate; nothing was written` });
   return info;
 }

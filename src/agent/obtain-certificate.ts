@@ -139,8 +139,11 @@ export function pkcs12Of(c: CertificateSpec, keyPem: string, certificatePem: str
   });
 }
 
-/** Checks what the CA returned before anything is written: the key matches, the chain leads to the root. */
-function checkObtained(got: Obtained, keyPem: string, root: string): CertificateInfo {
+/**
+ * Reads what a CA answered before anything is written: a readable leaf and issuer (`code`
+ * otherwise), the leaf for our key (KEY_MISMATCH). `who` names the CA in the details.
+ */
+export function readAnswer(got: { certificate: string; chain: string }, keyPem: string, code: 'CA_UNTRUSTED' | 'ACME_CLIENT_FAILED', who: string): { info: CertificateInfo; leaf: crypto.X509Certificate; issuer: crypto.X509Certificate } {
   let info: CertificateInfo;
   let leaf: crypto.X509Certificate;
   let issuer: crypto.X509Certificate;
@@ -149,10 +152,16 @@ function checkObtained(got: Obtained, keyPem: string, root: string): Certificate
     leaf = new crypto.X509Certificate(got.certificate);
     issuer = new crypto.X509Certificate(got.chain);
   } catch (e) {
-    throw new MutualError('CA_UNTRUSTED', { detail: `the CA's answer does not hold a readable certificate and chain (${(e as Error).message}); nothing was written` });
+    throw new MutualError(code, { detail: `${who}'s answer does not hold a readable certificate and chain (${(e as Error).message}); nothing was written` });
   }
   const spki = crypto.createPublicKey(keyPem).export({ type: 'spki', format: 'der' });
-  if (!spki.equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `the CA returned ${info.serial} for another key; nothing was written` });
+  if (!spki.equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `${who} returned ${info.serial} for another key; nothing was written` });
+  return { info, leaf, issuer };
+}
+
+/** Checks what the CA returned before anything is written: the key matches, the chain leads to the root. */
+function checkObtained(got: Obtained, keyPem: string, root: string): CertificateInfo {
+  const { info, leaf, issuer } = readAnswer(got, keyPem, 'CA_UNTRUSTED', 'the CA');
   if (!leaf.verify(issuer.publicKey) || !issuer.verify(new crypto.X509Certificate(root).publicKey)) {
     throw new MutualError('CA_UNTRUSTED', { detail: `the certificate ${info.serial} does not chain to the pinned root; nothing was written` });
   }

@@ -18,8 +18,8 @@ const MIN_PROFILE_SECONDS = 300;
 /** Longest certificate lifetime a profile may set: 3650 days, as `maxDays`. */
 const MAX_PROFILE_SECONDS = 3650 * 86_400;
 
-/** A lifetime written as a duration (`15m`, `8h`, `90d`), 5 minutes to 3650 days. */
-const lifetime = z.string().max(16).superRefine((v, ctx) => {
+/** A duration (`10s`, `1h`) between `min` and `max` milliseconds; `range` says them as a person would. */
+const durationBetween = (min: number, max: number, range = `${min / 1000}s to ${max / 1000}s`) => z.string().max(16).superRefine((v, ctx) => {
   let ms: number;
   try {
     ms = parseDuration(v);
@@ -27,8 +27,11 @@ const lifetime = z.string().max(16).superRefine((v, ctx) => {
     ctx.addIssue({ code: 'custom', message: isMutualError(e) ? (e.fields.detail ?? e.message) : String(e) });
     return;
   }
-  if (ms < MIN_PROFILE_SECONDS * 1000 || ms > MAX_PROFILE_SECONDS * 1000) ctx.addIssue({ code: 'custom', message: `${v} is outside 5m to 3650d` });
+  if (ms < min || ms > max) ctx.addIssue({ code: 'custom', message: `${v} is outside ${range}` });
 });
+
+/** A lifetime written as a duration (`15m`, `8h`, `90d`), 5 minutes to 3650 days. */
+const lifetime = durationBetween(MIN_PROFILE_SECONDS * 1000, MAX_PROFILE_SECONDS * 1000, '5m to 3650d');
 
 const profile = z.object({
   /** Default lifetime in days. */
@@ -78,17 +81,6 @@ const database = z.object({
   schema: z.string().regex(SCHEMA_NAME, 'must be a lowercase PostgreSQL identifier').optional(),
 }).strict();
 
-/** A duration (`10s`, `1h`) between `min` and `max` milliseconds. */
-const durationBetween = (min: number, max: number) => z.string().max(16).superRefine((v, ctx) => {
-  let ms: number;
-  try {
-    ms = parseDuration(v);
-  } catch (e) {
-    ctx.addIssue({ code: 'custom', message: isMutualError(e) ? (e.fields.detail ?? e.message) : String(e) });
-    return;
-  }
-  if (ms < min || ms > max) ctx.addIssue({ code: 'custom', message: `${v} is outside ${min / 1000}s to ${max / 1000}s` });
-});
 
 /** A DNS server as `host:port` (IPv6 in brackets: `[::1]:53`). */
 const HOST_PORT = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
