@@ -19,7 +19,7 @@ import { keyObjectSigner } from '../../src/core/signer.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
 import { floorSeconds } from '../../src/core/der.ts';
 import { toPem } from '../../src/core/pem.ts';
-import { TEST_PASSPHRASE, tempDir } from './test-ca.ts';
+import { TEST_PASSPHRASE, tempDir, type TestCa } from './test-ca.ts';
 import { openssl } from './tools.ts';
 
 /** The two CAs of a rollover and the cross-certificates between their roots. */
@@ -39,13 +39,17 @@ export interface Rollover {
 
 export const fingerprint = (pem: string): string => new crypto.X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase();
 
-async function cross(subjectPem: string, issuer: Pki, notAfter: Date): Promise<string> {
+/**
+ * A cross-certificate: the subject and key of `subjectPem`, issued by `issuer`'s root (its offline
+ * key). Valid from two days ago (the agent tests' clock runs a day behind) until `notAfter`.
+ */
+export async function crossCertificate(subjectPem: string, issuer: { root: string; tc: TestCa }, notAfter: Date): Promise<string> {
   const s = parseCertificate(new crypto.X509Certificate(subjectPem).raw);
   const i = parseCertificate(new crypto.X509Certificate(issuer.root).raw);
   const signer = keyObjectSigner(readEncryptedKey(offlineLayout(issuer.tc.offlineDir).rootKey, TEST_PASSPHRASE));
   const der = await signCaCertificate({
     role: 'root', issuerName: i.subjectName, issuerKeyId: i.subjectKeyId!, signer, subject: s.subjectName, spki: s.spki,
-    notBefore: floorSeconds(new Date(Date.now() - 3_600_000)), notAfter: floorSeconds(notAfter),
+    notBefore: floorSeconds(new Date(Date.now() - 2 * 86_400_000)), notAfter: floorSeconds(notAfter),
   });
   return toPem(der, 'CERTIFICATE');
 }
@@ -58,8 +62,8 @@ export async function makeRollover(o: { crossDays?: number } = {}): Promise<Roll
   const dir = tempDir('mutual-rollover-');
   return {
     old, new: neu, dir,
-    newByOld: await cross(neu.root, old, until),
-    oldByNew: await cross(old.root, neu, until),
+    newByOld: await crossCertificate(neu.root, old, until),
+    oldByNew: await crossCertificate(old.root, neu, until),
     oldFp: fingerprint(old.root), newFp: fingerprint(neu.root),
     async close() {
       await old.close();
