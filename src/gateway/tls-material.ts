@@ -43,11 +43,13 @@ const fileText = (f: string) => fs.readFileSync(f, 'utf8');
 
 /** Throws CONFIG_INVALID naming the file when `text` is not a PEM bundle of certificates. */
 function checkTrustFile(file: string, text: string): void {
+  let count = 0;
   try {
-    if (readCertificates(text).length === 0) throw new Error('no certificate');
+    count = readCertificates(text).length;
   } catch (e) {
     throw new MutualError('CONFIG_INVALID', { detail: `${file}: not a PEM bundle of certificates (${errText(e)}); the bundle in force is kept` });
   }
+  if (count === 0) throw new MutualError('CONFIG_INVALID', { detail: `${file} holds no certificate; the bundle in force is kept` });
 }
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
