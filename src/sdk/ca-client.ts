@@ -224,7 +224,8 @@ export interface CaCertificates {
  * most {@link MAX_RETIRED_PER_ROLE}) a CA signed by one of them that issues that role; expired
  * retired ones (at `now`) are dropped. A CA from before key rotations (404 on the .all.pem lists)
  * lists none. `tlsCa` (default `root`) is what the TLS connection trusts: the roots trusted before
- * a rollover step too, while the CA's own certificate may still chain to one that just left.
+ * a rollover step too, while the CA's own certificate may still chain to one that just left; a
+ * retired intermediate under such a root is dropped (nothing it issued verifies any more).
  */
 export async function fetchCaCertificates(caUrl: string, root: string, now: Date = new Date(), tlsCa: string = root): Promise<CaCertificates> {
   const get = async (p: string, optional = false): Promise<string> => {
@@ -239,6 +240,8 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
   const trusted = readCertificateDers(root, { maxBlocks: MAX_ROOTS }).map((d) => new crypto.X509Certificate(d));
   const rootCert = trusted[0];
   const signedByTrusted = (c: crypto.X509Certificate) => trusted.some((t) => c.checkIssued(t) && c.verify(t.publicKey));
+  const former = tlsCa === root ? [] : readCertificateDers(tlsCa, { maxBlocks: 2 * MAX_ROOTS }).map((d) => new crypto.X509Certificate(d));
+  const signedByFormer = (c: crypto.X509Certificate) => former.some((t) => c.checkIssued(t) && c.verify(t.publicKey));
   // The CA may list more than one root while it rolls over; one of ours must be among them.
   const listed = untrustedParse('/roots.pem', () => readCertificateDers(roots, { maxBlocks: 16 }));
   if (!listed.some((der) => trusted.some((t) => der.equals(t.raw)))) {
@@ -260,6 +263,8 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
       const c = untrustedParse(what, () => new crypto.X509Certificate(der));
       if (seen.has(c.raw.toString('base64'))) continue;
       seen.add(c.raw.toString('base64'));
+      // Under a root that just left the bundle (a retired root): nothing it issued verifies any more.
+      if (c.ca && !signedByTrusted(c) && signedByFormer(c)) continue;
       if (!c.ca || !signedByTrusted(c)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a certificate that is not a CA signed by the pinned root (${c.subject})` });
       const info = untrustedParse(what, () => parseCertificate(c.raw));
       // A server CA among the client CAs would let a relying party accept what it issued as clients.
