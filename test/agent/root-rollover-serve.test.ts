@@ -4,6 +4,7 @@
  * bundle moves from {old} to {old,new} to {new}; the server certificate, under the old root, is
  * renewed at once when the old root is marked retiring, and its fullchain (the CA's answer, with
  * new-by-old) verifies with `openssl verify -x509_strict` against the old root alone and the new.
+ * Where nginx is installed, each bundle passes `nginx -t` (the agent's check) before it is written.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,10 +39,20 @@ test('ok/agent follows mutual serve through rotate, install and retire: bundle {
     expectOk(token);
     fs.writeFileSync(path.join(dir, 'web.token'), json(token).token);
     const bundle = path.join(dir, 'trust', 'ca-bundle.pem');
+    // Where nginx is installed, every bundle the agent writes must pass `nginx -t` as nginx's client CA file.
+    const nginxCheck: Record<string, unknown> = {};
+    if (hasTool('nginx')) {
+      const { execFileSync } = await import('node:child_process');
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-subj', '/CN=localhost', '-days', '2',
+        '-keyout', path.join(dir, 'nginx.key'), '-out', path.join(dir, 'nginx.crt')], { stdio: 'ignore' });
+      const conf = path.join(dir, 'nginx.conf');
+      fs.writeFileSync(conf, `worker_processes 1;\nevents { worker_connections 16; }\nhttp { server { listen 127.0.0.1:1 ssl; ssl_certificate ${dir}/nginx.crt; ssl_certificate_key ${dir}/nginx.key; ssl_client_certificate ${bundle}; ssl_verify_client on; } }\n`);
+      nginxCheck.check = ['nginx', '-t', '-q', '-p', dir, '-c', conf, '-g', `pid ${dir}/nginx.pid; error_log stderr;`];
+    }
     const files = { cert: path.join(dir, 'certs/web.crt'), key: path.join(dir, 'certs/web.key'), fullchain: path.join(dir, 'certs/web.fullchain.pem') };
     const m = manifestFor(dir, {
       ca: { url: serve.url, rootFingerprint: fp(oldRoot) }, stateDir: path.join(dir, 'state'),
-      trust: { refresh: '1m', bundles: [{ path: bundle, include: ['root'] }] },
+      trust: { refresh: '1m', bundles: [{ path: bundle, include: ['root'], ...nginxCheck }] },
       certificates: [{ name: 'web', profile: 'server', names: ['localhost', '127.0.0.1'], tokenFile: path.join(dir, 'web.token'), files }],
     });
     // The agent's clock runs ahead of the server's by whole minutes, so each cycle's trust refresh is due.
