@@ -2,7 +2,8 @@
  * The monitor during a root rollover (issue 17), against real TLS endpoints and files: an endpoint
  * whose chain reaches only the retiring root, a trust bundle that lacks the current root in the
  * overlap, the retire-at near (warning) and past with leaves still under the old root (critical);
- * each fires where it should and nowhere else. The roots come from /roots.json served over HTTP,
+ * each fires where it should and nowhere else. The CA rolls over with its own ceremonies; the roots
+ * come from /roots.json served over HTTP (the CA's own document, or one with the retire-at moved),
  * or from the CA home's ca/roots.pem and ca/rotation.json.
  */
 import { after, before, test } from 'node:test';
@@ -11,13 +12,16 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { validateMonitorConfig } from '../../src/monitor/monitor-config.ts';
 import { runScan, type MonitorReport } from '../../src/monitor/run-scan.ts';
-import { makeRollover, rootsJson, rootsPem, startRootsServer, verifyStrict, fingerprint, type Rollover, type RootsServer } from '../helpers/rollover.ts';
+import { makeRealRollover, rootsJson, rootsPem, startRootsServer, verifyStrict, fingerprint, type RealRollover, type RootsServer } from '../helpers/rollover.ts';
+import { rootsDocument } from '../../src/ca/index.ts';
+import { homeLayout } from '../../src/ca/home.ts';
+import type { Credential } from '../sdk/fixtures.ts';
 import { names } from '../sdk/fixtures.ts';
 import { startTlsServer, type Running } from './support.ts';
 
 const DAY = 86_400_000;
 const ROLLOVER_KINDS = ['root-retiring-served', 'bundle-missing-root', 'root-retiring', 'root-retired-in-use'];
-let ro: Rollover;
+let ro: RealRollover;
 let roots: RootsServer;
 let oldEp: Running;
 let newEp: Running;
@@ -25,10 +29,15 @@ const files: Record<string, string> = {};
 const now = new Date();
 
 before(async () => {
-  ro = await makeRollover();
-  const oldLeaf = await ro.old.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'old-web');
+  // A real rollover of one CA: the old leaf is issued before it; the new one after, with the
+  // chain the CA answers during the overlap (new intermediate + new-by-old).
+  let oldLeaf!: Credential;
+  ro = await makeRealRollover(async (old) => {
+    oldLeaf = await old.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'old-web');
+  });
   const newLeaf = await ro.new.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'new-web');
-  const newChain = newLeaf.fullchain + ro.newByOld;
+  const newChain = newLeaf.fullchain;
+  assert.ok(newChain.includes(ro.newByOld));
   // The chains as OpenSSL sees them: the old one reaches the old root only; with new-by-old the new one reaches both.
   const chainOf = (fullchain: string, cert: string) => fullchain.slice(cert.length);
   assert.deepEqual([verifyStrict(ro.dir, oldLeaf.cert, chainOf(oldLeaf.fullchain, oldLeaf.cert), ro.old.root), verifyStrict(ro.dir, oldLeaf.cert, chainOf(oldLeaf.fullchain, oldLeaf.cert), ro.new.root)], [true, false]);
@@ -42,7 +51,7 @@ before(async () => {
     fs.writeFileSync(files[n], text);
   };
   write('bundle-old.pem', rootsPem([{ pem: ro.old.root }]));
-  write('bundle-both.pem', rootsPem([{ pem: ro.old.root }, { pem: ro.new.root }]));
+  write('bundle-both.pem', ro.bundle());
   write('old-fullchain.pem', oldLeaf.fullchain);
   write('new-fullchain.pem', newChain);
   roots = await startRootsServer('', '');
@@ -106,13 +115,15 @@ test('ok/no rollover (one root, phase none): no rollover finding', async () => {
   assert.deepEqual(rolloverLines(r), []);
 });
 
-test('ok/monitoring locally: the CA home\'s roots.pem and rotation.json (read by the CA\'s own reader) give the same bundle finding', async () => {
-  const home = ro.old.tc.home;
-  const retireAt = new Date(now.getTime() + 30 * DAY);
-  fs.writeFileSync(path.join(home, 'ca', 'roots.pem'), rootsPem([{ pem: ro.old.root, retireAt }, { pem: ro.new.root }]));
-  // After `mutual root install`, ca/root.pem is the new (current) root.
-  fs.writeFileSync(path.join(home, 'ca', 'root.pem'), ro.new.root);
-  fs.writeFileSync(path.join(home, 'ca', 'rotation.json'), JSON.stringify({ phase: 'overlap', oldRoot: fingerprint(ro.old.root), newRoot: fingerprint(ro.new.root), startedAt: now.toISOString(), retireAt: retireAt.toISOString() }));
-  const r = await runScan(validateMonitorConfig({ sources: { inventory: { home }, files: [{ path: files['bundle-old.pem'] }, { path: files['bundle-both.pem'] }] } }, ro.dir), { now });
+test('ok/the CA\'s own /roots.json (retire-at 90 days away): the old-root endpoint and the bundle without the new root', async () => {
+  const r = await scan(JSON.stringify(rootsDocument(homeLayout(ro.new.tc.home))));
+  assert.deepEqual(rolloverLines(r), [
+    `bundle-missing-root critical MONITOR_BUNDLE_MISSING_ROOT file:${files['bundle-old.pem']}`,
+    `root-retiring-served warning MONITOR_ROOT_RETIRING endpoint:127.0.0.1:${oldEp.port}`,
+  ].sort());
+});
+
+test('ok/monitoring locally: the CA home\'s roots.pem and rotation.json give the same bundle finding', async () => {
+  const r = await runScan(validateMonitorConfig({ sources: { inventory: { home: ro.new.tc.home }, files: [{ path: files['bundle-old.pem'] }, { path: files['bundle-both.pem'] }] } }, ro.dir), { now });
   assert.deepEqual(rolloverLines(r), [`bundle-missing-root critical MONITOR_BUNDLE_MISSING_ROOT file:${files['bundle-old.pem']}`]);
 });
