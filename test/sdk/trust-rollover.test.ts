@@ -24,6 +24,7 @@ let identity: IdentitySource;
 let url: string;
 let bundleFile: string;
 let serverTrust: string;
+let identityFiles: { cert: string; key: string };
 const clients: Record<'old' | 'new' | 'newCross', Credential> = {} as never;
 let reloads = 0;
 let failures = 0;
@@ -40,6 +41,7 @@ before(async () => {
     clients.old = await old.issue('client', names({ uri: [id('prod/old')] }), 'old-client');
   });
   identity = loadIdentity({ certFile: sc.fullchainFile, keyFile: sc.keyFile, watch: false });
+  identityFiles = { cert: sc.fullchainFile, key: sc.keyFile };
   // During the overlap the CA's chain carries new-by-old; a client that sends only its intermediate is "new".
   const issued = await ro.new.issue('client', names({ uri: [id('prod/new')] }), 'new-client');
   assert.ok(issued.fullchain.includes(ro.newByOld), 'the CA answered with new-by-old');
@@ -117,4 +119,25 @@ test('fail/a bundle that does not parse keeps the one in force', async () => {
   assert.equal(r.status, 200, r.body);
   const o = await request(url, { ca: serverTrust, cert: clients.old.fullchain, key: clients.old.key });
   assert.equal(o.json?.code, 'CERT_UNTRUSTED');
+});
+
+test('ok/a server without ca follows the trust bundle of its identity (loadIdentity caFile) when it changes', async () => {
+  const caFile = path.join(ro.dir, 'identity-trust.pem');
+  replaceFile(caFile, ro.old.root);
+  const id2 = loadIdentity({ certFile: identityFiles.cert, keyFile: identityFiles.key, caFile, pollMs: 20 });
+  const s2 = await createServer({ identity: id2, clientCas: [ro.old.clientCa, ro.new.clientCa], revocation: { mode: 'off' } }, (_req, res) => res.end('ok'));
+  await new Promise<void>((r) => s2.listen(0, '127.0.0.1', r));
+  const u = `https://127.0.0.1:${(s2.address() as AddressInfo).port}/`;
+  const call = (c: Credential) => request(u, { ca: serverTrust, cert: c.fullchain, key: c.key });
+  try {
+    assert.deepEqual([(await call(clients.old)).status, (await call(clients.new)).json?.code], [200, 'CERT_UNTRUSTED']);
+    const n = reloads;
+    replaceFile(caFile, ro.new.root);
+    await until('the identity rotated with the new bundle', () => reloads > n);
+    assert.deepEqual([(await call(clients.old)).json?.code, (await call(clients.new)).status], ['CERT_UNTRUSTED', 200]);
+  } finally {
+    (s2 as https.Server).closeAllConnections();
+    await new Promise<void>((r) => s2.close(() => r()));
+    id2.close();
+  }
 });
