@@ -145,17 +145,20 @@ export function readTokenClaims(token: string): { names: SubjectAltNames; rootFi
 }
 
 /**
- * Fetches /roots.pem without trusting the server yet, and accepts it only if it has the pinned
- * SHA-256 fingerprint (hex, any case, colons allowed). CA_UNTRUSTED otherwise.
+ * Fetches /roots.pem without trusting the server yet, and accepts the root in it that has the
+ * pinned SHA-256 fingerprint (hex, any case, colons allowed); during a root rollover the bundle
+ * holds two roots and tokens name the current one. Resolves that root's PEM; CA_UNTRUSTED when
+ * none matches.
  */
 export async function fetchPinnedRoot(caUrl: string, fingerprint: string): Promise<string> {
   const r = await call(`${base(caUrl)}/roots.pem`, { tls: { insecure: true }, raw: true });
   if (r.status !== 200) throw refusal(r, 'GET /roots.pem');
-  const pem = r.body.toString('utf8');
-  const got = untrustedParse('/roots.pem', () => fingerprintOf(pem));
+  const ders = untrustedParse('/roots.pem', () => readCertificateDers(r.body.toString('utf8'), { maxBlocks: MAX_ROOTS }));
   const pin = fingerprint.toLowerCase().replace(/:/g, '');
-  if (got !== pin) throw new MutualError('CA_UNTRUSTED', { detail: `the CA's root is ${got.slice(0, 16)}..; the pinned root is ${pin.slice(0, 16)}..` });
-  return pem;
+  const hash = (d: Buffer) => crypto.createHash('sha256').update(d).digest('hex');
+  const match = ders.find((d) => hash(d) === pin);
+  if (!match) throw new MutualError('CA_UNTRUSTED', { detail: `the CA's root is ${ders.map((d) => `${hash(d).slice(0, 16)}..`).join(', ') || 'missing'}; the pinned root is ${pin.slice(0, 16)}..` });
+  return toPem(match, 'CERTIFICATE');
 }
 
 /**

@@ -12,6 +12,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Agent } from '../../src/agent/agent.ts';
+import { enroll } from '../../src/sdk/index.ts';
 import { readCertificateDers } from '../../src/core/pem.ts';
 import { hasTool } from '../helpers/tools.ts';
 import { tempDir } from '../helpers/test-ca.ts';
@@ -92,6 +93,12 @@ test('ok/agent follows mutual serve through rotate, install and retire: bundle {
     assert.equal(verifyStrict(dir, cert, chain, oldRoot), true, 'old root alone');
     assert.equal(verifyStrict(dir, cert, chain, newRoot), true, 'new root alone');
     assert.equal((await cycle()).certificates[0].action, 'none', 'renewed once');
+    // A new host enrolling now: its token names the current (new) root, which /roots.pem lists second.
+    const fresh = await cli(['token', 'spiffe://acme.internal/prod/late', '--ttl', '10m']);
+    expectOk(fresh);
+    const late = await enroll({ caUrl: serve.url, token: json(fresh).token });
+    assert.equal(fp(late.root), fp(newRoot));
+    assert.equal(verifyStrict(dir, late.certificate, late.chain, oldRoot), true, 'the late host is trusted by the old root too');
 
     expectOk(await cli(['root', 'retire', '--force']));
     serve.child.kill('SIGHUP');
