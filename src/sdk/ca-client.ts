@@ -343,7 +343,13 @@ export async function fetchRoots(caUrl: string, trusted: string, now: Date = new
   }
   if (r.status === 404) return undefined;
   if (r.status !== 200) throw refusal(r, 'GET /roots.json');
-  const doc = r.json as RootsDocument | undefined;
+  // Read whatever the content type says (a proxy in between may drop it); checked for shape below.
+  let doc: RootsDocument | undefined;
+  try {
+    doc = JSON.parse(r.body.toString('utf8')) as RootsDocument;
+  } catch {
+    doc = undefined;
+  }
   if (!doc || !Array.isArray(doc.roots) || doc.roots.length === 0 || doc.roots.length > MAX_ROOTS || (doc.cross !== undefined && (!Array.isArray(doc.cross) || doc.cross.length > MAX_ROOTS))) {
     throw new MutualError('CA_UNTRUSTED', { detail: `/roots.json is not a list of at most ${MAX_ROOTS} roots and cross-certificates` });
   }
