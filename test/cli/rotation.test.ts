@@ -142,6 +142,8 @@ test('ok/new intermediates under the new root; root.pem becomes the new root onc
     assert.equal(json(r).rootPromoted, role === 'client');
   }
   assert.equal(fp(ca('root.pem')), fp(off('root.pem')), 'root.pem is the new root');
+  assert.equal(fp(ca('roots.pem')), fp(off('root.pem')), 'the bundle starts with the current root (the one tokens pin)');
+  assert.match(fs.readFileSync(ca('roots.pem'), 'utf8'), new RegExp(`# mutual-root ${oldRoot}\\n# not-after \\S+\\n# retire-at `), 'the old root is still in it, retiring');
 });
 
 test('ok/leaves: a new one verifies with only the old root and with only the new; an old one with only the new root', skip, async () => {
