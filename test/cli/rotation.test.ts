@@ -88,7 +88,8 @@ test('ok/root rotate makes a new root and both cross-certificates; OpenSSL verif
   verifies(openssl(['verify', '-x509_strict', '-CAfile', off('root.prev.pem'), off('cross', 'new-by-old.pem')]));
   verifies(openssl(['verify', '-x509_strict', '-CAfile', off('root.pem'), off('cross', 'old-by-new.pem')]));
   const text = openssl(['x509', '-in', off('cross', 'new-by-old.pem'), '-noout', '-text']).stdout;
-  assert.match(text, /CA:TRUE, pathlen:1/);
+  assert.match(text, /CA:TRUE, pathlen:2/, 'the new root\'s pathLen (2: see ROTATED_ROOT_PATH_LEN)');
+  assert.match(openssl(['x509', '-in', off('cross', 'old-by-new.pem'), '-noout', '-text']).stdout, /CA:TRUE, pathlen:1/, 'the old root\'s');
   assert.match(text, /Certificate Sign, CRL Sign/);
   // The same name (the cross-certificates are self-issued), another key.
   const subject = (f: string) => openssl(['x509', '-in', f, '-noout', '-subject']).stdout;
