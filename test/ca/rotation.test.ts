@@ -16,6 +16,8 @@ import { certIdOf } from '../../src/ca/acme/renewal-window.ts';
 import { installIntermediate, installRoot, installRootCrl, intermediateCsr, readConfig, renewRootCrl, rotateRoot, rotationStatus, signIntermediate } from '../../src/ca/index.ts';
 import { checkCross } from '../../src/ca/root-install.ts';
 import { defaultNamePolicy } from '../../src/core/policy.ts';
+import { pino } from 'pino';
+import { startCaServer } from '../../src/server/ca-server.ts';
 import { TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 import { csrFor, makeHarness, newAccount, opensslVerify, readyOrder, type AcmeHarness } from '../acme/harness.ts';
 
@@ -96,6 +98,30 @@ test('fail/a cross-certificate outside its validity, or for another key, is refu
     assert.throws(() => checkCross(r.newByOld, newX, newX, h.now(), 'wrong issuer'), (e) => isMutualError(e, 'ROTATION_CROSS_INVALID'));
     await assert.rejects(rotateRoot({ offlineDir: h.tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, now: h.now() }), (e) => isMutualError(e, 'ROTATION_IN_PROGRESS'));
   } finally {
+    await h.close();
+  }
+});
+
+test('ok/the plain-HTTP listener serves /roots.pem, /roots.json and the cross-certificates, and not the API', async () => {
+  const h = await makeHarness();
+  const srv = await startCaServer({ ca: h.tc.ca, passphrase: TEST_PASSPHRASE, host: '127.0.0.1', port: 0, publicPort: 0, logger: pino({ level: 'silent' }), rateLimit: false });
+  try {
+    await rotateRoot({ offlineDir: h.tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, now: h.now() });
+    await installRoot({ home: h.tc.home, from: h.tc.offlineDir, store: h.tc.ca.store, now: h.now() });
+    const get = async (u: string) => {
+      const r = await fetch(`${srv.publicUrl}${u}`);
+      return { status: r.status, text: await r.text() };
+    };
+    const roots = await get('/roots.json');
+    assert.equal(roots.status, 200);
+    const doc = JSON.parse(roots.text);
+    assert.equal(doc.rotation.phase, 'overlap');
+    assert.equal(doc.roots.length, 2);
+    assert.equal((await get('/roots.pem')).text, fs.readFileSync(h.tc.layout.rootsBundle, 'utf8'));
+    assert.equal((await get('/ca/cross/old-by-new.pem')).text, fs.readFileSync(path.join(h.tc.layout.crossDir, 'old-by-new.pem'), 'utf8'));
+    assert.equal((await get('/v1/certificates')).status, 404);
+  } finally {
+    await srv.close();
     await h.close();
   }
 });
