@@ -115,7 +115,7 @@ describe('root rollover under load', { skip: missing.length === 0 || process.env
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  it('ok/new intermediates under load: the agent deploys both keys\' CAs and renews every party\'s certificate; zero failed requests', async () => {
+  it('ok/new intermediates under load: the agent deploys both keys\' CAs and renews every party\'s certificate; zero failed requests', async (tc) => {
     load.start(creds.early, 'curl');
     load.start(creds.early, 'node');
     await load.more(PER_STEP, 'start');
@@ -133,6 +133,8 @@ describe('root rollover under load', { skip: missing.length === 0 || process.env
 
     // 2. The server CA gets a new key; the agent renews every party's certificate onto it.
     const before = Object.fromEntries(PARTY_NAMES.map((n) => [n, serialOf(partyFiles(dir, n).fullchain)]));
+    // What a party served under the old server CA, for the emergency case.
+    fs.copyFileSync(partyFiles(dir, 'nginx').fullchain, path.join(dir, 'old-server.fullchain.pem'));
     await ca.rotate('server-ca');
     await agentCycle('server CA rotated', [...PARTY_NAMES]);
     for (const n of PARTY_NAMES) {
@@ -144,6 +146,7 @@ describe('root rollover under load', { skip: missing.length === 0 || process.env
     await judgeStep('2-server-ca', ['early', 'fresh']);
 
     await load.stop();
+    for (const t of load.tallies) tc.diagnostic(`${t.name}: ${PARTY_NAMES.map((p) => `${p} ${t.ok[p] ?? 0}`).join(', ')}, ${t.failures.length} failed`);
     assert.deepEqual(load.failures(), [], 'no request failed');
     for (const t of load.tallies) for (const p of PARTY_NAMES) assert.ok((t.ok[p] ?? 0) >= 3 * PER_STEP || t.name.endsWith('fresh'), `${t.name} through ${p}: ${t.ok[p]}`);
   });
@@ -171,12 +174,21 @@ describe('root rollover under load', { skip: missing.length === 0 || process.env
     const crl = partyFiles(dir, 'nginx').crl;
     assert.deepEqual(await judgeRefused({ name: 'client-early', fullchainFile: creds.early.fullchainFile, purpose: 'client' }, clientTrust().file, path.join(dir, 'judged', '3-revoked'), crl), []);
     assert.deepEqual(await judgeChains([{ name: 'client-fresh', fullchainFile: creds.fresh.fullchainFile, purpose: 'client' }], clientTrust().file, path.join(dir, 'judged', '3-fresh'), crl), []);
-    // The parties' certificates (replaced by the agent in the first case) chain through the new
-    // server CA, which the root's CRL leaves alone: judged with the root's and the server CAs' CRLs.
+    // The old server CA revoked at the root's CRL too: the parties' certificates, replaced by the
+    // agent in the first case, chain through the new server CA and pass with every level's CRL;
+    // what a party served before is refused by both verifiers.
+    const oldServerCa = ca.tc.ca.retired.find((r) => r.role === 'server-ca');
+    assert.ok(oldServerCa, 'the old server CA is retired');
+    const der2 = await renewRootCrl({ offlineDir: ca.tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, revoke: { certificate: oldServerCa.pem, reason: 'keyCompromise' }, now: clock.now() });
+    fs.writeFileSync(ca.tc.layout.rootCrl, der2);
+    await agentCycle('root CRL refreshed again');
     const serverCrls = path.join(dir, 'server-crls.pem');
     const all = await call(`${ca.url}/crl/server.all.pem`, { tls: { ca: ca.root }, raw: true });
     fs.writeFileSync(serverCrls, Buffer.concat([all.body, fs.readFileSync(crl)]));
     const served = PARTY_NAMES.map((n) => ({ name: `server-${n}`, fullchainFile: partyFiles(dir, n).fullchain, purpose: 'server' as const }));
     assert.deepEqual(await judgeChains(served, clientTrust().file, path.join(dir, 'judged', '3-served'), serverCrls), []);
+    const oldServed = { name: 'old-server', fullchainFile: path.join(dir, 'old-server.fullchain.pem'), purpose: 'server' as const };
+    assert.deepEqual(await judgeRefused(oldServed, clientTrust().file, path.join(dir, 'judged', '3-old-served'), serverCrls), []);
+    for (const t of targets) assert.equal(await curlOnce(creds.fresh, t, clientTrust().file), 200, `${t.party} still serves`);
   });
 });
