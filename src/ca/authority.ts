@@ -5,7 +5,6 @@
  * Its parts live beside it: loading the intermediates and their Signers (load-intermediates.ts),
  * the request and its checks (issue-request.ts), group commit (group-commit.ts).
  */
-import { readFileSync } from 'node:fs';
 import crypto from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import { spkiDer } from '../core/algorithms.ts';
@@ -25,6 +24,7 @@ import { profileLifetimes, type CaConfig } from './config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
 import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
 import { GroupCommit } from './group-commit.ts';
+import type { RotationState } from './trust-bundle.ts';
 import { keyedName, loadIntermediates, type IntermediateCa, type LeafRole } from './load-intermediates.ts';
 import {
   BACKDATE_MS, MAX_RENEWAL_GRACE_SECONDS, RENEWAL_WINDOW_SECONDS, RENEWALS_PER_WINDOW, leafCommonName, leafLifetimeMs, subjectKey,
@@ -74,8 +74,12 @@ export class CertificateAuthority {
   config: CaConfig;
   readonly layout: HomeLayout;
   readonly store: CaStore;
-  readonly root: CertificateInfo;
-  readonly rootPem: string;
+  // The root, the trust bundle and the rotation change only through reload() (after `mutual root install/retire`).
+  root: CertificateInfo;
+  rootPem: string;
+  /** Every root of the trust bundle (PEM): both during a root rotation's overlap. */
+  trustRoots: string[];
+  rotation: RotationState | undefined;
   server: IntermediateCa;
   client: IntermediateCa;
   policy: NamePolicy;
@@ -87,7 +91,7 @@ export class CertificateAuthority {
   retired: IntermediateCa[];
   readonly #url: string | undefined;
 
-  private constructor(o: { config: CaConfig; layout: HomeLayout; store: CaStore; root: string; server: IntermediateCa; client: IntermediateCa; retired: IntermediateCa[]; now: () => Date; offloadCrypto: boolean; url?: string }) {
+  private constructor(o: { config: CaConfig; layout: HomeLayout; store: CaStore; root: string; trustRoots: string[]; rotation?: RotationState; server: IntermediateCa; client: IntermediateCa; retired: IntermediateCa[]; now: () => Date; offloadCrypto: boolean; url?: string }) {
     this.#offloadCrypto = o.offloadCrypto;
     this.#url = o.url;
     this.config = o.config;
@@ -96,6 +100,8 @@ export class CertificateAuthority {
     this.#commits = new GroupCommit(o.store);
     this.rootPem = o.root;
     this.root = parseCertificate(readPemOrDer(o.root, ['CERTIFICATE']));
+    this.trustRoots = o.trustRoots;
+    this.rotation = o.rotation;
     this.server = o.server;
     this.client = o.client;
     this.retired = o.retired;
@@ -106,9 +112,9 @@ export class CertificateAuthority {
   /** Opens the CA in a state folder. Throws CA_NOT_INITIALIZED, KEY_* errors. */
   static async open(o: OpenAuthorityOptions): Promise<CertificateAuthority> {
     const layout = homeLayout(o.home);
-    const { config, server, client, retired } = loadIntermediates(layout, o.passphrase, o.url, o.offloadCrypto === true);
+    const { config, server, client, retired, rootPem, trustRoots, rotation } = loadIntermediates(layout, o.passphrase, o.url, o.offloadCrypto === true);
     const store = typeof o.store === 'function' ? await o.store() : o.store;
-    return new CertificateAuthority({ config, layout, store, root: readFileSync(layout.rootCert, 'utf8'), server, client, retired, now: o.now ?? (() => new Date()), offloadCrypto: o.offloadCrypto === true, url: o.url });
+    return new CertificateAuthority({ config, layout, store, root: rootPem, trustRoots, rotation, server, client, retired, now: o.now ?? (() => new Date()), offloadCrypto: o.offloadCrypto === true, url: o.url });
   }
 
   /**
@@ -118,9 +124,10 @@ export class CertificateAuthority {
    * their issuer lookup finish with the intermediate they started with. Returns an undo.
    */
   reload(passphrase: string): () => void {
-    const { config, server, client, retired } = loadIntermediates(this.layout, passphrase, this.#url, this.#offloadCrypto);
-    const before = { config: this.config, server: this.server, client: this.client, retired: this.retired, policy: this.policy };
-    Object.assign(this, { config, server, client, retired, policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }) });
+    const { config, server, client, retired, rootPem, trustRoots, rotation } = loadIntermediates(this.layout, passphrase, this.#url, this.#offloadCrypto);
+    const before = { config: this.config, server: this.server, client: this.client, retired: this.retired, policy: this.policy, root: this.root, rootPem: this.rootPem, trustRoots: this.trustRoots, rotation: this.rotation };
+    const root = parseCertificate(readPemOrDer(rootPem, ['CERTIFICATE']));
+    Object.assign(this, { config, server, client, retired, rootPem, root, trustRoots, rotation, policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }) });
     /** Puts back what was loaded before (for a caller whose own part of the reload failed). */
     return () => Object.assign(this, before);
   }
@@ -128,6 +135,17 @@ export class CertificateAuthority {
   /** The intermediate that issues a leaf role. */
   issuerFor(role: LeafRole): IntermediateCa {
     return role === 'server' ? this.server : this.client;
+  }
+
+  /**
+   * Whether what an intermediate issued should be replaced now (ACME ARI's window in the past):
+   * it was retired by a key rotation, a root CRL revokes it, or its root is being retired.
+   */
+  replaceNow(issuerKeyId: string): boolean {
+    if (this.retired.some((r) => r.keyId === issuerKeyId)) return true;
+    const ca = this.issuerByKeyId(issuerKeyId);
+    if (!ca) return false;
+    return ca.revokedAtRoot || (this.rotation?.phase === 'overlap' && ca.rootFingerprint === this.rotation.oldRoot);
   }
 
   /** The intermediate with this key id, if it is one of ours. */
@@ -191,7 +209,7 @@ export class CertificateAuthority {
     }
     if (issuedChannel.hasSubscribers) issuedChannel.publish({ serial, role: req.role, identity, names: checked, notAfter });
     const certificatePem = toPem(der, 'CERTIFICATE');
-    return { serial, certificate: der, certificatePem, chainPem: ca.pem, fullchainPem: certificatePem + ca.pem, privateKey, notAfter, identity, ...(superseded ? { superseded } : {}) };
+    return { serial, certificate: der, certificatePem, chainPem: ca.chainPem, fullchainPem: certificatePem + ca.chainPem, privateKey, notAfter, identity, ...(superseded ? { superseded } : {}) };
   }
 
   /**

@@ -42,15 +42,16 @@ export class Enrollment {
   readonly #key: Signer;
   readonly #public: KeyObject;
   readonly #now: () => Date;
-  /** SHA-256 of the root certificate (DER), hex: carried by every token so a new host can pin the root. */
-  readonly rootFingerprint: string;
+  /** SHA-256 of the root certificate (DER), hex: carried by every token so a new host can pin the root. Follows a reload (root rotation). */
+  get rootFingerprint(): string {
+    return crypto.createHash('sha256').update(readPemOrDer(this.#ca.rootPem, ['CERTIFICATE'])).digest('hex');
+  }
 
   constructor(o: EnrollmentOptions) {
     this.#ca = o.ca;
     this.#key = o.tokenKey;
     this.#public = o.tokenKey.publicKey;
     this.#now = o.now ?? o.ca.now;
-    this.rootFingerprint = crypto.createHash('sha256').update(readPemOrDer(o.ca.rootPem, ['CERTIFICATE'])).digest('hex');
   }
 
   /**

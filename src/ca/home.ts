@@ -15,6 +15,12 @@ export interface HomeLayout {
   keysDir: string;
   rootCert: string;
   rootCrl: string;
+  /** The trust bundle: every root relying parties trust now (docs/operations.md, "Replacing the root"). */
+  rootsBundle: string;
+  /** The root rotation's state (absent: none ever). */
+  rotation: string;
+  /** Cross-certificates between the old and the new root. */
+  crossDir: string;
   serverCaCert: string;
   clientCaCert: string;
   serverCaKey: string;
@@ -44,6 +50,9 @@ export function homeLayout(home: string): HomeLayout {
     keysDir,
     rootCert: path.join(caDir, 'root.pem'),
     rootCrl: path.join(caDir, 'root.crl'),
+    rootsBundle: path.join(caDir, 'roots.pem'),
+    rotation: path.join(caDir, 'rotation.json'),
+    crossDir: path.join(caDir, 'cross'),
     serverCaCert: path.join(caDir, 'server-ca.pem'),
     clientCaCert: path.join(caDir, 'client-ca.pem'),
     serverCaKey: path.join(keysDir, 'server-ca.key.pem'),
@@ -60,6 +69,15 @@ export interface OfflineLayout {
   /** Root CRL state: number and revoked intermediates. */
   state: string;
   rootCrl: string;
+  /** After `mutual root rotate`: the old root's files (the `root.*` ones are the new root's). */
+  prevRootKey: string;
+  prevRootCert: string;
+  prevState: string;
+  prevRootCrl: string;
+  /** The rotation's cross-certificates (`new-by-old.pem`, `old-by-new.pem`). */
+  crossDir: string;
+  /** The rotation's state (absent: no rotation made in this folder). */
+  rotation: string;
 }
 
 /** The layout of an offline folder. */
@@ -70,5 +88,11 @@ export function offlineLayout(dir: string): OfflineLayout {
     rootCert: path.join(dir, 'root.pem'),
     state: path.join(dir, 'root-state.json'),
     rootCrl: path.join(dir, 'root.crl'),
+    prevRootKey: path.join(dir, 'root.prev.key.pem'),
+    prevRootCert: path.join(dir, 'root.prev.pem'),
+    prevState: path.join(dir, 'root.prev-state.json'),
+    prevRootCrl: path.join(dir, 'root.prev.crl'),
+    crossDir: path.join(dir, 'cross'),
+    rotation: path.join(dir, 'rotation.json'),
   };
 }

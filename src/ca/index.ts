@@ -9,6 +9,10 @@ export { openAuthority, type OpenAuthorityAtOptions } from './open-authority.ts'
 export { initCa, type InitCaOptions, type InitCaResult } from './init-ca.ts';
 export { signIntermediate, renewRootCrl } from './offline.ts';
 export { intermediateCsr, installIntermediate } from './intermediate.ts';
+export { rotateRoot, DEFAULT_RETIRE_AFTER_DAYS, type RotateRootOptions, type RotateRootResult } from './root-rotation.ts';
+export { installRoot, installRootCrl, retireRoot } from './root-install.ts';
+export { rotationStatus, STATUS_LIST_CAP, type RotationStatus } from './rotation-status.ts';
+export { crossCertificate, rootsDocument, trustBundleText, type RotationState } from './trust-bundle.ts';
 export { verifyAuditLog } from './audit.ts';
 export { mintToken, verifyToken, loadTokenKey, MAX_TOKEN_TTL_SECONDS } from './tokens.ts';
 export { CrlSchedule } from './crl-schedule.ts';

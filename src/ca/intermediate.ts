@@ -16,6 +16,7 @@ import { writeFileAtomic } from '../io/index.ts';
 import { readConfig } from './config.ts';
 import { homeLayout } from './home.ts';
 import { openCaStore } from './open-ca-store.ts';
+import { installableRoots, promoteRootIfReady } from './root-install.ts';
 import type { AuditStore } from './store.ts';
 
 const paths = (home: string, role: 'server-ca' | 'client-ca') => {
@@ -50,12 +51,13 @@ export async function intermediateCsr(o: { home: string; role: 'server-ca' | 'cl
  * key; then records it in the audit log of `store` (default: the CA's configured store, see
  * openCaStore; a store passed in stays open).
  */
-export async function installIntermediate(o: { home: string; role: 'server-ca' | 'client-ca'; certificate: Uint8Array | string; passphrase: string; store?: Pick<AuditStore, 'audit'> }): Promise<void> {
+export async function installIntermediate(o: { home: string; role: 'server-ca' | 'client-ca'; certificate: Uint8Array | string; passphrase: string; store?: Pick<AuditStore, 'audit'> }): Promise<{ rootPromoted: boolean }> {
   const p = paths(o.home, o.role);
   const der = readPemOrDer(o.certificate, ['CERTIFICATE']);
   const info = parseCertificate(der);
-  const root = new crypto.X509Certificate(fs.readFileSync(p.l.rootCert));
-  if (!new crypto.X509Certificate(der).verify(root.publicKey)) throw new MutualError('CERT_WRONG_ISSUER', { detail: 'not signed by this CA\'s root' });
+  // The current root, or during a root rotation's overlap the new one (installRoot staged it).
+  const x = new crypto.X509Certificate(der);
+  if (!installableRoots(p.l).some((root) => x.verify(root.publicKey))) throw new MutualError('CERT_WRONG_ISSUER', { detail: 'not signed by this CA\'s root' });
   const wantEku = o.role === 'server-ca' ? OID.serverAuth : OID.clientAuth;
   if (!info.isCa || info.eku.length !== 1 || info.eku[0] !== wantEku) throw new MutualError('CERT_WRONG_EKU', { detail: `not a ${o.role} certificate` });
   // Decrypting is the only way to the public half: an encrypted PKCS#8 file does not carry it.
@@ -72,10 +74,13 @@ export async function installIntermediate(o: { home: string; role: 'server-ca' |
   } else {
     throw new MutualError('KEY_MISMATCH', { detail: 'the certificate is for neither the current nor the next intermediate key' });
   }
+  // Once both intermediates are under the new root, it becomes the current root.
+  const promoted = promoteRootIfReady(p.l);
   const own = o.store ? undefined : await openCaStore({ home: o.home });
   try {
-    await (o.store ?? own!).audit({ actor: 'cli', action: 'install-intermediate', target: o.role, details: { serial: info.serial, notAfter: info.notAfter.toISOString() } });
+    await (o.store ?? own!).audit({ actor: 'cli', action: 'install-intermediate', target: o.role, details: { serial: info.serial, notAfter: info.notAfter.toISOString(), ...(promoted ? { rootPromoted: true } : {}) } });
   } finally {
     await own?.close();
   }
+  return { rootPromoted: promoted };
 }

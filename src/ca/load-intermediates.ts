@@ -17,6 +17,7 @@ import type { Signer } from '../core/signer.ts';
 import { openSigner } from '../keys/index.ts';
 import { readConfig, type CaConfig } from './config.ts';
 import type { HomeLayout } from './home.ts';
+import { crossCertificate, issuingRoot, knownRoots, readRotation, readTrustBundle, rootRevocations, type RotationState } from './trust-bundle.ts';
 
 /** The leaf roles the online CA issues. */
 export type LeafRole = 'server' | 'client';
@@ -26,6 +27,16 @@ export interface IntermediateCa {
   role: 'server-ca' | 'client-ca';
   info: CertificateInfo;
   pem: string;
+  /**
+   * What issued leaves carry after themselves: the intermediate, and during a root rotation's
+   * overlap, for one under the new root, the new root's cross-certificate by the old root
+   * (`new-by-old`), so a relying party that trusts only the old root still builds a path.
+   */
+  chainPem: string;
+  /** Fingerprint of the root it chains to (undefined: none this CA knows). */
+  rootFingerprint?: string;
+  /** Revoked in a root CRL (an emergency): its leaves should be replaced at once. */
+  revokedAtRoot: boolean;
   /** Subject key identifier, hex: the issuer half of the inventory key. */
   keyId: string;
   template: CertificateTemplate;
@@ -40,6 +51,11 @@ export interface LoadedIntermediates {
   client: IntermediateCa;
   /** Intermediates replaced by a key rotation: they no longer issue, but revoke and sign CRLs. */
   retired: IntermediateCa[];
+  /** The current root (`ca/root.pem`) and every root of the trust bundle (PEM). */
+  rootPem: string;
+  trustRoots: string[];
+  /** The root rotation, when one was ever installed. */
+  rotation?: RotationState;
 }
 
 /** `server.<first 16 hex digits of the key id>`: see CertificateAuthority.keyedName. */
@@ -69,6 +85,10 @@ export function loadIntermediates(layout: HomeLayout, passphrase: string, url: s
     throw e;
   }
   const urls = distributionUrls(url ?? config.url);
+  const roots = knownRoots(layout);
+  const rotation = readRotation(layout);
+  const newByOld = rotation?.phase === 'overlap' ? crossCertificate(layout, 'new-by-old') : undefined;
+  const revoked = rootRevocations(layout, roots);
   const load = (role: 'server-ca' | 'client-ca', certPath: string, keyPath: string, leaf: LeafRole): IntermediateCa => {
     const pem = readFileSync(certPath, 'utf8');
     const info = parseCertificate(readPemOrDer(pem, ['CERTIFICATE']));
@@ -83,8 +103,10 @@ export function loadIntermediates(layout: HomeLayout, passphrase: string, url: s
       urls: urls && { crl: `${urls.base}/crl/${keyed}.crl`, ocsp: `${urls.base}/ocsp`, caIssuers: `${urls.base}/ca/${keyed}.crt` },
     });
     const constraints = info.permitted && { trustDomain: info.permitted.uri[0] ?? config.trustDomain, permittedDns: info.permitted.dns, permittedIp: info.permitted.ip };
+    const rootFingerprint = issuingRoot(roots, pem)?.fingerprint;
+    const chainPem = newByOld && rootFingerprint === rotation?.newRoot ? pem + newByOld : pem;
     return {
-      role, info, pem, keyId: keyId.toString('hex'), template, signer,
+      role, info, pem, chainPem, rootFingerprint, revokedAtRoot: revoked(info), keyId: keyId.toString('hex'), template, signer,
       lint: { role, notBefore: info.notBefore, notAfter: info.notAfter, signatureOid: signer.algorithm.oid, constraints },
     };
   };
@@ -96,5 +118,6 @@ export function loadIntermediates(layout: HomeLayout, passphrase: string, url: s
     const key = m && path.join(layout.keysDir, `${m[1]}-ca.prev-${m[2]}.key.pem`);
     if (m && key && fs.existsSync(key)) retired.push(load(`${m[1]}-ca` as 'server-ca' | 'client-ca', path.join(layout.caDir, f), key, m[1] as LeafRole));
   }
-  return { config, server, client, retired };
+  const trustRoots = readTrustBundle(layout).map((r) => r.pem);
+  return { config, server, client, retired, rootPem: readFileSync(layout.rootCert, 'utf8'), trustRoots, ...(rotation ? { rotation } : {}) };
 }

@@ -19,14 +19,21 @@ import { writeFileAtomic } from '../io/index.ts';
 import { offlineLayout } from './home.ts';
 import { INTERMEDIATE_DAYS, buildRootCrl, signCaCertificate, type RootState } from './init-ca.ts';
 
-function loadRoot(offlineDir: string, passphrase: string) {
-  const l = offlineLayout(offlineDir);
+/** Which root of the offline folder: the newest (`root.*`) or, after `mutual root rotate`, the old one (`root.prev.*`). */
+export type OfflineRoot = 'new' | 'old';
+
+function loadRoot(offlineDir: string, passphrase: string, which: OfflineRoot = 'new') {
+  const o = offlineLayout(offlineDir);
+  if (which === 'old' && !fs.existsSync(o.prevRootKey)) throw new MutualError('ROTATION_NOT_STARTED', { detail: `${o.dir} holds one root (no \`mutual root rotate\` was made there)` });
+  const l = which === 'new' ? o : { ...o, rootKey: o.prevRootKey, rootCert: o.prevRootCert, state: o.prevState, rootCrl: o.prevRootCrl };
   if (!fs.existsSync(l.rootKey)) throw new MutualError('KEY_FILE_MISSING', { detail: `${l.rootKey} (is --offline-dir right?)` });
   const signer = openSigner(l.rootKey, passphrase);
   const info = parseCertificate(readPemOrDer(fs.readFileSync(l.rootCert), ['CERTIFICATE']));
   const keyId = info.subjectKeyId ?? keyIdentifier(info.spki);
   const state = JSON.parse(fs.readFileSync(l.state, 'utf8')) as RootState;
-  return { l, signer, info, keyId, state };
+  // After a rotation each root has its own CRL, named by its fingerprint (`/crl/root-<16 hex>.crl`).
+  const crlName = fs.existsSync(o.rotation) ? `root-${crypto.hash('sha256', info.der, 'hex').slice(0, 16)}` : 'root';
+  return { l, signer, info, keyId, state, crlName };
 }
 
 /** Options for {@link signIntermediate}. */
@@ -44,12 +51,14 @@ export interface SignIntermediateOptions {
   days?: number;
   /** Public base URL, for the CRL Distribution Point of the root CRL. */
   url?: string;
+  /** Which root signs (default: the newest). */
+  root?: OfflineRoot;
   now?: Date;
 }
 
 /** Signs an intermediate certificate from a CSR with the offline root key; returns PEM. */
 export async function signIntermediate(o: SignIntermediateOptions): Promise<string> {
-  const root = loadRoot(o.offlineDir, o.rootPassphrase);
+  const root = loadRoot(o.offlineDir, o.rootPassphrase, o.root);
   const csr = parseCsr(readPemOrDer(o.csr, ['CERTIFICATE REQUEST', 'NEW CERTIFICATE REQUEST']));
   verifyCsr(csr);
   const cn = o.commonName ?? csr.commonName;
@@ -59,7 +68,7 @@ export async function signIntermediate(o: SignIntermediateOptions): Promise<stri
   const der = await signCaCertificate({
     role: o.role, issuerName: root.info.subjectName, issuerKeyId: root.keyId, signer: root.signer,
     subject: encodeName({ commonName: cn, organization: o.organization }), spki: csr.spki, notBefore: now, notAfter,
-    nameConstraints: o.policy, crlUrl: o.url && `${o.url.replace(/\/+$/, '')}/crl/root.crl`,
+    nameConstraints: o.policy, crlUrl: o.url && `${o.url.replace(/\/+$/, '')}/crl/${root.crlName}.crl`,
   });
   return toPem(der, 'CERTIFICATE');
 }
@@ -68,14 +77,18 @@ export async function signIntermediate(o: SignIntermediateOptions): Promise<stri
 export interface RenewRootCrlOptions {
   offlineDir: string;
   rootPassphrase: string;
-  /** An intermediate certificate to add to the CRL. */
+  /** An intermediate certificate to add to the CRL (of the root that issued it). */
   revoke?: { certificate: Uint8Array | string; reason?: string };
+  /** Without `revoke`: which root's CRL (default: the newest). */
+  root?: OfflineRoot;
   now?: Date;
 }
 
 /** Renews (and optionally extends) the root CRL; writes it to the offline folder; returns its DER. */
 export async function renewRootCrl(o: RenewRootCrlOptions): Promise<Buffer> {
-  const root = loadRoot(o.offlineDir, o.rootPassphrase);
+  // The CRL of the root that issued the intermediate to revoke: after a rotation, either root's.
+  const which = o.revoke && fs.existsSync(offlineLayout(o.offlineDir).prevRootCert) ? issuedBy(o.offlineDir, o.revoke.certificate) : o.root;
+  const root = loadRoot(o.offlineDir, o.rootPassphrase, which);
   const now = floorSeconds(o.now ?? new Date());
   const state: RootState = { crlNumber: root.state.crlNumber + 1, revoked: [...root.state.revoked] };
   if (o.revoke) {
@@ -91,6 +104,14 @@ export async function renewRootCrl(o: RenewRootCrlOptions): Promise<Buffer> {
   writeFileAtomic(root.l.rootCrl, der);
   writeFileAtomic(root.l.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
   return der;
+}
+
+/** Which root of a rotated offline folder signed a certificate ('new' when neither: the check that follows refuses it). */
+function issuedBy(offlineDir: string, cert: Uint8Array | string): OfflineRoot {
+  const l = offlineLayout(offlineDir);
+  const x = new crypto.X509Certificate(readPemOrDer(cert, ['CERTIFICATE']));
+  const old = new crypto.X509Certificate(fs.readFileSync(l.prevRootCert));
+  return x.checkIssued(old) && x.verify(old.publicKey) ? 'old' : 'new';
 }
 
 /** A stable short fingerprint for messages. */

@@ -24,6 +24,7 @@ import { commandExitCode, registerMonitorCommands } from './monitor-command.ts';
 import { agentExitCode, registerAgentCommand } from './agent-command.ts';
 import { registerGatewayCommand } from './gateway-command.ts';
 import { registerAcmeCommand } from './acme-command.ts';
+import { registerRotationCommands } from './rotation-commands.ts';
 
 /** Global options every command sees. */
 interface GlobalOptions {
@@ -72,13 +73,11 @@ function requireHome(g: GlobalOptions): HomeLayout {
   return l;
 }
 
-
 /** Parses an audit head option: hex, at least MIN_HEAD_PREFIX digits (a usage error otherwise). */
 function headOption(v: string): string {
   if (!new RegExp(`^[0-9a-fA-F]{${MIN_HEAD_PREFIX},64}$`).test(v)) throw new InvalidArgumentError(`expected ${MIN_HEAD_PREFIX} to 64 hex digits`);
   return v;
 }
-
 
 /** `--ttl`: a certificate lifetime such as 8h, 15m or 90d (5 minutes at least; the CA checks the bounds). */
 const ttlOption = () => new Option('--ttl <duration>', 'lifetime as a duration: 15m, 8h, 90d (5m at least; default: the profile\'s)').argParser(durationOption).conflicts('days');
@@ -152,6 +151,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
   registerSigningCommands(program, g);
   registerReadingCommands(program, g);
   registerOfflineCommands(program, g);
+  registerRotationCommands(program, g, { rootPassphrase, requireHome, withInventory });
 
   registerServerCommands(program, g);
   registerMonitorCommands(program);
@@ -379,10 +379,12 @@ function registerReadingCommands(program: Command, g: () => GlobalOptions): void
 
   program.command('bundle')
     .description('print CA certificates (PEM)')
-    .addArgument(new Argument('<which>', 'which CA certificates').choices(['root', 'server', 'client', 'all']))
+    .addArgument(new Argument('[which]', 'which CA certificates: the trust bundle (every root trusted now; default), the current root, an intermediate, all').choices(['roots', 'root', 'server', 'client', 'all']).default('roots'))
     .action(async (which: string) => {
       const l = requireHome(g());
-      const files: Record<string, string[]> = { root: [l.rootCert], server: [l.serverCaCert], client: [l.clientCaCert], all: [l.rootCert, l.serverCaCert, l.clientCaCert] };
+      // roots.pem exists once a root rotation was installed; before, the bundle is root.pem.
+      const bundle = fs.existsSync(l.rootsBundle) ? l.rootsBundle : l.rootCert;
+      const files: Record<string, string[]> = { roots: [bundle], root: [l.rootCert], server: [l.serverCaCert], client: [l.clientCaCert], all: [bundle, l.serverCaCert, l.clientCaCert] };
       process.stdout.write(files[which].map((f) => fs.readFileSync(f, 'utf8')).join(''));
     });
 
@@ -412,6 +414,7 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .option('--offline-dir <dir>', 'the offline folder (default: <home>-offline)')
     .option('--root-passphrase-file <file>', 'root key passphrase file')
     .option('--days <n>', 'lifetime in days', positiveInt, 730)
+    .addOption(new Option('--root <which>', 'after `mutual root rotate`: which root signs').choices(['new', 'old']).default('new'))
     .requiredOption('--out <file>', 'where to write the certificate (PEM)')
     .action(async (file: string, o) => {
       const [{ readConfig, signIntermediate }, { defaultNamePolicy }] = await Promise.all([import('../ca/index.ts'), import('../core/policy.ts')]);
@@ -419,7 +422,7 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
       const config = readConfig(homeLayout(home).config);
       const pem = await signIntermediate({
         offlineDir: path.resolve(o.offlineDir ?? defaultOfflineDir(home)), rootPassphrase: await rootPassphrase(o.rootPassphraseFile, g()),
-        csr: readInput(file), role: o.role === 'server' ? 'server-ca' : 'client-ca', days: o.days, url: config.url, organization: config.name,
+        csr: readInput(file), role: o.role === 'server' ? 'server-ca' : 'client-ca', days: o.days, url: config.url, root: o.root, organization: config.name,
         policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }),
       });
       fs.writeFileSync(o.out, pem);
@@ -431,16 +434,16 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .option('--root-passphrase-file <file>', 'root key passphrase file')
     .option('--revoke <cert>', 'an intermediate certificate to revoke')
     .addOption(new Option('--reason <reason>').choices(Object.keys(REVOCATION_REASONS)).default('cessationOfOperation'))
+    .addOption(new Option('--root <which>', 'after `mutual root rotate`, without --revoke: which root\'s CRL').choices(['new', 'old']).default('new'))
     .action(async (o) => {
-      const { renewRootCrl } = await import('../ca/index.ts');
+      const { renewRootCrl, installRootCrl } = await import('../ca/index.ts');
       const home = resolveHome(g().home);
       const der = await renewRootCrl({
         offlineDir: path.resolve(o.offlineDir ?? defaultOfflineDir(home)), rootPassphrase: await rootPassphrase(o.rootPassphraseFile, g()),
-        revoke: o.revoke ? { certificate: readInput(o.revoke), reason: o.reason } : undefined,
+        revoke: o.revoke ? { certificate: readInput(o.revoke), reason: o.reason } : undefined, root: o.root,
       });
-      const l = homeLayout(home);
-      if (fs.existsSync(l.caDir)) fs.writeFileSync(l.rootCrl, der);
-      print(g(), `Renewed the root CRL${fs.existsSync(l.caDir) ? ` (copied to ${l.rootCrl})` : ''}.\n`, { bytes: der.length });
+      const copied = installRootCrl(home, der);
+      print(g(), `Renewed the root CRL${copied.length ? ` (copied to ${copied.join(', ')})` : ''}.\n`, { bytes: der.length, copied });
     });
 
   const inter = program.command('intermediate').description('re-signing the intermediates (air-gapped flow)');
@@ -464,13 +467,14 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
       const passphrase = await caPassphrase(g());
       const [{ openInventory }, { installIntermediate }] = await Promise.all([import('./compose.ts'), import('../ca/index.ts')]);
       const store = (await openInventory(home))!;
+      let promoted = false;
       try {
-        await installIntermediate({ home, role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase, store });
+        promoted = (await installIntermediate({ home, role: o.role === 'server' ? 'server-ca' : 'client-ca', certificate: readInput(file), passphrase, store })).rootPromoted;
       } finally {
         await store.close();
       }
       // A running server keeps the intermediate it started with until it reloads.
-      print(g(), `Installed the ${o.role} CA certificate. Reload \`mutual serve\` (every replica: kill -HUP <pid>, or systemctl reload) or restart it, so it issues from it.\n`, { ok: true });
+      print(g(), `Installed the ${o.role} CA certificate.${promoted ? ' Both intermediates are under the new root: ca/root.pem is now the new root.' : ''} Reload \`mutual serve\` (every replica: kill -HUP <pid>, or systemctl reload) or restart it, so it issues from it.\n`, { ok: true, rootPromoted: promoted });
     });
 }
 

@@ -135,7 +135,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   // The server's own certificate, from its own server CA, renewed on a timer. Retired
   // intermediates (valid ones: the CRL schedule's) stay trusted for client certificates until
   // they expire: what they issued (admin certificates among them) keeps working until renewed.
-  const secureContext = (c: TlsCredentials) => ({ ...TLS_BASE, ca: [ca.rootPem, ca.client.pem, ca.server.pem, ...s.crls.retired.map((r) => r.pem)], key: c.key, cert: c.cert });
+  const secureContext = (c: TlsCredentials) => ({ ...TLS_BASE, ca: [...ca.trustRoots, ca.client.pem, ca.server.pem, ...s.crls.retired.map((r) => r.pem)], key: c.key, cert: c.cert });
   const renewal = new SelfRenewal({
     ca, names: listenNames(o, host), lifetimeSeconds: o.serverCertSeconds,
     install: (c) => {

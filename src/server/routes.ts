@@ -6,8 +6,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import fs from 'node:fs';
+import path from 'node:path';
 import {
-  type AcmeService, type CertificateAuthority, type IssueResult, type LeafRole, type CrlSchedule, type Enrollment, type RevocationFeed, MAX_TOKEN_TTL_SECONDS,
+  type AcmeService, type CertificateAuthority, type IssueResult, type LeafRole, type CrlSchedule, type Enrollment, type RevocationFeed, MAX_TOKEN_TTL_SECONDS, crossCertificate, rootsDocument, trustBundleText,
 } from '../ca/index.ts';
 import type { StoredCertificate } from '../ca/store.ts';
 import type { CertificateInfo } from '../core/certificate.ts';
@@ -85,11 +86,14 @@ const PUBLIC_ROUTES: Route[] = [
   { method: 'GET', path: '/health', handler: (_s, c) => sendJson(c.res, 200, { ok: true }) },
   { method: 'GET', path: '/ready', handler: ready },
   { method: 'GET', path: '/metrics', handler: metricsRoute },
-  { method: 'GET', path: '/roots.pem', handler: (s, c) => sendText(c.res, s.ca.rootPem, 'application/x-pem-file') },
+  // The trust bundle and the rotation (read when asked for: `mutual root install/retire` write them).
+  { method: 'GET', path: '/roots.pem', handler: (s, c) => sendText(c.res, trustBundleText(s.ca.layout), 'application/x-pem-file') },
+  { method: 'GET', path: '/roots.json', handler: (s, c) => sendJson(c.res, 200, rootsDocument(s.ca.layout)) },
+  { method: 'GET', path: /^\/ca\/cross\/([a-z0-9-]{1,64})\.pem$/, handler: cross },
   { method: 'GET', path: /^\/(ca|crl)\/(server|client)\.all\.pem$/, handler: allOfRole },
   // The intermediates by the names of their CRLs (a retired one's is needed to check its CRL) and of their keys.
   { method: 'GET', path: /^\/ca\/((?:server|client)(?:\.prev-[0-9a-f]{16}|\.[0-9a-f]{16})?)\.(pem|crt)$/, handler: intermediate },
-  { method: 'GET', path: /^\/crl\/(root|server|client|(?:server|client)\.(?:prev-)?[0-9a-f]{16})\.(crl|pem)$/, handler: crlRoute },
+  { method: 'GET', path: /^\/crl\/(root|root-[0-9a-f]{16}|server|client|(?:server|client)\.(?:prev-)?[0-9a-f]{16})\.(crl|pem)$/, handler: crlRoute },
 ];
 
 /** The API: rate limited, and the admin status of the peer is read before any of these runs. */
@@ -157,7 +161,7 @@ export async function route(s: ServerState, c: RequestContext): Promise<void> {
  * of `/v1/...` or `/metrics` gets through.
  */
 function isPublicPath(p: string): boolean {
-  return p === '/health' || p === '/ready' || p === '/roots.pem' || p.startsWith('/crl/') || p.startsWith('/ca/');
+  return p === '/health' || p === '/ready' || p === '/roots.pem' || p === '/roots.json' || p.startsWith('/crl/') || p.startsWith('/ca/');
 }
 
 /** A path a route's pattern matched that names nothing served (the match is the whole path). */
@@ -195,11 +199,20 @@ function intermediate(s: ServerState, c: RequestContext, _url: URL, m: RegExpExe
   else sendBytes(c.res, inter.info.der, 'application/pkix-cert');
 }
 
+function cross(s: ServerState, c: RequestContext, _url: URL, m: RegExpExecArray | undefined): void {
+  const pem = crossCertificate(s.ca.layout, m![1]);
+  if (!pem) throw notFound(m!);
+  sendText(c.res, pem, 'application/x-pem-file');
+}
+
 function crlRoute(s: ServerState, c: RequestContext, _url: URL, m: RegExpExecArray | undefined): void {
-  const crl = m![1] === 'root' ? undefined : s.crls.crl(m![1]);
-  if (m![1] !== 'root' && !crl) throw notFound(m!);
-  // The root CRL is renewed offline and copied into the state folder; it is read when asked for.
-  const der = crl ? crl.der : readPemOrDer(fs.readFileSync(s.ca.layout.rootCrl), ['X509 CRL']);
+  const isRoot = m![1].startsWith('root');
+  const crl = isRoot ? undefined : s.crls.crl(m![1]);
+  if (!isRoot && !crl) throw notFound(m!);
+  // The root CRLs are renewed offline and copied into the state folder; they are read when asked for.
+  const rootFile = m![1] === 'root' ? s.ca.layout.rootCrl : path.join(s.ca.layout.caDir, `${m![1]}.crl`);
+  if (isRoot && !fs.existsSync(rootFile)) throw notFound(m!);
+  const der = crl ? crl.der : readPemOrDer(fs.readFileSync(rootFile), ['X509 CRL']);
   if (m![2] === 'crl') sendBytes(c.res, der, 'application/pkix-crl', 'max-age=60');
   else sendText(c.res, toPem(der, 'X509 CRL'), 'application/x-pem-file');
 }

@@ -340,7 +340,7 @@ export class AcmeAuthority implements AcmeService {
     const issuer = this.#ca.issuerByKeyId(cert.issuerKeyId);
     if (!issuer) throw new MutualError('ACME_NOT_FOUND', { detail: 'the certificate\'s intermediate is no longer known' });
     // One chain: the leaf and the intermediate that signed it (alternates: see docs/acme.md).
-    return { pem: toPem(cert.der, 'CERTIFICATE') + issuer.pem, alternates: 0 };
+    return { pem: toPem(cert.der, 'CERTIFICATE') + issuer.chainPem, alternates: 0 };
   }
 
   async revoke(o: { certificateDer: Buffer; reason?: number; by: { accountId: string } | { jwk: JsonWebKey } }): Promise<void> {
@@ -384,8 +384,8 @@ export class AcmeAuthority implements AcmeService {
     const { issuerKeyId, serial } = parseCertId(certId);
     const cert = await this.#ca.getCertificate(serial, issuerKeyId);
     if (!cert) throw new MutualError('ACME_NOT_FOUND', { detail: `no certificate ${certId.slice(0, 120)}` });
-    const retired = this.#ca.retired.some((r) => r.keyId === issuerKeyId);
-    return renewalWindow(cert, cert.status === 'revoked' || retired, this.#now());
+    // Retired by a key rotation, revoked at the root, or under a root being retired: renew now.
+    return renewalWindow(cert, cert.status === 'revoked' || this.#ca.replaceNow(issuerKeyId), this.#now());
   }
 
   /** Removes abandoned orders and authorizations and spent nonces past their expiry. */
