@@ -4,6 +4,7 @@
  * for trust files the last refresh. The certificates themselves are read from the generation
  * folders, never from here. Also the lock that keeps two agents off one state folder.
  */
+import type { RootsState } from './root-set.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { MutualError } from '../core/errors.ts';
@@ -69,6 +70,8 @@ export interface TrustState {
   lastResult?: LastResult;
   /** Issuer -> thisUpdate / nextUpdate of the CRL in use. */
   crls: Record<string, { thisUpdate: string; nextUpdate?: string; entries: number }>;
+  /** The roots trusted during a root rollover (agent/root-set.ts); absent until the CA lists some. */
+  roots?: RootsState;
 }
 
 /** The whole state file. */

@@ -28,6 +28,7 @@ import { renewAt } from './renewal-decision.ts';
 import { templateChanges, recordTemplateResult, type Planned } from './template-changes.ts';
 import { pinnedRoot, recordTrustFailure, refreshTrust, trustChanges, trustDueAt } from './trust-refresh.ts';
 import { TrustCache } from './trust-cache.ts';
+import { trustedRoots } from './root-set.ts';
 
 export type { AgentLogger, CycleOptions, CycleReport, CertificateOutcome, TrustOutcome, TemplateOutcome } from './cycle-report.ts';
 
@@ -117,6 +118,8 @@ export class Agent {
       rootError = e;
     }
     const trust = await refreshTrust(ctx, cx, root, rootError);
+    // Certificates are checked against, and the CA reached with, every root trusted now (a rollover).
+    if (root) root = trustedRoots(cx, root);
     const changes: Change[] = [...trustChanges(m, cx)];
     const certificates: CertificateOutcome[] = [];
     for (const c of m.certificates) {

@@ -8,7 +8,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
-import { readPemOrDer } from '../core/pem.ts';
+import { readCertificateDers, readPemOrDer, toPem } from '../core/pem.ts';
 import { buildPkcs12 } from '../core/pkcs12.ts';
 import { MAX_SPENT_TOKENS, type CertificateState } from './agent-state.ts';
 import { enroll, fingerprintOf, readTokenClaims, renew, type IssuedCertificate } from '../sdk/index.ts';
@@ -16,6 +16,7 @@ import { GENERATION_FILES, type GenerationMaterial, type GenerationStore } from 
 import type { CertificateSpec } from './manifest.ts';
 import { writeOwnedFile } from './owned-file.ts';
 import type { Current } from './plan-certificate.ts';
+import { MAX_TRUSTED_ROOTS, chainsToRoots } from './root-set.ts';
 
 /** Largest token file read. */
 export const MAX_TOKEN_FILE_BYTES = 8 * 1024;
@@ -54,7 +55,7 @@ export interface ObtainResult {
 /** Inputs of {@link obtainCertificate}. */
 export interface ObtainOptions {
   caUrl: string;
-  /** The pinned root (PEM). */
+  /** The pinned root (PEM), or during a root rollover every root trusted (agent/root-set.ts). */
   root: string;
   c: CertificateSpec;
   cs: CertificateState;
@@ -153,8 +154,8 @@ function checkObtained(got: Obtained, keyPem: string, root: string): Certificate
   }
   const spki = crypto.createPublicKey(keyPem).export({ type: 'spki', format: 'der' });
   if (!spki.equals(info.spki)) throw new MutualError('KEY_MISMATCH', { detail: `the CA returned ${info.serial} for another key; nothing was written` });
-  if (!leaf.verify(issuer.publicKey) || !issuer.verify(new crypto.X509Certificate(root).publicKey)) {
-    throw new MutualError('CA_UNTRUSTED', { detail: `the certificate ${info.serial} does not chain to the pinned root; nothing was written` });
+  if (!chainsToRoots(leaf, got.chain, root)) {
+    throw new MutualError('CA_UNTRUSTED', { detail: `the certificate ${info.serial} does not chain to the pinned root (or a root accepted from it); nothing was written` });
   }
   return info;
 }
@@ -167,7 +168,8 @@ async function enrollWithToken(caUrl: string, c: CertificateSpec, cs: Certificat
   const h = sha256(token);
   if (cs.spentTokens.includes(h)) throw new MutualError('AGENT_TOKEN_NEEDED', { detail: `${c.name}: ${why}; the token in ${where} was already used` });
   try {
-    if (readTokenClaims(token.trim()).rootFingerprint.toLowerCase() !== fingerprintOf(root)) {
+    const pin = readTokenClaims(token.trim()).rootFingerprint.toLowerCase();
+    if (!readCertificateDers(root, { maxBlocks: MAX_TRUSTED_ROOTS }).some((d) => fingerprintOf(toPem(d, 'CERTIFICATE')) === pin)) {
       throw new MutualError('CA_UNTRUSTED', { detail: 'the token was made by a CA with another root than the one agent.yaml pins' });
     }
     const got = await enroll({ caUrl, root, token, names: c.names, keyType: c.keyType });

@@ -5,6 +5,8 @@
  * resumed. Then, once its unit is deployed, the outcome is recorded here too (state, log, events).
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import diagnostics from 'node:diagnostics_channel';
 import type { CertificateInfo } from '../core/certificate.ts';
 import { isMutualError } from '../core/errors.ts';
@@ -17,6 +19,7 @@ import { currentMaterial, freshToken, nameMismatch, obtainCertificate, type Obta
 import { obtainWithAcme, refreshRenewalInfo } from './obtain-acme.ts';
 import { canResume, decideRenewal, expiryWarning, inBackoff, renewAt, type DecisionCertificate } from './renewal-decision.ts';
 import { retryDelay } from './schedule.ts';
+import { rootRotationReason } from './root-set.ts';
 import type { CrlInfo } from './crl-check.ts';
 
 /** Serial -> obtainedAt entries kept per certificate. */
@@ -31,6 +34,15 @@ export interface Current {
   certificatePem: string;
   keyPem: string;
   info: CertificateInfo;
+}
+
+/** The chain file of the generation in place ('' when unreadable). */
+function readChain(store: GenerationStore, cur: Current): string {
+  try {
+    return fs.readFileSync(path.join(store.dir, cur.gen, GENERATION_FILES.chain), 'utf8');
+  } catch {
+    return '';
+  }
 }
 
 /** The generation in place, or undefined (none yet, or unreadable). */
@@ -114,9 +126,12 @@ export async function planCertificate(ctx: AgentContext, cx: Cycle, c: Certifica
     const resume = resumable(cx, c, cs, store, cur);
     if (resume) return { out, change: { kind: 'cert', c, cs, store, journal: resume, serial: store.read(resume.to).info.serial, action: 'resumed', cur, out, hooks: c.hooks } };
     // 2. What is needed now.
+    // A root rollover: a certificate under a root being retired moves to the new one now.
+    const moveRoot = cur && !c.acme ? rootRotationReason(cx, readChain(store, cur), cs.obtained[cur.info.serial]) : undefined;
     const decision = decideRenewal({
-      now, current: cur?.info, schedule: m.renewal, obtained: cs.obtained, ari: cs.ari, revokedSerial: cs.revokedSerial, crl: cur ? crlFor(cx, c, cur.info) : undefined, forced, drift: () => drifted(store, cur!.gen, c),
+      now, current: cur?.info, schedule: m.renewal, obtained: cs.obtained, ari: cs.ari, revokedSerial: cs.revokedSerial, crl: cur ? crlFor(cx, c, cur.info) : undefined, forced, moveRoot, drift: () => drifted(store, cur!.gen, c),
     });
+    if (moveRoot && decision.need === 'renew') ctx.log.info({ name: c.name, serial: cur!.info.serial, why: moveRoot }, 'renewing now: a root rollover');
     if (decision.need === 'none') return { out };
     if (decision.need === 'enroll' && decision.revoked && cs.revokedSerial !== cur!.info.serial) {
       cs.revokedSerial = cur!.info.serial;

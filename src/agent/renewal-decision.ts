@@ -93,6 +93,8 @@ export interface RenewalInput {
   crl?: CrlInfo;
   /** Renew now, due or not (`rotate`). */
   forced: boolean;
+  /** Why the certificate must move to another root now (a root rollover, agent/root-set.ts), if so. */
+  moveRoot?: string;
   /**
    * Why the files in place differ from what agent.yaml asks, or undefined; asked only when nothing
    * else is needed (it reads the disk).
@@ -109,14 +111,14 @@ export type RenewalDecision =
 
 /**
  * What a certificate needs now, in order: enrollment (none yet, or revoked: a revoked certificate
- * cannot renew itself), renewal (forced or past its renewal point), a redeployment of the same
+ * cannot renew itself), renewal (forced, past its renewal point, or under a root being retired), a redeployment of the same
  * certificate (drifted links, files, modes or owners), or nothing.
  */
 export function decideRenewal(o: RenewalInput): RenewalDecision {
   const cur = o.current;
   if (!cur) return { need: 'enroll', why: 'no certificate yet', revoked: false };
   if (isRevoked(cur, o.revokedSerial, o.crl)) return { need: 'enroll', why: `${cur.serial} is revoked`, revoked: true };
-  if (o.forced || o.now >= renewAt(cur, o.obtained, o.schedule, o.ari)) return { need: 'renew', why: '' };
+  if (o.forced || o.moveRoot || o.now >= renewAt(cur, o.obtained, o.schedule, o.ari)) return { need: 'renew', why: '' };
   const drift = o.drift();
   return drift ? { need: 'redeploy', why: drift } : { need: 'none' };
 }

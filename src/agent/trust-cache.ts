@@ -122,6 +122,16 @@ export class TrustCache {
     return crl;
   }
 
+  /** Every root trusted (PEM, the pinned root's set during a rollover, agent/root-set.ts), if cached. */
+  roots(): string | undefined {
+    return this.#read('roots.pem')?.toString('utf8');
+  }
+
+  /** Saves the checked set of trusted roots. */
+  saveRoots(pem: string): void {
+    writeFileAtomic(path.join(this.dir, 'roots.pem'), pem, { mode: 0o644, dirMode: 0o711 });
+  }
+
   /** Saves a checked CA certificate. */
   saveCaCertificate(part: BundlePart, pem: string): void {
     writeFileAtomic(path.join(this.dir, `${part}.pem`), pem, { mode: 0o644, dirMode: 0o711 });
@@ -158,12 +168,13 @@ export class TrustCache {
   /**
    * The PEM bundle of the given parts, or undefined when one is not cached yet. An intermediate's
    * part brings the retired intermediates of its role still valid at `now`: after a key
-   * rotation a relying party must still accept what the old key issued until it expires.
+   * rotation a relying party must still accept what the old key issued until it expires. The
+   * `root` part is every trusted root (during a root rollover, old and new) once the set is cached.
    */
   bundle(parts: BundlePart[], now: Date = new Date()): string | undefined {
     const pems: (string | undefined)[] = [];
     for (const p of parts) {
-      pems.push(this.caCertificate(p));
+      pems.push(p === 'root' ? (this.roots() ?? this.caCertificate(p)) : this.caCertificate(p));
       const role = ROLE_OF[p];
       if (role) for (const r of this.retired(role, now)) pems.push(r.pem);
     }

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import { MutualError, isMutualError } from '../core/errors.ts';
-import { fetchCaCertificates, fetchCrl, fetchPinnedRoot, fingerprintOf, readTokenClaims } from '../sdk/index.ts';
+import { fetchCaCertificates, fetchCrl, fetchPinnedRoot, fetchRoots, fingerprintOf, readTokenClaims } from '../sdk/index.ts';
 import { checkCrl, isNotOlder } from './crl-check.ts';
 import { asError, codeOf, type AgentContext, type Cycle, type TrustOutcome } from './cycle-report.ts';
 import type { FileChange } from './deploy.ts';
@@ -15,6 +15,7 @@ import { readToken } from './obtain-certificate.ts';
 import { isSame, readPrevious, type PreviousFile } from './owned-file.ts';
 import { retryDelay } from './schedule.ts';
 import { CRL_SIGNER, retiredSlot, type CrlSlot } from './trust-cache.ts';
+import { anchorOnly, saveRoots, trustedRoots } from './root-set.ts';
 
 /** A CRL is refetched once this fraction of its validity (thisUpdate..nextUpdate) has passed. */
 export const CRL_REFRESH_FRACTION = 0.5;
@@ -147,19 +148,27 @@ export async function refreshTrust(ctx: AgentContext, cx: Cycle, root: string | 
 async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<void> {
   const m = ctx.manifest;
   const url = m.ca!.url;
-  const cas = await fetchCaCertificates(url, root, cx.now);
+  // The roots: those trusted so far, plus a new one the CA lists with a cross-certificate from one
+  // of them, minus one it no longer lists (a root rollover; a CA without /roots.json has the pinned root).
+  const before = trustedRoots(cx, root);
+  const listed = (await fetchRoots(url, before, cx.now))?.roots ?? anchorOnly(root);
+  const after = listed.map((r) => r.pem).join('');
+  const cas = await fetchCaCertificates(url, after, cx.now, before + after);
   const wanted: { slot: CrlSlot; signer: string }[] = [];
   for (const issuer of crlIssuersNeeded(m)) {
-    wanted.push({ slot: issuer, signer: cas[CRL_SIGNER[issuer]] });
+    // The root CRL is signed by whichever root is current: the one it verifies with.
+    const signer = issuer === 'root' ? listed[0].pem : cas[CRL_SIGNER[issuer]];
+    wanted.push({ slot: issuer, signer });
     for (const r of cas.retired) if (r.role === issuer) wanted.push({ slot: retiredSlot(r.role, r.keyId), signer: r.pem });
   }
   const fresh = new Map<CrlSlot, { der: Buffer; info: ReturnType<typeof checkCrl> }>();
   for (const { slot, signer } of wanted) {
-    const der = await fetchCrl(url, root, slot);
-    const info = checkCrl(der, signer, cx.now, `the ${slot} CRL`);
+    const der = await fetchCrl(url, before + after, slot);
+    const info = slot === 'root' ? checkRootCrl(der, listed.map((r) => r.pem), cx.now) : checkCrl(der, signer, cx.now, `the ${slot} CRL`);
     fresh.set(slot, { der, info });
   }
-  // Everything checked: now the cache changes (CA certificates first, the CRLs they sign after).
+  // Everything checked: now the cache changes (roots and CA certificates first, the CRLs they sign after).
+  saveRoots(cx, root, listed);
   for (const part of ['root', 'server-ca', 'client-ca'] as const) {
     if (cx.cache.caCertificate(part) !== cas[part]) cx.cache.saveCaCertificate(part, cas[part]);
   }
@@ -179,6 +188,19 @@ async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<v
     if (!cached || !cached.der.equals(der)) cx.cache.saveCrl(slot, der);
     cx.state.trust.crls[slot] = { thisUpdate: info.thisUpdate.toISOString(), nextUpdate: info.nextUpdate?.toISOString(), entries: info.revoked.size };
   }
+}
+
+/** Checks the root CRL against each trusted root (it is signed by the current one); the first error when none. */
+function checkRootCrl(der: Buffer, roots: string[], now: Date): ReturnType<typeof checkCrl> {
+  let first: unknown;
+  for (const r of roots) {
+    try {
+      return checkCrl(der, r, now, 'the root CRL');
+    } catch (e) {
+      first ??= e;
+    }
+  }
+  throw first;
 }
 
 /** The trust files whose content (from the cache) or ownership differs from what is on disk. */

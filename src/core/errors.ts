@@ -112,6 +112,9 @@ export const ERRORS = {
   MONITOR_SOURCE_UNREADABLE: { status: 500, message: 'A monitored file or folder could not be read', hint: 'Check the path in the monitor config and that the monitor\'s user may read it; a PKCS#12 file needs passwordFile.' },
   MONITOR_ENDPOINT_UNREACHABLE: { status: 503, message: 'The endpoint could not be reached, or the TLS handshake did not finish in time', hint: 'Check that the service runs and listens on that address; a hung service or a firewall shows as a timeout.' },
   MONITOR_ALERT_FAILED: { status: 502, message: 'An alert could not be delivered', hint: 'Check the SMTP server or webhook URL, its credentials and TLS settings in the alerts section; the alert is retried on the next run.' },
+  MONITOR_ROOT_RETIRING: { status: 495, message: 'A root the CA is retiring is still in use, or retires soon', hint: 'Renew the certificates that chain to it (mutual agent does at once during the overlap) and serve the new fullchain.pem; check with GET /roots.json.' },
+  MONITOR_ROOT_RETIRED_IN_USE: { status: 495, message: 'A root past its retire-at still has certificates chaining to it', hint: 'Renew those certificates now (mutual agent renew, or mutual issue), or postpone the retirement; relying parties that dropped the root refuse them.' },
+  MONITOR_BUNDLE_MISSING_ROOT: { status: 495, message: 'A trust bundle lacks the CA\'s current root during a root rollover', hint: 'Add the current root (GET /roots.pem from the CA) or let mutual agent render the bundle with include: [root].' },
   MONITOR_STATE_INVALID: { status: 500, message: 'The monitor state file cannot be read', hint: 'Move it away to start over (findings already alerted are then alerted once more).' },
   // Verification (SDK, gateway, monitor)
   CERT_EXPIRED: { status: 495, message: 'The certificate has expired', hint: 'Renew it with `mutual ca renew` (or let `mutual agent` do it).' },

@@ -10,7 +10,7 @@ import { constants as cryptoConstants } from 'node:crypto';
 import type { SecureContextOptions } from 'node:tls';
 import type { Logger } from 'pino';
 import { MutualError } from '../core/errors.ts';
-import { PeerVerifier, loadIdentity, enrollIdentity, type IdentitySource, type FetchBytes } from '../sdk/index.ts';
+import { PeerVerifier, loadIdentity, readCertificates, enrollIdentity, type IdentitySource, type FetchBytes } from '../sdk/index.ts';
 import type { GatewayConfig } from './config.ts';
 import type { UpstreamTlsMaterial } from './gateway-state.ts';
 
@@ -40,6 +40,17 @@ export interface TlsMaterialChanges {
 }
 
 const fileText = (f: string) => fs.readFileSync(f, 'utf8');
+
+/** Throws CONFIG_INVALID naming the file when `text` is not a PEM bundle of certificates. */
+function checkTrustFile(file: string, text: string): void {
+  let count = 0;
+  try {
+    count = readCertificates(text).length;
+  } catch (e) {
+    throw new MutualError('CONFIG_INVALID', { detail: `${file}: not a PEM bundle of certificates (${errText(e)}); the bundle in force is kept` });
+  }
+  if (count === 0) throw new MutualError('CONFIG_INVALID', { detail: `${file} holds no certificate; the bundle in force is kept` });
+}
 const errText = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** The gateway's certificates, trust and verifier; see the module doc. */
@@ -65,7 +76,7 @@ export class TlsMaterial implements UpstreamTlsMaterial {
   /** Reads and starts everything `c` names. Throws file errors, CONFIG_INVALID, KEY_MISMATCH. */
   static async load(c: GatewayConfig, o: TlsMaterialOptions): Promise<TlsMaterial> {
     const m = new TlsMaterial(c, o);
-    m.#verifier = m.#makeVerifier(c);
+    m.#verifier = m.#makeVerifier(c, m.#trustCa, m.#clientCas);
     m.#loadCrlFiles(c);
     await m.#verifier.start();
     m.#serverIdentity = await m.#loadServerIdentity(c);
@@ -113,22 +124,29 @@ export class TlsMaterial implements UpstreamTlsMaterial {
     const nextClientCas = fileText(next.trust.clientCas);
     const nextUpstreamCa = next.upstreamTls.ca ? fileText(next.upstreamTls.ca) : nextTrustCa;
     // Build everything that can fail before changing anything.
+    const trustChanged = nextTrustCa !== this.#trustCa;
+    const clientCasChanged = nextClientCas !== this.#clientCas;
+    // A trust file that does not read as certificates (a bundle being rewritten, a bad edit) fails
+    // the reload here, before anything is swapped: the bundles in force keep serving.
+    if (trustChanged) checkTrustFile(next.trust.ca, nextTrustCa);
+    if (clientCasChanged) checkTrustFile(next.trust.clientCas, nextClientCas);
     const revocationChanged = JSON.stringify({ ...prev.revocation, crlFiles: [] }) !== JSON.stringify({ ...next.revocation, crlFiles: [] });
     const serverTlsChanged = JSON.stringify(prev.tls) !== JSON.stringify(next.tls);
     const upstreamTlsChanged = prev.upstreamTls.cert !== next.upstreamTls.cert || prev.upstreamTls.key !== next.upstreamTls.key;
     const newServerIdentity = serverTlsChanged ? await this.#loadServerIdentity(next) : undefined;
     const newUpstreamIdentity = upstreamTlsChanged ? this.#loadUpstreamIdentity(next) : undefined;
-    if (nextClientCas !== this.#clientCas) {
+    if (revocationChanged || trustChanged) {
+      // A new verifier, with the new roots and client CAs, made and started before it replaces the old.
+      const made = this.#makeVerifier(next, nextTrustCa, nextClientCas);
+      await made.start();
+      const old = this.#verifier;
+      this.#verifier = made;
+      this.#trustCa = nextTrustCa;
+      this.#clientCas = nextClientCas;
+      old.close();
+    } else if (clientCasChanged) {
       this.#verifier.setClientCas(nextClientCas);
       this.#clientCas = nextClientCas;
-    }
-    const trustChanged = nextTrustCa !== this.#trustCa;
-    if (revocationChanged || trustChanged) {
-      const old = this.#verifier;
-      this.#trustCa = nextTrustCa;
-      this.#verifier = this.#makeVerifier(next);
-      await this.#verifier.start();
-      old.close();
     }
     this.#loadCrlFiles(next);
     if (newServerIdentity) {
@@ -153,13 +171,13 @@ export class TlsMaterial implements UpstreamTlsMaterial {
     this.#upstreamIdentity?.close();
   }
 
-  #makeVerifier(c: GatewayConfig): PeerVerifier {
+  #makeVerifier(c: GatewayConfig, trustCa: string, clientCas: string): PeerVerifier {
     return new PeerVerifier({
-      clientCas: this.#clientCas,
+      clientCas,
       revocation: { mode: c.revocation.mode, crlUrls: c.revocation.crlUrls, ocsp: c.revocation.ocsp, refreshMs: c.revocation.refreshSeconds * 1000 },
-      fetchCa: this.#trustCa,
+      fetchCa: trustCa,
       // The roots the handshake trusts: the verifier checks their validity on its own clock.
-      roots: this.#trustCa,
+      roots: trustCa,
       closeRevokedConnections: c.revocation.closeRevokedConnections,
       now: this.#o.now,
       ...(this.#o.fetch ? { fetch: this.#o.fetch } : {}),

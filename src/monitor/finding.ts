@@ -8,7 +8,7 @@ import { ERRORS, type ErrorCode } from '../core/errors.ts';
 export const FINDING_KINDS = [
   'expiring', 'expired', 'not-yet-valid', 'revoked-served', 'chain-incomplete', 'chain-untrusted', 'hostname-mismatch',
   'wrong-eku', 'weak-key', 'weak-signature', 'crl-stale', 'crl-expiring', 'crl-invalid', 'client-cert-refused',
-  'unreachable', 'unreadable',
+  'unreachable', 'unreadable', 'root-retiring-served', 'bundle-missing-root', 'root-retiring', 'root-retired-in-use',
 ] as const;
 export type FindingKind = (typeof FINDING_KINDS)[number];
 

@@ -133,6 +133,11 @@ export const MonitorConfigSchema = z.object({
     files: z.array(filesSource).max(MAX_LIST_ENTRIES).default([]),
     endpoints: z.array(endpointSource).max(MAX_ENDPOINTS).default([]),
     crls: z.array(crlSource).max(MAX_LIST_ENTRIES).default([]),
+    /**
+     * The CA's roots during a root rollover: its base URL (GET /roots.json), with `ca` the trust
+     * for https. Default: the CA home's ca/roots.pem when sources.inventory.home is set.
+     */
+    roots: z.object({ url: z.string().url(), ca: z.string().optional(), timeout: duration.default('10s') }).strict().optional(),
   }).strict().prefault({}),
   alerts: z.object({
     /** Least severity that is alerted (default warning). */
@@ -189,6 +194,7 @@ export function validateMonitorConfig(raw: unknown, baseDir = process.cwd(), yam
   for (const f of c.sources.files) Object.assign(f, { path: abs(f.path), passwordFile: abs(f.passwordFile) });
   for (const e of c.sources.endpoints) Object.assign(e, { ca: abs(e.ca), cert: abs(e.cert), key: abs(e.key) });
   for (const l of c.sources.crls) Object.assign(l, { file: abs(l.file), ca: abs(l.ca) });
+  if (c.sources.roots) c.sources.roots.ca = abs(c.sources.roots.ca);
   if (c.alerts.email) {
     c.alerts.email.ca = abs(c.alerts.email.ca);
     if (c.alerts.email.auth) c.alerts.email.auth.passwordFile = abs(c.alerts.email.auth.passwordFile);

@@ -18,6 +18,7 @@ import type { TlsProbeOptions, TlsProbeResult } from './probe-tls.ts';
 import { crlFromFile, crlFromUrl, scanCrls, type CrlInput, type CrlObservation } from './scan-crls.ts';
 import { scanEndpoints, readPemFile, type EndpointObservation, type EndpointTarget } from './scan-endpoints.ts';
 import { MAX_CERT_FILE_BYTES, MAX_PEM_BLOCKS, scanFiles } from './scan-files.ts';
+import { loadRollover, rolloverFindings } from './scan-rollover.ts';
 import { scanInventory, type CertificateObservation, type InventoryScanResult } from './scan-inventory.ts';
 
 /** What one scan found. */
@@ -191,6 +192,9 @@ export async function runScan(config: MonitorConfig, o: RunScanOptions = {}): Pr
       }
     }
     findings.push(...epFindings);
+    // A root rollover: endpoints and files judged against the CA's roots.
+    const rollover = await loadRollover(config, findings);
+    if (rollover) findings.push(...rolloverFindings({ view: rollover, now, endpoints: ep.served, files: files.read }));
     const unique = new Map<string, Finding>();
     for (const f of findings) {
       const prev = unique.get(f.id);

@@ -72,10 +72,12 @@ export function readPemFile(file: string | undefined): string | undefined {
 }
 
 /** Probes the endpoints and judges what they serve. */
-export async function scanEndpoints(o: ScanEndpointsOptions): Promise<{ findings: Finding[]; certificates: CertificateObservation[]; endpoints: EndpointObservation[] }> {
+export async function scanEndpoints(o: ScanEndpointsOptions): Promise<{ findings: Finding[]; certificates: CertificateObservation[]; endpoints: EndpointObservation[]; served: { address: string; chain: readonly Buffer[] }[] }> {
   const probe = o.probe ?? probeTls;
   const findings: Finding[] = [];
   const certificates: CertificateObservation[] = [];
+  /** The chain each endpoint sent (leaf first), for the root rollover's findings. */
+  const served: { address: string; chain: readonly Buffer[] }[] = [];
   const endpoints = await mapLimit(o.targets, o.concurrency, async (t): Promise<EndpointObservation> => {
     const source = `endpoint:${t.address}`;
     const opts: TlsProbeOptions = { host: t.host, port: t.port, servername: t.servername, cert: t.cert, key: t.key, timeoutMs: t.timeoutMs };
@@ -99,8 +101,9 @@ export async function scanEndpoints(o: ScanEndpointsOptions): Promise<{ findings
       thresholdsDays: o.thresholdsDays, caThresholdsDays: o.caThresholdsDays, criticalDays: o.criticalDays, revoked: o.revoked,
     });
     findings.push(...a.findings);
+    served.push({ address: t.address, chain: r.sentChain });
     if (a.leaf) certificates.push({ identity: certificateLabel(a.leaf), issuer: issuerLabel(a.leaf), source, serial: a.leaf.serial, notAfter: a.leaf.notAfter });
     return { address: t.address, up: true, durationMs: r.totalMs, protocol: r.protocol, serial: a.leaf?.serial };
   });
-  return { findings, certificates, endpoints };
+  return { findings, certificates, endpoints, served };
 }

@@ -54,6 +54,8 @@ export interface FilesScanResult {
   findings: Finding[];
   certificates: CertificateObservation[];
   files: number;
+  /** Each file read and its certificates (DER, in file order), for the root rollover's findings. */
+  read: { file: string; ders: Buffer[] }[];
 }
 
 const unreadable = (file: string, code: ErrorCode, detail: string): Finding =>
@@ -143,6 +145,7 @@ export function scanFiles(o: ScanFilesOptions): FilesScanResult {
   const findings: Finding[] = [];
   const certificates: CertificateObservation[] = [];
   const seen = o.seen ?? new Set<string>();
+  const read: FilesScanResult['read'] = [];
   let files = 0;
   for (const src of o.sources) {
     let password: string | undefined;
@@ -162,6 +165,7 @@ export function scanFiles(o: ScanFilesOptions): FilesScanResult {
         findings.push(unreadable(file, code, detail));
         continue;
       }
+      read.push({ file, ders: certs.map((c) => c.der) });
       for (const info of certs) {
         if (seen.has(info.fingerprint)) continue;
         seen.add(info.fingerprint);
@@ -171,5 +175,5 @@ export function scanFiles(o: ScanFilesOptions): FilesScanResult {
       }
     }
   }
-  return { findings, certificates, files };
+  return { findings, certificates, files, read };
 }

@@ -26,6 +26,11 @@ export const REQUEST_TIMEOUT_MS = 15_000;
  * most the intermediate's lifetime, so more than this is not a CA we know.
  */
 export const MAX_RETIRED_PER_ROLE = 8;
+/**
+ * Most roots and most cross-certificates taken from /roots.json: a rollover has two roots and two
+ * cross-certificates; more than this is not a CA we know.
+ */
+export const MAX_ROOTS = 8;
 
 /** TLS material for a call. */
 export interface CallTls {
@@ -213,14 +218,17 @@ export interface CaCertificates {
 }
 
 /**
- * Fetches the CA certificates over TLS pinned to `root`: /roots.pem must still list the root,
- * each intermediate must be a CA signed by it, and each retired one (/ca/<role>.all.pem, at most
- * {@link MAX_RETIRED_PER_ROLE}) a CA signed by it that issues that role; expired retired ones
- * (at `now`) are dropped. A CA from before key rotations (404 on the .all.pem lists) lists none.
+ * Fetches the CA certificates over TLS pinned to `root` (one root, or during a rollover the bundle
+ * of every root trusted, the pinned one first): /roots.pem must still list one of them, each
+ * intermediate must be a CA signed by one of them, and each retired one (/ca/<role>.all.pem, at
+ * most {@link MAX_RETIRED_PER_ROLE}) a CA signed by one of them that issues that role; expired
+ * retired ones (at `now`) are dropped. A CA from before key rotations (404 on the .all.pem lists)
+ * lists none. `tlsCa` (default `root`) is what the TLS connection trusts: the roots trusted before
+ * a rollover step too, while the CA's own certificate may still chain to one that just left.
  */
-export async function fetchCaCertificates(caUrl: string, root: string, now: Date = new Date()): Promise<CaCertificates> {
+export async function fetchCaCertificates(caUrl: string, root: string, now: Date = new Date(), tlsCa: string = root): Promise<CaCertificates> {
   const get = async (p: string, optional = false): Promise<string> => {
-    const r = await call(`${base(caUrl)}${p}`, { tls: { ca: root }, raw: true });
+    const r = await call(`${base(caUrl)}${p}`, { tls: { ca: tlsCa }, raw: true });
     if (optional && r.status === 404) return '';
     if (r.status !== 200) throw refusal(r, `GET ${p}`);
     return r.body.toString('utf8');
@@ -228,15 +236,18 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
   const [roots, server, client, serverAll, clientAll] = await Promise.all([
     get('/roots.pem'), get('/ca/server.pem'), get('/ca/client.pem'), get('/ca/server.all.pem', true), get('/ca/client.all.pem', true),
   ]);
-  const rootCert = new crypto.X509Certificate(root);
-  // The CA may list more than one root while it rolls over; ours must be among them.
-  if (!untrustedParse('/roots.pem', () => readCertificateDers(roots, { maxBlocks: 16 })).some((der) => der.equals(rootCert.raw))) {
+  const trusted = readCertificateDers(root, { maxBlocks: MAX_ROOTS }).map((d) => new crypto.X509Certificate(d));
+  const rootCert = trusted[0];
+  const signedByTrusted = (c: crypto.X509Certificate) => trusted.some((t) => c.checkIssued(t) && c.verify(t.publicKey));
+  // The CA may list more than one root while it rolls over; one of ours must be among them.
+  const listed = untrustedParse('/roots.pem', () => readCertificateDers(roots, { maxBlocks: 16 }));
+  if (!listed.some((der) => trusted.some((t) => der.equals(t.raw)))) {
     throw new MutualError('CA_UNTRUSTED', { detail: 'the CA no longer lists the pinned root in /roots.pem' });
   }
   const current = { server: '', client: '' };
   for (const [name, role, pem] of [['server CA', 'server', server], ['client CA', 'client', client]] as const) {
     const c = untrustedParse(`the ${name} certificate`, () => new crypto.X509Certificate(pem));
-    if (!c.ca || !c.verify(rootCert.publicKey)) throw new MutualError('CA_UNTRUSTED', { detail: `the ${name} certificate the CA serves is not signed by the pinned root` });
+    if (!c.ca || !signedByTrusted(c)) throw new MutualError('CA_UNTRUSTED', { detail: `the ${name} certificate the CA serves is not signed by the pinned root (or a root accepted from it)` });
     current[role] = c.raw.toString('base64');
   }
   const retired: RetiredIntermediate[] = [];
@@ -249,7 +260,7 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
       const c = untrustedParse(what, () => new crypto.X509Certificate(der));
       if (seen.has(c.raw.toString('base64'))) continue;
       seen.add(c.raw.toString('base64'));
-      if (!c.ca || !c.verify(rootCert.publicKey)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a certificate that is not a CA signed by the pinned root (${c.subject})` });
+      if (!c.ca || !signedByTrusted(c)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a certificate that is not a CA signed by the pinned root (${c.subject})` });
       const info = untrustedParse(what, () => parseCertificate(c.raw));
       // A server CA among the client CAs would let a relying party accept what it issued as clients.
       if (!info.eku.includes(role === 'server' ? OID.serverAuth : OID.clientAuth)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a CA that does not issue ${role} certificates (${c.subject})` });
@@ -273,4 +284,89 @@ export async function fetchCrl(caUrl: string, root: string, name: CrlName): Prom
   const r = await call(`${base(caUrl)}/crl/${name}.crl`, { tls: { ca: root }, raw: true });
   if (r.status !== 200) throw refusal(r, `GET /crl/${name}.crl`);
   return r.body;
+}
+
+/** A root the CA lists in /roots.json that the caller may trust. */
+export interface ListedRoot {
+  pem: string;
+  /** SHA-256 of its DER, lowercase hex. */
+  fingerprint: string;
+  /** `retiring` while a rollover retires it (still trusted until it leaves the list). */
+  status: 'active' | 'retiring';
+  retireAt?: string;
+}
+
+/** What {@link fetchRoots} accepted. */
+export interface AcceptedRoots {
+  /** The fingerprint of the root new intermediates chain to, when the CA names one. */
+  current?: string;
+  roots: ListedRoot[];
+  /** False when /roots.json was read without TLS to a trusted root: then no root was dropped. */
+  authenticated: boolean;
+}
+
+interface RootsDocument {
+  current?: unknown;
+  roots?: { fingerprint?: unknown; pem?: unknown; status?: unknown; retireAt?: unknown }[];
+  cross?: { pem?: unknown }[];
+}
+
+/**
+ * Reads the CA's /roots.json (root rollover, issue 17) and keeps the roots a relying party that
+ * trusts `trusted` (PEM bundle) may trust: those it trusts already, and a root it does not know
+ * only when a cross-certificate for that root's subject and key, issued and signed by a root it
+ * trusts, is valid at `now`. Read over TLS to the trusted roots; when the CA's TLS certificate does
+ * not chain to them (it moved to the new root first), read without, and then only ADD roots (an
+ * unauthenticated answer cannot drop one). Resolves undefined when the CA has no /roots.json (it
+ * predates rollovers). Rejects CA_UNTRUSTED for a root no cross-certificate vouches for, a root
+ * whose fingerprint is not its certificate's, or a list that keeps none of the trusted roots
+ * and accepts none; nothing is accepted then.
+ */
+export async function fetchRoots(caUrl: string, trusted: string, now: Date = new Date()): Promise<AcceptedRoots | undefined> {
+  const url = `${base(caUrl)}/roots.json`;
+  let authenticated = true;
+  let r: CallResult;
+  try {
+    r = await call(url, { tls: { ca: trusted } });
+  } catch (e) {
+    if (!isMutualError(e, 'CA_UNTRUSTED')) throw e;
+    authenticated = false;
+    r = await call(url, { tls: { insecure: true } });
+  }
+  if (r.status === 404) return undefined;
+  if (r.status !== 200) throw refusal(r, 'GET /roots.json');
+  const doc = r.json as RootsDocument | undefined;
+  if (!doc || !Array.isArray(doc.roots) || doc.roots.length === 0 || doc.roots.length > MAX_ROOTS || (doc.cross !== undefined && (!Array.isArray(doc.cross) || doc.cross.length > MAX_ROOTS))) {
+    throw new MutualError('CA_UNTRUSTED', { detail: `/roots.json is not a list of at most ${MAX_ROOTS} roots and cross-certificates` });
+  }
+  const anchors = readCertificateDers(trusted, { maxBlocks: MAX_ROOTS }).map((d) => new crypto.X509Certificate(d));
+  const fp = (x: crypto.X509Certificate) => crypto.createHash('sha256').update(x.raw).digest('hex');
+  const known = new Map(anchors.map((a) => [fp(a), a]));
+  const crosses = (doc.cross ?? []).map((c) => untrustedParse('/roots.json cross', () => new crypto.X509Certificate(String(c.pem))));
+  const t = now.getTime();
+  const vouched = (x: crypto.X509Certificate) => crosses.some((c) => c.ca && c.subject === x.subject && c.publicKey.equals(x.publicKey)
+    && c.validFromDate.getTime() <= t && t < c.validToDate.getTime()
+    && anchors.some((a) => c.checkIssued(a) && c.verify(a.publicKey)));
+  const roots: ListedRoot[] = [];
+  for (const e of doc.roots) {
+    const x = untrustedParse('/roots.json root', () => new crypto.X509Certificate(String(e.pem)));
+    const f = fp(x);
+    if (typeof e.fingerprint === 'string' && e.fingerprint.toLowerCase().replace(/:/g, '') !== f) {
+      throw new MutualError('CA_UNTRUSTED', { detail: `/roots.json lists a root under fingerprint ${e.fingerprint.slice(0, 16)}.. that is ${f.slice(0, 16)}..` });
+    }
+    if (!known.has(f)) {
+      if (!x.ca || !x.checkIssued(x) || !x.verify(x.publicKey)) throw new MutualError('CA_UNTRUSTED', { detail: `/roots.json lists ${f.slice(0, 16)}.. ("${x.subject}"), which is not a self-signed root` });
+      if (!vouched(x)) {
+        throw new MutualError('CA_UNTRUSTED', { detail: `/roots.json lists a new root ${f.slice(0, 16)}.. ("${x.subject}") without a valid cross-certificate from a root trusted here; it is not accepted` });
+      }
+    }
+    const retiring = e.status === 'retiring';
+    roots.push({ pem: toPem(x.raw, 'CERTIFICATE'), fingerprint: f, status: retiring ? 'retiring' : 'active', ...(retiring && typeof e.retireAt === 'string' ? { retireAt: e.retireAt } : {}) });
+  }
+  if (!authenticated) {
+    // Read in the clear: a root it no longer lists stays (a man in the middle must not make us drop one).
+    for (const [f, a] of known) if (!roots.some((x) => x.fingerprint === f)) roots.push({ pem: toPem(a.raw, 'CERTIFICATE'), fingerprint: f, status: 'active' });
+  }
+  const current = typeof doc.current === 'string' && roots.some((x) => x.fingerprint === doc.current) ? doc.current : undefined;
+  return { ...(current ? { current } : {}), roots, authenticated };
 }

@@ -13,8 +13,9 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { MutualError, isMutualError } from '../core/errors.ts';
 import { matchIdentity } from '../core/identity.ts';
-import type { IdentitySource } from './identity-source.ts';
-import { PeerVerifier, type PeerIdentity, type RevocationOptions } from './verifier.ts';
+import fs from 'node:fs';
+import { IDENTITY_POLL_MS, statStamp, type IdentitySource } from './identity-source.ts';
+import { PeerVerifier, readCertificates, type PeerIdentity, type RevocationOptions } from './verifier.ts';
 
 /** Default limits of an SDK server (all overridable through `serverOptions`). */
 export const SDK_HEADERS_TIMEOUT_MS = 10_000;
@@ -23,6 +24,15 @@ export const SDK_KEEPALIVE_TIMEOUT_MS = 65_000;
 export const SDK_MAX_HEADER_BYTES = 16 * 1024;
 
 const deniedChannel = diagnostics.channel('mutual:sdk:denied');
+const trustFailedChannel = diagnostics.channel('mutual:sdk:trust-reload-failed');
+const trustReloadedChannel = diagnostics.channel('mutual:sdk:trust-reloaded');
+
+/** Reads a trust bundle file and checks that it holds certificates (PEM_MALFORMED, INPUT_TOO_LARGE, or the file error otherwise). */
+function readTrustFile(file: string): string {
+  const text = fs.readFileSync(file, 'utf8');
+  readCertificates(text);
+  return text;
+}
 
 /** A request of either server flavour. */
 export type MtlsRequest = IncomingMessage | Http2ServerRequest;
@@ -39,6 +49,16 @@ export interface CreateServerOptions {
    * clients send only their leaf. Default: the identity's `ca` bundle.
    */
   ca?: string;
+  /**
+   * A trust bundle FILE (PEM roots) instead of `ca`: read at start and again whenever it changes
+   * (its {@link statStamp}, looked at every `caPollMs`), so a root rollover needs no restart. New
+   * connections get the new bundle (and the verifier its roots); connections in flight keep theirs.
+   * A file that does not read as certificates keeps the bundle in force (published on
+   * 'mutual:sdk:trust-reload-failed'). Default: `ca`, else the identity's `ca` (followed when it rotates).
+   */
+  caFile?: string;
+  /** How often `caFile` is looked at, ms. Default {@link IDENTITY_POLL_MS}. */
+  caPollMs?: number;
   /** The client CA certificate(s) whose leaves are accepted (PEM). The trust boundary. */
   clientCas: string | string[];
   /** Identities allowed to call (exact or `*`/`**` patterns). Default: every verified client. */
@@ -112,8 +132,10 @@ export function checkAllowed(id: PeerIdentity, allow: readonly string[], what = 
  */
 export async function createServer(o: CreateServerOptions, handler: MtlsHandler): Promise<MtlsServer> {
   if (!o.identity) throw new TypeError('createServer needs an identity (loadIdentity or enrollIdentity)');
-  const ca = o.ca ?? o.identity.current.ca;
-  if (!ca) throw new TypeError('createServer needs `ca` (the root, PEM) or an identity with a trust bundle');
+  if (o.ca && o.caFile) throw new TypeError('createServer takes `ca` or `caFile`, not both');
+  // The trust in force: `ca`, the bundle file, or the identity's, whichever the options name.
+  let ca = o.ca ?? (o.caFile ? readTrustFile(o.caFile) : o.identity.current.ca);
+  if (!ca) throw new TypeError('createServer needs `ca` (the root, PEM), `caFile`, or an identity with a trust bundle');
   const verifier = o.verifier ?? new PeerVerifier({ clientCas: o.clientCas, roots: ca, revocation: o.revocation, fetchCa: o.fetchCa ?? ca, now: o.now });
   const tlsOptions = () => ({ cert: o.identity.current.cert, key: o.identity.current.key, ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const });
   const common = {
@@ -152,10 +174,49 @@ export async function createServer(o: CreateServerOptions, handler: MtlsHandler)
   server.on('secureConnection', (socket: TLSSocket) => {
     verifier.verifySocket(socket);
   });
-  const onRotated = () => server.setSecureContext(tlsOptions());
+  // A new bundle: the verifier's roots first (it checks paths against them), then the context new
+  // handshakes use. A bundle that does not parse throws before anything changes.
+  const setTrust = (next: string) => {
+    if (next === ca) return;
+    verifier.setRoots(next);
+    ca = next;
+    server.setSecureContext(tlsOptions());
+    if (trustReloadedChannel.hasSubscribers) trustReloadedChannel.publish({ file: o.caFile, roots: readCertificates(next).length });
+  };
+  const onRotated = () => {
+    const idCa = o.identity.current.ca;
+    if (!o.ca && !o.caFile && idCa && idCa !== ca) {
+      try {
+        setTrust(idCa);
+        return;
+      } catch (e) {
+        if (trustFailedChannel.hasSubscribers) trustFailedChannel.publish({ error: (e as Error).message });
+      }
+    }
+    server.setSecureContext(tlsOptions());
+  };
   o.identity.on('rotated', onRotated);
+  let poll: NodeJS.Timeout | undefined;
+  if (o.caFile) {
+    const file = o.caFile;
+    let stamp = statStamp(file);
+    poll = setInterval(() => {
+      const now = statStamp(file);
+      if (now === stamp) return;
+      try {
+        setTrust(readTrustFile(file));
+        stamp = now;
+      } catch (e) {
+        // A half-written or bad bundle: the one in force stays; the next change is tried again.
+        stamp = now;
+        if (trustFailedChannel.hasSubscribers) trustFailedChannel.publish({ file, error: (e as Error).message, code: (e as { code?: string }).code });
+      }
+    }, o.caPollMs ?? IDENTITY_POLL_MS);
+    poll.unref();
+  }
   server.on('close', () => {
     o.identity.off('rotated', onRotated);
+    if (poll) clearInterval(poll);
     if (!o.verifier) verifier.close();
   });
   await verifier.start();

@@ -136,7 +136,7 @@ export class PeerVerifier {
   readonly #ocspEnabled: boolean;
   readonly #now: () => Date;
   readonly #closeRevoked: boolean;
-  readonly #roots: CertificateInfo[];
+  #roots: CertificateInfo[];
   readonly #crls: CrlCache;
   readonly #ocsp: OcspCache;
   readonly #connections = new ConnectionTracker();
@@ -185,6 +185,21 @@ export class PeerVerifier {
       const kept = old.find((c) => c.info.der.equals(info.der));
       return kept ?? trustedCa(info, this.#roots);
     });
+    this.#static.clear();
+    this.#generation++;
+  }
+
+  /**
+   * Replaces the trust anchors (hot reload of a root bundle, e.g. during a root rollover): each
+   * client CA's path is worked out again against the new roots; its loaded CRL stays. Throws
+   * PEM_MALFORMED (nothing changes) when the input is not certificates, TypeError when it is empty.
+   * Safe to call while serving: connections verified before re-check their path at the next request.
+   */
+  setRoots(input: string | Buffer | readonly (string | Buffer)[]): void {
+    const roots = readCertificates(input).map((d) => parseCertificate(d));
+    if (roots.length === 0) throw new TypeError('roots holds no certificate');
+    this.#roots = roots;
+    this.#cas = this.#cas.map((ca) => ({ ...trustedCa(ca.info, roots), ...(ca.crl ? { crl: ca.crl } : {}), ...(ca.crlSource ? { crlSource: ca.crlSource } : {}), freshUntil: ca.freshUntil }));
     this.#static.clear();
     this.#generation++;
   }
