@@ -206,8 +206,9 @@ async function startGatewayParty(dir: string): Promise<RelyingParty & { gateway:
 
 async function startSdkParty(dir: string): Promise<RelyingParty & { server: MtlsServer }> {
   const f = partyFiles(dir, 'sdk');
-  const identity: IdentitySource = loadIdentity({ certFile: f.fullchain, keyFile: f.key, caFile: f.bundle, pollMs: 200 });
-  const server = await createServer({ identity, clientCas: fs.readFileSync(f.clientCas, 'utf8'), revocation: { mode: 'fail-closed', refreshMs: 1000 } }, (_req, res) => {
+  const identity: IdentitySource = loadIdentity({ certFile: f.fullchain, keyFile: f.key, pollMs: 200 });
+  // caFile: the roots are followed by the server itself (a root rollover needs no restart).
+  const server = await createServer({ identity, caFile: f.bundle, caPollMs: 200, clientCas: fs.readFileSync(f.clientCas, 'utf8'), revocation: { mode: 'fail-closed', refreshMs: 1000 } }, (_req, res) => {
     (res as http.ServerResponse).writeHead(200, { 'content-type': 'text/plain' });
     res.end('ok');
   });

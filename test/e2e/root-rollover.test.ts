@@ -24,9 +24,10 @@ import path from 'node:path';
 import { Agent } from '../../src/agent/agent.ts';
 import { servedSerial } from '../../src/agent/hooks.ts';
 import { renewRootCrl } from '../../src/ca/offline.ts';
+import { installRoot, retireRoot, rotateRoot } from '../../src/ca/index.ts';
 import { call } from '../../src/sdk/ca-client.ts';
 import { TEST_PASSPHRASE } from '../helpers/test-ca.ts';
-import { hasTool, requireTool } from '../helpers/tools.ts';
+import { hasTool, requireTool, runAsync } from '../helpers/tools.ts';
 import { EVENT_WAIT_MS, hostDir, manifestFor, serialOf, startAgentCa, testClock, until, type AgentTestCa } from '../agent/harness.ts';
 import { prepareParties, partiesManifest, partyFiles, PARTY_NAMES, startParties, withoutReloads, type PartyName, type RelyingParty } from './relying-parties.ts';
 import { Load, untilRefused, curlOnce, type ClientCredential, type Target } from './load.ts';
@@ -112,7 +113,8 @@ describe('root rollover under load', { skip: missing.length === 0 || process.env
     await load?.stop();
     for (const p of Object.values(parties ?? {})) await p.close();
     await ca?.close();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+    if (dir && !process.env.E2E_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+    if (process.env.E2E_KEEP) console.log(`kept ${dir}`);
   });
 
   it('ok/new intermediates under load: the agent deploys both keys\' CAs and renews every party\'s certificate; zero failed requests', async (tc) => {
@@ -190,5 +192,77 @@ describe('root rollover under load', { skip: missing.length === 0 || process.env
     const oldServed = { name: 'old-server', fullchainFile: path.join(dir, 'old-server.fullchain.pem'), purpose: 'server' as const };
     assert.deepEqual(await judgeRefused(oldServed, clientTrust().file, path.join(dir, 'judged', '3-old-served'), serverCrls), []);
     for (const t of targets) assert.equal(await curlOnce(creds.fresh, t, clientTrust().file), 200, `${t.party} still serves`);
+  });
+
+  it('ok/root rollover under load: rotate, install, new intermediates, the agent deploys both roots and renews onto the new root, old root retired; zero failed requests, then old-root-only chains are refused by every party', async (tc) => {
+    const file = (name: string, pem: string) => {
+      fs.writeFileSync(path.join(dir, name), pem);
+      return path.join(dir, name);
+    };
+    const oldRoot = file('old-root.pem', ca.root);
+    await issueClient('preroot');
+    load.start(creds.fresh, 'curl');
+    load.start(creds.preroot, 'node');
+    await load.more(PER_STEP, 'before the root rotation');
+
+    // 1. Offline: a new root and the cross-certificates. Online: the overlap starts.
+    const rotated = await rotateRoot({ offlineDir: ca.tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, retireAfterDays: 30, now: clock.now() });
+    const newRoot = file('new-root.pem', rotated.newRoot.pem);
+    const both = file('both-roots.pem', ca.root + rotated.newRoot.pem);
+    await installRoot({ home: ca.tc.home, from: ca.tc.offlineDir, store: ca.tc.ca.store, now: clock.now() });
+    await load.more(PER_STEP, 'root installed');
+
+    // 2. New intermediates under the new root (ca/root.pem becomes the new root once both are in).
+    await ca.rotate('client-ca');
+    await ca.rotate('server-ca');
+    assert.equal(fs.readFileSync(ca.tc.layout.rootCert, 'utf8'), rotated.newRoot.pem, 'root.pem is the new root');
+    await load.more(PER_STEP, 'new intermediates');
+
+    // 3. The agent: both roots into every bundle (reloads), and every certificate under the root
+    //    now retiring renewed onto the new intermediates, on its own.
+    const before = Object.fromEntries(PARTY_NAMES.map((n) => [n, serialOf(partyFiles(dir, n).fullchain)]));
+    await agentCycle('overlap');
+    for (const n of PARTY_NAMES) {
+      const want = serialOf(partyFiles(dir, n).fullchain);
+      assert.notEqual(want, before[n], `the agent renewed ${n}'s certificate`);
+      await until(async () => (await servedSerial({ host: '127.0.0.1', port: parties[n].port, serverName: 'localhost' })) === want, EVENT_WAIT_MS, `${n} to serve its certificate under the new root`);
+    }
+    // Clients of the new root join: one whose chain carries new-by-old, one with the new intermediate only.
+    await issueClient('crossed');
+    const plain = creds.crossed.fullchain.slice(0, creds.crossed.fullchain.indexOf('-----END CERTIFICATE-----', creds.crossed.fullchain.indexOf('-----END CERTIFICATE-----') + 1) + 26);
+    creds.newroot = { ...creds.crossed, name: 'newroot', fullchain: plain, fullchainFile: file('newroot.fullchain.pem', plain) };
+    assert.ok(creds.crossed.fullchain.length > plain.length, 'during the overlap the CA sends new-by-old in the chain');
+    if (process.env.E2E_KEEP) { console.log('nginx', await runAsync('curl', ['-v', '-sS', '--cacert', clientTrust().file, '--cert', creds.crossed.fullchainFile, '--key', creds.crossed.keyFile, '--resolve', `localhost:${parties.nginx.port}:127.0.0.1`, `https://localhost:${parties.nginx.port}/`])); throw new Error('stop'); }
+    await untilAccepted(creds.crossed, 'overlap');
+    await untilAccepted(creds.newroot, 'overlap');
+    load.start(creds.crossed, 'curl');
+    load.start(creds.crossed, 'node');
+    load.start(creds.newroot, 'node');
+    await load.more(PER_STEP, 'overlap deployed');
+    const clients = (names: string[]) => names.map((n) => ({ name: `client-${n}`, fullchainFile: creds[n].fullchainFile, purpose: 'client' as const }));
+    const servers = PARTY_NAMES.map((n) => ({ name: `server-${n}`, fullchainFile: partyFiles(dir, n).fullchain, purpose: 'server' as const }));
+    // An old-root-only party verifies everything (through new-by-old); a new-root-only one what the new root issued.
+    assert.deepEqual(await judgeChains([...clients(['fresh', 'preroot', 'crossed']), ...servers], oldRoot, path.join(dir, 'judged', 'r3-old')), []);
+    assert.deepEqual(await judgeChains([...clients(['crossed', 'newroot']), ...servers], newRoot, path.join(dir, 'judged', 'r3-new')), []);
+    assert.deepEqual(await judgeChains(clients(['fresh', 'preroot', 'crossed', 'newroot']), both, path.join(dir, 'judged', 'r3-both')), []);
+
+    // 4. The old root retired: old-root clients stop first (their leaves are to be refused), the
+    //    others trust the new root only from now on.
+    await load.stop('fresh');
+    await load.stop('preroot');
+    await retireRoot({ home: ca.tc.home, store: ca.tc.ca.store, force: true, now: clock.now() });
+    fs.writeFileSync(path.join(dir, 'client-trust.pem.tmp'), rotated.newRoot.pem);
+    fs.renameSync(path.join(dir, 'client-trust.pem.tmp'), path.join(dir, 'client-trust.pem'));
+    await agentCycle('retired');
+    await load.more(PER_STEP, 'old root retired');
+    await load.stop();
+    for (const t of load.tallies) tc.diagnostic(`${t.name}: ${PARTY_NAMES.map((p) => `${p} ${t.ok[p] ?? 0}`).join(', ')}, ${t.failures.length} failed`);
+    assert.deepEqual(load.failures(), [], 'no request failed');
+    assert.deepEqual(await judgeChains([...clients(['crossed', 'newroot']), ...servers], newRoot, path.join(dir, 'judged', 'r4-new')), []);
+    for (const n of ['fresh', 'preroot']) assert.deepEqual(await judgeRefused({ name: `client-${n}`, fullchainFile: creds[n].fullchainFile, purpose: 'client' }, newRoot, path.join(dir, 'judged', 'r4-refused')), []);
+    for (const t of targets) {
+      for (const n of ['fresh', 'preroot']) await untilRefused(creds[n], t, clientTrust().file, `${t.party} to refuse ${n}, an old-root-only chain: ${parties[t.party].log().slice(-500)}`);
+      assert.equal(await curlOnce(creds.crossed, t, clientTrust().file), 200, `${t.party} accepts the new root's client`);
+    }
   });
 });
