@@ -1,21 +1,28 @@
 /**
- * Issue 17, end to end: the CA's keys roll over while requests flow, and not one request fails.
+ * Issue 17, end to end: the CA's keys and then its root roll over while requests flow, and not one
+ * request fails.
  *
  * A CA (`mutual serve`, in process, on the test's clock) and behind it four relying parties that
  * terminate mTLS: nginx and HAProxy (Debian's), `mutual gateway` and an SDK server. One `mutual
  * agent` keeps each party's server certificate, client-CA bundle and CRLs on disk and reloads it.
- * Client loops (curl and Node, each with a certificate issued at a different moment) send requests
- * back to back through every party during the whole sequence. At every step every chain in use is
- * judged by OpenSSL (`verify -x509_strict`) and GnuTLS (`certtool --verify`).
+ * Client loops (curl and Node, each with a certificate issued at a different moment: under the old
+ * root, cross-signed, under the new root) send requests back to back through every party during
+ * the whole sequence. At every step every chain in use is judged by OpenSSL (`verify -x509_strict`)
+ * and GnuTLS (`certtool --verify`).
  *
- * The sequence: the client CA and the server CA get new keys (new intermediates from the offline
- * root; the agent deploys the bundles with both and reloads; clients of the new key join), the
- * agent renews every party's certificate onto the new server CA; then the emergency path: the
- * retired client CA is revoked at the root's CRL, and once the agent refreshed the CRLs (an
- * explicit cycle on the moved clock, no sleep) its leaves are refused by every party.
+ * 1. New intermediates (new keys) under the same root; the agent deploys both keys' CAs and renews.
+ * 2. The emergency path: intermediates revoked at the root's CRL; once the agent refreshed the CRLs
+ *    (an explicit cycle on the moved clock, no sleep) nginx and HAProxy refuse their leaves.
+ * 3. The root rollover: `root rotate`, `root install`, new intermediates under the new root; the
+ *    agent deploys the two-root bundle (accepting the new root through new-by-old) and renews every
+ *    certificate under the retiring root; `root retire`; the agent drops the old root, after which a
+ *    client with an old-root-only chain is refused by every party.
  *
- * Time is the test's clock, a day behind the wall clock (the parties judge by the wall clock).
- * Go's verifier is not used: no `go` toolchain on the machines this runs on.
+ * Known gaps are `todo` cases: the gateway's and the SDK's verifiers do not read the root CRL
+ * (step 2); GnuTLS 3.7 with the old root only refuses chains through the self-issued new-by-old
+ * (it counts it against the old root's pathLen 1). Time is the test's clock, a day behind the
+ * wall clock (the parties judge by the wall clock). Go's verifier is not used: no `go` toolchain
+ * on the machines this runs on.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,7 +34,7 @@ import { renewRootCrl } from '../../src/ca/offline.ts';
 import { installRoot, retireRoot, rotateRoot } from '../../src/ca/index.ts';
 import { call } from '../../src/sdk/ca-client.ts';
 import { TEST_PASSPHRASE } from '../helpers/test-ca.ts';
-import { hasTool, requireTool, runAsync } from '../helpers/tools.ts';
+import { hasTool, requireTool } from '../helpers/tools.ts';
 import { EVENT_WAIT_MS, hostDir, manifestFor, serialOf, startAgentCa, testClock, until, type AgentTestCa } from '../agent/harness.ts';
 import { prepareParties, partiesManifest, partyFiles, PARTY_NAMES, startParties, withoutReloads, type PartyName, type RelyingParty } from './relying-parties.ts';
 import { Load, untilRefused, curlOnce, type ClientCredential, type Target } from './load.ts';
@@ -40,7 +47,7 @@ const PER_STEP = 5;
 const TOOLS = [['nginx', 'nginx'], ['haproxy', 'haproxy'], ['curl', 'curl'], ['openssl', 'openssl'], ['certtool', 'gnutls-bin']] as const;
 const missing = TOOLS.filter(([cmd]) => !hasTool(cmd));
 
-describe('root rollover under load', { skip: missing.length === 0 || process.env.MUTUAL_INTEROP === 'require' ? false : `not installed: ${missing.map(([, p]) => p).join(', ')}` }, () => {
+describe('key and root rollover under load', { skip: missing.length === 0 || process.env.MUTUAL_INTEROP === 'require' ? false : `not installed: ${missing.map(([, p]) => p).join(', ')}` }, () => {
   const clock = testClock();
   let ca: AgentTestCa;
   let dir: string;
@@ -114,6 +121,7 @@ describe('root rollover under load', { skip: missing.length === 0 || process.env
     for (const p of Object.values(parties ?? {})) await p.close();
     await ca?.close();
     if (dir && !process.env.E2E_KEEP) fs.rmSync(dir, { recursive: true, force: true });
+    // E2E_KEEP=1 keeps the folder (agent state, trust files, chains judged) to look at after a failure.
     if (process.env.E2E_KEEP) console.log(`kept ${dir}`);
   });
 
@@ -232,7 +240,6 @@ describe('root rollover under load', { skip: missing.length === 0 || process.env
     const plain = creds.crossed.fullchain.slice(0, creds.crossed.fullchain.indexOf('-----END CERTIFICATE-----', creds.crossed.fullchain.indexOf('-----END CERTIFICATE-----') + 1) + 26);
     creds.newroot = { ...creds.crossed, name: 'newroot', fullchain: plain, fullchainFile: file('newroot.fullchain.pem', plain) };
     assert.ok(creds.crossed.fullchain.length > plain.length, 'during the overlap the CA sends new-by-old in the chain');
-    if (process.env.E2E_KEEP) { console.log('nginx', await runAsync('curl', ['-v', '-sS', '--cacert', clientTrust().file, '--cert', creds.crossed.fullchainFile, '--key', creds.crossed.keyFile, '--resolve', `localhost:${parties.nginx.port}:127.0.0.1`, `https://localhost:${parties.nginx.port}/`])); throw new Error('stop'); }
     await untilAccepted(creds.crossed, 'overlap');
     await untilAccepted(creds.newroot, 'overlap');
     load.start(creds.crossed, 'curl');
@@ -242,7 +249,14 @@ describe('root rollover under load', { skip: missing.length === 0 || process.env
     const clients = (names: string[]) => names.map((n) => ({ name: `client-${n}`, fullchainFile: creds[n].fullchainFile, purpose: 'client' as const }));
     const servers = PARTY_NAMES.map((n) => ({ name: `server-${n}`, fullchainFile: partyFiles(dir, n).fullchain, purpose: 'server' as const }));
     // An old-root-only party verifies everything (through new-by-old); a new-root-only one what the new root issued.
-    assert.deepEqual(await judgeChains([...clients(['fresh', 'preroot', 'crossed']), ...servers], oldRoot, path.join(dir, 'judged', 'r3-old')), []);
+    const overlapChains = [...clients(['fresh', 'preroot', 'crossed']), ...servers];
+    assert.deepEqual(await judgeChains(overlapChains, oldRoot, path.join(dir, 'judged', 'r3-old'), undefined, ['openssl']), []);
+    // GnuTLS (3.7) counts the self-issued new-by-old against the old root's pathLen 1 (RFC 5280
+    // 6.1.4 (l) exempts self-issued certificates), so a GnuTLS party that trusts the old root only
+    // refuses the new root's chains: it needs the two-root bundle before they are in use.
+    await tc.test('ok/gnutls with the old root only verifies the chains through new-by-old', { todo: 'GnuTLS 3.7 counts the self-issued cross-certificate against pathLen: "violates the signer\'s constraints"' }, async () => {
+      assert.deepEqual(await judgeChains(overlapChains, oldRoot, path.join(dir, 'judged', 'r3-old-gnutls'), undefined, ['gnutls']), []);
+    });
     assert.deepEqual(await judgeChains([...clients(['crossed', 'newroot']), ...servers], newRoot, path.join(dir, 'judged', 'r3-new')), []);
     assert.deepEqual(await judgeChains(clients(['fresh', 'preroot', 'crossed', 'newroot']), both, path.join(dir, 'judged', 'r3-both')), []);
 
