@@ -51,12 +51,18 @@ export function checkCross(pem: string, subject: crypto.X509Certificate, issuer:
   if (now < info.notBefore || now >= info.notAfter) fail(`it is valid ${info.notBefore.toISOString()} to ${info.notAfter.toISOString()}, not now`);
 }
 
-/** Writes `ca/roots.pem` from the rotation state: both roots in the overlap (the old marked retire-at), else the current. */
+/**
+ * Writes `ca/roots.pem` from the rotation state: both roots in the overlap (the old marked
+ * retire-at), else the new one. The current root (`ca/root.pem`) comes first: a reader that
+ * takes the first certificate (the SDK's pin check of a token's root, `openssl x509`) sees the
+ * root that issues now, the one tokens pin.
+ */
 function writeBundle(l: HomeLayout, roots: readonly KnownRoot[], s: RotationState): void {
   const get = (fp: string) => roots.find((r) => r.fingerprint === fp)!;
   const list = s.phase === 'overlap'
     ? [{ r: get(s.oldRoot), retireAt: new Date(s.retireAt) }, { r: get(s.newRoot) }]
     : [{ r: get(s.newRoot) }];
+  if (roots[0].fingerprint === s.newRoot) list.reverse();
   writeFileAtomic(l.rootsBundle, renderBundle(list.map(({ r, retireAt }) => ({ fingerprint: r.fingerprint, pem: r.pem, notAfter: r.info.notAfter, ...(retireAt ? { retireAt } : {}) }))));
 }
 
@@ -136,6 +142,7 @@ export function promoteRootIfReady(l: HomeLayout): boolean {
   const under = (f: string) => new crypto.X509Certificate(fs.readFileSync(f)).verify(root.publicKey);
   if (!under(l.serverCaCert) || !under(l.clientCaCert)) return false;
   writeFileAtomic(l.rootCert, pem);
+  writeBundle(l, knownRoots(l), s);
   return true;
 }
 

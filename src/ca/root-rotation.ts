@@ -23,6 +23,14 @@ import { writeFileAtomic } from '../io/index.ts';
 import { offlineLayout, type OfflineLayout } from './home.ts';
 import { ROOT_DAYS, buildRootCrl, type RootState } from './init-ca.ts';
 
+/**
+ * pathLenConstraint of a root made by a rotation. 2, not init's 1: with the cross-certificate of
+ * the next rotation a path under it holds two CA certificates (intermediate and cross), and
+ * verifiers that count self-issued certificates against pathLen, unlike RFC 5280 6.1.4 (l)
+ * (GnuTLS), then still accept it; intermediates keep pathLen 0, so nothing more can be issued.
+ */
+export const ROTATED_ROOT_PATH_LEN = 2;
+
 /** Default overlap before the old root is retired, in days. */
 export const DEFAULT_RETIRE_AFTER_DAYS = 90;
 
@@ -65,12 +73,12 @@ interface RootIssuer {
 const fingerprintOf = (der: Uint8Array): string => crypto.hash('sha256', der, 'hex');
 
 /** Signs a root-shaped certificate (self-signed or cross), linted first; validity within the issuer's. */
-async function signRootCertificate(issuer: { name: Buffer; keyId: Buffer; signer: Signer; notBefore: Date; notAfter: Date }, subject: Buffer, spki: Buffer, notBefore: Date, notAfter: Date): Promise<Buffer> {
+async function signRootCertificate(issuer: { name: Buffer; keyId: Buffer; signer: Signer; notBefore: Date; notAfter: Date }, subject: Buffer, spki: Buffer, notBefore: Date, notAfter: Date, pathLen: number): Promise<Buffer> {
   const fields = { serial: newSerial(), notBefore, notAfter, subject, spki };
   lintCertificate('root', fields, { role: 'root', notBefore: issuer.notBefore, notAfter: issuer.notAfter, signatureOid: issuer.signer.algorithm.oid });
   // The linter does not bound a root by its issuer (a self-signed root is its own); a cross-certificate must be.
   if (notBefore < issuer.notBefore || notAfter > issuer.notAfter) throw new MutualError('LINT_FAILED', { rule: 'validity-outside-issuer', detail: 'validity-outside-issuer: a cross-certificate must lie within its issuer\'s validity' });
-  const template = createCertificateTemplate({ name: issuer.name, keyId: issuer.keyId, signer: issuer.signer }, { role: 'root' });
+  const template = createCertificateTemplate({ name: issuer.name, keyId: issuer.keyId, signer: issuer.signer }, { role: 'root', pathLen });
   return template.sign(fields);
 }
 
@@ -106,12 +114,13 @@ export async function rotateRoot(o: RotateRootOptions): Promise<RotateRootResult
   const notAfter = new Date(now.getTime() + ROOT_DAYS * 86_400_000);
   const newIssuer = { name: subject, keyId, signer, notBefore: now, notAfter };
   const oldIssuer = { name: old.info.subjectName, keyId: old.keyId, signer: old.signer, notBefore: old.info.notBefore, notAfter: old.info.notAfter };
-  const rootDer = await signRootCertificate(newIssuer, subject, spki, now, notAfter);
+  const rootDer = await signRootCertificate(newIssuer, subject, spki, now, notAfter, ROTATED_ROOT_PATH_LEN);
   // Both cross-certificates live within both roots' validity (RFC 5280 6.1.3 checks each
   // certificate on the path against the time; one outliving a root would dangle).
   const crossEnd = new Date(Math.min(notAfter.getTime(), old.info.notAfter.getTime()));
-  const newByOld = await signRootCertificate(oldIssuer, subject, spki, now, crossEnd);
-  const oldByNew = await signRootCertificate(newIssuer, old.info.subjectName, old.info.spki, now, crossEnd);
+  // Each carries the constraints of the root whose key it certifies.
+  const newByOld = await signRootCertificate(oldIssuer, subject, spki, now, crossEnd, ROTATED_ROOT_PATH_LEN);
+  const oldByNew = await signRootCertificate(newIssuer, old.info.subjectName, old.info.spki, now, crossEnd, old.info.pathLen ?? 1);
   const state: RootState = { crlNumber: 1, revoked: [] };
   const crl = await buildRootCrl({ rootSubject: subject, rootKeyId: keyId, signer, state, now });
 

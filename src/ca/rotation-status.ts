@@ -84,7 +84,10 @@ export async function rotationStatus(o: { home: string; store: InventoryQueries;
     if (g.serials.length < STATUS_LIST_CAP) g.serials.push({ serial: r.serial, intermediate: inter, notAfter: r.notAfter.toISOString(), ...(r.identity ? { identity: r.identity } : {}) });
   };
   for (const r of rows) {
-    if (r.role !== 'server' && r.role !== 'client') continue;
+    // Leaves only (not OCSP responders), and not the CA servers' own TLS certificates (`serve`):
+    // each server replaces its own at the reload that follows new intermediates (runbook step 4),
+    // so an old one left valid in the inventory is no longer in use and must not hold up retirement.
+    if ((r.role !== 'server' && r.role !== 'client') || r.issuedBy === 'serve') continue;
     const inter = inters.find((i) => i.keyId === r.issuerKeyId);
     if (!inter) continue;
     inter.leaves++;

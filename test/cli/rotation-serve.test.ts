@@ -106,7 +106,16 @@ test('ok/serve answers the trust bundle, roots.json and the cross-certificates t
     const v = openssl(['verify', '-x509_strict', '-purpose', 'sslserver', '-CAfile', anchor, '-untrusted', p('chain.pem'), p('leaf.pem')]);
     assert.equal(v.status, 0, v.stdout + v.stderr);
   }
-  assert.equal((await get('/roots.json')).json.current, newRoot, 'root.pem is the new root');
+  r = await get('/roots.json');
+  assert.equal(r.json.current, newRoot, 'root.pem is the new root');
+  assert.deepEqual(r.json.roots.map((x: any) => [x.fingerprint, x.status]), [[newRoot, 'active'], [oldRoot, 'retiring']], 'the current root first');
+  // A new host enrolling with a token pins the new root and gets it from /roots.pem.
+  const token = await cli(['token', 'web2.acme.internal', '--out', p('token')]);
+  expectOk(token);
+  const enrolled = await cli(['ca', 'enroll', '--ca-url', serve!.url, '--token-file', p('token'), '--out', p('web2')]);
+  expectOk(enrolled);
+  const v = openssl(['verify', '-x509_strict', '-purpose', 'sslserver', '-CAfile', p('old-root.pem'), '-untrusted', p('web2', 'chain.pem'), p('web2', 'cert.pem')]);
+  assert.equal(v.status, 0, v.stdout + v.stderr);
 
   // An admin under the new root, for after the retirement.
   expectOk(await cli(['issue', 'client', 'spiffe://acme.internal/admin/second', '--out', p('admin2')]));
