@@ -91,7 +91,8 @@ export function rootRotationReason(cx: Cycle, chainPem: string, obtainedAt: stri
   if (!issuer) return undefined;
   const rootCrl = cx.cache.crlInfo('root');
   const serial = parseCertificate(issuer.raw).serial;
-  if (rootCrl?.revoked.has(serial)) return `its intermediate ${serial} is on the root CRL`;
+  // Once per CRL: a certificate obtained after the CRL was made came from what the CA issues now.
+  if (rootCrl?.revoked.has(serial) && (!obtainedAt || Date.parse(obtainedAt) < rootCrl.thisUpdate.getTime())) return `its intermediate ${serial} is on the root CRL`;
   const state = cx.state.trust.roots;
   if (!state) return undefined;
   const pems = new Map(certificates(cx.cache.roots()).map((x) => [fingerprint(x), x]));

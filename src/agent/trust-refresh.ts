@@ -156,7 +156,7 @@ async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<v
   const cas = await fetchCaCertificates(url, after, cx.now, before + after);
   const wanted: { slot: CrlSlot; signer: string }[] = [];
   for (const issuer of crlIssuersNeeded(m)) {
-    // The root CRL is signed by whichever root is current: the one it verifies with.
+    // The root CRL is signed by the current root, whichever that is: it is checked against each (checkRootCrl).
     const signer = issuer === 'root' ? listed[0].pem : cas[CRL_SIGNER[issuer]];
     wanted.push({ slot: issuer, signer });
     for (const r of cas.retired) if (r.role === issuer) wanted.push({ slot: retiredSlot(r.role, r.keyId), signer: r.pem });

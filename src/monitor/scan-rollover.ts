@@ -1,7 +1,7 @@
 /**
  * A root rollover as the monitor sees it (issue 17): the CA's roots and which is retiring, read
- * from its /roots.json or, monitoring locally, from the CA home's `ca/roots.pem` (comment lines
- * `# mutual-root`, `# retire-at`) and `ca/rotation.json`; and the findings that follow from it:
+ * from its /roots.json or, monitoring locally, from the CA home (the same document, made by the
+ * CA's own reader of `ca/roots.pem` and `ca/rotation.json`); and the findings that follow from it:
  * - `root-retiring-served`: an endpoint whose chain reaches only a retiring root (its leaf has not
  *   moved to the new root; relying parties that drop the old root will refuse it);
  * - `bundle-missing-root`: a trust bundle file (one holding a root of the CA) that lacks the
@@ -11,15 +11,14 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
-import { readCertificateDers } from '../core/pem.ts';
+import { homeLayout } from '../ca/home.ts';
 import { createFetchBytes } from '../sdk/index.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
 import { parseDuration } from '../core/duration.ts';
 import { humanDuration, makeFinding, type Finding } from './finding.ts';
 import type { MonitorConfig } from './monitor-config.ts';
 
-/** Largest /roots.json or roots.pem read. */
+/** Largest /roots.json read. */
 export const MAX_ROOTS_DOCUMENT_BYTES = 256 * 1024;
 /** Most roots read from a rollover (a rollover has two). */
 export const MAX_ROLLOVER_ROOTS = 8;
@@ -48,32 +47,32 @@ const fp = (x: crypto.X509Certificate): string => crypto.createHash('sha256').up
 const date = (v: unknown): Date | undefined => (typeof v === 'string' && !Number.isNaN(Date.parse(v)) ? new Date(v) : undefined);
 const phaseOf = (v: unknown): RolloverView['phase'] => (v === 'overlap' || v === 'retired' ? v : 'none');
 
-/** Reads the rollover from a CA home (`ca/roots.pem` and `ca/rotation.json`); undefined for a CA without roots.pem. */
-export function readRolloverFromHome(home: string): RolloverView | undefined {
-  const dir = path.join(home, 'ca');
-  let text: string;
-  try {
-    text = fs.readFileSync(path.join(dir, 'roots.pem'), 'utf8');
-  } catch {
-    return undefined;
-  }
-  if (text.length > MAX_ROOTS_DOCUMENT_BYTES) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `${path.join(dir, 'roots.pem')} is larger than ${MAX_ROOTS_DOCUMENT_BYTES} bytes` });
-  let rotation: { phase?: unknown; newRoot?: unknown } = {};
-  try {
-    rotation = JSON.parse(fs.readFileSync(path.join(dir, 'rotation.json'), 'utf8')) as typeof rotation;
-  } catch {
-    // No rotation yet.
-  }
-  // Each block is preceded by its comment lines: split at the block ends, read the comments of each.
-  const roots: RolloverRoot[] = [];
-  for (const part of text.split(/(?<=-----END CERTIFICATE-----)/).slice(0, MAX_ROLLOVER_ROOTS)) {
-    if (!part.includes('-----BEGIN CERTIFICATE-----')) continue;
-    const cert = new crypto.X509Certificate(readCertificateDers(part, { maxBlocks: 1 })[0]);
-    const retireAt = date(/^# retire-at (\S+)/m.exec(part)?.[1]);
-    roots.push({ fingerprint: fp(cert), cert, retiring: retireAt !== undefined, ...(retireAt ? { retireAt } : {}) });
-  }
-  const current = typeof rotation.newRoot === 'string' && phaseOf(rotation.phase) !== 'none' ? rotation.newRoot : roots.find((r) => !r.retiring)?.fingerprint;
-  return { source: 'ca', phase: phaseOf(rotation.phase), ...(current ? { current } : {}), roots };
+interface RootsDocument {
+  current?: unknown;
+  roots?: { pem?: unknown; status?: unknown; retireAt?: unknown }[];
+  rotation?: { phase?: unknown };
+}
+
+/** The view of a /roots.json document (the contract of issue 17), from the CA or its home. */
+function viewOf(doc: RootsDocument, source: string): RolloverView {
+  if (!Array.isArray(doc.roots)) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `${source}: no roots` });
+  const roots = doc.roots.slice(0, MAX_ROLLOVER_ROOTS).map((e): RolloverRoot => {
+    const cert = new crypto.X509Certificate(String(e.pem));
+    const retireAt = date(e.retireAt);
+    return { fingerprint: fp(cert), cert, retiring: e.status === 'retiring', ...(retireAt ? { retireAt } : {}) };
+  });
+  return { source, phase: phaseOf(doc.rotation?.phase), ...(typeof doc.current === 'string' ? { current: doc.current } : {}), roots };
+}
+
+/**
+ * Reads the rollover from a CA home: the document `mutual serve` answers /roots.json with, made
+ * by the CA's own reader of `ca/roots.pem` and `ca/rotation.json` (a CA from before rollovers:
+ * its one root).
+ */
+export async function readRolloverFromHome(home: string): Promise<RolloverView> {
+  // Loaded only when a rollover is judged from a home: the CA's index is heavy for a light scan.
+  const { rootsDocument } = await import('../ca/index.ts');
+  return viewOf(rootsDocument(homeLayout(home)) as RootsDocument, 'ca');
 }
 
 /** Reads the rollover from the CA's /roots.json (`caUrl` its base URL; `ca` the trust for https). */
@@ -81,19 +80,13 @@ export async function fetchRollover(caUrl: string, o: { ca?: string; timeoutMs: 
   const url = `${caUrl.replace(/\/+$/, '')}/roots.json`;
   const r = await createFetchBytes({ ca: o.ca, timeoutMs: o.timeoutMs })(url, { maxBytes: MAX_ROOTS_DOCUMENT_BYTES });
   if (r.status !== 200) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `${url}: HTTP ${r.status}` });
-  let doc: { current?: unknown; roots?: { pem?: unknown; status?: unknown; retireAt?: unknown }[]; rotation?: { phase?: unknown } };
+  let doc: RootsDocument;
   try {
-    doc = JSON.parse(r.body.toString('utf8')) as typeof doc;
+    doc = JSON.parse(r.body.toString('utf8')) as RootsDocument;
   } catch {
     throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `${url}: not JSON` });
   }
-  if (!Array.isArray(doc.roots)) throw new MutualError('MONITOR_SOURCE_UNREADABLE', { detail: `${url}: no roots` });
-  const roots = doc.roots.slice(0, MAX_ROLLOVER_ROOTS).map((e): RolloverRoot => {
-    const cert = new crypto.X509Certificate(String(e.pem));
-    const retireAt = date(e.retireAt);
-    return { fingerprint: fp(cert), cert, retiring: e.status === 'retiring', ...(retireAt ? { retireAt } : {}) };
-  });
-  return { source: url, phase: phaseOf(doc.rotation?.phase), ...(typeof doc.current === 'string' ? { current: doc.current } : {}), roots };
+  return viewOf(doc, url);
 }
 
 /** The roots of `view` that one of `chain` (DER, leaf first) was issued and signed by. */
@@ -178,9 +171,9 @@ export async function loadRollover(config: MonitorConfig, findings: Finding[]): 
   const home = config.sources.inventory?.home;
   try {
     if (src) return await fetchRollover(src.url, { ca: src.ca ? fs.readFileSync(src.ca, 'utf8') : undefined, timeoutMs: parseDuration(src.timeout) });
-    return home ? readRolloverFromHome(home) : undefined;
+    return home ? await readRolloverFromHome(home) : undefined;
   } catch (e) {
-    const where = src?.url ?? path.join(String(home), 'ca', 'roots.pem');
+    const where = src?.url ?? `the CA home ${home}`;
     findings.push(makeFinding({ kind: 'unreadable', severity: 'warning', code: isMutualError(e) ? e.code : 'MONITOR_SOURCE_UNREADABLE', source: 'roots', subject: where,
       message: `The CA's roots could not be read from ${where}: ${(e as Error).message}`, key: `roots:${where}` }));
     return undefined;

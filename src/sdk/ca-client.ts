@@ -145,17 +145,20 @@ export function readTokenClaims(token: string): { names: SubjectAltNames; rootFi
 }
 
 /**
- * Fetches /roots.pem without trusting the server yet, and accepts it only if it has the pinned
- * SHA-256 fingerprint (hex, any case, colons allowed). CA_UNTRUSTED otherwise.
+ * Fetches /roots.pem without trusting the server yet, and accepts the root in it that has the
+ * pinned SHA-256 fingerprint (hex, any case, colons allowed); during a root rollover the bundle
+ * holds two roots and tokens name the current one. Resolves that root's PEM; CA_UNTRUSTED when
+ * none matches.
  */
 export async function fetchPinnedRoot(caUrl: string, fingerprint: string): Promise<string> {
   const r = await call(`${base(caUrl)}/roots.pem`, { tls: { insecure: true }, raw: true });
   if (r.status !== 200) throw refusal(r, 'GET /roots.pem');
-  const pem = r.body.toString('utf8');
-  const got = untrustedParse('/roots.pem', () => fingerprintOf(pem));
+  const ders = untrustedParse('/roots.pem', () => readCertificateDers(r.body.toString('utf8'), { maxBlocks: MAX_ROOTS }));
   const pin = fingerprint.toLowerCase().replace(/:/g, '');
-  if (got !== pin) throw new MutualError('CA_UNTRUSTED', { detail: `the CA's root is ${got.slice(0, 16)}..; the pinned root is ${pin.slice(0, 16)}..` });
-  return pem;
+  const hash = (d: Buffer) => crypto.createHash('sha256').update(d).digest('hex');
+  const match = ders.find((d) => hash(d) === pin);
+  if (!match) throw new MutualError('CA_UNTRUSTED', { detail: `the CA's root is ${ders.map((d) => `${hash(d).slice(0, 16)}..`).join(', ') || 'missing'}; the pinned root is ${pin.slice(0, 16)}..` });
+  return toPem(match, 'CERTIFICATE');
 }
 
 /**
@@ -224,7 +227,8 @@ export interface CaCertificates {
  * most {@link MAX_RETIRED_PER_ROLE}) a CA signed by one of them that issues that role; expired
  * retired ones (at `now`) are dropped. A CA from before key rotations (404 on the .all.pem lists)
  * lists none. `tlsCa` (default `root`) is what the TLS connection trusts: the roots trusted before
- * a rollover step too, while the CA's own certificate may still chain to one that just left.
+ * a rollover step too, while the CA's own certificate may still chain to one that just left; a
+ * retired intermediate under such a root is dropped (nothing it issued verifies any more).
  */
 export async function fetchCaCertificates(caUrl: string, root: string, now: Date = new Date(), tlsCa: string = root): Promise<CaCertificates> {
   const get = async (p: string, optional = false): Promise<string> => {
@@ -239,6 +243,8 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
   const trusted = readCertificateDers(root, { maxBlocks: MAX_ROOTS }).map((d) => new crypto.X509Certificate(d));
   const rootCert = trusted[0];
   const signedByTrusted = (c: crypto.X509Certificate) => trusted.some((t) => c.checkIssued(t) && c.verify(t.publicKey));
+  const former = tlsCa === root ? [] : readCertificateDers(tlsCa, { maxBlocks: 2 * MAX_ROOTS }).map((d) => new crypto.X509Certificate(d));
+  const signedByFormer = (c: crypto.X509Certificate) => former.some((t) => c.checkIssued(t) && c.verify(t.publicKey));
   // The CA may list more than one root while it rolls over; one of ours must be among them.
   const listed = untrustedParse('/roots.pem', () => readCertificateDers(roots, { maxBlocks: 16 }));
   if (!listed.some((der) => trusted.some((t) => der.equals(t.raw)))) {
@@ -260,6 +266,8 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
       const c = untrustedParse(what, () => new crypto.X509Certificate(der));
       if (seen.has(c.raw.toString('base64'))) continue;
       seen.add(c.raw.toString('base64'));
+      // Under a root that just left the bundle (a retired root): nothing it issued verifies any more.
+      if (c.ca && !signedByTrusted(c) && signedByFormer(c)) continue;
       if (!c.ca || !signedByTrusted(c)) throw new MutualError('CA_UNTRUSTED', { detail: `${what} lists a certificate that is not a CA signed by the pinned root (${c.subject})` });
       const info = untrustedParse(what, () => parseCertificate(c.raw));
       // A server CA among the client CAs would let a relying party accept what it issued as clients.
@@ -335,7 +343,13 @@ export async function fetchRoots(caUrl: string, trusted: string, now: Date = new
   }
   if (r.status === 404) return undefined;
   if (r.status !== 200) throw refusal(r, 'GET /roots.json');
-  const doc = r.json as RootsDocument | undefined;
+  // Read whatever the content type says (a proxy in between may drop it); checked for shape below.
+  let doc: RootsDocument | undefined;
+  try {
+    doc = JSON.parse(r.body.toString('utf8')) as RootsDocument;
+  } catch {
+    doc = undefined;
+  }
   if (!doc || !Array.isArray(doc.roots) || doc.roots.length === 0 || doc.roots.length > MAX_ROOTS || (doc.cross !== undefined && (!Array.isArray(doc.cross) || doc.cross.length > MAX_ROOTS))) {
     throw new MutualError('CA_UNTRUSTED', { detail: `/roots.json is not a list of at most ${MAX_ROOTS} roots and cross-certificates` });
   }

@@ -4,6 +4,7 @@
  * identities, and rotates its own certificate through `setSecureContext` when its
  * {@link IdentitySource} rotates (connections in flight keep the old one; new ones get the new).
  */
+import fs from 'node:fs';
 import https from 'node:https';
 import http2 from 'node:http2';
 import crypto from 'node:crypto';
@@ -13,8 +14,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
 import { MutualError, isMutualError } from '../core/errors.ts';
 import { matchIdentity } from '../core/identity.ts';
-import fs from 'node:fs';
-import { IDENTITY_POLL_MS, statStamp, type IdentitySource } from './identity-source.ts';
+import { IDENTITY_POLL_MS, MAX_IDENTITY_FILE_BYTES, statStamp, type IdentitySource } from './identity-source.ts';
 import { PeerVerifier, readCertificates, type PeerIdentity, type RevocationOptions } from './verifier.ts';
 
 /** Default limits of an SDK server (all overridable through `serverOptions`). */
@@ -29,6 +29,8 @@ const trustReloadedChannel = diagnostics.channel('mutual:sdk:trust-reloaded');
 
 /** Reads a trust bundle file and checks that it holds certificates (PEM_MALFORMED, INPUT_TOO_LARGE, or the file error otherwise). */
 function readTrustFile(file: string): string {
+  const size = fs.statSync(file).size;
+  if (size > MAX_IDENTITY_FILE_BYTES) throw new MutualError('INPUT_TOO_LARGE', { detail: `${file} is ${size} bytes` });
   const text = fs.readFileSync(file, 'utf8');
   readCertificates(text);
   return text;

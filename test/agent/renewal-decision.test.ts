@@ -74,6 +74,8 @@ const cases: { name: string; input: () => Partial<RenewalInput>; want: () => Ren
   { name: 'ok/renew/at the renewal point', input: () => ({ now: dueAt() }), want: () => ({ need: 'renew', why: '' }), driftAsked: 0 },
   { name: 'ok/renew/after notAfter (the CA decides; a refusal falls back to a token)', input: () => ({ now: new Date(good.notAfter.getTime() + HOUR) }), want: () => ({ need: 'renew', why: '' }) },
   { name: 'ok/renew/forced before the renewal point', input: () => ({ forced: true }), want: () => ({ need: 'renew', why: '' }), driftAsked: 0 },
+  { name: 'ok/renew/under a root being retired, before the renewal point', input: () => ({ moveRoot: 'its chain ends at a retiring root' }), want: () => ({ need: 'renew', why: '' }), driftAsked: 0 },
+  { name: 'ok/enroll/revoked wins over a root being retired', input: () => ({ current: revoked, moveRoot: 'its chain ends at a retiring root' }), want: () => ({ need: 'enroll', why: `${revoked.serial} is revoked`, revoked: true }), driftAsked: 0 },
   { name: 'ok/none/obtained after notBefore: not yet at its own renewal point', input: () => ({ now: dueAt(), obtained: { [good.serial]: new Date(good.notBefore.getTime() + 30 * 60_000).toISOString() } }), want: () => ({ need: 'none' }) },
   { name: 'ok/enroll/revoked on the CRL, even when forced', input: () => ({ current: revoked, forced: true }), want: () => ({ need: 'enroll', why: `${revoked.serial} is revoked`, revoked: true }), driftAsked: 0 },
   { name: 'ok/enroll/the CA refused to renew it as revoked', input: () => ({ revokedSerial: good.serial }), want: () => ({ need: 'enroll', why: `${good.serial} is revoked`, revoked: true }) },

@@ -3,7 +3,7 @@
  * /roots.json (and, once the old root is gone, /roots.pem and intermediates) the test answers in
  * the contract's format: the trust bundle moves from {old} to {old,new} to {new}; an unknown root
  * without a valid cross-certificate is refused (CA_UNTRUSTED, bundle unchanged); a certificate
- * under a root marked retiring is renewed at once, once. The clock is the test's.
+ * under a root marked retiring, or whose intermediate is on the root CRL, is renewed at once, once. The clock is the test's.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,8 @@ import path from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent } from '../../src/agent/agent.ts';
 import { readCertificateDers } from '../../src/core/pem.ts';
-import { makeTestCa, type TestCa } from '../helpers/test-ca.ts';
+import { makeTestCa, TEST_PASSPHRASE, type TestCa } from '../helpers/test-ca.ts';
+import { renewRootCrl } from '../../src/ca/offline.ts';
 import { crossCertificate, fingerprint, rootsJson, rootsPem, verifyStrict } from '../helpers/rollover.ts';
 import { hostDir, manifestFor, serverManifest, startAgentCa, testClock, type AgentTestCa } from './harness.ts';
 
@@ -145,6 +146,30 @@ test('ok/a certificate under a root marked retiring is renewed at once, and only
     const cert = fs.readFileSync(path.join(r.dir, 'certs/web.crt'), 'utf8');
     assert.ok(fullchain.startsWith(cert));
     assert.equal(verifyStrict(r.dir, cert, fullchain.slice(cert.length), r.ca.root + r.newRoot), true);
+  } finally {
+    await r.close();
+  }
+});
+
+test('ok/a certificate whose intermediate is on the root CRL is renewed at once, and only once', async () => {
+  const r = await rollover();
+  try {
+    fs.writeFileSync(path.join(r.dir, 'web.token'), await r.ca.token(['localhost', '127.0.0.1']));
+    const m = manifestFor(r.dir, serverManifest(r.dir, r.ca, { trust: { refresh: '1m', crls: [{ path: path.join(r.dir, 'root.crl'), issuers: ['root'] }] } }));
+    const agent = new Agent({ manifest: m, now: r.clock.now });
+    const cycle = async () => {
+      r.clock.advance(120_000);
+      return agent.cycle({ ignoreBackoff: true });
+    };
+    const first = await cycle();
+    assert.equal(first.certificates[0].action, 'enrolled', JSON.stringify(first));
+    // Later, the offline root revokes the server intermediate; the CA serves the new root CRL.
+    r.clock.advance(60_000);
+    const der = await renewRootCrl({ offlineDir: r.ca.tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, revoke: { certificate: r.ca.tc.ca.server.pem }, now: r.clock.now() });
+    fs.writeFileSync(r.ca.tc.layout.rootCrl, der);
+    const moved = await cycle();
+    assert.equal(moved.certificates[0].action, 'renewed', JSON.stringify(moved));
+    assert.equal((await cycle()).certificates[0].action, 'none');
   } finally {
     await r.close();
   }

@@ -1,6 +1,6 @@
 /**
- * A root rollover seen by a running gateway (issue 17): trust.ca moves from {old} to {old,new} to
- * {new} (with trust.clientCas listing both client CAs); clients under the old root, the new root,
+ * A root rollover seen by a running gateway (issue 17), made by the CA's own ceremonies: trust.ca
+ * moves from {old} to {old,new} to {new} (the CA's ca/roots.pem) (with trust.clientCas listing both client CAs); clients under the old root, the new root,
  * and the new root with new-by-old in their chain get through or are refused exactly as the bundle
  * (and `openssl verify -x509_strict`) says, without a restart; a keep-alive connection made before
  * the change keeps working; a bundle that does not parse keeps the one in force and is logged.
@@ -17,11 +17,17 @@ import { stringify } from 'yaml';
 import { pino } from 'pino';
 import { startGateway } from '../../src/gateway/index.ts';
 import { request, replaceFile, id, names, type Credential } from '../sdk/fixtures.ts';
-import { makeRollover, rootsPem, verifyStrict } from '../helpers/rollover.ts';
+import { makeRealRollover, rootsPem, verifyStrict } from '../helpers/rollover.ts';
 import { until } from '../helpers/wait.ts';
 
 test('ok/trust.ca moves {old} -> {old,new} -> {new} under a running gateway; fail/a bad bundle keeps the one in force', async () => {
-  const ro = await makeRollover();
+  // A real rollover of one CA; the gateway's certificate and the old client are issued before it.
+  let gw!: Credential;
+  let oldClient!: Credential;
+  const ro = await makeRealRollover(async (old) => {
+    gw = await old.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'gw');
+    oldClient = await old.issue('client', names({ uri: [id('prod/old')] }), 'old');
+  });
   const plain = http.createServer((_req, res) => res.end('plain'));
   await new Promise<void>((r) => plain.listen(0, '127.0.0.1', r));
   const results: { ok: boolean; code?: string }[] = [];
@@ -30,12 +36,10 @@ test('ok/trust.ca moves {old} -> {old,new} -> {new} under a running gateway; fai
   const logs: string[] = [];
   const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
   try {
-    const gw = await ro.old.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'gw');
-    const clients: Record<'old' | 'new' | 'newCross', Credential> = {
-      old: await ro.old.issue('client', names({ uri: [id('prod/old')] }), 'old'),
-      new: await ro.new.issue('client', names({ uri: [id('prod/new')] }), 'new'),
-    } as never;
-    clients.newCross = { ...clients.new, fullchain: clients.new.fullchain + ro.newByOld };
+    // The CA's answer during the overlap carries new-by-old; "new" sends its intermediate only.
+    const issued = await ro.new.issue('client', names({ uri: [id('prod/new')] }), 'new');
+    assert.ok(issued.fullchain.includes(ro.newByOld));
+    const clients: Record<'old' | 'new' | 'newCross', Credential> = { old: oldClient, new: { ...issued, fullchain: issued.cert + ro.new.clientCa }, newCross: issued };
     const trustFile = path.join(ro.dir, 'trust.pem');
     const clientCasFile = path.join(ro.dir, 'client-cas.pem');
     replaceFile(trustFile, rootsPem([{ pem: ro.old.root }]));
@@ -79,13 +83,14 @@ test('ok/trust.ca moves {old} -> {old,new} -> {new} under a running gateway; fai
     try {
       await expect(ro.old.root, { old: true, new: false, newCross: true });
       assert.deepEqual(await keepAlive(), { status: 200, reused: false });
-      assert.equal((await swap(rootsPem([{ pem: ro.old.root, retireAt: new Date(Date.now() + 86_400_000) }, { pem: ro.new.root }]))).ok, true);
+      assert.equal((await swap(ro.bundle())).ok, true);
       await expect(ro.old.root + ro.new.root, { old: true, new: true, newCross: true });
-      assert.equal((await swap(rootsPem([{ pem: ro.new.root }]))).ok, true);
+      await ro.retire();
+      assert.equal((await swap(ro.bundle())).ok, true);
       await expect(ro.new.root, { old: false, new: true, newCross: true });
       assert.deepEqual(await keepAlive(), { status: 200, reused: true });
       // Half a bundle (a writer caught mid-way): refused, logged, and {new} stays in force.
-      const bad = await swap(rootsPem([{ pem: ro.new.root }]).slice(0, 200));
+      const bad = await swap(ro.bundle().slice(0, 200));
       assert.deepEqual([bad.ok, bad.code], [false, 'CONFIG_INVALID']);
       assert.ok(logs.some((l) => /reload failed/.test(l) && /trust\.pem/.test(l)), 'the failure is logged with the file');
       await expect(ro.new.root, { old: false, new: true, newCross: true });

@@ -1,10 +1,10 @@
 /**
- * A root rollover for tests (issue 17): two complete test CAs, old and new, whose roots share one
- * subject name (RFC 4210 5.3.13 root key update: the cross-certificates are self-issued, so they do
- * not count against the old root's pathLen 1; roots with different names would make the chain
- * leaf -> new intermediate -> new-by-old -> old root exceed it, and OpenSSL refuses that), the two
- * cross-certificates, and the trust bundle and /roots.json in the format of
- * /work/briefs/rotation-contract.md, plus a small HTTP server serving them.
+ * A root rollover for tests (issue 17): one made by the CA's own ceremonies ({@link makeRealRollover}),
+ * cross-certificates made by hand for the cases a real CA never produces (a root vouched for by
+ * itself), and the trust bundle and /roots.json in the contract's format (the roots share one
+ * subject name, RFC 4210 root key update: the cross-certificates are self-issued and do not count
+ * against the old root's pathLen 1; with different names OpenSSL refuses leaf -> new intermediate
+ * -> new-by-old -> old root), plus a small HTTP server serving them.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -21,21 +21,6 @@ import { floorSeconds } from '../../src/core/der.ts';
 import { toPem } from '../../src/core/pem.ts';
 import { TEST_PASSPHRASE, tempDir, type TestCa } from './test-ca.ts';
 import { openssl } from './tools.ts';
-
-/** The two CAs of a rollover and the cross-certificates between their roots. */
-export interface Rollover {
-  old: Pki;
-  new: Pki;
-  /** Subject and key of the new root, issued by the old root. */
-  newByOld: string;
-  /** Subject and key of the old root, issued by the new root. */
-  oldByNew: string;
-  /** Fingerprints (SHA-256 hex) of the roots. */
-  oldFp: string;
-  newFp: string;
-  dir: string;
-  close(): Promise<void>;
-}
 
 export const fingerprint = (pem: string): string => new crypto.X509Certificate(pem).fingerprint256.replace(/:/g, '').toLowerCase();
 
@@ -54,20 +39,62 @@ export async function crossCertificate(subjectPem: string, issuer: { root: strin
   return toPem(der, 'CERTIFICATE');
 }
 
-/** Makes the old and new CA and the cross-certificates (valid for `crossDays`, default 30). */
-export async function makeRollover(o: { crossDays?: number } = {}): Promise<Rollover> {
-  const old = await makePki({ name: 'Acme Test' });
-  const neu = await makePki({ name: 'Acme Test' });
-  const until = new Date(Date.now() + (o.crossDays ?? 30) * 86_400_000);
+/** A rollover made by the CA's own ceremonies (`mutual root rotate`, `root install`, new intermediates, `root retire`), in process. */
+export interface RealRollover {
+  /** The CA before the rotation: its root and intermediates (leaves were issued by `beforeRotate`). */
+  old: Pick<Pki, 'root' | 'clientCa' | 'serverCa'>;
+  /** The same CA after: the new root, its intermediates, and issue() under them. */
+  new: Pki;
+  newByOld: string;
+  oldByNew: string;
+  dir: string;
+  /** ca/roots.pem as the CA wrote it now (both roots in the overlap, the contract's comment lines). */
+  bundle(): string;
+  /** `mutual root retire --force`: the old root leaves ca/roots.pem. */
+  retire(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * Runs a real root rollover on a test CA: `beforeRotate` issues what must be under the old root;
+ * then the offline root is rotated and installed, new intermediates are signed by the new root
+ * and installed, and the authority reopened on them (the harness of test/agent does the same for
+ * an intermediate rotation).
+ */
+export async function makeRealRollover(beforeRotate: (old: Pki) => Promise<void>): Promise<RealRollover> {
+  const ca = await import('../../src/ca/index.ts');
+  const { readConfig } = await import('../../src/ca/config.ts');
+  const { defaultNamePolicy } = await import('../../src/core/policy.ts');
+  const pki = await makePki({ name: 'Acme Test' });
+  const tc = pki.tc;
+  await beforeRotate(pki);
+  const old = { root: pki.root, clientCa: pki.clientCa, serverCa: pki.serverCa };
+  await ca.rotateRoot({ offlineDir: tc.offlineDir, rootPassphrase: TEST_PASSPHRASE });
+  await ca.installRoot({ home: tc.home, from: tc.offlineDir, store: tc.ca.store });
+  const config = readConfig(tc.layout.config);
+  const intermediates: Record<string, string> = {};
+  for (const role of ['server-ca', 'client-ca'] as const) {
+    const csr = await ca.intermediateCsr({ home: tc.home, role, passphrase: TEST_PASSPHRASE, newKey: true });
+    intermediates[role] = await ca.signIntermediate({
+      offlineDir: tc.offlineDir, rootPassphrase: TEST_PASSPHRASE, csr, role, url: config.url, organization: config.name,
+      policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }),
+    });
+  }
+  await tc.ca.close();
+  for (const role of ['server-ca', 'client-ca'] as const) await ca.installIntermediate({ home: tc.home, role, certificate: intermediates[role], passphrase: TEST_PASSPHRASE });
+  tc.ca = await ca.openAuthority({ home: tc.home, passphrase: TEST_PASSPHRASE });
+  const neu: Pki = { ...pki, root: fs.readFileSync(tc.layout.rootCert, 'utf8'), clientCa: tc.ca.client.pem, serverCa: tc.ca.server.pem };
   const dir = tempDir('mutual-rollover-');
   return {
     old, new: neu, dir,
-    newByOld: await crossCertificate(neu.root, old, until),
-    oldByNew: await crossCertificate(old.root, neu, until),
-    oldFp: fingerprint(old.root), newFp: fingerprint(neu.root),
+    newByOld: fs.readFileSync(path.join(tc.layout.crossDir, 'new-by-old.pem'), 'utf8'),
+    oldByNew: fs.readFileSync(path.join(tc.layout.crossDir, 'old-by-new.pem'), 'utf8'),
+    bundle: () => fs.readFileSync(tc.layout.rootsBundle, 'utf8'),
+    async retire() {
+      await ca.retireRoot({ home: tc.home, store: tc.ca.store, force: true });
+    },
     async close() {
-      await old.close();
-      await neu.close();
+      await pki.close();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
