@@ -153,7 +153,10 @@ async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<v
   const before = trustedRoots(cx, root);
   const listed = (await fetchRoots(url, before, cx.now))?.roots ?? anchorOnly(root);
   const after = listed.map((r) => r.pem).join('');
-  const cas = await fetchCaCertificates(url, after, cx.now, before + after);
+  // The TLS connection, and what a retired intermediate may be signed by to be dropped rather than
+  // refused: every root trusted before this step too, and the pinned root (a retired root's
+  // intermediates stay listed by the CA until they expire).
+  const cas = await fetchCaCertificates(url, after, cx.now, before + after + root);
   const wanted: { slot: CrlSlot; signer: string }[] = [];
   for (const issuer of crlIssuersNeeded(m)) {
     // The root CRL is signed by the current root, whichever that is: it is checked against each (checkRootCrl).
@@ -183,8 +186,11 @@ async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<v
   }
   // Everything checked: now the cache changes (roots and CA certificates first, the CRLs they sign after).
   saveRoots(cx, root, listed);
+  // The `root` part stays the pinned root (the anchor the cycle starts from, even once a rollover
+  // retired it); the roots trusted now are roots.pem.
+  const parts = { ...cas, root };
   for (const part of ['root', 'server-ca', 'client-ca'] as const) {
-    if (cx.cache.caCertificate(part) !== cas[part]) cx.cache.saveCaCertificate(part, cas[part]);
+    if (cx.cache.caCertificate(part) !== parts[part]) cx.cache.saveCaCertificate(part, parts[part]);
   }
   for (const role of ['server', 'client'] as const) {
     cx.cache.saveRetired(role, cas.retired.filter((r) => r.role === role).map((r) => r.pem));

@@ -243,7 +243,7 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
   const trusted = readCertificateDers(root, { maxBlocks: MAX_ROOTS }).map((d) => new crypto.X509Certificate(d));
   const rootCert = trusted[0];
   const signedByTrusted = (c: crypto.X509Certificate) => trusted.some((t) => c.checkIssued(t) && c.verify(t.publicKey));
-  const former = tlsCa === root ? [] : readCertificateDers(tlsCa, { maxBlocks: 2 * MAX_ROOTS }).map((d) => new crypto.X509Certificate(d));
+  const former = tlsCa === root ? [] : readCertificateDers(tlsCa, { maxBlocks: 3 * MAX_ROOTS }).map((d) => new crypto.X509Certificate(d));
   const signedByFormer = (c: crypto.X509Certificate) => former.some((t) => c.checkIssued(t) && c.verify(t.publicKey));
   // The CA may list more than one root while it rolls over; one of ours must be among them.
   const listed = untrustedParse('/roots.pem', () => readCertificateDers(roots, { maxBlocks: 16 }));

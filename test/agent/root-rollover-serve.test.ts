@@ -109,6 +109,10 @@ test('ok/agent follows mutual serve through rotate, install and retire: bundle {
     const retired = await cycle();
     assert.equal(retired.exitCode, 0, JSON.stringify(retired));
     assert.deepEqual(fingerprintsIn(bundle), [fp(newRoot)]);
+    // And on: the pinned (old) root is gone from the CA, the agent still starts from it and trusts the new one.
+    const later = await cycle();
+    assert.equal(later.exitCode, 0, JSON.stringify(later));
+    assert.deepEqual(fingerprintsIn(bundle), [fp(newRoot)]);
   } finally {
     if (serve) await stopProcess(serve.child);
     fs.rmSync(dir, { recursive: true, force: true });
