@@ -201,7 +201,10 @@ async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<v
   cx.cache.keepRootCrls(otherRoots);
   for (const [slot, { der, info }] of fresh) {
     const cached = cx.cache.crlInfo(slot);
-    if (cached && !isNotOlder(info, cached)) {
+    // Older means older from the same key: after a root retirement /crl/root.crl is the new root's,
+    // numbered from 1, and must replace the old root's (kept, its CRL would block every new chain).
+    const sameSigner = cached?.authorityKeyId && info.authorityKeyId ? cached.authorityKeyId.equals(info.authorityKeyId) : true;
+    if (cached && sameSigner && !isNotOlder(info, cached)) {
       // An older CRL than the one in use (a replay, or a lagging replica) would un-revoke certificates.
       ctx.log.warn({ issuer: slot, cached: cached.thisUpdate, fetched: info.thisUpdate }, 'the CA served an older CRL than the one in use; kept the newer one');
       continue;
