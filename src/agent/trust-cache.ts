@@ -23,7 +23,16 @@ const ROLE_OF: Partial<Record<BundlePart | CrlIssuer, LeafRole>> = { 'server-ca'
  * Where a CRL is kept: an issuer's current CRL (`root`, `server`, `client`), or a retired
  * intermediate's, named as the CA names it: `client.<first 16 hex digits of its key id>`.
  */
-export type CrlSlot = CrlIssuer | `${LeafRole}.${string}`;
+export type CrlSlot = CrlIssuer | `${LeafRole}.${string}` | `root-${string}`;
+
+/**
+ * The slot of the CRL of a trusted root other than the one `/crl/root.crl` is from: during a root
+ * rollover each root signs its own CRL (`/crl/root-<16 hex of its fingerprint>.crl`), and a
+ * relying party that checks every level's CRL (nginx's ssl_crl, HAProxy's crl-file) needs one
+ * for each root a chain may end at.
+ */
+export const rootSlot = (fingerprint: string): CrlSlot => `root-${fingerprint.slice(0, 16)}`;
+const OTHER_ROOT_CRL = /^crl-root-[0-9a-f]{16}\.der$/;
 
 /** The slot of a retired intermediate's CRL. */
 export const retiredSlot = (role: LeafRole, keyId: string): CrlSlot => `${role}.${keyId.slice(0, 16)}`;
@@ -160,6 +169,29 @@ export class TrustCache {
     for (const n of names) if (retiredCrl.test(n) && !keep.has(n)) fs.rmSync(path.join(this.dir, n), { force: true });
   }
 
+  /** Drops the cached CRLs of other roots (see {@link rootSlot}) not in `keep`. */
+  keepRootCrls(keep: readonly CrlSlot[]): void {
+    const names = new Set(keep.map((s) => `crl-${s}.der`));
+    let files: string[] = [];
+    try {
+      files = fs.readdirSync(this.dir);
+    } catch {
+      return;
+    }
+    for (const n of files) if (OTHER_ROOT_CRL.test(n) && !names.has(n)) fs.rmSync(path.join(this.dir, n), { force: true });
+  }
+
+  /** The cached CRLs of the other trusted roots, during a rollover. */
+  #otherRootCrls(): Buffer[] {
+    let files: string[] = [];
+    try {
+      files = fs.readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    return files.filter((n) => OTHER_ROOT_CRL.test(n)).sort().map((n) => this.#read(n)).filter((d): d is Buffer => d !== undefined);
+  }
+
   /** Saves a checked CRL (DER). */
   saveCrl(slot: CrlSlot, der: Buffer): void {
     writeFileAtomic(path.join(this.dir, `crl-${slot}.der`), der, { mode: 0o644, dirMode: 0o711 });
@@ -194,6 +226,7 @@ export class TrustCache {
     const all: Buffer[] = [];
     for (const [k, i] of issuers.entries()) {
       all.push(ders[k]!);
+      if (i === 'root') all.push(...this.#otherRootCrls());
       const role = ROLE_OF[i];
       if (!role) continue;
       for (const r of this.retired(role, now)) {

@@ -14,7 +14,7 @@ import type { AgentManifest, BundlePart, CrlIssuer, HookSpec, Ownership } from '
 import { readToken } from './obtain-certificate.ts';
 import { isSame, readPrevious, type PreviousFile } from './owned-file.ts';
 import { retryDelay } from './schedule.ts';
-import { CRL_SIGNER, retiredSlot, type CrlSlot } from './trust-cache.ts';
+import { CRL_SIGNER, retiredSlot, rootSlot, type CrlSlot } from './trust-cache.ts';
 import { anchorOnly, saveRoots, trustedRoots } from './root-set.ts';
 
 /** A CRL is refetched once this fraction of its validity (thisUpdate..nextUpdate) has passed. */
@@ -165,10 +165,24 @@ async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<v
     for (const r of cas.retired) if (r.role === issuer) wanted.push({ slot: retiredSlot(r.role, r.keyId), signer: r.pem });
   }
   const fresh = new Map<CrlSlot, { der: Buffer; info: ReturnType<typeof checkCrl> }>();
+  const otherRoots: CrlSlot[] = [];
   for (const { slot, signer } of wanted) {
     const der = await fetchCrl(url, before + after, slot);
-    const info = slot === 'root' ? checkRootCrl(der, listed.map((r) => r.pem), cx.now) : checkCrl(der, signer, cx.now, `the ${slot} CRL`);
+    if (slot !== 'root') {
+      fresh.set(slot, { der, info: checkCrl(der, signer, cx.now, `the ${slot} CRL`) });
+      continue;
+    }
+    const { info, by } = checkRootCrl(der, listed.map((r) => r.pem), cx.now);
     fresh.set(slot, { der, info });
+    // During a rollover each root signs its own CRL: the others' too, for relying parties that
+    // check every level of a chain ending at any trusted root.
+    for (const [i, r] of listed.entries()) {
+      if (i === by) continue;
+      const other = rootSlot(r.fingerprint);
+      const d = await fetchCrl(url, before + after, other);
+      fresh.set(other, { der: d, info: checkCrl(d, r.pem, cx.now, `the CRL of the root ${r.fingerprint.slice(0, 16)}`) });
+      otherRoots.push(other);
+    }
   }
   // Everything checked: now the cache changes (roots and CA certificates first, the CRLs they sign after).
   saveRoots(cx, root, listed);
@@ -182,11 +196,15 @@ async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<v
     cx.cache.saveRetired(role, cas.retired.filter((r) => r.role === role).map((r) => r.pem));
   }
   for (const slot of Object.keys(cx.state.trust.crls)) {
-    if (slot.includes('.') && !fresh.has(slot as CrlSlot)) delete cx.state.trust.crls[slot];
+    if ((slot.includes('.') || slot.startsWith('root-')) && !fresh.has(slot as CrlSlot)) delete cx.state.trust.crls[slot];
   }
+  cx.cache.keepRootCrls(otherRoots);
   for (const [slot, { der, info }] of fresh) {
     const cached = cx.cache.crlInfo(slot);
-    if (cached && !isNotOlder(info, cached)) {
+    // Older means older from the same key: after a root retirement /crl/root.crl is the new root's,
+    // numbered from 1, and must replace the old root's (kept, its CRL would block every new chain).
+    const sameSigner = cached?.authorityKeyId && info.authorityKeyId ? cached.authorityKeyId.equals(info.authorityKeyId) : true;
+    if (cached && sameSigner && !isNotOlder(info, cached)) {
       // An older CRL than the one in use (a replay, or a lagging replica) would un-revoke certificates.
       ctx.log.warn({ issuer: slot, cached: cached.thisUpdate, fetched: info.thisUpdate }, 'the CA served an older CRL than the one in use; kept the newer one');
       continue;
@@ -196,12 +214,16 @@ async function fetchTrust(ctx: AgentContext, cx: Cycle, root: string): Promise<v
   }
 }
 
-/** Checks the root CRL against each trusted root (it is signed by the current one); the first error when none. */
-function checkRootCrl(der: Buffer, roots: string[], now: Date): ReturnType<typeof checkCrl> {
+/**
+ * Checks the root CRL against each trusted root (during a rollover `/crl/root.crl` is the old
+ * root's until it is retired); returns it with the index of the root that signed it; the first
+ * error when none did.
+ */
+function checkRootCrl(der: Buffer, roots: string[], now: Date): { info: ReturnType<typeof checkCrl>; by: number } {
   let first: unknown;
-  for (const r of roots) {
+  for (const [by, r] of roots.entries()) {
     try {
-      return checkCrl(der, r, now, 'the root CRL');
+      return { info: checkCrl(der, r, now, 'the root CRL'), by };
     } catch (e) {
       first ??= e;
     }

@@ -138,6 +138,9 @@ export class TlsMaterial implements UpstreamTlsMaterial {
     if (revocationChanged || trustChanged) {
       // A new verifier, with the new roots and client CAs, made and started before it replaces the old.
       const made = this.#makeVerifier(next, nextTrustCa, nextClientCas);
+      // The CRLs the verifier in force learned of: fetched before the swap, so that no client is
+      // refused fail-closed for want of a CRL its predecessor had (a root rollover changes trust.ca).
+      made.learnCrlUrls(this.#verifier.learnedCrlUrls());
       await made.start();
       const old = this.#verifier;
       this.#verifier = made;

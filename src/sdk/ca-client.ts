@@ -281,14 +281,14 @@ export async function fetchCaCertificates(caUrl: string, root: string, now: Date
 }
 
 /** The CRL names the CA serves: an issuer's current one, or a retired intermediate's by its key (`client.<16 hex digits>`). */
-export type CrlName = 'root' | 'server' | 'client' | `${'server' | 'client'}.${string}`;
+export type CrlName = 'root' | 'server' | 'client' | `${'server' | 'client'}.${string}` | `root-${string}`;
 
 /**
  * Fetches one CRL (DER) over TLS pinned to `root`. Its signature and freshness are the caller's
  * to check. A name that is not a {@link CrlName} is a TypeError (it is never sent).
  */
 export async function fetchCrl(caUrl: string, root: string, name: CrlName): Promise<Buffer> {
-  if (!/^(root|server|client|(server|client)\.[0-9a-f]{16})$/.test(name)) throw new TypeError(`not a CRL name: ${name}`);
+  if (!/^(root|root-[0-9a-f]{16}|server|client|(server|client)\.[0-9a-f]{16})$/.test(name)) throw new TypeError(`not a CRL name: ${name}`);
   const r = await call(`${base(caUrl)}/crl/${name}.crl`, { tls: { ca: root }, raw: true });
   if (r.status !== 200) throw refusal(r, `GET /crl/${name}.crl`);
   return r.body;

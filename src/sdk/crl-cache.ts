@@ -135,6 +135,11 @@ export class CrlCache {
     }
   }
 
+  /** The CRL URLs learned from certificates so far. */
+  get learnedUrls(): string[] {
+    return [...this.#learnedUrls];
+  }
+
   /** Once started, makes sure a fetch of every URL is on its way (no fresh CRL was at hand). */
   fetchMissing(): void {
     if (this.#started) for (const u of this.#urls()) if (!this.#fetching.has(u)) void this.#fetchCrl(u);

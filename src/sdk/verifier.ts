@@ -228,6 +228,20 @@ export class PeerVerifier {
     return this.#crls.refresh();
   }
 
+  /** The CRL URLs learned from the certificates seen (none when URLs are configured). */
+  learnedCrlUrls(): string[] {
+    return this.#crls.learnedUrls;
+  }
+
+  /**
+   * Takes CRL URLs learned by another verifier (one this replaces, e.g. after a trust bundle
+   * changed), so that {@link start} fetches them before the first request: without them a
+   * fail-closed verifier refuses every client until it has seen its certificate once.
+   */
+  learnCrlUrls(urls: readonly string[]): void {
+    this.#crls.learn(urls, false);
+  }
+
   /** Starts keeping CRLs fresh: fetches them now (and waits), then on a timer. */
   start(): Promise<void> {
     return this.#crls.start();

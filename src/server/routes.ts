@@ -5,6 +5,7 @@
  * CRL scheduling the CRL schedule's, tokens the enrollment service's.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
@@ -15,7 +16,7 @@ import type { CertificateInfo } from '../core/certificate.ts';
 import { parseCsr } from '../core/csr.ts';
 import { parseRevocationReason } from '../core/crl.ts';
 import { MutualError } from '../core/errors.ts';
-import { readPemOrDer, toPem } from '../core/pem.ts';
+import { readCertificateDers, readPemOrDer, toPem } from '../core/pem.ts';
 import { acmeRoute } from './acme/acme-routes.ts';
 import type { AcmeProblemContext } from './acme/problems.ts';
 import type { AdminAuthenticator, AdminStatus } from './admin-auth.ts';
@@ -187,7 +188,12 @@ async function metricsRoute(s: ServerState, c: RequestContext): Promise<void> {
  * key rotation.
  */
 function allOfRole(s: ServerState, c: RequestContext, _url: URL, m: RegExpExecArray | undefined): void {
-  const inters = s.crls.intermediatesOf(m![2] === 'server' ? 'server-ca' : 'client-ca');
+  // Only those under a root of the trust bundle: once a root is retired, the intermediates it
+  // signed (still valid, still able to sign their CRLs) are no longer anything a relying party
+  // should trust, and an agent refuses a list holding a CA that no trusted root signed.
+  const roots = readCertificateDers(trustBundleText(s.ca.layout)).map((der) => new crypto.X509Certificate(der));
+  const inters = s.crls.intermediatesOf(m![2] === 'server' ? 'server-ca' : 'client-ca')
+    .filter((i) => roots.some((r) => new crypto.X509Certificate(i.info.der).verify(r.publicKey)));
   const pem = m![1] === 'ca' ? inters.map((i) => i.pem).join('') : inters.map((i) => s.crls.crl(s.ca.crlName(i))?.pem ?? '').join('');
   sendText(c.res, pem, 'application/x-pem-file');
 }

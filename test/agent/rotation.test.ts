@@ -41,7 +41,8 @@ async function proxyFor(ca: AgentTestCa): Promise<{ url: string; replace: Map<st
     }
     call(`${ca.url}${req.url}`, { tls: { ca: ca.root }, raw: true }).then(
       (a) => {
-        res.writeHead(a.status);
+        // JSON answers (/roots.json) keep their type: the agent reads them as JSON only then.
+        res.writeHead(a.status, (req.url ?? '').endsWith('.json') ? { 'content-type': 'application/json' } : {});
         res.end(a.body);
       },
       () => {
