@@ -5,21 +5,14 @@
  * After each revoke, the server's OCSP responder must say revoked (`openssl ocsp`, the response
  * verified to the root) and still say good for the certificate before the renewal.
  *
- * Skipped, by itself, while src/server/acme/ does not exist; it turns on when the ACME server is
- * merged. The DNS is the project's test DNS server (test/helpers/dns-server.ts) behind the same
+ * The DNS is the project's test DNS server (test/helpers/dns-server.ts) behind the same
  * record API the hooks use with pebble-challtestsrv (test-dns.ts).
  */
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import fs from 'node:fs';
-import { after, before, describe, test } from 'node:test';
-import type { TestContext } from 'node:test';
-import { FAILURES, MATRIX, requireCaseTools, runCase, runFailCase, type CaseOutcome } from './matrix.ts';
-import { ACME_SERVER_PRESENT, startMutual } from './mutual.ts';
-import { startTestDns, type TestDns } from './test-dns.ts';
-
-/** Cases at once: each is a client and a `mutual serve` process, on 2 cores. */
-const CONCURRENCY = 4;
+import { interopSuite, type CaseOutcome } from './matrix.ts';
+import { startMutual } from './mutual.ts';
 
 /** What an ACME certificate from mutual must also carry: the server's OCSP URL, and only serverAuth. */
 async function checkMutualCertificate(o: CaseOutcome): Promise<void> {
@@ -29,25 +22,5 @@ async function checkMutualCertificate(o: CaseOutcome): Promise<void> {
   assert.deepEqual(leaf.keyUsage?.filter((u) => u.startsWith('1.3.6.1.5.5.7.3.')), ['1.3.6.1.5.5.7.3.1'], `EKU: ${leaf.keyUsage}`);
 }
 
-describe('acme interop: mutual serve', { concurrency: CONCURRENCY, timeout: 300_000, skip: ACME_SERVER_PRESENT ? false : 'ACME server not merged yet' }, () => {
-  let dns: TestDns | undefined;
-  before(async () => {
-    dns = await startTestDns();
-  });
-  after(async () => {
-    await dns?.close();
-  });
-
-  for (const c of MATRIX) {
-    test(c.name, async (t: TestContext) => {
-      if (!requireCaseTools(t, c, false)) return;
-      await runCase(c, startMutual, dns!, checkMutualCertificate);
-    });
-  }
-  for (const c of FAILURES) {
-    test(c.name, async (t: TestContext) => {
-      if (!requireCaseTools(t, c, false)) return;
-      await runFailCase(c, startMutual, dns!);
-    });
-  }
-});
+/** Cases at once: each is a client and a `mutual serve` process, on 2 cores. */
+interopSuite('acme interop: mutual serve', startMutual, { pebble: false, concurrency: 4, check: checkMutualCertificate });

@@ -12,34 +12,8 @@
  * one the mutual run uses too, rather than pebble-challtestsrv, so the two runs differ only in the
  * server under test. A missing tool skips, or fails under MUTUAL_INTEROP=require.
  */
-import { after, before, describe, test } from 'node:test';
-import type { TestContext } from 'node:test';
-import { FAILURES, MATRIX, requireCaseTools, runCase, runFailCase } from './matrix.ts';
+import { interopSuite } from './matrix.ts';
 import { startPebble } from './pebble.ts';
-import { startTestDns, type TestDns } from './test-dns.ts';
 
 /** Cases at once: each is a client process or two plus a pebble, on 2 cores. */
-const CONCURRENCY = 4;
-
-describe('acme interop: pebble', { concurrency: CONCURRENCY, timeout: 300_000 }, () => {
-  let dns: TestDns | undefined;
-  before(async () => {
-    dns = await startTestDns();
-  });
-  after(async () => {
-    await dns?.close();
-  });
-
-  for (const c of MATRIX) {
-    test(c.name, async (t: TestContext) => {
-      if (!requireCaseTools(t, c, true)) return;
-      await runCase(c, startPebble, dns!);
-    });
-  }
-  for (const c of FAILURES) {
-    test(c.name, async (t: TestContext) => {
-      if (!requireCaseTools(t, c, true)) return;
-      await runFailCase(c, startPebble, dns!);
-    });
-  }
-});
+interopSuite('acme interop: pebble', startPebble, { pebble: true, concurrency: 4 });

@@ -10,11 +10,11 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
-import type { TestContext } from 'node:test';
+import { after, before, describe, test, type TestContext } from 'node:test';
 import { freePort, requireTool, runAsync } from '../helpers/tools.ts';
 import { certbot, dehydrated, lego, startWebroot, type AcmeClient, type ChallengeMode, type ClientOptions, type ClientRun, type Webroot } from './clients.ts';
 import type { AcmeTarget, StartTarget } from './target.ts';
-import type { TestDns } from './test-dns.ts';
+import { startTestDns, type TestDns } from './test-dns.ts';
 
 /** The clients, by name. */
 export const CLIENTS: Record<AcmeClient['name'], (o: ClientOptions) => AcmeClient> = { certbot, lego, dehydrated };
@@ -205,4 +205,31 @@ export async function runFailCase(c: FailCase, start: StartTarget, dns: TestDns)
     await target.close();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The whole matrix (MATRIX, then FAILURES) against one ACME server, `concurrency` cases at once,
+ * with one test DNS for them all: the pebble and the mutual runs are this one function, so a
+ * difference between them is the server's (or the client's reading of it), not the harness's.
+ */
+export function interopSuite(title: string, start: StartTarget, o: { pebble: boolean; concurrency: number; check?: (o: CaseOutcome) => Promise<void> }): void {
+  describe(title, { concurrency: o.concurrency, timeout: 300_000 }, () => {
+    let dns: TestDns | undefined;
+    before(async () => {
+      dns = await startTestDns();
+    });
+    after(async () => {
+      await dns?.close();
+    });
+    for (const c of MATRIX) {
+      test(c.name, async (t: TestContext) => {
+        if (requireCaseTools(t, c, o.pebble)) await runCase(c, start, dns!, o.check);
+      });
+    }
+    for (const c of FAILURES) {
+      test(c.name, async (t: TestContext) => {
+        if (requireCaseTools(t, c, o.pebble)) await runFailCase(c, start, dns!);
+      });
+    }
+  });
 }
