@@ -90,6 +90,11 @@ export function throwIfRevokedByCrl(crl: CrlInfo, info: CertificateInfo): void {
 
 const isClientCa = (x: TrustedCa | RootCrl): x is TrustedCa => 'publicKey' in x;
 
+/** Whether `crl` lists the certificate. */
+export function crlLists(crl: CrlInfo, info: CertificateInfo): boolean {
+  return crl.revoked.size !== 0 && crlRevocation(crl, info.serialBytes) !== undefined;
+}
+
 /** Throws CERT_REVOKED naming the client CA when its root's `crl` lists it. */
 export function throwIfCaRevokedByCrl(crl: CrlInfo, ca: CertificateInfo, leaf: CertificateInfo): void {
   const r = crl.revoked.size ? crlRevocation(crl, ca.serialBytes) : undefined;

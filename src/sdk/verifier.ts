@@ -41,7 +41,7 @@ import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
 import { readCertificateDers } from '../core/pem.ts';
 import { revocationUrls } from '../core/cert-urls.ts';
-import { CrlCache, CRL_REFRESH_MS, crlStatus, throwIfCaRevokedByCrl, throwIfRevokedByCrl, type IssuerRevocationStatus } from './crl-cache.ts';
+import { CrlCache, CRL_REFRESH_MS, crlLists, crlStatus, throwIfCaRevokedByCrl, throwIfRevokedByCrl, type IssuerRevocationStatus } from './crl-cache.ts';
 import { createFetchBytes, type FetchBytes } from './fetch-bytes.ts';
 import { OcspCache, throwIfRevokedByOcsp } from './ocsp-cache.ts';
 import { ConnectionTracker, refusedChainIssuers, setSocketState, socketState, type SocketState } from './peer-connections.ts';
@@ -427,12 +427,15 @@ export class PeerVerifier {
   }
 
   #closeRevokedSockets(): void {
-    if (this.#closeRevoked) this.#connections.closeRevoked((serial) => this.#isRevokedNow(serial));
+    if (this.#closeRevoked) this.#connections.closeRevoked((serial, id) => this.#isRevokedNow(serial, id));
   }
 
-  #isRevokedNow(serial: string): boolean {
+  #isRevokedNow(serial: string, id: PeerIdentity | undefined): boolean {
     if (this.#ocsp.isRevoked(serial)) return true;
     for (const ca of this.#cas) if (ca.crl && ca.crl.revoked.has(serial)) return true;
-    return false;
+    // The client CA revoked by its root's fresh CRL.
+    const ca = id?.chain[0] ? this.#cas.find((c) => c.info.der.equals(id.chain[0])) : undefined;
+    const rootCrl = ca?.path[1] ? this.#crls.rootCrl(ca.path[1]) : undefined;
+    return !!(ca && rootCrl?.crl && this.#now().getTime() < rootCrl.freshUntil && crlLists(rootCrl.crl, ca.info));
   }
 }

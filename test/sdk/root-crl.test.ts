@@ -7,12 +7,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import { makePki, names, id, type Pki } from './fixtures.ts';
 import { TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 import { renewRootCrl } from '../../src/ca/offline.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
 import { revocationUrls } from '../../src/core/cert-urls.ts';
-import { PeerVerifier } from '../../src/sdk/index.ts';
+import { PeerVerifier, createServer, loadIdentity } from '../../src/sdk/index.ts';
 import { isMutualError, type MutualError } from '../../src/core/errors.ts';
 
 const DAY = 86_400_000;
@@ -103,4 +105,32 @@ test('ok/the client CA\'s CRL distribution point (the root\'s CRL) is learned wh
   assert.ok(urls.length > 0, 'the client CA names its root\'s CRL');
   const v = new PeerVerifier({ clientCas: pki.clientCa, roots: pki.root, revocation: { ocsp: false } });
   for (const u of urls) assert.ok(v.learnedCrlUrls().includes(u), `${u} learned`);
+});
+
+test('ok/the open connections of a leaf under a client CA its root revokes are closed when the root CRL arrives', async () => {
+  const srv = await pki.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'srv-close');
+  const identity = loadIdentity({ certFile: srv.fullchainFile, keyFile: srv.keyFile, caFile: pki.bundleFile, watch: false });
+  const server = await createServer({ identity, ca: pki.root, clientCas: pki.clientCa, revocation: { ocsp: false, crlUrls: ['http://127.0.0.1:1/none.crl'] } }, (_req, res) => res.end('ok'));
+  server.verifier.loadCrl(clientCrl);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const victim = await pki.issue('client', names({ uri: [id('prod/victim')] }), 'victim');
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = () => new Promise<number>((resolve, reject) => {
+    https.get(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`, { ca: pki.root, cert: victim.fullchain, key: victim.key, agent }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    }).on('error', reject);
+  });
+  try {
+    assert.equal(await get(), 200);
+    const socket = Object.values(agent.freeSockets)[0]![0];
+    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    server.verifier.loadCrl(rootCrlRevoking, 'root.crl');
+    await closed;
+    assert.equal(socket.destroyed, true);
+  } finally {
+    agent.destroy();
+    await new Promise<void>((r) => server.close(() => r()));
+    identity.close();
+  }
 });
