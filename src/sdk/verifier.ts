@@ -23,7 +23,9 @@
  *    intermediate hides a critical extension on the leaf), so its verdict is never "explained away";
  * 7. it is not revoked: a CRL per issuer, fetched from the CA and refreshed before nextUpdate and
  *    on a timer, read into a hash set of serials; OCSP as the fallback when no fresh CRL is at
- *    hand; fail-closed by default (REVOCATION_UNAVAILABLE). Both answers are cached.
+ *    hand; fail-closed by default (REVOCATION_UNAVAILABLE). Both answers are cached. The client CA
+ *    itself is checked against its root's CRL (learned from the client CA's CRL distribution
+ *    points, or loaded) while that CRL is fresh; with none known it is not refused, as before.
  *
  * Everything that does not depend on the time or on revocation data (parse, issuer, signature,
  * EKU, extensions, key, names) is cached per certificate, so a repeat handshake costs a hash lookup
