@@ -107,7 +107,7 @@ test('ok/the client CA\'s CRL distribution point (the root\'s CRL) is learned wh
   for (const u of urls) assert.ok(v.learnedCrlUrls().includes(u), `${u} learned`);
 });
 
-test('ok/the open connections of a leaf under a client CA its root revokes are closed when the root CRL arrives', async () => {
+test('ok/the open connections of a leaf under a client CA its root revokes are closed when the root CRL arrives', { timeout: 30_000 }, async () => {
   const srv = await pki.issue('server', names({ dns: ['localhost'], ip: ['127.0.0.1'] }), 'srv-close');
   const identity = loadIdentity({ certFile: srv.fullchainFile, keyFile: srv.keyFile, caFile: pki.bundleFile, watch: false });
   const server = await createServer({ identity, ca: pki.root, clientCas: pki.clientCa, revocation: { ocsp: false, crlUrls: ['http://127.0.0.1:1/none.crl'] } }, (_req, res) => res.end('ok'));
