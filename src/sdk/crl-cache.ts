@@ -5,6 +5,7 @@
  * each CA's revocation status. The CRL itself is kept on the CA's {@link TrustedCa} record, so a
  * CA that stays across a trust reload keeps its CRL.
  */
+import crypto from 'node:crypto';
 import diagnostics from 'node:diagnostics_channel';
 import type { CertificateInfo } from '../core/certificate.ts';
 import { certificateIdentity } from '../core/certificate.ts';
@@ -31,6 +32,14 @@ export const MAX_LEARNED_CRL_URLS = 16;
 const crlChannel = diagnostics.channel('mutual:verifier:crl-loaded');
 const crlFailedChannel = diagnostics.channel('mutual:verifier:crl-failed');
 
+/** A root's CRL (it lists the client CAs the root revoked), kept per trusted root. */
+export interface RootCrl {
+  info: CertificateInfo;
+  crl?: CrlInfo;
+  crlSource?: string;
+  freshUntil: number;
+}
+
 /** The state of one client CA's revocation data. */
 export interface IssuerRevocationStatus {
   issuer: string;
@@ -51,14 +60,16 @@ export interface CrlCacheOptions {
   now: () => Date;
   /** The client CAs trusted now. */
   cas: () => readonly TrustedCa[];
+  /** The trusted roots now: their CRLs are loaded too (a root's CRL lists the client CAs it revoked). */
+  roots?: () => readonly CertificateInfo[];
   /** Revocation data changed (a CRL was loaded): connections re-check. */
   onChange: () => void;
   /** A CRL was loaded and published: close the connections of revoked certificates. */
   onRevocations: () => void;
 }
 
-/** The state of `ca`'s revocation data at `now` (ms). */
-export function crlStatus(ca: TrustedCa, now: number): IssuerRevocationStatus {
+/** The state of `ca`'s (or a root's) revocation data at `now` (ms). */
+export function crlStatus(ca: TrustedCa | RootCrl, now: number): IssuerRevocationStatus {
   return {
     issuer: ca.info.subject,
     ...(ca.crl?.crlNumber !== undefined ? { crlNumber: ca.crl.crlNumber.toString() } : {}),
@@ -77,13 +88,30 @@ export function throwIfRevokedByCrl(crl: CrlInfo, info: CertificateInfo): void {
   throw new MutualError('CERT_REVOKED', { serial: info.serial, identity: certificateIdentity(info) ?? info.subject, revokedAt: r.revokedAt, detail: `client certificate revoked at ${r.revokedAt.toISOString()}${reason} (serial ${info.serial}); get a new certificate` });
 }
 
-/** Loads, fetches and refreshes the client CAs' CRLs. */
+const isClientCa = (x: TrustedCa | RootCrl): x is TrustedCa => 'publicKey' in x;
+
+/** Whether `crl` lists the certificate. */
+export function crlLists(crl: CrlInfo, info: CertificateInfo): boolean {
+  return crl.revoked.size !== 0 && crlRevocation(crl, info.serialBytes) !== undefined;
+}
+
+/** Throws CERT_REVOKED naming the client CA when its root's `crl` lists it. */
+export function throwIfCaRevokedByCrl(crl: CrlInfo, ca: CertificateInfo, leaf: CertificateInfo): void {
+  const r = crl.revoked.size ? crlRevocation(crl, ca.serialBytes) : undefined;
+  if (!r) return;
+  const reason = r.reason === undefined ? '' : `, reason ${r.reason}`;
+  throw new MutualError('CERT_REVOKED', { serial: leaf.serial, identity: certificateIdentity(leaf) ?? leaf.subject, revokedAt: r.revokedAt, detail: `the client CA "${ca.subject}" (serial ${ca.serial}) was revoked by its root at ${r.revokedAt.toISOString()}${reason}; get a certificate from a current client CA` });
+}
+
+/** Loads, fetches and refreshes the client CAs' CRLs and the roots' CRLs. */
 export class CrlCache {
   readonly #o: CrlCacheOptions;
   readonly #configuredUrls: string[];
   readonly #learnedUrls = new Set<string>();
   readonly #urlTimers = new Map<string, NodeJS.Timeout>();
   readonly #fetching = new Map<string, Promise<void>>();
+  /** The roots' CRLs, by the root's DER (latin1). */
+  readonly #rootCrls = new Map<string, RootCrl>();
   #started = false;
   #closed = false;
 
@@ -99,16 +127,18 @@ export class CrlCache {
 
   /**
    * Loads a CRL (DER or PEM) into the client CA it names (issuer name + AKI), checking its
-   * signature with that CA's key, and returns that CA. An older CRL number than the one loaded is
-   * ignored. Throws CRL_MALFORMED, CRL_TOO_LARGE, CRL_BAD_SIGNATURE (also when no configured CA
-   * issued it).
+   * signature with that CA's key, and returns that CA; a CRL of a trusted root goes to that root.
+   * An older CRL number than the one loaded is ignored. Throws CRL_MALFORMED, CRL_TOO_LARGE,
+   * CRL_BAD_SIGNATURE (also when no configured CA or root issued it).
    */
-  load(input: Uint8Array | string, source: string): TrustedCa {
+  load(input: Uint8Array | string, source: string): TrustedCa | RootCrl {
     const der = readPemOrDer(input, ['X509 CRL', 'CRL'], MAX_CRL_FETCH_BYTES);
     const crl = parseCrl(der);
-    const ca = this.#o.cas().find((c) => c.info.subjectName.equals(crl.issuerName) && (!crl.authorityKeyId || crl.authorityKeyId.equals(c.keyId)));
-    if (!ca) throw new MutualError('CRL_BAD_SIGNATURE', { detail: `the CRL of "${crl.issuer}" is not from a configured client CA` });
-    if (!verifyCrlSignature(crl, ca.publicKey, ca.keyId)) throw new MutualError('CRL_BAD_SIGNATURE', { detail: `the CRL does not verify with the key of "${ca.info.subject}"` });
+    const named = (name: Buffer, keyId: Buffer | undefined) => name.equals(crl.issuerName) && (!crl.authorityKeyId || !keyId || crl.authorityKeyId.equals(keyId));
+    const ca: TrustedCa | RootCrl | undefined = this.#o.cas().find((c) => named(c.info.subjectName, c.keyId)) ?? this.#root(crl, named);
+    if (!ca) throw new MutualError('CRL_BAD_SIGNATURE', { detail: `the CRL of "${crl.issuer}" is not from a configured client CA or root` });
+    const key = isClientCa(ca) ? ca.publicKey : crypto.createPublicKey({ key: ca.info.spki, format: 'der', type: 'spki' });
+    if (!verifyCrlSignature(crl, key, isClientCa(ca) ? ca.keyId : ca.info.subjectKeyId)) throw new MutualError('CRL_BAD_SIGNATURE', { detail: `the CRL does not verify with the key of "${ca.info.subject}"` });
     const now = this.#o.now().getTime();
     if (crl.thisUpdate.getTime() > now + OCSP_CLOCK_SKEW_MS) throw new MutualError('CRL_MALFORMED', { detail: `thisUpdate ${crl.thisUpdate.toISOString()} is in the future` });
     const prev = ca.crl;
@@ -116,10 +146,23 @@ export class CrlCache {
     ca.crl = crl;
     ca.crlSource = source;
     ca.freshUntil = crl.nextUpdate ? crl.nextUpdate.getTime() : now + CRL_MAX_AGE_WITHOUT_NEXT_UPDATE_MS;
+    if (!isClientCa(ca)) this.#rootCrls.set(ca.info.der.toString('latin1'), ca);
     this.#o.onChange();
     if (crlChannel.hasSubscribers) crlChannel.publish({ issuer: ca.info.subject, crlNumber: crl.crlNumber, entries: crl.revoked.size, source, nextUpdate: crl.nextUpdate });
     this.#o.onRevocations();
     return ca;
+  }
+
+  /** The CRL loaded for `root`, if any (fresh or not). */
+  rootCrl(root: CertificateInfo): RootCrl | undefined {
+    return this.#rootCrls.get(root.der.toString('latin1'));
+  }
+
+  /** The record of the trusted root that issued `crl` (by name and AKI), a new one when none is held yet. */
+  #root(crl: CrlInfo, named: (name: Buffer, keyId: Buffer | undefined) => boolean): RootCrl | undefined {
+    const root = (this.#o.roots?.() ?? []).find((r) => named(r.subjectName, r.subjectKeyId));
+    if (!root) return undefined;
+    return this.#rootCrls.get(root.der.toString('latin1')) ?? { info: root, freshUntil: 0 };
   }
 
   /**
@@ -178,9 +221,7 @@ export class CrlCache {
       try {
         const r = await this.#o.fetch(url, { maxBytes: MAX_CRL_FETCH_BYTES });
         if (r.status !== 200) throw new MutualError('FETCH_FAILED', { reason: 'EHTTP', detail: `HTTP ${r.status}` });
-        this.load(r.body, url);
-        const ca = this.#o.cas().find((c) => c.crlSource === url);
-        const crl = ca?.crl;
+        const crl = this.load(r.body, url).crl;
         if (crl?.nextUpdate) {
           const window = crl.nextUpdate.getTime() - crl.thisUpdate.getTime();
           const due = crl.thisUpdate.getTime() + window * CRL_REFRESH_FRACTION - this.#o.now().getTime();

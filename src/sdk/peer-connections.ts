@@ -32,23 +32,29 @@ export function setSocketState(socket: TLSSocket, state: SocketState): void {
 /** The live connections of each verified serial, closed when that serial is revoked. */
 export class ConnectionTracker {
   readonly #sockets = new Map<string, Set<TLSSocket>>();
+  /** The identity of each tracked serial (its chain names the client CA, which its root may revoke). */
+  readonly #ids = new Map<string, PeerIdentity>();
 
   /** Tracks `socket` as a connection of `id` until it closes. */
   track(socket: TLSSocket, id: PeerIdentity): void {
     let set = this.#sockets.get(id.serial);
     if (!set) this.#sockets.set(id.serial, (set = new Set()));
+    this.#ids.set(id.serial, id);
     set.add(socket);
     socket.once('close', () => {
       set.delete(socket);
-      if (set.size === 0 && this.#sockets.get(id.serial) === set) this.#sockets.delete(id.serial);
+      if (set.size === 0 && this.#sockets.get(id.serial) === set) {
+        this.#sockets.delete(id.serial);
+        this.#ids.delete(id.serial);
+      }
     });
   }
 
-  /** Destroys the connections of every tracked serial `isRevoked` says is revoked. */
-  closeRevoked(isRevoked: (serial: string) => boolean): void {
+  /** Destroys the connections of every tracked serial `isRevoked` says is revoked (the leaf or its client CA). */
+  closeRevoked(isRevoked: (serial: string, id: PeerIdentity | undefined) => boolean): void {
     if (this.#sockets.size === 0) return;
     for (const [serial, sockets] of this.#sockets) {
-      if (!isRevoked(serial)) continue;
+      if (!isRevoked(serial, this.#ids.get(serial))) continue;
       for (const s of sockets) {
         if (closedChannel.hasSubscribers) closedChannel.publish({ serial, remoteAddress: s.remoteAddress });
         try {
@@ -58,6 +64,7 @@ export class ConnectionTracker {
         }
       }
       this.#sockets.delete(serial);
+      this.#ids.delete(serial);
     }
   }
 }

@@ -23,7 +23,9 @@
  *    intermediate hides a critical extension on the leaf), so its verdict is never "explained away";
  * 7. it is not revoked: a CRL per issuer, fetched from the CA and refreshed before nextUpdate and
  *    on a timer, read into a hash set of serials; OCSP as the fallback when no fresh CRL is at
- *    hand; fail-closed by default (REVOCATION_UNAVAILABLE). Both answers are cached.
+ *    hand; fail-closed by default (REVOCATION_UNAVAILABLE). Both answers are cached. The client CA
+ *    itself is checked against its root's CRL (learned from the client CA's CRL distribution
+ *    points, or loaded) while that CRL is fresh; with none known it is not refused, as before.
  *
  * Everything that does not depend on the time or on revocation data (parse, issuer, signature,
  * EKU, extensions, key, names) is cached per certificate, so a repeat handshake costs a hash lookup
@@ -40,7 +42,8 @@ import type { TLSSocket } from 'node:tls';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
 import { MutualError, isMutualError } from '../core/errors.ts';
 import { readCertificateDers } from '../core/pem.ts';
-import { CrlCache, CRL_REFRESH_MS, crlStatus, throwIfRevokedByCrl, type IssuerRevocationStatus } from './crl-cache.ts';
+import { revocationUrls } from '../core/cert-urls.ts';
+import { CrlCache, CRL_REFRESH_MS, crlLists, crlStatus, throwIfCaRevokedByCrl, throwIfRevokedByCrl, type IssuerRevocationStatus } from './crl-cache.ts';
 import { createFetchBytes, type FetchBytes } from './fetch-bytes.ts';
 import { OcspCache, throwIfRevokedByOcsp } from './ocsp-cache.ts';
 import { ConnectionTracker, refusedChainIssuers, setSocketState, socketState, type SocketState } from './peer-connections.ts';
@@ -54,6 +57,15 @@ export { MAX_OCSP_FETCH_BYTES, MAX_CACHED_OCSP, OCSP_CLOCK_SKEW_MS } from './ocs
 export { MAX_EXPLAINED_CHAIN, PROCESSED_CRITICAL_EXTENSIONS, MIN_RSA_EXPONENT, RSA_EXPONENT_LIMIT } from './peer-path.ts';
 export type { PeerIdentity } from './peer-path.ts';
 export { verifiedChain } from './peer-connections.ts';
+
+/** The CRL distribution points of a client CA certificate (none when it cannot be read). */
+function caCrlUrls(der: Buffer): string[] {
+  try {
+    return revocationUrls(der).crl.filter((u) => /^https?:\/\//.test(u));
+  } catch {
+    return [];
+  }
+}
 
 /** Most certificates whose static checks (parse, issuer, signature, EKU) are cached. */
 export const MAX_CACHED_CERTIFICATES = 10_000;
@@ -161,7 +173,7 @@ export class PeerVerifier {
     this.#roots = o.roots ? readCertificates(o.roots).map((d) => parseCertificate(d)) : [];
     const onChange = () => void this.#generation++;
     const onRevocations = () => this.#closeRevokedSockets();
-    this.#crls = new CrlCache({ crlUrls, refreshMs, fetch, now: this.#now, cas: () => this.#cas, onChange, onRevocations });
+    this.#crls = new CrlCache({ crlUrls, refreshMs, fetch, now: this.#now, cas: () => this.#cas, roots: () => this.#roots, onChange, onRevocations });
     this.#ocsp = new OcspCache({ fetch, now: this.#now, refreshMs, onRevoked: () => { onChange(); onRevocations(); } });
     this.setClientCas(o.clientCas);
   }
@@ -185,6 +197,8 @@ export class PeerVerifier {
       const kept = old.find((c) => c.info.der.equals(info.der));
       return kept ?? trustedCa(info, this.#roots);
     });
+    // The client CAs' CRL distribution points name their root's CRL, which lists revoked client CAs.
+    if (this.mode !== 'off') for (const ca of this.#cas) this.#crls.learn(caCrlUrls(ca.info.der), true);
     this.#static.clear();
     this.#generation++;
   }
@@ -212,12 +226,13 @@ export class PeerVerifier {
 
   /**
    * Loads a CRL (DER or PEM) for the client CA it names (issuer name + AKI), checking its
-   * signature with that CA's key. An older CRL number than the one loaded is ignored. Throws
-   * CRL_MALFORMED, CRL_TOO_LARGE, CRL_BAD_SIGNATURE (also when no configured CA issued it).
+   * signature with that CA's key; a CRL of one of the roots (it lists the client CAs the root
+   * revoked) is taken too. An older CRL number than the one loaded is ignored. Throws
+   * CRL_MALFORMED, CRL_TOO_LARGE, CRL_BAD_SIGNATURE (also when no configured CA or root issued it).
    */
   loadCrl(input: Uint8Array | string, source = 'loaded'): IssuerRevocationStatus {
     const ca = this.#crls.load(input, source);
-    return this.status()[this.#cas.indexOf(ca)];
+    return crlStatus(ca, this.#now().getTime());
   }
 
   /**
@@ -310,6 +325,9 @@ export class PeerVerifier {
   #checkRevocation(st: CheckedLeaf, now: number): PeerIdentity | Promise<PeerIdentity> {
     if (this.mode === 'off') return st.identity;
     const ca = st.ca;
+    // The client CA against its root's CRL, when a fresh one is known; without one, as before.
+    const rootCrl = ca.path[1] ? this.#crls.rootCrl(ca.path[1]) : undefined;
+    if (rootCrl?.crl && now < rootCrl.freshUntil) throwIfCaRevokedByCrl(rootCrl.crl, ca.info, st.info);
     if (ca.crl && now < ca.freshUntil) {
       throwIfRevokedByCrl(ca.crl, st.info);
       return st.identity;
@@ -411,12 +429,15 @@ export class PeerVerifier {
   }
 
   #closeRevokedSockets(): void {
-    if (this.#closeRevoked) this.#connections.closeRevoked((serial) => this.#isRevokedNow(serial));
+    if (this.#closeRevoked) this.#connections.closeRevoked((serial, id) => this.#isRevokedNow(serial, id));
   }
 
-  #isRevokedNow(serial: string): boolean {
+  #isRevokedNow(serial: string, id: PeerIdentity | undefined): boolean {
     if (this.#ocsp.isRevoked(serial)) return true;
     for (const ca of this.#cas) if (ca.crl && ca.crl.revoked.has(serial)) return true;
-    return false;
+    // The client CA revoked by its root's fresh CRL.
+    const ca = id?.chain[0] ? this.#cas.find((c) => c.info.der.equals(id.chain[0])) : undefined;
+    const rootCrl = ca?.path[1] ? this.#crls.rootCrl(ca.path[1]) : undefined;
+    return !!(ca && rootCrl?.crl && this.#now().getTime() < rootCrl.freshUntil && crlLists(rootCrl.crl, ca.info));
   }
 }
