@@ -325,9 +325,10 @@ export class PeerVerifier {
   #checkRevocation(st: CheckedLeaf, now: number): PeerIdentity | Promise<PeerIdentity> {
     if (this.mode === 'off') return st.identity;
     const ca = st.ca;
-    // The client CA against its root's CRL, when a fresh one is known; without one, as before.
+    // The client CA against its root's CRL, when one is known (a revocation is final, so a stale
+    // CRL that lists the client CA still refuses it, as for leaves); without one, as before.
     const rootCrl = ca.path[1] ? this.#crls.rootCrl(ca.path[1]) : undefined;
-    if (rootCrl?.crl && now < rootCrl.freshUntil) throwIfCaRevokedByCrl(rootCrl.crl, ca.info, st.info);
+    if (rootCrl?.crl) throwIfCaRevokedByCrl(rootCrl.crl, ca.info, st.info);
     if (ca.crl && now < ca.freshUntil) {
       throwIfRevokedByCrl(ca.crl, st.info);
       return st.identity;
@@ -435,9 +436,9 @@ export class PeerVerifier {
   #isRevokedNow(serial: string, id: PeerIdentity | undefined): boolean {
     if (this.#ocsp.isRevoked(serial)) return true;
     for (const ca of this.#cas) if (ca.crl && ca.crl.revoked.has(serial)) return true;
-    // The client CA revoked by its root's fresh CRL.
+    // The client CA revoked by its root's CRL (fresh or not: a revocation is final).
     const ca = id?.chain[0] ? this.#cas.find((c) => c.info.der.equals(id.chain[0])) : undefined;
     const rootCrl = ca?.path[1] ? this.#crls.rootCrl(ca.path[1]) : undefined;
-    return !!(ca && rootCrl?.crl && this.#now().getTime() < rootCrl.freshUntil && crlLists(rootCrl.crl, ca.info));
+    return !!(ca && rootCrl?.crl && crlLists(rootCrl.crl, ca.info));
   }
 }
