@@ -134,7 +134,7 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     for (const d of [layout.home, layout.keysDir, offline.dir]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
     fs.chmodSync(layout.home, 0o700);
 
-    // Root: self-signed, pathLen 1, no EKU.
+    // Root: self-signed, pathLen 2 (ROOT_PATH_LEN), no EKU.
     const rootSigner = generateSigner(config.keyTypes.root);
     const rootSpki = spkiDer(rootSigner.publicKey);
     const rootKeyId = keyIdentifier(rootSpki);

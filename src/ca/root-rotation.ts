@@ -12,7 +12,7 @@ import fs from 'node:fs';
 import crypto from 'node:crypto';
 import { describeSpki, keyIdentifier, spkiDer, type KeyType } from '../core/algorithms.ts';
 import { parseCertificate, type CertificateInfo } from '../core/certificate.ts';
-import { createCertificateTemplate, newSerial } from '../core/certificate-template.ts';
+import { createCertificateTemplate, newSerial, ROOT_PATH_LEN } from '../core/certificate-template.ts';
 import { floorSeconds } from '../core/der.ts';
 import { MutualError } from '../core/errors.ts';
 import { lintCertificate } from '../core/lint.ts';
@@ -23,13 +23,8 @@ import { writeFileAtomic } from '../io/index.ts';
 import { offlineLayout, type OfflineLayout } from './home.ts';
 import { ROOT_DAYS, buildRootCrl, type RootState } from './init-ca.ts';
 
-/**
- * pathLenConstraint of a root made by a rotation. 2, not init's 1: with the cross-certificate of
- * the next rotation a path under it holds two CA certificates (intermediate and cross), and
- * verifiers that count self-issued certificates against pathLen, unlike RFC 5280 6.1.4 (l)
- * (GnuTLS), then still accept it; intermediates keep pathLen 0, so nothing more can be issued.
- */
-export const ROTATED_ROOT_PATH_LEN = 2;
+/** pathLenConstraint of a root made by a rotation: a root's, as `init` makes it (see ROOT_PATH_LEN). */
+export const ROTATED_ROOT_PATH_LEN = ROOT_PATH_LEN;
 
 /** Default overlap before the old root is retired, in days. */
 export const DEFAULT_RETIRE_AFTER_DAYS = 90;
@@ -108,7 +103,8 @@ export async function rotateRoot(o: RotateRootOptions): Promise<RotateRootResult
   // The new root keeps the old root's name (RFC 4210 4.4, root CA key update): the
   // cross-certificates are then self-issued, and self-issued certificates do not count against a
   // pathLenConstraint (RFC 5280 6.1.4 (l)). With a new name, leaf -> intermediate -> new-by-old ->
-  // old root would put two CA certificates under the old root's pathLen 1 and fail; the key
+  // old root would put two CA certificates under a root of pathLen 1 (as `init` made them before
+  // ROOT_PATH_LEN was 2) and fail; the key
   // identifiers (AKI/SKI) and fingerprints tell the two roots apart.
   const subject = old.info.subjectName;
   const notAfter = new Date(now.getTime() + ROOT_DAYS * 86_400_000);

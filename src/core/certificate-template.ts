@@ -19,6 +19,15 @@ export const ROLES = ['root', 'server-ca', 'client-ca', 'server', 'client', 'ocs
 export type Role = (typeof ROLES)[number];
 
 /** The issuing side of a template. */
+/**
+ * pathLenConstraint of a root: 2, though only one CA level (the intermediates, pathLen 0) is ever
+ * issued under it. During a root rollover a path holds the intermediate and the cross-certificate
+ * (new root by old); RFC 5280 6.1.4 (l) does not count the self-issued cross-certificate, but
+ * GnuTLS does, and with 1 it refuses every new leaf for a relying party that trusts only the old
+ * root (issue 17).
+ */
+export const ROOT_PATH_LEN = 2;
+
 export interface IssuerContext {
   /** DER of the issuer's subject Name (for a root: its own). */
   name: Buffer;
@@ -41,7 +50,10 @@ export interface DistributionUrls {
 export interface TemplateOptions {
   role: Role;
   urls?: DistributionUrls;
-  /** pathLenConstraint for CA roles (root defaults to 1, intermediates to 0). */
+  /**
+   * pathLenConstraint for CA roles: a root defaults to {@link ROOT_PATH_LEN}, intermediates to 0
+   * (so nothing under an intermediate can issue).
+   */
   pathLen?: number;
   /** For intermediates: the permitted subtrees written as NameConstraints. */
   nameConstraints?: NamePolicy;
@@ -133,7 +145,7 @@ function fixedExtensions(issuer: IssuerContext, o: TemplateOptions): Buffer[] {
   const exts: Buffer[] = [];
   const ca = isCaRole(o.role);
   if (ca) {
-    const pathLen = o.pathLen ?? (o.role === 'root' ? 1 : 0);
+    const pathLen = o.pathLen ?? (o.role === 'root' ? ROOT_PATH_LEN : 0);
     exts.push(ext(OID.basicConstraints, true, seq(boolean(true), integer(pathLen))));
     exts.push(ext(OID.keyUsage, true, KU_CERT_AND_CRL_SIGN));
   } else {

@@ -88,8 +88,8 @@ test('ok/root rotate makes a new root and both cross-certificates; OpenSSL verif
   verifies(openssl(['verify', '-x509_strict', '-CAfile', off('root.prev.pem'), off('cross', 'new-by-old.pem')]));
   verifies(openssl(['verify', '-x509_strict', '-CAfile', off('root.pem'), off('cross', 'old-by-new.pem')]));
   const text = openssl(['x509', '-in', off('cross', 'new-by-old.pem'), '-noout', '-text']).stdout;
-  assert.match(text, /CA:TRUE, pathlen:2/, 'the new root\'s pathLen (2: see ROTATED_ROOT_PATH_LEN)');
-  assert.match(openssl(['x509', '-in', off('cross', 'old-by-new.pem'), '-noout', '-text']).stdout, /CA:TRUE, pathlen:1/, 'the old root\'s');
+  assert.match(text, /CA:TRUE, pathlen:2/, 'the new root\'s pathLen (ROOT_PATH_LEN, 2)');
+  assert.match(openssl(['x509', '-in', off('cross', 'old-by-new.pem'), '-noout', '-text']).stdout, /CA:TRUE, pathlen:2/, 'the old root\'s (ROOT_PATH_LEN, as init makes it)');
   assert.match(text, /Certificate Sign, CRL Sign/);
   // The same name (the cross-certificates are self-issued), another key.
   const subject = (f: string) => openssl(['x509', '-in', f, '-noout', '-subject']).stdout;
@@ -161,8 +161,8 @@ test('ok/leaves: a new one verifies with only the old root and with only the new
   verifies(verify(p('old1', 'cert.pem'), off('root.pem'), oldServer, 'sslserver'));
   verifies(verify(p('oldclient', 'cert.pem'), off('root.pem'), oldClient, 'sslclient'));
   assert.notEqual(verify(p('old1', 'cert.pem'), off('root.pem'), p('old-server-ca.pem'), 'sslserver').status, 0, 'not without old-by-new');
-  // GnuTLS too, where it can: it counts self-issued certificates against pathLen, so new-by-old
-  // under the old root's pathLen 1 is out of its reach (docs/operations.md); the rest is not.
+  // GnuTLS too (it counts self-issued certificates against pathLen, which roots' pathLen 2 allows
+  // for; test/e2e/root-rollover.test.ts checks the new-by-old paths under the old root with it).
   if (hasTool('certtool')) {
     const gnutls = (anchor: string, ...chain: string[]) => run('certtool', ['--verify', '--load-ca-certificate', anchor, '--infile', cat(p(`gnutls-${crypto.randomUUID()}.pem`), ...chain)]);
     const both = cat(p('both-roots.pem'), p('old-root.pem'), off('root.pem'));

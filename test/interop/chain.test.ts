@@ -270,12 +270,12 @@ describe('interop/chain: certificate contents (openssl x509 -text)', () => {
     });
   }
 
-  test('ok/root: self-signed, pathlen:1, no EKU, 10 years', (t) => {
+  test('ok/root: self-signed, pathlen:2, no EKU, 10 years', (t) => {
     if (!requireTool(t, 'openssl')) return;
     const text = x509Text(ca.layout.rootCert);
     checkCommon(ca.layout.rootCert, text);
     const ext = textExtensions(text);
-    assert.deepEqual(ext.get('X509v3 Basic Constraints'), { critical: true, value: 'CA:TRUE, pathlen:1' });
+    assert.deepEqual(ext.get('X509v3 Basic Constraints'), { critical: true, value: 'CA:TRUE, pathlen:2' });
     assert.deepEqual(ext.get('X509v3 Key Usage'), { critical: true, value: 'Certificate Sign, CRL Sign' });
     assert.ok(!ext.has('X509v3 Extended Key Usage'));
     assert.ok(!ext.has('X509v3 Name Constraints'));
