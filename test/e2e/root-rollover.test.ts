@@ -21,8 +21,8 @@
  *
  * GnuTLS 3.7 counts the self-issued new-by-old against the old root's pathLen, which RFC 5280
  * does not; roots have pathLen 2 (ROOT_PATH_LEN) so it verifies those paths. Time is the test's clock, a day behind the
- * wall clock (the parties judge by the wall clock). Go's verifier is not used: no `go` toolchain
- * on the machines this runs on.
+ * wall clock (the parties judge by the wall clock). Go's crypto/x509 (go-verify.go, built at run
+ * time from Debian's golang-go) is the third verifier of every chain; it reads no CRLs.
  */
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -44,7 +44,7 @@ import { judgeChains, judgeRefused, type ChainInUse } from './verify-chains.ts';
 const LEAF_SECONDS = 2 * 86_400;
 /** Successful requests through every party, per loop, awaited at each step. */
 const PER_STEP = 5;
-const TOOLS = [['nginx', 'nginx'], ['haproxy', 'haproxy'], ['curl', 'curl'], ['openssl', 'openssl'], ['certtool', 'gnutls-bin']] as const;
+const TOOLS = [['nginx', 'nginx'], ['haproxy', 'haproxy'], ['curl', 'curl'], ['openssl', 'openssl'], ['certtool', 'gnutls-bin'], ['go', 'golang-go']] as const;
 const missing = TOOLS.filter(([cmd]) => !hasTool(cmd));
 
 describe('key and root rollover under load', { skip: missing.length === 0 || process.env.MUTUAL_INTEROP === 'require' ? false : `not installed: ${missing.map(([, p]) => p).join(', ')}` }, () => {
