@@ -283,3 +283,22 @@ export function runAsync(cmd: string, args: string[], o: { timeoutMs?: number; e
     });
   });
 }
+
+/**
+ * A client with one keep-alive connection to `server` (127.0.0.1), presenting `cred`: `get()`
+ * answers the status of a GET on it, `socket()` the idle connection after a request (to watch it
+ * being closed), `close()` ends it. For the tests of open connections closed on revocation.
+ */
+export function keepAliveClient(server: { address(): AddressInfo | string | null }, ca: string, cred: { fullchain: string; key: string }): { get: () => Promise<number>; socket: () => import('node:net').Socket; close: () => void } {
+  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+  return {
+    get: () => new Promise<number>((resolve, reject) => {
+      https.get(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`, { ca, cert: cred.fullchain, key: cred.key, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      }).on('error', reject);
+    }),
+    socket: () => Object.values(agent.freeSockets)[0]![0] as import('node:net').Socket,
+    close: () => agent.destroy(),
+  };
+}

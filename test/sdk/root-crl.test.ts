@@ -7,9 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
-import { makePki, names, id, type Pki } from './fixtures.ts';
+import { makePki, keepAliveClient, names, id, type Pki } from './fixtures.ts';
 import { TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 import { renewRootCrl } from '../../src/ca/offline.ts';
 import { parseCertificate } from '../../src/core/certificate.ts';
@@ -113,22 +111,16 @@ test('ok/the open connections of a leaf under a client CA its root revokes are c
   server.verifier.loadCrl(clientCrl);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const victim = await pki.issue('client', names({ uri: [id('prod/victim')] }), 'victim');
-  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
-  const get = () => new Promise<number>((resolve, reject) => {
-    https.get(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`, { ca: pki.root, cert: victim.fullchain, key: victim.key, agent }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    }).on('error', reject);
-  });
+  const client = keepAliveClient(server, pki.root, victim);
   try {
-    assert.equal(await get(), 200);
-    const socket = Object.values(agent.freeSockets)[0]![0];
+    assert.equal(await client.get(), 200);
+    const socket = client.socket();
     const closed = new Promise<void>((r) => socket.once('close', () => r()));
     server.verifier.loadCrl(rootCrlRevoking, 'root.crl');
     await closed;
     assert.equal(socket.destroyed, true);
   } finally {
-    agent.destroy();
+    client.close();
     await new Promise<void>((r) => server.close(() => r()));
     identity.close();
   }

@@ -5,10 +5,9 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pino } from 'pino';
-import { makePki, startCrlServer, names, id, type Pki } from './fixtures.ts';
+import { makePki, keepAliveClient, startCrlServer, names, id, type Pki } from './fixtures.ts';
 import { startCaServer, type CaServer } from '../../src/server/ca-server.ts';
 import { TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 import { PeerVerifier, createServer, loadIdentity, type PeerIdentity } from '../../src/sdk/index.ts';
@@ -107,22 +106,16 @@ test('ok/a revoked certificate\'s open connections are closed when the new CRL a
   const server = await createServer({ identity, clientCas: pki.clientCa, revocation: { crlUrls: [crlServer.url] } }, (_req, res) => res.end('ok'));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const victim = await pki.issue('client', names({ uri: [id('prod/victim')] }), 'victim');
-  const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
-  const get = () => new Promise<number>((resolve, reject) => {
-    https.get(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`, { ca: pki.root, cert: victim.fullchain, key: victim.key, agent }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    }).on('error', reject);
-  });
+  const client = keepAliveClient(server, pki.root, victim);
   try {
-    assert.equal(await get(), 200);
-    const socket = Object.values(agent.freeSockets)[0]![0];
+    assert.equal(await client.get(), 200);
+    const socket = client.socket();
     const closed = new Promise<void>((r) => socket.once('close', () => r()));
     await pki.tc.ca.revoke({ serial: victim.serial });
     await server.verifier.refresh();
     await closed;
   } finally {
-    agent.destroy();
+    client.close();
     await new Promise<void>((r) => server.close(() => r()));
     identity.close();
     await crlServer.close();
