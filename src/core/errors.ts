@@ -44,6 +44,16 @@ export const ERRORS = {
   KEY_FILE_MISSING: { status: 500, message: 'A key file is missing', hint: 'Check --home / MUTUAL_HOME, or run `mutual init`.' },
   KEY_FILE_EXISTS: { status: 409, message: 'A key file already exists; mutual never overwrites a key', hint: 'Move the old key away yourself if you really mean to replace it, or use another folder.' },
   KEY_MISMATCH: { status: 400, message: 'The private key does not match the certificate', hint: 'Pair each certificate with the key it was issued for.' },
+  // Keys on a PKCS#11 token (HSM): keys/pkcs11
+  PKCS11_URI_INVALID: { status: 400, message: 'The pkcs11: URI is not valid', hint: 'Write it as RFC 7512 does, e.g. pkcs11:token=mutual?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/etc/mutual/hsm-pin; never put the PIN itself (pin-value) in it.' },
+  HSM_BINDING_MISSING: { status: 500, message: 'The PKCS#11 binding (npm package pkcs11js) is not installed', hint: 'Install it beside mutual (`npm install pkcs11js`; it builds with a C++ compiler and Node\'s headers), or keep the CA keys in files.' },
+  HSM_MODULE_INVALID: { status: 500, message: 'The PKCS#11 module could not be loaded', hint: 'Check module-path in the pkcs11: URI: an absolute path to the vendor\'s library (SoftHSM2: /usr/lib/softhsm/libsofthsm2.so; OpenSC: /usr/lib/x86_64-linux-gnu/opensc-pkcs11.so), not writable by others.' },
+  HSM_PIN_MISSING: { status: 500, message: 'No PIN was found for the PKCS#11 token', hint: 'Give pin-source in the URI (file:/path, env:NAME or credential:NAME), or set MUTUAL_PKCS11_PIN; a PIN file must be 0600.' },
+  HSM_PIN_WRONG: { status: 500, message: 'The PKCS#11 token refused the PIN', hint: 'Check the PIN source; a token locks after a few wrong PINs, so do not retry blindly (`pkcs11-tool -L` shows its state).' },
+  HSM_TOKEN_NOT_FOUND: { status: 503, message: 'No PKCS#11 token matches the URI', hint: 'Check token= (and serial=) in the URI against `pkcs11-tool --module M -L`; is the device plugged in?' },
+  HSM_KEY_NOT_FOUND: { status: 500, message: 'The key named by the pkcs11: URI is not on the token', hint: 'Check object= and id= against `pkcs11-tool --module M --login -O`; a key reference file must name a key that exists.' },
+  HSM_MECHANISM_UNSUPPORTED: { status: 500, message: 'The token cannot make this key type or signature', hint: 'Use a key type the token supports (`pkcs11-tool --module M -M` lists its mechanisms): P-256, P-384 or RSA.' },
+  HSM_UNAVAILABLE: { status: 503, message: 'The PKCS#11 token holding a CA key is not answering', hint: 'Check that the HSM is present and its module works (`pkcs11-tool --module M -L`); mutual reconnects by itself once it answers, and nothing was issued meanwhile.' },
   // CA state
   CA_NOT_INITIALIZED: { status: 500, message: 'No CA was found in the state folder', hint: 'Run `mutual init --trust-domain <domain>` first, or point --home / MUTUAL_HOME at the right folder.' },
   CA_ALREADY_INITIALIZED: { status: 409, message: 'A CA already exists in the state folder', hint: 'Use another --home, or remove the folder if you really mean to start over.' },

@@ -14,6 +14,19 @@ export interface Signer {
   readonly algorithm: SignatureAlgorithm;
   /** Signs `data` (a TBS structure); returns the signature as it goes in the BIT STRING. */
   sign(data: Uint8Array): Uint8Array | Promise<Uint8Array>;
+  /**
+   * For a key held by a device (a PKCS#11 token): whether it can sign now. When the device was
+   * lost, this first tries to reconnect, so a caller that asks (the server's `/ready`) brings it
+   * back without a restart. Absent: a key in memory, always available.
+   */
+  health?(): Promise<SignerHealth>;
+}
+
+/** What {@link Signer.health} says. */
+export interface SignerHealth {
+  available: boolean;
+  /** Why not, for a person (the error code and what the device said). */
+  detail?: string;
 }
 
 /** Options for {@link keyObjectSigner}. */
