@@ -205,6 +205,8 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
     .option('--root-passphrase-file <file>', 'passphrase for the root key (else $MUTUAL_ROOT_PASSPHRASE, else the CA passphrase)')
     .option('--key-store <uri>', 'make the intermediates\' keys on a PKCS#11 token: pkcs11:token=...?module-path=...&pin-source=file:... (default: encrypted files); written to config.yaml as keys.store')
     .option('--root-key-store <uri>', 'make the root key on a PKCS#11 token (its reference goes to the offline folder; default: an encrypted file there)')
+    .addOption(new Option('--ocsp-responder-keys <where>', 'OCSP responder keys: in memory, or on the --key-store token as session objects (config.yaml keys.ocspResponderKeys)').choices(['memory', 'store']))
+    .addOption(new Option('--enrollment-token-key <where>', 'the enrollment token signing key: an encrypted file, or on the --key-store token (config.yaml keys.enrollmentTokenKey)').choices(['file', 'store']))
     .option('--permit-dns <suffix>', 'also permit this DNS suffix (repeatable)', collect, [])
     .option('--permit-ip <cidr>', 'also permit this IP range (repeatable)', collect, [])
     .option('--url <url>', 'public base URL of the CA server, written into certificates (CRL, OCSP, AIA)')
@@ -234,6 +236,7 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
         home, offlineDir: o.offlineDir && path.resolve(o.offlineDir), trustDomain: o.trustDomain, name: o.name, passphrase, rootPassphrase: rootPass,
         permitDns: o.permitDns, permitIp: o.permitIp, url: o.url, keyTypes: { root: o.rootKey as KeyType, intermediate: o.key as KeyType }, adminName: o.admin,
         adminKeyPassphrase: adminPass, database: o.database ? { url: o.database, schema: o.databaseSchema } : undefined, keyStore, rootKeyStore,
+        ...(o.ocspResponderKeys || o.enrollmentTokenKey ? { keysConfig: { ocspResponderKeys: o.ocspResponderKeys, enrollmentTokenKey: o.enrollmentTokenKey } } : {}),
         ...(at?.kind === 'postgres' ? { databaseUrl: at.url, databaseSchema: at.schema } : {}),
       });
       const adminDir = homeLayout(home).adminDir;
