@@ -25,7 +25,7 @@ export { readConfig, profileLifetimes } from './config.ts';
 export { tokenKeyStore, ocspKeyStore } from './key-store-choice.ts';
 export type { KeysConfig } from './keys-config.ts';
 export { KeyHealth, KEY_HEALTH_INTERVAL_MS, type KeyHealthReport, type KeyState } from './key-health.ts';
-export { keyLocations, type KeyLocation } from './key-locations.ts';
+export { keyLocations, needsPassphrase, type KeyLocation } from './key-locations.ts';
 export { checkLifetime } from './issue-request.ts';
 export { AcmeAuthority, type AcmeAuthorityOptions } from './acme/acme-authority.ts';
 export { challengeValidators, type AcmeValidators, type ValidationOptions } from './acme/acme-validators.ts';

@@ -74,8 +74,13 @@ async function rootPassphraseFor(rootKeys: string[], file: string | undefined, g
   return !needsFile && rootKeys.every(onToken) ? '' : rootPassphrase(file, g);
 }
 
-async function caPassphrase(g: GlobalOptions, confirm = false): Promise<string> {
+/**
+ * The CA passphrase. With `home` (a CA that exists), none is asked when every key the online CA
+ * opens is on a token (needsPassphrase): '' is given, and no file key will be opened with it.
+ */
+async function caPassphrase(g: GlobalOptions, confirm = false, home?: string): Promise<string> {
   const { resolvePassphrase } = await passphrases();
+  if (home !== undefined && !(await import('../ca/index.ts')).needsPassphrase(home)) return '';
   return resolvePassphrase({ passphraseFile: g.passphraseFile, purpose: 'the CA keys', confirm });
 }
 
@@ -127,7 +132,7 @@ async function withInventory<T>(g: GlobalOptions, fn: (store: CaStore) => Promis
 async function withCa<T>(g: GlobalOptions, fn: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
   const home = requireHome(g).home;
   const { openAuthority } = await import('./compose.ts');
-  const ca = await openAuthority({ home, passphrase: await caPassphrase(g) });
+  const ca = await openAuthority({ home, passphrase: await caPassphrase(g, false, home) });
   try {
     return await fn(ca);
   } finally {
@@ -518,7 +523,10 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
       const { intermediateCsr } = await import('../ca/index.ts');
       if (o.keyStore !== undefined && !o.newKey) throw new MutualError('CONFIG_INVALID', { detail: '--key-store needs --new-key' });
       const keyStore = await keyStoreOption(o.keyStore);
-      const pem = await intermediateCsr({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey, ...(keyStore ? { keyStore } : {}) });
+      const home = requireHome(g()).home;
+      // A new key written as an encrypted file needs the passphrase whatever the current key is.
+      const pass = await caPassphrase(g(), false, keyStore?.kind === 'file' ? undefined : home);
+      const pem = await intermediateCsr({ home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: pass, newKey: o.newKey, ...(keyStore ? { keyStore } : {}) });
       fs.writeFileSync(o.out, pem);
       print(g(), `Wrote ${o.out}. Sign it offline: \`mutual offline sign-intermediate ${o.out} --role ${o.role} --out ${o.role}-ca.pem\`.\n`, { file: o.out });
     });
@@ -528,7 +536,7 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
     .action(async (file: string, o) => {
       const home = requireHome(g()).home;
-      const passphrase = await caPassphrase(g());
+      const passphrase = await caPassphrase(g(), false, home);
       const [{ openInventory }, { installIntermediate }] = await Promise.all([import('./compose.ts'), import('../ca/index.ts')]);
       const store = (await openInventory(home))!;
       let promoted = false;
