@@ -10,6 +10,9 @@
  * process makes C_Sign fail CKR_OBJECT_HANDLE_INVALID and C_Initialize CKR_GENERAL_ERROR; renaming
  * it back and re-initializing works again. {@link SoftHsmToken.remove} and `restore` do that; the
  * folder is shared, so a removal takes away every token of the test file.
+ *
+ * SoftHSM2 also lists its tokens at C_Initialize only: a token made after this process initialized
+ * the module is seen after `await closeKeyStores()` (the next use initializes again).
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
