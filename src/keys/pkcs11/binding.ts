@@ -56,13 +56,14 @@ export const loadPkcs11js: BindingLoader = () => requireHere('pkcs11js') as Bind
  *   another Node).
  */
 export function loadBinding(loader: BindingLoader = loadPkcs11js): Binding {
+  let b: Binding;
   try {
-    const b = loader();
-    if (typeof b?.PKCS11 !== 'function') throw new Error('no PKCS11 class');
-    return b;
+    b = loader();
   } catch (cause) {
     throw new MutualError('HSM_BINDING_MISSING', { detail: `pkcs11js could not be loaded: ${(cause as Error)?.message ?? String(cause)}` }, { cause });
   }
+  if (typeof b?.PKCS11 !== 'function') throw new MutualError('HSM_BINDING_MISSING', { detail: 'the package loaded as pkcs11js has no PKCS11 class' });
+  return b;
 }
 
 /** Return values (CKR_*) mutual acts on, by number. */
