@@ -163,16 +163,23 @@ test('fail/a wrong PIN is HSM_PIN_WRONG and is offered to the token once only', 
   const wrongPin = path.join(tok.dir, 'wrong.pin');
   fs.writeFileSync(wrongPin, 'not-the-pin\n', { mode: 0o600 });
   const uri = tok.tokenUri.replace(tok.pinFile, wrongPin).replace('?', ';object=x?');
-  assert.equal(codeOf(() => openTokenSigner(uri)), 'HSM_PIN_WRONG');
+  let now = 1_000_000;
+  const open = () => openTokenSigner(uri, { now: () => now });
+  assert.equal(codeOf(open), 'HSM_PIN_WRONG');
   // The token counts failed logins: "user PIN count low" appears after the first one.
   const flags = () => run('pkcs11-tool', ['--module', tok.module, '-L'], { env: tok.env }).stdout.split(/\n(?=Slot)/).find((s) => s.includes(tok.label))!;
   assert.match(flags(), /user PIN count low/);
-  // A second attempt with the same PIN is refused here, before the token: its counter stays.
-  assert.equal(codeOf(() => openTokenSigner(uri)), 'HSM_PIN_WRONG');
+  // Attempts within the reconnect pacing get the same answer without asking the token; later ones
+  // with the same PIN are refused here, before the token: its counter stays.
+  assert.equal(codeOf(open), 'HSM_PIN_WRONG');
+  now += 60_000;
+  assert.equal(codeOf(open), 'HSM_PIN_WRONG');
   assert.doesNotMatch(flags(), /final user PIN try|user PIN locked/);
   // The right PIN in the file works at the next attempt (the PIN is read at each login).
   fs.writeFileSync(wrongPin, `${tok.pin}\n`);
-  assert.equal(codeOf(() => openTokenSigner(uri)), 'HSM_KEY_NOT_FOUND');
+  assert.equal(codeOf(open), 'HSM_PIN_WRONG', 'not before the pacing allows');
+  now += 60_000;
+  assert.equal(codeOf(open), 'HSM_KEY_NOT_FOUND');
 });
 
 test('fail/PIN sources and modules that are refused', async (t) => {
