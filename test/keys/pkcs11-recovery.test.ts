@@ -10,11 +10,12 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { closeKeyStores, generateSigner } from '../../src/keys/index.ts';
+import { closeKeyStores, generateSigner, keyLocation } from '../../src/keys/index.ts';
 import { spkiDer } from '../../src/core/algorithms.ts';
 import { isMutualError } from '../../src/core/errors.ts';
 import { RECONNECT_INTERVAL_MS } from '../../src/keys/pkcs11/module.ts';
 import { makeToken } from '../helpers/softhsm.ts';
+import { requireTool, run } from '../helpers/tools.ts';
 
 after(() => closeKeyStores());
 
@@ -77,6 +78,43 @@ test('a token removed mid-burst gives HSM_UNAVAILABLE, never a crash, and comes 
   const again = await Promise.all(Array.from({ length: 20 }, () => signer.sign(DATA)));
   for (const s of again) assert.ok(crypto.verify('sha256', DATA, signer.publicKey, s));
   assert.deepEqual(unhandled, []);
+
+  // Taken away while idle: health() notices by itself, before any signature fails.
+  tok.remove();
+  const idle = await signer.health!();
+  assert.equal(idle.available, false, 'health() checks the token, not a flag');
+  tok.restore();
+  now += RECONNECT_INTERVAL_MS;
+  assert.deepEqual(await signer.health!(), { available: true });
+});
+
+test('fail/after a reconnect, another key under the same label and id signs nothing', async (t) => {
+  const tok = makeToken(t);
+  if (!tok || !requireTool(t, 'pkcs11-tool', 'opensc')) return;
+  await closeKeyStores();
+  let now = 1_000_000;
+  const signer = generateSigner('p256', { store: { kind: 'pkcs11', uri: tok.tokenUri }, purpose: 'root', now: () => now });
+  const ref = path.join(tok.dir, 'swap.key.pem');
+  signer.save(ref, '');
+  const loc = keyLocation(ref);
+  assert.ok(loc.kind === 'pkcs11');
+  const label = /object=([^;?]+)/.exec(loc.uri)![1];
+  const id = /id=([^;?]+)/.exec(loc.uri)![1].replace(/%/g, '');
+  await signer.sign(DATA);
+  // Another process replaces the key: same label, same id, another key pair.
+  const tool = (args: string[]) => {
+    const r = run('pkcs11-tool', ['--module', tok.module, '--token-label', tok.label, '--login', '--pin', tok.pin, ...args], { env: tok.env });
+    assert.equal(r.status, 0, r.stderr);
+  };
+  tool(['--delete-object', '--type', 'privkey', '--label', label]);
+  tool(['--delete-object', '--type', 'pubkey', '--label', label]);
+  tool(['--keypairgen', '--key-type', 'EC:prime256v1', '--label', label, '--id', id, '--sensitive']);
+  const first = await Promise.allSettled([signer.sign(DATA)]);
+  if (first[0].status === 'fulfilled') assert.fail('the old key handle signed after the key was deleted');
+  assert.ok(isMutualError(first[0].reason, 'HSM_UNAVAILABLE'), String(first[0].reason));
+  now += RECONNECT_INTERVAL_MS;
+  await assert.rejects(Promise.resolve(signer.sign(DATA)), (e) => isMutualError(e, 'HSM_UNAVAILABLE') && /another public key/.test(String(e.fields.detail)));
+  assert.equal((await signer.health!()).available, false);
 });
 
 test('ok/closeKeyStores lets the process exit', async (t) => {

@@ -158,6 +158,13 @@ export class TokenSigner implements Signer {
         try {
           if (this.#generation === this.#token.module.generation) findKey(ck, session, this.#uri);
         } catch (e) {
+          // A key that was there and is not is a token gone from under the session (SoftHSM2 with its
+          // folder renamed lists no objects): re-initializing is what brings it back.
+          if (e instanceof MutualError && e.code === 'HSM_KEY_NOT_FOUND') {
+            const gone = new MutualError('HSM_UNAVAILABLE', { detail: `the key is no longer on the token (${e.fields.detail})` }, { cause: e });
+            this.#token.module.markDown(gone, now);
+            throw gone;
+          }
           throw this.#token.module.failure(e, 'checking the key', now);
         }
         this.#current(ck, session, now);
