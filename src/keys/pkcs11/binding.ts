@@ -130,6 +130,7 @@ export const CKO_PUBLIC_KEY = 2;
 export const CKO_PRIVATE_KEY = 3;
 export const CKK_RSA = 0;
 export const CKK_EC = 3;
+export const CKK_EC_EDWARDS = 0x40;
 
 export const CKA = {
   CLASS: 0x0,
@@ -157,5 +158,7 @@ export const CKM = {
   SHA256: 0x250,
   EC_KEY_PAIR_GEN: 0x1040,
   ECDSA: 0x1041,
+  EC_EDWARDS_KEY_PAIR_GEN: 0x1055,
+  EDDSA: 0x1057,
 } as const;
 export const CKG_MGF1_SHA256 = 0x2;

@@ -2,7 +2,8 @@
  * A Signer over a key on a PKCS#11 token. The data is hashed here and the token signs the digest,
  * which every token supports (SoftHSM2 has no CKM_ECDSA_SHA256): ECDSA with CKM_ECDSA (raw r||s,
  * turned into the DER ECDSA-Sig-Value), RSA PKCS#1 v1.5 with CKM_RSA_PKCS over the DER DigestInfo,
- * RSA-PSS with CKM_RSA_PKCS_PSS. Signing runs on libuv's pool (pkcs11js's callback form).
+ * RSA-PSS with CKM_RSA_PKCS_PSS; Ed25519 with CKM_EDDSA over the whole message. Signing runs on
+ * libuv's pool (pkcs11js's callback form).
  *
  * After a reconnect the key is found again by its URI and must have the public key first opened:
  * a token swapped for another with a key of the same name signs nothing.
@@ -91,9 +92,15 @@ export class TokenSigner implements Signer {
 
   async sign(data: Uint8Array): Promise<Uint8Array> {
     const hash = this.algorithm.hash;
-    if (hash === null) throw new MutualError('HSM_MECHANISM_UNSUPPORTED', { detail: 'Ed25519 keys on a token are not supported' });
-    const digest = crypto.createHash(hash).update(data).digest();
     const now = this.#now();
+    if (hash === null) {
+      // Ed25519 is PureEdDSA (RFC 8032): the token gets the whole message, as crypto.sign would.
+      return this.#token.withSession(now, (ck, session) => {
+        const key = this.#current(ck, session, now);
+        return this.#signOnPool(ck, session, { mechanism: CKM.EDDSA }, key.handle, Buffer.from(data), 64, now);
+      });
+    }
+    const digest = crypto.createHash(hash).update(data).digest();
     return this.#token.withSession(now, async (ck, session) => {
       const key = this.#current(ck, session, now);
       let mechanism: Mechanism;
