@@ -11,6 +11,7 @@ import { modulePathOf } from '../../src/keys/pkcs11/uri.ts';
 import { readPin } from '../../src/keys/pkcs11/pin.ts';
 import { isMutualError } from '../../src/core/errors.ts';
 import { tempDir } from '../helpers/test-ca.ts';
+import { prng } from '../helpers/prng.ts';
 
 const codeOf = (f: () => unknown): string => {
   try {
@@ -155,4 +156,37 @@ test('PIN sources', async (t) => {
       assert.doesNotMatch(JSON.stringify({ m: (err as Error).message, f: (err as { fields?: unknown }).fields }), /1234|5678|9012/);
     });
   }
+});
+
+test('fuzz/mutated URIs parse to something that formats back to itself, or are PKCS11_URI_INVALID', () => {
+  // Bounded and deterministic (test/helpers/prng.ts): 3,000 inputs from a few valid URIs, mutated
+  // by inserting, deleting and replacing characters drawn from the URI's own alphabet and its edges.
+  const seeds = [
+    `pkcs11:token=mutual;serial=1234;object=mutual-root-20261201-0a1b2c3d;id=%01%02%ff?${M}&pin-source=file:/etc/mutual/pin&x-mutual-rsa=pss`,
+    'pkcs11:model=SoftHSM%20v2;manufacturer=SoftHSM%20project;slot-id=7;type=private;x-v=1?module-name=softhsm2&x-q=%00',
+    'pkcs11:',
+  ];
+  const alphabet = 'pkcs11:;?&=%/0aFz-._~ \u00e9\u0000|#[]';
+  const random = prng(0x70313175);
+  const pick = (n: number): number => Math.floor(random() * n);
+  let parsed = 0;
+  for (let i = 0; i < 3000; i++) {
+    let s = seeds[i % seeds.length];
+    for (let k = 1 + pick(4); k > 0; k--) {
+      const at = pick(s.length + 1);
+      const c = alphabet[pick(alphabet.length)];
+      const op = pick(3);
+      s = op === 0 ? s.slice(0, at) + c + s.slice(at) : op === 1 ? s.slice(0, at) + s.slice(at + 1) : s.slice(0, at) + c + s.slice(at + 1);
+    }
+    let u: ReturnType<typeof parsePkcs11Uri>;
+    try {
+      u = parsePkcs11Uri(s);
+    } catch (e) {
+      assert.ok(isMutualError(e, 'PKCS11_URI_INVALID'), `${JSON.stringify(s)}: ${String(e)}`);
+      continue;
+    }
+    parsed++;
+    assert.deepEqual(parsePkcs11Uri(formatPkcs11Uri(u)), u, JSON.stringify(s));
+  }
+  assert.ok(parsed > 300, `only ${parsed} of the mutated URIs parsed: the mutations are too coarse to test the writer`);
 });
