@@ -34,6 +34,8 @@ export class Pkcs11Module {
   #up = false;
   #closed = false;
   #down: MutualError | undefined;
+  /** Why the library did not load, repeated until the next attempt is due. */
+  #loadError: MutualError | undefined;
   #lastAttempt = -Infinity;
   #inflight = 0;
   #finalizePending = false;
@@ -69,7 +71,7 @@ export class Pkcs11Module {
     if (this.#up) return;
     // Not while a signature started before the fall is still running: its C_Finalize is pending.
     if (this.#inflight > 0) throw this.#unavailable();
-    if (!this.#closed && now - this.#lastAttempt < RECONNECT_INTERVAL_MS) throw this.#unavailable();
+    if (!this.#closed && now - this.#lastAttempt < RECONNECT_INTERVAL_MS) throw this.#loadError ?? this.#unavailable();
     this.#lastAttempt = now;
     this.#closed = false;
     if (!this.#ck) {
@@ -77,9 +79,11 @@ export class Pkcs11Module {
       try {
         ck.load(this.path);
       } catch (cause) {
-        throw new MutualError('HSM_MODULE_INVALID', { detail: `${this.path} could not be loaded as a PKCS#11 module: ${ckrName(cause)}`, path: this.path }, { cause });
+        this.#loadError = new MutualError('HSM_MODULE_INVALID', { detail: `${this.path} could not be loaded as a PKCS#11 module: ${ckrName(cause)}`, path: this.path }, { cause });
+        throw this.#loadError;
       }
       this.#ck = ck;
+      this.#loadError = undefined;
     }
     try {
       // Without CKF_OS_LOCKING_OK, SoftHSM2 2.6.1 crashed under two sessions signing at once on

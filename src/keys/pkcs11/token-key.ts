@@ -21,6 +21,8 @@ export interface FoundKey {
   publicKey: KeyObject;
   /** The public key's SubjectPublicKeyInfo, compared after a reconnect. */
   spki: Buffer;
+  /** Bytes of a raw signature: 2 x field size (ECDSA r||s), modulus size (RSA), 64 (Ed25519). */
+  signatureBytes: number;
   /** CKA_LABEL and CKA_ID, for the key reference. */
   label: string;
   id: Buffer;
@@ -132,5 +134,8 @@ export function findKey(ck: Cryptoki, session: Buffer, u: Pkcs11Uri): FoundKey {
   if (pub.length !== 1) {
     throw new MutualError('HSM_KEY_NOT_FOUND', { detail: `${pub.length === 0 ? 'no' : 'more than one'} public key object with the id of ${named}` });
   }
-  return { handle, kind, ...readPublicKey(ck, session, pub[0], kind), label: keyLabel, id };
+  const { publicKey, spki } = readPublicKey(ck, session, pub[0], kind);
+  const d = publicKey.asymmetricKeyDetails ?? {};
+  const signatureBytes = kind === 'ed25519' ? 64 : kind === 'rsa' ? Math.ceil((d.modulusLength ?? 0) / 8) : d.namedCurve === 'secp384r1' ? 96 : 64;
+  return { handle, kind, publicKey, spki, signatureBytes, label: keyLabel, id };
 }

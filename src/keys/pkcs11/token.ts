@@ -189,7 +189,11 @@ export class TokenSessions implements ModuleListener {
   #give(session: Buffer): void {
     const w = this.#waiters.shift();
     if (w) w.resolve(session);
-    else this.#free.push(session);
+    else if (this.#open > this.#poolSize) {
+      // The extra session a sync call opened while the pool was busy.
+      this.#open--;
+      this.#closeQuietly(this.module.ck, session);
+    } else this.#free.push(session);
   }
 
   #closeQuietly(ck: Cryptoki, session: Buffer): void {
