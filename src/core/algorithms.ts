@@ -54,7 +54,13 @@ export const SIGNATURE_ALGORITHMS = {
   },
 } as const satisfies Record<string, SignatureAlgorithm>;
 
-/** Signature algorithms accepted on input (CSRs), by OID. SHA-1 is deliberately absent. */
+/**
+ * Signature algorithms accepted on CSRs, by OID. SHA-1 is deliberately absent, and so is
+ * RSASSA-PSS, by design: a CSR's signature only proves possession of the requester's key, every
+ * tool that makes mutual's key types can sign it PKCS#1 v1.5, ECDSA or Ed25519, and the CSR path is
+ * the hot one of issuance (a table lookup by OID, no parameters to read). Certificates, CRLs and
+ * OCSP responses, which a CA may sign with RSASSA-PSS, are verified through {@link SignatureScheme}.
+ */
 export const ACCEPTED_SIGNATURE_OIDS: ReadonlyMap<string, SignatureAlgorithm['hash']> = new Map<string, SignatureAlgorithm['hash']>([
   [OID.ecdsaWithSHA256, 'sha256'],
   [OID.ecdsaWithSHA384, 'sha384'],
@@ -64,6 +70,47 @@ export const ACCEPTED_SIGNATURE_OIDS: ReadonlyMap<string, SignatureAlgorithm['ha
   [OID.sha384WithRSAEncryption, 'sha384'],
   [OID.sha512WithRSAEncryption, 'sha512'],
 ]);
+
+/**
+ * How to verify a signature made with an algorithm mutual accepts on certificates, CRLs and OCSP
+ * responses: the key type it needs, the hash given to `crypto.verify` (null for Ed25519) and, for
+ * RSASSA-PSS, the salt length the parameters name (MGF1 then uses the same hash: RFC 4055 3.1).
+ */
+export interface SignatureScheme {
+  key: 'rsa' | 'ec' | 'ed25519';
+  hash: 'sha256' | 'sha384' | 'sha512' | null;
+  /** RSASSA-PSS only: the salt length, in bytes. */
+  pssSaltLength?: number;
+}
+
+const plainScheme = (key: SignatureScheme['key'], hash: SignatureScheme['hash']): SignatureScheme => Object.freeze({ key, hash });
+/** The schemes of the accepted algorithms without parameters to read, shared (no allocation per parse). */
+const PLAIN_SCHEMES: ReadonlyMap<string, SignatureScheme> = new Map([
+  [OID.ecdsaWithSHA256, plainScheme('ec', 'sha256')],
+  [OID.ecdsaWithSHA384, plainScheme('ec', 'sha384')],
+  [OID.ecdsaWithSHA512, plainScheme('ec', 'sha512')],
+  [OID.ed25519, plainScheme('ed25519', null)],
+  [OID.sha256WithRSAEncryption, plainScheme('rsa', 'sha256')],
+  [OID.sha384WithRSAEncryption, plainScheme('rsa', 'sha384')],
+  [OID.sha512WithRSAEncryption, plainScheme('rsa', 'sha512')],
+]);
+
+/**
+ * Verifies `signature` over `data` with `key` as `scheme` says; false for no scheme (an algorithm
+ * mutual does not accept), a key of another type than the algorithm's (an ECDSA key must not pass
+ * for an RSA signature's OID, nor the reverse), or a signature that does not verify.
+ */
+export function verifySignature(scheme: SignatureScheme | undefined, data: Uint8Array, key: KeyObject, signature: Uint8Array): boolean {
+  if (!scheme) return false;
+  const type = key.asymmetricKeyType;
+  if (scheme.key === 'rsa' ? type !== 'rsa' && type !== 'rsa-pss' : type !== scheme.key) return false;
+  try {
+    if (scheme.pssSaltLength === undefined) return crypto.verify(scheme.hash, data, key, signature);
+    return crypto.verify(scheme.hash, data, { key, padding: crypto.constants.RSA_PKCS1_PSS_PADDING, saltLength: scheme.pssSaltLength }, signature);
+  } catch {
+    return false;
+  }
+}
 
 /** Makes a new key pair of the given type. */
 export function generateKeyPair(type: KeyType): { privateKey: KeyObject; publicKey: KeyObject } {
@@ -362,6 +409,10 @@ const MGF1 = '1.2.840.113549.1.1.8';
 const SHA1 = '1.3.14.3.2.26';
 /** Hashes RSASSA-PSS may name (RFC 4055 2.1): SHA-1 and SHA-2. */
 const PSS_HASHES = new Set<string>([SHA1, '2.16.840.1.101.3.4.2.4', '2.16.840.1.101.3.4.2.1', '2.16.840.1.101.3.4.2.2', '2.16.840.1.101.3.4.2.3']);
+/** The RSASSA-PSS hashes mutual verifies with (SHA-224 is well-formed but not accepted, as SHA-1). */
+const PSS_VERIFY_HASHES: ReadonlyMap<string, 'sha256' | 'sha384' | 'sha512'> = new Map([
+  ['2.16.840.1.101.3.4.2.1', 'sha256'], ['2.16.840.1.101.3.4.2.2', 'sha384'], ['2.16.840.1.101.3.4.2.3', 'sha512'],
+]);
 
 function badAlgorithm(detail: string): never {
   throw new MutualError('DER_MALFORMED', { detail: `AlgorithmIdentifier: ${detail}` });
@@ -381,8 +432,10 @@ function readPssHash(buf: Uint8Array, e: DerElement | undefined): string {
  * [3] trailer field, in that order, each once; DER leaves out a field equal to its DEFAULT (SHA-1,
  * MGF1 with SHA-1, 20, 1), so one written out is refused as well.
  */
-function checkPssParameters(buf: Uint8Array, params: DerElement | undefined): void {
+function checkPssParameters(buf: Uint8Array, params: DerElement | undefined): { hash: string; mgfHash: string; saltLength: number } {
   if (!params || params.tag !== Tag.SEQUENCE) return badAlgorithm('RSASSA-PSS needs its parameters (RFC 4055 3.1)');
+  // The DEFAULTs of RFC 4055 3.1, replaced by the fields written.
+  const out = { hash: SHA1, mgfHash: SHA1, saltLength: 20 };
   let last = -1;
   for (const f of children(buf, params, 4)) {
     const n = f.tag - 0xa0;
@@ -390,11 +443,15 @@ function checkPssParameters(buf: Uint8Array, params: DerElement | undefined): vo
     last = n;
     const [inner, extra] = children(buf, f, 2);
     if (!inner || extra) badAlgorithm('bad RSASSA-PSS-params');
-    if (n === 0 && readPssHash(buf, inner) === SHA1) badAlgorithm('RSASSA-PSS hash SHA-1 is the DEFAULT and must be left out');
+    if (n === 0) {
+      out.hash = readPssHash(buf, inner);
+      if (out.hash === SHA1) badAlgorithm('RSASSA-PSS hash SHA-1 is the DEFAULT and must be left out');
+    }
     if (n === 1) {
       const [id, hash, more] = inner.tag === Tag.SEQUENCE ? children(buf, inner, 3) : [];
       if (!id || id.tag !== Tag.OID || more || readOid(buf, id) !== MGF1) badAlgorithm('RSASSA-PSS mask generation must be MGF1');
-      if (readPssHash(buf, hash) === SHA1) badAlgorithm('MGF1 with SHA-1 is the DEFAULT and must be left out');
+      out.mgfHash = readPssHash(buf, hash);
+      if (out.mgfHash === SHA1) badAlgorithm('MGF1 with SHA-1 is the DEFAULT and must be left out');
     }
     if (n === 2 || n === 3) {
       const v = inner.tag === Tag.INTEGER ? contentBytes(buf, inner) : undefined;
@@ -402,8 +459,10 @@ function checkPssParameters(buf: Uint8Array, params: DerElement | undefined): vo
       const x = v.length === 2 ? v[0] * 256 + v[1] : v[0];
       if (n === 2 && x === 20) badAlgorithm('RSASSA-PSS salt length 20 is the DEFAULT and must be left out');
       if (n === 3) badAlgorithm('RSASSA-PSS trailer field 1 is the DEFAULT and must be left out; no other exists');
+      out.saltLength = x;
     }
   }
+  return out;
 }
 
 /**
@@ -415,6 +474,16 @@ function checkPssParameters(buf: Uint8Array, params: DerElement | undefined): vo
  * into its own code (CSR_MALFORMED, CERT_MALFORMED, CRL_MALFORMED).
  */
 export function readSignatureAlgorithm(buf: Uint8Array, e: DerElement): string {
+  return readSignature(buf, e).oid;
+}
+
+/**
+ * {@link readSignatureAlgorithm}, also saying how to verify the signature: `scheme` is undefined
+ * for an algorithm mutual does not accept (SHA-1 or MD5, an unknown OID, RSASSA-PSS with SHA-1 or
+ * SHA-224, or with an MGF1 hash other than its own: RFC 4055 3.1 says they SHOULD be the same, and
+ * crypto.verify, as OpenSSL's certificate check, uses one hash for both).
+ */
+export function readSignature(buf: Uint8Array, e: DerElement): { oid: string; scheme: SignatureScheme | undefined } {
   const [id, params, extra] = e.tag === Tag.SEQUENCE ? children(buf, e, 3) : [];
   if (!id || id.tag !== Tag.OID || extra) return badAlgorithm('must be an OID and at most one parameters element');
   const algorithm = readCommonOid(buf, id);
@@ -422,7 +491,11 @@ export function readSignatureAlgorithm(buf: Uint8Array, e: DerElement): string {
   if (NULL_PARAMETERS.has(algorithm) && (!params || params.tag !== Tag.NULL || params.end !== params.contentStart)) {
     badAlgorithm(`the parameters of ${algorithm} must be NULL (RFC 4055 5)`);
   }
-  if (algorithm === RSASSA_PSS) checkPssParameters(buf, params);
-  else if (params) checkWellFormed(buf, params, MAX_PARAMETER_DEPTH, MAX_PARAMETER_ELEMENTS);
-  return algorithm;
+  if (algorithm === RSASSA_PSS) {
+    const p = checkPssParameters(buf, params);
+    const hash = PSS_VERIFY_HASHES.get(p.hash);
+    return { oid: algorithm, scheme: hash !== undefined && p.mgfHash === p.hash ? { key: 'rsa', hash, pssSaltLength: p.saltLength } : undefined };
+  }
+  if (params) checkWellFormed(buf, params, MAX_PARAMETER_DEPTH, MAX_PARAMETER_ELEMENTS);
+  return { oid: algorithm, scheme: PLAIN_SCHEMES.get(algorithm) };
 }

@@ -9,7 +9,7 @@ import { MutualError, isMutualError } from './errors.ts';
 import { OID } from './oids.ts';
 import { bytesToIp, type IpRange, type SubjectAltNames } from './names.ts';
 import { MAX_OBJECT_BYTES } from './pem.ts';
-import { readSignatureAlgorithm, readSpki } from './algorithms.ts';
+import { readSignature, readSpki, type SignatureScheme } from './algorithms.ts';
 
 /** Most extensions, names or RDNs read from one certificate. */
 export const MAX_CERT_ELEMENTS = 256;
@@ -38,6 +38,8 @@ export interface CertificateInfo {
   names: SubjectAltNames;
   /** Signature algorithm OID (outer). */
   signatureOid: string;
+  /** How its signature is verified; undefined when mutual does not accept the algorithm (see readSignature). */
+  signatureScheme?: SignatureScheme;
   /** SHA-256 of the DER, lowercase hex. */
   fingerprint: string;
   /** NameConstraints permitted subtrees, for CA certificates that have them. */
@@ -142,7 +144,7 @@ function parseUnchecked(buf: Buffer): CertificateInfo {
   if (sn.length === 0 || (sn[0] & 0x80) !== 0 || (sn.length > 1 && sn[0] === 0 && (sn[1] & 0x80) === 0)) bad('serialNumber must be a positive, minimally encoded INTEGER (RFC 5280 4.1.2.2)');
   if (issuerEl.tag !== Tag.SEQUENCE || validityEl.tag !== Tag.SEQUENCE || subjectEl.tag !== Tag.SEQUENCE || spkiEl.tag !== Tag.SEQUENCE) bad('bad TBSCertificate field');
   // Read strictly (the outer one is not signed), and the signed copy must be the same (RFC 5280 4.1.1.2).
-  const signatureOid = readSignatureAlgorithm(buf, sigAlg);
+  const { oid: signatureOid, scheme: signatureScheme } = readSignature(buf, sigAlg);
   if (buf.compare(buf, innerAlg.start, innerAlg.end, sigAlg.start, sigAlg.end) !== 0) bad('the signature algorithm inside and outside the TBSCertificate differ (RFC 5280 4.1.1.2)');
   // The key's structure, as OpenSSL would read it (its strength is the verifier's or the monitor's question).
   readSpki(elementBytes(buf, spkiEl));
@@ -169,6 +171,7 @@ function parseUnchecked(buf: Buffer): CertificateInfo {
     names: { dns: [], ip: [], uri: [] },
     criticalExtensions: [],
     signatureOid,
+    ...(signatureScheme ? { signatureScheme } : {}),
     fingerprint: crypto.hash('sha256', buf, 'hex'),
   };
   // After the key: issuerUniqueID [1], subjectUniqueID [2], extensions [3], each optional, in order (RFC 5280 4.1).

@@ -7,9 +7,8 @@
  * with DER's rules (definite, minimal lengths) and hard bounds on size and entry count. The
  * signature is checked separately, with the issuer's key, by {@link verifyCrlSignature}.
  */
-import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { ACCEPTED_SIGNATURE_OIDS, readSignatureAlgorithm } from './algorithms.ts';
+import { readSignature, verifySignature, type SignatureScheme } from './algorithms.ts';
 import { nameToString } from './certificate.ts';
 import { Tag, checkOid, children, contentBytes, elementBytes, expect, oid, oidToString, readElement, readTime, type DerElement } from './der.ts';
 import { MutualError, isMutualError } from './errors.ts';
@@ -31,6 +30,8 @@ export interface CrlInfo {
   /** The signed bytes (TBSCertList DER). */
   tbs: Buffer;
   signatureOid: string;
+  /** How its signature is verified; undefined when mutual does not accept the algorithm (see readSignature). */
+  signatureScheme?: SignatureScheme;
   signature: Buffer;
   /** DER of the issuer Name, and as text. */
   issuerName: Buffer;
@@ -159,7 +160,7 @@ function parseUnchecked(buf: Buffer, maxEntries: number): CrlInfo {
   const sigBits = contentBytes(buf, sig);
   if (sigBits.length < 2 || sigBits[0] !== 0) bad('bad signatureValue');
   // Strictly (RFC 4055 5, RFC 5758 3.2); the inner copy is compared with it below.
-  const signatureOid = readSignatureAlgorithm(buf, sigAlg);
+  const { oid: signatureOid, scheme: signatureScheme } = readSignature(buf, sigAlg);
   // The tbs is walked element by element: its revokedCertificates may hold millions of children.
   let p = tbs.contentStart;
   let el = readElement(buf, p, tbs.end);
@@ -247,6 +248,7 @@ function parseUnchecked(buf: Buffer, maxEntries: number): CrlInfo {
     der: buf,
     tbs: Buffer.from(elementBytes(buf, tbs)),
     signatureOid,
+    ...(signatureScheme ? { signatureScheme } : {}),
     signature: Buffer.from(sigBits.subarray(1)),
     issuerName: Buffer.from(elementBytes(buf, issuerEl)),
     issuer: nameToString(buf, issuerEl).text,
@@ -386,17 +388,12 @@ export function crlRevocation(crl: CrlInfo, serial: string | Uint8Array): { revo
 }
 
 /**
- * True when the CRL is signed by `issuerKey` with an accepted algorithm (no SHA-1), and, when both
+ * True when the CRL is signed by `issuerKey` with an accepted algorithm (no SHA-1; RSASSA-PSS with
+ * the hash, MGF1 hash and salt length its parameters name), and, when both
  * the CRL's AKI and `issuerKeyId` (the issuer certificate's subject key identifier) are known,
  * they are equal. Names are compared by the caller, who knows which CA it expects.
  */
 export function verifyCrlSignature(crl: CrlInfo, issuerKey: KeyObject, issuerKeyId?: Buffer): boolean {
-  const hash = ACCEPTED_SIGNATURE_OIDS.get(crl.signatureOid);
-  if (hash === undefined) return false;
   if (crl.authorityKeyId && issuerKeyId && !crl.authorityKeyId.equals(issuerKeyId)) return false;
-  try {
-    return crypto.verify(hash, crl.tbs, issuerKey, crl.signature);
-  } catch {
-    return false;
-  }
+  return verifySignature(crl.signatureScheme, crl.tbs, issuerKey, crl.signature);
 }

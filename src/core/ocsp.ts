@@ -7,7 +7,7 @@
  */
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { ACCEPTED_SIGNATURE_OIDS, keyIdentifier, readSignatureAlgorithm, spkiDer } from './algorithms.ts';
+import { keyIdentifier, readSignature, spkiDer, verifySignature, type SignatureScheme } from './algorithms.ts';
 import { parseCertificate } from './certificate.ts';
 import { REVOCATION_REASONS, type RevocationReason } from './crl.ts';
 import {
@@ -358,6 +358,8 @@ export type OcspResponse =
     /** The signed bytes (ResponseData DER). */
     tbs: Buffer;
     signatureOid: string;
+    /** How its signature is verified; undefined when mutual does not accept the algorithm (see readSignature). */
+    signatureScheme?: SignatureScheme;
     signature: Buffer;
     /** responderID: byKey hash, or byName DER. */
     responderKeyHash?: Buffer;
@@ -396,7 +398,7 @@ export function parseOcspResponse(der: Uint8Array): OcspResponse {
   const [tbs, sigAlg, sig, certsEl, more2] = children(buf, basic, 5);
   if (!sig || more2 || tbs.tag !== Tag.SEQUENCE || sigAlg.tag !== Tag.SEQUENCE || sig.tag !== Tag.BIT_STRING || (certsEl && certsEl.tag !== 0xa0)) bad('bad BasicOCSPResponse');
   // Strictly (RFC 4055 5, RFC 5758 3.2): the AlgorithmIdentifier is outside the signed ResponseData.
-  const signatureOid = readSignatureAlgorithm(buf, sigAlg);
+  const { oid: signatureOid, scheme: signatureScheme } = readSignature(buf, sigAlg);
   const sigBits = contentBytes(buf, sig);
   if (sigBits.length < 2 || sigBits[0] !== 0) bad('bad signature');
   const f = children(buf, tbs, 5);
@@ -430,6 +432,7 @@ export function parseOcspResponse(der: Uint8Array): OcspResponse {
     status,
     tbs: Buffer.from(elementBytes(buf, tbs)),
     signatureOid,
+    ...(signatureScheme ? { signatureScheme } : {}),
     signature: Buffer.from(sigBits.subarray(1)),
     ...(rid.tag === 0xa2 ? { responderKeyHash: Buffer.from(contentBytes(buf, ridValue)) } : { responderName: Buffer.from(elementBytes(buf, ridValue)) }),
     producedAt: readTime(buf, producedAt),
@@ -441,17 +444,12 @@ export function parseOcspResponse(der: Uint8Array): OcspResponse {
 
 /**
  * True when a successful response is signed by `responderPublicKey` with an accepted algorithm (no
- * SHA-1) and, if it names its responder by key, names that key (RFC 6960 4.2.1 ResponderID). It does
+ * SHA-1; RSASSA-PSS as its parameters name) and, if it names its responder by key, names that key (RFC 6960 4.2.1 ResponderID). It does
  * not check that the key may answer for the issuer (RFC 6960 4.2.2.2): the caller knows the chain.
  */
 export function verifyOcspResponse(resp: OcspResponse, responderPublicKey: KeyObject): boolean {
   if (resp.status !== 'successful') return false;
-  const hash = ACCEPTED_SIGNATURE_OIDS.get(resp.signatureOid);
-  if (hash === undefined) return false;
+  if (!resp.signatureScheme) return false;
   if (resp.responderKeyHash && !resp.responderKeyHash.equals(keyIdentifier(spkiDer(responderPublicKey)))) return false;
-  try {
-    return crypto.verify(hash, resp.tbs, responderPublicKey, resp.signature);
-  } catch {
-    return false;
-  }
+  return verifySignature(resp.signatureScheme, resp.tbs, responderPublicKey, resp.signature);
 }

@@ -12,7 +12,7 @@ import { parseCertificate, certificateIdentity, type CertificateInfo } from '../
 import { revocationUrls } from '../core/cert-urls.ts';
 import type { CrlInfo } from '../core/crl-reader.ts';
 import { MutualError, isMutualError, type ErrorCode, type MutualErrorFields } from '../core/errors.ts';
-import { ACCEPTED_SIGNATURE_OIDS, describeSpki } from '../core/algorithms.ts';
+import { describeSpki } from '../core/algorithms.ts';
 import { nameConstraintViolation, type PermittedNames } from '../core/lint.ts';
 import { OID } from '../core/oids.ts';
 import { ocspIssuerHashes, type OcspIssuerHashes } from '../core/ocsp.ts';
@@ -257,7 +257,7 @@ function signedBy(der: Buffer, key: KeyObject | Buffer): boolean {
 export function certificateProblem(info: CertificateInfo, what: string): { code: ErrorCode; detail: string } | undefined {
   const unknown = info.criticalExtensions.filter((o) => !PROCESSED_CRITICAL_EXTENSIONS.has(o));
   if (unknown.length) return { code: 'CERT_CRITICAL_EXTENSION', detail: `${what} has the critical extension ${unknown.join(', ')}, which this verifier does not process` };
-  if (!ACCEPTED_SIGNATURE_OIDS.has(info.signatureOid)) return { code: 'CERT_WEAK', detail: `${what} is signed with ${info.signatureOid}, which mutual does not accept (SHA-1, or an unknown algorithm)` };
+  if (!info.signatureScheme) return { code: 'CERT_WEAK', detail: `${what} is signed with ${info.signatureOid}, which mutual does not accept (SHA-1, RSASSA-PSS with SHA-1 or a mask hash other than its own, or an unknown algorithm)` };
   let label: string;
   try {
     label = describeSpki(info.spki).label;
