@@ -4,6 +4,7 @@
  * certificates and CSRs) is handed a {@link Signer} made here and never sees the private key, so a
  * hardware-held key (PKCS#11, a KMS) is a new function in this folder, not an edit across `ca/`.
  */
+import fs from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import { generateKeyPair, type KeyType } from '../core/algorithms.ts';
 import { keyObjectSigner, type KeyObjectSignerOptions, type Signer } from '../core/signer.ts';
@@ -37,6 +38,23 @@ export interface GeneratedSigner extends Signer {
    * @throws as writeEncryptedKey.
    */
   save(path: string, passphrase: string): void;
+  /**
+   * Destroys a key that is not wanted after all (a step after its making failed, or a newer key
+   * replaces it): on a token, its objects (private and public key); in memory, nothing to do. Only
+   * for a key nobody names: after `save`, the caller first removes the file it saved.
+   * Idempotent; waits for the key's signatures in flight.
+   * @throws TypeError while the file `save` wrote exists; MutualError `HSM_UNAVAILABLE` when the
+   *   token cannot be reached (the key stays).
+   */
+  discard(): Promise<void>;
+  /**
+   * Ends an ephemeral key (`ephemeral`: a token session object, or a key in memory) once its user
+   * is done with it: destroys it on the token now instead of when the session closes, so keys
+   * made per rotation do not pile up in a long-lived process. Idempotent; waits for the key's
+   * signatures in flight.
+   * @throws TypeError for a persistent token key (discard it instead); as discard.
+   */
+  release(): Promise<void>;
 }
 
 /**
@@ -48,15 +66,39 @@ export interface GeneratedSigner extends Signer {
 export function generateSigner(type: KeyType, o: GenerateKeyOptions & Pkcs11Options = {}): GeneratedSigner {
   if (o.store?.kind === 'pkcs11') {
     const { signer, reference } = generateTokenSigner(type, o.store.uri, o);
+    const ephemeral = o.ephemeral === true;
+    let saved: string | undefined;
     return {
       publicKey: signer.publicKey,
       algorithm: signer.algorithm,
       sign: (data) => signer.sign(data),
       health: () => signer.health(),
-      save: (path) => writeKeyReference(path, reference),
+      save: (path) => {
+        writeKeyReference(path, reference);
+        saved = path;
+      },
+      discard: async () => {
+        if (saved !== undefined && fs.existsSync(saved)) throw new TypeError(`the key reference ${saved} names this key: remove it before discarding the key`);
+        await signer.destroy({ ephemeral });
+      },
+      release: async () => {
+        if (!ephemeral) throw new TypeError('release() is for ephemeral keys; a persistent token key is discarded');
+        await signer.destroy({ ephemeral });
+      },
     };
   }
   const privateKey: KeyObject = generateKeyPair(type).privateKey;
   const signer = keyObjectSigner(privateKey, o);
-  return { ...signer, save: (path, passphrase) => writeEncryptedKey(path, privateKey, passphrase) };
+  let saved: string | undefined;
+  return {
+    ...signer,
+    save: (path, passphrase) => {
+      writeEncryptedKey(path, privateKey, passphrase);
+      saved = path;
+    },
+    discard: async () => {
+      if (saved !== undefined && fs.existsSync(saved)) throw new TypeError(`the key file ${saved} holds this key: remove it before discarding the key`);
+    },
+    release: async () => undefined,
+  };
 }

@@ -116,3 +116,16 @@ export function makeToken(t: TestContext, o: { label?: string } = {}): SoftHsmTo
   const tokenUri = `pkcs11:token=${encodeURIComponent(label)}?module-path=${SOFTHSM_MODULE}&pin-source=file:${pinFile}`;
   return { module: SOFTHSM_MODULE, conf: s.conf, dir: s.dir, label, tokenUri, pin, pinFile, env, remove, restore };
 }
+
+/**
+ * The labels of the private keys on `tok` that THIS process sees, its session objects (ephemeral
+ * keys) included, which another process (pkcs11-tool) never sees. Uses this process's module.
+ */
+export async function privateKeyLabels(tok: SoftHsmToken): Promise<string[]> {
+  const [{ moduleFor }, { tokenFor }, { parsePkcs11Uri }, { findObjects }, { CKA, CKO_PRIVATE_KEY }] = await Promise.all([
+    import('../../src/keys/pkcs11/module.ts'), import('../../src/keys/pkcs11/token.ts'), import('../../src/keys/pkcs11/uri.ts'),
+    import('../../src/keys/pkcs11/token-key.ts'), import('../../src/keys/pkcs11/binding.ts')]);
+  const token = tokenFor(moduleFor(tok.module), parsePkcs11Uri(tok.tokenUri));
+  return token.withSessionSync(Date.now(), (ck, session) => findObjects(ck, session, [{ type: CKA.CLASS, value: CKO_PRIVATE_KEY }], 1000)
+    .map((h) => ck.C_GetAttributeValue(session, h, [{ type: CKA.LABEL }])[0].value.toString('utf8'))).sort();
+}

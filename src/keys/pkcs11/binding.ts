@@ -24,6 +24,7 @@ export interface Cryptoki {
   C_FindObjectsFinal(session: Buffer): void;
   C_GetAttributeValue(session: Buffer, object: Buffer, template: Attribute[]): { type: number; value: Buffer }[];
   C_SetAttributeValue(session: Buffer, object: Buffer, template: Attribute[]): void;
+  C_DestroyObject(session: Buffer, object: Buffer): void;
   C_SignInit(session: Buffer, mechanism: Mechanism, key: Buffer): void;
   C_Sign(session: Buffer, data: Buffer, out: Buffer, cb: (e: Error | null, sig: Buffer) => void): void;
   C_GenerateKeyPair(session: Buffer, mechanism: Mechanism, publicTemplate: Attribute[], privateTemplate: Attribute[]): { publicKey: Buffer; privateKey: Buffer };

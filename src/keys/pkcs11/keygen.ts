@@ -57,8 +57,9 @@ export function generateTokenKey(token: TokenSessions, type: KeyType, o: { purpo
   const label = keyLabel(o.purpose, new Date(o.now));
   const persistent = !o.ephemeral;
   return token.withSessionSync(o.now, (ck, session) => {
+    let pair: { publicKey: Buffer; privateKey: Buffer } | undefined;
     try {
-      const pair = ck.C_GenerateKeyPair(
+      pair = ck.C_GenerateKeyPair(
         session,
         g.mechanism,
         [{ type: CKA.CLASS, value: CKO_PUBLIC_KEY }, { type: CKA.TOKEN, value: persistent }, { type: CKA.VERIFY, value: true }, { type: CKA.LABEL, value: label }, ...g.publicTemplate],
@@ -73,7 +74,17 @@ export function generateTokenKey(token: TokenSessions, type: KeyType, o: { purpo
       ck.C_SetAttributeValue(session, pair.privateKey, [{ type: CKA.ID, value: id }]);
       return { label, id };
     } catch (e) {
+      // A pair made but not labelled with its id is nobody's key: it is not left on the token.
+      if (pair) {
+        for (const h of [pair.privateKey, pair.publicKey]) {
+          try {
+            ck.C_DestroyObject(session, h);
+          } catch {
+            // The token that failed may refuse this too; the error below says what failed.
+          }
+        }
+      }
       throw token.module.failure(e, `generating a ${type} key`, o.now);
     }
-  });
+  }, { pin: o.ephemeral });
 }

@@ -138,6 +138,11 @@ export class Pkcs11Module {
     }
   }
 
+  /** Whether the library is initialized now (false once down or closed, until the next use). */
+  get isUp(): boolean {
+    return this.#up;
+  }
+
   /** Why the module is down, for health(); undefined when up. */
   get downReason(): MutualError | undefined {
     return this.#up ? undefined : this.#down;

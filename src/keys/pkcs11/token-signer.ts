@@ -13,8 +13,8 @@ import { MutualError } from '../../core/errors.ts';
 import { SIGNATURE_ALGORITHMS, signatureAlgorithmFor, type SignatureAlgorithm } from '../../core/algorithms.ts';
 import type { Signer, SignerHealth } from '../../core/signer.ts';
 import { seq, unsignedInteger } from '../../core/der.ts';
-import { CKG_MGF1_SHA256, CKM, type Cryptoki, type Mechanism } from './binding.ts';
-import { findKey, type FoundKey } from './token-key.ts';
+import { CKA, CKG_MGF1_SHA256, CKM, type Cryptoki, type Mechanism } from './binding.ts';
+import { findKey, findObjects, type FoundKey } from './token-key.ts';
 import type { TokenSessions } from './token.ts';
 import type { Pkcs11Uri } from './uri.ts';
 
@@ -51,6 +51,10 @@ export class TokenSigner implements Signer {
   #key: FoundKey;
   #generation: number;
   readonly #pss: boolean;
+  /** Signatures running (see {@link destroy}), and who waits for none to be. */
+  #busy = 0;
+  #idle: (() => void)[] = [];
+  #destroyed = false;
 
   constructor(token: TokenSessions, uri: Pkcs11Uri, o: TokenSignerOptions = {}) {
     this.#token = token;
@@ -91,6 +95,48 @@ export class TokenSigner implements Signer {
   }
 
   async sign(data: Uint8Array): Promise<Uint8Array> {
+    if (this.#destroyed) throw new MutualError('HSM_KEY_NOT_FOUND', { detail: 'this key was destroyed on the token (it was released or discarded); it signs nothing more' });
+    this.#busy++;
+    try {
+      return await this.#sign(data);
+    } finally {
+      if (--this.#busy === 0) for (const resolve of this.#idle.splice(0)) resolve();
+    }
+  }
+
+  /**
+   * Destroys the key on the token, its private and its public object (same label and CKA_ID), once
+   * the signatures it has in flight have returned; the Signer signs nothing afterwards. For keys
+   * nobody names any more (keys/open-signer.ts decides which: never one a key reference file names).
+   * Idempotent. A session object (an ephemeral key) whose token was re-initialized since is gone
+   * already, and counts as destroyed.
+   * @throws MutualError `HSM_UNAVAILABLE` when the token cannot be reached: the key stays.
+   */
+  async destroy(o: { ephemeral?: boolean } = {}): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    if (this.#busy > 0) await new Promise<void>((resolve) => this.#idle.push(resolve));
+    const token = this.#token;
+    // Not brought back up for this: the session objects went with the sessions (closeKeyStores,
+    // or a token that was lost and re-initialized).
+    if (o.ephemeral && (!token.module.isUp || this.#generation !== token.module.generation)) return;
+    const now = this.#now();
+    try {
+      token.withSessionSync(now, (ck, session) => {
+        try {
+          // Both classes: no CKA_CLASS in the template. Found now, so the handles are this session's.
+          for (const h of findObjects(ck, session, [{ type: CKA.LABEL, value: this.#first.label }, { type: CKA.ID, value: this.#first.id }], 4)) ck.C_DestroyObject(session, h);
+        } catch (e) {
+          throw token.module.failure(e, 'destroying the key', now);
+        }
+      });
+    } catch (e) {
+      this.#destroyed = false;
+      throw e;
+    }
+  }
+
+  async #sign(data: Uint8Array): Promise<Uint8Array> {
     const hash = this.algorithm.hash;
     const now = this.#now();
     if (hash === null) {

@@ -160,18 +160,27 @@ export class TokenSessions implements ModuleListener {
     }
   }
 
-  /** Runs `fn` with a session now (key lookup, key generation): sync calls, so nothing interleaves. */
-  withSessionSync<T>(now: number, fn: (ck: Cryptoki, session: Buffer) => T): T {
+  /**
+   * Runs `fn` with a session now (key lookup, key generation): sync calls, so nothing interleaves.
+   * `pin`: `fn` makes session objects (ephemeral keys), which PKCS#11 destroys with the session that
+   * made them (v2.40 4.4), so this session is never closed to shrink the pool.
+   */
+  withSessionSync<T>(now: number, fn: (ck: Cryptoki, session: Buffer) => T, o: { pin?: boolean } = {}): T {
     const ck = this.ready(now);
     const generation = this.#generation;
     // A busy pool lends no session; one more is opened for this call and kept.
     const session = this.#take(ck, now, true)!;
     try {
-      return fn(ck, session);
+      const r = fn(ck, session);
+      if (o.pin) this.#pinned.add(session);
+      return r;
     } finally {
       if (generation === this.#generation) this.#give(session);
     }
   }
+
+  /** Sessions holding session objects: kept open beyond the pool size (see withSessionSync). */
+  #pinned = new Set<Buffer>();
 
   #take(ck: Cryptoki, now: number, always = false): Buffer | undefined {
     const s = this.#free.pop();
@@ -189,7 +198,7 @@ export class TokenSessions implements ModuleListener {
   #give(session: Buffer): void {
     const w = this.#waiters.shift();
     if (w) w.resolve(session);
-    else if (this.#open > this.#poolSize) {
+    else if (this.#open > this.#poolSize && !this.#pinned.has(session)) {
       // The extra session a sync call opened while the pool was busy.
       this.#open--;
       this.#closeQuietly(this.module.ck, session);
@@ -207,6 +216,7 @@ export class TokenSessions implements ModuleListener {
   moduleDown(error: MutualError): void {
     this.#generation = -1;
     this.#free = [];
+    this.#pinned.clear();
     this.#open = 0;
     for (const w of this.#waiters.splice(0)) w.reject(error);
   }
