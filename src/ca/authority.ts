@@ -18,7 +18,7 @@ import { readPemOrDer, toPem } from '../core/pem.ts';
 import { checkNames, defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
 import { encodeName } from '../core/names.ts';
 import type { Signer } from '../core/signer.ts';
-import { generateSigner } from '../keys/index.ts';
+import { generateSigner, type GeneratedSigner } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
 import { profileLifetimes, type CaConfig } from './config.ts';
 import { newKeyOptions, ocspKeyStore } from './key-store-choice.ts';
@@ -249,13 +249,24 @@ export class CertificateAuthority {
   /**
    * Issues a delegated OCSP responder certificate (EKU OCSPSigning, ocsp-nocheck, RFC 6960
    * 4.2.2.2) for one intermediate, with a new key; recorded in the inventory like every other.
+   * The caller ends the key with `signer.release()` once the responder is replaced and unused (a
+   * token session object otherwise stays until the session closes); a failure here releases it.
    */
-  async issueOcspResponder(ca: IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; signer: Signer; notAfter: Date }> {
-    const which = ca.role === 'server-ca' ? 'server' : 'client';
+  async issueOcspResponder(ca: IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; signer: GeneratedSigner; notAfter: Date }> {
     // A new key comes with every responder certificate. It lives only in memory, or with
     // `keys.ocspResponderKeys: store` on the token as a session object: either way it is gone when
     // this process is, and nothing on disk names it.
     const signer = generateSigner('p256', newKeyOptions(ocspKeyStore(this.config), 'ocsp', true));
+    try {
+      return await this.#issueOcspResponder(ca, signer, lifetimeSeconds, now);
+    } catch (e) {
+      await signer.release().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async #issueOcspResponder(ca: IntermediateCa, signer: GeneratedSigner, lifetimeSeconds: number, now: Date): Promise<{ certificate: Buffer; signer: GeneratedSigner; notAfter: Date }> {
+    const which = ca.role === 'server-ca' ? 'server' : 'client';
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
     const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeSeconds * 1000, ca.info.notAfter.getTime())));
     let template = this.#ocspTemplates.get(ca.keyId);

@@ -6,8 +6,14 @@
  * timer as well as on request: an idle server must not let its responder certificates run out
  * (the monitor would rightly call the renewal overdue), and the first request after a quiet spell
  * must not be answered by an expiring responder. Answers signed by the old one stay valid.
+ *
+ * A replaced responder's key is released (destroyed on the token when `keys.ocspResponderKeys:
+ * store` made it a session object) once no request holds it: a request takes its responder with
+ * {@link OcspResponders.acquire} before it reads the inventory, and signs with it after, so the
+ * key must outlive the swap by as long as that request runs.
  */
 import { createOcspResponder, matchesIssuer, type CertId, type OcspResponder } from '../core/ocsp.ts';
+import type { GeneratedSigner } from '../keys/index.ts';
 import type { CertificateAuthority, IntermediateCa } from './authority.ts';
 
 /** Lifetime of a delegated responder certificate. */
@@ -22,6 +28,12 @@ export interface OcspIssuer {
   responder: OcspResponder;
   /** When to replace the responder certificate (ms since the epoch): half its life. */
   rotateAt: number;
+  /** The responder's key, released once the responder is replaced and no request holds it. */
+  key: GeneratedSigner;
+  /** Requests holding this responder (acquire/release). */
+  users: number;
+  /** Replaced (or the responders closed): its key goes when `users` drops to 0. */
+  retired: boolean;
 }
 
 /** See the module comment. */
@@ -43,7 +55,7 @@ export class OcspResponders {
     const s = new OcspResponders(o.ca, o.now);
     const now = o.now();
     const served = [o.ca.server, o.ca.client, ...o.ca.retired.filter((r) => now >= r.info.notBefore && now < r.info.notAfter)];
-    s.#issuers = await Promise.all(served.map((inter) => s.#make(inter)));
+    s.#issuers = await s.#makeAll(served.map((inter) => () => s.#make(inter)));
     s.#schedule();
     return s;
   }
@@ -51,6 +63,42 @@ export class OcspResponders {
   /** The responder for the issuer a CertID names, if this server answers for it. */
   find(id: CertId): OcspIssuer | undefined {
     return this.#issuers.find((i) => matchesIssuer(id, i.responder.issuerHashes));
+  }
+
+  /**
+   * {@link find}, holding the responder for the caller: its key stays until {@link release}, even
+   * when a rotation replaces it meanwhile. Every acquire is paired with one release.
+   */
+  acquire(id: CertId): OcspIssuer | undefined {
+    const issuer = this.find(id);
+    if (issuer) issuer.users++;
+    return issuer;
+  }
+
+  /** Lets go of a responder taken with {@link acquire}; a replaced one's key is released when unused. */
+  release(issuer: OcspIssuer): void {
+    issuer.users--;
+    this.#releaseIfUnused(issuer);
+  }
+
+  #retire(issuer: OcspIssuer): void {
+    issuer.retired = true;
+    this.#releaseIfUnused(issuer);
+  }
+
+  #releaseIfUnused(issuer: OcspIssuer): void {
+    if (!issuer.retired || issuer.users > 0) return;
+    // A key the token cannot destroy now goes with its session; the answers it signed stay valid.
+    issuer.key.release().catch(() => undefined);
+  }
+
+  /** Runs the makers together; when one fails, the keys the others made are released, and it throws. */
+  async #makeAll(makers: (() => Promise<OcspIssuer>)[]): Promise<OcspIssuer[]> {
+    const made = await Promise.allSettled(makers.map((m) => m()));
+    const failed = made.find((r) => r.status === 'rejected');
+    if (!failed) return made.map((r) => (r as PromiseFulfilledResult<OcspIssuer>).value);
+    for (const r of made) if (r.status === 'fulfilled') this.#retire(r.value);
+    throw failed.reason;
   }
 
   /**
@@ -62,9 +110,13 @@ export class OcspResponders {
     if (this.#rotating || !this.#issuers.some((i) => t >= i.rotateAt)) return;
     // A retired intermediate that has expired is dropped: nothing it issued is valid any more.
     const live = this.#issuers.filter((i) => t < i.inter.info.notAfter.getTime());
-    this.#rotating = Promise.all(live.map((i) => (t >= i.rotateAt ? this.#make(i.inter) : i)))
+    this.#rotating = this.#makeAll(live.map((i) => (t >= i.rotateAt ? () => this.#make(i.inter) : async () => i)))
       .then((next) => {
+        const old = this.#issuers;
         this.#issuers = next;
+        // Replaced, or dropped with an expired retired intermediate: their keys go once unused.
+        for (const i of old) if (!next.includes(i)) this.#retire(i);
+        if (this.#closed) for (const i of next) this.#retire(i);
       })
       .catch(() => undefined)
       .finally(() => (this.#rotating = undefined));
@@ -82,10 +134,11 @@ export class OcspResponders {
     issuer.rotateAt = 0;
   }
 
-  /** Stops the rotation timer. */
+  /** Stops the rotation timer and releases the responders' keys (each once no request holds it). */
   close(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
+    for (const i of this.#issuers) this.#retire(i);
   }
 
   #schedule(): void {
@@ -109,7 +162,13 @@ export class OcspResponders {
   async #make(inter: IntermediateCa): Promise<OcspIssuer> {
     const now = this.#now();
     const r = await this.#ca.issueOcspResponder(inter, RESPONDER_CERT_SECONDS, now);
-    const responder = createOcspResponder({ issuerCertDer: inter.info.der, responderCertDer: r.certificate, signer: r.signer });
-    return { inter, keyId: inter.keyId, responder, rotateAt: now.getTime() + (r.notAfter.getTime() - now.getTime()) / 2 };
+    let responder: OcspResponder;
+    try {
+      responder = createOcspResponder({ issuerCertDer: inter.info.der, responderCertDer: r.certificate, signer: r.signer });
+    } catch (e) {
+      await r.signer.release().catch(() => undefined);
+      throw e;
+    }
+    return { inter, keyId: inter.keyId, responder, rotateAt: now.getTime() + (r.notAfter.getTime() - now.getTime()) / 2, key: r.signer, users: 0, retired: false };
   }
 }

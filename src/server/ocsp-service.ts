@@ -121,31 +121,41 @@ export class OcspService {
           this.#send(res, hit.der, 'cached', hit.nextUpdate - now);
           return;
         }
-        const issuer = this.#issuerOf(id);
+        // Held from here to the signature: a rotation meanwhile keeps this responder's key.
+        const issuer = this.#responders.acquire(id);
         if (!issuer) {
           this.#send(res, OCSP_UNAUTHORIZED, 'unauthorized');
           return;
         }
-        const { single, validity, status } = await this.#single(issuer, id);
-        const t = new Date(Math.floor(now / 1000) * 1000);
-        const answer = await this.#sign(issuer, [single], t);
-        this.#remember(key, id.serial, answer, t.getTime(), validity);
-        if (req.method === 'GET' && path.length <= 1024) this.#remember(path, id.serial, answer, t.getTime(), validity);
-        // max-age never runs past nextUpdate (RFC 5019 6.2); thisUpdate was rounded down.
-        this.#send(res, answer, status, t.getTime() + validity * 1000 - now);
+        try {
+          const { single, validity, status } = await this.#single(issuer, id);
+          const t = new Date(Math.floor(now / 1000) * 1000);
+          const answer = await this.#sign(issuer, [single], t);
+          this.#remember(key, id.serial, answer, t.getTime(), validity);
+          if (req.method === 'GET' && path.length <= 1024) this.#remember(path, id.serial, answer, t.getTime(), validity);
+          // max-age never runs past nextUpdate (RFC 5019 6.2); thisUpdate was rounded down.
+          this.#send(res, answer, status, t.getTime() + validity * 1000 - now);
+        } finally {
+          this.#responders.release(issuer);
+        }
         return;
       }
       // Several CertIDs, or a nonce: signed for this request only.
       const issuers = request.requests.map((id) => this.#issuerOf(id));
-      const issuer = issuers[0];
-      if (!issuer || issuers.some((i) => i !== issuer)) {
+      const first = issuers[0];
+      if (!first || issuers.some((i) => i !== first)) {
         this.#send(res, OCSP_UNAUTHORIZED, 'unauthorized');
         return;
       }
-      const singles = await Promise.all(request.requests.map((id) => this.#single(issuer, id)));
-      const t = new Date(Math.floor(this.#now().getTime() / 1000) * 1000);
-      const answer = await this.#sign(issuer, singles.map((s) => s.single), t, request.nonce);
-      this.#send(res, answer, singles.length === 1 ? singles[0].status : 'several', 0);
+      const issuer = this.#responders.acquire(request.requests[0])!;
+      try {
+        const singles = await Promise.all(request.requests.map((id) => this.#single(issuer, id)));
+        const t = new Date(Math.floor(this.#now().getTime() / 1000) * 1000);
+        const answer = await this.#sign(issuer, singles.map((s) => s.single), t, request.nonce);
+        this.#send(res, answer, singles.length === 1 ? singles[0].status : 'several', 0);
+      } finally {
+        this.#responders.release(issuer);
+      }
     } catch (e) {
       this.#onError(e);
       this.#send(res, OCSP_INTERNAL_ERROR, 'error');
