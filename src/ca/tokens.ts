@@ -63,11 +63,15 @@ export function tokenKeyFile(keysDir: string): string {
 export function createTokenKey(keysDir: string, passphrase: string, store?: KeyStoreSpec): void {
   const file = tokenKeyFile(keysDir);
   if (fs.existsSync(file)) return;
+  const key = generateSigner('p256', newKeyOptions(store, 'token'));
   try {
     // save links a complete temporary file into place, so a reader never sees half a key (or
     // reference), and a second maker gets KEY_FILE_EXISTS instead of replacing the first one's.
-    generateSigner('p256', newKeyOptions(store, 'token')).save(file, passphrase);
+    key.save(file, passphrase);
   } catch (e) {
+    // Nothing names this key: on a token it is destroyed, not left there. A key just made has no
+    // signature in flight, so the destruction runs now, before this returns.
+    void key.discard().catch(() => undefined);
     // Another process (`mutual serve` and `mutual token` started together, two replicas) made it
     // first: theirs is the one every token is signed with.
     if (!isMutualError(e, 'KEY_FILE_EXISTS')) throw e;
