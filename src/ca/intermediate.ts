@@ -5,6 +5,7 @@
  * otherwise; a token key's reference file is renamed and retired exactly as a key file is.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import crypto from 'node:crypto';
 import { spkiDer } from '../core/algorithms.ts';
 import { parseCertificate } from '../core/certificate.ts';
@@ -13,7 +14,7 @@ import { MutualError } from '../core/errors.ts';
 import { OID } from '../core/oids.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import type { Signer } from '../core/signer.ts';
-import { generateSigner, keyStoreOf, openSigner, type KeyStoreSpec } from '../keys/index.ts';
+import { generateSigner, keyStoreOf, openSigner, removeKeyFile, type KeyStoreSpec } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
 import { readConfig } from './config.ts';
 import { newKeyOptions } from './key-store-choice.ts';
@@ -44,8 +45,19 @@ export async function intermediateCsr(o: { home: string; role: 'server-ca' | 'cl
     const store = o.keyStore ?? keyStoreOf(p.key);
     // Made before the old next key is dropped: a token that is away leaves the folder as it was.
     const made = generateSigner(config.keyTypes.intermediate, newKeyOptions(store, o.role));
-    if (fs.existsSync(p.nextKey)) fs.rmSync(p.nextKey);
-    made.save(p.nextKey, o.passphrase);
+    let destroyOld: (() => Promise<void>) | undefined;
+    try {
+      // The old next key was never certified; on a token it is destroyed once its file is replaced,
+      // unless another key file (current, retired, the other role's) names the same key.
+      const others = fs.readdirSync(p.l.keysDir).filter((f) => f.endsWith('.key.pem')).map((f) => path.join(p.l.keysDir, f));
+      destroyOld = removeKeyFile(p.nextKey, { namedBy: others });
+      made.save(p.nextKey, o.passphrase);
+    } catch (e) {
+      // Neither key is named now (the old file may be gone already): both go.
+      await Promise.all([made.discard(), destroyOld?.()].map((p) => p?.catch(() => undefined)));
+      throw e;
+    }
+    await destroyOld();
     signer = made;
   } else {
     signer = openSigner(p.key, o.passphrase);

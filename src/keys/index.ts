@@ -7,6 +7,7 @@ export type { GeneratedSigner, OpenSignerOptions } from './open-signer.ts';
 export { parseKeyStore, keyStoreOf, keyLocation, closeKeyStores } from './key-store.ts';
 export type { KeyStoreSpec, GenerateKeyOptions } from './key-store.ts';
 export { openTokenSigner } from './pkcs11/open-token-signer.ts';
+export { removeKeyFile } from './remove-key-file.ts';
 export type { Pkcs11Options } from './pkcs11/open-token-signer.ts';
 export { parsePkcs11Uri, formatPkcs11Uri, MAX_PKCS11_URI_LENGTH, PKCS11_MODULE_ENV } from './pkcs11/uri.ts';
 export type { Pkcs11Uri } from './pkcs11/uri.ts';

@@ -85,3 +85,38 @@ test('ok/intermediate and root rotation onto new token keys', async (t) => {
   assert.equal(privates.filter((b) => /label:\s+mutual-server-ca-/.test(b)).length, 2, list.stdout);
   for (const b of privates) assert.match(b, /never extractable/, b);
 });
+
+test('ok/a replaced next key is destroyed on the token; a key another reference names is not', async (t) => {
+  const tok = makeToken(t, { label: 'next' });
+  if (!tok || !requireTool(t, 'pkcs11-tool', 'opensc')) return;
+  // SoftHSM2 lists its tokens at C_Initialize: this one was made after the module was.
+  await closeKeyStores();
+  const tc = await makeTestCa({ keyStore: { kind: 'pkcs11', uri: tok.tokenUri } });
+  t.after(async () => {
+    await tc.close();
+    await closeKeyStores();
+  });
+  const l = tc.layout;
+  const nextFile = l.serverCaKey.replace(/\.key\.pem$/, '.next.key.pem');
+  const labels = () => run('pkcs11-tool', ['--module', tok.module, '--token-label', tok.label, '--login', '--pin', tok.pin, '-O'], { env: tok.env })
+    .stdout.split(/\n(?=\S)/).filter((b) => b.startsWith('Private Key Object')).map((b) => /label:\s+(\S+)/.exec(b)![1]);
+  const labelOf = (f: string) => {
+    const k = keyLocation(f);
+    return k.kind === 'pkcs11' ? /object=([^;?]+)/.exec(k.uri)![1] : '';
+  };
+
+  await intermediateCsr({ home: tc.home, role: 'server-ca', passphrase: TEST_PASSPHRASE, newKey: true });
+  const first = labelOf(nextFile);
+  await intermediateCsr({ home: tc.home, role: 'server-ca', passphrase: TEST_PASSPHRASE, newKey: true });
+  const second = labelOf(nextFile);
+  assert.notEqual(second, first);
+  assert.ok(!labels().includes(first), 'the replaced next key is gone from the token');
+  assert.ok(labels().includes(second) && labels().includes(labelOf(l.serverCaKey)));
+
+  // A next key file that names the current key (a copy): replacing it keeps the key.
+  fs.rmSync(nextFile);
+  fs.copyFileSync(l.serverCaKey, nextFile);
+  fs.chmodSync(nextFile, 0o600);
+  await intermediateCsr({ home: tc.home, role: 'server-ca', passphrase: TEST_PASSPHRASE, newKey: true });
+  assert.ok(labels().includes(labelOf(l.serverCaKey)), 'the current key stays');
+});
