@@ -195,7 +195,11 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
 
   program.command('demo')
     .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')
-    .action(async () => (await import('./demo.ts')).runDemo({ home: resolveHome(g().home ?? '.mutual') }));
+    .action(async () => {
+      // It opens the CA (on a token too, for an existing CA whose keys are there): run() closes them.
+      keysLoaded = true;
+      await (await import('./demo.ts')).runDemo({ home: resolveHome(g().home ?? '.mutual') });
+    });
 
   return program;
 }

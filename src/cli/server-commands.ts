@@ -59,13 +59,29 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     // the plain-HTTP listener if there is one, else the HTTPS listen address.
     const config = readConfig(homeLayout(home).config);
     const base = o.url ?? config.url ?? (pub ? `http://${pub[0]}:${pub[1]}` : `https://${host}:${portText}`);
-    const ca = await openAuthority({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true, url: base,
-      offloadCrypto: o.cryptoThreads === true });
+    // Keys a failed start opened are closed here: run() leaves a serving process's keys alone.
+    const closeKeys = async () => (await import('../keys/index.ts')).closeKeyStores();
+    let ca;
+    try {
+      ca = await openAuthority({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true, url: base,
+        offloadCrypto: o.cryptoThreads === true });
+    } catch (e) {
+      await closeKeys();
+      throw e;
+    }
     const logger = pino({ level: o.logLevel });
     const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
-    // ACME's URLs are the HTTPS API's: --url or the config's when https:, else each request's Host.
-    const srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), serverNames: o.url ? [new URL(o.url).hostname] : [], logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
-      publicHost: pub?.[0], publicPort: pub ? Number(pub[1]) : undefined, acmeUrl: [o.url, config.url].find((u) => u?.startsWith('https:')) });
+    let srv;
+    try {
+      // ACME's URLs are the HTTPS API's: --url or the config's when https:, else each request's Host.
+      srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), serverNames: o.url ? [new URL(o.url).hostname] : [], logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
+        publicHost: pub?.[0], publicPort: pub ? Number(pub[1]) : undefined, acmeUrl: [o.url, config.url].find((u) => u?.startsWith('https:')) });
+    } catch (e) {
+      // The CA's store (a PostgreSQL pool keeps a process alive) and the token sessions it opened.
+      await ca.close().catch(() => undefined);
+      await closeKeys();
+      throw e;
+    }
     if (banner) {
       const rel = path.relative(process.cwd(), home) || home;
       process.stderr.write([
