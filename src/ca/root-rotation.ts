@@ -18,7 +18,7 @@ import { MutualError } from '../core/errors.ts';
 import { lintCertificate } from '../core/lint.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import type { Signer } from '../core/signer.ts';
-import { generateSigner, keyStoreOf, openSigner, type KeyStoreSpec } from '../keys/index.ts';
+import { generateSigner, keyStoreOf, openSigner, removeKeyFile, type KeyStoreSpec } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
 import { newKeyOptions } from './key-store-choice.ts';
 import { offlineLayout, type OfflineLayout } from './home.ts';
@@ -105,50 +105,60 @@ export async function rotateRoot(o: RotateRootOptions): Promise<RotateRootResult
 
   const store = o.keyStore ?? keyStoreOf(l.rootKey);
   const signer = generateSigner(o.keyType ?? describeSpki(old.info.spki).type, newKeyOptions(store, 'root'));
-  const spki = spkiDer(signer.publicKey);
-  const keyId = keyIdentifier(spki);
-  // The new root keeps the old root's name (RFC 4210 4.4, root CA key update): the
-  // cross-certificates are then self-issued, and self-issued certificates do not count against a
-  // pathLenConstraint (RFC 5280 6.1.4 (l)). With a new name, leaf -> intermediate -> new-by-old ->
-  // old root would put two CA certificates under a root of pathLen 1 (as `init` made them before
-  // ROOT_PATH_LEN was 2) and fail; the key
-  // identifiers (AKI/SKI) and fingerprints tell the two roots apart.
-  const subject = old.info.subjectName;
-  const notAfter = new Date(now.getTime() + ROOT_DAYS * 86_400_000);
-  const newIssuer = { name: subject, keyId, signer, notBefore: now, notAfter };
-  const oldIssuer = { name: old.info.subjectName, keyId: old.keyId, signer: old.signer, notBefore: old.info.notBefore, notAfter: old.info.notAfter };
-  const rootDer = await signRootCertificate(newIssuer, subject, spki, now, notAfter, ROTATED_ROOT_PATH_LEN);
-  // Both cross-certificates live within both roots' validity (RFC 5280 6.1.3 checks each
-  // certificate on the path against the time; one outliving a root would dangle).
-  const crossEnd = new Date(Math.min(notAfter.getTime(), old.info.notAfter.getTime()));
-  // Each carries the constraints of the root whose key it certifies.
-  const newByOld = await signRootCertificate(oldIssuer, subject, spki, now, crossEnd, ROTATED_ROOT_PATH_LEN);
-  const oldByNew = await signRootCertificate(newIssuer, old.info.subjectName, old.info.spki, now, crossEnd, old.info.pathLen ?? 1);
-  const state: RootState = { crlNumber: 1, revoked: [] };
-  const crl = await buildRootCrl({ rootSubject: subject, rootKeyId: keyId, signer, state, now });
+  // Until its file is saved nothing names the new key: a failure destroys it on a token.
+  let saved = false;
+  try {
+    const spki = spkiDer(signer.publicKey);
+    const keyId = keyIdentifier(spki);
+    // The new root keeps the old root's name (RFC 4210 4.4, root CA key update): the
+    // cross-certificates are then self-issued, and self-issued certificates do not count against a
+    // pathLenConstraint (RFC 5280 6.1.4 (l)). With a new name, leaf -> intermediate -> new-by-old ->
+    // old root would put two CA certificates under a root of pathLen 1 (as `init` made them before
+    // ROOT_PATH_LEN was 2) and fail; the key
+    // identifiers (AKI/SKI) and fingerprints tell the two roots apart.
+    const subject = old.info.subjectName;
+    const notAfter = new Date(now.getTime() + ROOT_DAYS * 86_400_000);
+    const newIssuer = { name: subject, keyId, signer, notBefore: now, notAfter };
+    const oldIssuer = { name: old.info.subjectName, keyId: old.keyId, signer: old.signer, notBefore: old.info.notBefore, notAfter: old.info.notAfter };
+    const rootDer = await signRootCertificate(newIssuer, subject, spki, now, notAfter, ROTATED_ROOT_PATH_LEN);
+    // Both cross-certificates live within both roots' validity (RFC 5280 6.1.3 checks each
+    // certificate on the path against the time; one outliving a root would dangle).
+    const crossEnd = new Date(Math.min(notAfter.getTime(), old.info.notAfter.getTime()));
+    // Each carries the constraints of the root whose key it certifies.
+    const newByOld = await signRootCertificate(oldIssuer, subject, spki, now, crossEnd, ROTATED_ROOT_PATH_LEN);
+    const oldByNew = await signRootCertificate(newIssuer, old.info.subjectName, old.info.spki, now, crossEnd, old.info.pathLen ?? 1);
+    const state: RootState = { crlNumber: 1, revoked: [] };
+    const crl = await buildRootCrl({ rootSubject: subject, rootKeyId: keyId, signer, state, now });
 
-  const rootPem = toPem(rootDer, 'CERTIFICATE');
-  const oldPem = toPem(old.info.der, 'CERTIFICATE');
-  const rotation: OfflineRotation = { oldRoot: fingerprintOf(old.info.der), newRoot: fingerprintOf(rootDer), startedAt: now.toISOString(), retireAfterDays };
-  // The new key first, beside the old (save refuses to overwrite); then the old root's files move
-  // to root.prev.*, the new ones take their names, and rotation.json, written last, marks it done.
-  const nextKey = l.rootKey.replace(/\.key\.pem$/, '.next.key.pem');
-  if (fs.existsSync(nextKey)) fs.rmSync(nextKey);
-  signer.save(nextKey, o.rootPassphrase);
-  fs.mkdirSync(l.crossDir, { recursive: true, mode: 0o700 });
-  writeFileAtomic(`${l.crossDir}/new-by-old.pem`, toPem(newByOld, 'CERTIFICATE'));
-  writeFileAtomic(`${l.crossDir}/old-by-new.pem`, toPem(oldByNew, 'CERTIFICATE'));
-  fs.renameSync(l.rootKey, l.prevRootKey);
-  fs.renameSync(l.rootCert, l.prevRootCert);
-  fs.renameSync(l.state, l.prevState);
-  if (fs.existsSync(l.rootCrl)) fs.renameSync(l.rootCrl, l.prevRootCrl);
-  fs.renameSync(nextKey, l.rootKey);
-  writeFileAtomic(l.rootCert, rootPem);
-  writeFileAtomic(l.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
-  writeFileAtomic(l.rootCrl, crl);
-  writeFileAtomic(l.rotation, JSON.stringify(rotation, null, 2) + '\n');
-  return {
-    oldRoot: { fingerprint: rotation.oldRoot, pem: oldPem }, newRoot: { fingerprint: rotation.newRoot, pem: rootPem },
-    newByOld: toPem(newByOld, 'CERTIFICATE'), oldByNew: toPem(oldByNew, 'CERTIFICATE'), rotation,
-  };
+    const rootPem = toPem(rootDer, 'CERTIFICATE');
+    const oldPem = toPem(old.info.der, 'CERTIFICATE');
+    const rotation: OfflineRotation = { oldRoot: fingerprintOf(old.info.der), newRoot: fingerprintOf(rootDer), startedAt: now.toISOString(), retireAfterDays };
+    // The new key first, beside the old (save refuses to overwrite); then the old root's files move
+    // to root.prev.*, the new ones take their names, and rotation.json, written last, marks it done.
+    const nextKey = l.rootKey.replace(/\.key\.pem$/, '.next.key.pem');
+    // A next key that a rotation which failed before left behind: its file goes, and on a token its key.
+    const destroyLeftover = removeKeyFile(nextKey, { namedBy: [l.rootKey, l.prevRootKey] });
+    signer.save(nextKey, o.rootPassphrase);
+    saved = true;
+    await destroyLeftover().catch(() => undefined);
+    fs.mkdirSync(l.crossDir, { recursive: true, mode: 0o700 });
+    writeFileAtomic(`${l.crossDir}/new-by-old.pem`, toPem(newByOld, 'CERTIFICATE'));
+    writeFileAtomic(`${l.crossDir}/old-by-new.pem`, toPem(oldByNew, 'CERTIFICATE'));
+    fs.renameSync(l.rootKey, l.prevRootKey);
+    fs.renameSync(l.rootCert, l.prevRootCert);
+    fs.renameSync(l.state, l.prevState);
+    if (fs.existsSync(l.rootCrl)) fs.renameSync(l.rootCrl, l.prevRootCrl);
+    fs.renameSync(nextKey, l.rootKey);
+    writeFileAtomic(l.rootCert, rootPem);
+    writeFileAtomic(l.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
+    writeFileAtomic(l.rootCrl, crl);
+    writeFileAtomic(l.rotation, JSON.stringify(rotation, null, 2) + '\n');
+    return {
+      oldRoot: { fingerprint: rotation.oldRoot, pem: oldPem }, newRoot: { fingerprint: rotation.newRoot, pem: rootPem },
+      newByOld: toPem(newByOld, 'CERTIFICATE'), oldByNew: toPem(oldByNew, 'CERTIFICATE'), rotation,
+    };
+  } catch (e) {
+    if (!saved) await signer.discard().catch(() => undefined);
+    throw e;
+  }
 }

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { installIntermediate, intermediateCsr, readConfig, rotateRoot, signIntermediate } from '../../src/ca/index.ts';
 import { defaultNamePolicy } from '../../src/core/policy.ts';
-import { closeKeyStores, keyLocation, keyStoreOf } from '../../src/keys/index.ts';
+import { closeKeyStores, generateSigner, keyLocation, keyStoreOf } from '../../src/keys/index.ts';
 import { makeToken } from '../helpers/softhsm.ts';
 import { makeTestCa, TEST_PASSPHRASE } from '../helpers/test-ca.ts';
 import { openssl, requireTool, run } from '../helpers/tools.ts';
@@ -119,4 +119,28 @@ test('ok/a replaced next key is destroyed on the token; a key another reference 
   fs.chmodSync(nextFile, 0o600);
   await intermediateCsr({ home: tc.home, role: 'server-ca', passphrase: TEST_PASSPHRASE, newKey: true });
   assert.ok(labels().includes(labelOf(l.serverCaKey)), 'the current key stays');
+});
+
+test('ok/root rotate destroys the token key of a next root key a failed rotation left behind', async (t) => {
+  const rootTok = makeToken(t, { label: 'leftover' });
+  if (!rootTok || !requireTool(t, 'pkcs11-tool', 'opensc')) return;
+  await closeKeyStores();
+  const tc = await makeTestCa({ rootKeyStore: { kind: 'pkcs11', uri: rootTok.tokenUri } });
+  t.after(async () => {
+    await tc.close();
+    await closeKeyStores();
+  });
+  const labels = () => run('pkcs11-tool', ['--module', rootTok.module, '--token-label', rootTok.label, '--login', '--pin', rootTok.pin, '-O'], { env: rootTok.env })
+    .stdout.split(/\n(?=\S)/).filter((b) => b.startsWith('Private Key Object')).map((b) => /label:\s+(\S+)/.exec(b)![1]);
+  // What a rotation that failed after saving its new key leaves: root.next.key.pem naming a token key.
+  const leftover = generateSigner('p384', { store: { kind: 'pkcs11', uri: rootTok.tokenUri }, purpose: 'root' });
+  const nextFile = path.join(tc.offlineDir, 'root.next.key.pem');
+  leftover.save(nextFile, '');
+  const k = keyLocation(nextFile);
+  const leftoverLabel = k.kind === 'pkcs11' ? /object=([^;?]+)/.exec(k.uri)![1] : '';
+  assert.ok(labels().includes(leftoverLabel));
+
+  await rotateRoot({ offlineDir: tc.offlineDir, rootPassphrase: '' });
+  assert.ok(!labels().includes(leftoverLabel), 'the leftover key is gone from the token');
+  assert.equal(labels().length, 2, 'the old root and the new one');
 });
