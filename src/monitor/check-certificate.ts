@@ -146,7 +146,10 @@ export function checkCertificate(info: CertificateInfo, o: CheckCertificateOptio
     if (!isMutualError(e, 'KEY_WEAK')) throw e;
     out.push(makeFinding({ ...base, kind: 'weak-key', severity: 'warning', code: 'CERT_WEAK', message: `The ${what} of ${subject} has a weak key: ${e.fields.detail}` }));
   }
-  const weakSig = WEAK_SIGNATURE_OIDS.get(info.signatureOid);
+  // RSASSA-PSS is judged by its parameters: with SHA-1 (or a mask hash other than its own) the
+  // SDK and the gateway refuse it (readSignature), so the monitor says so before they do.
+  const weakSig = WEAK_SIGNATURE_OIDS.get(info.signatureOid)
+    ?? (info.signatureOid === OID.rsassaPss && !info.signatureScheme ? 'RSASSA-PSS with SHA-1 or a mask hash other than its own' : undefined);
   // A trust anchor's self-signature is never checked by anyone, so SHA-1 on a root is harmless.
   const selfSigned = info.issuerName.equals(info.subjectName);
   if (weakSig && !selfSigned) {

@@ -22,6 +22,7 @@ import { OID } from '../../src/core/oids.ts';
 import { toPem } from '../../src/core/pem.ts';
 import type { Signer } from '../../src/core/signer.ts';
 import { certificateProblem } from '../../src/sdk/peer-path.ts';
+import { checkCertificate } from '../../src/monitor/check-certificate.ts';
 import { tempDir } from '../helpers/test-ca.ts';
 import { openssl, requireTool } from '../helpers/tools.ts';
 
@@ -97,6 +98,10 @@ for (const c of CASES) {
     const info = parseCertificate(cert);
     const problem = certificateProblem(info, 'the certificate');
     assert.equal(problem?.code, c.scheme ? undefined : 'CERT_WEAK');
+    // The monitor warns of the same signatures (a self-signed root's is never checked: judged as issued).
+    const issued = { ...info, issuerName: Buffer.from('30003000', 'hex') };
+    const weak = checkCertificate(issued, { source: 'test', now: NOW, thresholdsDays: [], criticalDays: 0 }).filter((f) => f.kind === 'weak-signature');
+    assert.equal(weak.length, c.scheme ? 0 : 1);
     const crlInfo = parseCrl(crl);
     assert.equal(verifyCrlSignature(crlInfo, s.publicKey, keyIdentifier(spkiDer(s.publicKey))), c.ok, 'CRL');
     const resp = parseOcspResponse(ocsp);
