@@ -121,14 +121,35 @@ export async function buildRootCrl(o: { rootSubject: Buffer; rootKeyId: Buffer; 
 }
 
 /**
- * Undoes the keys of an init that failed before its config.yaml: removes the key files (encrypted
- * keys, key references) it wrote, then destroys the token keys it made, so a token does not fill
- * with keys nobody names and `mutual init` can be run again. Best effort: the init's own error is
- * what the caller sees; a token that cannot be reached now keeps its keys (`mutual-<purpose>-...`).
+ * The keys an init makes and the key files it writes, to undo them when it fails before its
+ * config.yaml: the files removed, then the token keys destroyed, so a token does not fill with keys
+ * nothing names and `mutual init` can be run again. Best effort: the init's own error is what the
+ * caller sees; a token that cannot be reached now keeps its keys (`mutual-<purpose>-...`).
  */
-async function unwindKeys(made: readonly GeneratedSigner[], keyFiles: readonly string[]): Promise<void> {
-  for (const f of keyFiles) fs.rmSync(f, { force: true });
-  await Promise.all(made.map((k) => k.discard().catch(() => undefined)));
+class InitKeys {
+  readonly #made: GeneratedSigner[] = [];
+  readonly #files: string[] = [];
+
+  generate(type: KeyType, store: KeyStoreSpec | undefined, purpose: string): GeneratedSigner {
+    const k = generateSigner(type, newKeyOptions(store, purpose));
+    this.#made.push(k);
+    return k;
+  }
+
+  save(key: GeneratedSigner, file: string, passphrase: string): void {
+    key.save(file, passphrase);
+    this.#files.push(file);
+  }
+
+  /** A key file written another way (the enrollment token key's). */
+  wrote(file: string): void {
+    this.#files.push(file);
+  }
+
+  async unwind(): Promise<void> {
+    for (const f of this.#files) fs.rmSync(f, { force: true });
+    await Promise.all(this.#made.map((k) => k.discard().catch(() => undefined)));
+  }
 }
 
 /** Creates a new CA. Throws CA_ALREADY_INITIALIZED when the state or offline folder already holds one. */
@@ -155,8 +176,7 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
   const pgUrl = o.databaseUrl ?? o.database?.url;
   const store = pgUrl ? await openCaStore({ home: o.home, databaseUrl: pgUrl, databaseSchema: o.databaseSchema ?? o.database?.schema }) : undefined;
   let handed = false;
-  const made: GeneratedSigner[] = [];
-  const keyFiles: string[] = [];
+  const keys = new InitKeys();
   let initialized = false;
   try {
     const policy = defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp });
@@ -165,21 +185,12 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
 
     // The keys are made before any folder: a token that is missing, or refuses the PIN, leaves
     // nothing behind on disk. Until config.yaml is written (the CA exists from then on), a failure
-    // removes the key files this call wrote and destroys the token keys it made (unwindKeys).
-    const generate = (type: KeyType, store: KeyStoreSpec | undefined, purpose: string): GeneratedSigner => {
-      const k = generateSigner(type, newKeyOptions(store, purpose));
-      made.push(k);
-      return k;
-    };
-    const save = (key: GeneratedSigner, file: string, passphrase: string): void => {
-      key.save(file, passphrase);
-      keyFiles.push(file);
-    };
-    const serverKey = generate(config.keyTypes.intermediate, o.keyStore, 'server-ca');
-    const clientKey = generate(config.keyTypes.intermediate, o.keyStore, 'client-ca');
-    const tokenKey = tokenStore ? generate('p256', tokenStore, 'token') : undefined;
+    // removes the key files this call wrote and destroys the token keys it made (InitKeys).
+    const serverKey = keys.generate(config.keyTypes.intermediate, o.keyStore, 'server-ca');
+    const clientKey = keys.generate(config.keyTypes.intermediate, o.keyStore, 'client-ca');
+    const tokenKey = tokenStore ? keys.generate('p256', tokenStore, 'token') : undefined;
     // Root: self-signed, pathLen 2 (ROOT_PATH_LEN), no EKU.
-    const rootSigner = generate(config.keyTypes.root, o.rootKeyStore, 'root');
+    const rootSigner = keys.generate(config.keyTypes.root, o.rootKeyStore, 'root');
     for (const d of [layout.home, layout.keysDir, offline.dir]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
     fs.chmodSync(layout.home, 0o700);
 
@@ -209,17 +220,17 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
 
     // Keys first (they refuse to overwrite), then the public files, then config last: a CA is
     // "initialized" only once config.yaml exists.
-    save(rootSigner, offline.rootKey, o.rootPassphrase ?? o.passphrase);
-    save(server.key, layout.serverCaKey, o.passphrase);
-    save(client.key, layout.clientCaKey, o.passphrase);
+    keys.save(rootSigner, offline.rootKey, o.rootPassphrase ?? o.passphrase);
+    keys.save(server.key, layout.serverCaKey, o.passphrase);
+    keys.save(client.key, layout.clientCaKey, o.passphrase);
     // Made here, not on first use: replicas started from copies of this folder, or started
     // together on it, must all verify the tokens any of them (or `mutual token`) signs.
-    if (tokenKey) save(tokenKey, tokenKeyFile(layout.keysDir), o.passphrase);
+    if (tokenKey) keys.save(tokenKey, tokenKeyFile(layout.keysDir), o.passphrase);
     else {
       // createTokenKey keeps a file already there: only one it writes now is this init's to undo.
       const fresh = !fs.existsSync(tokenKeyFile(layout.keysDir));
       createTokenKey(layout.keysDir, o.passphrase);
-      if (fresh) keyFiles.push(tokenKeyFile(layout.keysDir));
+      if (fresh) keys.wrote(tokenKeyFile(layout.keysDir));
     }
     writeFileAtomic(offline.rootCert, rootPem);
     writeFileAtomic(offline.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
@@ -248,7 +259,7 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
       await ca.close();
     }
   } finally {
-    if (!initialized) await unwindKeys(made, keyFiles);
+    if (!initialized) await keys.unwind();
     // Once the authority has it, the authority closes it.
     if (!handed) await store?.close();
   }

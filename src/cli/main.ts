@@ -196,8 +196,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
   program.command('demo')
     .description('initialize a CA if needed, then show mTLS working and a revoked certificate refused')
     .action(async () => {
-      // It opens the CA (on a token too, for an existing CA whose keys are there): run() closes them.
-      keysLoaded = true;
+      keysLoaded = true; // It opens the CA, whose keys may be on a token: run() closes them.
       await (await import('./demo.ts')).runDemo({ home: resolveHome(g().home ?? '.mutual') });
     });
 

@@ -42,6 +42,21 @@ function writeFiles(dir: string, r: { certificate: string; chain: string; fullch
   return files;
 }
 
+/**
+ * Runs a step of `mutual serve`'s start; when it fails, `undo` runs (the CA's store: a PostgreSQL
+ * pool would hold the process) and the token sessions opened so far are closed (run() leaves a
+ * serving process's keys alone), and the error is thrown.
+ */
+async function orClose<T>(step: () => Promise<T>, undo?: () => Promise<void>): Promise<T> {
+  try {
+    return await step();
+  } catch (e) {
+    await undo?.().catch(() => undefined);
+    await (await import('../keys/index.ts')).closeKeyStores();
+    throw e;
+  }
+}
+
 /** Adds the server-side and client-side commands to the program. */
 export function registerServerCommands(program: Command, g: () => Globals): void {
   /** The CA passphrase; none is asked for a CA whose every key is on a token (see needsPassphrase). */
@@ -59,29 +74,13 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     // the plain-HTTP listener if there is one, else the HTTPS listen address.
     const config = readConfig(homeLayout(home).config);
     const base = o.url ?? config.url ?? (pub ? `http://${pub[0]}:${pub[1]}` : `https://${host}:${portText}`);
-    // Keys a failed start opened are closed here: run() leaves a serving process's keys alone.
-    const closeKeys = async () => (await import('../keys/index.ts')).closeKeyStores();
-    let ca;
-    try {
-      ca = await openAuthority({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true, url: base,
-        offloadCrypto: o.cryptoThreads === true });
-    } catch (e) {
-      await closeKeys();
-      throw e;
-    }
+    const ca = await orClose(() => openAuthority({ home, passphrase: pass, databaseUrl: o.database, databaseSchema: o.databaseSchema, writerThread: o.sqliteWriterThread === true, url: base,
+      offloadCrypto: o.cryptoThreads === true }));
     const logger = pino({ level: o.logLevel });
     const rl = o.rateLimit === 'off' ? false : { perSecond: Number(o.rateLimit), burst: Number(o.rateLimit) * 2 };
-    let srv;
-    try {
-      // ACME's URLs are the HTTPS API's: --url or the config's when https:, else each request's Host.
-      srv = await startCaServer({ ca, passphrase: pass, host, port: Number(portText), serverNames: o.url ? [new URL(o.url).hostname] : [], logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
-        publicHost: pub?.[0], publicPort: pub ? Number(pub[1]) : undefined, acmeUrl: [o.url, config.url].find((u) => u?.startsWith('https:')) });
-    } catch (e) {
-      // The CA's store (a PostgreSQL pool keeps a process alive) and the token sessions it opened.
-      await ca.close().catch(() => undefined);
-      await closeKeys();
-      throw e;
-    }
+    // ACME's URLs are the HTTPS API's: --url or the config's when https:, else each request's Host.
+    const srv = await orClose(() => startCaServer({ ca, passphrase: pass, host, port: Number(portText), serverNames: o.url ? [new URL(o.url).hostname] : [], logger, renewalGraceSeconds: o.graceSeconds, rateLimit: rl,
+      publicHost: pub?.[0], publicPort: pub ? Number(pub[1]) : undefined, acmeUrl: [o.url, config.url].find((u) => u?.startsWith('https:')) }), () => ca.close());
     if (banner) {
       const rel = path.relative(process.cwd(), home) || home;
       process.stderr.write([

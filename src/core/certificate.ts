@@ -9,7 +9,8 @@ import { MutualError, isMutualError } from './errors.ts';
 import { OID } from './oids.ts';
 import { bytesToIp, type IpRange, type SubjectAltNames } from './names.ts';
 import { MAX_OBJECT_BYTES } from './pem.ts';
-import { readSignature, readSpki, type SignatureScheme } from './algorithms.ts';
+import { readSignature, readSpki } from './algorithms.ts';
+import type { SignatureScheme } from './verify-signature.ts';
 
 /** Most extensions, names or RDNs read from one certificate. */
 export const MAX_CERT_ELEMENTS = 256;

@@ -8,7 +8,8 @@
  * signature is checked separately, with the issuer's key, by {@link verifyCrlSignature}.
  */
 import type { KeyObject } from 'node:crypto';
-import { readSignature, verifySignature, type SignatureScheme } from './algorithms.ts';
+import { readSignature } from './algorithms.ts';
+import { verifySignature, type SignatureScheme } from './verify-signature.ts';
 import { nameToString } from './certificate.ts';
 import { Tag, checkOid, children, contentBytes, elementBytes, expect, oid, oidToString, readElement, readTime, type DerElement } from './der.ts';
 import { MutualError, isMutualError } from './errors.ts';

@@ -7,7 +7,8 @@
  */
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { keyIdentifier, readSignature, spkiDer, verifySignature, type SignatureScheme } from './algorithms.ts';
+import { keyIdentifier, readSignature, spkiDer } from './algorithms.ts';
+import { verifySignature, type SignatureScheme } from './verify-signature.ts';
 import { parseCertificate } from './certificate.ts';
 import { REVOCATION_REASONS, type RevocationReason } from './crl.ts';
 import {
