@@ -57,13 +57,15 @@ async function orClose<T>(step: () => Promise<T>, undo?: () => Promise<void>): P
   }
 }
 
+/** The CA passphrase; none is asked for a CA whose every key is on a token (see needsPassphrase). */
+async function caPassphrase(g: Globals, home?: string): Promise<string> {
+  if (home !== undefined && fs.existsSync(homeLayout(home).config) && !(await import('../ca/index.ts')).needsPassphrase(home)) return '';
+  return (await import('../keys/index.ts')).resolvePassphrase({ passphraseFile: g.passphraseFile, purpose: 'the CA keys' });
+}
+
 /** Adds the server-side and client-side commands to the program. */
 export function registerServerCommands(program: Command, g: () => Globals): void {
-  /** The CA passphrase; none is asked for a CA whose every key is on a token (see needsPassphrase). */
-  const passphrase = async (home?: string) => {
-    if (home !== undefined && fs.existsSync(homeLayout(home).config) && !(await import('../ca/index.ts')).needsPassphrase(home)) return '';
-    return (await import('../keys/index.ts')).resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
-  };
+  const passphrase = (home?: string) => caPassphrase(g(), home);
 
   async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string; sqliteWriterThread?: boolean; cryptoThreads?: boolean }, home: string, pass: string, banner: boolean, passFlag = '') {
     const [{ readConfig }, { openAuthority }, { startCaServer }, { pino }] = await Promise.all([
@@ -152,6 +154,12 @@ export function registerServerCommands(program: Command, g: () => Globals): void
       await serve(o, home, pass, true, fromEnv ? '' : ` --passphrase-file ${path.relative(process.cwd(), demoPassphraseFile(home))}`);
     });
 
+  registerTokenCommand(program, g);
+  registerClientCommands(program, g);
+}
+
+/** `mutual token`: a one-time enrollment token, signed by the CA's token key. */
+function registerTokenCommand(program: Command, g: () => Globals): void {
   program.command('token')
     .description('make a one-time enrollment token for names (DNS, IP) or one identity (spiffe://...)')
     .argument('<names...>', 'what the token allows')
@@ -163,7 +171,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         import('../ca/index.ts'), import('./compose.ts'), import('../core/names.ts'),
         import('../core/policy.ts'), import('../core/certificate.ts'), import('../core/pem.ts')]);
       const home = resolveHome(g().home);
-      const pass = await passphrase(home);
+      const pass = await caPassphrase(g(), home);
       const ca = await openAuthority({ home, passphrase: pass });
       try {
         const sans = splitNames(names);
@@ -182,8 +190,6 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         await (await import('../keys/index.ts')).closeKeyStores();
       }
     });
-
-  registerClientCommands(program, g);
 }
 
 /** `mutual ca ...`: enrollment, renewal and admin calls to a running CA server. */
