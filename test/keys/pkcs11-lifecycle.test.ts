@@ -68,6 +68,11 @@ test('token keys: discard and release', async (t) => {
     await key.sign(Buffer.from('x'));
     await key.release();
     assert.ok(!(await privateKeyLabels(tok)).includes(label));
+    // Its health says so without asking the token: a missing key there would mark the module down.
+    assert.equal((await key.health!()).available, false);
+    const other = await made(tok);
+    assert.deepEqual(await other.key.health!(), { available: true });
+    await other.key.discard();
     const persistent = await made(tok);
     await assert.rejects(async () => persistent.key.release(), TypeError);
     await persistent.key.discard();

@@ -195,6 +195,8 @@ export class TokenSigner implements Signer {
   }
 
   async health(): Promise<SignerHealth> {
+    // Not asked of the token: a key missing there reads as a token gone, and marks the module down.
+    if (this.#destroyed) return { available: false, detail: 'HSM_KEY_NOT_FOUND: the key was destroyed (released or discarded)' };
     const now = this.#now();
     try {
       // A live session answering C_FindObjects shows token and key are still there; while down this
