@@ -4,7 +4,7 @@
  */
 import crypto from 'node:crypto';
 import type { KeyObject } from 'node:crypto';
-import { checkWellFormed, derNull, oid, seq, readElement, readOid, expect, children, contentBytes, Tag, type DerElement } from './der.ts';
+import { checkWellFormed, derNull, explicit, integer, oid, seq, readElement, readOid, expect, children, contentBytes, Tag, type DerElement } from './der.ts';
 import { OID } from './oids.ts';
 import { MutualError } from './errors.ts';
 
@@ -35,7 +35,24 @@ export const SIGNATURE_ALGORITHMS = {
   ecdsaWithSHA384: alg('ecdsa-with-SHA384', OID.ecdsaWithSHA384, 'sha384', false),
   ed25519: alg('Ed25519', OID.ed25519, null, false),
   sha256WithRSAEncryption: alg('sha256WithRSAEncryption', OID.sha256WithRSAEncryption, 'sha256', true),
-} as const;
+  /**
+   * RSASSA-PSS with SHA-256, MGF1-SHA-256, salt 32, trailer 1 (RFC 4055 3.1; the hash parameters
+   * NULL as OpenSSL writes them): for RSA keys on a token whose URI says x-mutual-rsa=pss.
+   */
+  rsassaPssSha256: {
+    name: 'RSASSA-PSS',
+    oid: OID.rsassaPss,
+    hash: 'sha256',
+    der: seq(
+      oid(OID.rsassaPss),
+      seq(
+        explicit(0, seq(oid(OID.sha256), derNull())),
+        explicit(1, seq(oid(OID.mgf1), seq(oid(OID.sha256), derNull()))),
+        explicit(2, integer(32)),
+      ),
+    ),
+  },
+} as const satisfies Record<string, SignatureAlgorithm>;
 
 /** Signature algorithms accepted on input (CSRs), by OID. SHA-1 is deliberately absent. */
 export const ACCEPTED_SIGNATURE_OIDS: ReadonlyMap<string, SignatureAlgorithm['hash']> = new Map<string, SignatureAlgorithm['hash']>([

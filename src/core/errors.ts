@@ -53,6 +53,7 @@ export const ERRORS = {
   HSM_TOKEN_NOT_FOUND: { status: 503, message: 'No PKCS#11 token matches the URI', hint: 'Check token= (and serial=) in the URI against `pkcs11-tool --module M -L`; is the device plugged in?' },
   HSM_KEY_NOT_FOUND: { status: 500, message: 'The key named by the pkcs11: URI is not on the token', hint: 'Check object= and id= against `pkcs11-tool --module M --login -O`; a key reference file must name a key that exists.' },
   HSM_MECHANISM_UNSUPPORTED: { status: 500, message: 'The token cannot make this key type or signature', hint: 'Use a key type the token supports (`pkcs11-tool --module M -M` lists its mechanisms): P-256, P-384 or RSA.' },
+  HSM_KEY_EXTRACTABLE: { status: 500, message: 'The key on the PKCS#11 token can leave it (CKA_EXTRACTABLE, or not CKA_SENSITIVE)', hint: 'A CA key must stay on the token: make a new key with `mutual` (it sets CKA_SENSITIVE and not CKA_EXTRACTABLE), or with pkcs11-tool --keypairgen --sensitive; `pkcs11-tool --login -O` shows the flags.' },
   HSM_UNAVAILABLE: { status: 503, message: 'The PKCS#11 token holding a CA key is not answering', hint: 'Check that the HSM is present and its module works (`pkcs11-tool --module M -L`); mutual reconnects by itself once it answers, and nothing was issued meanwhile.' },
   // CA state
   CA_NOT_INITIALIZED: { status: 500, message: 'No CA was found in the state folder', hint: 'Run `mutual init --trust-domain <domain>` first, or point --home / MUTUAL_HOME at the right folder.' },

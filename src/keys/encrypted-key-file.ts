@@ -64,14 +64,19 @@ export function writeEncryptedKey(path: string, key: KeyObject, passphrase: stri
   if ([...passphrase].length < MIN_PASSPHRASE_LENGTH) {
     throw new MutualError('KEY_PASSPHRASE_WEAK', { detail: `it has fewer than ${MIN_PASSPHRASE_LENGTH} characters` });
   }
-  const target = resolve(path);
-  const dir = dirname(target);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   // A key we could not read back (readEncryptedKey refuses such folders) is better not written.
-  assertPrivateFolder(dir);
-  if (exists(target)) throw alreadyExists(target);
+  const target = prepareKeyFile(path);
+  writeNewKeyFile(target, toPem(encryptPrivateKeyInfo(key, passphrase, KEY_FILE_KDF_ITERATIONS), 'ENCRYPTED PRIVATE KEY'));
+}
 
-  const pem = toPem(encryptPrivateKeyInfo(key, passphrase, KEY_FILE_KDF_ITERATIONS), 'ENCRYPTED PRIVATE KEY');
+/**
+ * Writes a new key file (an encrypted key, or a key reference naming a token key) at `target`,
+ * mode 0600, never replacing one: see {@link writeEncryptedKey}. The folder must exist and be private.
+ * @throws MutualError `KEY_FILE_EXISTS`.
+ */
+export function writeNewKeyFile(target: string, content: string): void {
+  const dir = dirname(target);
+  if (exists(target)) throw alreadyExists(target);
   const tmp = join(dir, `.${basename(target)}.${crypto.randomBytes(6).toString('hex')}.tmp`);
   const { O_WRONLY, O_CREAT, O_EXCL } = fs.constants;
   const fd = fs.openSync(tmp, O_WRONLY | O_CREAT | O_EXCL, 0o600);
@@ -79,7 +84,7 @@ export function writeEncryptedKey(path: string, key: KeyObject, passphrase: stri
     try {
       // The umask can only remove bits, but be exact: the file is 0600 whatever the umask.
       fs.fchmodSync(fd, 0o600);
-      fs.writeFileSync(fd, pem);
+      fs.writeFileSync(fd, content);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);
@@ -106,6 +111,19 @@ export function writeEncryptedKey(path: string, key: KeyObject, passphrase: stri
 }
 
 /**
+ * Creates the folder of a new key file (0700, with missing ancestors) and checks it is private.
+ * @throws MutualError `KEY_FILE_INSECURE`, `KEY_FILE_EXISTS`.
+ */
+export function prepareKeyFile(path: string): string {
+  const target = resolve(path);
+  const dir = dirname(target);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  assertPrivateFolder(dir);
+  if (exists(target)) throw alreadyExists(target);
+  return target;
+}
+
+/**
  * Reads and decrypts an encrypted PKCS#8 PEM key file written by {@link writeEncryptedKey} (or by
  * `openssl genpkey -aes-256-cbc` / `openssl pkcs8 -topk8 -v2 aes-256-cbc`).
  *
@@ -122,8 +140,22 @@ export function writeEncryptedKey(path: string, key: KeyObject, passphrase: stri
  * @throws TypeError when `passphrase` is not a string.
  */
 export function readEncryptedKey(path: string, passphrase: string): KeyObject {
+  return decryptKeyFileText(readKeyFile(path), path, passphrase);
+}
+
+/** {@link readEncryptedKey} on a key file's text already read by {@link readKeyFileText}. */
+export function decryptKeyFileText(text: string, path: string, passphrase: string): KeyObject {
   if (typeof passphrase !== 'string') throw new TypeError('readEncryptedKey needs the passphrase as a string');
-  return decrypt(encryptedKeyInfo(readKeyFile(path), path), passphrase, path);
+  return decrypt(encryptedKeyInfo(text, path), passphrase, path);
+}
+
+/**
+ * A key file's text (latin1), read with the custody checks of {@link readEncryptedKey}: for key
+ * files that may hold a key reference instead of a key.
+ * @throws MutualError `KEY_FILE_MISSING`, `KEY_FILE_INSECURE`, `INPUT_TOO_LARGE`.
+ */
+export function readKeyFileText(path: string): string {
+  return readKeyFile(path);
 }
 
 /**

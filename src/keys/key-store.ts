@@ -7,11 +7,13 @@
  * (`module-path`) and where the PIN comes from (`pin-source`). It holds no secret. Every code
  * path that opens, renames or retires a key file therefore works for both kinds unchanged.
  *
- * THIS FILE IS THE CONTRACT of issue 18: keys/pkcs11/ implements it (branch hsm-pkcs11).
+ * The contract of issue 18; keys/pkcs11/ implements it.
  */
-import type { KeyType } from '../core/algorithms.ts';
-import type { KeyObjectSignerOptions, Signer } from '../core/signer.ts';
+import type { KeyObjectSignerOptions } from '../core/signer.ts';
 import { MutualError } from '../core/errors.ts';
+import { readKeyFileOrReference } from './key-reference.ts';
+import { closeModules } from './pkcs11/module.ts';
+import { formatPkcs11Uri, modulePathOf, parsePkcs11Uri, tokenPart } from './pkcs11/uri.ts';
 
 /** Where new keys are made. */
 export type KeyStoreSpec =
@@ -30,7 +32,13 @@ export type KeyStoreSpec =
  */
 export function parseKeyStore(text: string | undefined): KeyStoreSpec {
   if (text === undefined || text === 'file') return { kind: 'file' };
-  throw new MutualError('HSM_BINDING_MISSING', { detail: 'keys/pkcs11 is not implemented yet' });
+  if (!/^pkcs11:/i.test(text)) throw new MutualError('PKCS11_URI_INVALID', { detail: 'the key store is "file" or a pkcs11: URI naming a token' });
+  const u = parsePkcs11Uri(text);
+  if (u.path.object !== undefined || u.id !== undefined || u.path.type !== undefined) {
+    throw new MutualError('PKCS11_URI_INVALID', { detail: 'a key store URI names a token, not a key: remove object=, id= and type=' });
+  }
+  modulePathOf(u);
+  return { kind: 'pkcs11', uri: text };
 }
 
 /**
@@ -39,8 +47,9 @@ export function parseKeyStore(text: string | undefined): KeyStoreSpec {
  * @throws MutualError `KEY_FILE_MISSING`; `PKCS11_URI_INVALID` for a reference that does not parse.
  */
 export function keyStoreOf(path: string): KeyStoreSpec {
-  void path;
-  return { kind: 'file' };
+  const r = readKeyFileOrReference(path);
+  if (!('uri' in r)) return { kind: 'file' };
+  return { kind: 'pkcs11', uri: formatPkcs11Uri(tokenPart(parsePkcs11Uri(r.uri))) };
 }
 
 /** Options of generateSigner beyond where the key goes. */
@@ -65,12 +74,15 @@ export interface GenerateKeyOptions extends KeyObjectSignerOptions {
  * @throws MutualError `KEY_FILE_MISSING`.
  */
 export function keyLocation(path: string): { kind: 'file' } | { kind: 'pkcs11'; uri: string } {
-  void path;
-  return { kind: 'file' };
+  const r = readKeyFileOrReference(path);
+  if (!('uri' in r)) return { kind: 'file' };
+  return { kind: 'pkcs11', uri: formatPkcs11Uri(parsePkcs11Uri(r.uri)) };
 }
 
 /**
  * Closes every PKCS#11 session and finalizes every module this process loaded (a CLI command
  * before it exits, the server on close, tests). Idempotent; later Signers reopen on demand.
  */
-export async function closeKeyStores(): Promise<void> {}
+export async function closeKeyStores(): Promise<void> {
+  closeModules();
+}

@@ -11,7 +11,7 @@ import { MIN_PASSPHRASE_LENGTH } from './encrypted-key-file.ts';
 /** The environment variable {@link resolvePassphrase} reads. */
 export const PASSPHRASE_ENV = 'MUTUAL_CA_PASSPHRASE';
 
-/** Largest passphrase file read; a bigger one is the wrong file (a key, a log), not a passphrase. */
+/** Largest passphrase or PIN file read; a bigger one is the wrong file (a key, a log), not a passphrase. */
 const MAX_PASSPHRASE_FILE_BYTES = 4096;
 
 /** Prompts (or prompt-and-repeat rounds) before giving up on an empty, short or mistyped entry. */
@@ -56,7 +56,7 @@ export interface ResolvePassphraseOptions {
 export async function resolvePassphrase(options: ResolvePassphraseOptions): Promise<string> {
   const { passphraseFile, env = process.env, prompt = true, confirm = false, purpose } = options;
   // An explicit file that fails must not fall back to other sources: that would hide the mistake.
-  if (passphraseFile !== undefined) return readPassphraseFile(passphraseFile);
+  if (passphraseFile !== undefined) return readSecretText(passphraseFile, 'passphrase file', 'KEY_PASSPHRASE_MISSING');
   const fromEnv = env[PASSPHRASE_ENV];
   if (fromEnv) return fromEnv;
   const terminal = prompt ? openTerminal() : undefined;
@@ -66,7 +66,13 @@ export async function resolvePassphrase(options: ResolvePassphraseOptions): Prom
   });
 }
 
-function readPassphraseFile(file: string): string {
+/**
+ * Reads a small secret from a file (a CA passphrase, a token PIN): a regular file with no
+ * group/other permission bits, at most 4 KiB, one trailing newline removed, not empty.
+ * @throws MutualError `missing` when the file does not exist, is not a regular file or is empty;
+ *   `KEY_FILE_INSECURE` for group/other bits; `INPUT_TOO_LARGE` over 4 KiB.
+ */
+export function readSecretText(file: string, what: string, missing: 'KEY_PASSPHRASE_MISSING' | 'HSM_PIN_MISSING'): string {
   let fd: number;
   try {
     // O_NONBLOCK so a FIFO fails the regular-file check instead of hanging open().
@@ -74,24 +80,24 @@ function readPassphraseFile(file: string): string {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') {
-      throw new MutualError('KEY_PASSPHRASE_MISSING', { detail: `passphrase file ${file} does not exist`, path: file });
+      throw new MutualError(missing, { detail: `${what} ${file} does not exist`, path: file });
     }
     throw e;
   }
   try {
     const st = fs.fstatSync(fd);
-    if (!st.isFile()) throw new MutualError('KEY_PASSPHRASE_MISSING', { detail: `passphrase file ${file} is not a regular file`, path: file });
+    if (!st.isFile()) throw new MutualError(missing, { detail: `${what} ${file} is not a regular file`, path: file });
     if (st.mode & 0o077) {
       const mode = (st.mode & 0o777).toString(8).padStart(3, '0');
-      throw new MutualError('KEY_FILE_INSECURE', { detail: `passphrase file ${file} has mode 0${mode}; it must be 0600 or 0400`, path: file });
+      throw new MutualError('KEY_FILE_INSECURE', { detail: `${what} ${file} has mode 0${mode}; it must be 0600 or 0400`, path: file });
     }
     if (st.size > MAX_PASSPHRASE_FILE_BYTES) {
-      throw new MutualError('INPUT_TOO_LARGE', { detail: `passphrase file ${file} has ${st.size} bytes; the limit is ${MAX_PASSPHRASE_FILE_BYTES}`, path: file });
+      throw new MutualError('INPUT_TOO_LARGE', { detail: `${what} ${file} has ${st.size} bytes; the limit is ${MAX_PASSPHRASE_FILE_BYTES}`, path: file });
     }
-    // `echo secret > file` adds a newline that is not part of the passphrase.
-    const passphrase = fs.readFileSync(fd, 'utf8').replace(/\r?\n$/, '');
-    if (passphrase === '') throw new MutualError('KEY_PASSPHRASE_MISSING', { detail: `passphrase file ${file} is empty`, path: file });
-    return passphrase;
+    // `echo secret > file` adds a newline that is not part of the secret.
+    const secret = fs.readFileSync(fd, 'utf8').replace(/\r?\n$/, '');
+    if (secret === '') throw new MutualError(missing, { detail: `${what} ${file} is empty`, path: file });
+    return secret;
   } finally {
     fs.closeSync(fd);
   }
