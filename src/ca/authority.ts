@@ -21,6 +21,7 @@ import type { Signer } from '../core/signer.ts';
 import { generateSigner } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
 import { profileLifetimes, type CaConfig } from './config.ts';
+import { newKeyOptions, ocspKeyStore } from './keys-config.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
 import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
 import { GroupCommit } from './group-commit.ts';
@@ -251,8 +252,10 @@ export class CertificateAuthority {
    */
   async issueOcspResponder(ca: IntermediateCa, lifetimeSeconds: number, now: Date = this.now()): Promise<{ certificate: Buffer; signer: Signer; notAfter: Date }> {
     const which = ca.role === 'server-ca' ? 'server' : 'client';
-    // The responder's key lives only in memory: a new one comes with every responder certificate.
-    const signer = generateSigner('p256');
+    // A new key comes with every responder certificate. It lives only in memory, or with
+    // `keys.ocspResponderKeys: store` on the token as a session object: either way it is gone when
+    // this process is, and nothing on disk names it.
+    const signer = generateSigner('p256', newKeyOptions(ocspKeyStore(this.config), 'ocsp', true));
     const notBefore = floorSeconds(new Date(Math.max(now.getTime() - BACKDATE_MS, ca.info.notBefore.getTime())));
     const notAfter = floorSeconds(new Date(Math.min(now.getTime() + lifetimeSeconds * 1000, ca.info.notAfter.getTime())));
     let template = this.#ocspTemplates.get(ca.keyId);

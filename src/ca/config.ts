@@ -9,6 +9,7 @@ import { KEY_TYPES } from '../core/algorithms.ts';
 import { checkTrustDomain } from '../core/identity.ts';
 import { parseDuration } from '../core/duration.ts';
 import { loadConfigFile, parseConfigValue, type ConfigYaml } from '../io/index.ts';
+import { keysSection } from './keys-config.ts';
 
 /** Largest config file read. */
 export const MAX_CONFIG_BYTES = 256 * 1024;
@@ -137,6 +138,8 @@ export const ConfigSchema = z.object({
   database: database.optional(),
   /** ACME; absent: disabled. */
   acme: acme.optional(),
+  /** Where the CA's keys are made (keys-config.ts); absent: encrypted files, responder keys in memory. */
+  keys: keysSection.optional(),
 }).strict();
 
 export type CaConfig = z.infer<typeof ConfigSchema>;

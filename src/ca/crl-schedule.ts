@@ -92,16 +92,35 @@ export class CrlSchedule {
     for (const name of this.#issuers.keys()) this.#dirty.add(name);
   }
 
-  /** Rebuilds the dirty CRLs, then those past {@link CRL_REFRESH_FRACTION} of their lifetime. */
+  /**
+   * Rebuilds the dirty CRLs, then those past {@link CRL_REFRESH_FRACTION} of their lifetime. One
+   * that cannot be signed (its key's token is away) stays dirty, the others go on, and the first
+   * failure is thrown for the caller to log: the next refresh (the revocation feed's next poll)
+   * tries again, and the CRL served meanwhile is the last one signed, still valid.
+   */
   async refresh(): Promise<void> {
     const dirty = this.#dirty;
     this.#dirty = new Set();
-    for (const name of dirty) await this.#rebuild(name);
+    let failure: { e: unknown } | undefined;
+    for (const name of dirty) {
+      try {
+        await this.#rebuild(name);
+      } catch (e) {
+        this.#dirty.add(name);
+        failure ??= { e };
+      }
+    }
     for (const [name, c] of this.#crls) {
       const age = this.#now().getTime() - c.thisUpdate.getTime();
       this.#onAge(name, age / 1000);
-      if (age > CRL_REFRESH_FRACTION * (c.nextUpdate.getTime() - c.thisUpdate.getTime())) await this.#ca.store.withJobLock(`crl-${name}`, () => this.#rebuild(name));
+      if (age <= CRL_REFRESH_FRACTION * (c.nextUpdate.getTime() - c.thisUpdate.getTime())) continue;
+      try {
+        await this.#ca.store.withJobLock(`crl-${name}`, () => this.#rebuild(name));
+      } catch (e) {
+        failure ??= { e };
+      }
     }
+    if (failure) throw failure.e;
   }
 
   #canonical(name: string): string {

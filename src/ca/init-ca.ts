@@ -2,6 +2,8 @@
  * `mutual init`: the three-tier hierarchy of DESIGN.md. The root key is written, encrypted, to the
  * offline folder only; the intermediates' keys, encrypted, to the state folder; then the root
  * signs an (empty) CRL for the intermediates and the client CA issues the first admin certificate.
+ * With a key store (`keyStore`, `rootKeyStore`: a PKCS#11 token), those keys are made on the token
+ * instead and their files hold key references (keys/key-store.ts).
  */
 import fs from 'node:fs';
 import crypto from 'node:crypto';
@@ -13,7 +15,7 @@ import { MutualError } from '../core/errors.ts';
 import { toPem } from '../core/pem.ts';
 import { defaultNamePolicy, type NamePolicy } from '../core/policy.ts';
 import type { Signer } from '../core/signer.ts';
-import { MIN_PASSPHRASE_LENGTH, generateSigner, type GeneratedSigner } from '../keys/index.ts';
+import { MIN_PASSPHRASE_LENGTH, generateSigner, type GeneratedSigner, type KeyStoreSpec } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
 import { writeIssued } from './write-issued.ts';
 import { CertificateAuthority, type IssueResult } from './authority.ts';
@@ -21,7 +23,8 @@ import { distributionUrls } from './load-intermediates.ts';
 import { renderConfig, validateConfig, type CaConfig } from './config.ts';
 import { defaultOfflineDir, homeLayout, offlineLayout, type OfflineLayout } from './home.ts';
 import { openCaStore } from './open-ca-store.ts';
-import { createTokenKey } from './tokens.ts';
+import { createTokenKey, tokenKeyFile } from './tokens.ts';
+import { newKeyOptions, tokenKeyStore } from './keys-config.ts';
 
 /** Root lifetime. */
 export const ROOT_DAYS = 3650;
@@ -45,6 +48,19 @@ export interface InitCaOptions {
   permitIp?: string[];
   url?: string;
   keyTypes?: { root?: KeyType; intermediate?: KeyType; leaf?: KeyType };
+  /**
+   * Where the intermediates' keys are made: encrypted files (default) or a PKCS#11 token, with key
+   * references in keys/. Written to config.yaml as `keys.store`, where the OCSP responder and
+   * enrollment token keys go when the config says `store` (see `keysConfig`).
+   */
+  keyStore?: KeyStoreSpec;
+  /** Where the root key is made (default: an encrypted file in the offline folder); its reference goes to the offline folder. */
+  rootKeyStore?: KeyStoreSpec;
+  /**
+   * config.yaml's `keys.ocspResponderKeys` and `keys.enrollmentTokenKey` (default memory and file);
+   * `store` needs `keyStore` to be a token.
+   */
+  keysConfig?: { ocspResponderKeys?: 'memory' | 'store'; enrollmentTokenKey?: 'file' | 'store' };
   /** Name of the first admin (identity spiffe://<td>/admin/<name>). Default `admin`. */
   adminName?: string;
   /**
@@ -116,7 +132,9 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     policy: { permitDns: o.permitDns ?? [], permitIp: o.permitIp ?? [] },
     keyTypes: o.keyTypes ?? {},
     ...(o.database ? { database: o.database } : {}),
+    ...(o.keyStore?.kind === 'pkcs11' || o.keysConfig ? { keys: { ...(o.keyStore?.kind === 'pkcs11' ? { store: o.keyStore.uri } : {}), ...o.keysConfig } } : {}),
   });
+  const tokenStore = tokenKeyStore(config);
   // Checked before anything is written: a CA must not end up half made for a short passphrase.
   if (o.adminKeyPassphrase !== undefined && [...o.adminKeyPassphrase].length < MIN_PASSPHRASE_LENGTH) {
     throw new MutualError('KEY_PASSPHRASE_WEAK', { detail: `the admin key passphrase has fewer than ${MIN_PASSPHRASE_LENGTH} characters` });
@@ -131,11 +149,18 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     const now = floorSeconds(o.now ?? new Date());
     const urls = distributionUrls(config.url);
 
+    // The keys are made before any folder: a token that is missing, or refuses the PIN, leaves
+    // nothing behind on disk. The intermediates' first, so a bad intermediate store does not leave
+    // a root key on the root's token. (A key made on a token before a later failure stays there,
+    // unreferenced: PKCS#11 keys are not removed on a guess.)
+    const serverKey = generateSigner(config.keyTypes.intermediate, newKeyOptions(o.keyStore, 'server-ca'));
+    const clientKey = generateSigner(config.keyTypes.intermediate, newKeyOptions(o.keyStore, 'client-ca'));
+    const tokenKey = tokenStore ? generateSigner('p256', newKeyOptions(tokenStore, 'token')) : undefined;
+    // Root: self-signed, pathLen 2 (ROOT_PATH_LEN), no EKU.
+    const rootSigner = generateSigner(config.keyTypes.root, newKeyOptions(o.rootKeyStore, 'root'));
     for (const d of [layout.home, layout.keysDir, offline.dir]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
     fs.chmodSync(layout.home, 0o700);
 
-    // Root: self-signed, pathLen 2 (ROOT_PATH_LEN), no EKU.
-    const rootSigner = generateSigner(config.keyTypes.root);
     const rootSpki = spkiDer(rootSigner.publicKey);
     const rootKeyId = keyIdentifier(rootSpki);
     const rootSubject = subjectFor(`${config.name} Root CA`, config.name);
@@ -144,8 +169,7 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
       notBefore: now, notAfter: new Date(now.getTime() + days(ROOT_DAYS)),
     });
 
-    const intermediate = async (role: 'server-ca' | 'client-ca', label: string): Promise<{ pem: string; key: GeneratedSigner }> => {
-      const key = generateSigner(config.keyTypes.intermediate);
+    const intermediate = async (role: 'server-ca' | 'client-ca', label: string, key: GeneratedSigner): Promise<{ pem: string; key: GeneratedSigner }> => {
       const der = await signCaCertificate({
         role, issuerName: rootSubject, issuerKeyId: rootKeyId, signer: rootSigner,
         subject: subjectFor(`${config.name} ${label}`, config.name), spki: spkiDer(key.publicKey),
@@ -154,8 +178,8 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
       });
       return { pem: toPem(der, 'CERTIFICATE'), key };
     };
-    const server = await intermediate('server-ca', 'Server CA');
-    const client = await intermediate('client-ca', 'Client CA');
+    const server = await intermediate('server-ca', 'Server CA', serverKey);
+    const client = await intermediate('client-ca', 'Client CA', clientKey);
 
     const state: RootState = { crlNumber: 1, revoked: [] };
     const rootCrl = await buildRootCrl({ rootSubject, rootKeyId, signer: rootSigner, state, now });
@@ -168,7 +192,8 @@ export async function initCa(o: InitCaOptions): Promise<InitCaResult> {
     client.key.save(layout.clientCaKey, o.passphrase);
     // Made here, not on first use: replicas started from copies of this folder, or started
     // together on it, must all verify the tokens any of them (or `mutual token`) signs.
-    createTokenKey(layout.keysDir, o.passphrase);
+    if (tokenKey) tokenKey.save(tokenKeyFile(layout.keysDir), o.passphrase);
+    else createTokenKey(layout.keysDir, o.passphrase);
     writeFileAtomic(offline.rootCert, rootPem);
     writeFileAtomic(offline.state, JSON.stringify(state, null, 2) + '\n', { mode: 0o600 });
     writeFileAtomic(offline.rootCrl, rootCrl);

@@ -1,6 +1,8 @@
 /**
  * The online half of re-signing an intermediate: make its CSR (with the current key, or a new one
  * kept beside it as `<role>.next.key.pem`), and install the certificate the offline root signed.
+ * A new key is made where the current one lives (a file, or the current key's token), unless told
+ * otherwise; a token key's reference file is renamed and retired exactly as a key file is.
  */
 import fs from 'node:fs';
 import crypto from 'node:crypto';
@@ -11,9 +13,10 @@ import { MutualError } from '../core/errors.ts';
 import { OID } from '../core/oids.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import type { Signer } from '../core/signer.ts';
-import { generateSigner, openSigner } from '../keys/index.ts';
+import { generateSigner, keyStoreOf, openSigner, type KeyStoreSpec } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
 import { readConfig } from './config.ts';
+import { newKeyOptions } from './keys-config.ts';
 import { homeLayout } from './home.ts';
 import { openCaStore } from './open-ca-store.ts';
 import { installableRoots, promoteRootIfReady } from './root-install.ts';
@@ -28,16 +31,20 @@ const paths = (home: string, role: 'server-ca' | 'client-ca') => {
 
 /**
  * Makes the CSR the offline root signs (PEM). With `newKey`, a new key is made and kept as the next
- * key. Async: the intermediate's key signs through its Signer.
+ * key: in `keyStore` when given (`--key-store`), else in the current key's store (keyStoreOf: the
+ * same token, or a file). Async: the intermediate's key signs through its Signer.
  */
-export async function intermediateCsr(o: { home: string; role: 'server-ca' | 'client-ca'; passphrase: string; newKey?: boolean }): Promise<string> {
+export async function intermediateCsr(o: { home: string; role: 'server-ca' | 'client-ca'; passphrase: string; newKey?: boolean; keyStore?: KeyStoreSpec }): Promise<string> {
+  if (o.keyStore && !o.newKey) throw new TypeError('keyStore is for a new key');
   const p = paths(o.home, o.role);
   const config = readConfig(p.l.config);
   const current = parseCertificate(readPemOrDer(fs.readFileSync(p.cert), ['CERTIFICATE']));
   let signer: Signer;
   if (o.newKey) {
+    const store = o.keyStore ?? keyStoreOf(p.key);
+    // Made before the old next key is dropped: a token that is away leaves the folder as it was.
+    const made = generateSigner(config.keyTypes.intermediate, newKeyOptions(store, o.role));
     if (fs.existsSync(p.nextKey)) fs.rmSync(p.nextKey);
-    const made = generateSigner(config.keyTypes.intermediate);
     made.save(p.nextKey, o.passphrase);
     signer = made;
   } else {

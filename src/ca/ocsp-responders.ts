@@ -70,6 +70,18 @@ export class OcspResponders {
       .finally(() => (this.#rotating = undefined));
   }
 
+  /**
+   * Says that `issuer`'s responder could not sign. A responder key on a token (`keys.
+   * ocspResponderKeys: store`) is a session object: a token that went away and came back no
+   * longer holds it, so the responder is made again (a new key and certificate) at the next
+   * {@link maybeRotate}; until that works, its requests fail as they did.
+   */
+  signFailed(issuer: OcspIssuer, e: unknown): void {
+    const code = (e as { code?: unknown } | null)?.code;
+    if (typeof code !== 'string' || !code.startsWith('HSM_')) return;
+    issuer.rotateAt = 0;
+  }
+
   /** Stops the rotation timer. */
   close(): void {
     this.#closed = true;

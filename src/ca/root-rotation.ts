@@ -18,8 +18,9 @@ import { MutualError } from '../core/errors.ts';
 import { lintCertificate } from '../core/lint.ts';
 import { readPemOrDer, toPem } from '../core/pem.ts';
 import type { Signer } from '../core/signer.ts';
-import { generateSigner, openSigner } from '../keys/index.ts';
+import { generateSigner, keyStoreOf, openSigner, type KeyStoreSpec } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
+import { newKeyOptions } from './keys-config.ts';
 import { offlineLayout, type OfflineLayout } from './home.ts';
 import { ROOT_DAYS, buildRootCrl, type RootState } from './init-ca.ts';
 
@@ -45,6 +46,11 @@ export interface RotateRootOptions {
   rootPassphrase: string;
   /** The new root's key type (default: the old root's). */
   keyType?: KeyType;
+  /**
+   * Where the new root key is made (`--key-store`): default the old root's store (its token, with
+   * the reference in the offline folder, or an encrypted file there).
+   */
+  keyStore?: KeyStoreSpec;
   retireAfterDays?: number;
   now?: Date;
 }
@@ -97,7 +103,8 @@ export async function rotateRoot(o: RotateRootOptions): Promise<RotateRootResult
   if (now >= old.info.notAfter) throw new MutualError('CA_ISSUER_EXPIRED', { detail: `the old root expired ${old.info.notAfter.toISOString()}; a cross-certificate from it would not be valid` });
   const retireAfterDays = o.retireAfterDays ?? DEFAULT_RETIRE_AFTER_DAYS;
 
-  const signer = generateSigner(o.keyType ?? describeSpki(old.info.spki).type);
+  const store = o.keyStore ?? keyStoreOf(l.rootKey);
+  const signer = generateSigner(o.keyType ?? describeSpki(old.info.spki).type, newKeyOptions(store, 'root'));
   const spki = spkiDer(signer.publicKey);
   const keyId = keyIdentifier(spki);
   // The new root keeps the old root's name (RFC 4210 4.4, root CA key update): the

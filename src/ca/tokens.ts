@@ -13,10 +13,11 @@ import { MutualError, isMutualError } from '../core/errors.ts';
 import { signCompactJws } from '../core/jws.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { keyObjectSigner, type Signer } from '../core/signer.ts';
-import { generateSigner, openSigner } from '../keys/index.ts';
+import { generateSigner, openSigner, type KeyStoreSpec } from '../keys/index.ts';
 import { MIN_CERT_LIFETIME_SECONDS } from './issue-request.ts';
 import type { LeafRole } from './load-intermediates.ts';
 import { MAX_TOKEN_TTL_SECONDS } from './limits.ts';
+import { newKeyOptions } from './keys-config.ts';
 
 /** Longest token accepted. */
 export const MAX_TOKEN_LENGTH = 8 * 1024;
@@ -56,15 +57,16 @@ export function tokenKeyFile(keysDir: string): string {
 
 /**
  * Makes the token signing key in a state folder (`mutual init` does, so replicas copied from the
- * folder share it). Does nothing when it is there already.
+ * folder share it): an encrypted key file, or with `store` (config.yaml's `keys.enrollmentTokenKey:
+ * store`) a key on the token and its reference in the file. Does nothing when it is there already.
  */
-export function createTokenKey(keysDir: string, passphrase: string): void {
+export function createTokenKey(keysDir: string, passphrase: string, store?: KeyStoreSpec): void {
   const file = tokenKeyFile(keysDir);
   if (fs.existsSync(file)) return;
   try {
-    // writeEncryptedKey links a complete temporary file into place, so a reader never sees half
-    // a key, and a second maker gets KEY_FILE_EXISTS instead of replacing the first one's.
-    generateSigner('p256').save(file, passphrase);
+    // save links a complete temporary file into place, so a reader never sees half a key (or
+    // reference), and a second maker gets KEY_FILE_EXISTS instead of replacing the first one's.
+    generateSigner('p256', newKeyOptions(store, 'token')).save(file, passphrase);
   } catch (e) {
     // Another process (`mutual serve` and `mutual token` started together, two replicas) made it
     // first: theirs is the one every token is signed with.
@@ -73,11 +75,12 @@ export function createTokenKey(keysDir: string, passphrase: string): void {
 }
 
 /**
- * Opens the token signing key of the state folder, as a Signer. A folder made before `mutual init`
- * made the key gets one on first use, made safely against another process making it at the same time.
+ * Opens the token signing key of the state folder, as a Signer (a file key or a token key, as its
+ * file says). A folder made before `mutual init` made the key gets one on first use, in `store`
+ * (see createTokenKey), made safely against another process making it at the same time.
  */
-export function loadTokenKey(keysDir: string, passphrase: string): Signer {
-  createTokenKey(keysDir, passphrase);
+export function loadTokenKey(keysDir: string, passphrase: string, store?: KeyStoreSpec): Signer {
+  createTokenKey(keysDir, passphrase, store);
   return openSigner(tokenKeyFile(keysDir), passphrase);
 }
 

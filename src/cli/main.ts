@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import type { CertificateAuthority, LeafRole } from '../ca/index.ts';
 import type { CaStore } from '../ca/store.ts';
-import { defaultOfflineDir, homeLayout, resolveHome, type HomeLayout } from '../ca/home.ts';
+import { defaultOfflineDir, homeLayout, offlineLayout, resolveHome, type HomeLayout } from '../ca/home.ts';
 import { MIN_HEAD_PREFIX } from '../ca/limits.ts';
 import { REVOCATION_REASONS } from '../core/revocation-reasons.ts';
 import { KEY_TYPES, type KeyType } from '../core/key-types.ts';
@@ -42,8 +42,37 @@ function readInput(file: string): Buffer {
   return fs.readFileSync(file);
 }
 
-/** The passphrase reader, loaded when a command needs a key (not by --help). */
-const passphrases = () => import('../keys/index.ts');
+/** Set once a command loads the key module: run() then closes the token sessions it opened. */
+let keysLoaded = false;
+
+/** The key module (passphrases, key stores), loaded when a command needs a key (not by --help). */
+const passphrases = () => {
+  keysLoaded = true;
+  return import('../keys/index.ts');
+};
+
+/** `--key-store`: `file` or a pkcs11: URI naming a token (checked: PKCS11_URI_INVALID). */
+async function keyStoreOption(v: string | undefined) {
+  return v === undefined ? undefined : (await passphrases()).parseKeyStore(v);
+}
+
+/**
+ * The passphrase of the root keys a command may open (`rootKeys`), unless all of them are on a
+ * token: then none is asked (the token's PIN comes from the URI's pin-source), and '' is given.
+ * `needsFile`: the command also writes a new encrypted key, which needs one whatever the old key is.
+ */
+async function rootPassphraseFor(rootKeys: string[], file: string | undefined, g: GlobalOptions, needsFile = false): Promise<string> {
+  const { keyLocation } = await passphrases();
+  const onToken = (k: string): boolean => {
+    try {
+      return keyLocation(k).kind === 'pkcs11';
+    } catch {
+      // A missing or unreadable key file: the command itself says so, with its own error.
+      return false;
+    }
+  };
+  return !needsFile && rootKeys.every(onToken) ? '' : rootPassphrase(file, g);
+}
 
 async function caPassphrase(g: GlobalOptions, confirm = false): Promise<string> {
   const { resolvePassphrase } = await passphrases();
@@ -151,7 +180,7 @@ export function buildProgram(o: { json?: boolean } = {}): Command {
   registerSigningCommands(program, g);
   registerReadingCommands(program, g);
   registerOfflineCommands(program, g);
-  registerRotationCommands(program, g, { rootPassphrase, requireHome, withInventory });
+  registerRotationCommands(program, g, { rootPassphrase, rootPassphraseFor, keyStoreOption, requireHome, withInventory });
 
   registerServerCommands(program, g);
   registerMonitorCommands(program);
@@ -172,8 +201,10 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
     .description('create the root, server and client intermediates, the root CRL and an admin certificate')
     .requiredOption('--trust-domain <domain>', 'SPIFFE trust domain, e.g. acme.internal')
     .option('--name <name>', 'organization name in the CA certificates', 'mutual')
-    .option('--offline-dir <dir>', 'where the encrypted root key goes (default: <home>-offline)')
+    .option('--offline-dir <dir>', 'where the encrypted root key (or its token key reference) goes (default: <home>-offline)')
     .option('--root-passphrase-file <file>', 'passphrase for the root key (else $MUTUAL_ROOT_PASSPHRASE, else the CA passphrase)')
+    .option('--key-store <uri>', 'make the intermediates\' keys on a PKCS#11 token: pkcs11:token=...?module-path=...&pin-source=file:... (default: encrypted files); written to config.yaml as keys.store')
+    .option('--root-key-store <uri>', 'make the root key on a PKCS#11 token (its reference goes to the offline folder; default: an encrypted file there)')
     .option('--permit-dns <suffix>', 'also permit this DNS suffix (repeatable)', collect, [])
     .option('--permit-ip <cidr>', 'also permit this IP range (repeatable)', collect, [])
     .option('--url <url>', 'public base URL of the CA server, written into certificates (CRL, OCSP, AIA)')
@@ -194,12 +225,15 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
       const adminPass = o.adminPassphraseFile || process.env[ADMIN_PASSPHRASE_ENV] ? await adminPassphrase({ adminPassphraseFile: o.adminPassphraseFile }) : passphrase;
       const p12 = await p12Password(o);
       if (o.databaseSchema && !o.database) throw new MutualError('CONFIG_INVALID', { detail: '--database-schema needs --database' });
+      // Both URIs are checked before anything is asked for or made.
+      const keyStore = await keyStoreOption(o.keyStore);
+      const rootKeyStore = await keyStoreOption(o.rootKeyStore);
       // MUTUAL_DATABASE_URL (which may hold a password) serves this run only; --database is written to config.yaml.
       const at = o.database ? undefined : resolveStoreLocation({ home, env: process.env });
       const r = await initCa({
         home, offlineDir: o.offlineDir && path.resolve(o.offlineDir), trustDomain: o.trustDomain, name: o.name, passphrase, rootPassphrase: rootPass,
         permitDns: o.permitDns, permitIp: o.permitIp, url: o.url, keyTypes: { root: o.rootKey as KeyType, intermediate: o.key as KeyType }, adminName: o.admin,
-        adminKeyPassphrase: adminPass, database: o.database ? { url: o.database, schema: o.databaseSchema } : undefined,
+        adminKeyPassphrase: adminPass, database: o.database ? { url: o.database, schema: o.databaseSchema } : undefined, keyStore, rootKeyStore,
         ...(at?.kind === 'postgres' ? { databaseUrl: at.url, databaseSchema: at.schema } : {}),
       });
       const adminDir = homeLayout(home).adminDir;
@@ -213,9 +247,15 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
         `  admin         ${adminDir}/cert.pem (${r.admin.identity})`,
         `  root SHA-256  ${fingerprint}   (agent.yaml's ca.rootFingerprint; \`mutual fingerprint\` prints it again)`,
         '',
-        `The ROOT KEY is in ${r.offline.dir} (encrypted). Move that folder off this host`,
-        '(e.g. to an encrypted USB drive kept offline). The online CA never needs it; only',
-        '`mutual offline sign-intermediate` and `mutual offline crl` do.',
+        ...(rootKeyStore?.kind === 'pkcs11' ? [
+          `The ROOT KEY is on its token; ${r.offline.dir} holds its reference. Keep that token (and`,
+          'folder) offline. The online CA never needs them; only `mutual offline sign-intermediate`',
+          'and `mutual offline crl` do.',
+        ] : [
+          `The ROOT KEY is in ${r.offline.dir} (encrypted). Move that folder off this host`,
+          '(e.g. to an encrypted USB drive kept offline). The online CA never needs it; only',
+          '`mutual offline sign-intermediate` and `mutual offline crl` do.',
+        ]),
         '',
       ].join('\n'), { home, offlineDir: r.offline.dir, trustDomain: r.config.trustDomain, rootFingerprint: fingerprint, admin: { identity: r.admin.identity, serial: r.admin.serial } });
     });
@@ -368,6 +408,19 @@ function registerReadingCommands(program: Command, g: () => GlobalOptions): void
       print(g(), d.text, d.json);
     });
 
+  program.command('keys')
+    .description('where each CA key lives: an encrypted key file, or a key on a PKCS#11 token (its reference URI; never a PIN)')
+    .option('--offline-dir <dir>', 'also the root keys in this offline folder (default: <home>-offline, when it exists)')
+    .action(async (o: { offlineDir?: string }) => {
+      const l = requireHome(g());
+      keysLoaded = true;
+      const { keyLocations } = await import('../ca/index.ts');
+      const offlineDir = path.resolve(o.offlineDir ?? defaultOfflineDir(l.home));
+      const keys = keyLocations(l.home, fs.existsSync(offlineDir) ? offlineDir : undefined);
+      const text = keys.map((k) => `${k.name.padEnd(26)} ${k.kind === 'pkcs11' ? `token   ${k.uri}` : `file    ${k.file}`}`).join('\n');
+      print(g(), `${text}\n`, keys);
+    });
+
   program.command('fingerprint')
     .description('print the SHA-256 fingerprint of the CA\'s root (or of CERT): 64 hex digits, the form tokens and agent.yaml\'s ca.rootFingerprint use')
     .argument('[cert]', 'a certificate file (PEM or DER) instead of the root in --home')
@@ -420,8 +473,9 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
       const [{ readConfig, signIntermediate }, { defaultNamePolicy }] = await Promise.all([import('../ca/index.ts'), import('../core/policy.ts')]);
       const home = requireHome(g()).home;
       const config = readConfig(homeLayout(home).config);
+      const offlineDir = path.resolve(o.offlineDir ?? defaultOfflineDir(home));
       const pem = await signIntermediate({
-        offlineDir: path.resolve(o.offlineDir ?? defaultOfflineDir(home)), rootPassphrase: await rootPassphrase(o.rootPassphraseFile, g()),
+        offlineDir, rootPassphrase: await rootPassphraseFor([offlineLayout(offlineDir)[o.root === 'old' ? 'prevRootKey' : 'rootKey']], o.rootPassphraseFile, g()),
         csr: readInput(file), role: o.role === 'server' ? 'server-ca' : 'client-ca', days: o.days, url: config.url, root: o.root, organization: config.name,
         policy: defaultNamePolicy(config.trustDomain, { dns: config.policy.permitDns, ip: config.policy.permitIp }),
       });
@@ -438,8 +492,12 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .action(async (o) => {
       const { renewRootCrl, installRootCrl } = await import('../ca/index.ts');
       const home = resolveHome(g().home);
+      const offlineDir = path.resolve(o.offlineDir ?? defaultOfflineDir(home));
+      // With --revoke the root is the one that issued the certificate: either, after a rotation.
+      const l = offlineLayout(offlineDir);
+      const keys = o.revoke ? [l.rootKey, ...(fs.existsSync(l.prevRootKey) ? [l.prevRootKey] : [])] : [o.root === 'old' ? l.prevRootKey : l.rootKey];
       const der = await renewRootCrl({
-        offlineDir: path.resolve(o.offlineDir ?? defaultOfflineDir(home)), rootPassphrase: await rootPassphrase(o.rootPassphraseFile, g()),
+        offlineDir, rootPassphrase: await rootPassphraseFor(keys, o.rootPassphraseFile, g()),
         revoke: o.revoke ? { certificate: readInput(o.revoke), reason: o.reason } : undefined, root: o.root,
       });
       const copied = installRootCrl(home, der);
@@ -451,10 +509,13 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .description('write the CSR the offline root signs')
     .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
     .option('--new-key', 'make a new key (installed with the certificate)')
+    .option('--key-store <uri>', 'with --new-key: make it here (`file`, or a pkcs11: token URI; default: where the current key lives)')
     .requiredOption('--out <file>', 'CSR file')
     .action(async (o) => {
       const { intermediateCsr } = await import('../ca/index.ts');
-      const pem = await intermediateCsr({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey });
+      if (o.keyStore !== undefined && !o.newKey) throw new MutualError('CONFIG_INVALID', { detail: '--key-store needs --new-key' });
+      const keyStore = await keyStoreOption(o.keyStore);
+      const pem = await intermediateCsr({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey, ...(keyStore ? { keyStore } : {}) });
       fs.writeFileSync(o.out, pem);
       print(g(), `Wrote ${o.out}. Sign it offline: \`mutual offline sign-intermediate ${o.out} --role ${o.role} --out ${o.role}-ca.pem\`.\n`, { file: o.out });
     });
@@ -490,6 +551,9 @@ export async function run(argv: string[]): Promise<number> {
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode === 0 ? EXIT.OK : reportUsageError(e.message, json);
     return reportError(e, json || Boolean(program.opts().json));
+  } finally {
+    // A token's sessions and module end with the command, not with the process's exit handlers.
+    if (keysLoaded) await (await passphrases()).closeKeyStores();
   }
 }
 

@@ -3,10 +3,12 @@
  * rotate|install|retire` and `mutual rotation status`. The CA is imported by the action that
  * runs (see main.ts on start-up).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { Option, type Command } from 'commander';
-import { defaultOfflineDir, resolveHome, type HomeLayout } from '../ca/home.ts';
+import { defaultOfflineDir, offlineLayout, resolveHome, type HomeLayout } from '../ca/home.ts';
 import type { CaStore } from '../ca/store.ts';
+import type { KeyStoreSpec } from '../keys/index.ts';
 import { KEY_TYPES, type KeyType } from '../core/key-types.ts';
 import { parseDuration } from '../core/duration.ts';
 import { durationOption } from './option-parsers.ts';
@@ -20,6 +22,10 @@ interface Globals {
 /** What main.ts lends these commands. */
 export interface RotationCommandDeps {
   rootPassphrase(file: string | undefined, g: Globals): Promise<string>;
+  /** The passphrase of these root keys, '' when all are on a token and no new file key needs one. */
+  rootPassphraseFor(rootKeys: string[], file: string | undefined, g: Globals, needsFile?: boolean): Promise<string>;
+  /** Parses `--key-store` (PKCS11_URI_INVALID). */
+  keyStoreOption(v: string | undefined): Promise<KeyStoreSpec | undefined>;
   requireHome(g: Globals): HomeLayout;
   withInventory<T>(g: Globals, fn: (store: CaStore) => Promise<T>): Promise<T>;
 }
@@ -36,11 +42,17 @@ export function registerRotationCommands(program: Command, g: () => Globals, d: 
     .option('--root-passphrase-file <file>', 'root key passphrase file (the new key is encrypted with it too)')
     .addOption(new Option('--root-key <type>', 'the new root\'s key type (default: the old root\'s)').choices(KEY_TYPES))
     .option('--retire-after <duration>', 'how long both roots are trusted: 90d, 30d', durationOption, '90d')
+    .option('--key-store <uri>', 'make the new root key here: `file`, or a pkcs11: token URI (default: where the old root key lives)')
     .action(async (o) => {
-      const { rotateRoot } = await import('../ca/index.ts');
+      const [{ rotateRoot }, { keyStoreOf }] = await Promise.all([import('../ca/index.ts'), import('../keys/index.ts')]);
       const offlineDir = path.resolve(o.offlineDir ?? defaultOfflineDir(resolveHome(g().home)));
+      const keyStore = await d.keyStoreOption(o.keyStore);
+      const rootKey = offlineLayout(offlineDir).rootKey;
+      // The new key is an encrypted file when told so, or when the old one is and no token is named.
+      const newFile = (keyStore ?? (fs.existsSync(rootKey) ? keyStoreOf(rootKey) : { kind: 'file' })).kind === 'file';
       const r = await rotateRoot({
-        offlineDir, rootPassphrase: await d.rootPassphrase(o.rootPassphraseFile, g()), keyType: o.rootKey as KeyType | undefined,
+        offlineDir, rootPassphrase: await d.rootPassphraseFor([rootKey], o.rootPassphraseFile, g(), newFile), keyType: o.rootKey as KeyType | undefined,
+        ...(keyStore ? { keyStore } : {}),
         retireAfterDays: Math.max(1, Math.round(parseDuration(o.retireAfter, '--retire-after') / 86_400_000)),
       });
       out(g(), [

@@ -88,6 +88,8 @@ export function registerServerCommands(program: Command, g: () => Globals): void
       logger.info({ signal: sig }, 'shutting down: finishing in-flight requests');
       await srv.close();
       await ca.close();
+      // Ends the token sessions (and with them the OCSP responder keys made as session objects).
+      await (await import('../keys/index.ts')).closeKeyStores();
       process.exit(0);
     };
     process.on('SIGTERM', () => void stop('SIGTERM'));
@@ -138,7 +140,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--cert-ttl <duration>', 'lifetime of the certificate it enrolls: 15m, 8h, 90d (5m at least; default: the profile\'s)', durationOption)
     .option('--out <file>', 'write the token to this file (0600), for `mutual ca enroll --token-file`, instead of stdout')
     .action(async (names: string[], o) => {
-      const [{ checkLifetime, profileLifetimes, loadTokenKey, mintToken }, { openAuthority }, { splitNames }, { checkNames }, { parseCertificate }, { readPemOrDer }] = await Promise.all([
+      const [{ checkLifetime, profileLifetimes, loadTokenKey, mintToken, tokenKeyStore }, { openAuthority }, { splitNames }, { checkNames }, { parseCertificate }, { readPemOrDer }] = await Promise.all([
         import('../ca/index.ts'), import('./compose.ts'), import('../core/names.ts'),
         import('../core/policy.ts'), import('../core/certificate.ts'), import('../core/pem.ts')]);
       const home = resolveHome(g().home);
@@ -150,7 +152,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         checkNames(ca.policy, sans, role);
         const certSeconds = o.certTtl === undefined ? undefined : checkLifetime(role, parseDuration(o.certTtl, '--cert-ttl') / 1000, profileLifetimes(ca.config.profiles[role]).maxSeconds);
         const rootFingerprint = parseCertificate(readPemOrDer(ca.rootPem, ['CERTIFICATE'])).fingerprint;
-        const t = await mintToken({ key: loadTokenKey(ca.layout.keysDir, pass), names: sans, ttlSeconds: parseDuration(o.ttl, '--ttl') / 1000, rootFingerprint, madeBy: 'cli', certLifetimeSeconds: certSeconds });
+        const t = await mintToken({ key: loadTokenKey(ca.layout.keysDir, pass, tokenKeyStore(ca.config)), names: sans, ttlSeconds: parseDuration(o.ttl, '--ttl') / 1000, rootFingerprint, madeBy: 'cli', certLifetimeSeconds: certSeconds });
         await ca.store.audit({ actor: 'cli', action: 'token', target: t.jti, details: { names: sans, expiresAt: t.expiresAt.toISOString(), ...(certSeconds !== undefined ? { certificateTtlSeconds: certSeconds } : {}) } });
         if (o.out) {
           writeFileAtomic(o.out, t.token + '\n', { mode: 0o600 });

@@ -12,7 +12,9 @@ import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
 import {
   MAX_RENEWAL_GRACE_SECONDS, type AcmeService, type CertificateAuthority, openAcme, type IntermediateCa, CrlSchedule, Enrollment, RevocationFeed, REVOCATION_POLL_MS, SelfRenewal, type TlsCredentials, loadTokenKey,
+  KeyHealth, tokenKeyStore,
 } from '../ca/index.ts';
+import type { Signer } from '../core/signer.ts';
 import type { SubjectAltNames } from '../core/names.ts';
 import { AdminAuthenticator } from './admin-auth.ts';
 import { RateLimiter } from './http-util.ts';
@@ -99,7 +101,7 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
   const log = o.logger ?? pino({ level: 'info' });
   const metrics = createMetrics();
   const host = o.host ?? '127.0.0.1';
-  const tokenKey = loadTokenKey(ca.layout.keysDir, o.passphrase);
+  const tokenKey = loadTokenKey(ca.layout.keysDir, o.passphrase, tokenKeyStore(ca.config));
   const graceSeconds = o.renewalGraceSeconds ?? 0;
   if (!(graceSeconds >= 0 && graceSeconds <= MAX_RENEWAL_GRACE_SECONDS)) throw new TypeError(`renewalGraceSeconds must be 0 to ${MAX_RENEWAL_GRACE_SECONDS}`);
 
@@ -117,9 +119,12 @@ export async function startCaServer(o: CaServerOptions): Promise<CaServer> {
     afterPoll: () => s.crls.refresh(),
     onError: (e) => log.error({ err: e }, 'revocation poll failed'),
   });
-  s.ocsp = await OcspService.create({ ca, now, metrics });
+  const onOcspError = (e: unknown): void => log.error({ err: e }, 'could not sign an OCSP answer');
+  s.ocsp = await OcspService.create({ ca, now, metrics, onError: onOcspError });
   s.crls = await CrlSchedule.create({ ca, now, onAge });
   s.enrollment = new Enrollment({ ca, tokenKey, now });
+  // /ready asks every key that signs here (a token's key is unavailable while the token is away).
+  s.keyHealth = new KeyHealth({ now, signers: () => signersOf(ca, s.crls.retired, tokenKey) });
   s.adminAuth = new AdminAuthenticator({ admins: o.admins ?? [`spiffe://${ca.config.trustDomain}/admin/*`], store: ca, isRevoked: (serial) => s.feed.has(serial), issuerKeyIds: adminIssuers(ca, s.crls.retired) });
   if (o.rateLimit !== false) s.limiter = new RateLimiter(o.rateLimit?.perSecond ?? 200, o.rateLimit?.burst ?? 400);
   // Built here only when not given: then this server owns it and lets its validations end on close.
@@ -203,7 +208,7 @@ async function reloadServer(o: { s: ServerState; server: https.Server; renewal: 
   let nextCrls: CrlSchedule;
   let next: TlsCredentials;
   try {
-    nextOcsp = await OcspService.create({ ca, now, metrics });
+    nextOcsp = await OcspService.create({ ca, now, metrics, onError: (e) => log.error({ err: e }, 'could not sign an OCSP answer') });
     nextCrls = await CrlSchedule.create({ ca, now, onAge });
     next = await renewal.issue();
   } catch (e) {
@@ -223,6 +228,15 @@ async function reloadServer(o: { s: ServerState; server: https.Server; renewal: 
   s.crls.markAllDirty();
   s.feed.poll();
   log.info({ server: ca.server.keyId.slice(0, 16), client: ca.client.keyId.slice(0, 16), retired: s.crls.retired.length, serial: next.serial }, 'reloaded the intermediates');
+}
+
+/** The keys this server signs with, by name: the intermediates (retired ones sign CRLs) and the token key. */
+function signersOf(ca: CertificateAuthority, retired: readonly IntermediateCa[], tokenKey: Signer): { name: string; signer: Signer }[] {
+  return [
+    { name: 'server-ca', signer: ca.server.signer }, { name: 'client-ca', signer: ca.client.signer },
+    ...retired.map((r) => ({ name: `${r.role}.prev-${r.keyId.slice(0, 16)}`, signer: r.signer })),
+    { name: 'token', signer: tokenKey },
+  ];
 }
 
 /** Key ids of the client CAs whose certificates may be admins': the current one and retired ones still valid. */

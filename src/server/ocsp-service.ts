@@ -42,9 +42,11 @@ export class OcspService {
   readonly #responders: OcspResponders;
   readonly #cache = new Map<string, Cached>();
   readonly #bySerial = new Map<string, string[]>();
+  readonly #onError: (e: unknown) => void;
 
-  private constructor(ca: CertificateAuthority, now: () => Date, metrics: CaMetrics, responders: OcspResponders) {
+  private constructor(ca: CertificateAuthority, now: () => Date, metrics: CaMetrics, responders: OcspResponders, onError: (e: unknown) => void) {
     this.#ca = ca;
+    this.#onError = onError;
     this.#responders = responders;
     this.#now = now;
     this.#metrics = metrics;
@@ -56,8 +58,8 @@ export class OcspService {
    * It answers for the current intermediates and for those retired by a key rotation while they
    * are valid.
    */
-  static async create(o: { ca: CertificateAuthority; now: () => Date; metrics: CaMetrics }): Promise<OcspService> {
-    return new OcspService(o.ca, o.now, o.metrics, await OcspResponders.create({ ca: o.ca, now: o.now }));
+  static async create(o: { ca: CertificateAuthority; now: () => Date; metrics: CaMetrics; /** Hears answers that could not be made (a token away); the caller gets internalError. */ onError?: (e: unknown) => void }): Promise<OcspService> {
+    return new OcspService(o.ca, o.now, o.metrics, await OcspResponders.create({ ca: o.ca, now: o.now }), o.onError ?? (() => undefined));
   }
 
   /** Forgets cached answers for a revoked serial; the next request is answered `revoked`. */
@@ -126,7 +128,7 @@ export class OcspService {
         }
         const { single, validity, status } = await this.#single(issuer, id);
         const t = new Date(Math.floor(now / 1000) * 1000);
-        const answer = await issuer.responder.sign([single], t);
+        const answer = await this.#sign(issuer, [single], t);
         this.#remember(key, id.serial, answer, t.getTime(), validity);
         if (req.method === 'GET' && path.length <= 1024) this.#remember(path, id.serial, answer, t.getTime(), validity);
         // max-age never runs past nextUpdate (RFC 5019 6.2); thisUpdate was rounded down.
@@ -142,10 +144,21 @@ export class OcspService {
       }
       const singles = await Promise.all(request.requests.map((id) => this.#single(issuer, id)));
       const t = new Date(Math.floor(this.#now().getTime() / 1000) * 1000);
-      const answer = await issuer.responder.sign(singles.map((s) => s.single), t, request.nonce);
+      const answer = await this.#sign(issuer, singles.map((s) => s.single), t, request.nonce);
       this.#send(res, answer, singles.length === 1 ? singles[0].status : 'several', 0);
-    } catch {
+    } catch (e) {
+      this.#onError(e);
       this.#send(res, OCSP_INTERNAL_ERROR, 'error');
+    }
+  }
+
+  /** Signs with the issuer's responder; a key the token lost gets its responder made again (OcspResponders.signFailed). */
+  async #sign(issuer: OcspIssuer, ...args: Parameters<OcspIssuer['responder']['sign']>): Promise<Buffer> {
+    try {
+      return await issuer.responder.sign(...args);
+    } catch (e) {
+      this.#responders.signFailed(issuer, e);
+      throw e;
     }
   }
 

@@ -9,7 +9,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import {
-  type AcmeService, type CertificateAuthority, type IssueResult, type LeafRole, type CrlSchedule, type Enrollment, type RevocationFeed, MAX_TOKEN_TTL_SECONDS, crossCertificate, rootsDocument, trustBundleText,
+  type AcmeService, type CertificateAuthority, type IssueResult, type LeafRole, type CrlSchedule, type Enrollment, type KeyHealth, type RevocationFeed, MAX_TOKEN_TTL_SECONDS, crossCertificate, rootsDocument, trustBundleText,
 } from '../ca/index.ts';
 import type { StoredCertificate } from '../ca/store.ts';
 import type { CertificateInfo } from '../core/certificate.ts';
@@ -44,6 +44,8 @@ export interface ServerState {
   crls: CrlSchedule;
   ocsp: OcspService;
   enrollment: Enrollment;
+  /** Whether the keys can sign (a token's may be away), for readiness. */
+  keyHealth: KeyHealth;
   adminAuth: AdminAuthenticator;
   limiter?: RateLimiter;
   /** Renewal of certificates expired less than this long ago. */
@@ -170,11 +172,18 @@ const notFound = (m: RegExpExecArray): MutualError => new MutualError('NOT_FOUND
 
 // ---- public routes
 
-function ready(s: ServerState, c: RequestContext): void {
-  // Ready while the store answers: the revocation poll reaches it every second.
+async function ready(s: ServerState, c: RequestContext): Promise<void> {
+  // Ready while the store answers (the revocation poll reaches it every second) and every key can
+  // sign (asking a token's key is also what brings it back after the token returns).
+  const keys = await s.keyHealth.check();
   const last = s.feed.lastContact;
   const stale = s.now().getTime() - last.getTime() > READY_STALE_POLLS * s.pollMs;
-  sendJson(c.res, stale ? 503 : 200, { ready: !stale, lastStoreContact: last.toISOString() });
+  const reasons = [...(stale ? ['the store has not answered'] : []), ...keys.unavailable.map((k) => `key ${k.name} unavailable${k.detail ? ` (${k.detail})` : ''}`)];
+  const ok = reasons.length === 0;
+  sendJson(c.res, ok ? 200 : 503, {
+    ready: ok, lastStoreContact: last.toISOString(), ...(ok ? {} : { reason: reasons.join('; ') }),
+    ...(keys.unavailable.length ? { unavailableKeys: keys.unavailable.map((k) => k.name) } : {}),
+  });
 }
 
 async function metricsRoute(s: ServerState, c: RequestContext): Promise<void> {
