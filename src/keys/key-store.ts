@@ -84,5 +84,5 @@ export function keyLocation(path: string): { kind: 'file' } | { kind: 'pkcs11'; 
  * before it exits, the server on close, tests). Idempotent; later Signers reopen on demand.
  */
 export async function closeKeyStores(): Promise<void> {
-  closeModules();
+  await closeModules();
 }

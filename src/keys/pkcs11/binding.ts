@@ -56,13 +56,14 @@ export const loadPkcs11js: BindingLoader = () => requireHere('pkcs11js') as Bind
  *   another Node).
  */
 export function loadBinding(loader: BindingLoader = loadPkcs11js): Binding {
+  let b: Binding;
   try {
-    const b = loader();
-    if (typeof b?.PKCS11 !== 'function') throw new Error('no PKCS11 class');
-    return b;
+    b = loader();
   } catch (cause) {
     throw new MutualError('HSM_BINDING_MISSING', { detail: `pkcs11js could not be loaded: ${(cause as Error)?.message ?? String(cause)}` }, { cause });
   }
+  if (typeof b?.PKCS11 !== 'function') throw new MutualError('HSM_BINDING_MISSING', { detail: 'the package loaded as pkcs11js has no PKCS11 class' });
+  return b;
 }
 
 /** Return values (CKR_*) mutual acts on, by number. */
@@ -129,6 +130,7 @@ export const CKO_PUBLIC_KEY = 2;
 export const CKO_PRIVATE_KEY = 3;
 export const CKK_RSA = 0;
 export const CKK_EC = 3;
+export const CKK_EC_EDWARDS = 0x40;
 
 export const CKA = {
   CLASS: 0x0,
@@ -156,5 +158,7 @@ export const CKM = {
   SHA256: 0x250,
   EC_KEY_PAIR_GEN: 0x1040,
   ECDSA: 0x1041,
+  EC_EDWARDS_KEY_PAIR_GEN: 0x1055,
+  EDDSA: 0x1057,
 } as const;
 export const CKG_MGF1_SHA256 = 0x2;

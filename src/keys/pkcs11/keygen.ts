@@ -11,7 +11,7 @@ import { MutualError } from '../../core/errors.ts';
 import { oid } from '../../core/der.ts';
 import { OID } from '../../core/oids.ts';
 import { CKA, CKM, CKO_PRIVATE_KEY, CKO_PUBLIC_KEY, type Attribute, type Mechanism } from './binding.ts';
-import { readPublicKey } from './token-key.ts';
+import { readPublicKey, type KeyKind } from './token-key.ts';
 import type { TokenSessions } from './token.ts';
 
 /** What {@link generateTokenKey} made: where to find it again. */
@@ -27,7 +27,7 @@ export function keyLabel(purpose: string, now: Date): string {
   return `mutual-${purpose}-${day}-${crypto.randomBytes(4).toString('hex')}`;
 }
 
-function generation(type: KeyType): { mechanism: Mechanism; kind: 'ec' | 'rsa'; publicTemplate: Attribute[] } {
+function generation(type: KeyType): { mechanism: Mechanism; kind: KeyKind; publicTemplate: Attribute[] } {
   if (type === 'p256' || type === 'p384') {
     return { mechanism: { mechanism: CKM.EC_KEY_PAIR_GEN }, kind: 'ec', publicTemplate: [{ type: CKA.EC_PARAMS, value: oid(type === 'p256' ? OID.p256 : OID.p384) }] };
   }
@@ -39,14 +39,18 @@ function generation(type: KeyType): { mechanism: Mechanism; kind: 'ec' | 'rsa'; 
       publicTemplate: [{ type: CKA.MODULUS_BITS, value: bits }, { type: CKA.PUBLIC_EXPONENT, value: Buffer.from([1, 0, 1]) }],
     };
   }
-  // SoftHSM2 2.6.1 as Debian builds it lists no CKM_EC_EDWARDS_KEY_PAIR_GEN (pkcs11-tool -M).
-  throw new MutualError('HSM_MECHANISM_UNSUPPORTED', { detail: `mutual makes ${type} keys in files only; on a token use p256, p384 or rsa2048-4096` });
+  if (type === 'ed25519') {
+    // PKCS#11 3.0 2.3.10 names the curve by OID or by name; SoftHSM2 2.6.1 takes the OID.
+    return { mechanism: { mechanism: CKM.EC_EDWARDS_KEY_PAIR_GEN }, kind: 'ed25519', publicTemplate: [{ type: CKA.EC_PARAMS, value: oid(OID.ed25519) }] };
+  }
+  throw new MutualError('HSM_MECHANISM_UNSUPPORTED', { detail: `key type ${String(type)} cannot be made on a token; use p256, p384, ed25519 or rsa2048-4096` });
 }
 
 /**
  * Generates a `type` key pair on the token (sync: C_GenerateKeyPair), labelled {@link keyLabel},
  * CKA_ID set to the key identifier afterwards (it depends on the key).
- * @throws MutualError `HSM_MECHANISM_UNSUPPORTED`, `HSM_UNAVAILABLE` and the token's codes.
+ * @throws MutualError `HSM_MECHANISM_UNSUPPORTED` (a token without the mechanism: CKR_MECHANISM_INVALID),
+ *   `HSM_UNAVAILABLE` and the token's codes.
  */
 export function generateTokenKey(token: TokenSessions, type: KeyType, o: { purpose: string; ephemeral: boolean; now: number }): TokenKeyMade {
   const g = generation(type);

@@ -34,6 +34,8 @@ export class Pkcs11Module {
   #up = false;
   #closed = false;
   #down: MutualError | undefined;
+  /** Why the library did not load, repeated until the next attempt is due. */
+  #loadError: MutualError | undefined;
   #lastAttempt = -Infinity;
   #inflight = 0;
   #finalizePending = false;
@@ -67,9 +69,9 @@ export class Pkcs11Module {
    */
   ensureUp(now: number): void {
     if (this.#up) return;
-    if (!this.#closed) {
-      if (this.#inflight > 0 || now - this.#lastAttempt < RECONNECT_INTERVAL_MS) throw this.#unavailable();
-    }
+    // Not while a signature started before the fall is still running: its C_Finalize is pending.
+    if (this.#inflight > 0) throw this.#unavailable();
+    if (!this.#closed && now - this.#lastAttempt < RECONNECT_INTERVAL_MS) throw this.#loadError ?? this.#unavailable();
     this.#lastAttempt = now;
     this.#closed = false;
     if (!this.#ck) {
@@ -77,9 +79,11 @@ export class Pkcs11Module {
       try {
         ck.load(this.path);
       } catch (cause) {
-        throw new MutualError('HSM_MODULE_INVALID', { detail: `${this.path} could not be loaded as a PKCS#11 module: ${ckrName(cause)}`, path: this.path }, { cause });
+        this.#loadError = new MutualError('HSM_MODULE_INVALID', { detail: `${this.path} could not be loaded as a PKCS#11 module: ${ckrName(cause)}`, path: this.path }, { cause });
+        throw this.#loadError;
       }
       this.#ck = ck;
+      this.#loadError = undefined;
     }
     try {
       // Without CKF_OS_LOCKING_OK, SoftHSM2 2.6.1 crashed under two sessions signing at once on
@@ -128,7 +132,10 @@ export class Pkcs11Module {
   }
   end(): void {
     this.#inflight--;
-    if (this.#inflight === 0 && this.#finalizePending) this.#finalizeWhenIdle();
+    if (this.#inflight === 0) {
+      if (this.#finalizePending) this.#finalizeWhenIdle();
+      else for (const resolve of this.#idle.splice(0)) resolve();
+    }
   }
 
   /** Why the module is down, for health(); undefined when up. */
@@ -136,15 +143,22 @@ export class Pkcs11Module {
     return this.#up ? undefined : this.#down;
   }
 
-  /** Closes every session and finalizes; the next use re-initializes at once. */
-  close(): void {
+  /**
+   * Closes every session and finalizes, once the signatures in flight have returned; the next use
+   * re-initializes at once.
+   */
+  close(): Promise<void> {
     for (const l of this.#listeners) l.close();
-    this.#up = false;
+    if (this.#up) {
+      this.#up = false;
+      this.#finalizeWhenIdle();
+    }
     this.#closed = true;
     this.#down = undefined;
-    this.#generation++;
-    this.#finalizeWhenIdle();
+    return this.#inflight === 0 ? Promise.resolve() : new Promise((resolve) => this.#idle.push(resolve));
   }
+
+  #idle: (() => void)[] = [];
 
   #finalizeWhenIdle(): void {
     if (this.#inflight > 0) {
@@ -157,6 +171,7 @@ export class Pkcs11Module {
     } catch {
       // A module that lost its device may refuse to finalize; it is re-initialized all the same.
     }
+    for (const resolve of this.#idle.splice(0)) resolve();
   }
 
   #unavailable(): MutualError {
@@ -200,6 +215,6 @@ export function moduleFor(path: string, loader?: BindingLoader): Pkcs11Module {
 }
 
 /** Closes every module of the process (see closeKeyStores). */
-export function closeModules(): void {
-  for (const m of modules.values()) m.close();
+export async function closeModules(): Promise<void> {
+  await Promise.all([...modules.values()].map((m) => m.close()));
 }

@@ -8,7 +8,7 @@
 import crypto from 'node:crypto';
 import { MutualError } from '../../core/errors.ts';
 import { CKF_RW_SESSION, CKF_SERIAL_SESSION, CKR, CKU_USER, ckrName, ckrOf, type Cryptoki } from './binding.ts';
-import type { ModuleListener, Pkcs11Module } from './module.ts';
+import { RECONNECT_INTERVAL_MS, type ModuleListener, type Pkcs11Module } from './module.ts';
 import { readPin } from './pin.ts';
 import { formatPkcs11Uri, type Pkcs11Uri } from './uri.ts';
 
@@ -17,7 +17,7 @@ export const DEFAULT_POOL_SIZE = 4;
 
 /** Options of {@link tokenFor}. */
 export interface TokenOptions {
-  /** Sessions in the pool. Default {@link DEFAULT_POOL_SIZE}. */
+  /** Sessions in the pool. Default {@link DEFAULT_POOL_SIZE}. The first opener of a token sets it for the process. */
   poolSize?: number;
   /** Where env: and credential: PIN sources and MUTUAL_PKCS11_PIN are looked up. Default process.env. */
   env?: NodeJS.ProcessEnv;
@@ -92,6 +92,22 @@ export class TokenSessions implements ModuleListener {
     this.module.ensureUp(now);
     const ck = this.module.ck;
     if (this.#generation === this.module.generation) return ck;
+    // A token that was not found, or refused the PIN, is asked again at the reconnect pace, not at
+    // every signature.
+    const f = this.#failed;
+    if (f && f.generation === this.module.generation && now - f.at < RECONNECT_INTERVAL_MS) throw f.error;
+    this.#failed = undefined;
+    try {
+      return this.#open1(ck, now);
+    } catch (e) {
+      if (e instanceof MutualError && e.code !== 'HSM_UNAVAILABLE') this.#failed = { at: now, generation: this.module.generation, error: e };
+      throw e;
+    }
+  }
+
+  #failed: { at: number; generation: number; error: MutualError } | undefined;
+
+  #open1(ck: Cryptoki, now: number): Cryptoki {
     let session: Buffer | undefined;
     try {
       const slot = findSlot(ck, this.uri);
@@ -173,7 +189,11 @@ export class TokenSessions implements ModuleListener {
   #give(session: Buffer): void {
     const w = this.#waiters.shift();
     if (w) w.resolve(session);
-    else this.#free.push(session);
+    else if (this.#open > this.#poolSize) {
+      // The extra session a sync call opened while the pool was busy.
+      this.#open--;
+      this.#closeQuietly(this.module.ck, session);
+    } else this.#free.push(session);
   }
 
   #closeQuietly(ck: Cryptoki, session: Buffer): void {
