@@ -21,7 +21,7 @@ import type { Signer } from '../core/signer.ts';
 import { generateSigner } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
 import { profileLifetimes, type CaConfig } from './config.ts';
-import { newKeyOptions, ocspKeyStore } from './keys-config.ts';
+import { newKeyOptions, ocspKeyStore } from './key-store-choice.ts';
 import { homeLayout, type HomeLayout } from './home.ts';
 import type { CaStore, CertificateRecord, ListFilter, StoredCertificate } from './store.ts';
 import { GroupCommit } from './group-commit.ts';

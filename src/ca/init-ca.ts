@@ -24,7 +24,7 @@ import { renderConfig, validateConfig, type CaConfig } from './config.ts';
 import { defaultOfflineDir, homeLayout, offlineLayout, type OfflineLayout } from './home.ts';
 import { openCaStore } from './open-ca-store.ts';
 import { createTokenKey, tokenKeyFile } from './tokens.ts';
-import { newKeyOptions, tokenKeyStore } from './keys-config.ts';
+import { newKeyOptions, tokenKeyStore } from './key-store-choice.ts';
 
 /** Root lifetime. */
 export const ROOT_DAYS = 3650;

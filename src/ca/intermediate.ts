@@ -16,7 +16,7 @@ import type { Signer } from '../core/signer.ts';
 import { generateSigner, keyStoreOf, openSigner, type KeyStoreSpec } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
 import { readConfig } from './config.ts';
-import { newKeyOptions } from './keys-config.ts';
+import { newKeyOptions } from './key-store-choice.ts';
 import { homeLayout } from './home.ts';
 import { openCaStore } from './open-ca-store.ts';
 import { installableRoots, promoteRootIfReady } from './root-install.ts';

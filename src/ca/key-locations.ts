@@ -8,6 +8,8 @@ import path from 'node:path';
 import { isMutualError } from '../core/errors.ts';
 import { keyLocation } from '../keys/index.ts';
 import { homeLayout, offlineLayout } from './home.ts';
+import { readConfig } from './config.ts';
+import { tokenKeyStore } from './key-store-choice.ts';
 import { tokenKeyFile } from './tokens.ts';
 
 /** One key of the CA. */
@@ -44,4 +46,16 @@ export function keyLocations(home: string, offlineDir?: string): KeyLocation[] {
     }
   }
   return out;
+}
+
+/**
+ * Whether opening the online CA in `home` needs the CA passphrase: some key it opens (the current
+ * and retired intermediates, the enrollment token key) is an encrypted file, or the token key is
+ * still to be made as one. False when all of them are on a token: an HSM-backed CA then starts
+ * (under systemd, with no one to type) with the token's PIN source alone.
+ */
+export function needsPassphrase(home: string): boolean {
+  const keys = keyLocations(home).filter((k) => !k.name.endsWith('.next'));
+  if (keys.some((k) => k.kind === 'file')) return true;
+  return !keys.some((k) => k.name === 'token') && tokenKeyStore(readConfig(homeLayout(home).config)) === undefined;
 }

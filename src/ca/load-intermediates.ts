@@ -14,7 +14,7 @@ import { MutualError } from '../core/errors.ts';
 import type { LintIssuer } from '../core/lint.ts';
 import { readPemOrDer } from '../core/pem.ts';
 import type { Signer } from '../core/signer.ts';
-import { openSigner } from '../keys/index.ts';
+import { openSigner, parseKeyStore } from '../keys/index.ts';
 import { readConfig, type CaConfig } from './config.ts';
 import type { HomeLayout } from './home.ts';
 import { crossCertificate, issuingRoot, knownRoots, readRotation, readTrustBundle, rootRevocations, type RotationState } from './trust-bundle.ts';
@@ -84,6 +84,9 @@ export function loadIntermediates(layout: HomeLayout, passphrase: string, url: s
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new MutualError('CA_NOT_INITIALIZED', { detail: `no ${layout.config}` });
     throw e;
   }
+  // config.yaml's schema checks keys.store's shape only (see keys-config.ts): a URI that does not
+  // parse is refused here, when the CA opens, not when the first OCSP responder key is made.
+  if (config.keys?.store !== undefined) parseKeyStore(config.keys.store);
   const urls = distributionUrls(url ?? config.url);
   const roots = knownRoots(layout);
   const rotation = readRotation(layout);

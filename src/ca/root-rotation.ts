@@ -20,7 +20,7 @@ import { readPemOrDer, toPem } from '../core/pem.ts';
 import type { Signer } from '../core/signer.ts';
 import { generateSigner, keyStoreOf, openSigner, type KeyStoreSpec } from '../keys/index.ts';
 import { writeFileAtomic } from '../io/index.ts';
-import { newKeyOptions } from './keys-config.ts';
+import { newKeyOptions } from './key-store-choice.ts';
 import { offlineLayout, type OfflineLayout } from './home.ts';
 import { ROOT_DAYS, buildRootCrl, type RootState } from './init-ca.ts';
 

@@ -17,7 +17,7 @@ import { generateSigner, openSigner, type KeyStoreSpec } from '../keys/index.ts'
 import { MIN_CERT_LIFETIME_SECONDS } from './issue-request.ts';
 import type { LeafRole } from './load-intermediates.ts';
 import { MAX_TOKEN_TTL_SECONDS } from './limits.ts';
-import { newKeyOptions } from './keys-config.ts';
+import { newKeyOptions } from './key-store-choice.ts';
 
 /** Longest token accepted. */
 export const MAX_TOKEN_LENGTH = 8 * 1024;

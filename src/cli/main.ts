@@ -74,8 +74,13 @@ async function rootPassphraseFor(rootKeys: string[], file: string | undefined, g
   return !needsFile && rootKeys.every(onToken) ? '' : rootPassphrase(file, g);
 }
 
-async function caPassphrase(g: GlobalOptions, confirm = false): Promise<string> {
+/**
+ * The CA passphrase. With `home` (a CA that exists), none is asked when every key the online CA
+ * opens is on a token (needsPassphrase): '' is given, and no file key will be opened with it.
+ */
+async function caPassphrase(g: GlobalOptions, confirm = false, home?: string): Promise<string> {
   const { resolvePassphrase } = await passphrases();
+  if (home !== undefined && !(await import('../ca/index.ts')).needsPassphrase(home)) return '';
   return resolvePassphrase({ passphraseFile: g.passphraseFile, purpose: 'the CA keys', confirm });
 }
 
@@ -127,7 +132,7 @@ async function withInventory<T>(g: GlobalOptions, fn: (store: CaStore) => Promis
 async function withCa<T>(g: GlobalOptions, fn: (ca: CertificateAuthority) => Promise<T>): Promise<T> {
   const home = requireHome(g).home;
   const { openAuthority } = await import('./compose.ts');
-  const ca = await openAuthority({ home, passphrase: await caPassphrase(g) });
+  const ca = await openAuthority({ home, passphrase: await caPassphrase(g, false, home) });
   try {
     return await fn(ca);
   } finally {
@@ -205,6 +210,8 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
     .option('--root-passphrase-file <file>', 'passphrase for the root key (else $MUTUAL_ROOT_PASSPHRASE, else the CA passphrase)')
     .option('--key-store <uri>', 'make the intermediates\' keys on a PKCS#11 token: pkcs11:token=...?module-path=...&pin-source=file:... (default: encrypted files); written to config.yaml as keys.store')
     .option('--root-key-store <uri>', 'make the root key on a PKCS#11 token (its reference goes to the offline folder; default: an encrypted file there)')
+    .addOption(new Option('--ocsp-responder-keys <where>', 'OCSP responder keys: in memory, or on the --key-store token as session objects (config.yaml keys.ocspResponderKeys)').choices(['memory', 'store']))
+    .addOption(new Option('--enrollment-token-key <where>', 'the enrollment token signing key: an encrypted file, or on the --key-store token (config.yaml keys.enrollmentTokenKey)').choices(['file', 'store']))
     .option('--permit-dns <suffix>', 'also permit this DNS suffix (repeatable)', collect, [])
     .option('--permit-ip <cidr>', 'also permit this IP range (repeatable)', collect, [])
     .option('--url <url>', 'public base URL of the CA server, written into certificates (CRL, OCSP, AIA)')
@@ -234,6 +241,7 @@ function registerIssuingCommands(program: Command, g: () => GlobalOptions): void
         home, offlineDir: o.offlineDir && path.resolve(o.offlineDir), trustDomain: o.trustDomain, name: o.name, passphrase, rootPassphrase: rootPass,
         permitDns: o.permitDns, permitIp: o.permitIp, url: o.url, keyTypes: { root: o.rootKey as KeyType, intermediate: o.key as KeyType }, adminName: o.admin,
         adminKeyPassphrase: adminPass, database: o.database ? { url: o.database, schema: o.databaseSchema } : undefined, keyStore, rootKeyStore,
+        ...(o.ocspResponderKeys || o.enrollmentTokenKey ? { keysConfig: { ocspResponderKeys: o.ocspResponderKeys, enrollmentTokenKey: o.enrollmentTokenKey } } : {}),
         ...(at?.kind === 'postgres' ? { databaseUrl: at.url, databaseSchema: at.schema } : {}),
       });
       const adminDir = homeLayout(home).adminDir;
@@ -515,7 +523,10 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
       const { intermediateCsr } = await import('../ca/index.ts');
       if (o.keyStore !== undefined && !o.newKey) throw new MutualError('CONFIG_INVALID', { detail: '--key-store needs --new-key' });
       const keyStore = await keyStoreOption(o.keyStore);
-      const pem = await intermediateCsr({ home: requireHome(g()).home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: await caPassphrase(g()), newKey: o.newKey, ...(keyStore ? { keyStore } : {}) });
+      const home = requireHome(g()).home;
+      // A new key written as an encrypted file needs the passphrase whatever the current key is.
+      const pass = await caPassphrase(g(), false, keyStore?.kind === 'file' ? undefined : home);
+      const pem = await intermediateCsr({ home, role: o.role === 'server' ? 'server-ca' : 'client-ca', passphrase: pass, newKey: o.newKey, ...(keyStore ? { keyStore } : {}) });
       fs.writeFileSync(o.out, pem);
       print(g(), `Wrote ${o.out}. Sign it offline: \`mutual offline sign-intermediate ${o.out} --role ${o.role} --out ${o.role}-ca.pem\`.\n`, { file: o.out });
     });
@@ -525,7 +536,7 @@ function registerOfflineCommands(program: Command, g: () => GlobalOptions): void
     .addOption(new Option('--role <role>').choices(['server', 'client']).makeOptionMandatory())
     .action(async (file: string, o) => {
       const home = requireHome(g()).home;
-      const passphrase = await caPassphrase(g());
+      const passphrase = await caPassphrase(g(), false, home);
       const [{ openInventory }, { installIntermediate }] = await Promise.all([import('./compose.ts'), import('../ca/index.ts')]);
       const store = (await openInventory(home))!;
       let promoted = false;

@@ -44,7 +44,11 @@ function writeFiles(dir: string, r: { certificate: string; chain: string; fullch
 
 /** Adds the server-side and client-side commands to the program. */
 export function registerServerCommands(program: Command, g: () => Globals): void {
-  const passphrase = async () => (await import('../keys/index.ts')).resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
+  /** The CA passphrase; none is asked for a CA whose every key is on a token (see needsPassphrase). */
+  const passphrase = async (home?: string) => {
+    if (home !== undefined && fs.existsSync(homeLayout(home).config) && !(await import('../ca/index.ts')).needsPassphrase(home)) return '';
+    return (await import('../keys/index.ts')).resolvePassphrase({ passphraseFile: g().passphraseFile, purpose: 'the CA keys' });
+  };
 
   async function serve(o: { listen: string; publicListen?: string; url?: string; logLevel: string; graceSeconds: number; rateLimit: string; database?: string; databaseSchema?: string; sqliteWriterThread?: boolean; cryptoThreads?: boolean }, home: string, pass: string, banner: boolean, passFlag = '') {
     const [{ readConfig }, { openAuthority }, { startCaServer }, { pino }] = await Promise.all([
@@ -117,7 +121,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
     .option('--crypto-threads', 'verify CSRs and sign on libuv\'s thread pool (for many cores; slower on 2, where the hand-offs cost more than they free)');
 
   serveOptions(program.command('serve').description('run the online CA server (API, enrollment, renewal, OCSP, CRLs)'))
-    .action(async (o) => serve(o, resolveHome(g().home), await passphrase(), true));
+    .action(async (o) => serve(o, resolveHome(g().home), await passphrase(resolveHome(g().home)), true));
 
   serveOptions(program.command('start').description('first run: create a CA in the state folder; then serve it (what `npm start` runs)'))
     .action(async (o) => {
@@ -144,7 +148,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         import('../ca/index.ts'), import('./compose.ts'), import('../core/names.ts'),
         import('../core/policy.ts'), import('../core/certificate.ts'), import('../core/pem.ts')]);
       const home = resolveHome(g().home);
-      const pass = await passphrase();
+      const pass = await passphrase(home);
       const ca = await openAuthority({ home, passphrase: pass });
       try {
         const sans = splitNames(names);
@@ -160,6 +164,7 @@ export function registerServerCommands(program: Command, g: () => Globals): void
         } else out(g(), t.token + '\n', { token: t.token, expiresAt: t.expiresAt });
       } finally {
         await ca.close();
+        await (await import('../keys/index.ts')).closeKeyStores();
       }
     });
 
