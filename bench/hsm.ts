@@ -67,6 +67,8 @@ type EngineRun = {
   peakRssMB: number;
   keyLocation: { kind: 'file' } | { kind: 'pkcs11'; uri: string };
   threads: Record<string, number>;
+  systemSeconds: number;
+  contextSwitches: number;
 };
 
 /** One engine run, pinned to core 0, after `sync` (see bench/issuance.ts for why). */
@@ -104,7 +106,7 @@ if (withOpenssl) {
 
 const speedBefore = ecdsaSpeed();
 const runs = { file: [] as EngineRun[], token: [] as EngineRun[] };
-const limits = { opensslSpeed: [] as number[], p11One: [] as number[], p11Two: [] as number[] };
+const limits = { opensslSpeed: [] as number[], p11One: [] as number[], p11Two: [] as number[], p11Session: [] as number[], initMicros: [] as number[], signMicros: [] as number[] };
 const peer = { file: [] as number[], token: [] as number[] };
 let tokenKeyLabel = '';
 for (let r = 0; r < rounds; r++) {
@@ -116,13 +118,18 @@ for (let r = 0; r < rounds; r++) {
     progress(`round ${r + 1}: ${store} ${Math.round(run.certsPerSec)} certs/s`);
   }
   limits.opensslSpeed.push(ecdsaSpeed()[0]);
-  limits.p11One.push(runP11Speed(p11Speed, token, tokenKeyLabel, P11_SPEED_SECONDS, 1, '0').perSecond);
+  const one = runP11Speed(p11Speed, token, tokenKeyLabel, P11_SPEED_SECONDS, 1, '0');
+  limits.p11One.push(one.perSecond);
+  limits.initMicros.push(one.initMicros);
+  limits.signMicros.push(one.signMicros);
   limits.p11Two.push(runP11Speed(p11Speed, token, tokenKeyLabel, P11_SPEED_SECONDS, 2, '0,1').perSecond);
+  // The same with a session key: SoftHSM2 then skips the check of its token files it makes on every use of a token key.
+  limits.p11Session.push(runP11Speed(p11Speed, token, '-', P11_SPEED_SECONDS, 1, '0').perSecond);
   if (opensslFile && opensslToken) {
-    execFileSync('sync');
-    peer.file.push((await measureOpensslIssuance(opensslFile, opensslCsrs, { cpus: '0' })).certsPerSec);
-    execFileSync('sync');
-    peer.token.push((await measureOpensslIssuance(opensslToken, opensslCsrs, { cpus: '0' })).certsPerSec);
+    for (const store of r % 2 === 0 ? (['file', 'token'] as const) : (['token', 'file'] as const)) {
+      execFileSync('sync');
+      peer[store].push((await measureOpensslIssuance(store === 'file' ? opensslFile : opensslToken, opensslCsrs, { cpus: '0' })).certsPerSec);
+    }
   }
   progress(`round ${r + 1}: openssl speed ${limits.opensslSpeed.at(-1)}/s, p11-speed ${limits.p11One.at(-1)}/s (1 thread), ${limits.p11Two.at(-1)}/s (2)`);
 }
@@ -139,6 +146,8 @@ const engineRow = (name: string, xs: EngineRun[]) => ({
   'main thread': threadUs(xs, /^main$/),
   'libuv pool': threadUs(xs, /^libuv-worker$/),
   'other threads': threadUs(xs, /^(?!main$|libuv-worker$)/),
+  'of it kernel': Math.round((median(xs.map((x) => x.systemSeconds)) / count) * 1e6),
+  'context switches/cert': Math.round((median(xs.map((x) => x.contextSwitches)) / count) * 10) / 10,
   'peak RSS MB': m(xs.map((x) => x.peakRssMB)),
   'all rounds': all(xs.map((x) => x.certsPerSec)),
 });
@@ -155,6 +164,7 @@ const signing: Record<string, string | number>[] = [
   { signer: 'openssl speed ecdsap256, core 0 (software key: the file key ceiling)', 'signatures/s (median)': m(limits.opensslSpeed), 'all rounds': all(limits.opensslSpeed) },
   { signer: 'p11-speed.c, token key, 1 thread, core 0 (the token key ceiling)', 'signatures/s (median)': m(limits.p11One), 'all rounds': all(limits.p11One) },
   { signer: 'p11-speed.c, token key, 2 threads, cores 0-1', 'signatures/s (median)': m(limits.p11Two), 'all rounds': all(limits.p11Two) },
+  { signer: 'p11-speed.c, session key (CKA_TOKEN false), 1 thread, core 0', 'signatures/s (median)': m(limits.p11Session), 'all rounds': all(limits.p11Session) },
 ];
 if (withOpenssl && opensslToken) {
   if (fs.existsSync(PKCS11_SPY)) {
@@ -182,6 +192,7 @@ say(formatTable(signing));
 say();
 say(`ratio token/file, mutual: ${((tokenRate / fileRate) * 100).toFixed(0)}% (target >= 50%)` + (peer.file.length > 0 ? `; openssl ca: ${((median(peer.token) / median(peer.file)) * 100).toFixed(0)}%` : ''));
 say(`the token costs ${extraUs.toFixed(0)} µs more CPU per certificate; its own signing, in C, costs ${signExtraUs.toFixed(0)} µs more than a software signature (1/p11-speed - 1/openssl speed); the rest, ${(extraUs - signExtraUs).toFixed(0)} µs, is the hop from Node (binding, thread pool, session pool, DER)`);
+say(`one token signature in C: C_SignInit ${median(limits.initMicros).toFixed(1)} µs (on the event loop's thread in mutual), C_Sign ${median(limits.signMicros).toFixed(1)} µs (on libuv's pool)`);
 say(`mutual on the token issues ${((tokenRate / median(limits.p11One)) * 100).toFixed(0)}% of p11-speed's signatures/s on one core`);
 
 if (profile) {
