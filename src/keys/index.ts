@@ -11,3 +11,5 @@ export type { Pkcs11Options } from './pkcs11/open-token-signer.ts';
 export { parsePkcs11Uri, formatPkcs11Uri, MAX_PKCS11_URI_LENGTH, PKCS11_MODULE_ENV } from './pkcs11/uri.ts';
 export type { Pkcs11Uri } from './pkcs11/uri.ts';
 export { PKCS11_PIN_ENV, PKCS11_PIN_CREDENTIAL } from './pkcs11/pin.ts';
+export { RECONNECT_INTERVAL_MS } from './pkcs11/module.ts';
+export { DEFAULT_POOL_SIZE } from './pkcs11/token.ts';

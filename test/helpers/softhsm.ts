@@ -16,6 +16,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
@@ -51,6 +52,22 @@ export interface SoftHsmToken {
   restore(): void;
 }
 
+/**
+ * Whether pkcs11js (an optional dependency: it needs a compiler) loads here; like requireTool, a
+ * test without it skips, and fails under MUTUAL_INTEROP=require.
+ */
+function requireBinding(t: TestContext): boolean {
+  try {
+    createRequire(import.meta.url)('pkcs11js');
+    return true;
+  } catch {
+    const msg = 'the PKCS#11 binding pkcs11js is not built (npm install with g++, make and python3)';
+    if (process.env.MUTUAL_INTEROP === 'require') throw new Error(`${msg}; MUTUAL_INTEROP=require`);
+    t.skip(msg);
+    return false;
+  }
+}
+
 interface Shared {
   dir: string;
   conf: string;
@@ -75,11 +92,12 @@ function sharedFolder(): Shared {
 
 /**
  * Makes a new SoftHSM2 token in this test file's token folder (see the file's top comment), or skips
- * `t` when softhsm2-util is missing (fails under MUTUAL_INTEROP=require): returns undefined then.
+ * `t` when softhsm2-util or pkcs11js is missing (fails under MUTUAL_INTEROP=require): returns
+ * undefined then.
  * After `t`, the token folder is put back if the test removed it.
  */
 export function makeToken(t: TestContext, o: { label?: string } = {}): SoftHsmToken | undefined {
-  if (!requireTool(t, 'softhsm2-util', 'softhsm2')) return undefined;
+  if (!requireTool(t, 'softhsm2-util', 'softhsm2') || !requireBinding(t)) return undefined;
   const s = sharedFolder();
   const label = o.label ?? `mutual-${crypto.randomBytes(4).toString('hex')}`;
   const pin = crypto.randomBytes(6).toString('hex');

@@ -10,10 +10,9 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { closeKeyStores, generateSigner, keyLocation } from '../../src/keys/index.ts';
 import { spkiDer } from '../../src/core/algorithms.ts';
 import { isMutualError } from '../../src/core/errors.ts';
-import { RECONNECT_INTERVAL_MS } from '../../src/keys/pkcs11/module.ts';
+import { RECONNECT_INTERVAL_MS, closeKeyStores, generateSigner, keyLocation } from '../../src/keys/index.ts';
 import { makeToken } from '../helpers/softhsm.ts';
 import { requireTool, run } from '../helpers/tools.ts';
 

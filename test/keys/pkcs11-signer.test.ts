@@ -133,6 +133,16 @@ test('keys made on the token sign what OpenSSL verifies, and never leave it', as
     });
   }
 
+  await t.test('ok/an ephemeral key is a session object: another process does not see it', async () => {
+    const made = generateSigner('p256', { store: { kind: 'pkcs11', uri: tok.tokenUri }, purpose: 'ocsp', ephemeral: true });
+    const ref = path.join(dir, 'ephemeral.key.pem');
+    made.save(ref, '');
+    const loc = keyLocation(ref);
+    const label = /object=([^;?]+)/.exec(loc.kind === 'pkcs11' ? loc.uri : '')![1];
+    assert.ok(!listObjects(tok).includes(label), 'not on the token for others');
+    assertOpensslAccepts(await issueWith(made, 'ephemeral'));
+  });
+
   await t.test('fail/an extractable key written with pkcs11-tool is refused: HSM_KEY_EXTRACTABLE', () => {
     const r = run('pkcs11-tool', [
       '--module', tok.module, '--token-label', tok.label, '--login', '--pin', tok.pin,
