@@ -8,8 +8,9 @@
  * path with durable SQLite, pinned to core 0 as bench:issuance is) with `file` keys and with the
  * keys on a SoftHSM2 token this run makes (softhsm2-util, its own SOFTHSM2_CONF); `openssl speed
  * ecdsap256` on core 0 (the file key's ceiling); bench/peers/p11-speed.c, C_SignInit/C_Sign in C
- * on the very key the token round signed with, 1 thread on core 0 (the token key's ceiling) and 2
- * threads on both cores; and `openssl ca -infiles` with its key in a file and on the token through
+ * on the very key the token round signed with, 1 thread on core 0 (the token key's ceiling), 2
+ * threads on both cores, and a session key on core 0 (SoftHSM2 without its per-use check of the
+ * token's files); and `openssl ca -infiles` with its key in a file and on the token through
  * libp11's engine, on core 0. Then, once: what `openssl speed -engine pkcs11` and `openssl pkeyutl`
  * do with the token (bench/peers/openssl-engine.ts says why neither is a signing rate).
  * `--profile` runs the engine once more on the token and once on the file under `--cpu-prof`,
