@@ -2,7 +2,8 @@
  * `keys.ocspResponderKeys: store`: the delegated OCSP responders' keys are made on the token as
  * session objects. Through `mutual serve`, OpenSSL verifies the answers; the responder certificate
  * certifies a key the token made (its Signer reports the token's health); pkcs11-tool finds no
- * responder key on the token once the server has exited (nothing was made as a token object).
+ * responder key on the token once the server has exited (nothing was made as a token object). A
+ * token that goes away and comes back has lost them: the server makes new responders by itself.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import { validateConfig } from '../../src/ca/config.ts';
 import { closeKeyStores } from '../../src/keys/index.ts';
 import { makeToken } from '../helpers/softhsm.ts';
 import { makeTestCa } from '../helpers/test-ca.ts';
-import { freePort, spawnServe } from '../helpers/server.ts';
+import { freePort, spawnServe, waitFor } from '../helpers/server.ts';
 import { openssl, requireTool, run } from '../helpers/tools.ts';
 
 test('ok/OCSP responder keys on the token as session objects', async (t) => {
@@ -28,15 +29,31 @@ test('ok/OCSP responder keys on the token as session objects', async (t) => {
   assert.equal(typeof r.signer.health, 'function');
   assert.deepEqual(await r.signer.health!(), { available: true });
   const leaf = await tc.ca.issue({ role: 'server', names: { dns: ['api.acme.internal'], ip: [], uri: [] }, actor: 'test' });
+  const later = await tc.ca.issue({ role: 'server', names: { dns: ['later.acme.internal'], ip: [], uri: [] }, actor: 'test' });
   await tc.ca.close();
   await closeKeyStores();
 
   const srv = await spawnServe(tc, undefined, ['--public-listen', `127.0.0.1:${publicPort}`]);
   try {
-    const cert = tc.file('leaf.pem', leaf.certificatePem);
-    const o = openssl(['ocsp', '-url', `http://127.0.0.1:${publicPort}/ocsp`, '-issuer', tc.layout.serverCaCert, '-cert', cert, '-CAfile', tc.layout.rootCert, '-verify_other', tc.layout.serverCaCert]);
+    const ocsp = (cert: string) => openssl(['ocsp', '-url', `http://127.0.0.1:${publicPort}/ocsp`, '-issuer', tc.layout.serverCaCert, '-cert', cert, '-CAfile', tc.layout.rootCert, '-verify_other', tc.layout.serverCaCert]);
+    const o = ocsp(tc.file('leaf.pem', leaf.certificatePem));
     assert.match(o.stdout + o.stderr, /Response verify OK/);
     assert.match(o.stdout, /: good/);
+
+    // The token goes away and comes back: its session objects (the responder keys) are gone, so
+    // the server makes new responders by itself and answers again, verified.
+    const ready = async () => (await fetch(`http://127.0.0.1:${publicPort}/ready`)).status;
+    tok.remove();
+    await waitFor('/ready 503', 10_000, async () => ((await ready()) === 503 ? true : undefined));
+    tok.restore();
+    await waitFor('/ready 200', 20_000, async () => ((await ready()) === 200 ? true : undefined));
+    const laterPem = tc.file('later.pem', later.certificatePem);
+    const again = await waitFor('an OCSP answer after the restore', 20_000, () => {
+      const r = ocsp(laterPem);
+      return /Response verify OK/.test(r.stdout + r.stderr) ? r : undefined;
+    });
+    assert.match(again.stdout, /: good/);
+    assert.equal(srv.child.exitCode, null);
   } finally {
     srv.child.kill('SIGTERM');
     assert.equal((await srv.exited).code, 0, srv.output());
