@@ -17,6 +17,7 @@ import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { prepareOpensslCa, measureOpensslIssuance, writeCsrs } from './peers/openssl-ca.ts';
 import { formatTable, median } from './lib/measure.ts';
+import { ecdsaSpeed } from './lib/openssl-speed.ts';
 
 const count = Number(process.argv[2] ?? 20000);
 const rounds = Number(process.argv[3] ?? 3);
@@ -27,13 +28,6 @@ fs.mkdirSync(csrDir);
 const csrs = await writeCsrs(csrDir, count);
 const peer = await prepareOpensslCa(path.join(work, 'openssl-ca'));
 
-/** `openssl speed ecdsap256` on core 0: [signatures/s, verifications/s]. */
-function ecdsaSpeed(): [number, number] {
-  const out = execFileSync('taskset', ['-c', '0', 'openssl', 'speed', '-seconds', '2', 'ecdsap256'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  const m = /nistp256\)\s+\S+\s+\S+\s+([\d.]+)\s+([\d.]+)/.exec(out);
-  if (!m) throw new Error(`cannot read openssl speed's output:\n${out}`);
-  return [Math.round(Number(m[1])), Math.round(Number(m[2]))];
-}
 const speedBefore = ecdsaSpeed();
 
 type Run = { certsPerSec: number; cpuSeconds: number; peakRssMB: number };

@@ -25,8 +25,12 @@ export interface OpensslCa {
   config: string;
   /** The self-signed P-256 CA certificate (PEM). */
   certificate: string;
-  /** The CA's private key (PKCS#8 PEM, unencrypted). */
+  /** The CA's private key (PKCS#8 PEM, unencrypted), or the `pkcs11:` URI of a token key. */
   privateKey: string;
+  /** Extra `openssl ca`/`req` arguments that name the key: none for a file, the engine's for a token key. */
+  keyArgs: string[];
+  /** The environment of every openssl run (the token's SOFTHSM2_CONF and module); default this process's. */
+  env?: NodeJS.ProcessEnv;
   /** index.txt, the CA's database. */
   database: string;
   /** Where `openssl ca` writes every issued certificate, one `SERIAL.pem` each. */
@@ -41,6 +45,8 @@ export interface OpensslIssuanceOptions {
    * (auto_da_alloc): ~0.45 ms per certificate here. `/dev/null` shows openssl ca without that cost.
    */
   out?: string;
+  /** Run pinned to these CPUs (`taskset -c`), e.g. `0`; default: unpinned. */
+  cpus?: string;
 }
 
 /** What {@link measureOpensslIssuance} measured. */
@@ -124,30 +130,43 @@ subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid:always
 `;
 
+/** A CA key on a PKCS#11 token, which openssl reaches through libp11's engine (Debian's libengine-pkcs11-openssl). */
+export interface OpensslTokenKey {
+  /** The private key's URI as libp11 reads it: `pkcs11:token=..;object=..;type=private?pin-source=file:..`. */
+  uri: string;
+  /** The environment openssl runs in: `PKCS11_MODULE_PATH` (the engine's module) and the token's own settings. */
+  env: NodeJS.ProcessEnv;
+}
+
 /**
  * Makes a standalone OpenSSL CA in `dir` (created if needed): a P-256 key, a self-signed CA certificate
  * (`openssl req -x509`, 10 years), and an openssl.cnf whose `[ca]` section issues server leaves
  * (CA:FALSE, digitalSignature, serverAuth, SAN copied from the CSR, SKI/AKI, {@link LEAF_DAYS} days,
  * SHA-256, random serials) to any CN-only subject, and signs CRLs with a CRL number and AKI.
+ * With `tokenKey` the CA's key is that token key instead (`-engine pkcs11 -keyform engine`).
  */
-export async function prepareOpensslCa(dir: string): Promise<OpensslCa> {
+export async function prepareOpensslCa(dir: string, tokenKey?: OpensslTokenKey): Promise<OpensslCa> {
   // openssl.cnf has no quoting; `$` would expand and whitespace or `#` would cut the value.
   if (/[\s$#"'\\]/.test(dir)) throw new TypeError(`the CA directory must not contain spaces or $#"'\\: ${dir}`);
   const ca: OpensslCa = {
     dir,
     config: join(dir, 'openssl.cnf'),
     certificate: join(dir, 'ca.crt'),
-    privateKey: join(dir, 'ca.key'),
+    privateKey: tokenKey?.uri ?? join(dir, 'ca.key'),
+    keyArgs: tokenKey ? ['-engine', 'pkcs11', '-keyform', 'engine'] : [],
+    env: tokenKey?.env,
     database: join(dir, 'index.txt'),
     newcertsDir: join(dir, 'newcerts'),
   };
   await mkdir(ca.newcertsDir, { recursive: true });
-  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  await writeFile(ca.privateKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  if (!tokenKey) {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    await writeFile(ca.privateKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  }
   await writeFile(ca.config, cnf(dir));
   await writeFile(ca.database, '');
   await writeFile(join(dir, 'crlnumber'), '01\n');
-  await runTimed('openssl', ['req', '-x509', '-new', '-config', ca.config, '-key', ca.privateKey, '-sha256', '-days', '3650', '-extensions', 'v3_ca', '-out', ca.certificate]);
+  await runTimed('openssl', ['req', '-x509', '-new', '-config', ca.config, ...ca.keyArgs, '-key', ca.privateKey, '-sha256', '-days', '3650', '-extensions', 'v3_ca', '-out', ca.certificate], { env: ca.env });
   return ca;
 }
 
@@ -180,7 +199,8 @@ export async function measureOpensslIssuance(ca: OpensslCa, csrPemFiles: readonl
   await resetDatabase(ca);
   // -out keeps only the last certificate (every one is in newcerts/); without it they all go to stdout.
   const out = opts.out ?? join(ca.dir, 'issued-last.pem');
-  const run = await runTimed('openssl', ['ca', '-batch', '-notext', '-config', ca.config, '-out', out, '-infiles', ...csrPemFiles]);
+  const args = ['ca', '-batch', '-notext', '-config', ca.config, ...ca.keyArgs, '-keyfile', ca.privateKey, '-out', out, '-infiles', ...csrPemFiles];
+  const run = opts.cpus ? await runTimed('taskset', ['-c', opts.cpus, 'openssl', ...args], { env: ca.env }) : await runTimed('openssl', args, { env: ca.env });
 
   const files = (await readdir(ca.newcertsDir)).filter((f) => f.endsWith('.pem'));
   const valid = (await readFile(ca.database, 'utf8')).split('\n').filter((l) => l.startsWith('V\t')).length;
@@ -299,7 +319,7 @@ export async function measureOpensslCrl(ca: OpensslCa, count: number, order: 'so
   await writeRevokedIndex(ca.database, count, order, opts.now ?? new Date(), opts.reason === undefined ? 'keyCompromise' : opts.reason);
   const pem = join(ca.dir, 'crl.pem');
   const der = join(ca.dir, 'crl.der');
-  const run = await runTimed('openssl', ['ca', '-gencrl', '-config', ca.config, '-out', pem]);
+  const run = await runTimed('openssl', ['ca', '-gencrl', '-config', ca.config, ...ca.keyArgs, '-keyfile', ca.privateKey, '-out', pem], { env: ca.env });
 
   await runTimed('openssl', ['crl', '-in', pem, '-outform', 'DER', '-out', der]);
   const derBytes = (await stat(der)).size;
